@@ -1,0 +1,65 @@
+//! Command-line interface: argument parsing and one module per subcommand. The only
+//! place that wires the layers together.
+
+mod init;
+mod mount;
+mod passphrase;
+mod stats;
+mod umount;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// nanofs: a deduplicating, encrypted file system for large media.
+#[derive(Debug, Parser)]
+#[command(name = "nanofs", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new volume.
+    Init(init::Args),
+    /// Mount a volume (runs as a daemon unless --foreground).
+    Mount(mount::Args),
+    /// Unmount a mounted volume and wait until its daemon has flushed everything.
+    Umount(umount::Args),
+    /// Show space statistics: logical and stored bytes, chunks, dedup ratio.
+    Stats(stats::Args),
+}
+
+/// Where a passphrase comes from, shared by every command that unlocks a volume.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PassphraseArgs {
+    /// Read the passphrase from the first line of this file (else $NANOFS_PASSPHRASE, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+/// Runs the command line; returns the process exit code.
+#[must_use]
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Mount(a) => mount::run(a),
+        Command::Umount(a) => umount::run(a),
+        Command::Stats(a) => stats::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("nanofs: {e:#}");
+            1
+        }
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

@@ -1,0 +1,212 @@
+//! `nanofs mount VOLUME MOUNTPOINT`: unlock, daemonise (like sshfs), mount, serve.
+//!
+//! Everything that can fail on bad input (volume, passphrase, mount point) is checked in
+//! the calling process, before anything is opened for writing, so the error is one clear
+//! line and the volume is untouched. The daemon reports its start-up result through a
+//! pipe; `mount` returns once the mount is ready.
+
+use super::{passphrase, PassphraseArgs};
+use crate::control;
+use crate::fs::mount::MountConfig;
+use crate::volume::{Error as VolumeError, OpenOptions, Volume};
+use anyhow::{anyhow, bail, Context};
+use nix::sys::signal::{SigSet, Signal};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The volume directory.
+    volume: PathBuf,
+    /// Where to mount it (an existing directory).
+    mountpoint: PathBuf,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+    /// Stay in the foreground and log to stderr.
+    #[arg(short, long)]
+    foreground: bool,
+    /// Mount options: allow_other, ro, cache_mb=N (comma-separated, repeatable).
+    #[arg(short = 'o', value_name = "OPT,...")]
+    options: Vec<String>,
+}
+
+/// Parsed `-o` options.
+#[derive(Debug, Default, PartialEq)]
+struct Options {
+    allow_other: bool,
+    read_only: bool,
+    cache_mb: Option<u32>,
+}
+
+fn parse_options(list: &[String]) -> anyhow::Result<Options> {
+    let mut o = Options::default();
+    for opt in list.iter().flat_map(|s| s.split(',')).filter(|s| !s.is_empty()) {
+        match opt.split_once('=') {
+            None if opt == "allow_other" => o.allow_other = true,
+            None if opt == "ro" => o.read_only = true,
+            None if opt == "rw" => o.read_only = false,
+            Some(("cache_mb", v)) => {
+                let n: u32 = v.parse().map_err(|_| anyhow!("-o cache_mb={v}: not a number"))?;
+                if !(8..=65536).contains(&n) {
+                    bail!("-o cache_mb={n}: must be 8 to 65536");
+                }
+                o.cache_mb = Some(n);
+            }
+            _ => bail!("unknown mount option {opt:?} (known: allow_other, ro, rw, cache_mb=N)"),
+        }
+    }
+    Ok(o)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let opts = parse_options(&args.options)?;
+    let dir = std::fs::canonicalize(&args.volume).map_err(|_| anyhow!("volume {} does not exist", args.volume.display()))?;
+    crate::volume::header::Header::load(&dir)?;
+    let mountpoint = std::fs::canonicalize(&args.mountpoint)
+        .map_err(|_| anyhow!("mount point {} does not exist", args.mountpoint.display()))?;
+    if !mountpoint.is_dir() {
+        bail!("mount point {} is not a directory", mountpoint.display());
+    }
+    if let Some(m) = super::umount::mount_at(&mountpoint) {
+        bail!("mount point {} is already in use ({} is mounted there)", mountpoint.display(), m.source);
+    }
+    if let Some(control::Response::Status { pid, mountpoint: at }) = control::ask(&dir, &control::Request::Status) {
+        bail!("volume {} is already mounted at {} (daemon pid {pid})", dir.display(), at.display());
+    }
+    let pass = passphrase::get(&args.passphrase, false)?;
+    let key = match Volume::unlock(&dir, &pass) {
+        Ok(k) => k,
+        Err(VolumeError::WrongPassphrase) => bail!("wrong passphrase for volume {}", dir.display()),
+        Err(e) => return Err(e).with_context(|| format!("cannot unlock {}", dir.display())),
+    };
+    drop(pass);
+    let open = OpenOptions { read_only: opts.read_only, cache_mb: opts.cache_mb };
+    let cfg = MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
+    if args.foreground {
+        super::init_logging();
+        return serve(&dir, &mountpoint, &key, &open, &cfg, None);
+    }
+    let (read_end, write_end) = nix::unistd::pipe()?;
+    if daemonize()? {
+        drop(write_end);
+        let mut answer = String::new();
+        std::fs::File::from(read_end).read_to_string(&mut answer)?;
+        return match answer.strip_prefix("OK") {
+            Some(_) => Ok(()),
+            None if answer.is_empty() => {
+                bail!("the daemon stopped during start-up; see {}", dir.join("nanofs.log").display())
+            }
+            None => bail!("{}", answer.trim_end()),
+        };
+    }
+    drop(read_end);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("nanofs.log"))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(Mutex::new(log)).try_init();
+    redirect_stdio()?;
+    let result = serve(&dir, &mountpoint, &key, &open, &cfg, Some(write_end));
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    result
+}
+
+/// Forks; returns true in the parent. The child starts a new session, detached from the
+/// terminal. Called before any thread exists, as fork requires.
+#[allow(unsafe_code)]
+fn daemonize() -> anyhow::Result<bool> {
+    // SAFETY: the process is single-threaded here (no runtime, pool or database started yet).
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { .. } => Ok(true),
+        nix::unistd::ForkResult::Child => {
+            nix::unistd::setsid()?;
+            std::env::set_current_dir("/")?;
+            Ok(false)
+        }
+    }
+}
+
+fn redirect_stdio() -> anyhow::Result<()> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&null)?;
+    Ok(())
+}
+
+/// Opens, mounts and serves until unmounted or signalled; reports readiness on `ready`.
+fn serve(
+    dir: &Path,
+    mountpoint: &Path,
+    key: &crate::crypto::keys::DataKey,
+    open: &OpenOptions,
+    cfg: &MountConfig,
+    ready: Option<OwnedFd>,
+) -> anyhow::Result<()> {
+    // Termination signals are taken by one thread (sigwait); block them before any other
+    // thread starts, so all threads inherit the mask.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block()?;
+    let started = (|| -> anyhow::Result<_> {
+        let vol = Arc::new(Volume::open(dir, key, open).map_err(|e| match e {
+            VolumeError::Store(crate::store::Error::Locked) => {
+                anyhow!("volume {} is in use by another process", dir.display())
+            }
+            e => anyhow!(e).context(format!("cannot open volume {}", dir.display())),
+        })?);
+        let session = crate::fs::mount::mount(vol.clone(), mountpoint, cfg)
+            .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
+        control::serve(vol.clone(), mountpoint.to_path_buf()).context("cannot open the control socket")?;
+        Ok((vol, session))
+    })();
+    let (vol, session) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(fd) = ready {
+                let _ = std::fs::File::from(fd).write_all(format!("{e:#}\n").as_bytes());
+            }
+            return Err(e);
+        }
+    };
+    tracing::info!(volume = %dir.display(), mountpoint = %mountpoint.display(), "mounted");
+    let background = session.spawn()?;
+    if let Some(fd) = ready {
+        std::fs::File::from(fd).write_all(b"OK\n")?;
+    }
+    let mp = mountpoint.to_path_buf();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        if let Ok(sig) = signals.wait() {
+            tracing::info!(signal = ?sig, "unmounting");
+            if let Err(e) = super::umount::unmount(&mp) {
+                tracing::error!(error = %e, "unmount failed; retrying lazily");
+                let _ = nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    })?;
+    let joined = background.join();
+    let closed = vol.close();
+    control::remove_socket(dir);
+    joined.context("FUSE session failed")?;
+    closed.context("flushing the volume failed")?;
+    tracing::info!("unmounted cleanly");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_parse() {
+        let o = parse_options(&["allow_other,cache_mb=128".into(), "ro".into()]).unwrap();
+        assert_eq!(o, Options { allow_other: true, read_only: true, cache_mb: Some(128) });
+        assert!(parse_options(&["cache_mb=1".into()]).is_err());
+        assert!(parse_options(&["bogus".into()]).unwrap_err().to_string().contains("bogus"));
+    }
+}

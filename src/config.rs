@@ -1,0 +1,237 @@
+//! `nanofs.toml`: the volume's configuration file, parsed and validated.
+//!
+//! Parsing only: every key has a default, unknown keys are an error (a typo must not
+//! silently fall back to a default), and `validate` explains what is wrong with a value.
+//! docs/config.md lists every key.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Name of the configuration file inside a volume directory.
+pub const CONFIG_FILE: &str = "nanofs.toml";
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Media handling: chunking for dedup and for transfers.
+    pub media: Media,
+    /// How chunks are stored and cached.
+    pub storage: Storage,
+}
+
+/// `[media]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Media {
+    /// `[media.deduplication]`: content-defined chunking and dedup.
+    pub deduplication: Deduplication,
+    /// `[media.chunking]`: transfer settings used by the HTTP client.
+    pub chunking: Chunking,
+}
+
+/// `[media.deduplication]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Deduplication {
+    /// Store identical chunks once.
+    pub chunk_level_dedup: bool,
+    /// Chunk identity hash; only `blake2b-256` (keyed) exists.
+    pub hash_algorithm: String,
+    /// FastCDC minimum chunk size, KiB.
+    pub min_chunk_size_kb: u32,
+    /// FastCDC average (target) chunk size, KiB.
+    pub avg_chunk_size_kb: u32,
+    /// FastCDC maximum chunk size, KiB.
+    pub max_chunk_size_kb: u32,
+    /// Hours between automatic garbage collections while mounted; 0 disables them.
+    pub gc_interval_hours: u32,
+}
+
+impl Default for Deduplication {
+    fn default() -> Self {
+        Self {
+            chunk_level_dedup: true,
+            hash_algorithm: "blake2b-256".into(),
+            min_chunk_size_kb: 256,
+            avg_chunk_size_kb: 1024,
+            max_chunk_size_kb: 4096,
+            gc_interval_hours: 24,
+        }
+    }
+}
+
+/// `[media.chunking]`: how the transfer client splits and sends files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chunking {
+    /// Size of one upload/download part, MiB.
+    pub chunk_size_mb: u32,
+    /// Parts in flight at once.
+    pub parallel_chunks: u32,
+    /// Retries of one part before the transfer fails.
+    pub max_retries: u32,
+    /// Resume interrupted transfers instead of starting over.
+    pub enable_resume: bool,
+}
+
+impl Default for Chunking {
+    fn default() -> Self {
+        Self { chunk_size_mb: 8, parallel_chunks: 4, max_retries: 5, enable_resume: true }
+    }
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// `auto` compresses a chunk with zstd when a sample shows it pays; `off` never does.
+    pub compression: Compression,
+    /// zstd level for compressed chunks.
+    pub compression_level: i32,
+    /// Budget of the decrypted-chunk cache, MiB (overridden by `-o cache_mb=N`).
+    pub cache_mb: u32,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self { compression: Compression::Auto, compression_level: 3, cache_mb: 64 }
+    }
+}
+
+/// Compression policy for new chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// zstd when a sample of the chunk compresses well.
+    Auto,
+    /// Never compress.
+    Off,
+}
+
+/// What is wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// TOML syntax, an unknown key or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    /// A value outside what nanofs accepts.
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// Reads and validates `path`; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+        };
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.display().to_string(), message },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid { path: path.display().to_string(), message },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: String::new(), message: e.message().to_string() })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
+        Ok(config)
+    }
+
+    /// Checks the values that types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let d = &self.media.deduplication;
+        if d.hash_algorithm != "blake2b-256" {
+            return Err(format!(
+                "media.deduplication.hash_algorithm = {:?}: only \"blake2b-256\" is supported",
+                d.hash_algorithm
+            ));
+        }
+        if !d.chunk_level_dedup {
+            return Err("media.deduplication.chunk_level_dedup = false is not supported: \
+                        chunk ids are content hashes, so identical chunks are always shared"
+                .into());
+        }
+        let (min, avg, max) = (d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb);
+        if !(1..=1024).contains(&min) {
+            return Err(format!("media.deduplication.min_chunk_size_kb = {min}: must be 1 to 1024"));
+        }
+        if !(1..=4096).contains(&avg) {
+            return Err(format!("media.deduplication.avg_chunk_size_kb = {avg}: must be 1 to 4096"));
+        }
+        if !(4..=16384).contains(&max) {
+            return Err(format!("media.deduplication.max_chunk_size_kb = {max}: must be 4 to 16384"));
+        }
+        if !(min < avg && avg < max) {
+            return Err(format!(
+                "media.deduplication: chunk sizes must satisfy min < avg < max (got {min} / {avg} / {max} KiB)"
+            ));
+        }
+        let c = &self.media.chunking;
+        if !(1..=4096).contains(&c.chunk_size_mb) {
+            return Err(format!("media.chunking.chunk_size_mb = {}: must be 1 to 4096", c.chunk_size_mb));
+        }
+        if !(1..=16).contains(&c.parallel_chunks) {
+            return Err(format!("media.chunking.parallel_chunks = {}: must be 1 to 16", c.parallel_chunks));
+        }
+        if c.max_retries > 100 {
+            return Err(format!("media.chunking.max_retries = {}: must be at most 100", c.max_retries));
+        }
+        let s = &self.storage;
+        if !(1..=19).contains(&s.compression_level) {
+            return Err(format!("storage.compression_level = {}: must be 1 to 19", s.compression_level));
+        }
+        if !(8..=65536).contains(&s.cache_mb) {
+            return Err(format!("storage.cache_mb = {}: must be 8 to 65536", s.cache_mb));
+        }
+        Ok(())
+    }
+
+    /// The text `nanofs init` writes: every key with its default, commented.
+    #[must_use]
+    pub fn default_file_text() -> String {
+        include_str!("../docs/nanofs.toml.example").to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_defaults() {
+        assert_eq!(Config::parse(&Config::default_file_text()).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[media.deduplication]\nchunk_sise_kb = 3\n").unwrap_err();
+        assert!(err.to_string().contains("chunk_sise_kb"), "{err}");
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        let err = Config::parse("[media.deduplication]\nmin_chunk_size_kb = 2048\n").unwrap_err();
+        assert!(err.to_string().contains("min_chunk_size_kb"), "{err}");
+        let err = Config::parse("[media.deduplication]\navg_chunk_size_kb = 100\n").unwrap_err();
+        assert!(err.to_string().contains("min < avg < max"), "{err}");
+        let err = Config::parse("[media.chunking]\nparallel_chunks = 0\n").unwrap_err();
+        assert!(err.to_string().contains("parallel_chunks"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        assert!(Config::parse("[storage]\ncache_mb = \"lots\"\n").is_err());
+        assert!(Config::parse("[storage]\ncompression = \"lz4\"\n").is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! The daemon's control socket: `VOLUME/control.sock`, owner-only, one JSON line per
+//! request and per answer.
+//!
+//! While a volume is mounted, its daemon holds the database; commands that read or change
+//! the volume (`stats`, `umount`, later `gc`, `snapshot`, ...) ask the daemon here instead
+//! of opening the database a second time.
+
+use crate::volume::{Stats, Volume};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// File name of the socket inside the volume directory.
+pub const SOCKET: &str = "control.sock";
+
+/// A request to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Who is serving the volume.
+    Status,
+    /// Space figures.
+    Stats,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to `Status`.
+    Status {
+        /// Daemon process id.
+        pid: u32,
+        /// Where the volume is mounted.
+        mountpoint: PathBuf,
+    },
+    /// Answer to `Stats`.
+    Stats(Stats),
+    /// The request failed.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Path of the control socket of the volume in `dir`.
+#[must_use]
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join(SOCKET)
+}
+
+/// Sends `req` to the daemon serving `dir`; `None` when no daemon answers.
+pub fn ask(dir: &Path, req: &Request) -> Option<Response> {
+    let mut s = UnixStream::connect(socket_path(dir)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    let mut line = serde_json::to_string(req).ok()?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).ok()?;
+    let mut answer = String::new();
+    BufReader::new(s).read_line(&mut answer).ok()?;
+    serde_json::from_str(&answer).ok()
+}
+
+/// Listens on the control socket of `vol` in a background thread. A stale socket left by
+/// a killed daemon is replaced; a live one means the volume is in use.
+pub fn serve(vol: Arc<Volume>, mountpoint: PathBuf) -> std::io::Result<()> {
+    let path = socket_path(vol.dir());
+    if path.exists() {
+        if UnixStream::connect(&path).is_ok() {
+            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another daemon serves this volume"));
+        }
+        std::fs::remove_file(&path)?;
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    std::thread::Builder::new().name("control".into()).spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let vol = vol.clone();
+            let mountpoint = mountpoint.clone();
+            std::thread::spawn(move || handle(&vol, &mountpoint, conn));
+        }
+    })?;
+    Ok(())
+}
+
+fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
+    let mut reader = BufReader::new(match conn.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(Request::Status) => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
+        Ok(Request::Stats) => match vol.stats() {
+            Ok(s) => Response::Stats(s),
+            Err(e) => Response::Error { message: e.to_string() },
+        },
+        Err(e) => Response::Error { message: format!("bad request: {e}") },
+    };
+    let mut out = serde_json::to_string(&response).expect("responses serialise");
+    out.push('\n');
+    let mut conn = conn;
+    let _ = conn.write_all(out.as_bytes());
+}
+
+/// Removes the socket of `dir` (clean shutdown).
+pub fn remove_socket(dir: &Path) {
+    let _ = std::fs::remove_file(socket_path(dir));
+}

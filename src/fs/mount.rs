@@ -1,0 +1,39 @@
+//! Mount options and the FUSE session.
+
+use super::NanoFs;
+use crate::volume::Volume;
+use fuser::{Config, MountOption, Session, SessionACL};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Request threads. Each blocks in the engine while it hashes, seals or reads, so more
+/// threads than cores keep both cores busy and let reads overtake a committing writer.
+const FUSE_THREADS: usize = 6;
+
+/// How to mount.
+#[derive(Debug, Clone, Default)]
+pub struct MountConfig {
+    /// Let other users access the mount (permissions still apply).
+    pub allow_other: bool,
+    /// Read-only mount.
+    pub read_only: bool,
+    /// Source shown in /proc/mounts (the volume path).
+    pub fsname: String,
+}
+
+/// Mounts `vol` at `mountpoint`; the mount exists when this returns.
+pub fn mount(vol: Arc<Volume>, mountpoint: &Path, cfg: &MountConfig) -> std::io::Result<Session<NanoFs>> {
+    let mut options = vec![
+        MountOption::FSName(cfg.fsname.clone()),
+        MountOption::Subtype("nanofs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::CUSTOM("max_read=1048576".into()),
+    ];
+    options.push(if cfg.read_only { MountOption::RO } else { MountOption::RW });
+    let mut config = Config::default();
+    config.mount_options = options;
+    config.acl = if cfg.allow_other { SessionACL::All } else { SessionACL::Owner };
+    config.n_threads = Some(FUSE_THREADS);
+    config.clone_fd = true;
+    Session::new(NanoFs::new(vol), mountpoint, &config)
+}

@@ -1,0 +1,19 @@
+//! nanofs: a FUSE-mounted, deduplicating, encrypted storage file system for large media.
+//!
+//! Layers, from the bottom: `chunk` (content-defined chunking, chunk ids), `crypto`
+//! (sealing, key derivation, key wrapping), `store` (RocksDB, bytes only), `volume` (the
+//! engine API), then the front-ends `fs` (FUSE) and `control` (the daemon's socket), and
+//! `cli`, which wires them together. docs/design.md is the map.
+
+pub mod chunk;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod crypto;
+pub mod fs;
+pub mod ids;
+pub mod store;
+pub mod volume;
+
+pub use ids::{ChunkId, Ino};
+pub use volume::{Stats, Volume};

@@ -1,0 +1,11 @@
+//! On-disk format version and the names of volume-wide values in the `meta` family.
+
+/// Version of the database layout; written to `meta/format` at creation.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// `meta` key: format version, u32 BE.
+pub const META_FORMAT: &[u8] = b"format";
+/// `meta` key: next inode number to allocate, u64 BE.
+pub const META_NEXT_INO: &[u8] = b"next_ino";
+/// `meta` key: space counters (see `keys::SpaceCounters`).
+pub const META_SPACE: &[u8] = b"space";

@@ -1,0 +1,166 @@
+//! Key layouts and the unsealed value encodings. All integers are big-endian so that
+//! RocksDB's byte order is numeric order. docs/format.md draws each layout.
+
+use crate::ids::{ChunkId, Ino};
+
+/// Format: `ino u64` (inodes, symlinks, orphans).
+#[must_use]
+pub fn ino_key(ino: Ino) -> [u8; 8] {
+    ino.to_key()
+}
+
+/// Format: `parent u64 | name hash [16]` (dirents) or `ino u64 | name hash [16]` (xattrs).
+#[must_use]
+pub fn named_key(ino: Ino, name_hash: &[u8; 16]) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&ino.to_key());
+    k[8..].copy_from_slice(name_hash);
+    k
+}
+
+/// Format: `ino u64 | file offset u64`.
+#[must_use]
+pub fn extent_key(ino: Ino, offset: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&ino.to_key());
+    k[8..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+/// The file offset of an extent key.
+#[must_use]
+pub fn extent_offset(key: &[u8]) -> u64 {
+    u64::from_be_bytes(key[8..16].try_into().expect("extent keys are 16 bytes"))
+}
+
+/// Extent value. Format: `chunk id [32] | length u32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentValue {
+    /// The chunk holding the bytes.
+    pub chunk: ChunkId,
+    /// Plaintext length (the whole chunk).
+    pub len: u32,
+}
+
+impl ExtentValue {
+    /// 36-byte encoding.
+    #[must_use]
+    pub fn encode(&self) -> [u8; 36] {
+        let mut v = [0u8; 36];
+        v[..32].copy_from_slice(&self.chunk.0);
+        v[32..].copy_from_slice(&self.len.to_be_bytes());
+        v
+    }
+
+    /// Decodes; `None` if the value has another length.
+    #[must_use]
+    pub fn decode(v: &[u8]) -> Option<Self> {
+        if v.len() != 36 {
+            return None;
+        }
+        Some(Self { chunk: ChunkId::from_slice(&v[..32])?, len: u32::from_be_bytes(v[32..].try_into().ok()?) })
+    }
+}
+
+/// Reference record of a chunk. Format: `count u64 | stored length u32 | plain length u32`.
+///
+/// A count of zero means the chunk is garbage waiting for collection; the body is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RefRecord {
+    /// Extents that use the chunk.
+    pub count: u64,
+    /// Size of the sealed envelope.
+    pub stored_len: u32,
+    /// Size of the plaintext.
+    pub plain_len: u32,
+}
+
+impl RefRecord {
+    /// 16-byte encoding.
+    #[must_use]
+    pub fn encode(&self) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&self.count.to_be_bytes());
+        v[8..12].copy_from_slice(&self.stored_len.to_be_bytes());
+        v[12..].copy_from_slice(&self.plain_len.to_be_bytes());
+        v
+    }
+
+    /// Decodes; `None` if the value has another length.
+    #[must_use]
+    pub fn decode(v: &[u8]) -> Option<Self> {
+        if v.len() != 16 {
+            return None;
+        }
+        Some(Self {
+            count: u64::from_be_bytes(v[..8].try_into().ok()?),
+            stored_len: u32::from_be_bytes(v[8..12].try_into().ok()?),
+            plain_len: u32::from_be_bytes(v[12..].try_into().ok()?),
+        })
+    }
+}
+
+/// Volume-wide space counters, kept exact in the same batch as every change.
+/// Format: five u64: logical, unique plain, stored, live chunks, garbage chunks' stored bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SpaceCounters {
+    /// Bytes of file data referenced by extents (holes excluded, shared bytes counted per use).
+    pub logical_bytes: u64,
+    /// Plaintext bytes of the distinct live chunks.
+    pub unique_bytes: u64,
+    /// Sealed bytes of the distinct live chunks.
+    pub stored_bytes: u64,
+    /// Distinct live chunks.
+    pub chunks: u64,
+    /// Sealed bytes of chunks no longer referenced, until garbage collection frees them.
+    pub reclaimable_bytes: u64,
+}
+
+impl SpaceCounters {
+    /// 40-byte encoding.
+    #[must_use]
+    pub fn encode(&self) -> [u8; 40] {
+        let mut v = [0u8; 40];
+        for (i, x) in [self.logical_bytes, self.unique_bytes, self.stored_bytes, self.chunks, self.reclaimable_bytes]
+            .iter()
+            .enumerate()
+        {
+            v[i * 8..i * 8 + 8].copy_from_slice(&x.to_be_bytes());
+        }
+        v
+    }
+
+    /// Decodes; `None` if the value has another length.
+    #[must_use]
+    pub fn decode(v: &[u8]) -> Option<Self> {
+        if v.len() != 40 {
+            return None;
+        }
+        let n = |i: usize| u64::from_be_bytes(v[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Some(Self { logical_bytes: n(0), unique_bytes: n(1), stored_bytes: n(2), chunks: n(3), reclaimable_bytes: n(4) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn extent_keys_order_by_inode_then_offset(a: u64, b: u64, x: u64, y: u64) {
+            prop_assert_eq!((a, x).cmp(&(b, y)), extent_key(Ino(a), x).cmp(&extent_key(Ino(b), y)));
+            prop_assert_eq!(extent_offset(&extent_key(Ino(a), x)), x);
+        }
+
+        #[test]
+        fn records_round_trip(id: [u8; 32], len: u32, count: u64, s: u32, p: u32) {
+            let e = ExtentValue { chunk: ChunkId(id), len };
+            prop_assert_eq!(ExtentValue::decode(&e.encode()), Some(e));
+            let r = RefRecord { count, stored_len: s, plain_len: p };
+            prop_assert_eq!(RefRecord::decode(&r.encode()), Some(r));
+            let c = SpaceCounters { logical_bytes: count, unique_bytes: u64::from(s), stored_bytes: u64::from(p), chunks: 3, reclaimable_bytes: 4 };
+            prop_assert_eq!(SpaceCounters::decode(&c.encode()), Some(c));
+        }
+    }
+}

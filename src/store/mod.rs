@@ -1,0 +1,328 @@
+//! RocksDB storage: column families, key layouts, atomic batches. Bytes only.
+//!
+//! The store never sees plaintext or keys: chunk bodies arrive sealed, metadata records
+//! arrive sealed, and the only unsealed values are ids, offsets, lengths and counters
+//! (docs/format.md lists every key and value). Durability is the caller's choice per
+//! batch: `Durability::Synced` syncs the write-ahead log before returning.
+
+pub mod format;
+pub mod keys;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions, IteratorMode,
+    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+};
+use std::path::{Path, PathBuf};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The disk is full.
+    #[error("no space left on the device holding the volume")]
+    NoSpace,
+    /// Another process holds the database open.
+    #[error("the volume database is in use by another process")]
+    Locked,
+    /// The directory holds no database, or one with missing column families.
+    #[error("no nanofs database at {0}")]
+    Missing(PathBuf),
+    /// Any other RocksDB error.
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        let text = e.into_string();
+        if text.contains("No space left") || text.contains("ENOSPC") {
+            Error::NoSpace
+        } else if text.contains("lock") && (text.contains("LOCK") || text.contains("Resource temporarily unavailable")) {
+            Error::Locked
+        } else {
+            Error::Db(text)
+        }
+    }
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The column families. The names are part of the on-disk format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Volume-wide values: format version, inode counter, space counters.
+    Meta,
+    /// Inode number → sealed inode record.
+    Inodes,
+    /// Parent inode + keyed name hash → sealed directory entry.
+    Dirents,
+    /// Inode + file offset → chunk id + length.
+    Extents,
+    /// Chunk id → sealed chunk envelope (kept in blob files, out of compaction).
+    Chunks,
+    /// Chunk id → reference count and sizes.
+    Refs,
+    /// Inode + keyed name hash → sealed extended attribute.
+    Xattrs,
+    /// Inode → sealed symlink target.
+    Symlinks,
+    /// Inodes unlinked while open, reclaimed on release or at the next mount.
+    Orphans,
+}
+
+impl Cf {
+    /// Every column family, in creation order.
+    pub const ALL: [Cf; 9] =
+        [Cf::Meta, Cf::Inodes, Cf::Dirents, Cf::Extents, Cf::Chunks, Cf::Refs, Cf::Xattrs, Cf::Symlinks, Cf::Orphans];
+
+    /// The RocksDB name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Meta => "meta",
+            Cf::Inodes => "inodes",
+            Cf::Dirents => "dirents",
+            Cf::Extents => "extents",
+            Cf::Chunks => "chunks",
+            Cf::Refs => "refs",
+            Cf::Xattrs => "xattrs",
+            Cf::Symlinks => "symlinks",
+            Cf::Orphans => "orphans",
+        }
+    }
+}
+
+/// How durable a committed batch must be when `commit` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// In the write-ahead log, which survives a crash of the process but not of the machine.
+    Buffered,
+    /// The write-ahead log is synced: survives power loss.
+    Synced,
+}
+
+/// Whether to open for writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Exclusive, read-write (takes RocksDB's lock).
+    ReadWrite,
+    /// Read-only; works beside a running writer and sees its flushed state.
+    ReadOnly,
+}
+
+/// The RocksDB database of one volume.
+pub struct Store {
+    db: DB,
+    path: PathBuf,
+    read_only: bool,
+}
+
+/// Memtable size of the chunk column family. Chunk bodies written without the WAL wait here
+/// until a flush writes them once, straight into a blob file.
+const CHUNK_MEMTABLE: usize = 32 << 20;
+
+fn db_options(create: bool) -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(create);
+    o.create_missing_column_families(create);
+    o.set_max_background_jobs(2);
+    o.set_bytes_per_sync(1 << 20);
+    o.set_keep_log_file_num(4);
+    o.set_max_total_wal_size(64 << 20);
+    o
+}
+
+fn cf_options(cf: Cf, cache: &Cache) -> Options {
+    let mut o = Options::default();
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    o.set_block_based_table_factory(&table);
+    // Values are sealed (random-looking) or tiny: compression would only cost CPU.
+    o.set_compression_type(DBCompressionType::None);
+    if cf == Cf::Chunks {
+        // BlobDB: bodies go to blob files at flush and are not rewritten by compaction,
+        // so a stored video is written to disk once.
+        o.set_enable_blob_files(true);
+        o.set_min_blob_size(0);
+        o.set_blob_file_size(256 << 20);
+        o.set_blob_compression_type(DBCompressionType::None);
+        o.set_enable_blob_gc(true);
+        o.set_blob_gc_age_cutoff(0.25);
+        o.set_write_buffer_size(CHUNK_MEMTABLE);
+        o.set_max_write_buffer_number(2);
+    } else {
+        o.set_write_buffer_size(8 << 20);
+        o.set_max_write_buffer_number(2);
+    }
+    o
+}
+
+impl Store {
+    /// Creates a new, empty database in `dir/db`.
+    pub fn create(dir: &Path) -> Result<Self> {
+        Self::open_at(dir, OpenMode::ReadWrite, true)
+    }
+
+    /// Opens the database in `dir/db`.
+    pub fn open(dir: &Path, mode: OpenMode) -> Result<Self> {
+        if !dir.join("db").join("CURRENT").exists() {
+            return Err(Error::Missing(dir.to_path_buf()));
+        }
+        Self::open_at(dir, mode, false)
+    }
+
+    fn open_at(dir: &Path, mode: OpenMode, create: bool) -> Result<Self> {
+        let path = dir.join("db");
+        let cache = Cache::new_lru_cache(16 << 20);
+        let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(*cf, &cache)));
+        let opts = db_options(create);
+        let db = match mode {
+            OpenMode::ReadWrite => DB::open_cf_descriptors(&opts, &path, cfs)?,
+            OpenMode::ReadOnly => DB::open_cf_descriptors_read_only(&opts, &path, cfs, false)?,
+        };
+        Ok(Self { db, path, read_only: mode == OpenMode::ReadOnly })
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(cf.name()).expect("every column family is opened")
+    }
+
+    /// Directory of the database files.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the store was opened read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Point lookup.
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    /// Whether `key` exists (reads the value; chunk bodies should use `refs`).
+    pub fn contains(&self, cf: Cf, key: &[u8]) -> Result<bool> {
+        Ok(self.db.get_pinned_cf(self.cf(cf), key)?.is_some())
+    }
+
+    /// Key-value pairs whose key starts with `prefix`, from `start` (inclusive) on.
+    pub fn scan(&self, cf: Cf, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+        let prefix = prefix.to_vec();
+        self.db
+            .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
+            .map(|r| r.map_err(Error::from))
+            .take_while(move |r| r.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+    }
+
+    /// The last pair with key `<= key` that still starts with `prefix`.
+    pub fn floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ReadOptions::default());
+        it.seek_for_prev(key);
+        if it.valid() {
+            let k = it.key().expect("valid iterator has a key");
+            if k.starts_with(prefix) {
+                return Ok(Some((k.into(), it.value().expect("valid iterator has a value").into())));
+            }
+        }
+        it.status()?;
+        Ok(None)
+    }
+
+    /// An empty atomic batch.
+    #[must_use]
+    pub fn batch(&self) -> Batch<'_> {
+        Batch { store: self, wb: WriteBatch::default() }
+    }
+
+    /// Applies `batch` atomically.
+    pub fn commit(&self, batch: Batch<'_>, durability: Durability) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(durability == Durability::Synced);
+        self.db.write_opt(batch.wb, &wo)?;
+        Ok(())
+    }
+
+    /// Stores a sealed chunk body without logging it in the WAL.
+    ///
+    /// Contract: the body is durable only after `flush_chunks` returns; nothing may
+    /// durably reference it before then.
+    pub fn put_chunk_unlogged(&self, key: &[u8], sealed: &[u8]) -> Result<()> {
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.put_cf_opt(self.cf(Cf::Chunks), key, sealed, &wo)?;
+        Ok(())
+    }
+
+    /// Syncs the write-ahead log: every batch committed so far becomes durable.
+    pub fn sync_wal(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Writes the chunk memtable to blob files and syncs them.
+    pub fn flush_chunks(&self) -> Result<()> {
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        self.db.flush_cf_opt(self.cf(Cf::Chunks), &fo)?;
+        Ok(())
+    }
+
+    /// Flushes every memtable and syncs the WAL (clean shutdown).
+    pub fn flush_all(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let mut fo = FlushOptions::default();
+        fo.set_wait(true);
+        let cfs: Vec<_> = Cf::ALL.iter().map(|c| self.cf(*c)).collect();
+        self.db.flush_cfs_opt(&cfs, &fo)?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Bytes of live blob files plus SST files of all column families.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for cf in Cf::ALL {
+            for prop in ["rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"] {
+                total += self.db.property_int_value_cf(self.cf(cf), prop)?.unwrap_or(0);
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// An atomic group of writes, applied by `Store::commit`.
+pub struct Batch<'a> {
+    store: &'a Store,
+    wb: WriteBatch,
+}
+
+impl Batch<'_> {
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+        self.wb.put_cf(self.store.cf(cf), key, value);
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, cf: Cf, key: &[u8]) {
+        self.wb.delete_cf(self.store.cf(cf), key);
+    }
+
+    /// Number of operations in the batch.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.wb.len()
+    }
+
+    /// Whether the batch is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.wb.is_empty()
+    }
+}

@@ -1,0 +1,537 @@
+//! The data path: write windows, content-defined chunking, commit, reads with read-ahead.
+//!
+//! Writes to a file collect in a *window*: a contiguous range that starts on a chunk
+//! boundary of the committed file. Once its unchunked tail reaches `STREAM_THRESHOLD`,
+//! the final cut points are taken, the chunks are hashed, deduplicated, compressed and
+//! sealed on the worker pool, and new bodies are stored *without* the write-ahead log, so
+//! a large file is written to disk once, into blob files. The window is committed (on
+//! close, fsync, a non-contiguous write, or past `WINDOW_LIMIT`) by flushing those bodies,
+//! re-chunking the neighbourhood up to the next committed chunk boundary, and replacing the
+//! covered extents in one batch. Nothing references a body before the body is durable, so
+//! a crash at any point loses at most uncommitted writes and never corrupts a file.
+
+use super::chunks::{ChunkCache, ChunkCodec, OpenError};
+use super::error::{Error, Result};
+use super::records::{Kind, Timestamp};
+use super::txn::Txn;
+use super::Volume;
+use crate::chunk::cut_points;
+use crate::ids::{ChunkId, Ino};
+use crate::store::keys::{self, ExtentValue};
+use crate::store::{Cf, Durability, Store};
+use rayon::prelude::*;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+/// Unchunked bytes a window collects before its final cut points are taken.
+pub const STREAM_THRESHOLD: usize = 16 << 20;
+/// Chunked bytes a window holds before it is committed on its own.
+pub const WINDOW_LIMIT: u64 = 512 << 20;
+/// Bytes read ahead of a sequential reader.
+const READAHEAD: u64 = 8 << 20;
+/// Free space kept on the volume's disk so RocksDB can always flush and compact.
+const SPACE_RESERVE: u64 = 96 << 20;
+
+/// Per-file state while a file has uncommitted writes.
+#[derive(Default)]
+pub(crate) struct FileState {
+    window: Option<Window>,
+    mtime: Option<Timestamp>,
+    kill_suid: bool,
+}
+
+struct Window {
+    start: u64,
+    pending: Vec<Pending>,
+    pending_len: u64,
+    tail: Vec<u8>,
+    /// Some pending bodies were stored without the WAL: flush before committing.
+    unlogged: bool,
+}
+
+impl Window {
+    fn tail_start(&self) -> u64 {
+        self.start + self.pending_len
+    }
+    fn end(&self) -> u64 {
+        self.tail_start() + self.tail.len() as u64
+    }
+}
+
+/// A chunk of the window that is cut and stored but not yet referenced.
+struct Pending {
+    offset: u64,
+    id: ChunkId,
+    len: u32,
+    /// Sealed and plain length when this window stored the body.
+    body: Option<(u32, u32)>,
+}
+
+/// Reads and caches decrypted chunks; shared with read-ahead tasks.
+pub(crate) struct ChunkReader {
+    store: Arc<Store>,
+    codec: ChunkCodec,
+    cache: ChunkCache,
+    inflight: Mutex<HashSet<ChunkId>>,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(store: Arc<Store>, codec: ChunkCodec, cache: ChunkCache) -> Self {
+        Self { store, codec, cache, inflight: Mutex::new(HashSet::new()) }
+    }
+
+    /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
+    fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Arc<[u8]>> {
+        if let Some(p) = self.cache.get(id) {
+            return Ok(p);
+        }
+        let plain: Arc<[u8]> = Arc::from(self.load(ino, id)?);
+        self.cache.insert(*id, plain.clone());
+        Ok(plain)
+    }
+
+    fn load(&self, ino: Ino, id: &ChunkId) -> Result<Vec<u8>> {
+        let Some(envelope) = self.store.get(Cf::Chunks, &id.0)? else {
+            tracing::error!(chunk = %id, inode = %ino, "chunk is missing from the store");
+            return Err(Error::Corrupt { chunk: *id, ino });
+        };
+        self.codec.open(id, &envelope).map_err(|e| {
+            let why = match e {
+                OpenError::Auth => "authentication failed",
+                OpenError::Malformed => "malformed envelope",
+            };
+            tracing::error!(chunk = %id, inode = %ino, "chunk failed verification: {why}");
+            Error::Corrupt { chunk: *id, ino }
+        })
+    }
+
+    /// Decrypts `ids` into the cache in the background.
+    fn prefetch(self: &Arc<Self>, ino: Ino, ids: Vec<ChunkId>) {
+        for id in ids {
+            if self.cache.contains(&id) || !self.inflight.lock().expect("inflight").insert(id) {
+                continue;
+            }
+            let me = self.clone();
+            rayon::spawn(move || {
+                if let Ok(p) = me.load(ino, &id) {
+                    me.cache.insert(id, Arc::from(p));
+                }
+                me.inflight.lock().expect("inflight").remove(&id);
+            });
+        }
+    }
+}
+
+/// A cut chunk after hashing and, if new, sealing.
+struct Prepared {
+    id: ChunkId,
+    len: u32,
+    sealed: Option<Vec<u8>>,
+}
+
+impl Volume {
+    pub(crate) fn file_state(&self, ino: Ino) -> Arc<Mutex<FileState>> {
+        self.files.lock().expect("files lock").entry(ino).or_default().clone()
+    }
+
+    /// Drops the state of a file that is not open and has nothing pending.
+    pub(crate) fn forget_idle_state(&self, ino: Ino) {
+        if self.open_count(ino) == 0 {
+            let mut files = self.files.lock().expect("files lock");
+            if let Some(s) = files.get(&ino) {
+                if Arc::strong_count(s) == 1 && s.lock().expect("file lock").window.is_none() {
+                    files.remove(&ino);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn open_count(&self, ino: Ino) -> u32 {
+        self.opens.lock().expect("opens lock").get(&ino).copied().unwrap_or(0)
+    }
+
+    /// Applies uncommitted size and times to `inode`.
+    pub(crate) fn overlay_file_state(&self, ino: Ino, inode: &mut super::records::Inode) {
+        let state = self.files.lock().expect("files lock").get(&ino).cloned();
+        if let Some(state) = state {
+            let st = state.lock().expect("file lock");
+            if let Some(w) = &st.window {
+                inode.size = inode.size.max(w.end());
+            }
+            if let Some(t) = st.mtime {
+                inode.mtime = t;
+                inode.ctime = t;
+            }
+        }
+    }
+
+    /// Extents of `ino` that end after `from`, in offset order.
+    pub(crate) fn extents_from(&self, ino: Ino, from: u64) -> Result<Vec<(u64, ExtentValue)>> {
+        self.extents_between(ino, from, u64::MAX)
+    }
+
+    /// Extents of `ino` overlapping `[from, to)`.
+    fn extents_between(&self, ino: Ino, from: u64, to: u64) -> Result<Vec<(u64, ExtentValue)>> {
+        let prefix = ino.to_key();
+        let start = match self.store.floor(Cf::Extents, &prefix, &keys::extent_key(ino, from))? {
+            Some((k, _)) => k.to_vec(),
+            None => keys::extent_key(ino, from).to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.store.scan(Cf::Extents, &prefix, &start) {
+            let (k, v) = kv?;
+            let off = keys::extent_offset(&k);
+            if off >= to {
+                break;
+            }
+            let e = ExtentValue::decode(&v).ok_or_else(|| Error::CorruptMeta(format!("extent of inode {ino}")))?;
+            if off + u64::from(e.len) > from {
+                out.push((off, e));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Registers an open handle of `ino`.
+    pub fn open(&self, ino: Ino) -> Result<()> {
+        self.load_inode(ino)?;
+        *self.opens.lock().expect("opens lock").entry(ino).or_default() += 1;
+        Ok(())
+    }
+
+    /// Closes a handle of `ino`: commits its writes, and deletes the inode if this was the
+    /// last handle of a file without names.
+    pub fn release(&self, ino: Ino) -> Result<()> {
+        let last = {
+            let mut opens = self.opens.lock().expect("opens lock");
+            let n = opens.entry(ino).or_default();
+            *n = n.saturating_sub(1);
+            let last = *n == 0;
+            if last {
+                opens.remove(&ino);
+            }
+            last
+        };
+        let result = self.flush(ino);
+        if last && !self.read_only {
+            self.forget_idle_state(ino);
+            let mut txn = self.txn()?;
+            if matches!(txn.inode(ino), Ok(i) if i.nlink == 0) && self.open_count(ino) == 0 {
+                txn.delete_inode(ino)?;
+                txn.commit(Durability::Buffered)?;
+            }
+        }
+        result
+    }
+
+    /// Commits the writes of `ino` (close).
+    pub fn flush(&self, ino: Ino) -> Result<()> {
+        self.commit_file(ino, Durability::Buffered)
+    }
+
+    /// Commits the writes of `ino` and makes them durable.
+    pub fn fsync(&self, ino: Ino) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.commit_file(ino, Durability::Synced)
+    }
+
+    fn commit_file(&self, ino: Ino, durability: Durability) -> Result<()> {
+        let state = self.files.lock().expect("files lock").get(&ino).cloned();
+        match state {
+            Some(state) => self.commit_window(ino, &mut state.lock().expect("file lock"), durability),
+            None if durability == Durability::Synced => self.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `data` at `offset` (or at the end of the file with `append`); returns the
+    /// offset written at. `kill_suid` clears setuid/setgid (a write by a non-owner).
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8], append: bool, kill_suid: bool) -> Result<u64> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.check_space(data.len() as u64)?;
+        let state = self.file_state(ino);
+        let mut st = state.lock().expect("file lock");
+        let offset = if append {
+            let committed = self.load_inode(ino)?.size;
+            st.window.as_ref().map_or(committed, |w| committed.max(w.end()))
+        } else {
+            offset
+        };
+        offset.checked_add(data.len() as u64).filter(|end| *end <= i64::MAX as u64).ok_or(Error::Invalid)?;
+        let fits = st.window.as_ref().is_some_and(|w| offset >= w.tail_start() && offset <= w.end());
+        if !fits {
+            self.commit_window(ino, &mut st, Durability::Buffered)?;
+            st.window = Some(self.open_window(ino, offset)?);
+        }
+        let w = st.window.as_mut().expect("window is open");
+        let rel = (offset - w.tail_start()) as usize;
+        if rel + data.len() > w.tail.len() {
+            w.tail.resize(rel + data.len(), 0);
+        }
+        w.tail[rel..rel + data.len()].copy_from_slice(data);
+        if w.tail.len() >= STREAM_THRESHOLD {
+            self.stream(ino, w)?;
+        }
+        let full = w.pending_len >= WINDOW_LIMIT;
+        st.mtime = Some(Timestamp::now());
+        st.kill_suid |= kill_suid;
+        if full {
+            self.commit_window(ino, &mut st, Durability::Buffered)?;
+        }
+        Ok(offset)
+    }
+
+    fn check_space(&self, incoming: u64) -> Result<()> {
+        let s = nix::sys::statvfs::statvfs(self.dir.as_path()).map_err(std::io::Error::from)?;
+        let free = s.blocks_available() * s.fragment_size();
+        if free < SPACE_RESERVE + incoming {
+            return Err(Error::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// A window for a write at `offset`: it starts at the boundary of the committed chunk
+    /// that contains `offset`, whose leading bytes it takes over.
+    fn open_window(&self, ino: Ino, offset: u64) -> Result<Window> {
+        let mut w = Window { start: offset, pending: vec![], pending_len: 0, tail: vec![], unlogged: false };
+        if let Some((off, e)) = self.extents_between(ino, offset, offset + 1)?.into_iter().next() {
+            if off < offset {
+                let plain = self.reader.chunk(ino, &e.chunk)?;
+                w.start = off;
+                w.tail.extend_from_slice(&plain[..(offset - off) as usize]);
+            }
+        }
+        Ok(w)
+    }
+
+    /// Cuts the final chunks out of the window's tail and stores their bodies unlogged.
+    fn stream(&self, ino: Ino, w: &mut Window) -> Result<()> {
+        let lens = cut_points(&w.tail, self.params, false);
+        let consumed: usize = lens.iter().sum();
+        let prepared = self.prepare(&w.tail[..consumed], &lens)?;
+        for p in prepared {
+            let body = match p.sealed {
+                Some(env) => {
+                    self.store.put_chunk_unlogged(&p.id.0, &env)?;
+                    w.unlogged = true;
+                    Some((env.len() as u32, p.len))
+                }
+                None => None,
+            };
+            w.pending.push(Pending { offset: w.tail_start(), id: p.id, len: p.len, body });
+            w.pending_len += u64::from(p.len);
+        }
+        w.tail.drain(..consumed);
+        let _ = ino;
+        Ok(())
+    }
+
+    /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
+    /// parallel on the worker pool.
+    fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
+        let mut pieces = Vec::with_capacity(lens.len());
+        let mut at = 0;
+        for l in lens {
+            pieces.push(&data[at..at + l]);
+            at += l;
+        }
+        pieces
+            .par_iter()
+            .map(|piece| {
+                let id = self.reader.codec.id(piece);
+                let known = self.store.contains(Cf::Refs, &id.0)?;
+                let sealed = (!known).then(|| self.reader.codec.seal(id, piece).envelope);
+                Ok(Prepared { id, len: piece.len() as u32, sealed })
+            })
+            .collect()
+    }
+
+    /// Makes the window part of the file: see the module docs.
+    pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
+        let Some(mut w) = st.window.take() else {
+            return if durability == Durability::Synced { self.sync() } else { Ok(()) };
+        };
+        let written_end = w.end();
+        // The committed chunk that straddles the window's end is re-chunked with it.
+        if let Some((off, e)) = self.extents_between(ino, written_end, written_end + 1)?.into_iter().next() {
+            if off < written_end {
+                let plain = self.reader.chunk(ino, &e.chunk)?;
+                w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
+            }
+        }
+        let lens = cut_points(&w.tail, self.params, true);
+        let prepared = self.prepare(&w.tail, &lens)?;
+        if w.unlogged {
+            self.store.flush_chunks()?;
+        }
+        let end = w.end();
+        let mut txn = self.txn()?;
+        let mut allocated: i64 = 0;
+        for (off, e) in self.extents_between(ino, w.start, end)? {
+            txn.delete_extent(ino, off, e);
+            allocated -= i64::from(e.len);
+        }
+        for p in &w.pending {
+            txn.put_extent(ino, p.offset, ExtentValue { chunk: p.id, len: p.len }, p.body);
+            allocated += i64::from(p.len);
+        }
+        let mut offset = w.tail_start();
+        for p in prepared {
+            let body = p.sealed.map(|env| {
+                txn.batch.put(Cf::Chunks, &p.id.0, &env);
+                (env.len() as u32, p.len)
+            });
+            txn.put_extent(ino, offset, ExtentValue { chunk: p.id, len: p.len }, body);
+            allocated += i64::from(p.len);
+            offset += u64::from(p.len);
+        }
+        let inode = txn.inode_mut(ino)?;
+        inode.size = inode.size.max(written_end);
+        inode.allocated = (inode.allocated as i64 + allocated).max(0) as u64;
+        if let Some(t) = st.mtime.take() {
+            inode.mtime = t;
+            inode.ctime = t;
+        }
+        if std::mem::take(&mut st.kill_suid) {
+            inode.perm &= !libc::S_ISUID;
+            if inode.perm & libc::S_IXGRP != 0 {
+                inode.perm &= !libc::S_ISGID;
+            }
+        }
+        txn.commit(durability)
+    }
+
+    /// Cuts a committed file to `size` (or extends it with a hole), inside `txn`.
+    pub(crate) fn truncate(&self, txn: &mut Txn<'_>, ino: Ino, size: u64) -> Result<()> {
+        let old = txn.inode(ino)?.size;
+        let mut allocated: i64 = 0;
+        if size < old {
+            for (off, e) in self.extents_from(ino, size)? {
+                txn.delete_extent(ino, off, e);
+                allocated -= i64::from(e.len);
+                if off < size {
+                    // The chunk across the new end keeps its head, re-chunked.
+                    let plain = self.reader.chunk(ino, &e.chunk)?;
+                    let head = &plain[..(size - off) as usize];
+                    let lens = cut_points(head, self.params, true);
+                    let mut at = off;
+                    for p in self.prepare(head, &lens)? {
+                        let body = p.sealed.map(|env| {
+                            txn.batch.put(Cf::Chunks, &p.id.0, &env);
+                            (env.len() as u32, p.len)
+                        });
+                        txn.put_extent(ino, at, ExtentValue { chunk: p.id, len: p.len }, body);
+                        allocated += i64::from(p.len);
+                        at += u64::from(p.len);
+                    }
+                }
+            }
+        }
+        let i = txn.inode_mut(ino)?;
+        i.size = size;
+        i.allocated = (i.allocated as i64 + allocated).max(0) as u64;
+        Ok(())
+    }
+
+    /// Extends the file to `offset + len` if it is shorter (`fallocate` mode 0). The new
+    /// range is a hole: it reads as zeros and costs no storage until written.
+    pub fn allocate(&self, ino: Ino, offset: u64, len: u64) -> Result<()> {
+        let end = offset.checked_add(len).ok_or(Error::Invalid)?;
+        if self.getattr(ino)?.inode.size >= end {
+            return Ok(());
+        }
+        self.setattr(ino, &super::SetAttr { size: Some(end), ..Default::default() }).map(|_| ())
+    }
+
+    /// Reads up to `size` bytes at `offset`; fewer at the end of the file.
+    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let state = self.files.lock().expect("files lock").get(&ino).cloned();
+        let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
+        let window = guard.as_ref().and_then(|g| g.window.as_ref());
+        let inode = self.load_inode(ino)?;
+        match inode.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(Error::IsDir),
+            _ => return Err(Error::Invalid),
+        }
+        let file_size = window.map_or(inode.size, |w| inode.size.max(w.end()));
+        if offset >= file_size {
+            return Ok(Vec::new());
+        }
+        let end = file_size.min(offset + u64::from(size));
+        let mut out = vec![0u8; (end - offset) as usize];
+        let sequential = {
+            let mut last = self.last_read_end.lock().expect("readahead lock");
+            let prev = last.insert(ino, end);
+            offset == 0 || prev == Some(offset)
+        };
+        let look_to = if sequential { end + READAHEAD } else { end };
+        let mut ahead = Vec::new();
+        for (off, e) in self.extents_between(ino, offset, look_to)? {
+            if off >= end {
+                ahead.push(e.chunk);
+                continue;
+            }
+            let plain = self.reader.chunk(ino, &e.chunk)?;
+            copy_overlap(&mut out, offset, off, &plain);
+        }
+        if let Some(w) = window {
+            // The window replaces everything in [start, end) of the committed file.
+            if w.start < end && w.end() > offset {
+                let lo = w.start.max(offset);
+                let hi = w.end().min(end);
+                out[(lo - offset) as usize..(hi - offset) as usize].fill(0);
+            }
+            for p in &w.pending {
+                if p.offset < end && p.offset + u64::from(p.len) > offset {
+                    let plain = self.reader.chunk(ino, &p.id)?;
+                    copy_overlap(&mut out, offset, p.offset, &plain);
+                }
+            }
+            copy_overlap(&mut out, offset, w.tail_start(), &w.tail);
+        }
+        drop(guard);
+        if !ahead.is_empty() {
+            self.reader.prefetch(ino, ahead);
+        }
+        Ok(out)
+    }
+}
+
+/// Copies the part of `src` (which starts at file offset `src_at`) that overlaps `out`
+/// (which starts at `out_at`).
+fn copy_overlap(out: &mut [u8], out_at: u64, src_at: u64, src: &[u8]) {
+    let lo = out_at.max(src_at);
+    let hi = (out_at + out.len() as u64).min(src_at + src.len() as u64);
+    if lo < hi {
+        out[(lo - out_at) as usize..(hi - out_at) as usize]
+            .copy_from_slice(&src[(lo - src_at) as usize..(hi - src_at) as usize]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_overlap;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `copy_overlap` equals slicing the file image: the range arithmetic of every read.
+        #[test]
+        fn copy_overlap_matches_slicing(file_len in 1usize..4000, src_at in 0usize..4000, src_len in 0usize..2000, out_at in 0usize..4000, out_len in 0usize..2000) {
+            let file: Vec<u8> = (0..file_len + 6000).map(|i| (i % 251) as u8).collect();
+            let src_end = (src_at + src_len).min(file.len());
+            let src = &file[src_at.min(src_end)..src_end];
+            let mut out = vec![0u8; out_len];
+            copy_overlap(&mut out, out_at as u64, src_at as u64, src);
+            for (i, b) in out.iter().enumerate() {
+                let pos = out_at + i;
+                let expect = if pos >= src_at && pos < src_at + src.len() { file[pos] } else { 0 };
+                prop_assert_eq!(*b, expect);
+            }
+        }
+    }
+}

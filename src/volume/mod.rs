@@ -1,0 +1,268 @@
+//! The engine API: the only thing the FUSE and HTTP front-ends call.
+//!
+//! A `Volume` is one unlocked volume directory: header (key slots), configuration and the
+//! RocksDB store. `tree` holds namespace operations, `file` the data path (write windows,
+//! chunking, reads with read-ahead), `txn` the atomic change that keeps reference counts
+//! and space counters exact. docs/design.md gives the overview.
+
+pub mod chunks;
+pub mod error;
+mod file;
+pub mod header;
+pub mod records;
+mod tree;
+mod txn;
+
+pub use error::{Error, Result};
+pub use file::{STREAM_THRESHOLD, WINDOW_LIMIT};
+pub use records::{Kind, Timestamp};
+pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
+
+use crate::chunk::{ChunkHasher, ChunkParams};
+use crate::config::{Config, CONFIG_FILE};
+use crate::crypto::kdf::Argon2Params;
+use crate::crypto::keys::{DataKey, Subkeys};
+use crate::ids::Ino;
+use crate::store::format::{FORMAT_VERSION, META_FORMAT, META_NEXT_INO, META_SPACE};
+use crate::store::keys::{self, SpaceCounters};
+use crate::store::{Cf, Durability, OpenMode, Store};
+use chunks::{ChunkCache, ChunkCodec};
+use header::Header;
+use records::{Inode, MetaSealer};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use txn::{Txn, TxnState};
+
+/// Options for opening a volume.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Refuse every change.
+    pub read_only: bool,
+    /// Decrypted-chunk cache budget in MiB, overriding the configuration.
+    pub cache_mb: Option<u32>,
+}
+
+/// Space figures of a volume.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Bytes of file data (holes excluded; a shared chunk counts once per use).
+    pub logical_bytes: u64,
+    /// Plaintext bytes of distinct chunks.
+    pub unique_bytes: u64,
+    /// Bytes of distinct chunks as stored (compressed and sealed).
+    pub stored_bytes: u64,
+    /// Distinct live chunks.
+    pub chunks: u64,
+    /// Mean plaintext size of a chunk.
+    pub mean_chunk_bytes: u64,
+    /// `logical_bytes / unique_bytes` (1.0 on an empty volume).
+    pub dedup_ratio: f64,
+    /// `1 - stored_bytes / logical_bytes`, in percent.
+    pub space_saved_percent: f64,
+    /// Stored bytes of unreferenced chunks that garbage collection would free.
+    pub reclaimable_bytes: u64,
+    /// Bytes of RocksDB's files (SST and blob files), all overheads included.
+    pub disk_bytes: u64,
+}
+
+impl Stats {
+    fn from_counters(c: SpaceCounters, disk_bytes: u64) -> Self {
+        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        Self {
+            logical_bytes: c.logical_bytes,
+            unique_bytes: c.unique_bytes,
+            stored_bytes: c.stored_bytes,
+            chunks: c.chunks,
+            mean_chunk_bytes: c.unique_bytes.checked_div(c.chunks).unwrap_or(0),
+            dedup_ratio: ratio(c.logical_bytes, c.unique_bytes),
+            space_saved_percent: if c.logical_bytes == 0 {
+                0.0
+            } else {
+                100.0 * (1.0 - c.stored_bytes as f64 / c.logical_bytes as f64)
+            },
+            reclaimable_bytes: c.reclaimable_bytes,
+            disk_bytes,
+        }
+    }
+}
+
+/// An open, unlocked volume.
+pub struct Volume {
+    dir: PathBuf,
+    store: Arc<Store>,
+    keys: Subkeys,
+    meta: MetaSealer,
+    reader: Arc<file::ChunkReader>,
+    params: ChunkParams,
+    read_only: bool,
+    txn_state: Mutex<TxnState>,
+    files: Mutex<HashMap<Ino, Arc<Mutex<file::FileState>>>>,
+    opens: Mutex<HashMap<Ino, u32>>,
+    last_read_end: Mutex<HashMap<Ino, u64>>,
+}
+
+impl Volume {
+    /// Creates a volume in `dir` (which must not exist or be empty) protected by `passphrase`.
+    pub fn init(dir: &Path, passphrase: &[u8], kdf: Argon2Params) -> Result<()> {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            return Err(Error::NotAVolume(format!("{} exists and is not empty", dir.display())));
+        }
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        std::fs::write(dir.join(CONFIG_FILE), Config::default_file_text())?;
+        let (header, key) = Header::create(passphrase, kdf)?;
+        let store = Store::create(dir)?;
+        let subkeys = key.subkeys();
+        let meta = MetaSealer::new(subkeys.meta_seal.clone());
+        let mut root = Inode::new(Kind::Dir, 0o755, nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        root.parent = Ino::ROOT.0;
+        let mut batch = store.batch();
+        let root_key = keys::ino_key(Ino::ROOT);
+        batch.put(Cf::Inodes, &root_key, &meta.seal(Cf::Inodes.name(), &root_key, &root.encode()));
+        batch.put(Cf::Meta, META_FORMAT, &FORMAT_VERSION.to_be_bytes());
+        batch.put(Cf::Meta, META_NEXT_INO, &2u64.to_be_bytes());
+        batch.put(Cf::Meta, META_SPACE, &SpaceCounters::default().encode());
+        store.commit(batch, Durability::Synced)?;
+        store.flush_all()?;
+        // The header goes last: a directory with a header is a complete volume.
+        header.store(dir)?;
+        Ok(())
+    }
+
+    /// Unwraps the data key of the volume in `dir` with `passphrase`.
+    pub fn unlock(dir: &Path, passphrase: &[u8]) -> Result<DataKey> {
+        Header::load(dir)?.unlock(passphrase)
+    }
+
+    /// Opens the volume in `dir` with its data key.
+    pub fn open(dir: &Path, key: &DataKey, opts: &OpenOptions) -> Result<Self> {
+        Header::load(dir)?;
+        let config = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| Error::NotAVolume(e.to_string()))?;
+        let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::ReadWrite };
+        let store = Arc::new(Store::open(dir, mode)?);
+        let format = store.get(Cf::Meta, META_FORMAT)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes);
+        match format {
+            Some(FORMAT_VERSION) => {}
+            Some(v) => return Err(Error::NotAVolume(format!("database format {v}; this nanofs reads {FORMAT_VERSION}"))),
+            None => return Err(Error::NotAVolume("database has no format version".into())),
+        }
+        let next_ino = store
+            .get(Cf::Meta, META_NEXT_INO)?
+            .and_then(|v| v.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| Error::CorruptMeta("inode counter missing".into()))?;
+        let space = store
+            .get(Cf::Meta, META_SPACE)?
+            .and_then(|v| SpaceCounters::decode(&v))
+            .ok_or_else(|| Error::CorruptMeta("space counters missing".into()))?;
+        let keys = key.subkeys();
+        let d = &config.media.deduplication;
+        let codec = ChunkCodec::new(
+            ChunkHasher::new(keys.chunk_id),
+            keys.chunk_seal.clone(),
+            config.storage.compression,
+            config.storage.compression_level,
+        );
+        let cache_mb = opts.cache_mb.unwrap_or(config.storage.cache_mb);
+        let vol = Self {
+            dir: dir.to_path_buf(),
+            meta: MetaSealer::new(keys.meta_seal.clone()),
+            reader: Arc::new(file::ChunkReader::new(store.clone(), codec, ChunkCache::new(cache_mb as usize * (1 << 20)))),
+            store,
+            keys,
+            params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
+            read_only: opts.read_only,
+            txn_state: Mutex::new(TxnState { next_ino, space }),
+            files: Mutex::new(HashMap::new()),
+            opens: Mutex::new(HashMap::new()),
+            last_read_end: Mutex::new(HashMap::new()),
+        };
+        if !vol.read_only {
+            vol.reclaim_orphans()?;
+        }
+        Ok(vol)
+    }
+
+    /// Space figures from the database alone, without a key (works on a volume that is
+    /// not mounted; `OpenMode::ReadOnly` takes no lock).
+    pub fn offline_stats(dir: &Path) -> Result<Stats> {
+        Header::load(dir)?;
+        let store = Store::open(dir, OpenMode::ReadOnly)?;
+        let space = store
+            .get(Cf::Meta, META_SPACE)?
+            .and_then(|v| SpaceCounters::decode(&v))
+            .ok_or_else(|| Error::CorruptMeta("space counters missing".into()))?;
+        Ok(Stats::from_counters(space, store.disk_bytes()?))
+    }
+
+    /// The volume directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the volume refuses changes.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Current space figures.
+    pub fn stats(&self) -> Result<Stats> {
+        let space = self.txn_state.lock().expect("commit lock").space;
+        Ok(Stats::from_counters(space, self.store.disk_bytes()?))
+    }
+
+    /// Commits every open write window and flushes the database: a clean shutdown.
+    pub fn close(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let files: Vec<(Ino, Arc<Mutex<file::FileState>>)> =
+            self.files.lock().expect("files lock").iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut first_err = None;
+        for (ino, state) in files {
+            let mut st = state.lock().expect("file lock");
+            if let Err(e) = self.commit_window(ino, &mut st, Durability::Buffered) {
+                tracing::error!(inode = %ino, error = %e, "could not commit a file at close");
+                first_err.get_or_insert(e);
+            }
+        }
+        self.store.flush_all()?;
+        first_err.map_or(Ok(()), Err)
+    }
+
+    fn txn(&self) -> Result<Txn<'_>> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        Ok(Txn::new(self))
+    }
+
+    fn load_inode(&self, ino: Ino) -> Result<Inode> {
+        let key = keys::ino_key(ino);
+        let sealed = self.store.get(Cf::Inodes, &key)?.ok_or(Error::NotFound)?;
+        Inode::decode(&self.meta.open(Cf::Inodes.name(), &key, &sealed)?)
+    }
+
+    /// Purges inodes that were unlinked while open when the daemon stopped.
+    fn reclaim_orphans(&self) -> Result<()> {
+        let orphans: Vec<Ino> = self
+            .store
+            .scan(Cf::Orphans, &[], &[])
+            .filter_map(|kv| kv.ok().and_then(|(k, _)| Ino::from_key(&k)))
+            .collect();
+        for ino in orphans {
+            let mut txn = self.txn()?;
+            match txn.inode(ino) {
+                Ok(i) if i.nlink == 0 => txn.delete_inode(ino)?,
+                Ok(_) | Err(Error::NotFound) => txn.batch.delete(Cf::Orphans, &keys::ino_key(ino)),
+                Err(e) => return Err(e),
+            }
+            txn.commit(Durability::Buffered)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! One atomic change to the volume: a RocksDB batch plus the bookkeeping that must land
+//! in the same batch (inode records, reference counts, space counters, inode allocation).
+//!
+//! A `Txn` holds the volume's commit lock from `Volume::txn()` until it is committed or
+//! dropped, so reads of records inside it see no concurrent change. Reference counts are
+//! accumulated as deltas and applied at commit: a chunk that a change both drops and
+//! re-adds nets to zero and is never counted as garbage.
+
+use super::error::{Error, Result};
+use super::records::{DirentRecord, Inode};
+use super::Volume;
+use crate::ids::{ChunkId, Ino};
+use crate::store::format::{META_NEXT_INO, META_SPACE};
+use crate::store::keys::{self, ExtentValue, RefRecord, SpaceCounters};
+use crate::store::{Batch, Cf, Durability};
+use std::collections::HashMap;
+use std::sync::MutexGuard;
+
+/// State that only changes under the commit lock.
+pub(crate) struct TxnState {
+    pub next_ino: u64,
+    pub space: SpaceCounters,
+}
+
+#[derive(Default)]
+struct RefDelta {
+    delta: i64,
+    /// Sealed and plain length when this change also stores the body.
+    body: Option<(u32, u32)>,
+}
+
+/// An open change; see the module docs.
+pub(crate) struct Txn<'a> {
+    vol: &'a Volume,
+    state: MutexGuard<'a, TxnState>,
+    pub batch: Batch<'a>,
+    inodes: HashMap<Ino, (Inode, bool)>,
+    refs: HashMap<ChunkId, RefDelta>,
+    logical: i64,
+    allocated_ino: bool,
+}
+
+impl<'a> Txn<'a> {
+    pub(crate) fn new(vol: &'a Volume) -> Self {
+        let state = vol.txn_state.lock().expect("commit lock");
+        Self {
+            vol,
+            state,
+            batch: vol.store.batch(),
+            inodes: HashMap::new(),
+            refs: HashMap::new(),
+            logical: 0,
+            allocated_ino: false,
+        }
+    }
+
+    /// The inode as this change sees it.
+    pub fn inode(&mut self, ino: Ino) -> Result<&Inode> {
+        self.load(ino)?;
+        Ok(&self.inodes[&ino].0)
+    }
+
+    /// The inode, to be written back at commit.
+    pub fn inode_mut(&mut self, ino: Ino) -> Result<&mut Inode> {
+        self.load(ino)?;
+        let e = self.inodes.get_mut(&ino).expect("just loaded");
+        e.1 = true;
+        Ok(&mut e.0)
+    }
+
+    fn load(&mut self, ino: Ino) -> Result<()> {
+        if !self.inodes.contains_key(&ino) {
+            let inode = self.vol.load_inode(ino)?;
+            self.inodes.insert(ino, (inode, false));
+        }
+        Ok(())
+    }
+
+    /// A new inode number and its record.
+    pub fn create_inode(&mut self, inode: Inode) -> Ino {
+        let ino = Ino(self.state.next_ino);
+        self.state.next_ino += 1;
+        self.allocated_ino = true;
+        self.inodes.insert(ino, (inode, true));
+        ino
+    }
+
+    /// Deletes the inode record and everything keyed by it (extents, xattrs, symlink).
+    pub fn delete_inode(&mut self, ino: Ino) -> Result<()> {
+        let extents: Vec<(u64, ExtentValue)> = self.vol.extents_from(ino, 0)?;
+        for (off, e) in extents {
+            self.delete_extent(ino, off, e);
+        }
+        for kv in self.vol.store.scan(Cf::Xattrs, &ino.to_key(), &ino.to_key()) {
+            let (k, _) = kv?;
+            self.batch.delete(Cf::Xattrs, &k);
+        }
+        self.batch.delete(Cf::Symlinks, &keys::ino_key(ino));
+        self.batch.delete(Cf::Orphans, &keys::ino_key(ino));
+        self.batch.delete(Cf::Inodes, &keys::ino_key(ino));
+        self.inodes.remove(&ino);
+        Ok(())
+    }
+
+    /// Adds a directory entry.
+    pub fn put_dirent(&mut self, parent: Ino, entry: &DirentRecord) {
+        let key = keys::named_key(parent, &self.vol.keys.name_hash(&entry.name));
+        let sealed = self.vol.meta.seal(Cf::Dirents.name(), &key, &entry.encode());
+        self.batch.put(Cf::Dirents, &key, &sealed);
+    }
+
+    /// Removes a directory entry.
+    pub fn delete_dirent(&mut self, parent: Ino, name: &[u8]) {
+        let key = keys::named_key(parent, &self.vol.keys.name_hash(name));
+        self.batch.delete(Cf::Dirents, &key);
+    }
+
+    /// Adds an extent; `body` carries the sealed and plain length when this change stores
+    /// the chunk body too.
+    pub fn put_extent(&mut self, ino: Ino, offset: u64, e: ExtentValue, body: Option<(u32, u32)>) {
+        self.batch.put(Cf::Extents, &keys::extent_key(ino, offset), &e.encode());
+        let r = self.refs.entry(e.chunk).or_default();
+        r.delta += 1;
+        if body.is_some() {
+            r.body = body;
+        }
+        self.logical += i64::from(e.len);
+    }
+
+    /// Removes an extent.
+    pub fn delete_extent(&mut self, ino: Ino, offset: u64, e: ExtentValue) {
+        self.batch.delete(Cf::Extents, &keys::extent_key(ino, offset));
+        self.refs.entry(e.chunk).or_default().delta -= 1;
+        self.logical -= i64::from(e.len);
+    }
+
+    /// Applies the change atomically.
+    pub fn commit(mut self, durability: Durability) -> Result<()> {
+        let mut space = self.state.space;
+        for (id, d) in std::mem::take(&mut self.refs) {
+            let old = match self.vol.store.get(Cf::Refs, &id.0)? {
+                Some(v) => Some(RefRecord::decode(&v).ok_or_else(|| Error::CorruptMeta(format!("ref record of {id}")))?),
+                None => None,
+            };
+            let mut rec = match (old, d.body) {
+                (Some(r), _) => r,
+                (None, Some((stored, plain))) => {
+                    space.reclaimable_bytes += u64::from(stored);
+                    RefRecord { count: 0, stored_len: stored, plain_len: plain }
+                }
+                (None, None) if d.delta <= 0 => continue,
+                (None, None) => return Err(Error::CorruptMeta(format!("chunk {id} is referenced but not stored"))),
+            };
+            let was_live = rec.count > 0;
+            let count = rec.count as i64 + d.delta;
+            if count < 0 {
+                tracing::error!(chunk = %id, count, "reference count would go negative; clamped to 0");
+            }
+            rec.count = count.max(0) as u64;
+            match (was_live, rec.count > 0) {
+                (false, true) => {
+                    space.chunks += 1;
+                    space.unique_bytes += u64::from(rec.plain_len);
+                    space.stored_bytes += u64::from(rec.stored_len);
+                    space.reclaimable_bytes = space.reclaimable_bytes.saturating_sub(u64::from(rec.stored_len));
+                }
+                (true, false) => {
+                    space.chunks -= 1;
+                    space.unique_bytes -= u64::from(rec.plain_len);
+                    space.stored_bytes -= u64::from(rec.stored_len);
+                    space.reclaimable_bytes += u64::from(rec.stored_len);
+                }
+                _ => {}
+            }
+            self.batch.put(Cf::Refs, &id.0, &rec.encode());
+        }
+        space.logical_bytes = (space.logical_bytes as i64 + self.logical).max(0) as u64;
+        for (ino, (inode, dirty)) in &self.inodes {
+            if *dirty {
+                let key = keys::ino_key(*ino);
+                let sealed = self.vol.meta.seal(Cf::Inodes.name(), &key, &inode.encode());
+                self.batch.put(Cf::Inodes, &key, &sealed);
+            }
+        }
+        if space != self.state.space {
+            self.batch.put(Cf::Meta, META_SPACE, &space.encode());
+        }
+        if self.allocated_ino {
+            self.batch.put(Cf::Meta, META_NEXT_INO, &self.state.next_ino.to_be_bytes());
+        }
+        let batch = std::mem::replace(&mut self.batch, self.vol.store.batch());
+        if batch.is_empty() {
+            if durability == Durability::Synced {
+                self.vol.store.sync_wal()?;
+            }
+            return Ok(());
+        }
+        self.vol.store.commit(batch, durability)?;
+        self.state.space = space;
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Fixtures: a volume in a temporary directory, and a real FUSE mount of it served by the
+//! `nanofs` binary, unmounted on drop (also when a test panics).
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Path of the `nanofs` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_nanofs")
+}
+
+/// Runs `nanofs ARGS` and returns its output.
+pub fn nanofs(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env_remove("NANOFS_PASSPHRASE").output().expect("nanofs runs")
+}
+
+/// Runs a shell command, panicking with its output if it fails.
+pub fn sh(script: &str) -> String {
+    let out = Command::new("bash").arg("-c").arg(script).output().expect("bash runs");
+    assert!(
+        out.status.success(),
+        "command failed: {script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A volume created with `nanofs init` in its own temporary directory.
+pub struct TestVolume {
+    pub tmp: TempDir,
+    pub dir: PathBuf,
+    pub pass_file: PathBuf,
+}
+
+impl TestVolume {
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new().prefix("nanofs-it-").tempdir().expect("tempdir");
+        let dir = tmp.path().join("vol");
+        let pass_file = tmp.path().join("pass");
+        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).unwrap();
+        let out = nanofs(&["init", dir.to_str().unwrap(), "--passphrase-file", pass_file.to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        Self { tmp, dir, pass_file }
+    }
+
+    pub fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+
+    /// Mounts in the foreground as a child process; returns when the mount is live.
+    pub fn mount(&self) -> Mounted {
+        self.mount_with(&[])
+    }
+
+    pub fn mount_with(&self, extra: &[&str]) -> Mounted {
+        let mnt = tempfile::Builder::new().prefix("nanofs-mnt-").tempdir().expect("tempdir");
+        let log = self.tmp.path().join(format!("daemon-{}.log", std::process::id()));
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(bin())
+            .args(["mount", self.path(), mnt.path().to_str().unwrap(), "--foreground"])
+            .args(["--passphrase-file", self.pass_file.to_str().unwrap()])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .expect("nanofs mount starts");
+        let mut m = Mounted { child: Some(child), path: mnt.path().to_path_buf(), log, mnt: Some(mnt) };
+        m.wait_until_mounted();
+        m
+    }
+
+    /// `nanofs stats --json`, parsed.
+    pub fn stats(&self) -> serde_json::Value {
+        let out = nanofs(&["stats", self.path(), "--json"]);
+        assert!(out.status.success(), "stats failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("stats prints JSON")
+    }
+
+    pub fn stat_u64(&self, key: &str) -> u64 {
+        self.stats()[key].as_u64().unwrap_or_else(|| panic!("stats has no {key}"))
+    }
+}
+
+/// Whether a nanofs file system is mounted at `path`.
+pub fn is_mounted(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.to_str().unwrap();
+    table.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.get(4) == Some(&p) && l.contains(" - fuse.nanofs ")
+    })
+}
+
+/// A live mount; unmounted and its daemon reaped on drop.
+pub struct Mounted {
+    child: Option<Child>,
+    pub path: PathBuf,
+    pub log: PathBuf,
+    mnt: Option<TempDir>,
+}
+
+impl Mounted {
+    fn wait_until_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&self.path) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("nanofs mount exited with {status} before mounting:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "mount did not appear in 60 s:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Unmounts cleanly and checks that the daemon exits with success.
+    pub fn unmount(mut self) {
+        let out = Command::new("fusermount3").arg("-u").arg(&self.path).output().unwrap();
+        assert!(out.status.success(), "fusermount3 -u failed: {}", String::from_utf8_lossy(&out.stderr));
+        let status = self.wait_child(Duration::from_secs(120)).expect("daemon exits after unmount");
+        assert!(status.success(), "daemon exited with {status}:\n{}", self.log_text());
+    }
+
+    /// Kills the daemon with SIGKILL and removes the dead mount.
+    pub fn kill9(mut self) {
+        let child = self.child.as_mut().unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL)
+            .unwrap();
+        let _ = child.wait();
+        self.child = None;
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    fn wait_child(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(s) = child.try_wait().ok()? {
+                self.child = None;
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if Command::new("fusermount3").arg("-u").arg(&self.path).output().map(|o| !o.status.success()).unwrap_or(true) {
+                let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
+            }
+            if self.wait_child(Duration::from_secs(60)).is_none() {
+                if let Some(c) = self.child.as_mut() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+            }
+        }
+        if is_mounted(&self.path) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
+        }
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*): incompressible, reproducible.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Writes `len` pseudo-random bytes to `path` in 4 MiB pieces (bounded memory).
+pub fn write_random_file(path: &Path, seed: u64, len: usize) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut done = 0;
+    let mut part = 0u64;
+    while done < len {
+        let n = (len - done).min(4 << 20);
+        f.write_all(&random_bytes(seed ^ (part << 32), n)).unwrap();
+        done += n;
+        part += 1;
+    }
+    f.flush().unwrap();
+}
+
+/// SHA-256 of a file, via sha256sum.
+pub fn sha256(path: &Path) -> String {
+    sh(&format!("sha256sum '{}'", path.display())).split_whitespace().next().unwrap().to_string()
+}

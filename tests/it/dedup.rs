@@ -1,0 +1,53 @@
+//! Deduplication and the space counters.
+
+use crate::common::*;
+
+#[test]
+fn the_same_200_mib_file_twice_grows_storage_by_under_one_percent() {
+    let v = TestVolume::new();
+    let src = v.tmp.path().join("media.bin");
+    write_random_file(&src, 77, 200 << 20);
+    let m = v.mount();
+    sh(&format!("cp '{}' '{}'", src.display(), m.p("first.bin").display()));
+    sh(&format!("sync -f '{}'", m.p("first.bin").display()));
+    let after_one = v.stat_u64("stored_bytes");
+    sh(&format!("cp '{}' '{}'", src.display(), m.p("second.bin").display()));
+    sh(&format!("sync -f '{}'", m.p("second.bin").display()));
+    let after_two = v.stat_u64("stored_bytes");
+    assert!(after_one >= 200 << 20, "incompressible data is stored in full ({after_one})");
+    let growth = (after_two - after_one) as f64 / after_one as f64;
+    assert!(growth < 0.01, "second copy grew stored bytes by {:.3} %", growth * 100.0);
+    let s = v.stats();
+    assert_eq!(s["logical_bytes"].as_u64(), Some(400 << 20));
+    assert!(s["dedup_ratio"].as_f64().unwrap() > 1.98, "{s}");
+    assert_eq!(sha256(&m.p("second.bin")), sha256(&src));
+    m.unmount();
+}
+
+#[test]
+fn compressible_data_is_stored_smaller_and_reads_back() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    let text: Vec<u8> = (0..(20 << 20) / 64).flat_map(|i: u32| format!("{:>63}\n", i % 1000).into_bytes()).collect();
+    std::fs::write(m.p("log.txt"), &text).unwrap();
+    assert_eq!(std::fs::read(m.p("log.txt")).unwrap(), text);
+    m.unmount();
+    let s = v.stats();
+    assert!(s["stored_bytes"].as_u64().unwrap() < s["logical_bytes"].as_u64().unwrap() / 4, "{s}");
+}
+
+#[test]
+fn deleting_files_returns_live_counters_to_zero() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    write_random_file(&m.p("a"), 1, 30 << 20);
+    std::fs::copy(m.p("a"), m.p("b")).unwrap();
+    std::fs::remove_file(m.p("a")).unwrap();
+    std::fs::remove_file(m.p("b")).unwrap();
+    m.unmount();
+    let s = v.stats();
+    assert_eq!(s["logical_bytes"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["chunks"].as_u64(), Some(0), "{s}");
+    assert_eq!(s["stored_bytes"].as_u64(), Some(0), "{s}");
+    assert!(s["reclaimable_bytes"].as_u64().unwrap() >= 30 << 20, "{s}");
+}

@@ -1,0 +1,48 @@
+//! A full disk gives ENOSPC, not a corrupt volume.
+
+use crate::common::*;
+use std::io::Write;
+
+#[test]
+fn full_disk_gives_enospc_and_keeps_the_volume_intact() {
+    let outer = tempfile::tempdir().unwrap();
+    let small = outer.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    sh(&format!("mount -t tmpfs -o size=400m nanofs-enospc '{}'", small.display()));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    let pass = small.join("pass");
+    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
+    let vol = small.join("vol");
+    let out = nanofs(&["init", vol.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
+    assert!(out.status.success());
+    let v = TestVolume { tmp: tempfile::tempdir().unwrap(), dir: vol, pass_file: pass };
+    let m = v.mount();
+    std::fs::write(m.p("keep.txt"), b"written before the disk filled").unwrap();
+    let mut f = std::fs::File::create(m.p("filler.bin")).unwrap();
+    let mut written = 0usize;
+    let err = loop {
+        match f.write_all(&random_bytes(written as u64, 1 << 20)) {
+            Ok(()) => written += 1 << 20,
+            Err(e) => break e,
+        }
+        assert!(written < 1 << 30, "a 400 MiB disk never filled");
+    };
+    let closed = f.sync_all().and_then(|_| Ok(drop(f)));
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let _ = closed;
+    assert!(written > 100 << 20, "only {written} bytes fit");
+    // Freeing space makes the volume writable again; what was there is intact.
+    std::fs::remove_file(m.p("filler.bin")).unwrap();
+    assert_eq!(std::fs::read(m.p("keep.txt")).unwrap(), b"written before the disk filled");
+    m.unmount();
+    let m = v.mount();
+    assert_eq!(std::fs::read(m.p("keep.txt")).unwrap(), b"written before the disk filled");
+    std::fs::write(m.p("after.txt"), b"still works").unwrap();
+    m.unmount();
+}

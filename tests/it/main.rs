@@ -1,0 +1,13 @@
+//! Integration tests: one binary (one link of RocksDB), real FUSE mounts, real tools.
+//! They need root (mounts, other users) and /dev/fuse.
+
+mod common;
+
+mod cli;
+mod corrupt;
+mod crash;
+mod dedup;
+mod enospc;
+mod layering;
+mod posix;
+mod tools;

@@ -1,0 +1,89 @@
+//! The tools users bring: rsync -aHAX, cp -a, tar, git, sqlite3.
+
+use crate::common::*;
+
+/// A real tree with the awkward parts added: hard links, symlinks, xattrs, odd modes,
+/// a sparse file, an empty directory, names with spaces and UTF-8.
+fn build_tree(root: &std::path::Path) {
+    sh(&format!(
+        "set -e; mkdir -p '{r}'; cp -a /usr/share/perl5 '{r}/perl5' 2>/dev/null || cp -a /usr/share/doc '{r}/perl5'; \
+         cp -a /usr/include/linux '{r}/linux-headers'; \
+         cd '{r}'; mkdir -p 'empty dir' 'ünïcödé/deep/er'; echo hi > 'ünïcödé/deep/er/file with spaces'; \
+         ln 'ünïcödé/deep/er/file with spaces' hardlink; ln -s 'ünïcödé/deep' symlink; ln -s /nonexistent dangling; \
+         setfattr -n user.origin -v nanofs-test hardlink; chmod 0750 'empty dir'; chmod 0604 hardlink; \
+         truncate -s 50M sparse.img; printf data | dd of=sparse.img bs=1 seek=30000000 conv=notrunc status=none; \
+         mkfifo pipe; touch -d '2001-02-03 04:05:06.123456789' hardlink",
+        r = root.display()
+    ));
+}
+
+#[test]
+fn rsync_a_h_a_x_round_trips_a_real_tree() {
+    let v = TestVolume::new();
+    let src = v.tmp.path().join("src");
+    build_tree(&src);
+    let m = v.mount();
+    let dst = m.p("copy");
+    sh(&format!("rsync -aHAX '{}/' '{}/'", src.display(), dst.display()));
+    // Nothing left to transfer, by checksum and by metadata.
+    let changes = sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), dst.display()));
+    assert_eq!(changes.trim(), "", "rsync still sees differences:\n{changes}");
+    let sums = |d: &std::path::Path| sh(&format!("cd '{}' && find . -type f -print0 | sort -z | xargs -0 sha256sum", d.display()));
+    assert_eq!(sums(&src), sums(&dst));
+    let meta = |d: &std::path::Path| {
+        sh(&format!("cd '{}' && find . -printf '%p %y %m %U %G %n %s %T@ %l\\n' | sort", d.display()))
+    };
+    assert_eq!(meta(&src), meta(&dst));
+    m.unmount();
+    // And again after a remount, from the stored data.
+    let m = v.mount();
+    assert_eq!(sums(&src), sums(&m.p("copy")));
+    let changes = sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), m.p("copy").display()));
+    assert_eq!(changes.trim(), "");
+    m.unmount();
+}
+
+#[test]
+fn cp_a_and_tar_round_trip() {
+    let v = TestVolume::new();
+    let src = v.tmp.path().join("src");
+    build_tree(&src);
+    let m = v.mount();
+    sh(&format!("cp -a '{}' '{}'", src.display(), m.p("cp").display()));
+    sh(&format!("tar -C '{}' --xattrs -cf '{}' .", src.display(), m.p("tree.tar").display()));
+    sh(&format!("mkdir '{0}' && tar -C '{0}' --xattrs -xf '{1}'", m.p("untarred").display(), m.p("tree.tar").display()));
+    let listing = |d: &std::path::Path| sh(&format!("cd '{}' && find . -printf '%p %y %m %s %l\\n' | sort", d.display()));
+    assert_eq!(listing(&src), listing(&m.p("cp")));
+    assert_eq!(listing(&src), listing(&m.p("untarred")));
+    sh(&format!("diff -r --no-dereference '{}' '{}'", src.display(), m.p("untarred").display()));
+    m.unmount();
+}
+
+#[test]
+fn git_and_sqlite_work_on_the_mount() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    let repo = m.p("repo");
+    sh(&format!(
+        "set -e; git init -q '{r}'; cd '{r}'; git config user.email t@example.org; git config user.name T; \
+         for i in $(seq 1 30); do echo line $i >> file.txt; cp file.txt copy-$((i % 5)).txt; git add -A; git commit -qm \"c$i\"; done; \
+         git gc -q; git fsck --full --strict",
+        r = repo.display()
+    ));
+    let log = sh(&format!("cd '{}' && git log --oneline | wc -l", repo.display()));
+    assert_eq!(log.trim(), "30");
+    let db = m.p("test.db");
+    let out = sh(&format!(
+        "sqlite3 '{db}' 'PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);' >/dev/null; \
+         for i in $(seq 1 20); do sqlite3 '{db}' \"BEGIN; INSERT INTO t(v) SELECT hex(randomblob(200)) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<100) SELECT x FROM c); COMMIT;\"; done; \
+         sqlite3 '{db}' 'PRAGMA integrity_check; SELECT count(*) FROM t;'",
+        db = db.display()
+    ));
+    assert_eq!(out, "ok\n2000\n");
+    m.unmount();
+    let m = v.mount();
+    sh(&format!("cd '{}' && git fsck --full --strict", m.p("repo").display()));
+    let out = sh(&format!("sqlite3 '{}' 'PRAGMA integrity_check; SELECT count(*) FROM t;'", m.p("test.db").display()));
+    assert_eq!(out, "ok\n2000\n");
+    m.unmount();
+}
