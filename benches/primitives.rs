@@ -17,7 +17,10 @@ fn random(len: usize) -> Vec<u8> {
 }
 
 fn text(len: usize) -> Vec<u8> {
-    (0..).flat_map(|i: u32| format!("{i:>10} frame=ok pts={} dts={}\n", i * 3, i * 3 + 1).into_bytes()).take(len).collect()
+    (0..)
+        .flat_map(|i: u32| format!("{i:>10} frame=ok pts={} dts={}\n", i * 3, i * 3 + 1).into_bytes())
+        .take(len)
+        .collect()
 }
 
 fn chunking(c: &mut Criterion) {

@@ -10,7 +10,7 @@ cargo build --release --locked --workspace
 sudo_cmd=""
 [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 $sudo_cmd install -m 755 "$CARGO_TARGET_DIR/release/nanofs" /usr/local/bin/nanofs
-$sudo_cmd install -m 755 "$CARGO_TARGET_DIR/release/mount.nanofs" /usr/local/sbin/mount.nanofs
+$sudo_cmd install -m 755 "$CARGO_TARGET_DIR/release/mount-nanofs" /usr/local/sbin/mount.nanofs
 base="${NANOFS_DEMO:-$HOME/nanofs-demo}"
 volume="$base/volume"
 mnt="$base/mnt"

@@ -142,9 +142,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let config: Config = toml::from_str(text)
             .map_err(|e| ConfigError::Parse { path: String::new(), message: e.message().to_string() })?;
-        config
-            .validate()
-            .map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
         Ok(config)
     }
 

@@ -59,9 +59,7 @@ impl Ino {
     /// Decodes the first 8 bytes of a key.
     #[must_use]
     pub fn from_key(key: &[u8]) -> Option<Self> {
-        key.get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(|b| Ino(u64::from_be_bytes(b)))
+        key.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(|b| Ino(u64::from_be_bytes(b)))
     }
 }
 
@@ -98,10 +96,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 #[cfg(test)]

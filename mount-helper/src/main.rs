@@ -60,7 +60,8 @@ fn nanofs_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     if let Some(dir) = std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
-        for candidate in [dir.join("nanofs"), PathBuf::from("/usr/local/bin/nanofs"), PathBuf::from("/usr/bin/nanofs")] {
+        for candidate in [dir.join("nanofs"), PathBuf::from("/usr/local/bin/nanofs"), PathBuf::from("/usr/bin/nanofs")]
+        {
             if candidate.is_file() {
                 return candidate;
             }
@@ -108,7 +109,9 @@ mod tests {
 
     #[test]
     fn fstab_options_become_nanofs_flags() {
-        let p = parse(&args("/vol /mnt -o rw,noauto,passphrase_file=/etc/k,allow_other,x-systemd.automount,cache_mb=64")).unwrap();
+        let p =
+            parse(&args("/vol /mnt -o rw,noauto,passphrase_file=/etc/k,allow_other,x-systemd.automount,cache_mb=64"))
+                .unwrap();
         assert_eq!((p.volume.as_str(), p.mountpoint.as_str()), ("/vol", "/mnt"));
         assert_eq!(p.passphrase_file.as_deref(), Some("/etc/k"));
         assert_eq!(p.options, vec!["allow_other", "cache_mb=64"]);

@@ -16,6 +16,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// Writes idle this long are committed in the background (ext4's default commit interval).
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The volume directory.
@@ -62,7 +65,8 @@ fn parse_options(list: &[String]) -> anyhow::Result<Options> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = parse_options(&args.options)?;
-    let dir = std::fs::canonicalize(&args.volume).map_err(|_| anyhow!("volume {} does not exist", args.volume.display()))?;
+    let dir =
+        std::fs::canonicalize(&args.volume).map_err(|_| anyhow!("volume {} does not exist", args.volume.display()))?;
     crate::volume::header::Header::load(&dir)?;
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .map_err(|_| anyhow!("mount point {} does not exist", args.mountpoint.display()))?;
@@ -83,7 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     drop(pass);
     let open = OpenOptions { read_only: opts.read_only, cache_mb: opts.cache_mb };
-    let cfg = MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
+    let cfg =
+        MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
     if args.foreground {
         super::init_logging();
         return serve(&dir, &mountpoint, &key, &open, &cfg, None);
@@ -187,6 +192,14 @@ fn serve(
                 tracing::error!(error = %e, "unmount failed; retrying lazily");
                 let _ = nix::mount::umount2(&mp, nix::mount::MntFlags::MNT_DETACH);
             }
+        }
+    })?;
+    // Commit idle writes every few seconds, so a crash loses at most that much unsynced data.
+    let committer = vol.clone();
+    std::thread::Builder::new().name("committer".into()).spawn(move || loop {
+        std::thread::sleep(COMMIT_INTERVAL);
+        if let Err(e) = committer.commit_idle(COMMIT_INTERVAL) {
+            tracing::error!(error = %e, "background commit failed");
         }
     })?;
     let joined = background.join();

@@ -20,7 +20,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(Response::Stats(s)) => s,
         Some(Response::Error { message }) => bail!("{message}"),
         Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
-        None => Volume::offline_stats(&args.volume).with_context(|| format!("cannot read {}", args.volume.display()))?,
+        None => {
+            Volume::offline_stats(&args.volume).with_context(|| format!("cannot read {}", args.volume.display()))?
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);

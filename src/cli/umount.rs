@@ -28,10 +28,10 @@ pub fn mount_at(path: &Path) -> Option<MountEntry> {
     table.lines().rev().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
         let sep = fields.iter().position(|f| *f == "-")?;
-        (unescape(fields.get(4)?) == want).then(|| MountEntry {
-            fstype: fields.get(sep + 1)?.to_string(),
-            source: unescape(fields.get(sep + 2)?),
-        })
+        if unescape(fields.get(4)?) != want {
+            return None;
+        }
+        Some(MountEntry { fstype: fields.get(sep + 1)?.to_string(), source: unescape(fields.get(sep + 2)?) })
     })
 }
 
@@ -62,6 +62,14 @@ pub fn unmount(mountpoint: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Whether `pid` still runs (a zombie has finished: its parent just has not reaped it).
+fn alive(pid: nix::unistd::Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .with_context(|| format!("mount point {} does not exist", args.mountpoint.display()))?;
@@ -77,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(pid) = pid {
         let pid = nix::unistd::Pid::from_raw(pid as i32);
         let deadline = Instant::now() + Duration::from_secs(300);
-        while nix::sys::signal::kill(pid, None).is_ok() {
+        while alive(pid) {
             if Instant::now() > deadline {
                 bail!("the daemon (pid {pid}) is still flushing after 5 minutes");
             }

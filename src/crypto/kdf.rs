@@ -28,9 +28,7 @@ pub fn derive(passphrase: &[u8], salt: &[u8], params: Argon2Params) -> Result<Ze
     let p = argon2::Params::new(params.m_kib, params.t, params.p, Some(32)).map_err(|e| Error::Kdf(e.to_string()))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p);
     let mut out = Zeroizing::new([0u8; 32]);
-    argon
-        .hash_password_into(passphrase, salt, out.as_mut())
-        .map_err(|e| Error::Kdf(e.to_string()))?;
+    argon.hash_password_into(passphrase, salt, out.as_mut()).map_err(|e| Error::Kdf(e.to_string()))?;
     Ok(out)
 }
 

@@ -70,7 +70,8 @@ impl fuser::Filesystem for NanoFs {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
         let _ = config.set_max_background(64);
-        for flag in [InitFlags::FUSE_PARALLEL_DIROPS, InitFlags::FUSE_DO_READDIRPLUS, InitFlags::FUSE_READDIRPLUS_AUTO] {
+        for flag in [InitFlags::FUSE_PARALLEL_DIROPS, InitFlags::FUSE_DO_READDIRPLUS, InitFlags::FUSE_READDIRPLUS_AUTO]
+        {
             let _ = config.add_capabilities(flag);
         }
         Ok(())
@@ -127,7 +128,16 @@ impl fuser::Filesystem for NanoFs {
         reply.data(&t);
     }
 
-    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, rdev: u32, reply: ReplyEntry) {
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
         let Some(kind) = Kind::from_mode(mode) else {
             reply.error(Errno::EINVAL);
             return;
@@ -136,12 +146,14 @@ impl fuser::Filesystem for NanoFs {
             reply.error(Errno::EINVAL);
             return;
         }
-        let a = try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), kind, mode, req.uid(), req.gid(), rdev));
+        let a =
+            try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), kind, mode, req.uid(), req.gid(), rdev));
         reply.entry(&TTL, &file_attr(&a), Generation(0));
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
-        let a = try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::Dir, mode, req.uid(), req.gid(), 0));
+        let a =
+            try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::Dir, mode, req.uid(), req.gid(), 0));
         reply.entry(&TTL, &file_attr(&a), Generation(0));
     }
 
@@ -197,7 +209,7 @@ impl fuser::Filesystem for NanoFs {
             reply.error(Errno::EROFS);
             return;
         }
-        try_reply!(reply, self.vol.open(ino(i)));
+        try_reply!(reply, self.vol.open_file(ino(i)));
         reply.opened(self.fh(), FopenFlags::empty());
     }
 
@@ -310,7 +322,14 @@ impl fuser::Filesystem for NanoFs {
             }
             for e in entries {
                 let a = try_reply!(reply, self.vol.getattr(e.ino));
-                if reply.add(INodeNo(e.ino.0), e.cookie, OsStr::from_bytes(&e.name), &TTL, &file_attr(&a), Generation(0)) {
+                if reply.add(
+                    INodeNo(e.ino.0),
+                    e.cookie,
+                    OsStr::from_bytes(&e.name),
+                    &TTL,
+                    &file_attr(&a),
+                    Generation(0),
+                ) {
                     return reply.ok();
                 }
                 cookie = e.cookie;
@@ -331,7 +350,16 @@ impl fuser::Filesystem for NanoFs {
         reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.bsize);
     }
 
-    fn setxattr(&self, _req: &Request, i: INodeNo, name: &OsStr, value: &[u8], flags: i32, _position: u32, reply: ReplyEmpty) {
+    fn setxattr(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         try_reply!(reply, self.vol.setxattr(ino(i), name.as_bytes(), value, create, replace));
@@ -364,13 +392,32 @@ impl fuser::Filesystem for NanoFs {
         reply.ok();
     }
 
-    fn create(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, _flags: i32, reply: ReplyCreate) {
-        let a = try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::File, mode, req.uid(), req.gid(), 0));
-        try_reply!(reply, self.vol.open(a.ino));
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let a =
+            try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::File, mode, req.uid(), req.gid(), 0));
+        try_reply!(reply, self.vol.open_file(a.ino));
         reply.created(&TTL, &file_attr(&a), Generation(0), self.fh(), FopenFlags::empty());
     }
 
-    fn fallocate(&self, _req: &Request, i: INodeNo, _fh: FileHandle, offset: u64, length: u64, mode: i32, reply: ReplyEmpty) {
+    fn fallocate(
+        &self,
+        _req: &Request,
+        i: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
         match mode {
             0 => try_reply!(reply, self.vol.allocate(ino(i), offset, length)),
             libc::FALLOC_FL_KEEP_SIZE => {}

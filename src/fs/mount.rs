@@ -25,7 +25,9 @@ pub struct MountConfig {
 pub fn mount(vol: Arc<Volume>, mountpoint: &Path, cfg: &MountConfig) -> std::io::Result<Session<NanoFs>> {
     let mut options = vec![
         MountOption::FSName(cfg.fsname.clone()),
-        MountOption::Subtype("nanofs".into()),
+        // Passed to the kernel directly: a root mount by mount(2) ignores `Subtype`, and the
+        // type must read `fuse.nanofs` in /proc/mounts for `nanofs umount` and `df -t`.
+        MountOption::CUSTOM("subtype=nanofs".into()),
         MountOption::DefaultPermissions,
         MountOption::CUSTOM("max_read=1048576".into()),
     ];

@@ -137,7 +137,13 @@ impl SpaceCounters {
             return None;
         }
         let n = |i: usize| u64::from_be_bytes(v[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        Some(Self { logical_bytes: n(0), unique_bytes: n(1), stored_bytes: n(2), chunks: n(3), reclaimable_bytes: n(4) })
+        Some(Self {
+            logical_bytes: n(0),
+            unique_bytes: n(1),
+            stored_bytes: n(2),
+            chunks: n(3),
+            reclaimable_bytes: n(4),
+        })
     }
 }
 

@@ -36,7 +36,8 @@ impl From<rocksdb::Error> for Error {
         let text = e.into_string();
         if text.contains("No space left") || text.contains("ENOSPC") {
             Error::NoSpace
-        } else if text.contains("lock") && (text.contains("LOCK") || text.contains("Resource temporarily unavailable")) {
+        } else if text.contains("lock") && (text.contains("LOCK") || text.contains("Resource temporarily unavailable"))
+        {
             Error::Locked
         } else {
             Error::Db(text)
@@ -211,7 +212,12 @@ impl Store {
     }
 
     /// Key-value pairs whose key starts with `prefix`, from `start` (inclusive) on.
-    pub fn scan(&self, cf: Cf, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    pub fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        start: &[u8],
+    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
         let prefix = prefix.to_vec();
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))

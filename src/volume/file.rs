@@ -2,9 +2,11 @@
 //!
 //! Writes to a file collect in a *window*: a contiguous range that starts on a chunk
 //! boundary of the committed file. Once its unchunked tail reaches `STREAM_THRESHOLD`,
-//! the final cut points are taken, the chunks are hashed, deduplicated, compressed and
-//! sealed on the worker pool, and new bodies are stored *without* the write-ahead log, so
-//! a large file is written to disk once, into blob files. The window is committed (on
+//! the final cut points are taken and the block is handed to the worker pool, which
+//! hashes, deduplicates, compresses and seals its chunks while the writer fills the next
+//! block (at most `MAX_JOBS` blocks in flight per file, so memory stays bounded). New
+//! bodies are stored *without* the write-ahead log, so a large file is written to disk
+//! once, into blob files. The window is committed (on
 //! close, fsync, a non-contiguous write, or past `WINDOW_LIMIT`) by flushing those bodies,
 //! re-chunking the neighbourhood up to the next committed chunk boundary, and replacing the
 //! covered extents in one batch. Nothing references a body before the body is durable, so
@@ -20,11 +22,12 @@ use crate::ids::{ChunkId, Ino};
 use crate::store::keys::{self, ExtentValue};
 use crate::store::{Cf, Durability, Store};
 use rayon::prelude::*;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Unchunked bytes a window collects before its final cut points are taken.
-pub const STREAM_THRESHOLD: usize = 16 << 20;
+pub const STREAM_THRESHOLD: usize = 8 << 20;
 /// Chunked bytes a window holds before it is committed on its own.
 pub const WINDOW_LIMIT: u64 = 512 << 20;
 /// Bytes read ahead of a sequential reader.
@@ -38,11 +41,16 @@ pub(crate) struct FileState {
     window: Option<Window>,
     mtime: Option<Timestamp>,
     kill_suid: bool,
+    last_write: Option<Instant>,
 }
 
 struct Window {
     start: u64,
+    /// Chunks stored and ready to reference, contiguous from `start`.
     pending: Vec<Pending>,
+    /// Blocks being chunked and stored on the worker pool, contiguous after `pending`.
+    jobs: VecDeque<Job>,
+    /// Bytes covered by `pending` and `jobs`.
     pending_len: u64,
     tail: Vec<u8>,
     /// Some pending bodies were stored without the WAL: flush before committing.
@@ -50,11 +58,50 @@ struct Window {
 }
 
 impl Window {
+    fn new(start: u64) -> Self {
+        Self { start, pending: vec![], jobs: VecDeque::new(), pending_len: 0, tail: vec![], unlogged: false }
+    }
     fn tail_start(&self) -> u64 {
         self.start + self.pending_len
     }
     fn end(&self) -> u64 {
         self.tail_start() + self.tail.len() as u64
+    }
+    /// Waits for the oldest job and moves its chunks to `pending`.
+    fn finish_oldest_job(&mut self) -> Result<()> {
+        if let Some(job) = self.jobs.pop_front() {
+            let mut done = job.wait()?;
+            self.unlogged |= done.iter().any(|p| p.body.is_some());
+            self.pending.append(&mut done);
+        }
+        Ok(())
+    }
+}
+
+/// Blocks chunked in the background per writing file: the writer fills the next block
+/// while the worker pool hashes and seals the previous ones.
+const MAX_JOBS: usize = 2;
+
+type JobSlot = Arc<(Mutex<Option<Result<Vec<Pending>>>>, Condvar)>;
+
+/// A block of the window being chunked, hashed, sealed and stored in the background.
+struct Job {
+    offset: u64,
+    /// The block's bytes, kept for reads until the job is finished.
+    data: Arc<Vec<u8>>,
+    done: JobSlot,
+}
+
+impl Job {
+    fn wait(self) -> Result<Vec<Pending>> {
+        let (lock, cv) = &*self.done;
+        let mut slot = lock.lock().expect("job lock");
+        loop {
+            if let Some(r) = slot.take() {
+                return r;
+            }
+            slot = cv.wait(slot).expect("job lock");
+        }
     }
 }
 
@@ -103,6 +150,44 @@ impl ChunkReader {
             tracing::error!(chunk = %id, inode = %ino, "chunk failed verification: {why}");
             Error::Corrupt { chunk: *id, ino }
         })
+    }
+
+    /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
+    /// parallel on the worker pool.
+    fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
+        let mut pieces = Vec::with_capacity(lens.len());
+        let mut at = 0;
+        for l in lens {
+            pieces.push(&data[at..at + l]);
+            at += l;
+        }
+        pieces
+            .par_iter()
+            .map(|piece| {
+                let id = self.codec.id(piece);
+                let known = self.store.contains(Cf::Refs, &id.0)?;
+                let sealed = (!known).then(|| self.codec.seal(id, piece).envelope);
+                Ok(Prepared { id, len: piece.len() as u32, sealed })
+            })
+            .collect()
+    }
+
+    /// Chunks a block at `offset` into `lens`, storing new bodies without the WAL.
+    fn store_block(&self, offset: u64, data: &[u8], lens: &[usize]) -> Result<Vec<Pending>> {
+        let mut at = offset;
+        let mut out = Vec::with_capacity(lens.len());
+        for p in self.prepare(data, lens)? {
+            let body = match p.sealed {
+                Some(env) => {
+                    self.store.put_chunk_unlogged(&p.id.0, &env)?;
+                    Some((env.len() as u32, p.len))
+                }
+                None => None,
+            };
+            out.push(Pending { offset: at, id: p.id, len: p.len, body });
+            at += u64::from(p.len);
+        }
+        Ok(out)
     }
 
     /// Decrypts `ids` into the cache in the background.
@@ -193,7 +278,7 @@ impl Volume {
     }
 
     /// Registers an open handle of `ino`.
-    pub fn open(&self, ino: Ino) -> Result<()> {
+    pub fn open_file(&self, ino: Ino) -> Result<()> {
         self.load_inode(ino)?;
         *self.opens.lock().expect("opens lock").entry(ino).or_default() += 1;
         Ok(())
@@ -222,6 +307,21 @@ impl Volume {
             }
         }
         result
+    }
+
+    /// Commits every window that has seen no write for `idle`: bounds what a crash can
+    /// lose of data that was never fsync'd, like a journaling file system's commit interval.
+    pub fn commit_idle(&self, idle: Duration) -> Result<()> {
+        let files: Vec<(Ino, Arc<Mutex<FileState>>)> =
+            self.files.lock().expect("files lock").iter().map(|(k, v)| (*k, v.clone())).collect();
+        for (ino, state) in files {
+            // A file busy with a write or read is skipped; it is picked up next time.
+            let Ok(mut st) = state.try_lock() else { continue };
+            if st.window.is_some() && st.last_write.is_some_and(|t| t.elapsed() >= idle) {
+                self.commit_window(ino, &mut st, Durability::Buffered)?;
+            }
+        }
+        Ok(())
     }
 
     /// Commits the writes of `ino` (close).
@@ -274,11 +374,12 @@ impl Volume {
         }
         w.tail[rel..rel + data.len()].copy_from_slice(data);
         if w.tail.len() >= STREAM_THRESHOLD {
-            self.stream(ino, w)?;
+            self.stream(w)?;
         }
         let full = w.pending_len >= WINDOW_LIMIT;
         st.mtime = Some(Timestamp::now());
         st.kill_suid |= kill_suid;
+        st.last_write = Some(Instant::now());
         if full {
             self.commit_window(ino, &mut st, Durability::Buffered)?;
         }
@@ -297,7 +398,7 @@ impl Volume {
     /// A window for a write at `offset`: it starts at the boundary of the committed chunk
     /// that contains `offset`, whose leading bytes it takes over.
     fn open_window(&self, ino: Ino, offset: u64) -> Result<Window> {
-        let mut w = Window { start: offset, pending: vec![], pending_len: 0, tail: vec![], unlogged: false };
+        let mut w = Window::new(offset);
         if let Some((off, e)) = self.extents_between(ino, offset, offset + 1)?.into_iter().next() {
             if off < offset {
                 let plain = self.reader.chunk(ino, &e.chunk)?;
@@ -308,46 +409,32 @@ impl Volume {
         Ok(w)
     }
 
-    /// Cuts the final chunks out of the window's tail and stores their bodies unlogged.
-    fn stream(&self, ino: Ino, w: &mut Window) -> Result<()> {
+    /// Hands the final chunks of the window's tail to the worker pool.
+    fn stream(&self, w: &mut Window) -> Result<()> {
         let lens = cut_points(&w.tail, self.params, false);
         let consumed: usize = lens.iter().sum();
-        let prepared = self.prepare(&w.tail[..consumed], &lens)?;
-        for p in prepared {
-            let body = match p.sealed {
-                Some(env) => {
-                    self.store.put_chunk_unlogged(&p.id.0, &env)?;
-                    w.unlogged = true;
-                    Some((env.len() as u32, p.len))
-                }
-                None => None,
-            };
-            w.pending.push(Pending { offset: w.tail_start(), id: p.id, len: p.len, body });
-            w.pending_len += u64::from(p.len);
+        if consumed == 0 {
+            return Ok(());
         }
-        w.tail.drain(..consumed);
-        let _ = ino;
+        while w.jobs.len() >= MAX_JOBS {
+            w.finish_oldest_job()?;
+        }
+        let rest = w.tail[consumed..].to_vec();
+        let mut block = std::mem::replace(&mut w.tail, rest);
+        block.truncate(consumed);
+        let block = Arc::new(block);
+        let offset = w.tail_start();
+        w.pending_len += consumed as u64;
+        let done = JobSlot::default();
+        let (reader, data, slot) = (self.reader.clone(), block.clone(), done.clone());
+        rayon::spawn(move || {
+            let result = reader.store_block(offset, &data, &lens);
+            let (lock, cv) = &*slot;
+            *lock.lock().expect("job lock") = Some(result);
+            cv.notify_all();
+        });
+        w.jobs.push_back(Job { offset, data: block, done });
         Ok(())
-    }
-
-    /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
-    /// parallel on the worker pool.
-    fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
-        let mut pieces = Vec::with_capacity(lens.len());
-        let mut at = 0;
-        for l in lens {
-            pieces.push(&data[at..at + l]);
-            at += l;
-        }
-        pieces
-            .par_iter()
-            .map(|piece| {
-                let id = self.reader.codec.id(piece);
-                let known = self.store.contains(Cf::Refs, &id.0)?;
-                let sealed = (!known).then(|| self.reader.codec.seal(id, piece).envelope);
-                Ok(Prepared { id, len: piece.len() as u32, sealed })
-            })
-            .collect()
     }
 
     /// Makes the window part of the file: see the module docs.
@@ -355,6 +442,9 @@ impl Volume {
         let Some(mut w) = st.window.take() else {
             return if durability == Durability::Synced { self.sync() } else { Ok(()) };
         };
+        while !w.jobs.is_empty() {
+            w.finish_oldest_job()?;
+        }
         let written_end = w.end();
         // The committed chunk that straddles the window's end is re-chunked with it.
         if let Some((off, e)) = self.extents_between(ino, written_end, written_end + 1)?.into_iter().next() {
@@ -364,7 +454,7 @@ impl Volume {
             }
         }
         let lens = cut_points(&w.tail, self.params, true);
-        let prepared = self.prepare(&w.tail, &lens)?;
+        let prepared = self.reader.prepare(&w.tail, &lens)?;
         if w.unlogged {
             self.store.flush_chunks()?;
         }
@@ -419,7 +509,7 @@ impl Volume {
                     let head = &plain[..(size - off) as usize];
                     let lens = cut_points(head, self.params, true);
                     let mut at = off;
-                    for p in self.prepare(head, &lens)? {
+                    for p in self.reader.prepare(head, &lens)? {
                         let body = p.sealed.map(|env| {
                             txn.batch.put(Cf::Chunks, &p.id.0, &env);
                             (env.len() as u32, p.len)
@@ -464,10 +554,12 @@ impl Volume {
         }
         let end = file_size.min(offset + u64::from(size));
         let mut out = vec![0u8; (end - offset) as usize];
+        // Near the previous read's end counts as sequential: the kernel issues read-ahead
+        // requests in parallel, so they arrive slightly out of order.
         let sequential = {
             let mut last = self.last_read_end.lock().expect("readahead lock");
             let prev = last.insert(ino, end);
-            offset == 0 || prev == Some(offset)
+            offset == 0 || prev.is_some_and(|p| p.abs_diff(offset) <= 4 << 20)
         };
         let look_to = if sequential { end + READAHEAD } else { end };
         let mut ahead = Vec::new();
@@ -492,13 +584,33 @@ impl Volume {
                     copy_overlap(&mut out, offset, p.offset, &plain);
                 }
             }
+            for job in &w.jobs {
+                copy_overlap(&mut out, offset, job.offset, &job.data);
+            }
             copy_overlap(&mut out, offset, w.tail_start(), &w.tail);
         }
         drop(guard);
         if !ahead.is_empty() {
             self.reader.prefetch(ino, ahead);
         }
+        if offset == 0 && !self.read_only && needs_atime_update(&inode) {
+            self.touch_atime(ino)?;
+        }
         Ok(out)
+    }
+}
+
+/// Linux's default `relatime`: update atime on read when it is not newer than the last
+/// change, or is a day old; otherwise reads would turn into metadata writes.
+fn needs_atime_update(inode: &super::records::Inode) -> bool {
+    inode.atime <= inode.mtime || inode.atime <= inode.ctime || Timestamp::now().secs - inode.atime.secs >= 86_400
+}
+
+impl Volume {
+    fn touch_atime(&self, ino: Ino) -> Result<()> {
+        let mut txn = self.txn()?;
+        txn.inode_mut(ino)?.atime = Timestamp::now();
+        txn.commit(Durability::Buffered)
     }
 }
 

@@ -62,8 +62,14 @@ impl Header {
         random_bytes(&mut id);
         let key = DataKey::generate();
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let mut header =
-            Header { magic: MAGIC.into(), version: HEADER_VERSION, volume_id: hex(&id), created, slots: vec![], mac: String::new() };
+        let mut header = Header {
+            magic: MAGIC.into(),
+            version: HEADER_VERSION,
+            volume_id: hex(&id),
+            created,
+            slots: vec![],
+            mac: String::new(),
+        };
         let wrap = PassphraseWrap::wrap(&key, passphrase, params, &header.slot_context(0))
             .map_err(|e| Error::NotAVolume(e.to_string()))?;
         header.slots.push(Slot::Passphrase {

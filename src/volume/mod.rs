@@ -145,7 +145,9 @@ impl Volume {
         let format = store.get(Cf::Meta, META_FORMAT)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes);
         match format {
             Some(FORMAT_VERSION) => {}
-            Some(v) => return Err(Error::NotAVolume(format!("database format {v}; this nanofs reads {FORMAT_VERSION}"))),
+            Some(v) => {
+                return Err(Error::NotAVolume(format!("database format {v}; this nanofs reads {FORMAT_VERSION}")))
+            }
             None => return Err(Error::NotAVolume("database has no format version".into())),
         }
         let next_ino = store
@@ -169,7 +171,11 @@ impl Volume {
         let vol = Self {
             dir: dir.to_path_buf(),
             meta: MetaSealer::new(keys.meta_seal.clone()),
-            reader: Arc::new(file::ChunkReader::new(store.clone(), codec, ChunkCache::new(cache_mb as usize * (1 << 20)))),
+            reader: Arc::new(file::ChunkReader::new(
+                store.clone(),
+                codec,
+                ChunkCache::new(cache_mb as usize * (1 << 20)),
+            )),
             store,
             keys,
             params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),

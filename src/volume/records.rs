@@ -181,7 +181,8 @@ impl Inode {
         if v.len() != INODE_RECORD_LEN || v[0] != INODE_RECORD_VERSION {
             return Err(Error::CorruptMeta("inode record has an unknown layout".into()));
         }
-        let kind = Kind::from_byte(v[1]).ok_or_else(|| Error::CorruptMeta("inode record has an unknown kind".into()))?;
+        let kind =
+            Kind::from_byte(v[1]).ok_or_else(|| Error::CorruptMeta("inode record has an unknown kind".into()))?;
         let u32_at = |i: usize| u32::from_be_bytes(v[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().expect("8 bytes"));
         let ts_at = |i: usize| Timestamp { secs: u64_at(i) as i64, nanos: u32_at(i + 8) };

@@ -143,7 +143,16 @@ impl Volume {
     }
 
     /// Creates a file, directory, device node, fifo or socket `name` in `parent`.
-    pub fn create(&self, parent: Ino, name: &[u8], kind: Kind, perm: u32, uid: u32, gid: u32, rdev: u32) -> Result<Attr> {
+    pub fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        perm: u32,
+        uid: u32,
+        gid: u32,
+        rdev: u32,
+    ) -> Result<Attr> {
         check_name(name)?;
         let mut txn = self.txn()?;
         let p = txn.inode(parent)?;

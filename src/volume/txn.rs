@@ -139,7 +139,9 @@ impl<'a> Txn<'a> {
         let mut space = self.state.space;
         for (id, d) in std::mem::take(&mut self.refs) {
             let old = match self.vol.store.get(Cf::Refs, &id.0)? {
-                Some(v) => Some(RefRecord::decode(&v).ok_or_else(|| Error::CorruptMeta(format!("ref record of {id}")))?),
+                Some(v) => {
+                    Some(RefRecord::decode(&v).ok_or_else(|| Error::CorruptMeta(format!("ref record of {id}")))?)
+                }
                 None => None,
             };
             let mut rec = match (old, d.body) {

@@ -31,13 +31,25 @@ fn missing_and_foreign_volumes_are_named() {
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let missing = tmp.path().join("nope");
-    let out = nanofs(&["mount", missing.to_str().unwrap(), mnt.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
+    let out = nanofs(&[
+        "mount",
+        missing.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     let foreign = tmp.path().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("data.txt"), "hello").unwrap();
-    let out = nanofs(&["mount", foreign.to_str().unwrap(), mnt.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
+    let out = nanofs(&[
+        "mount",
+        foreign.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a nanofs volume"));
     assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 1, "nothing was created in a foreign directory");
@@ -51,13 +63,28 @@ fn busy_mountpoint_and_mounted_volume_are_refused() {
     let v = TestVolume::new();
     let m = v.mount();
     let w = TestVolume::new();
-    let out = nanofs(&["mount", w.path(), m.path.to_str().unwrap(), "--passphrase-file", w.pass_file.to_str().unwrap()]);
+    let out =
+        nanofs(&["mount", w.path(), m.path.to_str().unwrap(), "--passphrase-file", w.pass_file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let other = tempfile::tempdir().unwrap();
-    let out = nanofs(&["mount", v.path(), other.path().to_str().unwrap(), "--passphrase-file", v.pass_file.to_str().unwrap()]);
+    let out = nanofs(&[
+        "mount",
+        v.path(),
+        other.path().to_str().unwrap(),
+        "--passphrase-file",
+        v.pass_file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already mounted"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already mounted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     m.unmount();
 }
 
@@ -131,15 +158,19 @@ fn random_bytes_file(seed: u64, len: usize) -> Vec<u8> {
 #[test]
 fn mount_helper_serves_mount_t_nanofs() {
     let v = TestVolume::new();
-    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_nanofs")).with_file_name("mount.nanofs");
-    assert!(helper.exists(), "mount.nanofs is built beside nanofs");
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_nanofs")).with_file_name("mount-nanofs");
+    assert!(helper.exists(), "the mount helper is built beside nanofs");
     // mount(8) looks for helpers in /sbin; install ours there for the test.
     let installed = std::path::Path::new("/sbin/mount.nanofs");
     std::fs::copy(&helper, installed).unwrap();
     let mnt = tempfile::tempdir().unwrap();
     let mp = mnt.path().to_str().unwrap();
     let opts = format!("passphrase_file={},noauto,cache_mb=16", v.pass_file.display());
-    let out = Command::new("mount").args(["-t", "nanofs", v.path(), mp, "-o", &opts]).env("NANOFS_BIN", bin()).output().unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "nanofs", v.path(), mp, "-o", &opts])
+        .env("NANOFS_BIN", bin())
+        .output()
+        .unwrap();
     let guard = scopeguard(mp);
     assert!(out.status.success(), "mount -t nanofs failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(is_mounted(mnt.path()));

@@ -14,11 +14,8 @@ fn flipped_byte_in_a_stored_chunk_gives_eio_and_a_log_line() {
 
     // Damage the largest chunk body (the victim's first chunk, not the small bystander).
     let store = Store::open(&v.dir, OpenMode::ReadWrite).unwrap();
-    let (key, mut value) = store
-        .scan(Cf::Chunks, &[], &[])
-        .map(|kv| kv.unwrap())
-        .max_by_key(|(_, v)| v.len())
-        .expect("chunks are stored");
+    let (key, mut value) =
+        store.scan(Cf::Chunks, &[], &[]).map(|kv| kv.unwrap()).max_by_key(|(_, v)| v.len()).expect("chunks are stored");
     let mid = value.len() / 2;
     value[mid] ^= 0x01;
     let mut batch = store.batch();

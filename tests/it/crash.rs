@@ -27,7 +27,10 @@ fn kill_9_after_fsync_loses_nothing() {
     assert_eq!(std::fs::read(m.p("dir/renamed.txt")).unwrap(), b"fsync'd small file");
     if let Ok(data) = std::fs::read(m.p("unsynced.bin")) {
         let expect = random_bytes(4, 20 << 20);
-        assert!(expect.starts_with(&data) || data.iter().all(|b| *b == 0) || data == expect, "unsynced file holds wrong bytes");
+        assert!(
+            expect.starts_with(&data) || data.iter().all(|b| *b == 0) || data == expect,
+            "unsynced file holds wrong bytes"
+        );
     }
     // The volume works normally after recovery.
     std::fs::write(m.p("after"), b"ok").unwrap();

@@ -45,7 +45,9 @@ fn deleting_files_returns_live_counters_to_zero() {
     std::fs::remove_file(m.p("a")).unwrap();
     std::fs::remove_file(m.p("b")).unwrap();
     m.unmount();
+    let m = v.mount();
     let s = v.stats();
+    m.unmount();
     assert_eq!(s["logical_bytes"].as_u64(), Some(0), "{s}");
     assert_eq!(s["chunks"].as_u64(), Some(0), "{s}");
     assert_eq!(s["stored_bytes"].as_u64(), Some(0), "{s}");

@@ -28,7 +28,9 @@ fn rsync_a_h_a_x_round_trips_a_real_tree() {
     // Nothing left to transfer, by checksum and by metadata.
     let changes = sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), dst.display()));
     assert_eq!(changes.trim(), "", "rsync still sees differences:\n{changes}");
-    let sums = |d: &std::path::Path| sh(&format!("cd '{}' && find . -type f -print0 | sort -z | xargs -0 sha256sum", d.display()));
+    let sums = |d: &std::path::Path| {
+        sh(&format!("cd '{}' && find . -type f -print0 | sort -z | xargs -0 sha256sum", d.display()))
+    };
     assert_eq!(sums(&src), sums(&dst));
     let meta = |d: &std::path::Path| {
         sh(&format!("cd '{}' && find . -printf '%p %y %m %U %G %n %s %T@ %l\\n' | sort", d.display()))
@@ -38,7 +40,8 @@ fn rsync_a_h_a_x_round_trips_a_real_tree() {
     // And again after a remount, from the stored data.
     let m = v.mount();
     assert_eq!(sums(&src), sums(&m.p("copy")));
-    let changes = sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), m.p("copy").display()));
+    let changes =
+        sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), m.p("copy").display()));
     assert_eq!(changes.trim(), "");
     m.unmount();
 }
@@ -51,8 +54,13 @@ fn cp_a_and_tar_round_trip() {
     let m = v.mount();
     sh(&format!("cp -a '{}' '{}'", src.display(), m.p("cp").display()));
     sh(&format!("tar -C '{}' --xattrs -cf '{}' .", src.display(), m.p("tree.tar").display()));
-    sh(&format!("mkdir '{0}' && tar -C '{0}' --xattrs -xf '{1}'", m.p("untarred").display(), m.p("tree.tar").display()));
-    let listing = |d: &std::path::Path| sh(&format!("cd '{}' && find . -printf '%p %y %m %s %l\\n' | sort", d.display()));
+    sh(&format!(
+        "mkdir '{0}' && tar -C '{0}' --xattrs -xf '{1}'",
+        m.p("untarred").display(),
+        m.p("tree.tar").display()
+    ));
+    let listing =
+        |d: &std::path::Path| sh(&format!("cd '{}' && find . -printf '%p %y %m %s %l\\n' | sort", d.display()));
     assert_eq!(listing(&src), listing(&m.p("cp")));
     assert_eq!(listing(&src), listing(&m.p("untarred")));
     sh(&format!("diff -r --no-dereference '{}' '{}'", src.display(), m.p("untarred").display()));

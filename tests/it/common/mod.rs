@@ -175,7 +175,13 @@ impl Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if self.child.is_some() {
-            if Command::new("fusermount3").arg("-u").arg(&self.path).output().map(|o| !o.status.success()).unwrap_or(true) {
+            if Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.path)
+                .output()
+                .map(|o| !o.status.success())
+                .unwrap_or(true)
+            {
                 let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
             }
             if self.wait_child(Duration::from_secs(60)).is_none() {

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Throughput benchmark: nanofs vs gocryptfs on the same data, in one run; prints Markdown.
+#
+#   sudo benches/scripts/fs_throughput.sh                 # full: 4 GiB media, 5 GiB file, /usr/share
+#   MEDIA_GIB=1 BIG_GIB=1 SMALL_TREE=/usr/share/doc benches/scripts/fs_throughput.sh   # smoke
+#
+# Env: MEDIA_GIB (4), BIG_GIB (5) (fractions allowed), SMALL_TREE (/usr/share),
+#      WORKLOADS ("media big small"), BENCH_DIR (/var/tmp; scratch dir is created inside),
+#      NANOFS_BIN (~/.cache/nanofs-target/release/nanofs), OUT (also write the report there),
+#      KEEP=1 (keep the scratch dir for inspection).
+set -Eeuo pipefail
+
+cmdline=""
+for v in MEDIA_GIB BIG_GIB SMALL_TREE WORKLOADS BENCH_DIR NANOFS_BIN OUT KEEP; do
+  if [[ -n ${!v+x} ]]; then cmdline+="$v=${!v@Q} "; fi
+done
+cmdline+="$0${*:+ $*}"
+started=$(date --rfc-3339=seconds)
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+MEDIA_GIB=${MEDIA_GIB:-4} BIG_GIB=${BIG_GIB:-5} SMALL_TREE=${SMALL_TREE:-/usr/share}
+WORKLOADS=${WORKLOADS:-media big small}
+TARGET=$HOME/.cache/nanofs-target
+NANOFS_BIN=${NANOFS_BIN:-$TARGET/release/nanofs}
+HZ=$(getconf CLK_TCK)
+FSES=(nanofs gocryptfs)
+
+log() { printf '[%(%T)T] %s\n' -1 "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+trap 'log "error (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+
+[[ $EUID -eq 0 ]] || die "run as root (drop_caches, FUSE mounts)"
+[[ -d $SMALL_TREE ]] || die "SMALL_TREE $SMALL_TREE is not a directory"
+need() {  # $1 command, $2 Debian package
+  command -v "$1" >/dev/null && return
+  log "installing $2"
+  { apt-get install -y "$2" || { apt-get update && apt-get install -y "$2"; }; } >&2
+}
+need gocryptfs gocryptfs; need fusermount3 fuse3; need rsync rsync; need /usr/bin/time time
+
+# The tree may be mid-edit or the cargo lock held by someone else: retry for up to 40 min.
+deadline=$((SECONDS + 2400))
+until [[ -x $NANOFS_BIN ]]; do
+  [[ $NANOFS_BIN == "$TARGET/release/nanofs" ]] || die "no nanofs binary at $NANOFS_BIN"
+  (( SECONDS < deadline )) || die "could not build $NANOFS_BIN"
+  log "building nanofs in $REPO"
+  (cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release >&2) || sleep 60
+done
+
+W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nanofs-bench.XXXXXX")
+mkdir -p "$W"/src "$W"/vol "$W"/res "$W"/mnt/nanofs "$W"/mnt/gocryptfs
+PASS=$W/passphrase
+echo "bench-$RANDOM$RANDOM" > "$PASS"
+log "scratch dir $W"
+
+# Daemons are found by their command line, which always names a path under $W/vol.
+cleanup_mounts() {
+  local m pids
+  for m in "$W"/mnt/*; do
+    if grep -qs " $m fuse" /proc/mounts; then fusermount3 -uz "$m" || true; fi
+  done
+  pids=$(pgrep -f -- "$W/vol" || true)
+  if [[ -n $pids ]]; then
+    log "killing leftover daemons: $pids"
+    kill $pids 2>/dev/null || true; sleep 2; kill -9 $pids 2>/dev/null || true
+  fi
+}
+cleanup() {
+  local rc=$?
+  set +e; trap - ERR
+  cleanup_mounts
+  if [[ -n ${KEEP:-} ]]; then log "kept $W"; else rm -rf "$W"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+cat_all() { find "$1" -type f -exec cat {} + > /dev/null; }
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
+
+make_src() {  # generated once per workload (untimed), shared by both filesystems
+  local d=$W/src/$1 mib i
+  mkdir -p "$d"
+  case $1 in
+    media)
+      mib=$(calc "$MEDIA_GIB * 1024" 0)
+      for ((i = 0; i * 100 < mib; i++)); do
+        head -c "$(( mib - i * 100 < 100 ? mib - i * 100 : 100 ))M" /dev/urandom > "$d/media_$i.bin"
+      done ;;
+    big) head -c "$(calc "$BIG_GIB * 1024" 0)M" /dev/urandom > "$d/big.bin" ;;
+    small) rsync -a "$SMALL_TREE/" "$d/" ;;
+    *) die "unknown workload $1" ;;
+  esac
+}
+
+# Last seen counters of daemon $1: S_CPU (ticks, all threads incl. exited ones), S_WB (bytes
+# it caused to be written to disk), S_HWM (peak RSS, KiB). Fails once the process is gone.
+sample() {
+  local s f k v
+  { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
+  f=(${s##*) })
+  [[ ${f[0]} != Z ]] || return 1
+  S_CPU=$(( f[11] + f[12] ))
+  { while read -r k v; do
+      if [[ $k == write_bytes: ]]; then S_WB=$v; fi
+    done < "/proc/$1/io"
+    while read -r k v _; do
+      if [[ $k == VmHWM: ]]; then S_HWM=$v; fi
+    done < "/proc/$1/status"; } 2>/dev/null || return 1
+}
+# Unmount flushes happen in the daemon itself: poll until it exits, keeping the last values.
+exec {SLEEP_FD}<> <(:)
+fs_umount() {
+  local u end=$((SECONDS + 900))
+  if [[ $FS == nanofs ]]; then "$NANOFS_BIN" umount "$MNT" & else fusermount3 -u "$MNT" & fi
+  u=$!
+  while sample "$DPID"; do
+    (( SECONDS < end )) || die "$FS daemon $DPID still running 15 min after unmount"
+    if [[ -n $u ]] && ! kill -0 "$u" 2>/dev/null; then
+      wait "$u" || die "unmounting $MNT failed"
+      u=""
+    fi
+    read -t 0.01 -u "$SLEEP_FD" || true  # fork-free sleep, so polling steals little CPU
+  done
+  if [[ -n $u ]]; then wait "$u" || die "unmounting $MNT failed"; fi
+}
+
+fs_mount() {
+  if [[ $FS == nanofs ]]; then
+    "$NANOFS_BIN" mount "$VOL" "$MNT" --passphrase-file "$PASS"
+  else
+    gocryptfs -q -nosyslog -passfile "$PASS" "$VOL" "$MNT"
+  fi
+  DPID=$(pgrep -n -f -- " $VOL $MNT( |\$)") || die "no $FS daemon found for $MNT"
+  S_CPU=0 S_WB=0 S_HWM=0
+  sample "$DPID" || die "$FS daemon $DPID vanished"
+}
+# One timed phase: client command under /usr/bin/time plus the daemon's counters from
+# before the command until it has exited after unmount. Sets P_SECS P_CPU P_WB P_HWM.
+phase() {
+  local cmd=$1 src=$2 c0 w0 t0 t1 cu cs
+  c0=$S_CPU w0=$S_WB
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f '%U %S' -o "$W/time" bash -c "$cmd" _ "$src" "$MNT"
+  t1=$EPOCHREALTIME
+  sample "$DPID"
+  fs_umount
+  read -r cu cs < "$W/time"
+  P_SECS=$(calc "$t1 - $t0" 3)
+  P_CPU=$(calc "$cu + $cs + ($S_CPU - $c0) / $HZ" 2)
+  P_WB=$(( S_WB - w0 )) P_HWM=$S_HWM
+}
+
+run_fs() {  # $1 workload; $FS set. Writes key=value lines to $W/res/<workload>.<fs>
+  local wl=$1 src=$W/src/$1 res=$W/res/$1.$FS write read
+  VOL=$W/vol/$FS MNT=$W/mnt/$FS
+  rm -rf "$VOL" && mkdir -p "$VOL"
+  if [[ $FS == nanofs ]]; then
+    "$NANOFS_BIN" init "$VOL" --passphrase-file "$PASS" >/dev/null
+  else
+    gocryptfs -q -init -passfile "$PASS" "$VOL"
+  fi
+  if [[ $wl == small ]]; then write='rsync -a "$1"/ "$2"/small/ && sync'
+  else write='cp -r "$1" "$2"/ && sync'; fi
+  read='find "$2" -type f -exec cat {} + > /dev/null'
+
+  # Same cache state for both filesystems: source in page cache, nothing else.
+  drop_caches; cat_all "$src"
+  fs_mount
+  log "$wl/$FS: write"
+  phase "$write" "$src"
+  {
+    echo "bytes=$(file_bytes "$src")"
+    echo "wsecs=$P_SECS wcpu=$P_CPU wb=$P_WB whwm=$P_HWM"
+    echo "du=$(du -sb "$VOL" | cut -f1)"
+    if [[ $FS == nanofs ]]; then
+      "$NANOFS_BIN" stats "$VOL" --json > "$W/res/$wl.stats.json"
+      echo "stored=$(sed -n 's/.*"stored_bytes": *\([0-9]*\).*/\1/p' "$W/res/$wl.stats.json")"
+    fi
+  } >> "$res"
+
+  drop_caches
+  fs_mount
+  log "$wl/$FS: read"
+  phase "$read" "$src"
+  echo "rsecs=$P_SECS rcpu=$P_CPU rhwm=$P_HWM" >> "$res"
+  if [[ -z ${KEEP:-} ]]; then rm -rf "$VOL"; fi
+}
+
+failed=0
+for wl in $WORKLOADS; do
+  log "$wl: generating source data"
+  make_src "$wl"
+  for FS in "${FSES[@]}"; do
+    set +e; (set -e; run_fs "$wl"); rc=$?; set -e
+    if (( rc )); then
+      log "$wl/$FS FAILED (exit $rc)"; failed=1
+      echo "exit $rc" > "$W/res/$wl.$FS.fail"
+      if [[ -f $W/vol/$FS/nanofs.log ]]; then tail -n 20 "$W/vol/$FS/nanofs.log" | tee -a "$W/res/$wl.$FS.log" >&2; fi
+      cleanup_mounts
+    fi
+  done
+  rm -rf "${W:?}/src/$wl"
+done
+
+report() {
+  local wl fs bytes wsecs wcpu wb whwm du stored rsecs rcpu rhwm a b k
+  declare -A R
+  echo "# nanofs vs gocryptfs throughput"
+  echo
+  echo "- command: \`$cmdline\`"
+  echo "- date: $started (finished $(date --rfc-3339=seconds))"
+  echo "- host: $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM"
+  echo "- disk: $(df -T "$W" | awk 'NR == 2 { print $1 " (" $2 ")" }')"
+  echo "- nanofs: $NANOFS_BIN ($("$NANOFS_BIN" --version 2>/dev/null | head -n 1 || true)); $(gocryptfs -version | cut -d';' -f1)"
+  echo
+  echo "| workload | fs | data MB | write MB/s | read MB/s | CPU s write | CPU s read | peak RSS MiB | stored MiB (stats / du) | write ampl. |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  for wl in $WORKLOADS; do
+    for fs in "${FSES[@]}"; do
+      if [[ -f $W/res/$wl.$fs.fail || ! -f $W/res/$wl.$fs ]]; then
+        echo "| $wl | $fs | FAILED ($(cat "$W/res/$wl.$fs.fail" 2>/dev/null)) | | | | | | | |"; continue
+      fi
+      stored=""
+      for k in $(cat "$W/res/$wl.$fs"); do declare "${k%%=*}=${k#*=}"; done
+      R[$wl.$fs.w]=$(calc "$bytes / $wsecs / 1e6") R[$wl.$fs.r]=$(calc "$bytes / $rsecs / 1e6")
+      R[$wl.$fs.cw]=$wcpu R[$wl.$fs.cr]=$rcpu
+      R[$wl.$fs.rss]=$(calc "($whwm > $rhwm ? $whwm : $rhwm) / 1024")
+      echo "| $wl | $fs | $(calc "$bytes / 1e6") | ${R[$wl.$fs.w]} | ${R[$wl.$fs.r]} | $wcpu | $rcpu" \
+        "| ${R[$wl.$fs.rss]} | ${stored:+$(calc "$stored / 1048576") / }$(calc "$du / 1048576")" \
+        "| $(calc "$wb / $bytes" 2) |"
+    done
+  done
+  echo
+  echo "Ratios nanofs / gocryptfs (throughput: >1 means nanofs faster; CPU and RSS: >1 means nanofs uses more):"
+  echo
+  echo "| workload | write MB/s | read MB/s | CPU write | CPU read | peak RSS |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for wl in $WORKLOADS; do
+    [[ -n ${R[$wl.nanofs.w]:-} && -n ${R[$wl.gocryptfs.w]:-} ]] || { echo "| $wl | n/a | n/a | n/a | n/a | n/a |"; continue; }
+    a=$wl.nanofs b=$wl.gocryptfs
+    echo "| $wl | $(ratio "${R[$a.w]}" "${R[$b.w]}") | $(ratio "${R[$a.r]}" "${R[$b.r]}")" \
+      "| $(ratio "${R[$a.cw]}" "${R[$b.cw]}") | $(ratio "${R[$a.cr]}" "${R[$b.cr]}") | $(ratio "${R[$a.rss]}" "${R[$b.rss]}") |"
+  done
+  echo
+  echo "MB = 10^6 bytes of regular-file data. Write = copy + sync; read = cat of every file after"
+  echo "unmount, drop_caches and remount. CPU = client user+sys plus daemon utime+stime from the"
+  echo "start of the phase until the daemon exited after unmount (so unmount flushes count)."
+  echo "Peak RSS = daemon VmHWM (max of write and read mounts). Write ampl. = daemon write_bytes"
+  echo "(/proc/PID/io, mount to exit, incl. background flushes) / data bytes. Stored: nanofs"
+  echo "\`stats --json\` stored_bytes and \`du -sb\` of the volume; gocryptfs \`du -sb\` of the cipher dir."
+  for wl in $WORKLOADS; do
+    if [[ -f $W/res/$wl.stats.json ]]; then
+      echo; echo "nanofs stats after $wl: \`$(tr -d ' \n' < "$W/res/$wl.stats.json")\`"
+    fi
+    for fs in "${FSES[@]}"; do
+      if [[ -s $W/res/$wl.$fs.log ]]; then
+        echo; echo "$wl/$fs failed; end of $fs log:"; echo '```'; cat "$W/res/$wl.$fs.log"; echo '```'
+      fi
+    done
+  done
+}
+report > "$W/report.md"
+cat "$W/report.md"
+if [[ -n ${OUT:-} ]]; then cp "$W/report.md" "$OUT"; log "report saved to $OUT"; fi
+exit $(( failed ? 2 : 0 ))  # the table is printed even when a run failed
