@@ -15,7 +15,7 @@ for v in MEDIA_GIB BIG_GIB SMALL_TREE WORKLOADS BENCH_DIR NANOFS_BIN OUT KEEP; d
   if [[ -n ${!v+x} ]]; then cmdline+="$v=${!v@Q} "; fi
 done
 cmdline+="$0${*:+ $*}"
-started=$(date --rfc-3339=seconds)
+started=$(date --rfc-3339=seconds) LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MEDIA_GIB=${MEDIA_GIB:-4} BIG_GIB=${BIG_GIB:-5} SMALL_TREE=${SMALL_TREE:-/usr/share}
@@ -34,9 +34,7 @@ trap 'log "error (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
 [[ $EUID -eq 0 ]] || die "run as root (drop_caches, FUSE mounts)"
 [[ -d $SMALL_TREE ]] || die "SMALL_TREE $SMALL_TREE is not a directory"
 need() {  # $1 command, $2 Debian package
-  command -v "$1" >/dev/null && return
-  log "installing $2"
-  { apt-get install -y "$2" || { apt-get update && apt-get install -y "$2"; }; } >&2
+  command -v "$1" >/dev/null || { apt-get install -y "$2" || { apt-get update && apt-get install -y "$2"; }; } >&2
 }
 need gocryptfs gocryptfs; need fusermount3 fuse3; need rsync rsync; need /usr/bin/time time
 
@@ -50,32 +48,37 @@ until [[ -x $NANOFS_BIN ]]; do
 done
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nanofs-bench.XXXXXX")
-mkdir -p "$W"/src "$W"/vol "$W"/res "$W"/mnt/nanofs "$W"/mnt/gocryptfs
+mkdir -p "$W"/{src,vol,res,mnt/nanofs,mnt/gocryptfs}
 PASS=$W/passphrase
 echo "bench-$RANDOM$RANDOM" > "$PASS"
-log "scratch dir $W"
+log "scratch dir $W (free: $(df -h --output=avail "$W" | tail -n 1 | xargs))"
 
 # Daemons are found by their command line, which always names a path under $W/vol.
 cleanup_mounts() {
   local m pids
-  for m in "$W"/mnt/*; do
-    if grep -qs " $m fuse" /proc/mounts; then fusermount3 -uz "$m" || true; fi
-  done
+  for m in "$W"/mnt/*; do if grep -qs " $m fuse" /proc/mounts; then fusermount3 -uz "$m" || true; fi; done
   pids=$(pgrep -f -- "$W/vol" || true)
   if [[ -n $pids ]]; then
     log "killing leftover daemons: $pids"
     kill $pids 2>/dev/null || true; sleep 2; kill -9 $pids 2>/dev/null || true
   fi
 }
+# Long steps run as a background child + wait, so INT/TERM interrupt them at once.
+CHILD=""
+run_bg() { "$@" & CHILD=$!; wait "$CHILD"; }
+killtree() { local c; for c in $(pgrep -P "$1"); do killtree "$c"; done; kill "$1" 2>/dev/null || true; }
 cleanup() {
   local rc=$?
   set +e; trap - ERR
+  if [[ -n $CHILD ]]; then killtree "$CHILD"; fi
   cleanup_mounts
   if [[ -n ${KEEP:-} ]]; then log "kept $W"; else rm -rf "$W"; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
+# A private copy: a concurrent cargo build must not swap the binary between workloads.
+cp "$NANOFS_BIN" "$W/nanofs"; NANOFS_REAL=$NANOFS_BIN NANOFS_BIN=$W/nanofs
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 cat_all() { find "$1" -type f -exec cat {} + > /dev/null; }
@@ -97,12 +100,12 @@ make_src() {  # generated once per workload (untimed), shared by both filesystem
 }
 
 # Last seen counters of daemon $1: S_CPU (ticks, all threads incl. exited ones), S_WB (bytes
-# it caused to be written to disk), S_HWM (peak RSS, KiB). Fails once the process is gone.
+# it caused to be written to disk), S_HWM (peak RSS, KiB). Fails once the process has exited;
+# a zombie still shows its final CPU and I/O totals, so those are read first.
 sample() {
   local s f k v
   { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
   f=(${s##*) })
-  [[ ${f[0]} != Z ]] || return 1
   S_CPU=$(( f[11] + f[12] ))
   { while read -r k v; do
       if [[ $k == write_bytes: ]]; then S_WB=$v; fi
@@ -110,6 +113,7 @@ sample() {
     while read -r k v _; do
       if [[ $k == VmHWM: ]]; then S_HWM=$v; fi
     done < "/proc/$1/status"; } 2>/dev/null || return 1
+  [[ ${f[0]} != Z ]]
 }
 # Unmount flushes happen in the daemon itself: poll until it exits, keeping the last values.
 exec {SLEEP_FD}<> <(:)
@@ -129,11 +133,8 @@ fs_umount() {
 }
 
 fs_mount() {
-  if [[ $FS == nanofs ]]; then
-    "$NANOFS_BIN" mount "$VOL" "$MNT" --passphrase-file "$PASS"
-  else
-    gocryptfs -q -nosyslog -passfile "$PASS" "$VOL" "$MNT"
-  fi
+  if [[ $FS == nanofs ]]; then "$NANOFS_BIN" mount "$VOL" "$MNT" --passphrase-file "$PASS"
+  else gocryptfs -q -nosyslog -passfile "$PASS" "$VOL" "$MNT"; fi
   DPID=$(pgrep -n -f -- " $VOL $MNT( |\$)") || die "no $FS daemon found for $MNT"
   S_CPU=0 S_WB=0 S_HWM=0
   sample "$DPID" || die "$FS daemon $DPID vanished"
@@ -155,14 +156,12 @@ phase() {
 }
 
 run_fs() {  # $1 workload; $FS set. Writes key=value lines to $W/res/<workload>.<fs>
+  set -e  # runs as an async child of a `set +e` caller: a failure ends just this run
   local wl=$1 src=$W/src/$1 res=$W/res/$1.$FS write read
   VOL=$W/vol/$FS MNT=$W/mnt/$FS
   rm -rf "$VOL" && mkdir -p "$VOL"
-  if [[ $FS == nanofs ]]; then
-    "$NANOFS_BIN" init "$VOL" --passphrase-file "$PASS" >/dev/null
-  else
-    gocryptfs -q -init -passfile "$PASS" "$VOL"
-  fi
+  if [[ $FS == nanofs ]]; then "$NANOFS_BIN" init "$VOL" --passphrase-file "$PASS" >/dev/null
+  else gocryptfs -q -init -passfile "$PASS" "$VOL"; fi
   if [[ $wl == small ]]; then write='rsync -a "$1"/ "$2"/small/ && sync'
   else write='cp -r "$1" "$2"/ && sync'; fi
   read='find "$2" -type f -exec cat {} + > /dev/null'
@@ -193,9 +192,9 @@ run_fs() {  # $1 workload; $FS set. Writes key=value lines to $W/res/<workload>.
 failed=0
 for wl in $WORKLOADS; do
   log "$wl: generating source data"
-  make_src "$wl"
+  run_bg make_src "$wl"
   for FS in "${FSES[@]}"; do
-    set +e; (set -e; run_fs "$wl"); rc=$?; set -e
+    set +e; run_bg run_fs "$wl"; rc=$?; set -e
     if (( rc )); then
       log "$wl/$FS FAILED (exit $rc)"; failed=1
       echo "exit $rc" > "$W/res/$wl.$FS.fail"
@@ -209,16 +208,18 @@ done
 report() {
   local wl fs bytes wsecs wcpu wb whwm du stored rsecs rcpu rhwm a b k
   declare -A R
-  echo "# nanofs vs gocryptfs throughput"
-  echo
-  echo "- command: \`$cmdline\`"
-  echo "- date: $started (finished $(date --rfc-3339=seconds))"
-  echo "- host: $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM"
-  echo "- disk: $(df -T "$W" | awk 'NR == 2 { print $1 " (" $2 ")" }')"
-  echo "- nanofs: $NANOFS_BIN ($("$NANOFS_BIN" --version 2>/dev/null | head -n 1 || true)); $(gocryptfs -version | cut -d';' -f1)"
-  echo
-  echo "| workload | fs | data MB | write MB/s | read MB/s | CPU s write | CPU s read | peak RSS MiB | stored MiB (stats / du) | write ampl. |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  cat <<EOF2
+# nanofs vs gocryptfs throughput
+
+- command: \`$cmdline\`
+- date: $started (finished $(date --rfc-3339=seconds))
+- host: $(uname -r), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, load before start: $LOAD0
+- disk: $(df -T "$W" | awk 'NR == 2 { print $1 " (" $2 ")" }')
+- nanofs: $NANOFS_REAL ($("$NANOFS_BIN" --version 2>/dev/null | head -n 1 || true)); $(gocryptfs -version | cut -d';' -f1)
+
+| workload | fs | data MB | write MB/s | read MB/s | CPU s write | CPU s read | peak RSS MiB | stored MiB (stats / du) | write ampl. |
+|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF2
   for wl in $WORKLOADS; do
     for fs in "${FSES[@]}"; do
       if [[ -f $W/res/$wl.$fs.fail || ! -f $W/res/$wl.$fs ]]; then
@@ -234,11 +235,8 @@ report() {
         "| $(calc "$wb / $bytes" 2) |"
     done
   done
-  echo
-  echo "Ratios nanofs / gocryptfs (throughput: >1 means nanofs faster; CPU and RSS: >1 means nanofs uses more):"
-  echo
-  echo "| workload | write MB/s | read MB/s | CPU write | CPU read | peak RSS |"
-  echo "|---|---:|---:|---:|---:|---:|"
+  printf '\n%s\n\n%s\n%s\n' "Ratios nanofs / gocryptfs (throughput: >1 means nanofs faster; CPU and RSS: >1 means nanofs uses more):" \
+    "| workload | write MB/s | read MB/s | CPU write | CPU read | peak RSS |" "|---|---:|---:|---:|---:|---:|"
   for wl in $WORKLOADS; do
     [[ -n ${R[$wl.nanofs.w]:-} && -n ${R[$wl.gocryptfs.w]:-} ]] || { echo "| $wl | n/a | n/a | n/a | n/a | n/a |"; continue; }
     a=$wl.nanofs b=$wl.gocryptfs
@@ -246,12 +244,14 @@ report() {
       "| $(ratio "${R[$a.cw]}" "${R[$b.cw]}") | $(ratio "${R[$a.cr]}" "${R[$b.cr]}") | $(ratio "${R[$a.rss]}" "${R[$b.rss]}") |"
   done
   echo
-  echo "MB = 10^6 bytes of regular-file data. Write = copy + sync; read = cat of every file after"
-  echo "unmount, drop_caches and remount. CPU = client user+sys plus daemon utime+stime from the"
-  echo "start of the phase until the daemon exited after unmount (so unmount flushes count)."
-  echo "Peak RSS = daemon VmHWM (max of write and read mounts). Write ampl. = daemon write_bytes"
-  echo "(/proc/PID/io, mount to exit, incl. background flushes) / data bytes. Stored: nanofs"
-  echo "\`stats --json\` stored_bytes and \`du -sb\` of the volume; gocryptfs \`du -sb\` of the cipher dir."
+  cat <<'EOF2'
+MB = 10^6 bytes of regular-file data. Write = copy + sync; read = cat of every file after
+unmount, drop_caches and remount. CPU = client user+sys plus daemon utime+stime from the
+start of the phase until the daemon exited after unmount (so unmount flushes count).
+Peak RSS = daemon VmHWM (max of write and read mounts). Write ampl. = daemon write_bytes
+(/proc/PID/io, mount to exit, incl. background flushes) / data bytes. Stored: nanofs
+`stats --json` stored_bytes and `du -sb` of the volume; gocryptfs `du -sb` of the cipher dir.
+EOF2
   for wl in $WORKLOADS; do
     if [[ -f $W/res/$wl.stats.json ]]; then
       echo; echo "nanofs stats after $wl: \`$(tr -d ' \n' < "$W/res/$wl.stats.json")\`"

@@ -5,6 +5,7 @@
 //! chunking, reads with read-ahead), `txn` the atomic change that keeps reference counts
 //! and space counters exact. docs/design.md gives the overview.
 
+mod acl;
 pub mod chunks;
 pub mod error;
 mod file;

@@ -4,6 +4,7 @@
 //! Each change is one `Txn`. Names are looked up by their keyed hash; the name itself is
 //! sealed inside the entry. Permission checks are the kernel's (`default_permissions`).
 
+use super::acl;
 use super::error::{Error, Result};
 use super::records::{decode_xattr, encode_xattr, DirentRecord, Inode, Kind, Timestamp};
 use super::Volume;
@@ -500,6 +501,22 @@ impl Volume {
         }
         if value.len() > XATTR_VALUE_MAX {
             return Err(Error::Range);
+        }
+        if name == acl::ACCESS {
+            return match acl::parse_access(value) {
+                acl::AccessAcl::Mode(bits) => {
+                    let mut txn = self.txn()?;
+                    let i = txn.inode_mut(ino)?;
+                    i.perm = (i.perm & !0o777) | bits;
+                    i.ctime = Timestamp::now();
+                    txn.commit(Durability::Buffered)
+                }
+                acl::AccessAcl::Extended => Err(Error::Unsupported),
+                acl::AccessAcl::Malformed => Err(Error::Invalid),
+            };
+        }
+        if name == acl::DEFAULT {
+            return Err(Error::Unsupported);
         }
         let mut txn = self.txn()?;
         let key = keys::named_key(ino, &self.keys.name_hash(name));

@@ -166,6 +166,7 @@ fn sparse_files_and_large_offsets() {
     let mut back = [0u8; 8];
     f.read_exact_at(&mut back, six_gib).unwrap();
     assert_eq!(&back, b"far away");
+    drop(f);
     m.unmount();
 }
 
