@@ -419,7 +419,9 @@ impl Volume {
         while w.jobs.len() >= MAX_JOBS {
             w.finish_oldest_job()?;
         }
-        let rest = w.tail[consumed..].to_vec();
+        // The next block grows in a buffer sized for it, so appends never reallocate.
+        let mut rest = Vec::with_capacity(STREAM_THRESHOLD + self.params.max);
+        rest.extend_from_slice(&w.tail[consumed..]);
         let mut block = std::mem::replace(&mut w.tail, rest);
         block.truncate(consumed);
         let block = Arc::new(block);
