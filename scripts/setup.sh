@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   clang libclang-dev pkg-config   # RocksDB's C++ build and bindgen
   fuse3                           # /dev/fuse user space: fusermount3
-  rsync attr acl sqlite3 git python3 coreutils util-linux   # tools the tests drive
+  rsync attr acl sqlite3 git python3 coreutils util-linux mount tar diffutils findutils  # tools the tests drive
 )
 missing=()
 for p in "${packages[@]}"; do

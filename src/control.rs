@@ -5,7 +5,7 @@
 //! the volume (`stats`, `umount`, later `gc`, `snapshot`, ...) ask the daemon here instead
 //! of opening the database a second time.
 
-use crate::volume::{Stats, Volume};
+use crate::volume::{CheckReport, GcReport, Stats, Volume};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +25,15 @@ pub enum Request {
     Status,
     /// Space figures.
     Stats,
+    /// Collect garbage now.
+    Gc,
+    /// Check the volume.
+    Check {
+        /// Also read and verify every chunk.
+        read_data: bool,
+        /// Fix what can be derived.
+        repair: bool,
+    },
 }
 
 /// The daemon's answer.
@@ -40,6 +49,10 @@ pub enum Response {
     },
     /// Answer to `Stats`.
     Stats(Stats),
+    /// Answer to `Gc`.
+    Gc(GcReport),
+    /// Answer to `Check`.
+    Check(CheckReport),
     /// The request failed.
     Error {
         /// What went wrong.
@@ -56,7 +69,8 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 /// Sends `req` to the daemon serving `dir`; `None` when no daemon answers.
 pub fn ask(dir: &Path, req: &Request) -> Option<Response> {
     let mut s = UnixStream::connect(socket_path(dir)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    // Garbage collection of a large volume takes a while; a dead daemon answers at once.
+    s.set_read_timeout(Some(Duration::from_secs(3600))).ok()?;
     let mut line = serde_json::to_string(req).ok()?;
     line.push('\n');
     s.write_all(line.as_bytes()).ok()?;
@@ -100,6 +114,14 @@ fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
         Ok(Request::Status) => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
         Ok(Request::Stats) => match vol.stats() {
             Ok(s) => Response::Stats(s),
+            Err(e) => Response::Error { message: e.to_string() },
+        },
+        Ok(Request::Gc) => match vol.gc() {
+            Ok(r) => Response::Gc(r),
+            Err(e) => Response::Error { message: e.to_string() },
+        },
+        Ok(Request::Check { read_data, repair }) => match vol.check(read_data, repair, &|_, _| {}) {
+            Ok(r) => Response::Check(r),
             Err(e) => Response::Error { message: e.to_string() },
         },
         Err(e) => Response::Error { message: format!("bad request: {e}") },

@@ -1,6 +1,8 @@
 //! Command-line interface: argument parsing and one module per subcommand. The only
 //! place that wires the layers together.
 
+mod check;
+mod gc;
 mod init;
 mod mount;
 mod passphrase;
@@ -28,6 +30,10 @@ enum Command {
     Umount(umount::Args),
     /// Show space statistics: logical and stored bytes, chunks, dedup ratio.
     Stats(stats::Args),
+    /// Delete unreferenced chunks and reclaim their disk space.
+    Gc(gc::Args),
+    /// Verify references, counts and the tree; with --read-data every chunk.
+    Check(check::Args),
 }
 
 /// Where a passphrase comes from, shared by every command that unlocks a volume.
@@ -47,6 +53,8 @@ pub fn main() -> i32 {
         Command::Mount(a) => mount::run(a),
         Command::Umount(a) => umount::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Gc(a) => gc::run(a),
+        Command::Check(a) => check::run(a),
     };
     match result {
         Ok(()) => 0,
@@ -57,9 +65,26 @@ pub fn main() -> i32 {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Log filter: `RUST_LOG`, else `info`. fuser's own unmount attempt after an external
+/// unmount fails harmlessly with a warning; only its errors are shown.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser::mnt=error"))
+}
+
+/// A progress bar on a terminal; hidden otherwise (plain output stays clean).
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// Logs to stderr.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).try_init();
 }

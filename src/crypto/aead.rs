@@ -50,6 +50,19 @@ impl SealKey {
         out
     }
 
+    /// Opens `sealed` in place and returns the plaintext, a sub-slice of it (no copy).
+    pub fn open_in_place<'a>(&self, aad: &[u8], sealed: &'a mut [u8]) -> Result<&'a [u8], Error> {
+        if sealed.len() < OVERHEAD {
+            return Err(Error::Malformed("shorter than nonce and tag"));
+        }
+        let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        self.cipher
+            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ciphertext, (&*tag).into())
+            .map_err(|_| Error::Auth)?;
+        Ok(ciphertext)
+    }
+
     /// Opens what `seal` produced with the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
         if sealed.len() < OVERHEAD {
@@ -97,6 +110,15 @@ mod tests {
             other[0] ^= 1;
             prop_assert_eq!(SealKey::new(&other).open(b"chunk-a", &sealed), Err(Error::Auth));
         }
+    }
+
+    #[test]
+    fn open_in_place_matches_open() {
+        let k = SealKey::new(&[4; 32]);
+        let mut sealed = k.seal(b"a", b"payload");
+        assert_eq!(k.open_in_place(b"a", &mut sealed).unwrap(), b"payload");
+        let mut sealed = k.seal(b"a", b"payload");
+        assert_eq!(k.open_in_place(b"b", &mut sealed), Err(Error::Auth));
     }
 
     #[test]

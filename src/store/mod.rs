@@ -9,8 +9,8 @@ pub mod format;
 pub mod keys;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, FlushOptions, IteratorMode,
-    Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
+    Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
 
@@ -119,14 +119,18 @@ pub struct Store {
 }
 
 /// Memtable size of the chunk column family. Chunk bodies written without the WAL wait here
-/// until a flush writes them once, straight into a blob file.
-const CHUNK_MEMTABLE: usize = 32 << 20;
+/// until a flush writes them once, straight into a blob file. Several small memtables with
+/// two flush threads keep writers from stalling while one flush syncs its blob file.
+const CHUNK_MEMTABLE: usize = 16 << 20;
+const CHUNK_MEMTABLES: i32 = 4;
 
 fn db_options(create: bool) -> Options {
     let mut o = Options::default();
     o.create_if_missing(create);
     o.create_missing_column_families(create);
-    o.set_max_background_jobs(2);
+    // RocksDB gives a quarter of the background jobs to flushes: eight jobs make two flush
+    // threads, so one flush syncing its blob file does not stall the next.
+    o.set_max_background_jobs(8);
     o.set_bytes_per_sync(1 << 20);
     o.set_keep_log_file_num(4);
     o.set_max_total_wal_size(64 << 20);
@@ -148,10 +152,11 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
         o.set_min_blob_size(0);
         o.set_blob_file_size(256 << 20);
         o.set_blob_compression_type(DBCompressionType::None);
-        o.set_enable_blob_gc(true);
-        o.set_blob_gc_age_cutoff(0.25);
+        // No blob GC during normal compactions: it would relocate live media (rewriting it);
+        // garbage collection of the volume reclaims blob files explicitly.
+        o.set_enable_blob_gc(false);
         o.set_write_buffer_size(CHUNK_MEMTABLE);
-        o.set_max_write_buffer_number(2);
+        o.set_max_write_buffer_number(CHUNK_MEMTABLES);
     } else {
         o.set_write_buffer_size(8 << 20);
         o.set_max_write_buffer_number(2);
@@ -275,6 +280,23 @@ impl Store {
         let mut fo = FlushOptions::default();
         fo.set_wait(true);
         self.db.flush_cf_opt(self.cf(Cf::Chunks), &fo)?;
+        Ok(())
+    }
+
+    /// After chunk bodies were deleted: compacts the chunk family with blob garbage
+    /// collection switched on for this run, so blob files of deleted bodies are dropped and
+    /// partly dead ones rewritten. Normal compactions leave blob files alone.
+    pub fn reclaim_chunk_space(&self) -> Result<()> {
+        let cf = self.cf(Cf::Chunks);
+        self.flush_chunks()?;
+        self.db.set_options_cf(
+            cf,
+            &[("enable_blob_garbage_collection", "true"), ("blob_garbage_collection_age_cutoff", "1.0")],
+        )?;
+        let mut co = CompactOptions::default();
+        co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
+        self.db.set_options_cf(cf, &[("enable_blob_garbage_collection", "false")])?;
         Ok(())
     }
 

@@ -1,17 +1,23 @@
-//! Chunk bodies: identify, compress, seal into the envelope, and open again; plus the
-//! bounded cache of decrypted chunks that serves reads and read-ahead.
+//! Chunk bodies: identify, compress, seal into the envelope, and open again; the bounded
+//! cache of decrypted chunks; and `Chunks`, which stores and loads bodies for the data path
+//! (background jobs, read-ahead, dedup pins).
 //!
 //! Envelope: `version u8 | key epoch u32 BE | nonce 24 | ciphertext | tag 16`, plaintext
 //! `codec u8 | body`, associated data `version | epoch | chunk id`: a body moved under
 //! another id, or altered in any bit, fails to open. A 1 MiB incompressible chunk stores as
 //! 1,048,576 + 46 = 1,048,622 bytes.
 
+use super::error::{Error, Result};
 use crate::chunk::ChunkHasher;
 use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
-use crate::ids::ChunkId;
+use crate::ids::{ChunkId, Ino};
+use crate::store::{Cf, Store};
 use lru::LruCache;
-use std::sync::{Arc, Mutex};
+use rayon::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// Version byte of the chunk envelope.
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -103,8 +109,8 @@ impl ChunkCodec {
         (z.len() * 10 <= plain.len() * 9).then_some(z)
     }
 
-    /// Opens an envelope stored under `id`.
-    pub fn open(&self, id: &ChunkId, envelope: &[u8]) -> Result<Vec<u8>, OpenError> {
+    /// Opens an envelope stored under `id` (decrypting in place) into shareable plaintext.
+    pub fn open(&self, id: &ChunkId, mut envelope: Vec<u8>) -> std::result::Result<Arc<[u8]>, OpenError> {
         if envelope.len() < 5 + OVERHEAD + 1 || envelope[0] != ENVELOPE_VERSION {
             return Err(OpenError::Malformed);
         }
@@ -112,14 +118,11 @@ impl ChunkCodec {
         if epoch != CURRENT_EPOCH {
             return Err(OpenError::Malformed);
         }
-        let payload = self.seal.open(&aad(envelope[0], epoch, id), &envelope[5..]).map_err(|_| OpenError::Auth)?;
+        let aad = aad(envelope[0], epoch, id);
+        let payload = self.seal.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?;
         match payload[0] {
-            CODEC_RAW => {
-                let mut p = payload;
-                p.remove(0);
-                Ok(p)
-            }
-            CODEC_ZSTD => zstd::stream::decode_all(&payload[1..]).map_err(|_| OpenError::Malformed),
+            CODEC_RAW => Ok(Arc::from(&payload[1..])),
+            CODEC_ZSTD => zstd::stream::decode_all(&payload[1..]).map(Arc::from).map_err(|_| OpenError::Malformed),
             _ => Err(OpenError::Malformed),
         }
     }
@@ -177,6 +180,174 @@ impl ChunkCache {
     }
 }
 
+/// A chunk cut from a write, stored (or found stored) but not yet referenced.
+pub(crate) struct Pending {
+    /// File offset.
+    pub offset: u64,
+    pub id: ChunkId,
+    pub len: u32,
+    /// Sealed and plain length when this write stored the body (`None`: a dedup hit, pinned).
+    pub body: Option<(u32, u32)>,
+}
+
+/// Chunk bodies in and out: prepares and stores new chunks, reads and caches decrypted
+/// ones; shared with background jobs and read-ahead tasks.
+pub(crate) struct Chunks {
+    store: Arc<Store>,
+    codec: ChunkCodec,
+    cache: ChunkCache,
+    /// Chunks being decrypted by read-ahead; a reader that needs one waits for it.
+    inflight: Mutex<HashSet<ChunkId>>,
+    loaded: Condvar,
+    /// Chunks that a write in flight will reference without storing them (dedup hits):
+    /// garbage collection must not delete them before that write commits.
+    pub(crate) pins: Mutex<HashMap<ChunkId, u32>>,
+}
+
+impl Chunks {
+    pub(crate) fn new(store: Arc<Store>, codec: ChunkCodec, cache: ChunkCache) -> Self {
+        Self {
+            store,
+            codec,
+            cache,
+            inflight: Mutex::new(HashSet::new()),
+            loaded: Condvar::new(),
+            pins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Releases the pins a committed (or abandoned) write took.
+    pub(crate) fn unpin<'a>(&self, ids: impl Iterator<Item = &'a ChunkId>) {
+        let mut pins = self.pins.lock().expect("pins lock");
+        for id in ids {
+            if let Some(n) = pins.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.remove(id);
+                }
+            }
+        }
+    }
+
+    /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
+    pub(crate) fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Arc<[u8]>> {
+        if let Some(p) = self.cache.get(id) {
+            return Ok(p);
+        }
+        // Decrypting it twice would only waste the core that read-ahead is using.
+        let mut inflight = self.inflight.lock().expect("inflight");
+        while inflight.contains(id) {
+            inflight = self.loaded.wait_timeout(inflight, Duration::from_secs(5)).expect("inflight").0;
+        }
+        drop(inflight);
+        if let Some(p) = self.cache.get(id) {
+            return Ok(p);
+        }
+        let plain = self.load(ino, id)?;
+        self.cache.insert(*id, plain.clone());
+        Ok(plain)
+    }
+
+    pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Arc<[u8]>> {
+        let Some(envelope) = self.store.get(Cf::Chunks, &id.0)? else {
+            tracing::error!(chunk = %id, inode = %ino, "chunk is missing from the store");
+            return Err(Error::Corrupt { chunk: *id, ino });
+        };
+        self.codec.open(id, envelope).map_err(|e| {
+            let why = match e {
+                OpenError::Auth => "authentication failed",
+                OpenError::Malformed => "malformed envelope",
+            };
+            tracing::error!(chunk = %id, inode = %ino, "chunk failed verification: {why}");
+            Error::Corrupt { chunk: *id, ino }
+        })
+    }
+
+    /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
+    /// parallel on the worker pool.
+    pub(crate) fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
+        let mut pieces = Vec::with_capacity(lens.len());
+        let mut at = 0;
+        for l in lens {
+            pieces.push(&data[at..at + l]);
+            at += l;
+        }
+        let prepare_one = |piece: &&[u8]| -> Result<Prepared> {
+            let id = self.codec.id(piece);
+            // Checked and pinned under one lock, which garbage collection holds while it
+            // deletes: a chunk found here stays until this write commits.
+            let known = {
+                let mut pins = self.pins.lock().expect("pins lock");
+                let known = self.store.contains(Cf::Refs, &id.0)?;
+                if known {
+                    *pins.entry(id).or_default() += 1;
+                }
+                known
+            };
+            let sealed = (!known).then(|| self.codec.seal(id, piece).envelope);
+            Ok(Prepared { id, len: piece.len() as u32, sealed })
+        };
+        // A single small piece (most files) is cheaper here than a hop to the pool.
+        if pieces.len() <= 1 {
+            return pieces.iter().map(prepare_one).collect();
+        }
+        pieces.par_iter().map(prepare_one).collect()
+    }
+
+    /// Chunks a block at `offset` into `lens`, storing new bodies without the WAL.
+    pub(crate) fn store_block(&self, offset: u64, data: &[u8], lens: &[usize]) -> Result<Vec<Pending>> {
+        let mut at = offset;
+        let mut out = Vec::with_capacity(lens.len());
+        for p in self.prepare(data, lens)? {
+            let body = match p.sealed {
+                Some(env) => {
+                    self.store.put_chunk_unlogged(&p.id.0, &env)?;
+                    Some((env.len() as u32, p.len))
+                }
+                None => None,
+            };
+            out.push(Pending { offset: at, id: p.id, len: p.len, body });
+            at += u64::from(p.len);
+        }
+        Ok(out)
+    }
+
+    /// Reads, decrypts and re-hashes chunk `id` (bypassing the cache); its plaintext length.
+    pub(crate) fn verify(&self, ino: Ino, id: &ChunkId) -> Result<u64> {
+        let plain = self.load(ino, id)?;
+        if self.codec.id(&plain) != *id {
+            tracing::error!(chunk = %id, inode = %ino, "chunk plaintext does not hash to its id");
+            return Err(Error::Corrupt { chunk: *id, ino });
+        }
+        Ok(plain.len() as u64)
+    }
+
+    /// Decrypts `ids` into the cache in the background.
+    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ids: Vec<ChunkId>) {
+        for id in ids {
+            if self.cache.contains(&id) || !self.inflight.lock().expect("inflight").insert(id) {
+                continue;
+            }
+            let me = self.clone();
+            rayon::spawn(move || {
+                if let Ok(p) = me.load(ino, &id) {
+                    me.cache.insert(id, p);
+                }
+                me.inflight.lock().expect("inflight").remove(&id);
+                me.loaded.notify_all();
+            });
+        }
+    }
+}
+
+/// A cut chunk after hashing and, if new, sealing.
+pub(crate) struct Prepared {
+    pub id: ChunkId,
+    pub len: u32,
+    /// The envelope to store; `None` when the chunk is stored already (then it is pinned).
+    pub sealed: Option<Vec<u8>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +363,7 @@ mod tests {
         let id = c.id(&plain);
         let s = c.seal(id, &plain);
         assert!(s.envelope.len() < plain.len() / 10);
-        assert_eq!(c.open(&id, &s.envelope).unwrap(), plain);
+        assert_eq!(&*c.open(&id, s.envelope).unwrap(), &plain[..]);
     }
 
     #[test]
@@ -203,7 +374,7 @@ mod tests {
         let id = c.id(&plain);
         let s = c.seal(id, &plain);
         assert_eq!(s.envelope.len(), plain.len() + ENVELOPE_OVERHEAD);
-        assert_eq!(c.open(&id, &s.envelope).unwrap(), plain);
+        assert_eq!(&*c.open(&id, s.envelope).unwrap(), &plain[..]);
     }
 
     #[test]
@@ -213,11 +384,11 @@ mod tests {
         let id = c.id(&plain);
         let mut s = c.seal(id, &plain).envelope;
         let other = c.id(b"other");
-        assert_eq!(c.open(&other, &s), Err(OpenError::Auth));
+        assert_eq!(c.open(&other, s.clone()), Err(OpenError::Auth));
         let n = s.len();
         s[n / 2] ^= 0x40;
-        assert_eq!(c.open(&id, &s), Err(OpenError::Auth));
-        assert_eq!(c.open(&id, &s[..10]), Err(OpenError::Malformed));
+        assert_eq!(c.open(&id, s.clone()), Err(OpenError::Auth));
+        assert_eq!(c.open(&id, s[..10].to_vec()), Err(OpenError::Malformed));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! covered extents in one batch. Nothing references a body before the body is durable, so
 //! a crash at any point loses at most uncommitted writes and never corrupts a file.
 
-use super::chunks::{ChunkCache, ChunkCodec, OpenError};
+use super::chunks::{Pending, Prepared};
 use super::error::{Error, Result};
 use super::records::{Kind, Timestamp};
 use super::txn::Txn;
@@ -20,9 +20,8 @@ use super::Volume;
 use crate::chunk::cut_points;
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::{self, ExtentValue};
-use crate::store::{Cf, Durability, Store};
-use rayon::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use crate::store::{Cf, Durability};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,115 +102,6 @@ impl Job {
             slot = cv.wait(slot).expect("job lock");
         }
     }
-}
-
-/// A chunk of the window that is cut and stored but not yet referenced.
-struct Pending {
-    offset: u64,
-    id: ChunkId,
-    len: u32,
-    /// Sealed and plain length when this window stored the body.
-    body: Option<(u32, u32)>,
-}
-
-/// Reads and caches decrypted chunks; shared with read-ahead tasks.
-pub(crate) struct ChunkReader {
-    store: Arc<Store>,
-    codec: ChunkCodec,
-    cache: ChunkCache,
-    inflight: Mutex<HashSet<ChunkId>>,
-}
-
-impl ChunkReader {
-    pub(crate) fn new(store: Arc<Store>, codec: ChunkCodec, cache: ChunkCache) -> Self {
-        Self { store, codec, cache, inflight: Mutex::new(HashSet::new()) }
-    }
-
-    /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
-    fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Arc<[u8]>> {
-        if let Some(p) = self.cache.get(id) {
-            return Ok(p);
-        }
-        let plain: Arc<[u8]> = Arc::from(self.load(ino, id)?);
-        self.cache.insert(*id, plain.clone());
-        Ok(plain)
-    }
-
-    fn load(&self, ino: Ino, id: &ChunkId) -> Result<Vec<u8>> {
-        let Some(envelope) = self.store.get(Cf::Chunks, &id.0)? else {
-            tracing::error!(chunk = %id, inode = %ino, "chunk is missing from the store");
-            return Err(Error::Corrupt { chunk: *id, ino });
-        };
-        self.codec.open(id, &envelope).map_err(|e| {
-            let why = match e {
-                OpenError::Auth => "authentication failed",
-                OpenError::Malformed => "malformed envelope",
-            };
-            tracing::error!(chunk = %id, inode = %ino, "chunk failed verification: {why}");
-            Error::Corrupt { chunk: *id, ino }
-        })
-    }
-
-    /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
-    /// parallel on the worker pool.
-    fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
-        let mut pieces = Vec::with_capacity(lens.len());
-        let mut at = 0;
-        for l in lens {
-            pieces.push(&data[at..at + l]);
-            at += l;
-        }
-        pieces
-            .par_iter()
-            .map(|piece| {
-                let id = self.codec.id(piece);
-                let known = self.store.contains(Cf::Refs, &id.0)?;
-                let sealed = (!known).then(|| self.codec.seal(id, piece).envelope);
-                Ok(Prepared { id, len: piece.len() as u32, sealed })
-            })
-            .collect()
-    }
-
-    /// Chunks a block at `offset` into `lens`, storing new bodies without the WAL.
-    fn store_block(&self, offset: u64, data: &[u8], lens: &[usize]) -> Result<Vec<Pending>> {
-        let mut at = offset;
-        let mut out = Vec::with_capacity(lens.len());
-        for p in self.prepare(data, lens)? {
-            let body = match p.sealed {
-                Some(env) => {
-                    self.store.put_chunk_unlogged(&p.id.0, &env)?;
-                    Some((env.len() as u32, p.len))
-                }
-                None => None,
-            };
-            out.push(Pending { offset: at, id: p.id, len: p.len, body });
-            at += u64::from(p.len);
-        }
-        Ok(out)
-    }
-
-    /// Decrypts `ids` into the cache in the background.
-    fn prefetch(self: &Arc<Self>, ino: Ino, ids: Vec<ChunkId>) {
-        for id in ids {
-            if self.cache.contains(&id) || !self.inflight.lock().expect("inflight").insert(id) {
-                continue;
-            }
-            let me = self.clone();
-            rayon::spawn(move || {
-                if let Ok(p) = me.load(ino, &id) {
-                    me.cache.insert(id, Arc::from(p));
-                }
-                me.inflight.lock().expect("inflight").remove(&id);
-            });
-        }
-    }
-}
-
-/// A cut chunk after hashing and, if new, sealing.
-struct Prepared {
-    id: ChunkId,
-    len: u32,
-    sealed: Option<Vec<u8>>,
 }
 
 impl Volume {
@@ -401,7 +291,7 @@ impl Volume {
         let mut w = Window::new(offset);
         if let Some((off, e)) = self.extents_between(ino, offset, offset + 1)?.into_iter().next() {
             if off < offset {
-                let plain = self.reader.chunk(ino, &e.chunk)?;
+                let plain = self.chunks.chunk(ino, &e.chunk)?;
                 w.start = off;
                 w.tail.extend_from_slice(&plain[..(offset - off) as usize]);
             }
@@ -428,7 +318,7 @@ impl Volume {
         let offset = w.tail_start();
         w.pending_len += consumed as u64;
         let done = JobSlot::default();
-        let (reader, data, slot) = (self.reader.clone(), block.clone(), done.clone());
+        let (reader, data, slot) = (self.chunks.clone(), block.clone(), done.clone());
         rayon::spawn(move || {
             let result = reader.store_block(offset, &data, &lens);
             let (lock, cv) = &*slot;
@@ -451,15 +341,36 @@ impl Volume {
         // The committed chunk that straddles the window's end is re-chunked with it.
         if let Some((off, e)) = self.extents_between(ino, written_end, written_end + 1)?.into_iter().next() {
             if off < written_end {
-                let plain = self.reader.chunk(ino, &e.chunk)?;
+                let plain = self.chunks.chunk(ino, &e.chunk)?;
                 w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
             }
         }
         let lens = cut_points(&w.tail, self.params, true);
-        let prepared = self.reader.prepare(&w.tail, &lens)?;
+        let prepared = self.chunks.prepare(&w.tail, &lens)?;
         if w.unlogged {
             self.store.flush_chunks()?;
         }
+        let pinned: Vec<ChunkId> = w
+            .pending
+            .iter()
+            .filter(|p| p.body.is_none())
+            .map(|p| p.id)
+            .chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id))
+            .collect();
+        let result = self.commit_extents(ino, st, &w, written_end, prepared, durability);
+        self.chunks.unpin(pinned.iter());
+        result
+    }
+
+    fn commit_extents(
+        &self,
+        ino: Ino,
+        st: &mut FileState,
+        w: &Window,
+        written_end: u64,
+        prepared: Vec<Prepared>,
+        durability: Durability,
+    ) -> Result<()> {
         let end = w.end();
         let mut txn = self.txn()?;
         let mut allocated: i64 = 0;
@@ -507,11 +418,15 @@ impl Volume {
                 allocated -= i64::from(e.len);
                 if off < size {
                     // The chunk across the new end keeps its head, re-chunked.
-                    let plain = self.reader.chunk(ino, &e.chunk)?;
+                    let plain = self.chunks.chunk(ino, &e.chunk)?;
                     let head = &plain[..(size - off) as usize];
                     let lens = cut_points(head, self.params, true);
+                    let prepared = self.chunks.prepare(head, &lens)?;
+                    // `txn` holds the commit lock, which garbage collection needs too: the
+                    // dedup hits cannot be collected before this commits, so no pins are kept.
+                    self.chunks.unpin(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| &p.id));
                     let mut at = off;
-                    for p in self.reader.prepare(head, &lens)? {
+                    for p in prepared {
                         let body = p.sealed.map(|env| {
                             txn.batch.put(Cf::Chunks, &p.id.0, &env);
                             (env.len() as u32, p.len)
@@ -570,7 +485,7 @@ impl Volume {
                 ahead.push(e.chunk);
                 continue;
             }
-            let plain = self.reader.chunk(ino, &e.chunk)?;
+            let plain = self.chunks.chunk(ino, &e.chunk)?;
             copy_overlap(&mut out, offset, off, &plain);
         }
         if let Some(w) = window {
@@ -582,7 +497,7 @@ impl Volume {
             }
             for p in &w.pending {
                 if p.offset < end && p.offset + u64::from(p.len) > offset {
-                    let plain = self.reader.chunk(ino, &p.id)?;
+                    let plain = self.chunks.chunk(ino, &p.id)?;
                     copy_overlap(&mut out, offset, p.offset, &plain);
                 }
             }
@@ -593,7 +508,7 @@ impl Volume {
         }
         drop(guard);
         if !ahead.is_empty() {
-            self.reader.prefetch(ino, ahead);
+            self.chunks.prefetch(ino, ahead);
         }
         if offset == 0 && !self.read_only && needs_atime_update(&inode) {
             self.touch_atime(ino)?;

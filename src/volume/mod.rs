@@ -6,16 +6,20 @@
 //! and space counters exact. docs/design.md gives the overview.
 
 mod acl;
+mod check;
 pub mod chunks;
 pub mod error;
 mod file;
+mod gc;
 pub mod header;
 pub mod records;
 mod tree;
 mod txn;
 
+pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use file::{STREAM_THRESHOLD, WINDOW_LIMIT};
+pub use gc::GcReport;
 pub use records::{Kind, Timestamp};
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
 
@@ -92,10 +96,11 @@ impl Stats {
 /// An open, unlocked volume.
 pub struct Volume {
     dir: PathBuf,
+    config: Config,
     store: Arc<Store>,
     keys: Subkeys,
     meta: MetaSealer,
-    reader: Arc<file::ChunkReader>,
+    chunks: Arc<chunks::Chunks>,
     params: ChunkParams,
     read_only: bool,
     txn_state: Mutex<TxnState>,
@@ -171,12 +176,9 @@ impl Volume {
         let cache_mb = opts.cache_mb.unwrap_or(config.storage.cache_mb);
         let vol = Self {
             dir: dir.to_path_buf(),
+            config: config.clone(),
             meta: MetaSealer::new(keys.meta_seal.clone()),
-            reader: Arc::new(file::ChunkReader::new(
-                store.clone(),
-                codec,
-                ChunkCache::new(cache_mb as usize * (1 << 20)),
-            )),
+            chunks: Arc::new(chunks::Chunks::new(store.clone(), codec, ChunkCache::new(cache_mb as usize * (1 << 20)))),
             store,
             keys,
             params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
@@ -208,6 +210,12 @@ impl Volume {
     #[must_use]
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The volume's configuration (`nanofs.toml`).
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Whether the volume refuses changes.

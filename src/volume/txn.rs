@@ -37,6 +37,8 @@ pub(crate) struct Txn<'a> {
     inodes: HashMap<Ino, (Inode, bool)>,
     refs: HashMap<ChunkId, RefDelta>,
     logical: i64,
+    garbage_released: u64,
+    space_override: Option<SpaceCounters>,
     allocated_ino: bool,
 }
 
@@ -50,6 +52,8 @@ impl<'a> Txn<'a> {
             inodes: HashMap::new(),
             refs: HashMap::new(),
             logical: 0,
+            garbage_released: 0,
+            space_override: None,
             allocated_ino: false,
         }
     }
@@ -134,6 +138,21 @@ impl<'a> Txn<'a> {
         self.logical -= i64::from(e.len);
     }
 
+    /// The space counters as committed so far.
+    pub fn space(&self) -> SpaceCounters {
+        self.state.space
+    }
+
+    /// Replaces the space counters at commit (repair after a recount).
+    pub fn set_space(&mut self, space: SpaceCounters) {
+        self.space_override = Some(space);
+    }
+
+    /// Records that this change deletes unreferenced chunks of `stored` sealed bytes.
+    pub fn release_garbage(&mut self, stored: u64) {
+        self.garbage_released += stored;
+    }
+
     /// Applies the change atomically.
     pub fn commit(mut self, durability: Durability) -> Result<()> {
         let mut space = self.state.space;
@@ -177,6 +196,10 @@ impl<'a> Txn<'a> {
             self.batch.put(Cf::Refs, &id.0, &rec.encode());
         }
         space.logical_bytes = (space.logical_bytes as i64 + self.logical).max(0) as u64;
+        space.reclaimable_bytes = space.reclaimable_bytes.saturating_sub(self.garbage_released);
+        if let Some(s) = self.space_override {
+            space = s;
+        }
         for (ino, (inode, dirty)) in &self.inodes {
             if *dirty {
                 let key = keys::ino_key(*ino);

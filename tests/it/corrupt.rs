@@ -30,5 +30,52 @@ fn flipped_byte_in_a_stored_chunk_gives_eio_and_a_log_line() {
     assert_eq!(std::fs::read(m.p("bystander.txt")).unwrap(), b"unharmed");
     let log = m.log_text();
     assert!(log.contains("failed verification"), "no log line for the damaged chunk:\n{log}");
+    // `check` without reading data finds the metadata consistent; with it, the damage.
+    let out = nanofs(&["check", v.path()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = nanofs(&["check", v.path(), "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("missing or damaged") && text.contains(&ChunkIdHex(&key).to_string()), "{text}");
+    m.unmount();
+}
+
+/// Hex of a chunk key, as `check` prints ids.
+struct ChunkIdHex<'a>(&'a [u8]);
+impl std::fmt::Display for ChunkIdHex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+#[test]
+fn check_repairs_a_wrong_reference_count_and_space_counters() {
+    use nanofs::store::keys::RefRecord;
+    let v = TestVolume::new();
+    let m = v.mount();
+    write_random_file(&m.p("a"), 4, 5 << 20);
+    m.unmount();
+    let store = Store::open(&v.dir, OpenMode::ReadWrite).unwrap();
+    let (key, value) = store.scan(Cf::Refs, &[], &[]).map(|kv| kv.unwrap()).next().unwrap();
+    let mut rec = RefRecord::decode(&value).unwrap();
+    rec.count += 5;
+    let mut batch = store.batch();
+    batch.put(Cf::Refs, &key, &rec.encode());
+    store.commit(batch, Durability::Synced).unwrap();
+    drop(store);
+    let pass = v.pass_file.to_str().unwrap();
+    let out = nanofs(&["check", v.path(), "--passphrase-file", pass]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("reference count 6, counted 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = nanofs(&["check", v.path(), "--repair", "--passphrase-file", pass]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = nanofs(&["check", v.path(), "--read-data", "--passphrase-file", pass]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let m = v.mount();
+    assert_eq!(std::fs::read(m.p("a")).unwrap().len(), 5 << 20);
     m.unmount();
 }

@@ -32,9 +32,22 @@ fn kill_9_after_fsync_loses_nothing() {
             "unsynced file holds wrong bytes"
         );
     }
-    // The volume works normally after recovery.
+    // The volume works normally after recovery, and checks clean down to every chunk.
     std::fs::write(m.p("after"), b"ok").unwrap();
     m.unmount();
+    check_clean(&v);
+}
+
+/// `nanofs check --read-data` on an unmounted volume reports it clean.
+fn check_clean(v: &TestVolume) {
+    let out = nanofs(&["check", v.path(), "--read-data", "--passphrase-file", v.pass_file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("clean"));
 }
 
 #[test]
@@ -64,4 +77,5 @@ fn kill_9_during_a_large_write_keeps_the_volume_consistent() {
         }
     }
     m.unmount();
+    check_clean(&v);
 }

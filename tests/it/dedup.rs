@@ -53,3 +53,39 @@ fn deleting_files_returns_live_counters_to_zero() {
     assert_eq!(s["stored_bytes"].as_u64(), Some(0), "{s}");
     assert!(s["reclaimable_bytes"].as_u64().unwrap() >= 30 << 20, "{s}");
 }
+
+#[test]
+fn gc_frees_the_space_of_deleted_files_but_not_of_live_ones() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    write_random_file(&m.p("keep"), 1, 20 << 20);
+    write_random_file(&m.p("drop"), 2, 60 << 20);
+    // Shares every chunk with `keep`: deleting it must not free them.
+    std::fs::copy(m.p("keep"), m.p("keep-copy")).unwrap();
+    std::fs::remove_file(m.p("keep-copy")).unwrap();
+    std::fs::remove_file(m.p("drop")).unwrap();
+    let before = v.stats();
+    let out = nanofs(&["gc", v.path(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let after = v.stats();
+    assert_eq!(after["reclaimable_bytes"].as_u64(), Some(0), "{after}");
+    assert!(report["stored_bytes_deleted"].as_u64().unwrap() >= 60 << 20, "{report}");
+    let freed = before["disk_bytes"].as_u64().unwrap() - after["disk_bytes"].as_u64().unwrap();
+    assert!(freed >= 50 << 20, "only {freed} bytes of disk freed: {report}");
+    assert_eq!(after["logical_bytes"].as_u64(), Some(20 << 20));
+    // The survivor reads back intact, now and after a remount.
+    assert_eq!(sha256(&m.p("keep")), {
+        let tmp = v.tmp.path().join("keep-ref");
+        write_random_file(&tmp, 1, 20 << 20);
+        sha256(&tmp)
+    });
+    m.unmount();
+    let m = v.mount();
+    let tmp = v.tmp.path().join("keep-ref");
+    assert_eq!(sha256(&m.p("keep")), sha256(&tmp));
+    // Checked through the daemon, while mounted.
+    let out = nanofs(&["check", v.path(), "--read-data"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    m.unmount();
+}

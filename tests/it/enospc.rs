@@ -48,5 +48,10 @@ fn full_disk_gives_enospc_and_keeps_the_volume_intact() {
     }
     // Metadata changes still work on the full disk.
     std::fs::create_dir(m.p("still-works")).unwrap();
+    // Deleting and collecting garbage makes room again.
+    std::fs::remove_file(m.p("filler.bin")).unwrap();
+    let out = nanofs(&["gc", v.path()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    write_random_file(&m.p("after.bin"), 5, 50 << 20);
     m.unmount();
 }

@@ -3,7 +3,7 @@
 use crate::common::*;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
 #[test]
 fn hard_links_symlinks_and_xattrs() {
@@ -98,7 +98,7 @@ fn unlinked_open_file_stays_readable_until_closed() {
     let data = random_bytes(5, 5 << 20);
     fs::write(m.p("victim"), &data).unwrap();
     let mut f = File::open(m.p("victim")).unwrap();
-    let mut w = OpenOptions::new().write(true).open(m.p("victim")).unwrap();
+    let w = OpenOptions::new().write(true).open(m.p("victim")).unwrap();
     fs::remove_file(m.p("victim")).unwrap();
     assert!(!m.p("victim").exists());
     w.write_all_at(b"still writable", 0).unwrap();
