@@ -4,8 +4,6 @@
 //! keep the purposes independent: knowing how names hash says nothing about chunk ids.
 
 use super::aead::SealKey;
-use blake2::digest::{consts::U32, Mac};
-use blake2::Blake2bMac;
 use chacha20poly1305::aead::{rand_core::RngCore, OsRng};
 use zeroize::Zeroizing;
 
@@ -107,12 +105,11 @@ impl Subkeys {
     }
 }
 
-/// Keyed BLAKE2b-256.
+/// Keyed BLAKE2b-256 (RFC 7693), `key` at most 64 bytes.
 #[must_use]
 pub fn keyed_hash(key: &[u8], message: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut mac = <Blake2bMac<U32> as Mac>::new_from_slice(key).expect("key of at most 64 bytes");
-    mac.update(message);
-    Zeroizing::new(mac.finalize().into_bytes().into())
+    let hash = blake2b_simd::Params::new().hash_length(32).key(key).hash(message);
+    Zeroizing::new(hash.as_bytes().try_into().expect("32-byte hash"))
 }
 
 /// Fills `buf` from the operating system's CSPRNG.
