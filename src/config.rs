@@ -95,7 +95,7 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { compression: Compression::Auto, compression_level: 3, cache_mb: 64 }
+        Self { compression: Compression::Auto, compression_level: 3, cache_mb: 32 }
     }
 }
 

@@ -82,7 +82,7 @@ cp "$NANOFS_BIN" "$W/nanofs"; NANOFS_REAL=$NANOFS_BIN NANOFS_BIN=$W/nanofs
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 cat_all() { find "$1" -type f -exec cat {} + > /dev/null; }
-file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%d", s }'; }
+file_bytes() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f", s }'; }
 
 make_src() {  # generated once per workload (untimed), shared by both filesystems
   local d=$W/src/$1 mib i

@@ -10,7 +10,7 @@
 use super::error::{Error, Result};
 use crate::chunk::ChunkHasher;
 use crate::config::Compression;
-use crate::crypto::aead::{SealKey, OVERHEAD};
+use crate::crypto::aead::{SealKey, NONCE_LEN, OVERHEAD};
 use crate::ids::{ChunkId, Ino};
 use crate::store::{Cf, Store};
 use lru::LruCache;
@@ -109,8 +109,9 @@ impl ChunkCodec {
         (z.len() * 10 <= plain.len() * 9).then_some(z)
     }
 
-    /// Opens an envelope stored under `id` (decrypting in place) into shareable plaintext.
-    pub fn open(&self, id: &ChunkId, mut envelope: Vec<u8>) -> std::result::Result<Arc<[u8]>, OpenError> {
+    /// Opens an envelope stored under `id`, decrypting in place: the plaintext shares the
+    /// envelope's buffer, so a read costs no copy beyond the one out of the store.
+    pub fn open(&self, id: &ChunkId, mut envelope: Vec<u8>) -> std::result::Result<Plain, OpenError> {
         if envelope.len() < 5 + OVERHEAD + 1 || envelope[0] != ENVELOPE_VERSION {
             return Err(OpenError::Malformed);
         }
@@ -119,12 +120,37 @@ impl ChunkCodec {
             return Err(OpenError::Malformed);
         }
         let aad = aad(envelope[0], epoch, id);
-        let payload = self.seal.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?;
-        match payload[0] {
-            CODEC_RAW => Ok(Arc::from(&payload[1..])),
-            CODEC_ZSTD => zstd::stream::decode_all(&payload[1..]).map(Arc::from).map_err(|_| OpenError::Malformed),
+        let payload_len = self.seal.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?.len();
+        let body = 5 + NONCE_LEN + 1;
+        match envelope[body - 1] {
+            CODEC_RAW => Ok(Plain { start: body, end: body - 1 + payload_len, buf: Arc::new(envelope) }),
+            CODEC_ZSTD => zstd::stream::decode_all(&envelope[body..body - 1 + payload_len])
+                .map(Plain::from)
+                .map_err(|_| OpenError::Malformed),
             _ => Err(OpenError::Malformed),
         }
+    }
+}
+
+/// Decrypted chunk bytes: a range of a shared buffer.
+#[derive(Clone)]
+pub struct Plain {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl From<Vec<u8>> for Plain {
+    fn from(v: Vec<u8>) -> Self {
+        let end = v.len();
+        Self { buf: Arc::new(v), start: 0, end }
+    }
+}
+
+impl std::ops::Deref for Plain {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
     }
 }
 
@@ -143,7 +169,7 @@ pub struct ChunkCache {
 }
 
 struct CacheInner {
-    lru: LruCache<ChunkId, Arc<[u8]>>,
+    lru: LruCache<ChunkId, Plain>,
     bytes: usize,
 }
 
@@ -155,7 +181,7 @@ impl ChunkCache {
     }
 
     /// The cached plaintext of `id`.
-    pub fn get(&self, id: &ChunkId) -> Option<Arc<[u8]>> {
+    pub fn get(&self, id: &ChunkId) -> Option<Plain> {
         self.inner.lock().expect("cache lock").lru.get(id).cloned()
     }
 
@@ -165,7 +191,7 @@ impl ChunkCache {
     }
 
     /// Adds a chunk, evicting old ones beyond the budget.
-    pub fn insert(&self, id: ChunkId, plain: Arc<[u8]>) {
+    pub fn insert(&self, id: ChunkId, plain: Plain) {
         let mut c = self.inner.lock().expect("cache lock");
         c.bytes += plain.len();
         if let Some(old) = c.lru.put(id, plain) {
@@ -230,7 +256,7 @@ impl Chunks {
     }
 
     /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
-    pub(crate) fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Arc<[u8]>> {
+    pub(crate) fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
         if let Some(p) = self.cache.get(id) {
             return Ok(p);
         }
@@ -248,7 +274,7 @@ impl Chunks {
         Ok(plain)
     }
 
-    pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Arc<[u8]>> {
+    pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
         let Some(envelope) = self.store.get(Cf::Chunks, &id.0)? else {
             tracing::error!(chunk = %id, inode = %ino, "chunk is missing from the store");
             return Err(Error::Corrupt { chunk: *id, ino });
@@ -384,18 +410,18 @@ mod tests {
         let id = c.id(&plain);
         let mut s = c.seal(id, &plain).envelope;
         let other = c.id(b"other");
-        assert_eq!(c.open(&other, s.clone()), Err(OpenError::Auth));
+        assert_eq!(c.open(&other, s.clone()).err(), Some(OpenError::Auth));
         let n = s.len();
         s[n / 2] ^= 0x40;
-        assert_eq!(c.open(&id, s.clone()), Err(OpenError::Auth));
-        assert_eq!(c.open(&id, s[..10].to_vec()), Err(OpenError::Malformed));
+        assert_eq!(c.open(&id, s.clone()).err(), Some(OpenError::Auth));
+        assert_eq!(c.open(&id, s[..10].to_vec()).err(), Some(OpenError::Malformed));
     }
 
     #[test]
     fn cache_stays_within_budget() {
         let cache = ChunkCache::new(10);
         for i in 0..5u8 {
-            cache.insert(ChunkId([i; 32]), Arc::from(vec![i; 4]));
+            cache.insert(ChunkId([i; 32]), Plain::from(vec![i; 4]));
         }
         assert!(cache.get(&ChunkId([4; 32])).is_some());
         assert!(cache.get(&ChunkId([0; 32])).is_none());
