@@ -1,10 +1,10 @@
 //! `nanofs check VOLUME [--read-data] [--repair]`: verify the volume; the exit status says
 //! whether it is clean.
 
-use super::{passphrase, PassphraseArgs};
-use crate::control::{self, Request, Response};
-use crate::volume::{CheckReport, OpenOptions, Volume};
-use anyhow::{bail, Context};
+use super::PassphraseArgs;
+use crate::control::{Request, Response};
+use crate::volume::CheckReport;
+use anyhow::bail;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -27,25 +27,24 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let req = Request::Check { read_data: args.read_data, repair: args.repair };
-    let report = match control::ask(&args.volume, &req) {
-        Some(Response::Check(r)) => r,
-        Some(Response::Error { message }) => bail!("{message}"),
-        Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
-        None => {
-            let pass = passphrase::get(&args.passphrase, false)?;
-            let key = Volume::unlock(&args.volume, &pass)?;
-            let vol = Volume::open(&args.volume, &key, &OpenOptions::default())
-                .with_context(|| format!("cannot open {}", args.volume.display()))?;
+    let report = super::via_daemon_or_open(
+        &args.volume,
+        &args.passphrase,
+        &req,
+        |reply| match reply {
+            Response::Check(r) => Some(r),
+            _ => None,
+        },
+        |vol| {
             let bar = super::progress_bar("verifying chunks");
             let r = vol.check(args.read_data, args.repair, &|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
-            })?;
+            });
             bar.finish_and_clear();
-            vol.close()?;
             r
-        }
-    };
+        },
+    )?;
     print_report(&report, args.json)?;
     if !report.is_clean() {
         bail!("{} problem(s) found, {} repaired", report.problems.len(), report.repaired);

@@ -1,9 +1,7 @@
 //! `nanofs gc VOLUME`: collect garbage, through the daemon when mounted.
 
-use super::{passphrase, PassphraseArgs};
-use crate::control::{self, Request, Response};
-use crate::volume::{OpenOptions, Volume};
-use anyhow::{bail, Context};
+use super::PassphraseArgs;
+use crate::control::{Request, Response};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -19,20 +17,16 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let report = match control::ask(&args.volume, &Request::Gc) {
-        Some(Response::Gc(r)) => r,
-        Some(Response::Error { message }) => bail!("{message}"),
-        Some(other) => bail!("unexpected answer from the daemon: {other:?}"),
-        None => {
-            let pass = passphrase::get(&args.passphrase, false)?;
-            let key = Volume::unlock(&args.volume, &pass)?;
-            let vol = Volume::open(&args.volume, &key, &OpenOptions::default())
-                .with_context(|| format!("cannot open {}", args.volume.display()))?;
-            let r = vol.gc()?;
-            vol.close()?;
-            r
-        }
-    };
+    let report = super::via_daemon_or_open(
+        &args.volume,
+        &args.passphrase,
+        &Request::Gc,
+        |reply| match reply {
+            Response::Gc(r) => Some(r),
+            _ => None,
+        },
+        |vol| vol.gc(),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

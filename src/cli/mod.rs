@@ -72,6 +72,31 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser::mnt=error"))
 }
 
+/// Sends `req` to the daemon serving `dir`; when no daemon does, unlocks and opens the
+/// volume here and runs `local` on it instead. `answer` picks the expected reply.
+fn via_daemon_or_open<T>(
+    dir: &std::path::Path,
+    pass: &PassphraseArgs,
+    req: &crate::control::Request,
+    answer: impl FnOnce(crate::control::Response) -> Option<T>,
+    local: impl FnOnce(&crate::volume::Volume) -> crate::volume::Result<T>,
+) -> anyhow::Result<T> {
+    use crate::control::Response;
+    use anyhow::Context;
+    match crate::control::ask(dir, req) {
+        Some(Response::Error { message }) => anyhow::bail!("{message}"),
+        Some(reply) => answer(reply).ok_or_else(|| anyhow::anyhow!("unexpected answer from the daemon")),
+        None => {
+            let key = crate::volume::Volume::unlock(dir, &passphrase::get(pass, false)?)?;
+            let vol = crate::volume::Volume::open(dir, &key, &crate::volume::OpenOptions::default())
+                .with_context(|| format!("cannot open {}", dir.display()))?;
+            let result = local(&vol)?;
+            vol.close()?;
+            Ok(result)
+        }
+    }
+}
+
 /// A progress bar on a terminal; hidden otherwise (plain output stays clean).
 fn progress_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
