@@ -275,7 +275,7 @@ impl Chunks {
     }
 
     pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
-        let Some(envelope) = self.store.get(Cf::Chunks, &id.0)? else {
+        let Some(envelope) = self.store.get_chunk(&id.0)? else {
             tracing::error!(chunk = %id, inode = %ino, "chunk is missing from the store");
             return Err(Error::Corrupt { chunk: *id, ino });
         };
