@@ -182,3 +182,32 @@ fn mount_helper_serves_mount_t_nanofs() {
     assert_eq!(std::fs::read(m.p("via-helper")).unwrap(), b"ok");
     m.unmount();
 }
+
+#[test]
+fn read_only_mount_serves_reads_and_refuses_writes() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    std::fs::write(m.p("kept"), b"read me").unwrap();
+    m.unmount();
+    let m = v.mount_with(&["-o", "ro"]);
+    assert_eq!(std::fs::read(m.p("kept")).unwrap(), b"read me");
+    let err = std::fs::write(m.p("new"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    assert_eq!(std::fs::remove_file(m.p("kept")).unwrap_err().raw_os_error(), Some(libc::EROFS));
+    m.unmount();
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_the_key_named() {
+    let v = TestVolume::new();
+    let config = v.dir.join("nanofs.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("avg_chunk_size_kb = 1024", "avg_chunk_sise_kb = 1024")).unwrap();
+    let mnt = tempfile::tempdir().unwrap();
+    let out =
+        nanofs(&["mount", v.path(), mnt.path().to_str().unwrap(), "--passphrase-file", v.pass_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("avg_chunk_sise_kb"), "{err}");
+    assert!(!is_mounted(mnt.path()));
+}
