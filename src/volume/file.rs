@@ -109,6 +109,11 @@ impl Volume {
         self.files.lock().expect("files lock").entry(ino).or_default().clone()
     }
 
+    /// The state of `ino` if it has one (open, or with writes in flight).
+    pub(crate) fn open_file_state(&self, ino: Ino) -> Option<Arc<Mutex<FileState>>> {
+        self.files.lock().expect("files lock").get(&ino).cloned()
+    }
+
     /// Drops the state of a file that is not open and has nothing pending.
     pub(crate) fn forget_idle_state(&self, ino: Ino) {
         if self.open_count(ino) == 0 {
@@ -127,8 +132,7 @@ impl Volume {
 
     /// Applies uncommitted size and times to `inode`.
     pub(crate) fn overlay_file_state(&self, ino: Ino, inode: &mut super::records::Inode) {
-        let state = self.files.lock().expect("files lock").get(&ino).cloned();
-        if let Some(state) = state {
+        if let Some(state) = self.open_file_state(ino) {
             let st = state.lock().expect("file lock");
             if let Some(w) = &st.window {
                 inode.size = inode.size.max(w.end());
@@ -188,15 +192,33 @@ impl Volume {
             last
         };
         let result = self.flush(ino);
+        // Only a file unlinked while open (recorded in `orphans`) is deleted here; the
+        // lookup keeps the commit lock off the path of every other close.
         if last && !self.read_only {
             self.forget_idle_state(ino);
-            let mut txn = self.txn()?;
-            if matches!(txn.inode(ino), Ok(i) if i.nlink == 0) && self.open_count(ino) == 0 {
-                txn.delete_inode(ino)?;
-                txn.commit(Durability::Buffered)?;
+            if self.store.contains(Cf::Orphans, &keys::ino_key(ino))? {
+                self.reclaim_closed_orphan(ino)?;
             }
         }
         result
+    }
+
+    /// Deletes `ino` if it has no names and no open handles left. Both the last close and
+    /// the unlink that orphaned an open file call this after their own change, so whichever
+    /// comes second finds the other's done; an inode already deleted is left alone.
+    pub(crate) fn reclaim_closed_orphan(&self, ino: Ino) -> Result<()> {
+        if self.open_count(ino) > 0 {
+            return Ok(());
+        }
+        let mut txn = self.txn()?;
+        match txn.inode(ino) {
+            Ok(i) if i.nlink == 0 => {
+                txn.delete_inode(ino)?;
+                txn.commit(Durability::Buffered)
+            }
+            Ok(_) | Err(Error::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Commits every window that has seen no write for `idle`: bounds what a crash can
@@ -228,8 +250,7 @@ impl Volume {
     }
 
     fn commit_file(&self, ino: Ino, durability: Durability) -> Result<()> {
-        let state = self.files.lock().expect("files lock").get(&ino).cloned();
-        match state {
+        match self.open_file_state(ino) {
             Some(state) => self.commit_window(ino, &mut state.lock().expect("file lock"), durability),
             None if durability == Durability::Synced => self.sync(),
             None => Ok(()),
@@ -456,7 +477,7 @@ impl Volume {
 
     /// Reads up to `size` bytes at `offset`; fewer at the end of the file.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let state = self.files.lock().expect("files lock").get(&ino).cloned();
+        let state = self.open_file_state(ino);
         let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
         let window = guard.as_ref().and_then(|g| g.window.as_ref());
         let inode = self.load_inode(ino)?;

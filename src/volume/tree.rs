@@ -266,23 +266,26 @@ impl Volume {
         let p = txn.inode_mut(parent)?;
         p.mtime = now;
         p.ctime = now;
-        self.drop_link(&mut txn, entry.ino, now)?;
-        txn.commit(Durability::Buffered)
+        let orphan = self.drop_link(&mut txn, entry.ino, now)?;
+        txn.commit(Durability::Buffered)?;
+        orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))
     }
 
-    /// One name of `ino` is gone: delete the inode with its last name, unless it is open.
-    fn drop_link(&self, txn: &mut super::Txn<'_>, ino: Ino, now: Timestamp) -> Result<()> {
+    /// One name of `ino` is gone: delete the inode with its last name, unless it is open;
+    /// then it becomes an orphan, returned so the caller can reclaim it after committing if
+    /// its last handle closed meanwhile (`reclaim_closed_orphan`).
+    fn drop_link(&self, txn: &mut super::Txn<'_>, ino: Ino, now: Timestamp) -> Result<Option<Ino>> {
         let i = txn.inode_mut(ino)?;
         i.nlink = i.nlink.saturating_sub(1);
         i.ctime = now;
         if i.nlink == 0 {
             if self.open_count(ino) > 0 {
                 txn.batch.put(Cf::Orphans, &keys::ino_key(ino), &[]);
-            } else {
-                txn.delete_inode(ino)?;
+                return Ok(Some(ino));
             }
+            txn.delete_inode(ino)?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Removes an empty directory.
@@ -340,6 +343,7 @@ impl Volume {
             return if mode == RenameMode::NoReplace { Err(Error::Exists) } else { Ok(()) };
         }
         let now = Timestamp::now();
+        let mut orphan = None;
         match (mode, &dst) {
             (RenameMode::NoReplace, Some(_)) => return Err(Error::Exists),
             (RenameMode::Exchange, None) => return Err(Error::NotFound),
@@ -365,7 +369,7 @@ impl Volume {
                         txn.delete_inode(d.ino)?;
                         txn.inode_mut(newparent)?.nlink -= 1;
                     }
-                    (false, false) => self.drop_link(&mut txn, d.ino, now)?,
+                    (false, false) => orphan = self.drop_link(&mut txn, d.ino, now)?,
                 }
                 txn.delete_dirent(parent, name);
                 txn.put_dirent(newparent, &DirentRecord { ino: src.ino, kind: src.kind, name: newname.to_vec() });
@@ -383,7 +387,8 @@ impl Volume {
             p.mtime = now;
             p.ctime = now;
         }
-        txn.commit(Durability::Buffered)
+        txn.commit(Durability::Buffered)?;
+        orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))
     }
 
     /// Bookkeeping when a directory changes parent: its `..` and both parents' link counts.
@@ -436,9 +441,14 @@ impl Volume {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let state = self.file_state(ino);
-        let mut st = state.lock().expect("file lock");
-        self.commit_window(ino, &mut st, Durability::Buffered)?;
+        // Uncommitted writes go first, so their times and size cannot override these. Only a
+        // size change needs the file's lock held throughout; chmod, chown and utimens on
+        // files without writes in flight (most of what rsync and tar do) skip it.
+        let mut state = if set.size.is_some() { Some(self.file_state(ino)) } else { self.open_file_state(ino) };
+        let mut guard = state.as_ref().map(|s| s.lock().expect("file lock"));
+        if let Some(st) = guard.as_mut() {
+            self.commit_window(ino, st, Durability::Buffered)?;
+        }
         let now = Timestamp::now();
         let mut txn = self.txn()?;
         if let Some(size) = set.size {
@@ -486,8 +496,10 @@ impl Volume {
         }
         let inode = i.clone();
         txn.commit(Durability::Buffered)?;
-        drop(st);
-        self.forget_idle_state(ino);
+        drop(guard);
+        if state.take().is_some() {
+            self.forget_idle_state(ino);
+        }
         Ok(Attr { ino, inode })
     }
 
