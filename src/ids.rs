@@ -69,16 +69,6 @@ impl fmt::Display for Ino {
     }
 }
 
-/// Random identity of a volume, stored in its header and bound into every key slot.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct VolumeId(pub [u8; 16]);
-
-impl fmt::Display for VolumeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex(&self.0))
-    }
-}
-
 /// Lower-case hex of any bytes.
 #[must_use]
 pub fn hex(bytes: &[u8]) -> String {

@@ -114,7 +114,6 @@ pub enum OpenMode {
 /// The RocksDB database of one volume.
 pub struct Store {
     db: DB,
-    path: PathBuf,
     read_only: bool,
 }
 
@@ -187,23 +186,11 @@ impl Store {
             OpenMode::ReadWrite => DB::open_cf_descriptors(&opts, &path, cfs)?,
             OpenMode::ReadOnly => DB::open_cf_descriptors_read_only(&opts, &path, cfs, false)?,
         };
-        Ok(Self { db, path, read_only: mode == OpenMode::ReadOnly })
+        Ok(Self { db, read_only: mode == OpenMode::ReadOnly })
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(cf.name()).expect("every column family is opened")
-    }
-
-    /// Directory of the database files.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether the store was opened read-only.
-    #[must_use]
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
     }
 
     /// Point lookup.
@@ -348,12 +335,6 @@ impl Batch<'_> {
     /// Removes `key`.
     pub fn delete(&mut self, cf: Cf, key: &[u8]) {
         self.wb.delete_cf(self.store.cf(cf), key);
-    }
-
-    /// Number of operations in the batch.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.wb.len()
     }
 
     /// Whether the batch is empty.

@@ -26,9 +26,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Unchunked bytes a window collects before its final cut points are taken.
-pub const STREAM_THRESHOLD: usize = 8 << 20;
+const STREAM_THRESHOLD: usize = 8 << 20;
 /// Chunked bytes a window holds before it is committed on its own.
-pub const WINDOW_LIMIT: u64 = 512 << 20;
+const WINDOW_LIMIT: u64 = 512 << 20;
 /// Bytes read ahead of a sequential reader.
 const READAHEAD: u64 = 8 << 20;
 /// Free space kept on the volume's disk so RocksDB can always flush and compact.

@@ -9,7 +9,7 @@ use super::error::{Error, Result};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{keyed_hash, random_bytes, DataKey, Purpose};
 use crate::crypto::wrap::PassphraseWrap;
-use crate::ids::{hex, unhex, VolumeId};
+use crate::ids::{hex, unhex};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
@@ -120,14 +120,6 @@ impl Header {
         std::fs::rename(&tmp, dir.join(HEADER_FILE))?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(())
-    }
-
-    /// The volume id.
-    pub fn volume_id(&self) -> Result<VolumeId> {
-        unhex(&self.volume_id)
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-            .map(VolumeId)
-            .ok_or_else(|| Error::NotAVolume("header has a malformed volume id".into()))
     }
 
     /// Unwraps the data key with a passphrase and verifies the header MAC.

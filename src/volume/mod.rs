@@ -18,7 +18,6 @@ mod txn;
 
 pub use check::CheckReport;
 pub use error::{Error, Result};
-pub use file::{STREAM_THRESHOLD, WINDOW_LIMIT};
 pub use gc::GcReport;
 pub use records::{Kind, Timestamp};
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
