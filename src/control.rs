@@ -5,7 +5,7 @@
 //! the volume (`stats`, `umount`, later `gc`, `snapshot`, ...) ask the daemon here instead
 //! of opening the database a second time.
 
-use crate::volume::{CheckReport, GcReport, Stats, Volume};
+use crate::volume::{CheckReport, GcReport, SnapshotInfo, Stats, Volume};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -34,6 +34,25 @@ pub enum Request {
         /// Fix what can be derived.
         repair: bool,
     },
+    /// Take a snapshot of the whole tree.
+    SnapshotCreate {
+        /// Its name under `/.snapshots`.
+        name: String,
+    },
+    /// List the snapshots.
+    SnapshotList,
+    /// Delete a snapshot.
+    SnapshotDelete {
+        /// Its name.
+        name: String,
+    },
+    /// Clone a file or tree (volume paths).
+    Clone {
+        /// What to copy.
+        src: String,
+        /// The new path.
+        dst: String,
+    },
 }
 
 /// The daemon's answer.
@@ -53,6 +72,16 @@ pub enum Response {
     Gc(GcReport),
     /// Answer to `Check`.
     Check(CheckReport),
+    /// Answer to `SnapshotCreate`.
+    Snapshot(SnapshotInfo),
+    /// Answer to `SnapshotList` (a struct variant: an internally tagged enum cannot hold a
+    /// bare sequence).
+    Snapshots {
+        /// Oldest first.
+        snapshots: Vec<SnapshotInfo>,
+    },
+    /// A request that returns nothing succeeded.
+    Done,
     /// The request failed.
     Error {
         /// What went wrong.
@@ -111,25 +140,32 @@ fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(Request::Status) => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
-        Ok(Request::Stats) => match vol.stats() {
-            Ok(s) => Response::Stats(s),
-            Err(e) => Response::Error { message: e.to_string() },
-        },
-        Ok(Request::Gc) => match vol.gc() {
-            Ok(r) => Response::Gc(r),
-            Err(e) => Response::Error { message: e.to_string() },
-        },
-        Ok(Request::Check { read_data, repair }) => match vol.check(read_data, repair, &|_, _| {}) {
-            Ok(r) => Response::Check(r),
-            Err(e) => Response::Error { message: e.to_string() },
-        },
+        Ok(req) => answer(vol, mountpoint, req).unwrap_or_else(|e| Response::Error { message: e.to_string() }),
         Err(e) => Response::Error { message: format!("bad request: {e}") },
     };
     let mut out = serde_json::to_string(&response).expect("responses serialise");
     out.push('\n');
     let mut conn = conn;
     let _ = conn.write_all(out.as_bytes());
+}
+
+fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Result<Response> {
+    Ok(match req {
+        Request::Status => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
+        Request::Stats => Response::Stats(vol.stats()?),
+        Request::Gc => Response::Gc(vol.gc()?),
+        Request::Check { read_data, repair } => Response::Check(vol.check(read_data, repair, &|_, _| {})?),
+        Request::SnapshotCreate { name } => Response::Snapshot(vol.snapshot_create(&name)?),
+        Request::SnapshotList => Response::Snapshots { snapshots: vol.snapshot_list()? },
+        Request::SnapshotDelete { name } => {
+            vol.snapshot_delete(&name)?;
+            Response::Done
+        }
+        Request::Clone { src, dst } => {
+            vol.clone_path(&src, &dst)?;
+            Response::Done
+        }
+    })
 }
 
 /// Removes the socket of `dir` (clean shutdown).

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod fs;
 pub mod ids;
 pub mod store;
+pub mod utc;
 pub mod volume;
 
 pub use ids::{ChunkId, Ino};

@@ -2,10 +2,13 @@
 //! place that wires the layers together.
 
 mod check;
+mod clone;
 mod gc;
 mod init;
 mod mount;
+mod mounts;
 mod passphrase;
+mod snapshot;
 mod stats;
 mod umount;
 
@@ -34,6 +37,10 @@ enum Command {
     Gc(gc::Args),
     /// Verify references, counts and the tree; with --read-data every chunk.
     Check(check::Args),
+    /// Create, list and delete read-only snapshots of the whole tree.
+    Snapshot(snapshot::Args),
+    /// Copy a file or tree instantly; the copy shares every chunk.
+    Clone(clone::Args),
 }
 
 /// Where a passphrase comes from, shared by every command that unlocks a volume.
@@ -55,6 +62,8 @@ pub fn main() -> i32 {
         Command::Stats(a) => stats::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Check(a) => check::run(a),
+        Command::Snapshot(a) => snapshot::run(a),
+        Command::Clone(a) => clone::run(a),
     };
     match result {
         Ok(()) => 0,

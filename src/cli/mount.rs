@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !mountpoint.is_dir() {
         bail!("mount point {} is not a directory", mountpoint.display());
     }
-    if let Some(m) = super::umount::mount_at(&mountpoint) {
+    if let Some(m) = super::mounts::mount_at(&mountpoint) {
         bail!("mount point {} is already in use ({} is mounted there)", mountpoint.display(), m.source);
     }
     if let Some(control::Response::Status { pid, mountpoint: at }) = control::ask(&dir, &control::Request::Status) {

@@ -1,5 +1,6 @@
 //! `nanofs umount MOUNTPOINT`: unmount and wait for the daemon to flush and exit.
 
+use super::mounts::mount_at;
 use crate::control;
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -9,47 +10,6 @@ use std::time::{Duration, Instant};
 pub struct Args {
     /// Where the volume is mounted.
     mountpoint: PathBuf,
-}
-
-/// One line of /proc/self/mountinfo.
-#[derive(Debug, Clone)]
-pub struct MountEntry {
-    /// The mounted source (for nanofs: the volume directory).
-    pub source: String,
-    /// File system type, e.g. `fuse.nanofs`.
-    pub fstype: String,
-}
-
-/// The mount whose mount point is exactly `path`, if any.
-#[must_use]
-pub fn mount_at(path: &Path) -> Option<MountEntry> {
-    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_str()?;
-    table.lines().rev().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let sep = fields.iter().position(|f| *f == "-")?;
-        if unescape(fields.get(4)?) != want {
-            return None;
-        }
-        Some(MountEntry { fstype: fields.get(sep + 1)?.to_string(), source: unescape(fields.get(sep + 2)?) })
-    })
-}
-
-/// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Unmounts `mountpoint` (through fusermount3, so it works for the mounting user too).
@@ -74,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mountpoint = std::fs::canonicalize(&args.mountpoint)
         .with_context(|| format!("mount point {} does not exist", args.mountpoint.display()))?;
     let Some(entry) = mount_at(&mountpoint) else { bail!("nothing is mounted at {}", mountpoint.display()) };
-    if entry.fstype != "fuse.nanofs" {
+    if entry.fstype != super::mounts::FSTYPE {
         bail!("{} is not a nanofs mount ({})", mountpoint.display(), entry.fstype);
     }
     let pid = match control::ask(Path::new(&entry.source), &control::Request::Status) {
@@ -93,15 +53,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::unescape;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/tmp/a\\040b"), "/tmp/a b");
-        assert_eq!(unescape("/plain"), "/plain");
-    }
 }

@@ -205,11 +205,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if self.vol.is_read_only() && flags.acc_mode() != OpenAccMode::O_RDONLY {
-            reply.error(Errno::EROFS);
-            return;
-        }
-        try_reply!(reply, self.vol.open_file(ino(i)));
+        try_reply!(reply, self.vol.open_file(ino(i), flags.acc_mode() != OpenAccMode::O_RDONLY));
         reply.opened(self.fh(), FopenFlags::empty());
     }
 
@@ -404,7 +400,7 @@ impl fuser::Filesystem for NanoFs {
     ) {
         let a =
             try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::File, mode, req.uid(), req.gid(), 0));
-        try_reply!(reply, self.vol.open_file(a.ino));
+        try_reply!(reply, self.vol.open_file(a.ino, true));
         reply.created(&TTL, &file_attr(&a), Generation(0), self.fh(), FopenFlags::empty());
     }
 

@@ -9,3 +9,6 @@ pub const META_FORMAT: &[u8] = b"format";
 pub const META_NEXT_INO: &[u8] = b"next_ino";
 /// `meta` key: space counters (see `keys::SpaceCounters`).
 pub const META_SPACE: &[u8] = b"space";
+/// `meta` key: inode number of the snapshots directory (`/.snapshots`), u64 BE; absent
+/// until the first snapshot.
+pub const META_SNAPSHOTS_DIR: &[u8] = b"snapshots_dir";

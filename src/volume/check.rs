@@ -49,6 +49,8 @@ impl Volume {
     pub fn check(&self, read_data: bool, repair: bool, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<CheckReport> {
         let mut r = CheckReport::default();
         let mut txn = self.txn()?;
+        // Repairs may fix counts of snapshot (frozen) inodes too.
+        txn.allow_frozen = true;
 
         // Inodes.
         let mut inodes: HashMap<Ino, super::records::Inode> = HashMap::new();
@@ -104,9 +106,14 @@ impl Volume {
             }
         }
 
-        // Reachability from the root: the directory tree is a tree.
+        // Reachability from the root, and from the snapshots directory that the root shows
+        // without an entry: the directory tree is a tree.
         let mut reachable: HashSet<Ino> = HashSet::from([Ino::ROOT]);
         let mut stack = vec![Ino::ROOT];
+        if let Some(snapshots) = self.snapshots_dir()? {
+            reachable.insert(snapshots);
+            stack.push(snapshots);
+        }
         while let Some(dir) = stack.pop() {
             for child in children.get(&dir).into_iter().flatten() {
                 if reachable.insert(*child) && inodes.get(child).is_some_and(|i| i.kind == Kind::Dir) {

@@ -171,9 +171,13 @@ impl Volume {
         Ok(out)
     }
 
-    /// Registers an open handle of `ino`.
-    pub fn open_file(&self, ino: Ino) -> Result<()> {
-        self.load_inode(ino)?;
+    /// Registers an open handle of `ino`; `write`: opened for writing, refused on a
+    /// read-only volume and on a snapshot's files.
+    pub fn open_file(&self, ino: Ino, write: bool) -> Result<()> {
+        let inode = self.load_inode(ino)?;
+        if write && (self.read_only || inode.frozen) {
+            return Err(Error::ReadOnly);
+        }
         *self.opens.lock().expect("opens lock").entry(ino).or_default() += 1;
         Ok(())
     }
@@ -309,6 +313,9 @@ impl Volume {
     /// A window for a write at `offset`: it starts at the boundary of the committed chunk
     /// that contains `offset`, whose leading bytes it takes over.
     fn open_window(&self, ino: Ino, offset: u64) -> Result<Window> {
+        if self.load_inode(ino)?.frozen {
+            return Err(Error::ReadOnly);
+        }
         let mut w = Window::new(offset);
         if let Some((off, e)) = self.extents_between(ino, offset, offset + 1)?.into_iter().next() {
             if off < offset {
@@ -547,6 +554,9 @@ fn needs_atime_update(inode: &super::records::Inode) -> bool {
 impl Volume {
     fn touch_atime(&self, ino: Ino) -> Result<()> {
         let mut txn = self.txn()?;
+        if txn.inode(ino)?.frozen {
+            return Ok(());
+        }
         txn.inode_mut(ino)?.atime = Timestamp::now();
         txn.commit(Durability::Buffered)
     }

@@ -13,6 +13,7 @@ mod file;
 mod gc;
 pub mod header;
 pub mod records;
+mod snapshot;
 mod tree;
 mod txn;
 
@@ -20,6 +21,7 @@ pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use gc::GcReport;
 pub use records::{Kind, Timestamp};
+pub use snapshot::SnapshotInfo;
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
 
 use crate::chunk::{ChunkHasher, ChunkParams};
@@ -234,6 +236,13 @@ impl Volume {
         if self.read_only {
             return Ok(());
         }
+        let result = self.commit_all_windows();
+        self.store.flush_all()?;
+        result
+    }
+
+    /// Commits the write windows of every open file (before a close or a snapshot).
+    fn commit_all_windows(&self) -> Result<()> {
         let files: Vec<(Ino, Arc<Mutex<file::FileState>>)> =
             self.files.lock().expect("files lock").iter().map(|(k, v)| (*k, v.clone())).collect();
         let mut first_err = None;
@@ -244,7 +253,6 @@ impl Volume {
                 first_err.get_or_insert(e);
             }
         }
-        self.store.flush_all()?;
         first_err.map_or(Ok(()), Err)
     }
 

@@ -130,7 +130,12 @@ pub struct Inode {
     pub ctime: Timestamp,
     /// Creation.
     pub crtime: Timestamp,
+    /// Part of a snapshot: no change is allowed (stored as bit 31 of the permission word).
+    pub frozen: bool,
 }
+
+/// Bit of the stored permission word that marks a frozen (snapshot) inode.
+const FROZEN_BIT: u32 = 1 << 31;
 
 const INODE_RECORD_VERSION: u8 = 1;
 const INODE_RECORD_LEN: usize = 2 + 5 * 4 + 3 * 8 + 4 * 12;
@@ -154,6 +159,7 @@ impl Inode {
             mtime: now,
             ctime: now,
             crtime: now,
+            frozen: false,
         }
     }
 
@@ -163,7 +169,8 @@ impl Inode {
         let mut v = Vec::with_capacity(INODE_RECORD_LEN);
         v.push(INODE_RECORD_VERSION);
         v.push(self.kind as u8);
-        for x in [self.perm, self.uid, self.gid, self.nlink, self.rdev] {
+        let perm_word = self.perm | if self.frozen { FROZEN_BIT } else { 0 };
+        for x in [perm_word, self.uid, self.gid, self.nlink, self.rdev] {
             v.extend_from_slice(&x.to_be_bytes());
         }
         for x in [self.size, self.allocated, self.parent] {
@@ -188,7 +195,7 @@ impl Inode {
         let ts_at = |i: usize| Timestamp { secs: u64_at(i) as i64, nanos: u32_at(i + 8) };
         Ok(Self {
             kind,
-            perm: u32_at(2),
+            perm: u32_at(2) & 0o7777,
             uid: u32_at(6),
             gid: u32_at(10),
             nlink: u32_at(14),
@@ -200,6 +207,7 @@ impl Inode {
             mtime: ts_at(58),
             ctime: ts_at(70),
             crtime: ts_at(82),
+            frozen: u32_at(2) & FROZEN_BIT != 0,
         })
     }
 }

@@ -95,7 +95,7 @@ pub struct StatFs {
     pub ffree: u64,
 }
 
-fn check_name(name: &[u8]) -> Result<()> {
+pub(super) fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX {
         return Err(Error::NameTooLong);
     }
@@ -111,7 +111,7 @@ fn cookie_of(hash: &[u8]) -> u64 {
 }
 
 impl Volume {
-    fn dirent(&self, parent: Ino, name: &[u8]) -> Result<Option<DirentRecord>> {
+    pub(super) fn dirent(&self, parent: Ino, name: &[u8]) -> Result<Option<DirentRecord>> {
         let key = keys::named_key(parent, &self.keys.name_hash(name));
         match self.store.get(Cf::Dirents, &key)? {
             Some(sealed) => Ok(Some(DirentRecord::decode(&self.meta.open(Cf::Dirents.name(), &key, &sealed)?)?)),
@@ -138,6 +138,9 @@ impl Volume {
         let p = self.load_inode(parent)?;
         if p.kind != Kind::Dir {
             return Err(Error::NotDir);
+        }
+        if Self::is_reserved_name(parent, name) {
+            return self.getattr(self.snapshots_dir()?.ok_or(Error::NotFound)?);
         }
         let entry = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
         self.getattr(entry.ino)
@@ -166,7 +169,7 @@ impl Volume {
         } else {
             (gid, perm)
         };
-        if self.dirent(parent, name)?.is_some() {
+        if Self::is_reserved_name(parent, name) || self.dirent(parent, name)?.is_some() {
             return Err(Error::Exists);
         }
         let mut inode = Inode::new(kind, perm, uid, gid);
@@ -196,7 +199,7 @@ impl Volume {
         if txn.inode(parent)?.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
-        if self.dirent(parent, name)?.is_some() {
+        if Self::is_reserved_name(parent, name) || self.dirent(parent, name)?.is_some() {
             return Err(Error::Exists);
         }
         let mut inode = Inode::new(Kind::Symlink, 0o777, uid, gid);
@@ -234,7 +237,7 @@ impl Volume {
         if kind == Kind::Dir {
             return Err(Error::NotPermitted);
         }
-        if self.dirent(newparent, newname)?.is_some() {
+        if Self::is_reserved_name(newparent, newname) || self.dirent(newparent, newname)?.is_some() {
             return Err(Error::Exists);
         }
         let now = Timestamp::now();
@@ -330,6 +333,9 @@ impl Volume {
     /// Renames `parent/name` to `newparent/newname`.
     pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8], mode: RenameMode) -> Result<()> {
         check_name(newname)?;
+        if Self::is_reserved_name(parent, name) || Self::is_reserved_name(newparent, newname) {
+            return Err(Error::NotPermitted);
+        }
         let mut txn = self.txn()?;
         let src = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
         if txn.inode(newparent)?.kind != Kind::Dir {

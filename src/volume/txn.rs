@@ -40,6 +40,8 @@ pub(crate) struct Txn<'a> {
     garbage_released: u64,
     space_override: Option<SpaceCounters>,
     allocated_ino: bool,
+    /// Snapshot creation and deletion may change frozen inodes; nothing else may.
+    pub allow_frozen: bool,
 }
 
 impl<'a> Txn<'a> {
@@ -55,6 +57,7 @@ impl<'a> Txn<'a> {
             garbage_released: 0,
             space_override: None,
             allocated_ino: false,
+            allow_frozen: false,
         }
     }
 
@@ -64,10 +67,14 @@ impl<'a> Txn<'a> {
         Ok(&self.inodes[&ino].0)
     }
 
-    /// The inode, to be written back at commit.
+    /// The inode, to be written back at commit. A frozen (snapshot) inode is `ReadOnly`:
+    /// every change of an inode or of a directory's entries goes through here.
     pub fn inode_mut(&mut self, ino: Ino) -> Result<&mut Inode> {
         self.load(ino)?;
         let e = self.inodes.get_mut(&ino).expect("just loaded");
+        if e.0.frozen && !self.allow_frozen {
+            return Err(Error::ReadOnly);
+        }
         e.1 = true;
         Ok(&mut e.0)
     }

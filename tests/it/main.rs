@@ -10,4 +10,5 @@ mod dedup;
 mod enospc;
 mod layering;
 mod posix;
+mod snapshots;
 mod tools;

@@ -79,6 +79,20 @@ impl TestVolume {
         m
     }
 
+    /// Runs `nanofs ARGS --passphrase-file F` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--passphrase-file", self.pass_file.to_str().unwrap()]);
+        nanofs(&all)
+    }
+
+    /// `run`, asserting success; returns stdout.
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "nanofs {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `nanofs stats --json`, parsed.
     pub fn stats(&self) -> serde_json::Value {
         let out = nanofs(&["stats", self.path(), "--json"]);
