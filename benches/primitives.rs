@@ -49,7 +49,8 @@ fn primitives(c: &mut Criterion) {
         });
     }
     // The shipped pipeline: id, compression decision, seal into the envelope.
-    let codec = ChunkCodec::new(ChunkHasher::new([7; 32]), SealKey::new(&[9; 32]), Compression::Auto, 3);
+    let codec =
+        ChunkCodec::new(ChunkHasher::new([7; 32]), &nanofs::crypto::keys::Keyring::generate(), Compression::Auto, 3);
     for (name, data) in [("text", &words), ("random", &chunk)] {
         g.bench_with_input(BenchmarkId::new("chunk_pipeline", name), data, |b, d| {
             b.iter(|| {

@@ -5,7 +5,8 @@
 //! the volume (`stats`, `umount`, later `gc`, `snapshot`, ...) ask the daemon here instead
 //! of opening the database a second time.
 
-use crate::volume::{CheckReport, GcReport, SnapshotInfo, Stats, Volume};
+use crate::crypto::hybrid::Identity;
+use crate::volume::{CheckReport, Credential, GcReport, RekeyReport, RotateReport, SnapshotInfo, Stats, Volume};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -46,6 +47,14 @@ pub enum Request {
         /// Its name.
         name: String,
     },
+    /// Start a new key epoch; the credential must open a slot (and its passphrase slot is
+    /// re-wrapped). The socket is root-only, like the volume directory.
+    RotateKey {
+        /// What unlocks.
+        credential: WireCredential,
+    },
+    /// Re-seal the chunks of older key epochs.
+    Rekey,
     /// Clone a file or tree (volume paths).
     Clone {
         /// What to copy.
@@ -53,6 +62,36 @@ pub enum Request {
         /// The new path.
         dst: String,
     },
+}
+
+/// A credential as sent to the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireCredential {
+    /// Passphrase bytes, hex.
+    Passphrase {
+        /// Hex of the bytes.
+        hex: String,
+    },
+    /// An identity file's text.
+    Identity {
+        /// The text.
+        text: String,
+    },
+}
+
+impl WireCredential {
+    fn credential(&self) -> crate::volume::Result<Credential> {
+        let bad = |m: &str| crate::volume::Error::NotAVolume(format!("bad credential: {m}"));
+        Ok(match self {
+            WireCredential::Passphrase { hex } => {
+                Credential::Passphrase(zeroize::Zeroizing::new(crate::ids::unhex(hex).ok_or_else(|| bad("not hex"))?))
+            }
+            WireCredential::Identity { text } => {
+                Credential::Identity(Identity::parse(text).map_err(|e| bad(&e.to_string()))?)
+            }
+        })
+    }
 }
 
 /// The daemon's answer.
@@ -80,6 +119,10 @@ pub enum Response {
         /// Oldest first.
         snapshots: Vec<SnapshotInfo>,
     },
+    /// Answer to `RotateKey`.
+    Rotated(RotateReport),
+    /// Answer to `Rekey`.
+    Rekeyed(RekeyReport),
     /// A request that returns nothing succeeded.
     Done,
     /// The request failed.
@@ -161,6 +204,8 @@ fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Resul
             vol.snapshot_delete(&name)?;
             Response::Done
         }
+        Request::RotateKey { credential } => Response::Rotated(vol.rotate_key(&credential.credential()?)?),
+        Request::Rekey => Response::Rekeyed(vol.rekey(&|_, _| {})?),
         Request::Clone { src, dst } => {
             vol.clone_path(&src, &dst)?;
             Response::Done

@@ -2,7 +2,7 @@
 //!
 //! mount(8) calls `mount.nanofs VOLUME MOUNTPOINT [-sfnv] [-o OPTIONS]`. This turns the
 //! options into a `nanofs mount` command line and runs it: `passphrase_file=F` becomes
-//! `--passphrase-file F`, mount(8)'s own options (defaults, auto, noauto, user, nofail,
+//! `--passphrase-file F` and `identity=F` becomes `--identity F`, mount(8)'s own options (defaults, auto, noauto, user, nofail,
 //! _netdev, x-*) are dropped, the rest (ro, allow_other, cache_mb=N) pass through.
 //! It shares no code with nanofs, so it stays a few lines that are easy to audit.
 
@@ -17,6 +17,7 @@ struct Plan {
     volume: String,
     mountpoint: String,
     passphrase_file: Option<String>,
+    identity: Option<String>,
     options: Vec<String>,
     fake: bool,
 }
@@ -25,6 +26,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
     let mut positional = Vec::new();
     let mut options = Vec::new();
     let mut passphrase_file = None;
+    let mut identity = None;
     let mut fake = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -34,6 +36,8 @@ fn parse(args: &[String]) -> Result<Plan, String> {
                 for opt in list.split(',').filter(|o| !o.is_empty()) {
                     if let Some(f) = opt.strip_prefix("passphrase_file=") {
                         passphrase_file = Some(f.to_string());
+                    } else if let Some(f) = opt.strip_prefix("identity=") {
+                        identity = Some(f.to_string());
                     } else if !(DROPPED.contains(&opt) || opt.starts_with("x-") || opt.starts_with("comment=")) {
                         options.push(opt.to_string());
                     }
@@ -50,7 +54,7 @@ fn parse(args: &[String]) -> Result<Plan, String> {
     }
     let [volume, mountpoint] = <[String; 2]>::try_from(positional)
         .map_err(|_| "usage: mount.nanofs VOLUME MOUNTPOINT [-o OPTIONS]".to_string())?;
-    Ok(Plan { volume, mountpoint, passphrase_file, options, fake })
+    Ok(Plan { volume, mountpoint, passphrase_file, identity, options, fake })
 }
 
 /// `$NANOFS_BIN`, else `nanofs` beside this helper or in /usr/local/bin or /usr/bin,
@@ -73,6 +77,9 @@ fn nanofs_binary() -> PathBuf {
 fn command(plan: &Plan) -> Command {
     let mut cmd = Command::new(nanofs_binary());
     cmd.arg("mount").arg(&plan.volume).arg(&plan.mountpoint);
+    if let Some(f) = &plan.identity {
+        cmd.arg("--identity").arg(f);
+    }
     if let Some(f) = &plan.passphrase_file {
         cmd.arg("--passphrase-file").arg(f);
     }
@@ -118,6 +125,13 @@ mod tests {
         let cmd = command(&p);
         let argv: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(argv, ["mount", "/vol", "/mnt", "--passphrase-file", "/etc/k", "-o", "allow_other,cache_mb=64"]);
+    }
+
+    #[test]
+    fn identity_option_becomes_the_identity_flag() {
+        let p = parse(&args("/vol /mnt -o identity=/root/me.key,ro")).unwrap();
+        let argv: Vec<_> = command(&p).get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(argv, ["mount", "/vol", "/mnt", "--identity", "/root/me.key", "-o", "ro"]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `nanofs check VOLUME [--read-data] [--repair]`: verify the volume; the exit status says
 //! whether it is clean.
 
-use super::PassphraseArgs;
+use super::UnlockArgs;
 use crate::control::{Request, Response};
 use crate::volume::CheckReport;
 use anyhow::bail;
@@ -19,7 +19,7 @@ pub struct Args {
     repair: bool,
     /// Unlock with this passphrase when the volume is not mounted.
     #[command(flatten)]
-    passphrase: PassphraseArgs,
+    passphrase: UnlockArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,

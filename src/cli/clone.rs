@@ -1,7 +1,7 @@
 //! `nanofs clone VOLUME SRC DST` (paths inside the volume) or `nanofs clone SRC DST`
 //! (paths inside a mounted volume): an instant copy of a file or tree that shares chunks.
 
-use super::PassphraseArgs;
+use super::UnlockArgs;
 use crate::control::{Request, Response};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(num_args = 2..=3, required = true, value_name = "[VOLUME] SRC DST")]
     paths: Vec<PathBuf>,
     #[command(flatten)]
-    passphrase: PassphraseArgs,
+    passphrase: UnlockArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {

@@ -1,6 +1,6 @@
 //! `nanofs gc VOLUME`: collect garbage, through the daemon when mounted.
 
-use super::PassphraseArgs;
+use super::UnlockArgs;
 use crate::control::{Request, Response};
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ pub struct Args {
     volume: PathBuf,
     /// Unlock with this passphrase when the volume is not mounted.
     #[command(flatten)]
-    passphrase: PassphraseArgs,
+    passphrase: UnlockArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,

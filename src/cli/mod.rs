@@ -3,11 +3,12 @@
 
 mod check;
 mod clone;
+mod credential;
 mod gc;
 mod init;
+mod key;
 mod mount;
 mod mounts;
-mod passphrase;
 mod snapshot;
 mod stats;
 mod umount;
@@ -41,14 +42,23 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Copy a file or tree instantly; the copy shares every chunk.
     Clone(clone::Args),
+    /// Write a new X-Wing (ML-KEM-768 + X25519) identity; prints its public recipient.
+    Keygen(key::KeygenArgs),
+    /// Manage key slots: add, list, remove, change-passphrase, rotate.
+    Key(key::Args),
+    /// Re-seal chunks of older key epochs under the current key, then forget the old keys.
+    Rekey(key::RekeyArgs),
 }
 
-/// Where a passphrase comes from, shared by every command that unlocks a volume.
+/// What unlocks a volume, shared by every command that needs its keys.
 #[derive(Debug, Clone, clap::Args)]
-pub struct PassphraseArgs {
+pub struct UnlockArgs {
     /// Read the passphrase from the first line of this file (else $NANOFS_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// Unlock with this identity file (from `nanofs keygen`); takes precedence over a passphrase.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -64,6 +74,9 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
+        Command::Keygen(a) => key::keygen(a),
+        Command::Key(a) => key::run(a),
+        Command::Rekey(a) => key::rekey(a),
     };
     match result {
         Ok(()) => 0,
@@ -85,7 +98,7 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 /// volume here and runs `local` on it instead. `answer` picks the expected reply.
 fn via_daemon_or_open<T>(
     dir: &std::path::Path,
-    pass: &PassphraseArgs,
+    pass: &UnlockArgs,
     req: &crate::control::Request,
     answer: impl FnOnce(crate::control::Response) -> Option<T>,
     local: impl FnOnce(&crate::volume::Volume) -> crate::volume::Result<T>,
@@ -96,8 +109,8 @@ fn via_daemon_or_open<T>(
         Some(Response::Error { message }) => anyhow::bail!("{message}"),
         Some(reply) => answer(reply).ok_or_else(|| anyhow::anyhow!("unexpected answer from the daemon")),
         None => {
-            let key = crate::volume::Volume::unlock(dir, &passphrase::get(pass, false)?)?;
-            let vol = crate::volume::Volume::open(dir, &key, &crate::volume::OpenOptions::default())
+            let keys = crate::volume::Volume::unlock(dir, &credential::get(pass)?)?;
+            let vol = crate::volume::Volume::open(dir, keys, &crate::volume::OpenOptions::default())
                 .with_context(|| format!("cannot open {}", dir.display()))?;
             let result = local(&vol)?;
             vol.close()?;

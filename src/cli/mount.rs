@@ -5,7 +5,7 @@
 //! line and the volume is untouched. The daemon reports its start-up result through a
 //! pipe; `mount` returns once the mount is ready.
 
-use super::{passphrase, PassphraseArgs};
+use super::{credential, UnlockArgs};
 use crate::control;
 use crate::fs::mount::MountConfig;
 use crate::volume::{Error as VolumeError, OpenOptions, Volume};
@@ -26,7 +26,7 @@ pub struct Args {
     /// Where to mount it (an existing directory).
     mountpoint: PathBuf,
     #[command(flatten)]
-    passphrase: PassphraseArgs,
+    passphrase: UnlockArgs,
     /// Stay in the foreground and log to stderr.
     #[arg(short, long)]
     foreground: bool,
@@ -79,19 +79,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(control::Response::Status { pid, mountpoint: at }) = control::ask(&dir, &control::Request::Status) {
         bail!("volume {} is already mounted at {} (daemon pid {pid})", dir.display(), at.display());
     }
-    let pass = passphrase::get(&args.passphrase, false)?;
-    let key = match Volume::unlock(&dir, &pass) {
+    let cred = credential::get(&args.passphrase)?;
+    let key = match Volume::unlock(&dir, &cred) {
         Ok(k) => k,
         Err(VolumeError::WrongPassphrase) => bail!("wrong passphrase for volume {}", dir.display()),
+        Err(VolumeError::WrongIdentity) => bail!("this identity opens no key slot of volume {}", dir.display()),
         Err(e) => return Err(e).with_context(|| format!("cannot unlock {}", dir.display())),
     };
-    drop(pass);
+    drop(cred);
     let open = OpenOptions { read_only: opts.read_only, cache_mb: opts.cache_mb };
     let cfg =
         MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
     if args.foreground {
         super::init_logging();
-        return serve(&dir, &mountpoint, &key, &open, &cfg, None);
+        return serve(&dir, &mountpoint, key, &open, &cfg, None);
     }
     let (read_end, write_end) = nix::unistd::pipe()?;
     if daemonize()? {
@@ -120,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         default_hook(info);
     }));
     redirect_stdio()?;
-    let result = serve(&dir, &mountpoint, &key, &open, &cfg, Some(write_end));
+    let result = serve(&dir, &mountpoint, key, &open, &cfg, Some(write_end));
     if let Err(e) = &result {
         tracing::error!("{e:#}");
     }
@@ -154,7 +155,7 @@ fn redirect_stdio() -> anyhow::Result<()> {
 fn serve(
     dir: &Path,
     mountpoint: &Path,
-    key: &crate::crypto::keys::DataKey,
+    key: crate::crypto::keys::Keyring,
     open: &OpenOptions,
     cfg: &MountConfig,
     ready: Option<OwnedFd>,

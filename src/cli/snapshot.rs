@@ -1,7 +1,7 @@
 //! `nanofs snapshot create|list|delete VOLUME [NAME]`: read-only images of the whole tree,
 //! shown in the mount under `/.snapshots/NAME`.
 
-use super::PassphraseArgs;
+use super::UnlockArgs;
 use crate::control::{Request, Response};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -21,14 +21,14 @@ enum Action {
         /// Name of the snapshot.
         name: String,
         #[command(flatten)]
-        passphrase: PassphraseArgs,
+        passphrase: UnlockArgs,
     },
     /// List the snapshots, oldest first.
     List {
         /// The volume directory.
         volume: PathBuf,
         #[command(flatten)]
-        passphrase: PassphraseArgs,
+        passphrase: UnlockArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -40,7 +40,7 @@ enum Action {
         /// Name of the snapshot.
         name: String,
         #[command(flatten)]
-        passphrase: PassphraseArgs,
+        passphrase: UnlockArgs,
     },
 }
 

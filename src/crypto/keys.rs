@@ -4,7 +4,9 @@
 //! keep the purposes independent: knowing how names hash says nothing about chunk ids.
 
 use super::aead::SealKey;
+use super::Error;
 use chacha20poly1305::aead::{rand_core::RngCore, OsRng};
+use std::collections::BTreeMap;
 use zeroize::Zeroizing;
 
 /// The volume's 256-bit data key; every other key derives from it.
@@ -43,7 +45,6 @@ impl DataKey {
     pub fn subkeys(&self) -> Subkeys {
         Subkeys {
             chunk_id: *self.derive(Purpose::ChunkId),
-            chunk_seal: SealKey::new(&self.derive(Purpose::ChunkSeal)),
             meta_seal: SealKey::new(&self.derive(Purpose::MetaSeal)),
             name_hash: self.derive(Purpose::NameHash),
         }
@@ -63,6 +64,8 @@ pub enum Purpose {
     NameHash,
     /// Authenticates the volume header.
     HeaderMac,
+    /// Seals the keyring (root and older epoch keys) under the current epoch key.
+    Keyring,
 }
 
 impl Purpose {
@@ -73,7 +76,127 @@ impl Purpose {
             Purpose::MetaSeal => "nanofs/v1/meta-seal",
             Purpose::NameHash => "nanofs/v1/name-hash",
             Purpose::HeaderMac => "nanofs/v1/header-mac",
+            Purpose::Keyring => "nanofs/v1/keyring",
         }
+    }
+}
+
+/// The unlocked keys of a volume.
+///
+/// The root key never changes: chunk ids, name hashes and metadata records derive from
+/// it, so deduplication and lookups survive rotation. Chunk bodies are sealed under the key
+/// of an epoch; rotation starts a new epoch with a fresh random key, which is what the key
+/// slots wrap. The root and the older epoch keys travel sealed under the current one (the
+/// header's keyring), so a slot opened with an old passphrase from an old copy of the header
+/// yields nothing written after the rotation. In epoch 0 the root key is the epoch key.
+#[derive(Clone)]
+pub struct Keyring {
+    root: DataKey,
+    current: u32,
+    epochs: BTreeMap<u32, DataKey>,
+}
+
+impl Keyring {
+    /// The keys of a new volume: one random key, root and epoch 0 at once.
+    #[must_use]
+    pub fn generate() -> Self {
+        let root = DataKey::generate();
+        Self { epochs: BTreeMap::from([(0, root.clone())]), root, current: 0 }
+    }
+
+    /// The key that key slots wrap: the current epoch's.
+    #[must_use]
+    pub fn current_key(&self) -> &DataKey {
+        &self.epochs[&self.current]
+    }
+
+    /// The current epoch.
+    #[must_use]
+    pub fn current_epoch(&self) -> u32 {
+        self.current
+    }
+
+    /// The epochs whose keys are kept, oldest first.
+    #[must_use]
+    pub fn epochs(&self) -> Vec<u32> {
+        self.epochs.keys().copied().collect()
+    }
+
+    /// The root key (ids, names, metadata).
+    #[must_use]
+    pub fn root(&self) -> &DataKey {
+        &self.root
+    }
+
+    /// Chunk-sealing keys per epoch.
+    #[must_use]
+    pub fn chunk_seal_keys(&self) -> BTreeMap<u32, SealKey> {
+        self.epochs.iter().map(|(e, k)| (*e, SealKey::new(&k.derive(Purpose::ChunkSeal)))).collect()
+    }
+
+    /// Starts a new epoch with a fresh random key; returns it.
+    pub fn rotate(&mut self) -> u32 {
+        self.current += 1;
+        self.epochs.insert(self.current, DataKey::generate());
+        self.current
+    }
+
+    /// Forgets the keys of `epochs` (no chunk uses them any more); never the current one.
+    pub fn forget(&mut self, epochs: &[u32]) {
+        for e in epochs {
+            if *e != self.current {
+                self.epochs.remove(e);
+            }
+        }
+    }
+
+    /// The keyring sealed under the current key (`None` in epoch 0 with nothing else to
+    /// keep). Plaintext: `root 32 | count u32 | (epoch u32 | key 32)*`, older epochs only.
+    #[must_use]
+    pub fn seal(&self, context: &[u8]) -> Option<Vec<u8>> {
+        if self.current == 0 && self.epochs.len() == 1 {
+            return None;
+        }
+        let older: Vec<(&u32, &DataKey)> = self.epochs.iter().filter(|(e, _)| **e != self.current).collect();
+        let mut plain = Zeroizing::new(Vec::with_capacity(36 + older.len() * 36));
+        plain.extend_from_slice(self.root.expose());
+        plain.extend_from_slice(&(older.len() as u32).to_be_bytes());
+        for (e, k) in older {
+            plain.extend_from_slice(&e.to_be_bytes());
+            plain.extend_from_slice(k.expose());
+        }
+        Some(SealKey::new(&self.current_key().derive(Purpose::Keyring)).seal(context, &plain))
+    }
+
+    /// The keyring of epoch `current`, whose key a slot gave, from `seal`'s output.
+    pub fn open(current: u32, key: DataKey, sealed: Option<&[u8]>, context: &[u8]) -> Result<Self, Error> {
+        let Some(sealed) = sealed else {
+            if current != 0 {
+                return Err(Error::Malformed("keyring missing after a key rotation"));
+            }
+            return Ok(Self { epochs: BTreeMap::from([(0, key.clone())]), root: key, current: 0 });
+        };
+        let plain = Zeroizing::new(SealKey::new(&key.derive(Purpose::Keyring)).open(context, sealed)?);
+        let key_at = |i: usize| -> Result<DataKey, Error> {
+            let bytes: [u8; 32] =
+                plain.get(i..i + 32).and_then(|b| b.try_into().ok()).ok_or(Error::Malformed("keyring"))?;
+            Ok(DataKey::from_bytes(Zeroizing::new(bytes)))
+        };
+        let root = key_at(0)?;
+        let count = plain
+            .get(32..36)
+            .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+            .ok_or(Error::Malformed("keyring"))?;
+        let mut epochs = BTreeMap::from([(current, key)]);
+        for i in 0..count as usize {
+            let at = 36 + i * 36;
+            let e = plain
+                .get(at..at + 4)
+                .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
+                .ok_or(Error::Malformed("keyring"))?;
+            epochs.insert(e, key_at(at + 4)?);
+        }
+        Ok(Self { root, current, epochs })
     }
 }
 
@@ -82,8 +205,6 @@ impl Purpose {
 pub struct Subkeys {
     /// Key of the chunk id hash (see `chunk::ChunkHasher`).
     pub chunk_id: [u8; 32],
-    /// Seals chunk bodies.
-    pub chunk_seal: SealKey,
     /// Seals metadata records.
     pub meta_seal: SealKey,
     /// Keys `name_hash`.
@@ -124,10 +245,40 @@ mod tests {
     #[test]
     fn subkeys_differ_per_purpose_and_key() {
         let k = DataKey::from_bytes(Zeroizing::new([9; 32]));
-        let labels = [Purpose::ChunkId, Purpose::ChunkSeal, Purpose::MetaSeal, Purpose::NameHash, Purpose::HeaderMac];
+        let labels = [
+            Purpose::ChunkId,
+            Purpose::ChunkSeal,
+            Purpose::MetaSeal,
+            Purpose::NameHash,
+            Purpose::HeaderMac,
+            Purpose::Keyring,
+        ];
         let derived: std::collections::HashSet<[u8; 32]> = labels.iter().map(|p| *k.derive(*p)).collect();
         assert_eq!(derived.len(), labels.len());
         let other = DataKey::from_bytes(Zeroizing::new([8; 32]));
         assert_ne!(*k.derive(Purpose::ChunkId), *other.derive(Purpose::ChunkId));
+    }
+
+    #[test]
+    fn keyring_rotates_seals_and_forgets() {
+        let mut ring = Keyring::generate();
+        assert!(ring.seal(b"ctx").is_none(), "epoch 0 needs no sealed keyring");
+        let root = *ring.root().expose();
+        let first = *ring.current_key().expose();
+        assert_eq!(root, first);
+        assert_eq!(ring.rotate(), 1);
+        assert_ne!(*ring.current_key().expose(), first);
+        let sealed = ring.seal(b"ctx").unwrap();
+        let key = ring.current_key().clone();
+        let back = Keyring::open(1, key.clone(), Some(&sealed), b"ctx").unwrap();
+        assert_eq!(back.epochs(), vec![0, 1]);
+        assert_eq!(*back.root().expose(), root);
+        assert!(matches!(Keyring::open(1, key.clone(), Some(&sealed), b"other"), Err(Error::Auth)));
+        assert!(Keyring::open(1, key, None, b"ctx").is_err());
+        // The old epoch key cannot open the new keyring.
+        let old = DataKey::from_bytes(Zeroizing::new(first));
+        assert!(matches!(Keyring::open(1, old, Some(&sealed), b"ctx"), Err(Error::Auth)));
+        ring.forget(&[0, 1]);
+        assert_eq!(ring.epochs(), vec![1]);
     }
 }

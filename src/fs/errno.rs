@@ -29,7 +29,7 @@ pub fn to_errno(e: &Error) -> Errno {
             tracing::error!(what = %what, "damaged metadata, returning EIO");
             Errno::EIO
         }
-        Error::WrongPassphrase | Error::NotAVolume(_) => Errno::EINVAL,
+        Error::WrongPassphrase | Error::WrongIdentity | Error::LastSlot | Error::NotAVolume(_) => Errno::EINVAL,
         Error::Store(e) => {
             tracing::error!(error = %e, "store failure, returning EIO");
             Errno::EIO

@@ -11,18 +11,17 @@ use super::error::{Error, Result};
 use crate::chunk::ChunkHasher;
 use crate::config::Compression;
 use crate::crypto::aead::{SealKey, NONCE_LEN, OVERHEAD};
+use crate::crypto::keys::Keyring;
 use crate::ids::{ChunkId, Ino};
 use crate::store::{Cf, Store};
 use lru::LruCache;
 use rayon::prelude::*;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
 /// Version byte of the chunk envelope.
 pub const ENVELOPE_VERSION: u8 = 1;
-/// Key epoch written into new envelopes.
-pub const CURRENT_EPOCH: u32 = 0;
 /// Bytes an envelope adds to a raw body: header 5, codec 1, nonce 24, tag 16.
 pub const ENVELOPE_OVERHEAD: usize = 5 + 1 + OVERHEAD;
 
@@ -43,9 +42,15 @@ pub enum OpenError {
 /// Turns chunk plaintext into envelopes and back.
 pub struct ChunkCodec {
     hasher: ChunkHasher,
-    seal: SealKey,
+    keys: RwLock<EpochKeys>,
     compression: Compression,
     level: i32,
+}
+
+/// Chunk-sealing keys: new envelopes use the current epoch's, old ones open with theirs.
+struct EpochKeys {
+    current: u32,
+    seal: BTreeMap<u32, SealKey>,
 }
 
 /// A chunk ready to store.
@@ -59,10 +64,29 @@ pub struct SealedChunk {
 }
 
 impl ChunkCodec {
-    /// A codec with the volume's id hasher, seal key and compression policy.
+    /// A codec with the volume's id hasher, keys and compression policy.
     #[must_use]
-    pub fn new(hasher: ChunkHasher, seal: SealKey, compression: Compression, level: i32) -> Self {
-        Self { hasher, seal, compression, level }
+    pub fn new(hasher: ChunkHasher, keys: &Keyring, compression: Compression, level: i32) -> Self {
+        let keys = RwLock::new(EpochKeys { current: keys.current_epoch(), seal: keys.chunk_seal_keys() });
+        Self { hasher, keys, compression, level }
+    }
+
+    /// Takes the keys of a rotated (or pruned) keyring.
+    pub fn set_keys(&self, keys: &Keyring) {
+        *self.keys.write().expect("codec keys") =
+            EpochKeys { current: keys.current_epoch(), seal: keys.chunk_seal_keys() };
+    }
+
+    /// The epoch new envelopes are sealed under.
+    #[must_use]
+    pub fn current_epoch(&self) -> u32 {
+        self.keys.read().expect("codec keys").current
+    }
+
+    /// The key epoch an envelope was sealed under.
+    #[must_use]
+    pub fn epoch_of(envelope: &[u8]) -> Option<u32> {
+        envelope.get(1..5).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
     }
 
     /// The id of `plain`.
@@ -85,11 +109,13 @@ impl ChunkCodec {
                 payload.extend_from_slice(plain);
             }
         }
+        let keys = self.keys.read().expect("codec keys");
+        let epoch = keys.current;
         let mut envelope = Vec::with_capacity(5 + OVERHEAD + payload.len());
         envelope.push(ENVELOPE_VERSION);
-        envelope.extend_from_slice(&CURRENT_EPOCH.to_be_bytes());
-        let aad = aad(ENVELOPE_VERSION, CURRENT_EPOCH, &id);
-        self.seal.seal_into(&aad, &payload, &mut envelope);
+        envelope.extend_from_slice(&epoch.to_be_bytes());
+        let aad = aad(ENVELOPE_VERSION, epoch, &id);
+        keys.seal[&epoch].seal_into(&aad, &payload, &mut envelope);
         SealedChunk { id, plain_len: plain.len() as u32, envelope }
     }
 
@@ -116,11 +142,12 @@ impl ChunkCodec {
             return Err(OpenError::Malformed);
         }
         let epoch = u32::from_be_bytes(envelope[1..5].try_into().expect("4 bytes"));
-        if epoch != CURRENT_EPOCH {
-            return Err(OpenError::Malformed);
-        }
         let aad = aad(envelope[0], epoch, id);
-        let payload_len = self.seal.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?.len();
+        let payload_len = {
+            let keys = self.keys.read().expect("codec keys");
+            let key = keys.seal.get(&epoch).ok_or(OpenError::Malformed)?;
+            key.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?.len()
+        };
         let body = 5 + NONCE_LEN + 1;
         match envelope[body - 1] {
             CODEC_RAW => Ok(Plain { start: body, end: body - 1 + payload_len, buf: Arc::new(envelope) }),
@@ -129,6 +156,26 @@ impl ChunkCodec {
                 .map_err(|_| OpenError::Malformed),
             _ => Err(OpenError::Malformed),
         }
+    }
+}
+
+impl ChunkCodec {
+    /// The envelope re-sealed under the current epoch, its payload (codec byte and body)
+    /// unchanged, so its length and the stored-bytes accounting stay the same.
+    pub fn reseal(&self, id: &ChunkId, mut envelope: Vec<u8>) -> std::result::Result<Vec<u8>, OpenError> {
+        let epoch = Self::epoch_of(&envelope).ok_or(OpenError::Malformed)?;
+        if envelope.len() < 5 + OVERHEAD + 1 || envelope[0] != ENVELOPE_VERSION {
+            return Err(OpenError::Malformed);
+        }
+        let keys = self.keys.read().expect("codec keys");
+        let key = keys.seal.get(&epoch).ok_or(OpenError::Malformed)?;
+        let payload =
+            key.open_in_place(&aad(envelope[0], epoch, id), &mut envelope[5..]).map_err(|_| OpenError::Auth)?;
+        let mut out = Vec::with_capacity(payload.len() + 5 + OVERHEAD);
+        out.push(ENVELOPE_VERSION);
+        out.extend_from_slice(&keys.current.to_be_bytes());
+        keys.seal[&keys.current].seal_into(&aad(ENVELOPE_VERSION, keys.current, id), payload, &mut out);
+        Ok(out)
     }
 }
 
@@ -220,7 +267,7 @@ pub(crate) struct Pending {
 /// ones; shared with background jobs and read-ahead tasks.
 pub(crate) struct Chunks {
     store: Arc<Store>,
-    codec: ChunkCodec,
+    pub(crate) codec: ChunkCodec,
     cache: ChunkCache,
     /// Chunks being decrypted by read-ahead; a reader that needs one waits for it.
     inflight: Mutex<HashSet<ChunkId>>,
@@ -379,7 +426,7 @@ mod tests {
     use super::*;
 
     fn codec(c: Compression) -> ChunkCodec {
-        ChunkCodec::new(ChunkHasher::new([1; 32]), SealKey::new(&[2; 32]), c, 3)
+        ChunkCodec::new(ChunkHasher::new([1; 32]), &crate::crypto::keys::Keyring::generate(), c, 3)
     }
 
     #[test]

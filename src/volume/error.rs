@@ -59,6 +59,12 @@ pub enum Error {
     /// The passphrase opens no key slot.
     #[error("wrong passphrase: no key slot of this volume opens with it")]
     WrongPassphrase,
+    /// The identity opens no key slot.
+    #[error("this identity opens no key slot of the volume")]
+    WrongIdentity,
+    /// The last key slot cannot be removed.
+    #[error("refusing to remove the last key slot: the volume could never be unlocked again")]
+    LastSlot,
     /// The directory is not a nanofs volume (or a newer format).
     #[error("{0}")]
     NotAVolume(String),

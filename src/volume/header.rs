@@ -6,16 +6,19 @@
 //! covers the whole header, so a changed slot list or parameter is noticed after unlock.
 
 use super::error::{Error, Result};
+use crate::crypto::hybrid::{Identity, Recipient, RecipientWrap};
 use crate::crypto::kdf::Argon2Params;
-use crate::crypto::keys::{keyed_hash, random_bytes, DataKey, Purpose};
+use crate::crypto::keys::{keyed_hash, random_bytes, DataKey, Keyring, Purpose};
 use crate::crypto::wrap::PassphraseWrap;
 use crate::ids::{hex, unhex};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// File name of the header inside the volume directory.
 pub const HEADER_FILE: &str = "nanofs.header";
+const LOCK_FILE: &str = "nanofs.header.lock";
 const MAGIC: &str = "nanofs-volume";
 /// Header layout version this build reads and writes.
 pub const HEADER_VERSION: u32 = 1;
@@ -32,17 +35,25 @@ pub struct Header {
     pub volume_id: String,
     /// Unix seconds of creation.
     pub created: u64,
-    /// Key slots; the data key is wrapped once per slot.
+    /// Current key epoch: new chunks are sealed under its key, which the slots wrap.
+    #[serde(default)]
+    pub epoch: u32,
+    /// The root key and older epoch keys sealed under the current key, hex (absent in
+    /// epoch 0, where the root key is the epoch key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyring: Option<String>,
+    /// Key slots; the current key is wrapped once per slot.
     pub slots: Vec<Slot>,
-    /// Keyed BLAKE2b-256 (header-MAC subkey) of the header with this field empty, hex.
+    /// Keyed BLAKE2b-256 (header-MAC subkey of the current key) of the header with this
+    /// field empty, hex.
     pub mac: String,
 }
 
-/// One wrapped copy of the data key.
+/// One wrapped copy of the current key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Slot {
-    /// Data key wrapped under Argon2id(passphrase).
+    /// Wrapped under Argon2id(passphrase).
     Passphrase {
         /// Slot number, unique within the header.
         id: u32,
@@ -53,33 +64,67 @@ pub enum Slot {
         /// `nonce | sealed key | tag`, hex.
         wrapped_key: String,
     },
+    /// Wrapped to an X-Wing (ML-KEM-768 + X25519) recipient.
+    Recipient {
+        /// Slot number, unique within the header.
+        id: u32,
+        /// The recipient (public key), kept so that rotation can wrap the new key to it.
+        recipient: String,
+        /// X-Wing ciphertext, hex.
+        ciphertext: String,
+        /// `nonce | sealed key | tag`, hex.
+        wrapped_key: String,
+    },
+}
+
+impl Slot {
+    /// The slot number.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        match self {
+            Slot::Passphrase { id, .. } | Slot::Recipient { id, .. } => *id,
+        }
+    }
+}
+
+/// What unlocks a volume: a passphrase or an X-Wing identity.
+pub enum Credential {
+    /// A passphrase (opens passphrase slots).
+    Passphrase(Zeroizing<Vec<u8>>),
+    /// A private identity (opens the slot of its recipient).
+    Identity(Identity),
+}
+
+/// A slot as `key list` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// Slot number.
+    pub id: u32,
+    /// `passphrase` or `recipient`.
+    pub kind: String,
+    /// Argon2id cost, or the recipient's fingerprint.
+    pub detail: String,
 }
 
 impl Header {
-    /// A header for a new volume with one passphrase slot; returns it with the new data key.
-    pub fn create(passphrase: &[u8], params: Argon2Params) -> Result<(Self, DataKey)> {
+    /// A header for a new volume with one passphrase slot; returns it with the new keys.
+    pub fn create(passphrase: &[u8], params: Argon2Params) -> Result<(Self, Keyring)> {
         let mut id = [0u8; 16];
         random_bytes(&mut id);
-        let key = DataKey::generate();
+        let keyring = Keyring::generate();
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut header = Header {
             magic: MAGIC.into(),
             version: HEADER_VERSION,
             volume_id: hex(&id),
             created,
+            epoch: 0,
+            keyring: None,
             slots: vec![],
             mac: String::new(),
         };
-        let wrap = PassphraseWrap::wrap(&key, passphrase, params, &header.slot_context(0))
-            .map_err(|e| Error::NotAVolume(e.to_string()))?;
-        header.slots.push(Slot::Passphrase {
-            id: 0,
-            argon2: wrap.params,
-            salt: hex(&wrap.salt),
-            wrapped_key: hex(&wrap.sealed_key),
-        });
-        header.mac = header.compute_mac(&key);
-        Ok((header, key))
+        header.add_passphrase_slot(&keyring, passphrase, params)?;
+        Ok((header, keyring))
     }
 
     /// Reads and parses the header of the volume in `dir`.
@@ -122,26 +167,188 @@ impl Header {
         Ok(())
     }
 
-    /// Unwraps the data key with a passphrase and verifies the header MAC.
-    pub fn unlock(&self, passphrase: &[u8]) -> Result<DataKey> {
+    /// Loads the header of `dir`, lets `change` edit it, and stores it, all under an
+    /// exclusive lock so that two commands never lose each other's slots.
+    pub fn modify<T>(dir: &Path, change: impl FnOnce(&mut Header) -> Result<T>) -> Result<T> {
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE))?;
+        let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Io(std::io::Error::from(e)))?;
+        let mut header = Self::load(dir)?;
+        let out = change(&mut header)?;
+        header.store(dir)?;
+        Ok(out)
+    }
+
+    /// Unwraps the keys with `cred`, verifies the header MAC; returns them with the number
+    /// of the slot that opened.
+    pub fn unlock(&self, cred: &Credential) -> Result<(Keyring, u32)> {
         for slot in &self.slots {
-            let Slot::Passphrase { id, argon2, salt, wrapped_key } = slot;
-            let (Some(salt), Some(sealed_key)) = (unhex(salt), unhex(wrapped_key)) else { continue };
-            let Ok(salt) = <[u8; 16]>::try_from(salt) else { continue };
-            let wrap = PassphraseWrap { params: *argon2, salt, sealed_key };
-            if let Ok(key) = wrap.unwrap(passphrase, &self.slot_context(*id)) {
+            let context = self.slot_context(slot.id());
+            let key = match (slot, cred) {
+                (Slot::Passphrase { argon2, salt, wrapped_key, .. }, Credential::Passphrase(pass)) => {
+                    let (Some(salt), Some(sealed_key)) = (unhex(salt), unhex(wrapped_key)) else { continue };
+                    let Ok(salt) = <[u8; 16]>::try_from(salt) else { continue };
+                    PassphraseWrap { params: *argon2, salt, sealed_key }.unwrap(pass, &context).ok()
+                }
+                (Slot::Recipient { recipient, ciphertext, wrapped_key, .. }, Credential::Identity(identity)) => {
+                    if Recipient::parse(recipient).ok().as_ref() != Some(&identity.recipient()) {
+                        continue;
+                    }
+                    let (Some(ciphertext), Some(sealed_key)) = (unhex(ciphertext), unhex(wrapped_key)) else {
+                        continue;
+                    };
+                    RecipientWrap { ciphertext, sealed_key }.unwrap(identity, &context).ok()
+                }
+                _ => None,
+            };
+            if let Some(key) = key {
                 if self.compute_mac(&key) != self.mac {
                     return Err(Error::NotAVolume("the volume header was modified (MAC mismatch)".into()));
                 }
-                return Ok(key);
+                let sealed = match &self.keyring {
+                    Some(h) => Some(unhex(h).ok_or_else(|| Error::NotAVolume("the keyring is not hex".into()))?),
+                    None => None,
+                };
+                let keyring = Keyring::open(self.epoch, key, sealed.as_deref(), &self.keyring_context())
+                    .map_err(|e| Error::NotAVolume(format!("the keyring does not open: {e}")))?;
+                return Ok((keyring, slot.id()));
             }
         }
-        Err(Error::WrongPassphrase)
+        Err(match cred {
+            Credential::Passphrase(_) => Error::WrongPassphrase,
+            Credential::Identity(_) => Error::WrongIdentity,
+        })
     }
 
-    /// Associated data of slot `id`: binds the slot to this volume.
+    /// Slots as `key list` shows them.
+    #[must_use]
+    pub fn slot_infos(&self) -> Vec<SlotInfo> {
+        self.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Passphrase { id, argon2, .. } => SlotInfo {
+                    id: *id,
+                    kind: "passphrase".into(),
+                    detail: format!("argon2id m={}KiB t={} p={}", argon2.m_kib, argon2.t, argon2.p),
+                },
+                Slot::Recipient { id, recipient, .. } => SlotInfo {
+                    id: *id,
+                    kind: "recipient".into(),
+                    detail: Recipient::parse(recipient)
+                        .map_or_else(|_| "unreadable recipient".into(), |r| r.fingerprint()),
+                },
+            })
+            .collect()
+    }
+
+    /// Adds a passphrase slot wrapping the current key; returns its number.
+    pub fn add_passphrase_slot(&mut self, keys: &Keyring, passphrase: &[u8], params: Argon2Params) -> Result<u32> {
+        let id = self.next_slot_id();
+        let wrap = PassphraseWrap::wrap(keys.current_key(), passphrase, params, &self.slot_context(id))
+            .map_err(|e| Error::NotAVolume(e.to_string()))?;
+        self.slots.push(Slot::Passphrase {
+            id,
+            argon2: wrap.params,
+            salt: hex(&wrap.salt),
+            wrapped_key: hex(&wrap.sealed_key),
+        });
+        self.seal(keys);
+        Ok(id)
+    }
+
+    /// Adds a slot for `recipient`; returns its number. A recipient already present is refused.
+    pub fn add_recipient_slot(&mut self, keys: &Keyring, recipient: &Recipient) -> Result<u32> {
+        let encoded = recipient.to_string_encoded();
+        if self.slots.iter().any(|s| matches!(s, Slot::Recipient { recipient: r, .. } if *r == encoded)) {
+            return Err(Error::Exists);
+        }
+        let id = self.next_slot_id();
+        let wrap = RecipientWrap::wrap(keys.current_key(), recipient, &self.slot_context(id))
+            .map_err(|e| Error::NotAVolume(e.to_string()))?;
+        self.slots.push(Slot::Recipient {
+            id,
+            recipient: encoded,
+            ciphertext: hex(&wrap.ciphertext),
+            wrapped_key: hex(&wrap.sealed_key),
+        });
+        self.seal(keys);
+        Ok(id)
+    }
+
+    /// Removes slot `id`; removing the last slot is refused (the volume would be lost).
+    pub fn remove_slot(&mut self, keys: &Keyring, id: u32) -> Result<()> {
+        let before = self.slots.len();
+        if !self.slots.iter().any(|s| s.id() == id) {
+            return Err(Error::NotFound);
+        }
+        if before == 1 {
+            return Err(Error::LastSlot);
+        }
+        self.slots.retain(|s| s.id() != id);
+        self.seal(keys);
+        Ok(())
+    }
+
+    /// Starts a new key epoch: a fresh key, wrapped again for every recipient slot and for
+    /// the passphrase slot `cred` opened (`kept_slot`). Other passphrase slots cannot be
+    /// re-wrapped without their passphrases and are removed; their numbers are returned.
+    pub fn rotate(&mut self, keys: &mut Keyring, cred: &Credential, kept_slot: u32) -> Result<Vec<u32>> {
+        keys.rotate();
+        self.epoch = keys.current_epoch();
+        let old = std::mem::take(&mut self.slots);
+        let mut dropped = Vec::new();
+        for slot in old {
+            match (&slot, cred) {
+                (Slot::Passphrase { id, argon2, .. }, Credential::Passphrase(pass)) if *id == kept_slot => {
+                    let wrap = PassphraseWrap::wrap(keys.current_key(), pass, *argon2, &self.slot_context(*id))
+                        .map_err(|e| Error::NotAVolume(e.to_string()))?;
+                    self.slots.push(Slot::Passphrase {
+                        id: *id,
+                        argon2: wrap.params,
+                        salt: hex(&wrap.salt),
+                        wrapped_key: hex(&wrap.sealed_key),
+                    });
+                }
+                (Slot::Passphrase { id, .. }, _) => dropped.push(*id),
+                (Slot::Recipient { id, recipient, .. }, _) => {
+                    let r = Recipient::parse(recipient).map_err(|e| Error::NotAVolume(format!("slot {id}: {e}")))?;
+                    let wrap = RecipientWrap::wrap(keys.current_key(), &r, &self.slot_context(*id))
+                        .map_err(|e| Error::NotAVolume(e.to_string()))?;
+                    self.slots.push(Slot::Recipient {
+                        id: *id,
+                        recipient: recipient.clone(),
+                        ciphertext: hex(&wrap.ciphertext),
+                        wrapped_key: hex(&wrap.sealed_key),
+                    });
+                }
+            }
+        }
+        self.seal(keys);
+        Ok(dropped)
+    }
+
+    /// Re-seals the keyring and recomputes the MAC after a change of slots or keys.
+    pub fn seal(&mut self, keys: &Keyring) {
+        self.epoch = keys.current_epoch();
+        self.keyring = keys.seal(&self.keyring_context()).map(|s| hex(&s));
+        self.mac = self.compute_mac(keys.current_key());
+    }
+
+    fn next_slot_id(&self) -> u32 {
+        self.slots.iter().map(|s| s.id() + 1).max().unwrap_or(0)
+    }
+
+    /// Associated data of slot `id`: binds the slot to this volume and key epoch.
     fn slot_context(&self, id: u32) -> Vec<u8> {
-        format!("nanofs/v1/slot/{}/{id}", self.volume_id).into_bytes()
+        if self.epoch == 0 {
+            format!("nanofs/v1/slot/{}/{id}", self.volume_id).into_bytes()
+        } else {
+            format!("nanofs/v1/slot/{}/{id}/epoch/{}", self.volume_id, self.epoch).into_bytes()
+        }
+    }
+
+    fn keyring_context(&self) -> Vec<u8> {
+        format!("nanofs/v1/keyring/{}/{}", self.volume_id, self.epoch).into_bytes()
     }
 
     fn compute_mac(&self, key: &DataKey) -> String {
@@ -156,22 +363,67 @@ impl Header {
 mod tests {
     use super::*;
 
+    fn pass(p: &str) -> Credential {
+        Credential::Passphrase(Zeroizing::new(p.as_bytes().to_vec()))
+    }
+
     #[test]
     fn unlock_with_right_passphrase_only() {
         let dir = tempfile::tempdir().unwrap();
-        let (h, key) = Header::create(b"pw", Argon2Params::TEST_ONLY).unwrap();
+        let (h, keys) = Header::create(b"pw", Argon2Params::TEST_ONLY).unwrap();
         h.store(dir.path()).unwrap();
         let loaded = Header::load(dir.path()).unwrap();
         assert_eq!(loaded, h);
-        assert_eq!(loaded.unlock(b"pw").unwrap().expose(), key.expose());
-        assert!(matches!(loaded.unlock(b"pW"), Err(Error::WrongPassphrase)));
+        let (got, slot) = loaded.unlock(&pass("pw")).unwrap();
+        assert_eq!((got.current_key().expose(), slot), (keys.current_key().expose(), 0));
+        assert!(matches!(loaded.unlock(&pass("pW")), Err(Error::WrongPassphrase)));
     }
 
     #[test]
     fn tampered_header_is_refused() {
         let (mut h, _) = Header::create(b"pw", Argon2Params::TEST_ONLY).unwrap();
         h.created += 1;
-        assert!(matches!(h.unlock(b"pw"), Err(Error::NotAVolume(m)) if m.contains("modified")));
+        assert!(matches!(h.unlock(&pass("pw")), Err(Error::NotAVolume(m)) if m.contains("modified")));
+    }
+
+    #[test]
+    fn each_slot_kind_unlocks_and_a_removed_slot_does_not() {
+        let (mut h, keys) = Header::create(b"first", Argon2Params::TEST_ONLY).unwrap();
+        let alice = Identity::generate();
+        let a = h.add_recipient_slot(&keys, &alice.recipient()).unwrap();
+        let p = h.add_passphrase_slot(&keys, b"second", Argon2Params::TEST_ONLY).unwrap();
+        assert!(matches!(h.add_recipient_slot(&keys, &alice.recipient()), Err(Error::Exists)));
+        let root = *keys.root().expose();
+        for (cred, slot) in [(Credential::Identity(alice), a), (pass("second"), p), (pass("first"), 0)] {
+            let (k, s) = h.unlock(&cred).unwrap();
+            assert_eq!((*k.root().expose(), s), (root, slot));
+        }
+        assert!(matches!(h.unlock(&Credential::Identity(Identity::generate())), Err(Error::WrongIdentity)));
+        h.remove_slot(&keys, p).unwrap();
+        assert!(matches!(h.unlock(&pass("second")), Err(Error::WrongPassphrase)));
+        h.remove_slot(&keys, a).unwrap();
+        assert!(matches!(h.remove_slot(&keys, 0), Err(Error::LastSlot)));
+        assert!(h.unlock(&pass("first")).is_ok());
+    }
+
+    #[test]
+    fn rotation_keeps_the_root_and_locks_out_old_header_copies() {
+        let (mut h, mut keys) = Header::create(b"pw", Argon2Params::TEST_ONLY).unwrap();
+        let bob = Identity::generate();
+        h.add_recipient_slot(&keys, &bob.recipient()).unwrap();
+        h.add_passphrase_slot(&keys, b"other", Argon2Params::TEST_ONLY).unwrap();
+        let old_copy = h.clone();
+        let dropped = h.rotate(&mut keys, &pass("pw"), 0).unwrap();
+        assert_eq!(dropped, vec![2], "the passphrase that was not given cannot be re-wrapped");
+        assert_eq!((h.epoch, keys.epochs()), (1, vec![0, 1]));
+        let (k, _) = h.unlock(&Credential::Identity(bob)).unwrap();
+        assert_eq!((k.root().expose(), k.current_epoch()), (keys.root().expose(), 1));
+        let (k, _) = h.unlock(&pass("pw")).unwrap();
+        assert_eq!(k.current_key().expose(), keys.current_key().expose());
+        // The old header copy still opens, but only to the old epoch's key.
+        let (old, _) = old_copy.unlock(&pass("other")).unwrap();
+        assert_ne!(old.current_key().expose(), keys.current_key().expose());
+        assert!(matches!(h.unlock(&pass("other")), Err(Error::WrongPassphrase)));
     }
 
     #[test]

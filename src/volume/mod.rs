@@ -12,6 +12,7 @@ pub mod error;
 mod file;
 mod gc;
 pub mod header;
+mod keyslots;
 pub mod records;
 mod snapshot;
 mod tree;
@@ -20,6 +21,8 @@ mod txn;
 pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use gc::GcReport;
+pub use header::{Credential, SlotInfo};
+pub use keyslots::{RekeyReport, RotateReport};
 pub use records::{Kind, Timestamp};
 pub use snapshot::SnapshotInfo;
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
@@ -27,7 +30,7 @@ pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
 use crate::chunk::{ChunkHasher, ChunkParams};
 use crate::config::{Config, CONFIG_FILE};
 use crate::crypto::kdf::Argon2Params;
-use crate::crypto::keys::{DataKey, Subkeys};
+use crate::crypto::keys::{Keyring, Subkeys};
 use crate::ids::Ino;
 use crate::store::format::{FORMAT_VERSION, META_FORMAT, META_NEXT_INO, META_SPACE};
 use crate::store::keys::{self, SpaceCounters};
@@ -105,6 +108,8 @@ pub struct Volume {
     params: ChunkParams,
     read_only: bool,
     txn_state: Mutex<TxnState>,
+    /// The unlocked keys; changed by rotation and rekeying (`keyslots`).
+    keyring: Mutex<Keyring>,
     files: Mutex<HashMap<Ino, Arc<Mutex<file::FileState>>>>,
     opens: Mutex<HashMap<Ino, u32>>,
     last_read_end: Mutex<HashMap<Ino, u64>>,
@@ -119,9 +124,9 @@ impl Volume {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         std::fs::write(dir.join(CONFIG_FILE), Config::default_file_text())?;
-        let (header, key) = Header::create(passphrase, kdf)?;
+        let (header, keyring) = Header::create(passphrase, kdf)?;
         let store = Store::create(dir)?;
-        let subkeys = key.subkeys();
+        let subkeys = keyring.root().subkeys();
         let meta = MetaSealer::new(subkeys.meta_seal.clone());
         let mut root = Inode::new(Kind::Dir, 0o755, nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
         root.parent = Ino::ROOT.0;
@@ -138,13 +143,13 @@ impl Volume {
         Ok(())
     }
 
-    /// Unwraps the data key of the volume in `dir` with `passphrase`.
-    pub fn unlock(dir: &Path, passphrase: &[u8]) -> Result<DataKey> {
-        Header::load(dir)?.unlock(passphrase)
+    /// Unwraps the keys of the volume in `dir` with a passphrase or identity.
+    pub fn unlock(dir: &Path, cred: &Credential) -> Result<Keyring> {
+        Ok(Header::load(dir)?.unlock(cred)?.0)
     }
 
-    /// Opens the volume in `dir` with its data key.
-    pub fn open(dir: &Path, key: &DataKey, opts: &OpenOptions) -> Result<Self> {
+    /// Opens the volume in `dir` with its keys.
+    pub fn open(dir: &Path, keyring: Keyring, opts: &OpenOptions) -> Result<Self> {
         Header::load(dir)?;
         let config = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| Error::NotAVolume(e.to_string()))?;
         let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::ReadWrite };
@@ -166,11 +171,11 @@ impl Volume {
             .get(Cf::Meta, META_SPACE)?
             .and_then(|v| SpaceCounters::decode(&v))
             .ok_or_else(|| Error::CorruptMeta("space counters missing".into()))?;
-        let keys = key.subkeys();
+        let keys = keyring.root().subkeys();
         let d = &config.media.deduplication;
         let codec = ChunkCodec::new(
             ChunkHasher::new(keys.chunk_id),
-            keys.chunk_seal.clone(),
+            &keyring,
             config.storage.compression,
             config.storage.compression_level,
         );
@@ -185,6 +190,7 @@ impl Volume {
             params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
             read_only: opts.read_only,
             txn_state: Mutex::new(TxnState { next_ino, space }),
+            keyring: Mutex::new(keyring),
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(HashMap::new()),
