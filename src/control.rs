@@ -6,7 +6,9 @@
 //! of opening the database a second time.
 
 use crate::crypto::hybrid::Identity;
-use crate::volume::{CheckReport, Credential, GcReport, RekeyReport, RotateReport, SnapshotInfo, Stats, Volume};
+use crate::volume::{
+    CheckReport, Credential, GcReport, PathStats, RekeyReport, RotateReport, SnapshotInfo, Stats, Volume,
+};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -55,6 +57,16 @@ pub enum Request {
     },
     /// Re-seal the chunks of older key epochs.
     Rekey,
+    /// Fingerprint of a file or tree (volume path).
+    Fingerprint {
+        /// Volume path.
+        path: String,
+    },
+    /// Space figures of a directory tree (volume path).
+    PathStats {
+        /// Volume path.
+        path: String,
+    },
     /// Clone a file or tree (volume paths).
     Clone {
         /// What to copy.
@@ -119,6 +131,13 @@ pub enum Response {
         /// Oldest first.
         snapshots: Vec<SnapshotInfo>,
     },
+    /// Answer to `Fingerprint`.
+    Fingerprint {
+        /// Hex BLAKE2b-256.
+        blake2b: String,
+    },
+    /// Answer to `PathStats`.
+    PathStats(PathStats),
     /// Answer to `RotateKey`.
     Rotated(RotateReport),
     /// Answer to `Rekey`.
@@ -206,6 +225,10 @@ fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Resul
         }
         Request::RotateKey { credential } => Response::Rotated(vol.rotate_key(&credential.credential()?)?),
         Request::Rekey => Response::Rekeyed(vol.rekey(&|_, _| {})?),
+        Request::Fingerprint { path } => {
+            Response::Fingerprint { blake2b: crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?) }
+        }
+        Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
         Request::Clone { src, dst } => {
             vol.clone_path(&src, &dst)?;
             Response::Done

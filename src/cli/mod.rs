@@ -4,6 +4,7 @@
 mod check;
 mod clone;
 mod credential;
+mod fingerprint;
 mod gc;
 mod init;
 mod key;
@@ -42,6 +43,8 @@ enum Command {
     Snapshot(snapshot::Args),
     /// Copy a file or tree instantly; the copy shares every chunk.
     Clone(clone::Args),
+    /// Print the BLAKE2b-256 fingerprint of a file or a whole tree.
+    Fingerprint(fingerprint::Args),
     /// Write a new X-Wing (ML-KEM-768 + X25519) identity; prints its public recipient.
     Keygen(key::KeygenArgs),
     /// Manage key slots: add, list, remove, change-passphrase, rotate.
@@ -74,6 +77,7 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
+        Command::Fingerprint(a) => fingerprint::run(a),
         Command::Keygen(a) => key::keygen(a),
         Command::Key(a) => key::run(a),
         Command::Rekey(a) => key::rekey(a),

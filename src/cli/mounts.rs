@@ -1,5 +1,6 @@
 //! The mount table (/proc/self/mountinfo): which nanofs volume is mounted where.
 
+use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
 /// File system type of a nanofs mount in the mount table.
@@ -60,6 +61,51 @@ fn unescape(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The volume and volume paths a command names: `VOLUME P...` (paths relative to the
+/// volume's root) when there are `n + 1` arguments, else `n` paths inside one mounted volume.
+pub fn locate(args: &[PathBuf], n: usize) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    if args.len() == n + 1 {
+        let paths = args[1..].iter().map(|p| volume_path(p)).collect::<anyhow::Result<_>>()?;
+        return Ok((args[0].clone(), paths));
+    }
+    let (volume, mountpoint) = mounted_volume(&args[0])?;
+    let paths = args.iter().map(|p| inside(&mountpoint, p)).collect::<anyhow::Result<_>>()?;
+    Ok((volume, paths))
+}
+
+fn volume_path(p: &Path) -> anyhow::Result<String> {
+    p.to_str().map(|s| s.trim_start_matches('/').to_string()).context("paths must be UTF-8")
+}
+
+/// The volume directory and mount point of the nanofs mount holding `path`.
+fn mounted_volume(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let abs = absolute(path)?;
+    let Some((mountpoint, entry)) = nanofs_mount_containing(&abs) else {
+        bail!("{} is not inside a mounted nanofs volume (or name the volume first)", path.display())
+    };
+    Ok((PathBuf::from(entry.source), mountpoint))
+}
+
+/// `path` relative to the mount point.
+fn inside(mountpoint: &Path, path: &Path) -> anyhow::Result<String> {
+    let abs = absolute(path)?;
+    let rel = abs
+        .strip_prefix(mountpoint)
+        .with_context(|| format!("{} is not on the same nanofs mount as {}", path.display(), mountpoint.display()))?;
+    volume_path(rel)
+}
+
+/// An absolute path with the parent resolved (the last component may not exist yet).
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    let name = path.file_name().with_context(|| format!("{} names no file", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent).with_context(|| format!("{} does not exist", parent.display()))?;
+    Ok(parent.join(name))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `nanofs stats VOLUME`: space figures, from the daemon when mounted, else from the
-//! database read-only (no passphrase needed: the counters are not secret).
+//! `nanofs stats VOLUME [--path DIR]`: space figures, from the daemon when mounted, else
+//! from the database read-only (no passphrase needed: the counters are not secret). Per
+//! directory (`--path`) the tree is walked, which needs the key.
 
 use crate::control::{self, Request, Response};
 use crate::volume::{Stats, Volume};
@@ -13,9 +14,48 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    /// Figures of this directory tree (path inside the volume) instead of the volume's.
+    #[arg(long, value_name = "DIR")]
+    path: Option<String>,
+    #[command(flatten)]
+    unlock: super::UnlockArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(path) = &args.path {
+        let path = path.trim_start_matches('/').to_string();
+        let stats = super::via_daemon_or_open(
+            &args.volume,
+            &args.unlock,
+            &Request::PathStats { path: path.clone() },
+            |reply| match reply {
+                Response::PathStats(s) => Some(s),
+                _ => None,
+            },
+            |vol| vol.path_stats(vol.resolve(&path)?),
+        )
+        .with_context(|| format!("/{path}"))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+        } else {
+            print!(
+                "files              {}\ndirectories        {}\nlogical bytes      {}\nunique bytes       {}\n\
+                 stored bytes       {}\nchunks             {} (mean {})\ndedup ratio        {:.2}\n\
+                 space saved        {:.1} %\nonly in this tree  {}\n",
+                stats.files,
+                stats.directories,
+                size(stats.logical_bytes),
+                size(stats.unique_bytes),
+                size(stats.stored_bytes),
+                stats.chunks,
+                size(stats.mean_chunk_bytes),
+                stats.dedup_ratio,
+                stats.space_saved_percent,
+                size(stats.exclusive_bytes),
+            );
+        }
+        return Ok(());
+    }
     let stats = match control::ask(&args.volume, &Request::Stats) {
         Some(Response::Stats(s)) => s,
         Some(Response::Error { message }) => bail!("{message}"),

@@ -10,6 +10,7 @@ mod check;
 pub mod chunks;
 pub mod error;
 mod file;
+mod fingerprint;
 mod gc;
 pub mod header;
 mod keyslots;
@@ -20,6 +21,7 @@ mod txn;
 
 pub use check::CheckReport;
 pub use error::{Error, Result};
+pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
 pub use keyslots::{RekeyReport, RotateReport};

@@ -520,6 +520,9 @@ impl Volume {
         if value.len() > XATTR_VALUE_MAX {
             return Err(Error::Range);
         }
+        if name.starts_with(super::fingerprint::XATTR_PREFIX) {
+            return Err(Error::NotPermitted);
+        }
         if name == acl::ACCESS {
             return match acl::parse_access(value) {
                 acl::AccessAcl::Mode(bits) => {
@@ -556,6 +559,9 @@ impl Volume {
         if name.len() > NAME_MAX {
             return Err(Error::NameTooLong);
         }
+        if let Some(v) = self.virtual_xattr(ino, name)? {
+            return Ok(v);
+        }
         let key = keys::named_key(ino, &self.keys.name_hash(name));
         match self.store.get(Cf::Xattrs, &key)? {
             Some(sealed) => {
@@ -577,7 +583,10 @@ impl Volume {
         for kv in self.store.scan(Cf::Xattrs, &prefix, &prefix) {
             let (k, v) = kv?;
             let plain = self.meta.open(Cf::Xattrs.name(), &k, &v)?;
-            names.push(decode_xattr(&plain)?.0.to_vec());
+            let name = decode_xattr(&plain)?.0;
+            if name != super::fingerprint::CACHE_XATTR {
+                names.push(name.to_vec());
+            }
         }
         names.sort();
         Ok(names)
@@ -585,6 +594,9 @@ impl Volume {
 
     /// Removes an extended attribute.
     pub fn removexattr(&self, ino: Ino, name: &[u8]) -> Result<()> {
+        if name.starts_with(super::fingerprint::XATTR_PREFIX) {
+            return Err(Error::NotPermitted);
+        }
         let mut txn = self.txn()?;
         let key = keys::named_key(ino, &self.keys.name_hash(name));
         if !self.store.contains(Cf::Xattrs, &key)? {

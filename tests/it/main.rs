@@ -8,6 +8,7 @@ mod corrupt;
 mod crash;
 mod dedup;
 mod enospc;
+mod fingerprints;
 mod keys;
 mod layering;
 mod posix;
