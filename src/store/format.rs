@@ -12,3 +12,6 @@ pub const META_SPACE: &[u8] = b"space";
 /// `meta` key: inode number of the snapshots directory (`/.snapshots`), u64 BE; absent
 /// until the first snapshot.
 pub const META_SNAPSHOTS_DIR: &[u8] = b"snapshots_dir";
+/// `meta` key: present while the volume is closed cleanly; deleted (durably) at open, so
+/// its absence at the next open means the last run crashed.
+pub const META_CLEAN: &[u8] = b"clean";

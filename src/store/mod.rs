@@ -212,6 +212,20 @@ impl Store {
     }
 
     /// Key-value pairs whose key starts with `prefix`, from `start` (inclusive) on.
+    /// Every key of `cf`. (The iterator may still load blob values: this is for rare
+    /// sweeps, such as after a crash.)
+    pub fn scan_keys(&self, cf: Cf) -> Result<Vec<Box<[u8]>>> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf));
+        it.seek_to_first();
+        let mut keys = Vec::new();
+        while let Some(k) = it.key() {
+            keys.push(k.into());
+            it.next();
+        }
+        it.status()?;
+        Ok(keys)
+    }
+
     pub fn scan(
         &self,
         cf: Cf,

@@ -378,6 +378,7 @@ impl Volume {
         if w.unlogged {
             self.store.flush_chunks()?;
         }
+        super::faults::crash_point("write-chunks-stored");
         let pinned: Vec<ChunkId> = w
             .pending
             .iter()

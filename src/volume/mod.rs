@@ -9,6 +9,7 @@ mod acl;
 mod check;
 pub mod chunks;
 pub mod error;
+mod faults;
 mod file;
 mod fingerprint;
 mod gc;
@@ -34,7 +35,7 @@ use crate::config::{Config, CONFIG_FILE};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{Keyring, Subkeys};
 use crate::ids::Ino;
-use crate::store::format::{FORMAT_VERSION, META_FORMAT, META_NEXT_INO, META_SPACE};
+use crate::store::format::{FORMAT_VERSION, META_CLEAN, META_FORMAT, META_NEXT_INO, META_SPACE};
 use crate::store::keys::{self, SpaceCounters};
 use crate::store::{Cf, Durability, OpenMode, Store};
 use chunks::{ChunkCache, ChunkCodec};
@@ -138,6 +139,7 @@ impl Volume {
         batch.put(Cf::Meta, META_FORMAT, &FORMAT_VERSION.to_be_bytes());
         batch.put(Cf::Meta, META_NEXT_INO, &2u64.to_be_bytes());
         batch.put(Cf::Meta, META_SPACE, &SpaceCounters::default().encode());
+        batch.put(Cf::Meta, META_CLEAN, &[]);
         store.commit(batch, Durability::Synced)?;
         store.flush_all()?;
         // The header goes last: a directory with a header is a complete volume.
@@ -199,6 +201,12 @@ impl Volume {
         };
         if !vol.read_only {
             vol.reclaim_orphans()?;
+            if !vol.store.contains(Cf::Meta, META_CLEAN)? {
+                vol.sweep_unreferenced_bodies()?;
+            }
+            let mut batch = vol.store.batch();
+            batch.delete(Cf::Meta, META_CLEAN);
+            vol.store.commit(batch, Durability::Synced)?;
         }
         Ok(vol)
     }
@@ -246,6 +254,11 @@ impl Volume {
         }
         let result = self.commit_all_windows();
         self.store.flush_all()?;
+        if result.is_ok() {
+            let mut batch = self.store.batch();
+            batch.put(Cf::Meta, META_CLEAN, &[]);
+            self.store.commit(batch, Durability::Synced)?;
+        }
         result
     }
 

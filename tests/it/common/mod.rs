@@ -33,6 +33,11 @@ pub fn sh(script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a shell command; returns whether it succeeded (for commands expected to fail).
+pub fn sh_status(script: &str) -> bool {
+    Command::new("bash").arg("-c").arg(script).status().map(|s| s.success()).unwrap_or(false)
+}
+
 /// A volume created with `nanofs init` in its own temporary directory.
 pub struct TestVolume {
     pub tmp: TempDir,
@@ -61,6 +66,11 @@ impl TestVolume {
     }
 
     pub fn mount_with(&self, extra: &[&str]) -> Mounted {
+        self.mount_with_env(extra, &[])
+    }
+
+    /// Mounts with extra arguments and environment variables for the daemon.
+    pub fn mount_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Mounted {
         let mnt = tempfile::Builder::new().prefix("nanofs-mnt-").tempdir().expect("tempdir");
         let log = self.tmp.path().join(format!("daemon-{}.log", std::process::id()));
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
@@ -69,6 +79,7 @@ impl TestVolume {
             .args(["--passphrase-file", self.pass_file.to_str().unwrap()])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -162,6 +173,13 @@ impl Mounted {
             .unwrap();
         let _ = child.wait();
         self.child = None;
+        let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
+    }
+
+    /// Waits until the daemon dies by a signal (an injected crash) and removes the dead mount.
+    pub fn expect_crash(mut self) {
+        let status = self.wait_child(Duration::from_secs(120)).expect("the daemon crashes");
+        assert!(std::os::unix::process::ExitStatusExt::signal(&status).is_some(), "daemon exited with {status}");
         let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
     }
 
