@@ -5,7 +5,6 @@
 //! the volume (`stats`, `umount`, later `gc`, `snapshot`, ...) ask the daemon here instead
 //! of opening the database a second time.
 
-use crate::crypto::hybrid::Identity;
 use crate::volume::{
     CheckReport, Credential, GcReport, PathStats, RekeyReport, RotateReport, SnapshotInfo, Stats, Volume,
 };
@@ -92,6 +91,17 @@ pub enum WireCredential {
     },
 }
 
+impl From<&Credential> for WireCredential {
+    fn from(c: &Credential) -> Self {
+        match c {
+            Credential::Passphrase(p) => WireCredential::Passphrase { hex: crate::ids::hex(p) },
+            Credential::Identity(_) => {
+                WireCredential::Identity { text: c.identity_text().expect("an identity").to_string() }
+            }
+        }
+    }
+}
+
 impl WireCredential {
     fn credential(&self) -> crate::volume::Result<Credential> {
         let bad = |m: &str| crate::volume::Error::NotAVolume(format!("bad credential: {m}"));
@@ -99,9 +109,7 @@ impl WireCredential {
             WireCredential::Passphrase { hex } => {
                 Credential::Passphrase(zeroize::Zeroizing::new(crate::ids::unhex(hex).ok_or_else(|| bad("not hex"))?))
             }
-            WireCredential::Identity { text } => {
-                Credential::Identity(Identity::parse(text).map_err(|e| bad(&e.to_string()))?)
-            }
+            WireCredential::Identity { text } => Credential::identity_from_text(text)?,
         })
     }
 }

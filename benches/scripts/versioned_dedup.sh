@@ -402,8 +402,9 @@ EOF2
 Stored = nanofs `stats --json` stored_bytes after unmount (encrypted, compressed chunk
 payloads); du = `du -sb` of the volume (RocksDB: chunks + metadata + WAL/SST overhead) or of
 the restic/borg repository. Dedup ratio = logical bytes ingested (v1 + v2 file sizes) / bytes
-stored after v2. For the live-tree variants the v1-only chunks are still stored (garbage
-until gc; see reclaimable below), and the volume holds only v2 afterwards. Ingest time: rsync
+stored after v2. stored_bytes counts live chunks only: on the live-tree volumes the chunks
+only v1 used are garbage until gc ("reclaimable" below), still on disk (in du) but not in
+stored, and the volume holds only v2 afterwards. Ingest time: rsync
 start until `nanofs umount` returned (daemon flushed), or the backup command plus sync.
 MB/s = 10^6 bytes of file data of that version / ingest seconds.
 

@@ -11,7 +11,6 @@ use crate::control::{Request, Response, WireCredential};
 use crate::crypto::hybrid::{Identity, Recipient};
 use crate::crypto::kdf::Argon2Params;
 use crate::volume::header::Header;
-use crate::volume::Credential;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -213,13 +212,4 @@ pub fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-impl From<&Credential> for WireCredential {
-    fn from(c: &Credential) -> Self {
-        match c {
-            Credential::Passphrase(p) => WireCredential::Passphrase { hex: crate::ids::hex(p) },
-            Credential::Identity(i) => WireCredential::Identity { text: i.to_file_text().to_string() },
-        }
-    }
 }

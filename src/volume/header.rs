@@ -95,6 +95,22 @@ pub enum Credential {
     Identity(Identity),
 }
 
+impl Credential {
+    /// An identity credential from the text of an identity file.
+    pub fn identity_from_text(text: &str) -> Result<Self> {
+        Identity::parse(text).map(Credential::Identity).map_err(|e| Error::NotAVolume(format!("identity: {e}")))
+    }
+
+    /// The text of an identity file for an identity credential (to send to the daemon).
+    #[must_use]
+    pub fn identity_text(&self) -> Option<Zeroizing<String>> {
+        match self {
+            Credential::Passphrase(_) => None,
+            Credential::Identity(i) => Some(i.to_file_text()),
+        }
+    }
+}
+
 /// A slot as `key list` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SlotInfo {

@@ -12,5 +12,6 @@ mod fingerprints;
 mod keys;
 mod layering;
 mod posix;
+mod refcounts;
 mod snapshots;
 mod tools;
