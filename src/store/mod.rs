@@ -131,7 +131,9 @@ fn db_options(create: bool) -> Options {
     // threads, so one flush syncing its blob file does not stall the next.
     o.set_max_background_jobs(8);
     o.set_bytes_per_sync(1 << 20);
-    o.set_keep_log_file_num(4);
+    // RocksDB's own info log: enough to diagnose, never a noticeable share of the volume.
+    o.set_keep_log_file_num(2);
+    o.set_max_log_file_size(1 << 20);
     o.set_max_total_wal_size(64 << 20);
     o
 }
@@ -306,6 +308,18 @@ impl Store {
         co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
         self.db.compact_range_cf_opt(cf, None::<&[u8]>, None::<&[u8]>, &co);
         self.db.set_options_cf(cf, &[("enable_blob_garbage_collection", "false")])?;
+        Ok(())
+    }
+
+    /// Compacts the metadata families, dropping the tombstones of deleted records: after a
+    /// large deletion and GC, the database returns to its empty size.
+    pub fn compact_metadata(&self) -> Result<()> {
+        let mut co = CompactOptions::default();
+        co.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        for cf in Cf::ALL.into_iter().filter(|c| *c != Cf::Chunks) {
+            self.db.flush_cf(self.cf(cf))?;
+            self.db.compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &co);
+        }
         Ok(())
     }
 

@@ -7,7 +7,8 @@
 //! `Chunks::prepare`. The deletes are one batch; a crash before it leaves the garbage for
 //! the next run, a crash after it has nothing left to do. Then the chunk family is
 //! compacted with blob garbage collection on, which drops the blob files of the deleted
-//! bodies and rewrites the live rest of partly dead files.
+//! bodies and rewrites the live rest of partly dead files, and the metadata families are
+//! compacted so that the tombstones of deleted records go too.
 //!
 //! A crash between storing a new chunk's body and committing the change that references
 //! it leaves a body without a `refs` record; `sweep_unreferenced_bodies` deletes those when
@@ -67,6 +68,7 @@ impl Volume {
         super::faults::crash_point("gc-after-commit");
         if chunks_deleted > 0 {
             self.store.reclaim_chunk_space()?;
+            self.store.compact_metadata()?;
         }
         super::faults::crash_point("gc-after-compaction");
         let disk_bytes_after = self.store.disk_bytes()?;
