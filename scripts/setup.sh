@@ -6,6 +6,7 @@ packages=(
   clang libclang-dev pkg-config   # RocksDB's C++ build and bindgen
   fuse3                           # /dev/fuse user space: fusermount3
   rsync attr acl sqlite3 git python3 coreutils util-linux mount tar diffutils findutils  # tools the tests drive
+  curl python3-venv               # HTTP tests: curl, and a venv for the tus client (tuspy)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -21,4 +22,11 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install Rust (https://rustup.rs) and run again" >&2
   exit 1
+fi
+# The reference tus client, from PyPI, in a venv of its own.
+venv="$HOME/.cache/nanofs-venv"
+if ! "$venv/bin/python" -c "import tusclient" 2>/dev/null; then
+  echo "setup: installing tuspy into $venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "tuspy==1.1.0"
 fi

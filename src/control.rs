@@ -6,7 +6,8 @@
 //! of opening the database a second time.
 
 use crate::volume::{
-    CheckReport, Credential, GcReport, PathStats, RekeyReport, RotateReport, SnapshotInfo, Stats, Volume,
+    CheckReport, Credential, GcReport, PathStats, Permission, RekeyReport, RotateReport, SnapshotInfo, Stats,
+    TokenInfo, Volume,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -65,6 +66,24 @@ pub enum Request {
     PathStats {
         /// Volume path.
         path: String,
+    },
+    /// Create an HTTP token.
+    TokenCreate {
+        /// Label.
+        name: String,
+        /// Path prefix.
+        prefix: String,
+        /// Allowed operations.
+        allow: Vec<Permission>,
+        /// Lifetime in seconds.
+        ttl_secs: i64,
+    },
+    /// List HTTP tokens.
+    TokenList,
+    /// Revoke an HTTP token.
+    TokenRevoke {
+        /// Its id.
+        id: String,
     },
     /// Clone a file or tree (volume paths).
     Clone {
@@ -146,6 +165,18 @@ pub enum Response {
     },
     /// Answer to `PathStats`.
     PathStats(PathStats),
+    /// Answer to `TokenCreate`: the token string, shown once.
+    Token {
+        /// What it allows.
+        info: TokenInfo,
+        /// The bearer token.
+        token: String,
+    },
+    /// Answer to `TokenList`.
+    Tokens {
+        /// Oldest first.
+        tokens: Vec<TokenInfo>,
+    },
     /// Answer to `RotateKey`.
     Rotated(RotateReport),
     /// Answer to `Rekey`.
@@ -237,6 +268,15 @@ fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Resul
             Response::Fingerprint { blake2b: crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?) }
         }
         Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
+        Request::TokenCreate { name, prefix, allow, ttl_secs } => {
+            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs)?;
+            Response::Token { info, token }
+        }
+        Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
+        Request::TokenRevoke { id } => {
+            vol.token_revoke(&id)?;
+            Response::Done
+        }
         Request::Clone { src, dst } => {
             vol.clone_path(&src, &dst)?;
             Response::Done

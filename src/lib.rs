@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod fs;
+pub mod http;
 pub mod ids;
 pub mod store;
 pub mod utc;

@@ -10,8 +10,10 @@ mod init;
 mod key;
 mod mount;
 mod mounts;
+mod serve;
 mod snapshot;
 mod stats;
+mod token;
 mod umount;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +53,10 @@ enum Command {
     Key(key::Args),
     /// Re-seal chunks of older key epochs under the current key, then forget the old keys.
     Rekey(key::RekeyArgs),
+    /// Run the HTTP sidecar (uploads, downloads) in the foreground.
+    Serve(serve::Args),
+    /// Create, list and revoke access tokens of the HTTP sidecar.
+    Token(token::Args),
 }
 
 /// What unlocks a volume, shared by every command that needs its keys.
@@ -81,6 +87,8 @@ pub fn main() -> i32 {
         Command::Keygen(a) => key::keygen(a),
         Command::Key(a) => key::run(a),
         Command::Rekey(a) => key::rekey(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Token(a) => token::run(a),
     };
     match result {
         Ok(()) => 0,

@@ -33,6 +33,8 @@ pub struct Args {
     /// Mount options: allow_other, ro, cache_mb=N (comma-separated, repeatable).
     #[arg(short = 'o', value_name = "OPT,...")]
     options: Vec<String>,
+    #[command(flatten)]
+    http: super::serve::ListenArgs,
 }
 
 /// Parsed `-o` options.
@@ -92,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
     if args.foreground {
         super::init_logging();
-        return serve(&dir, &mountpoint, key, &open, &cfg, None);
+        return serve(&dir, &mountpoint, key, &open, &cfg, &args.http, None);
     }
     let (read_end, write_end) = nix::unistd::pipe()?;
     if daemonize()? {
@@ -121,7 +123,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         default_hook(info);
     }));
     redirect_stdio()?;
-    let result = serve(&dir, &mountpoint, key, &open, &cfg, Some(write_end));
+    let result = serve(&dir, &mountpoint, key, &open, &cfg, &args.http, Some(write_end));
     if let Err(e) = &result {
         tracing::error!("{e:#}");
     }
@@ -158,6 +160,7 @@ fn serve(
     key: crate::crypto::keys::Keyring,
     open: &OpenOptions,
     cfg: &MountConfig,
+    http: &super::serve::ListenArgs,
     ready: Option<OwnedFd>,
 ) -> anyhow::Result<()> {
     // Termination signals are taken by one thread (sigwait); block them before any other
@@ -178,9 +181,16 @@ fn serve(
         let session = crate::fs::mount::mount(vol.clone(), mountpoint, cfg)
             .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
         control::serve(vol.clone(), mountpoint.to_path_buf()).context("cannot open the control socket")?;
-        Ok((vol, session))
+        let sidecar = match http.listen {
+            Some(addr) => {
+                let invalidate = crate::fs::mount::entry_invalidator(&session);
+                Some(super::serve::start(vol.clone(), addr, http.allow_plain_http, Some(invalidate))?)
+            }
+            None => None,
+        };
+        Ok((vol, session, sidecar))
     })();
-    let (vol, session) = match started {
+    let (vol, session, sidecar) = match started {
         Ok(s) => s,
         Err(e) => {
             if let Some(fd) = ready {
@@ -225,6 +235,9 @@ fn serve(
         }
     })?;
     let joined = background.join();
+    if let Some(s) = sidecar {
+        s.stop();
+    }
     let closed = vol.close();
     control::remove_socket(dir);
     joined.context("FUSE session failed")?;

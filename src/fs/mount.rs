@@ -3,6 +3,7 @@
 use super::NanoFs;
 use crate::volume::Volume;
 use fuser::{Config, MountOption, Session, SessionACL};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -38,4 +39,20 @@ pub fn mount(vol: Arc<Volume>, mountpoint: &Path, cfg: &MountConfig) -> std::io:
     config.n_threads = Some(FUSE_THREADS);
     config.clone_fd = true;
     Session::new(NanoFs::new(vol), mountpoint, &config)
+}
+
+/// A function telling the kernel that the entry `name` of directory `parent` changed
+/// behind its back (the HTTP sidecar created, replaced or deleted it), so that its cached
+/// lookup, negative ones included, is dropped at once.
+pub fn entry_invalidator(session: &Session<NanoFs>) -> std::sync::Arc<dyn Fn(crate::Ino, &[u8]) + Send + Sync> {
+    let notifier = session.notifier();
+    std::sync::Arc::new(move |parent: crate::Ino, name: &[u8]| {
+        let name = std::ffi::OsStr::from_bytes(name);
+        if let Err(e) = notifier.inval_entry(fuser::INodeNo(parent.0), name) {
+            // ENOENT: the kernel had nothing cached, which is fine.
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::debug!(error = %e, "entry invalidation failed");
+            }
+        }
+    })
 }

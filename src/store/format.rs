@@ -15,3 +15,5 @@ pub const META_SNAPSHOTS_DIR: &[u8] = b"snapshots_dir";
 /// `meta` key: present while the volume is closed cleanly; deleted (durably) at open, so
 /// its absence at the next open means the last run crashed.
 pub const META_CLEAN: &[u8] = b"clean";
+/// `meta` key: inode number of the directory of incomplete uploads (`/.uploads`), u64 BE.
+pub const META_UPLOADS_DIR: &[u8] = b"uploads_dir";

@@ -110,9 +110,9 @@ impl Volume {
         // without an entry: the directory tree is a tree.
         let mut reachable: HashSet<Ino> = HashSet::from([Ino::ROOT]);
         let mut stack = vec![Ino::ROOT];
-        if let Some(snapshots) = self.snapshots_dir()? {
-            reachable.insert(snapshots);
-            stack.push(snapshots);
+        for hidden in [self.snapshots_dir()?, self.uploads_dir()?].into_iter().flatten() {
+            reachable.insert(hidden);
+            stack.push(hidden);
         }
         while let Some(dir) = stack.pop() {
             for child in children.get(&dir).into_iter().flatten() {

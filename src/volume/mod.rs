@@ -17,8 +17,10 @@ pub mod header;
 mod keyslots;
 pub mod records;
 mod snapshot;
+mod tokens;
 mod tree;
 mod txn;
+mod uploads;
 
 pub use check::CheckReport;
 pub use error::{Error, Result};
@@ -28,7 +30,9 @@ pub use header::{Credential, SlotInfo};
 pub use keyslots::{RekeyReport, RotateReport};
 pub use records::{Kind, Timestamp};
 pub use snapshot::SnapshotInfo;
-pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs};
+pub use tokens::{normalise_prefix, Permission, TokenInfo, TokenRefusal, TOKEN_PREFIX};
+pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs, NAME_MAX};
+pub use uploads::UploadState;
 
 use crate::chunk::{ChunkHasher, ChunkParams};
 use crate::config::{Config, CONFIG_FILE};

@@ -47,9 +47,20 @@ impl Volume {
             .map(|b| Ino(u64::from_be_bytes(b))))
     }
 
-    /// Whether `name` in `parent` is reserved (the snapshots directory in the root).
+    /// Whether `name` in `parent` is reserved (the hidden directories of the root).
     pub(crate) fn is_reserved_name(parent: Ino, name: &[u8]) -> bool {
-        parent == Ino::ROOT && name == SNAPSHOTS_NAME
+        parent == Ino::ROOT && (name == SNAPSHOTS_NAME || name == super::uploads::UPLOADS_NAME)
+    }
+
+    /// The hidden directory of the root that `name` names, if it exists.
+    pub(crate) fn hidden_dir(&self, name: &[u8]) -> Result<Option<Ino>> {
+        if name == SNAPSHOTS_NAME {
+            self.snapshots_dir()
+        } else if name == super::uploads::UPLOADS_NAME {
+            self.uploads_dir()
+        } else {
+            Ok(None)
+        }
     }
 
     /// Takes a read-only snapshot of the whole tree as `/.snapshots/NAME`.

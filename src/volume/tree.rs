@@ -140,7 +140,7 @@ impl Volume {
             return Err(Error::NotDir);
         }
         if Self::is_reserved_name(parent, name) {
-            return self.getattr(self.snapshots_dir()?.ok_or(Error::NotFound)?);
+            return self.getattr(self.hidden_dir(name)?.ok_or(Error::NotFound)?);
         }
         let entry = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
         self.getattr(entry.ino)
@@ -584,7 +584,8 @@ impl Volume {
             let (k, v) = kv?;
             let plain = self.meta.open(Cf::Xattrs.name(), &k, &v)?;
             let name = decode_xattr(&plain)?.0;
-            if name != super::fingerprint::CACHE_XATTR {
+            // Internal records (names starting with NUL) are not the user's.
+            if !name.starts_with(b"\0") {
                 names.push(name.to_vec());
             }
         }

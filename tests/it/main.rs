@@ -9,6 +9,7 @@ mod crash;
 mod dedup;
 mod enospc;
 mod fingerprints;
+mod http;
 mod keys;
 mod layering;
 mod posix;

@@ -1,0 +1,153 @@
+//! `nanofs token create|list|revoke VOLUME`: bearer tokens of the HTTP sidecar.
+
+use super::UnlockArgs;
+use crate::control::{Request, Response};
+use crate::volume::Permission;
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Create a token; prints it once (only a hash is stored).
+    Create {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Path prefix the token reaches.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// Allowed operations: read, write, delete (comma-separated).
+        #[arg(long, default_value = "read")]
+        allow: String,
+        /// Lifetime: e.g. 90s, 30m, 24h, 7d.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+        /// A label.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        unlock: UnlockArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        unlock: UnlockArgs,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Token id (from `token list`).
+        id: String,
+        #[command(flatten)]
+        unlock: UnlockArgs,
+    },
+}
+
+/// Seconds of `90s`, `30m`, `24h`, `7d` or a plain number of seconds.
+fn parse_duration(s: &str) -> anyhow::Result<i64> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: i64 = n.parse().with_context(|| format!("bad duration {s:?}"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("bad duration {s:?} (e.g. 90s, 30m, 24h, 7d)"),
+    };
+    Ok(n.saturating_mul(mult))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.action {
+        Action::Create { volume, path, allow, expires, name, unlock } => {
+            let allow: Vec<Permission> = allow
+                .split(',')
+                .map(|p| p.trim().parse())
+                .collect::<Result<_, String>>()
+                .map_err(anyhow::Error::msg)?;
+            let ttl = parse_duration(&expires)?;
+            let req =
+                Request::TokenCreate { name: name.clone(), prefix: path.clone(), allow: allow.clone(), ttl_secs: ttl };
+            let (info, token) = super::via_daemon_or_open(
+                &volume,
+                &unlock,
+                &req,
+                |reply| match reply {
+                    Response::Token { info, token } => Some((info, token)),
+                    _ => None,
+                },
+                |vol| vol.token_create(&name, &path, &allow, ttl),
+            )?;
+            eprintln!(
+                "token {} for {} ({:?}), expires {}",
+                info.id,
+                info.prefix,
+                info.allow,
+                crate::utc::rfc3339(info.expires)
+            );
+            println!("{token}");
+        }
+        Action::List { volume, json, unlock } => {
+            let list = super::via_daemon_or_open(
+                &volume,
+                &unlock,
+                &Request::TokenList,
+                |reply| match reply {
+                    Response::Tokens { tokens } => Some(tokens),
+                    _ => None,
+                },
+                |vol| vol.token_list(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for t in list {
+                    let allow: Vec<String> = t.allow.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        t.id,
+                        t.prefix,
+                        allow.join(","),
+                        crate::utc::rfc3339(t.expires),
+                        t.name
+                    );
+                }
+            }
+        }
+        Action::Revoke { volume, id, unlock } => {
+            super::via_daemon_or_open(
+                &volume,
+                &unlock,
+                &Request::TokenRevoke { id: id.clone() },
+                |reply| matches!(reply, Response::Done).then_some(()),
+                |vol| vol.token_revoke(&id),
+            )
+            .with_context(|| format!("token {id}"))?;
+            println!("revoked token {id}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse() {
+        assert_eq!(super::parse_duration("90s").unwrap(), 90);
+        assert_eq!(super::parse_duration("24h").unwrap(), 86_400);
+        assert_eq!(super::parse_duration("7d").unwrap(), 604_800);
+        assert_eq!(super::parse_duration("15").unwrap(), 15);
+        assert!(super::parse_duration("3w").is_err());
+    }
+}

@@ -1,0 +1,108 @@
+//! The HTTP sidecar: a second thin front-end over the same engine as the FUSE mount.
+//!
+//! `/files/<path>` serves downloads (ranges, conditional requests, JSON listings) and
+//! deletions, `/uploads` is a tus 1.0.0 endpoint for resumable uploads, `/healthz` and
+//! `/readyz` report liveness. Every engine call is blocking and runs on tokio's blocking
+//! pool; bodies stream through in constant memory. When the sidecar runs inside the mount
+//! daemon, changes it makes invalidate the kernel's caches of the affected names.
+
+mod auth;
+mod error;
+mod files;
+mod path;
+mod tus;
+
+use crate::ids::Ino;
+use crate::volume::Volume;
+use axum::routing::{get, post};
+use axum::Router;
+use error::{ApiError, ApiResult};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A change the kernel may have cached: the entry `name` in `parent`.
+pub type Invalidator = Arc<dyn Fn(Ino, &[u8]) + Send + Sync>;
+
+/// Settings of the sidecar.
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// How long an incomplete upload is kept.
+    pub upload_expiry: Duration,
+    /// Largest upload accepted (`Tus-Max-Size`).
+    pub max_upload: u64,
+}
+
+impl Default for SidecarConfig {
+    fn default() -> Self {
+        Self { upload_expiry: Duration::from_secs(24 * 3600), max_upload: 1 << 40 }
+    }
+}
+
+/// State shared by the handlers.
+pub struct Sidecar {
+    vol: Arc<Volume>,
+    invalidate: Option<Invalidator>,
+    config: SidecarConfig,
+}
+
+impl Sidecar {
+    /// A sidecar over `vol`; `invalidate` tells a FUSE mount of the same volume what changed.
+    #[must_use]
+    pub fn new(vol: Arc<Volume>, invalidate: Option<Invalidator>, config: SidecarConfig) -> Arc<Self> {
+        Arc::new(Self { vol, invalidate, config })
+    }
+
+    /// Runs a blocking engine call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Volume) -> crate::volume::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let vol = self.vol.clone();
+        tokio::task::spawn_blocking(move || f(&vol))
+            .await
+            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(ApiError::from)
+    }
+
+    /// Tells the kernel that `name` in the directory holding `path` changed.
+    fn changed(&self, parent: Ino, name: &str) {
+        if let Some(f) = &self.invalidate {
+            f(parent, name.as_bytes());
+        }
+    }
+}
+
+/// The routes.
+pub fn router(state: Arc<Sidecar>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/files", get(files::get).head(files::get))
+        .route("/files/", get(files::get).head(files::get))
+        .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
+        .route("/uploads", post(tus::create).options(tus::options))
+        .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>) -> ApiResult<&'static str> {
+    if state.vol.is_read_only() {
+        return Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the volume is read-only"));
+    }
+    state.blocking(|vol| vol.stats()).await?;
+    Ok("ready\n")
+}
+
+/// Serves on `listener` until `shutdown` resolves; requests in flight then finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<Sidecar>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sweeper = tokio::spawn(tus::expire_loop(state.clone()));
+    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    sweeper.abort();
+    result
+}

@@ -1,0 +1,489 @@
+//! `/uploads`: tus 1.0.0 (<https://tus.io/protocols/resumable-upload>) with the creation,
+//! creation-with-upload, creation-defer-length, expiration, checksum (sha1, sha256),
+//! termination and concatenation extensions.
+//!
+//! Each PATCH is written through the engine as it arrives and made durable before the
+//! answer, so the offset a client is told survives a crash of the sidecar. A checksum
+//! mismatch truncates the upload back to where the PATCH started. A complete upload moves
+//! to its target path in one atomic rename; a final concatenation is built from its parts'
+//! extents without copying their bytes.
+
+use super::auth::authenticate;
+use super::error::{ApiError, ApiResult};
+use super::path::volume_path;
+use super::Sidecar;
+use crate::volume::{Permission, SetAttr, TokenInfo, UploadState};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64ct::{Base64, Encoding};
+use futures_util::StreamExt;
+use sha1::Digest;
+use std::sync::Arc;
+
+const VERSION: &str = "1.0.0";
+const EXTENSIONS: &str =
+    "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
+/// Bytes gathered from the request body before each engine write.
+const WRITE_PIECE: usize = 1 << 20;
+/// tus's status for a checksum mismatch.
+const CHECKSUM_MISMATCH: u16 = 460;
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn tus_headers(h: &mut HeaderMap) {
+    h.insert("tus-resumable", HeaderValue::from_static(VERSION));
+    h.insert("cache-control", HeaderValue::from_static("no-store"));
+}
+
+fn respond(status: StatusCode, extra: Vec<(&'static str, String)>) -> Response {
+    let mut r = status.into_response();
+    tus_headers(r.headers_mut());
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
+fn fail(e: ApiError) -> Response {
+    let mut r = e.into_response();
+    tus_headers(r.headers_mut());
+    r
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Every request but OPTIONS must speak our version.
+fn check_version(h: &HeaderMap) -> Result<(), Response> {
+    if header(h, "tus-resumable") == Some(VERSION) {
+        return Ok(());
+    }
+    let mut r = respond(StatusCode::PRECONDITION_FAILED, vec![("tus-version", VERSION.into())]);
+    r.headers_mut().remove("tus-resumable");
+    Err(r)
+}
+
+fn expires_header(at: i64) -> String {
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64))
+}
+
+/// `OPTIONS /uploads`: what this server supports.
+pub async fn options(State(state): State<Arc<Sidecar>>) -> Response {
+    let mut r = respond(
+        StatusCode::NO_CONTENT,
+        vec![
+            ("tus-version", VERSION.into()),
+            ("tus-extension", EXTENSIONS.into()),
+            ("tus-max-size", state.config.max_upload.to_string()),
+            ("tus-checksum-algorithm", "sha1,sha256".into()),
+        ],
+    );
+    r.headers_mut().remove("cache-control");
+    r
+}
+
+/// Decodes `Upload-Metadata`: `key base64,key base64,...`.
+fn parse_metadata(raw: &str) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+    let mut out = Vec::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once(' ').unwrap_or((pair, ""));
+        let value = Base64::decode_vec(v.trim())
+            .map_err(|_| ApiError::bad_request(format!("Upload-Metadata {k}: bad base64")))?;
+        out.push((k.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// Where a complete upload goes: `path` metadata (a volume path), else `filename` placed
+/// at the top of the token's prefix; either must be inside the token's scope.
+fn target_of(meta: &[(String, Vec<u8>)], token: &TokenInfo) -> Result<String, ApiError> {
+    let get = |k: &str| meta.iter().find(|(key, _)| key == k).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let wanted = match (get("path"), get("filename")) {
+        (Some(p), _) => p,
+        (None, Some(f)) if !f.contains('/') => format!("{}/{f}", token.prefix.trim_end_matches('/')),
+        (None, Some(_)) => return Err(ApiError::bad_request("filename must not contain '/' (use path)")),
+        (None, None) => return Err(ApiError::bad_request("Upload-Metadata needs path or filename")),
+    };
+    let encoded: String = wanted.split('/').map(|s| s.replace('%', "%25")).collect::<Vec<_>>().join("/");
+    let path = volume_path(&encoded)?;
+    if path == "/" {
+        return Err(ApiError::bad_request("the upload target is the root"));
+    }
+    if !token.covers(&path) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, format!("{path} is outside the token's scope")));
+    }
+    Ok(path)
+}
+
+/// The id in an upload URL (`/uploads/<id>` or a full URL).
+fn id_of_url(url: &str) -> &str {
+    url.trim_end_matches('/').rsplit('/').next().unwrap_or("")
+}
+
+/// `POST /uploads`: creation (with an optional first piece), or a final concatenation.
+pub async fn create(State(state): State<Arc<Sidecar>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    match create_inner(&state, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => fail(e),
+    }
+}
+
+async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    let token = authenticate(state, headers).await?;
+    if !token.allow.contains(&Permission::Write) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "the token does not allow write"));
+    }
+    let raw_meta = header(headers, "upload-metadata").unwrap_or("").to_string();
+    let meta = parse_metadata(&raw_meta)?;
+    let concat = header(headers, "upload-concat").unwrap_or("");
+    let partial = concat == "partial";
+    let target = if partial { None } else { Some(target_of(&meta, &token)?) };
+    let expires = now() + state.config.upload_expiry.as_secs() as i64;
+    let mut id = [0u8; 16];
+    crate::crypto::keys::random_bytes(&mut id);
+    let id = crate::ids::hex(&id);
+
+    if let Some(list) = concat.strip_prefix("final;") {
+        let parts: Vec<String> = list.split_whitespace().map(|u| id_of_url(u).to_string()).collect();
+        if parts.is_empty() {
+            return Err(ApiError::bad_request("Upload-Concat: final needs partial uploads"));
+        }
+        let target = target.expect("a final upload has a target");
+        let state2 = state.clone();
+        let (tok, t, i, m) = (token.clone(), target.clone(), id.clone(), raw_meta.clone());
+        let (parent, name, size) = state
+            .blocking(move |vol| {
+                let mut inos = Vec::new();
+                for p in &parts {
+                    let (s, ino, offset) = vol.upload_get(p)?;
+                    if !s.partial || s.owner != tok.id || s.length != Some(offset) {
+                        return Err(crate::volume::Error::Invalid);
+                    }
+                    inos.push(ino);
+                }
+                let st = UploadState {
+                    id: i.clone(),
+                    length: None,
+                    metadata: m,
+                    target: Some(t.clone()),
+                    expires,
+                    partial: false,
+                    owner: tok.id.clone(),
+                };
+                let ino = vol.upload_create(&st)?;
+                let size = vol.concat_files(ino, &inos)?;
+                vol.upload_finish(&i, ino, &t)?;
+                for p in &parts {
+                    vol.upload_delete(p)?;
+                }
+                let (parent, name) = vol.mkdir_parents(&t)?;
+                Ok((parent, name.to_string(), size))
+            })
+            .await
+            .map_err(|e| {
+                if e.status == StatusCode::BAD_REQUEST {
+                    ApiError::bad_request("the parts must be complete partial uploads of this token")
+                } else {
+                    e
+                }
+            })?;
+        state2.changed(parent, &name);
+        return Ok(respond(
+            StatusCode::CREATED,
+            vec![("location", format!("/uploads/{id}")), ("upload-offset", size.to_string())],
+        ));
+    }
+
+    let length = match (header(headers, "upload-length"), header(headers, "upload-defer-length")) {
+        (Some(l), _) => Some(l.parse::<u64>().map_err(|_| ApiError::bad_request("Upload-Length must be a number"))?),
+        (None, Some("1")) => None,
+        _ => return Err(ApiError::bad_request("Upload-Length or Upload-Defer-Length: 1 is required")),
+    };
+    if length.is_some_and(|l| l > state.config.max_upload) {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "larger than Tus-Max-Size"));
+    }
+    let st =
+        UploadState { id: id.clone(), length, metadata: raw_meta, target, expires, partial, owner: token.id.clone() };
+    let st2 = st.clone();
+    let ino = state.blocking(move |vol| vol.upload_create(&st2)).await?;
+    let mut extra = vec![("location", format!("/uploads/{id}")), ("upload-expires", expires_header(expires))];
+    let with_body = header(headers, "content-type") == Some("application/offset+octet-stream");
+    let mut offset = 0;
+    if with_body {
+        offset = receive(state, &st, ino, 0, headers, body).await?;
+        extra.push(("upload-offset", offset.to_string()));
+    }
+    if length == Some(offset) {
+        complete(state, &st, ino).await?;
+    }
+    Ok(respond(StatusCode::CREATED, extra))
+}
+
+/// Looks an upload up for `token`: its owner, or a token with write access to its target.
+async fn upload_for(state: &Arc<Sidecar>, headers: &HeaderMap, id: &str) -> ApiResult<(UploadState, crate::Ino, u64)> {
+    let token = authenticate(state, headers).await?;
+    let id = id.to_string();
+    let (st, ino, offset) = state.blocking(move |vol| vol.upload_get(&id)).await?;
+    let allowed = token.id == st.owner
+        || (token.allow.contains(&Permission::Write) && st.target.as_deref().is_some_and(|t| token.covers(t)));
+    if !allowed {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "this upload belongs to another token"));
+    }
+    Ok((st, ino, offset))
+}
+
+/// `HEAD /uploads/<id>`: how much arrived.
+pub async fn head(State(state): State<Arc<Sidecar>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    match upload_for(&state, &headers, &id).await {
+        Ok((st, _, offset)) => {
+            let mut extra = vec![("upload-offset", offset.to_string()), ("upload-expires", expires_header(st.expires))];
+            match st.length {
+                Some(l) => extra.push(("upload-length", l.to_string())),
+                None => extra.push(("upload-defer-length", "1".into())),
+            }
+            if !st.metadata.is_empty() {
+                extra.push(("upload-metadata", st.metadata.clone()));
+            }
+            if st.partial {
+                extra.push(("upload-concat", "partial".into()));
+            }
+            respond(StatusCode::OK, extra)
+        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            fail(ApiError::new(StatusCode::NOT_FOUND, "no such upload (finished, terminated or expired)"))
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `PATCH /uploads/<id>`: the next piece.
+pub async fn patch(
+    State(state): State<Arc<Sidecar>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    match patch_inner(&state, &id, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => fail(e),
+    }
+}
+
+async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    if header(headers, "content-type") != Some("application/offset+octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/offset+octet-stream",
+        ));
+    }
+    let claimed: u64 = header(headers, "upload-offset")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::bad_request("Upload-Offset is required"))?;
+    let (mut st, ino, offset) = upload_for(state, headers, id).await?;
+    if claimed != offset {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("Upload-Offset is {claimed}, the upload has {offset} bytes"),
+        ));
+    }
+    if st.length.is_none() {
+        if let Some(l) = header(headers, "upload-length") {
+            let l: u64 = l.parse().map_err(|_| ApiError::bad_request("Upload-Length must be a number"))?;
+            if l < offset || l > state.config.max_upload {
+                return Err(ApiError::bad_request("Upload-Length is smaller than what arrived, or too large"));
+            }
+            st.length = Some(l);
+            let st2 = st.clone();
+            state.blocking(move |vol| vol.upload_put_state(ino, &st2)).await?;
+        }
+    }
+    let new_offset = receive(state, &st, ino, offset, headers, body).await?;
+    if st.length == Some(new_offset) && !st.partial {
+        complete(state, &st, ino).await?;
+    }
+    Ok(respond(
+        StatusCode::NO_CONTENT,
+        vec![("upload-offset", new_offset.to_string()), ("upload-expires", expires_header(st.expires))],
+    ))
+}
+
+enum Checksum {
+    Sha1(sha1::Sha1, Vec<u8>),
+    Sha256(sha2::Sha256, Vec<u8>),
+}
+
+/// Writes the body at `offset`; returns the new offset. Bytes that arrived before a broken
+/// connection are kept (the client resumes after them); with a checksum, a mismatch or a
+/// broken body undoes the whole piece.
+async fn receive(
+    state: &Arc<Sidecar>,
+    st: &UploadState,
+    ino: crate::Ino,
+    offset: u64,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<u64> {
+    let mut checksum = match header(headers, "upload-checksum") {
+        None => None,
+        Some(v) => {
+            let (algo, b64) =
+                v.split_once(' ').ok_or_else(|| ApiError::bad_request("Upload-Checksum: ALGORITHM BASE64"))?;
+            let want =
+                Base64::decode_vec(b64.trim()).map_err(|_| ApiError::bad_request("Upload-Checksum: bad base64"))?;
+            Some(match algo {
+                "sha1" => Checksum::Sha1(sha1::Sha1::new(), want),
+                "sha256" => Checksum::Sha256(sha2::Sha256::new(), want),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported checksum algorithm {algo:?} (sha1, sha256)"
+                    )))
+                }
+            })
+        }
+    };
+    let limit = st.length.unwrap_or(state.config.max_upload);
+    let mut at = offset;
+    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PIECE);
+    let mut stream = body.into_data_stream();
+    let mut broken = None;
+    loop {
+        let next = stream.next().await;
+        let done = match next {
+            Some(Ok(bytes)) => {
+                match &mut checksum {
+                    Some(Checksum::Sha1(h, _)) => h.update(&bytes),
+                    Some(Checksum::Sha256(h, _)) => h.update(&bytes),
+                    None => {}
+                }
+                if at + (buf.len() + bytes.len()) as u64 > limit {
+                    broken = Some(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "more bytes than Upload-Length"));
+                    true
+                } else {
+                    buf.extend_from_slice(&bytes);
+                    false
+                }
+            }
+            Some(Err(e)) => {
+                broken = Some(ApiError::bad_request(format!("request body: {e}")));
+                true
+            }
+            None => true,
+        };
+        if buf.len() >= WRITE_PIECE || (done && !buf.is_empty()) {
+            let data = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_PIECE));
+            let len = data.len() as u64;
+            let from = at;
+            state.blocking(move |vol| vol.upload_append(ino, from, &data)).await?;
+            at += len;
+        }
+        if done {
+            break;
+        }
+    }
+    let mismatch = match checksum {
+        Some(Checksum::Sha1(h, want)) => h.finalize().as_slice() != want.as_slice(),
+        Some(Checksum::Sha256(h, want)) => h.finalize().as_slice() != want.as_slice(),
+        None => false,
+    };
+    let undo = mismatch
+        || (broken.is_some() && header(headers, "upload-checksum").is_some())
+        || broken.as_ref().is_some_and(|e| e.status == StatusCode::PAYLOAD_TOO_LARGE);
+    if undo {
+        state
+            .blocking(move |vol| {
+                vol.setattr(ino, &SetAttr { size: Some(offset), ..Default::default() })?;
+                vol.fsync(ino)
+            })
+            .await?;
+        if mismatch {
+            return Err(ApiError::new(
+                StatusCode::from_u16(CHECKSUM_MISMATCH).expect("valid status"),
+                "checksum mismatch",
+            ));
+        }
+    } else {
+        state.blocking(move |vol| vol.fsync(ino)).await?;
+    }
+    match broken {
+        Some(e) => Err(e),
+        None => Ok(at),
+    }
+}
+
+/// Moves a complete upload to its target and tells the mount.
+async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> ApiResult<()> {
+    if st.partial {
+        return Ok(());
+    }
+    let target = st.target.clone().ok_or_else(|| ApiError::bad_request("the upload has no target"))?;
+    let (id, t) = (st.id.clone(), target.clone());
+    let (parent, name) = state
+        .blocking(move |vol| {
+            vol.upload_finish(&id, ino, &t)?;
+            let (parent, name) = vol.mkdir_parents(&t)?;
+            Ok((parent, name.to_string()))
+        })
+        .await?;
+    state.changed(parent, &name);
+    tracing::info!(upload = %st.id, target, "upload complete");
+    Ok(())
+}
+
+/// `DELETE /uploads/<id>`: termination.
+pub async fn terminate(State(state): State<Arc<Sidecar>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_version(&headers) {
+        return r;
+    }
+    let result = async {
+        upload_for(&state, &headers, &id).await?;
+        state.blocking(move |vol| vol.upload_delete(&id)).await
+    }
+    .await;
+    match result {
+        Ok(()) => respond(StatusCode::NO_CONTENT, vec![]),
+        Err(e) => fail(e),
+    }
+}
+
+/// Deletes expired incomplete uploads every minute; their chunks go to GC.
+pub async fn expire_loop(state: Arc<Sidecar>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        let swept = state
+            .blocking(|vol| {
+                let mut n = 0;
+                for id in vol.upload_ids()? {
+                    if let Ok((st, _, _)) = vol.upload_get(&id) {
+                        if st.expires <= now() {
+                            vol.upload_delete(&id)?;
+                            n += 1;
+                        }
+                    }
+                }
+                Ok(n)
+            })
+            .await;
+        match swept {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(uploads = n, "expired uploads deleted"),
+            Err(e) => tracing::warn!(error = %e.message, "expiring uploads failed"),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Access tokens of the HTTP sidecar: scoped to a path prefix and a set of operations,
+//! time-limited, revocable. Only a keyed hash of each secret is stored (sealed, in `meta`
+//! under `token/<id>`); verification compares hashes in constant time.
+
+use super::error::{Error, Result};
+use super::Volume;
+use crate::crypto::keys::{keyed_hash, random_bytes};
+use crate::ids::{hex, unhex};
+use crate::store::{Cf, Durability};
+use serde::{Deserialize, Serialize};
+
+const PREFIX: &[u8] = b"token/";
+/// Prefix of every token string.
+pub const TOKEN_PREFIX: &str = "nft_";
+
+/// An operation a token may allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Download and list.
+    Read,
+    /// Upload.
+    Write,
+    /// Delete files and uploads.
+    Delete,
+}
+
+impl std::str::FromStr for Permission {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "read" => Ok(Permission::Read),
+            "write" => Ok(Permission::Write),
+            "delete" => Ok(Permission::Delete),
+            _ => Err(format!("unknown permission {s:?} (read, write, delete)")),
+        }
+    }
+}
+
+/// What a token allows (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Public id (the part of the token before the secret).
+    pub id: String,
+    /// A label for people.
+    pub name: String,
+    /// Volume path prefix the token reaches (`/` for all), normalised without a trailing slash.
+    pub prefix: String,
+    /// Allowed operations.
+    pub allow: Vec<Permission>,
+    /// Unix seconds of creation.
+    pub created: i64,
+    /// Unix seconds after which it no longer works.
+    pub expires: i64,
+}
+
+impl TokenInfo {
+    /// Whether `path` (normalised, starting with `/`) lies inside the token's prefix.
+    #[must_use]
+    pub fn covers(&self, path: &str) -> bool {
+        self.prefix == "/" || path == self.prefix || path.starts_with(&format!("{}/", self.prefix))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    info: TokenInfo,
+    /// Keyed BLAKE2b-256 of the secret, hex.
+    hash: String,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefusal {
+    /// Malformed, unknown, revoked, or a wrong secret.
+    Invalid,
+    /// Past its expiry (Unix seconds).
+    Expired(i64),
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Volume {
+    fn token_key(id: &str) -> Vec<u8> {
+        [PREFIX, id.as_bytes()].concat()
+    }
+
+    fn secret_hash(&self, secret: &[u8]) -> [u8; 32] {
+        *keyed_hash(self.keys.name_hash.as_ref(), &[b"nanofs/v1/token\0".as_slice(), secret].concat())
+    }
+
+    /// Creates a token; returns what it allows and the token string (shown once).
+    pub fn token_create(
+        &self,
+        name: &str,
+        prefix: &str,
+        allow: &[Permission],
+        ttl_secs: i64,
+    ) -> Result<(TokenInfo, String)> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let prefix = normalise_prefix(prefix).ok_or(Error::Invalid)?;
+        let (mut id, mut secret) = ([0u8; 8], [0u8; 32]);
+        random_bytes(&mut id);
+        random_bytes(&mut secret);
+        let mut allow = allow.to_vec();
+        allow.sort();
+        allow.dedup();
+        let created = now();
+        let info = TokenInfo {
+            id: hex(&id),
+            name: name.into(),
+            prefix,
+            allow,
+            created,
+            expires: created.saturating_add(ttl_secs),
+        };
+        let stored = Stored { info: info.clone(), hash: hex(&self.secret_hash(&secret)) };
+        let key = Self::token_key(&info.id);
+        let mut batch = self.store.batch();
+        let json = serde_json::to_vec(&stored).expect("token serialises");
+        batch.put(Cf::Meta, &key, &self.meta.seal(Cf::Meta.name(), &key, &json));
+        self.store.commit(batch, Durability::Synced)?;
+        Ok((info.clone(), format!("{TOKEN_PREFIX}{}_{}", info.id, hex(&secret))))
+    }
+
+    /// Every token, oldest first.
+    pub fn token_list(&self) -> Result<Vec<TokenInfo>> {
+        let mut out = Vec::new();
+        for kv in self.store.scan(Cf::Meta, PREFIX, PREFIX) {
+            let (k, v) = kv?;
+            let plain = self.meta.open(Cf::Meta.name(), &k, &v)?;
+            let stored: Stored =
+                serde_json::from_slice(&plain).map_err(|e| Error::CorruptMeta(format!("token record: {e}")))?;
+            out.push(stored.info);
+        }
+        out.sort_by_key(|t| t.created);
+        Ok(out)
+    }
+
+    /// Revokes the token with public id `id`.
+    pub fn token_revoke(&self, id: &str) -> Result<()> {
+        let key = Self::token_key(id);
+        if !self.store.contains(Cf::Meta, &key)? {
+            return Err(Error::NotFound);
+        }
+        let mut batch = self.store.batch();
+        batch.delete(Cf::Meta, &key);
+        self.store.commit(batch, Durability::Synced)?;
+        Ok(())
+    }
+
+    /// What `token` allows, or why it is refused.
+    pub fn token_verify(&self, token: &str) -> Result<std::result::Result<TokenInfo, TokenRefusal>> {
+        let Some((id, secret)) = token.strip_prefix(TOKEN_PREFIX).and_then(|t| t.split_once('_')) else {
+            return Ok(Err(TokenRefusal::Invalid));
+        };
+        let (Some(secret), true) = (unhex(secret), id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())) else {
+            return Ok(Err(TokenRefusal::Invalid));
+        };
+        let key = Self::token_key(id);
+        let Some(sealed) = self.store.get(Cf::Meta, &key)? else { return Ok(Err(TokenRefusal::Invalid)) };
+        let stored: Stored = serde_json::from_slice(&self.meta.open(Cf::Meta.name(), &key, &sealed)?)
+            .map_err(|e| Error::CorruptMeta(format!("token record: {e}")))?;
+        let expected = unhex(&stored.hash).unwrap_or_default();
+        let got = self.secret_hash(&secret);
+        // Constant time: every byte is compared whatever the first difference.
+        let diff =
+            expected.iter().zip(got.iter()).fold(expected.len() ^ got.len(), |acc, (a, b)| acc | usize::from(a ^ b));
+        if diff != 0 {
+            return Ok(Err(TokenRefusal::Invalid));
+        }
+        if now() >= stored.info.expires {
+            return Ok(Err(TokenRefusal::Expired(stored.info.expires)));
+        }
+        Ok(Ok(stored.info))
+    }
+}
+
+/// `/a/b` from `a/b/`, `/a//b`, ...; `None` for `..`, `.`, NUL or over-long names.
+#[must_use]
+pub fn normalise_prefix(p: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in p.split('/').filter(|s| !s.is_empty()) {
+        if part == "." || part == ".." || part.contains('\0') || part.len() > super::tree::NAME_MAX {
+            return None;
+        }
+        parts.push(part);
+    }
+    Some(format!("/{}", parts.join("/")))
+}

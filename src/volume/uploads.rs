@@ -1,0 +1,195 @@
+//! Resumable uploads (the engine side of tus): an incomplete upload is a file in the hidden
+//! directory `/.uploads` named by its id, its state a sealed internal xattr. Received bytes
+//! are chunked, deduplicated and sealed as they arrive, like any write; completion renames
+//! the file to its target in one atomic change, so a half-received file is never visible
+//! at the target. Concatenation builds the final file from the parts' extents: a metadata
+//! change, the bytes are not copied again.
+
+use super::error::{Error, Result};
+use super::records::{decode_xattr, encode_xattr, Inode, Kind, Timestamp};
+use super::tree::{Attr, RenameMode};
+use super::Volume;
+use crate::ids::Ino;
+use crate::store::format::META_UPLOADS_DIR;
+use crate::store::{keys, Cf, Durability};
+use serde::{Deserialize, Serialize};
+
+/// Name under which the root reaches the uploads directory (not listed).
+pub const UPLOADS_NAME: &[u8] = b".uploads";
+/// Internal xattr holding an upload's state.
+const STATE_XATTR: &[u8] = b"\0nanofs.upload";
+
+/// The state of an incomplete upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UploadState {
+    /// Id (32 hex digits).
+    pub id: String,
+    /// Total length, when known (`None`: deferred).
+    pub length: Option<u64>,
+    /// The client's `Upload-Metadata` header, verbatim.
+    pub metadata: String,
+    /// Volume path the file goes to when complete (`None` for a partial upload).
+    pub target: Option<String>,
+    /// Unix seconds after which an incomplete upload is deleted.
+    pub expires: i64,
+    /// A partial upload, to be concatenated.
+    pub partial: bool,
+    /// Id of the token that created it (only that token's scope may continue it).
+    pub owner: String,
+}
+
+impl Volume {
+    /// The uploads directory, if one was ever made.
+    pub(crate) fn uploads_dir(&self) -> Result<Option<Ino>> {
+        Ok(self
+            .store
+            .get(Cf::Meta, META_UPLOADS_DIR)?
+            .and_then(|v| v.try_into().ok())
+            .map(|b| Ino(u64::from_be_bytes(b))))
+    }
+
+    fn uploads_dir_or_create(&self) -> Result<Ino> {
+        if let Some(d) = self.uploads_dir()? {
+            return Ok(d);
+        }
+        let mut txn = self.txn()?;
+        if let Some(d) = self.uploads_dir()? {
+            return Ok(d);
+        }
+        let mut inode = Inode::new(Kind::Dir, 0o700, 0, 0);
+        inode.parent = Ino::ROOT.0;
+        let d = txn.create_inode(inode);
+        txn.batch.put(Cf::Meta, META_UPLOADS_DIR, &d.0.to_be_bytes());
+        txn.commit(Durability::Buffered)?;
+        Ok(d)
+    }
+
+    /// Starts an upload; its file is empty.
+    pub fn upload_create(&self, state: &UploadState) -> Result<Ino> {
+        check_id(&state.id)?;
+        let dir = self.uploads_dir_or_create()?;
+        let attr = self.create(dir, state.id.as_bytes(), Kind::File, 0o600, 0, 0, 0)?;
+        self.upload_put_state(attr.ino, state)?;
+        Ok(attr.ino)
+    }
+
+    /// Rewrites an upload's state (deferred length now known).
+    pub fn upload_put_state(&self, ino: Ino, state: &UploadState) -> Result<()> {
+        let json = serde_json::to_vec(state).expect("state serialises");
+        let key = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
+        let mut batch = self.store.batch();
+        batch.put(Cf::Xattrs, &key, &self.meta.seal(Cf::Xattrs.name(), &key, &encode_xattr(STATE_XATTR, &json)));
+        self.store.commit(batch, Durability::Synced)?;
+        Ok(())
+    }
+
+    /// An upload's state, its inode and the bytes received so far.
+    pub fn upload_get(&self, id: &str) -> Result<(UploadState, Ino, u64)> {
+        check_id(id)?;
+        let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
+        let entry = self.dirent(dir, id.as_bytes())?.ok_or(Error::NotFound)?;
+        let key = keys::named_key(entry.ino, &self.keys.name_hash(STATE_XATTR));
+        let sealed = self.store.get(Cf::Xattrs, &key)?.ok_or(Error::NotFound)?;
+        let plain = self.meta.open(Cf::Xattrs.name(), &key, &sealed)?;
+        let state = serde_json::from_slice(decode_xattr(&plain)?.1)
+            .map_err(|e| Error::CorruptMeta(format!("upload {id}: {e}")))?;
+        Ok((state, entry.ino, self.getattr(entry.ino)?.inode.size))
+    }
+
+    /// Every incomplete upload (for expiry).
+    pub fn upload_ids(&self) -> Result<Vec<String>> {
+        let Some(dir) = self.uploads_dir()? else { return Ok(vec![]) };
+        Ok(self
+            .readdir(dir, 0, usize::MAX)?
+            .into_iter()
+            .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+            .collect())
+    }
+
+    /// Appends `data` at `offset` (which must be the bytes received so far) and makes it
+    /// durable before returning: what a client was told it sent survives a crash.
+    pub fn upload_append(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+        self.write(ino, offset, data, false, false)?;
+        Ok(())
+    }
+
+    /// Moves a complete upload to `target` (creating missing directories), atomically.
+    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<Attr> {
+        self.fsync(ino)?;
+        let (parent, name) = self.mkdir_parents(target)?;
+        let key = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
+        let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
+        let mut batch = self.store.batch();
+        batch.delete(Cf::Xattrs, &key);
+        self.store.commit(batch, Durability::Buffered)?;
+        self.rename(dir, id.as_bytes(), parent, name.as_bytes(), RenameMode::Replace)?;
+        self.sync()?;
+        self.getattr(ino)
+    }
+
+    /// Deletes an upload and its bytes (GC frees the chunks only it used).
+    pub fn upload_delete(&self, id: &str) -> Result<()> {
+        check_id(id)?;
+        let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
+        self.unlink(dir, id.as_bytes())
+    }
+
+    /// Appends the extents of `parts` to the empty file `dst`, in order: the final upload
+    /// of a tus concatenation, built without copying a byte. Returns its size.
+    pub fn concat_files(&self, dst: Ino, parts: &[Ino]) -> Result<u64> {
+        for p in parts.iter().copied().chain([dst]) {
+            self.flush(p)?;
+        }
+        let mut txn = self.txn()?;
+        let mut base = 0u64;
+        let mut allocated = 0u64;
+        for part in parts {
+            let inode = txn.inode(*part)?.clone();
+            for (off, e) in self.extents_from(*part, 0)? {
+                txn.put_extent(dst, base + off, e, None);
+            }
+            base += inode.size;
+            allocated += inode.allocated;
+        }
+        let now = Timestamp::now();
+        let d = txn.inode_mut(dst)?;
+        if d.size != 0 {
+            return Err(Error::Invalid);
+        }
+        d.size = base;
+        d.allocated = allocated;
+        d.mtime = now;
+        d.ctime = now;
+        txn.commit(Durability::Synced)?;
+        Ok(base)
+    }
+
+    /// Creates the missing directories of `path`'s parent (mode 0755, owned by root);
+    /// returns the parent and the last name.
+    pub fn mkdir_parents<'a>(&self, path: &'a str) -> Result<(Ino, &'a str)> {
+        let path = path.trim_matches('/');
+        let (dirs, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let mut dir = Ino::ROOT;
+        for part in dirs.split('/').filter(|p| !p.is_empty()) {
+            dir = match self.lookup(dir, part.as_bytes()) {
+                Ok(a) if a.inode.kind == Kind::Dir => a.ino,
+                Ok(_) => return Err(Error::NotDir),
+                Err(Error::NotFound) => match self.create(dir, part.as_bytes(), Kind::Dir, 0o755, 0, 0, 0) {
+                    Ok(a) => a.ino,
+                    Err(Error::Exists) => self.lookup(dir, part.as_bytes())?.ino,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+        }
+        Ok((dir, name))
+    }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(Error::NotFound)
+    }
+}
