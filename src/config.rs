@@ -18,6 +18,24 @@ pub struct Config {
     pub media: Media,
     /// How chunks are stored and cached.
     pub storage: Storage,
+    /// The HTTP sidecar.
+    pub sidecar: SidecarSection,
+}
+
+/// `[sidecar]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SidecarSection {
+    /// Seconds an incomplete upload is kept before it is deleted.
+    pub upload_expiry_secs: u64,
+    /// Largest upload accepted, GiB (`Tus-Max-Size`).
+    pub max_upload_gib: u64,
+}
+
+impl Default for SidecarSection {
+    fn default() -> Self {
+        Self { upload_expiry_secs: 86_400, max_upload_gib: 1024 }
+    }
 }
 
 /// `[media]`.
@@ -191,6 +209,13 @@ impl Config {
         }
         if !(8..=65536).contains(&s.cache_mb) {
             return Err(format!("storage.cache_mb = {}: must be 8 to 65536", s.cache_mb));
+        }
+        let h = &self.sidecar;
+        if h.upload_expiry_secs == 0 {
+            return Err("sidecar.upload_expiry_secs = 0: must be at least 1".into());
+        }
+        if !(1..=1 << 20).contains(&h.max_upload_gib) {
+            return Err(format!("sidecar.max_upload_gib = {}: must be 1 to 1048576", h.max_upload_gib));
         }
         Ok(())
     }

@@ -73,7 +73,8 @@ pub fn start(
         .build()
         .context("cannot start the HTTP runtime")?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = Sidecar::new(vol, invalidate, SidecarConfig::default());
+    let config = SidecarConfig::from_volume(&vol);
+    let state = Sidecar::new(vol, invalidate, config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {

@@ -33,9 +33,12 @@ pub struct SidecarConfig {
     pub max_upload: u64,
 }
 
-impl Default for SidecarConfig {
-    fn default() -> Self {
-        Self { upload_expiry: Duration::from_secs(24 * 3600), max_upload: 1 << 40 }
+impl SidecarConfig {
+    /// The settings of a volume's `[sidecar]` section.
+    #[must_use]
+    pub fn from_volume(vol: &Volume) -> Self {
+        let s = &vol.config().sidecar;
+        Self { upload_expiry: Duration::from_secs(s.upload_expiry_secs), max_upload: s.max_upload_gib << 30 }
     }
 }
 

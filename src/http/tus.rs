@@ -461,9 +461,12 @@ pub async fn terminate(State(state): State<Arc<Sidecar>>, Path(id): Path<String>
     }
 }
 
-/// Deletes expired incomplete uploads every minute; their chunks go to GC.
+/// Deletes expired incomplete uploads (every minute, or sooner for short expiries); their
+/// chunks go to GC.
 pub async fn expire_loop(state: Arc<Sidecar>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    let every =
+        (state.config.upload_expiry / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         let swept = state

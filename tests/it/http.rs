@@ -297,3 +297,102 @@ fn base64_bytes(b: &[u8]) -> String {
 fn sha1_b64(s: &str) -> String {
     sh(&format!("printf %s '{s}' | openssl dgst -sha1 -binary | base64 -w0"))
 }
+
+/// `nanofs serve` in the foreground; killed on drop.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Server {
+    fn start(v: &TestVolume) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(bin())
+            .args(["serve", v.path(), "--listen", "127.0.0.1:0", "--passphrase-file", v.pass_file.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let base =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line:?}")).to_string();
+        Self { child, base }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stop(mut self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_upload_resumes_after_the_sidecar_is_killed_and_expired_uploads_are_deleted() {
+    let v = TestVolume::new();
+    std::fs::write(v.dir.join("nanofs.toml"), "[sidecar]\nupload_expiry_secs = 3\n").unwrap();
+    let token = v.run_ok(&["token", "create", v.path(), "--allow", "read,write"]).trim().to_string();
+    let src = v.tmp.path().join("big.bin");
+    write_random_file(&src, 33, 10 << 20);
+    let mut server = Server::start(&v);
+    let other = v.tmp.path().join("other.bin");
+    write_random_file(&other, 34, 4 << 20);
+    let script_for = |src: &std::path::Path, base: &str, url: Option<&str>, stop_at: Option<u64>| {
+        format!(
+            r#"
+from tusclient import client
+c = client.TusClient("{base}/uploads", headers={{"Authorization": "Bearer {token}"}})
+u = c.uploader("{src}", chunk_size=1 << 20, metadata={{"filename": "big.bin"}}{url})
+u.upload({stop})
+print(u.url.rsplit("/", 1)[1], u.offset)
+"#,
+            src = src.display(),
+            url = url.map(|u| format!(", url=\"{u}\"")).unwrap_or_default(),
+            stop = stop_at.map(|s| format!("stop_at={s}")).unwrap_or_default(),
+        )
+    };
+    let script = |base: &str, url: Option<&str>, stop_at: Option<u64>| script_for(&src, base, url, stop_at);
+    let out = Command::new(tuspy()).arg("-c").arg(script(&server.base, None, Some(4 << 20))).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let id = printed.split_whitespace().next().unwrap().to_string();
+    server.kill9();
+
+    // A new sidecar process: the upload is where the client left it, and completes.
+    let server = Server::start(&v);
+    let url = format!("{}/uploads/{id}", server.base);
+    let out = Command::new(tuspy()).arg("-c").arg(script(&server.base, Some(&url), None)).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, _, body) = curl(&["-H", &bearer(&token), &format!("{}/files/big.bin", server.base)]);
+    assert_eq!(status, 200);
+    assert_eq!(body, std::fs::read(&src).unwrap());
+
+    // An incomplete upload (of other data: the same bytes would be shared) expires, and
+    // its bytes become garbage for GC.
+    let out =
+        Command::new(tuspy()).arg("-c").arg(script_for(&other, &server.base, None, Some(2 << 20))).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stale = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let (status, _, _) =
+        curl(&["-I", "-H", "Tus-Resumable: 1.0.0", "-H", &bearer(&token), &format!("{}/uploads/{stale}", server.base)]);
+    assert_eq!(status, 404);
+    server.stop();
+    let gc = v.run_ok(&["gc", v.path(), "--json"]);
+    let gc: serde_json::Value = serde_json::from_str(&gc).unwrap();
+    assert!(gc["stored_bytes_deleted"].as_u64().unwrap() >= 2 << 20, "{gc}");
+    assert!(v.run_ok(&["check", v.path(), "--read-data"]).contains("clean"));
+}
