@@ -7,6 +7,7 @@
 
 pub mod chunk;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod control;
 pub mod crypto;

@@ -14,6 +14,7 @@ mod serve;
 mod snapshot;
 mod stats;
 mod token;
+mod transfer;
 mod umount;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,10 @@ enum Command {
     Serve(serve::Args),
     /// Create, list and revoke access tokens of the HTTP sidecar.
     Token(token::Args),
+    /// Upload a file or tree to a sidecar (parallel, resumable, verified).
+    Push(transfer::PushArgs),
+    /// Download a file or tree from a sidecar (parallel, resumable, verified).
+    Pull(transfer::PullArgs),
 }
 
 /// What unlocks a volume, shared by every command that needs its keys.
@@ -89,6 +94,8 @@ pub fn main() -> i32 {
         Command::Rekey(a) => key::rekey(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),
+        Command::Push(a) => transfer::push(a),
+        Command::Pull(a) => transfer::pull(a),
     };
     match result {
         Ok(()) => 0,

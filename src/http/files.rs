@@ -35,6 +35,9 @@ pub async fn get(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResult<R
     if attr.inode.kind != Kind::File {
         return Err(ApiError::bad_request(format!("{path} is not a regular file")));
     }
+    if query.split('&').any(|q| q == "list" || q.starts_with("list=")) {
+        return Err(ApiError::bad_request(format!("{path} is not a directory")));
+    }
     let ino = attr.ino;
     let size = attr.inode.size;
     let fingerprint = state.blocking(move |vol| vol.fingerprint(ino)).await?;

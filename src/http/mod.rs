@@ -84,6 +84,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files", get(files::get).head(files::get))
         .route("/files/", get(files::get).head(files::get))
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
+        .route("/api/transfer", get(transfer_settings))
         .route("/uploads", post(tus::create).options(tus::options))
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -96,6 +97,16 @@ async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>)
     }
     state.blocking(|vol| vol.stats()).await?;
     Ok("ready\n")
+}
+
+/// `GET /api/transfer`: the volume's `[media.chunking]` settings, the transfer client's
+/// defaults.
+async fn transfer_settings(
+    axum::extract::State(state): axum::extract::State<Arc<Sidecar>>,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<axum::Json<crate::config::Chunking>> {
+    auth::authenticate(&state, &headers).await?;
+    Ok(axum::Json(state.vol.config().media.chunking.clone()))
 }
 
 /// Serves on `listener` until `shutdown` resolves; requests in flight then finish.

@@ -68,7 +68,8 @@ impl Volume {
     pub fn upload_create(&self, state: &UploadState) -> Result<Ino> {
         check_id(&state.id)?;
         let dir = self.uploads_dir_or_create()?;
-        let attr = self.create(dir, state.id.as_bytes(), Kind::File, 0o600, 0, 0, 0)?;
+        // 0644 once it lands at its target; until then the 0700 uploads directory hides it.
+        let attr = self.create(dir, state.id.as_bytes(), Kind::File, 0o644, 0, 0, 0)?;
         self.upload_put_state(attr.ino, state)?;
         Ok(attr.ino)
     }

@@ -4,7 +4,7 @@
 use crate::common::*;
 use std::process::Command;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -299,16 +299,20 @@ fn sha1_b64(s: &str) -> String {
 }
 
 /// `nanofs serve` in the foreground; killed on drop.
-struct Server {
+pub struct Server {
     child: std::process::Child,
-    base: String,
+    pub base: String,
 }
 
 impl Server {
-    fn start(v: &TestVolume) -> Self {
+    pub fn start(v: &TestVolume) -> Self {
+        Self::start_at(v, "127.0.0.1:0")
+    }
+
+    pub fn start_at(v: &TestVolume, addr: &str) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(bin())
-            .args(["serve", v.path(), "--listen", "127.0.0.1:0", "--passphrase-file", v.pass_file.to_str().unwrap()])
+            .args(["serve", v.path(), "--listen", addr, "--passphrase-file", v.pass_file.to_str().unwrap()])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -320,12 +324,12 @@ impl Server {
         Self { child, base }
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
             .unwrap();
         let status = self.child.wait().unwrap();

@@ -1,0 +1,138 @@
+//! `nanofs push LOCAL URL` and `nanofs pull URL LOCAL`: the transfer client.
+
+use crate::client::{self, Remote, Settings};
+use anyhow::{bail, Context};
+use std::path::PathBuf;
+
+/// Options shared by push and pull.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TransferArgs {
+    /// Bearer token (else $NANOFS_TOKEN).
+    #[arg(long, env = "NANOFS_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Parallel connections, 1 to 16 (default: the volume's parallel_chunks).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
+    connections: Option<u16>,
+    /// Bytes per request in MiB (default: the volume's chunk_size_mb).
+    #[arg(long)]
+    part_size_mb: Option<u32>,
+    /// Retries of one request (default: the volume's max_retries).
+    #[arg(long)]
+    retries: Option<u32>,
+    /// Start over instead of resuming an interrupted transfer.
+    #[arg(long)]
+    no_resume: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// Local file or directory.
+    local: PathBuf,
+    /// `http://HOST:PORT/files/PATH` (a trailing `/` puts a file inside that directory).
+    url: String,
+    #[command(flatten)]
+    opts: TransferArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// `http://HOST:PORT/files/PATH` of a file or directory.
+    url: String,
+    /// Local file or directory to create.
+    local: PathBuf,
+    #[command(flatten)]
+    opts: TransferArgs,
+}
+
+/// `http://host:port` and the decoded volume path of a `/files/` URL.
+fn split_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url.strip_prefix("http://").context("the URL must start with http://")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = path.strip_prefix("files").context("the URL's path must start with /files/")?;
+    let mut decoded = Vec::new();
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 3 <= b.len() {
+            let v = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3])?, 16).context("bad percent-encoding")?;
+            decoded.push(v);
+            i += 3;
+        } else {
+            decoded.push(b[i]);
+            i += 1;
+        }
+    }
+    let path = String::from_utf8(decoded).context("the URL's path is not UTF-8")?;
+    let path = if path.is_empty() { "/".into() } else { path };
+    Ok((format!("http://{host}"), path))
+}
+
+/// Settings: the server's `[media.chunking]`, overridden by flags.
+fn settings(remote: &Remote, o: &TransferArgs) -> Settings {
+    let server = remote
+        .agent()
+        .get(format!("{}/api/transfer", remote.base))
+        .header("Authorization", remote.auth())
+        .call()
+        .ok()
+        .filter(|r| r.status().is_success())
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|t| serde_json::from_str::<crate::config::Chunking>(&t).ok())
+        .unwrap_or_default();
+    let mut s = Settings::from_config(&server);
+    if let Some(c) = o.connections {
+        s.connections = c.into();
+    }
+    if let Some(p) = o.part_size_mb {
+        s.part_size = u64::from(p.max(1)) << 20;
+    }
+    if o.no_resume {
+        s.resume = false;
+    }
+    s.progress = !o.quiet;
+    s
+}
+
+pub fn push(args: PushArgs) -> anyhow::Result<()> {
+    super::init_logging();
+    let (base, path) = split_url(&args.url)?;
+    if path == "/" && !args.local.is_dir() {
+        bail!("give the target path: {base}/files/NAME");
+    }
+    let probe = Remote::new(&base, &args.opts.token, 0);
+    let s = settings(&probe, &args.opts);
+    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries));
+    let summary = client::push::push(&args.local, &path, &remote, &s)?;
+    if !args.opts.quiet {
+        eprintln!("pushed {summary}");
+    }
+    Ok(())
+}
+
+pub fn pull(args: PullArgs) -> anyhow::Result<()> {
+    super::init_logging();
+    let (base, path) = split_url(&args.url)?;
+    let probe = Remote::new(&base, &args.opts.token, 0);
+    let s = settings(&probe, &args.opts);
+    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries));
+    let summary = client::pull::pull(&path, &args.local, &remote, &s)?;
+    if !args.opts.quiet {
+        eprintln!("pulled {summary}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_split_into_base_and_volume_path() {
+        let (b, p) = super::split_url("http://127.0.0.1:8080/files/a%20b/c.mkv").unwrap();
+        assert_eq!((b.as_str(), p.as_str()), ("http://127.0.0.1:8080", "/a b/c.mkv"));
+        assert_eq!(super::split_url("http://h:1/files/").unwrap().1, "/");
+        assert!(super::split_url("ftp://h/files/x").is_err());
+        assert!(super::split_url("http://h/other/x").is_err());
+    }
+}

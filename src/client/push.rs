@@ -1,0 +1,301 @@
+//! `nanofs push LOCAL URL`: tus uploads. A large file is split into as many contiguous
+//! parts as there are connections, each a partial upload sent in PATCHes of the part size,
+//! then joined by a final concatenation (the sidecar joins extents, no bytes are copied).
+//! The upload URLs are kept in a journal, so running the same command again resumes each
+//! part from the offset the server reports.
+
+use super::http::{check, header, Remote, Retry};
+use super::{journal, progress, Settings, Summary};
+use anyhow::{bail, Context};
+use base64ct::{Base64, Encoding};
+use serde::{Deserialize, Serialize};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Part {
+    start: u64,
+    len: u64,
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Plan {
+    target: String,
+    size: u64,
+    parts: Vec<Part>,
+}
+
+/// Pushes a file or a tree to `target` (a volume path) on `remote`.
+pub fn push(local: &Path, target: &str, remote: &Remote, s: &Settings) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let meta = std::fs::metadata(local).with_context(|| format!("cannot read {}", local.display()))?;
+    let mut files: Vec<(PathBuf, String, u64)> = Vec::new();
+    if meta.is_dir() {
+        walk(local, local, target, &mut files)?;
+    } else {
+        let target = if target.ends_with('/') {
+            format!("{target}{}", local.file_name().and_then(|n| n.to_str()).context("file name is not UTF-8")?)
+        } else {
+            target.to_string()
+        };
+        files.push((local.to_path_buf(), target, meta.len()));
+    }
+    let total: u64 = files.iter().map(|f| f.2).sum();
+    let bar = progress(total, "push", s.progress);
+    let sent = AtomicU64::new(0);
+    for (path, target, size) in &files {
+        push_file(path, target, *size, remote, s, &bar, &sent)?;
+        if !bar.is_hidden() {
+            continue;
+        }
+        if s.progress {
+            eprintln!("pushed {} -> {target} ({size} bytes)", path.display());
+        }
+    }
+    bar.finish_and_clear();
+    Ok(Summary {
+        files: files.len() as u64,
+        bytes: total,
+        sent: sent.load(Ordering::Relaxed),
+        retries: remote.retries.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    })
+}
+
+fn walk(root: &Path, dir: &Path, target: &str, out: &mut Vec<(PathBuf, String, u64)>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            walk(root, &path, target, out)?;
+        } else if ft.is_file() {
+            let rel = path.strip_prefix(root).expect("under root").to_str().context("file names must be UTF-8")?;
+            out.push((path.clone(), format!("{}/{rel}", target.trim_end_matches('/')), e.metadata()?.len()));
+        }
+    }
+    Ok(())
+}
+
+fn journal_path(local: &Path, base: &str, target: &str, size: u64) -> anyhow::Result<PathBuf> {
+    let abs = std::fs::canonicalize(local)?;
+    let mtime = std::fs::metadata(local)?.modified()?.duration_since(std::time::UNIX_EPOCH)?.as_nanos();
+    let key = format!("{}\0{base}\0{target}\0{size}\0{mtime}", abs.display());
+    let h = blake2b_simd::Params::new().hash_length(16).hash(key.as_bytes());
+    Ok(journal::push_dir().join(format!("{}.json", crate::ids::hex(h.as_bytes()))))
+}
+
+fn push_file(
+    local: &Path,
+    target: &str,
+    size: u64,
+    remote: &Remote,
+    s: &Settings,
+    bar: &indicatif::ProgressBar,
+    sent: &AtomicU64,
+) -> anyhow::Result<()> {
+    let jpath = journal_path(local, &remote.base, target, size)?;
+    let resumed = match s.resume.then(|| journal::load::<Plan>(&jpath)).flatten() {
+        Some(p) if p.size == size && p.target == target => Some(p),
+        _ => None,
+    };
+    let had_journal = resumed.is_some();
+    match push_with_plan(local, target, size, remote, s, bar, sent, &jpath, resumed) {
+        // The uploads of an old journal expired or finished meanwhile: start over.
+        Err(e) if had_journal && e.to_string().contains("HTTP 404") => {
+            tracing::warn!(error = %e, "the uploads of the journal are gone; starting over");
+            journal::remove(&jpath);
+            push_with_plan(local, target, size, remote, s, bar, sent, &jpath, None)
+        }
+        other => other,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn push_with_plan(
+    local: &Path,
+    target: &str,
+    size: u64,
+    remote: &Remote,
+    s: &Settings,
+    bar: &indicatif::ProgressBar,
+    sent: &AtomicU64,
+    jpath: &Path,
+    resumed: Option<Plan>,
+) -> anyhow::Result<()> {
+    let plan = resumed.unwrap_or_else(|| new_plan(target, size, s));
+    let plan = Mutex::new(plan);
+    let concat = plan.lock().expect("plan").parts.len() > 1;
+    // Create the uploads that do not exist yet; remember them at once.
+    let n = plan.lock().expect("plan").parts.len();
+    for i in 0..n {
+        if plan.lock().expect("plan").parts[i].url.is_none() {
+            let len = plan.lock().expect("plan").parts[i].len;
+            let url = create(remote, target, len, concat)?;
+            let mut p = plan.lock().expect("plan");
+            p.parts[i].url = Some(url);
+            journal::save(jpath, &*p)?;
+        }
+    }
+    let file = std::fs::File::open(local)?;
+    let parts = plan.lock().expect("plan").parts.clone();
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            parts.iter().map(|part| scope.spawn(|| send_part(remote, &file, part, s.part_size, bar, sent))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))).collect()
+    });
+    for r in results {
+        r?;
+    }
+    if concat {
+        let urls: Vec<String> = parts.iter().map(|p| path_of(p.url.as_deref().expect("created"))).collect();
+        remote.retrying("joining the parts", || {
+            let r = remote
+                .agent()
+                .post(format!("{}/uploads", remote.base))
+                .header("Tus-Resumable", "1.0.0")
+                .header("Authorization", remote.auth())
+                .header("Upload-Concat", format!("final;{}", urls.join(" ")))
+                .header("Upload-Metadata", metadata(target))
+                .send_empty()?;
+            check(r, "final concatenation").map(|_| ())
+        })?;
+    }
+    journal::remove(jpath);
+    verify(remote, local, target)
+}
+
+fn new_plan(target: &str, size: u64, s: &Settings) -> Plan {
+    let pieces = size.div_ceil(s.part_size.max(1)).max(1);
+    let n = if size < 2 * s.part_size { 1 } else { (s.connections as u64).min(pieces).max(1) };
+    // Contiguous ranges, each a whole number of parts (the last takes the rest).
+    let per = pieces.div_ceil(n) * s.part_size;
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < size || parts.is_empty() {
+        let len = per.min(size - start);
+        parts.push(Part { start, len, url: None });
+        start += len;
+        if len == 0 {
+            break;
+        }
+    }
+    Plan { target: target.to_string(), size, parts }
+}
+
+fn metadata(target: &str) -> String {
+    format!("path {}", Base64::encode_string(target.as_bytes()))
+}
+
+/// The path part of an upload URL (`/uploads/<id>`).
+fn path_of(url: &str) -> String {
+    url.find("/uploads/").map_or_else(|| url.to_string(), |i| url[i..].to_string())
+}
+
+fn create(remote: &Remote, target: &str, len: u64, partial: bool) -> anyhow::Result<String> {
+    remote.retrying("creating the upload", || {
+        let mut req = remote
+            .agent()
+            .post(format!("{}/uploads", remote.base))
+            .header("Tus-Resumable", "1.0.0")
+            .header("Authorization", remote.auth())
+            .header("Upload-Length", len.to_string());
+        req = if partial {
+            req.header("Upload-Concat", "partial")
+        } else {
+            req.header("Upload-Metadata", metadata(target))
+        };
+        let r = check(req.send_empty()?, "creating the upload")?;
+        let loc = header(&r, "location").ok_or_else(|| Retry::Fatal("no Location in the answer".into()))?;
+        Ok(format!("{}{}", remote.base, path_of(&loc)))
+    })
+}
+
+/// Sends one part from the offset the server has, in PATCHes of `piece` bytes.
+fn send_part(
+    remote: &Remote,
+    file: &std::fs::File,
+    part: &Part,
+    piece: u64,
+    bar: &indicatif::ProgressBar,
+    sent: &AtomicU64,
+) -> anyhow::Result<()> {
+    let url = part.url.clone().expect("created");
+    if part.len == 0 {
+        return Ok(());
+    }
+    let mut offset = server_offset(remote, &url)?;
+    bar.inc(offset);
+    let mut buf = Vec::new();
+    while offset < part.len {
+        let n = piece.min(part.len - offset);
+        buf.resize(n as usize, 0);
+        file.read_exact_at(&mut buf, part.start + offset)?;
+        let result = (|| -> Result<u64, Retry> {
+            let r = remote
+                .agent()
+                .patch(&url)
+                .header("Tus-Resumable", "1.0.0")
+                .header("Authorization", remote.auth())
+                .header("Content-Type", "application/offset+octet-stream")
+                .header("Upload-Offset", offset.to_string())
+                .send(&buf[..])?;
+            let r = check(r, "sending a part")?;
+            header(&r, "upload-offset")
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| Retry::Fatal("no Upload-Offset".into()))
+        })();
+        match result {
+            Ok(new) => {
+                bar.inc(new - offset);
+                sent.fetch_add(new - offset, Ordering::Relaxed);
+                offset = new;
+            }
+            Err(Retry::Fatal(m)) if !m.contains("HTTP 409") => bail!("{m}"),
+            Err(e) => {
+                // Transient, or an offset conflict: ask the server where it stands (with
+                // retries and backoff), then go on from there.
+                let why = match e {
+                    Retry::Again(m, _) | Retry::Fatal(m) => m,
+                };
+                tracing::warn!(error = %why, "part interrupted; resuming");
+                remote.retries.fetch_add(1, Ordering::Relaxed);
+                let before = offset;
+                offset = server_offset(remote, &url)?;
+                if offset >= before {
+                    bar.inc(offset - before);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn server_offset(remote: &Remote, url: &str) -> anyhow::Result<u64> {
+    remote.retrying("asking for the upload offset", || {
+        let r =
+            remote.agent().head(url).header("Tus-Resumable", "1.0.0").header("Authorization", remote.auth()).call()?;
+        let r = check(r, "HEAD of the upload")?;
+        header(&r, "upload-offset").and_then(|v| v.parse().ok()).ok_or_else(|| Retry::Fatal("no Upload-Offset".into()))
+    })
+}
+
+/// Compares the server's fingerprint of `target` with the local file's.
+fn verify(remote: &Remote, local: &Path, target: &str) -> anyhow::Result<()> {
+    let url = format!("{}/files{}", remote.base, super::pull::encode_path(target));
+    let etag = remote.retrying("verifying", || {
+        let r = remote.agent().head(&url).header("Authorization", remote.auth()).call()?;
+        let r = check(r, "HEAD of the pushed file")?;
+        Ok(header(&r, "etag").unwrap_or_default())
+    })?;
+    let local_fp = super::file_fingerprint(local)?;
+    if etag.trim_matches('"') != local_fp {
+        bail!("{target}: the server's fingerprint {etag} differs from the local file's {local_fp}");
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `nanofs push` and `nanofs pull` against a real sidecar over loopback: parallel parts,
+//! resumption after the client or the sidecar is killed, verification.
+
+use crate::common::*;
+use crate::http::{free_port, Server};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn client(args: &[&str], token: &str, state: &std::path::Path) -> Command {
+    let mut c = Command::new(bin());
+    c.args(args).env("NANOFS_TOKEN", token).env("XDG_STATE_HOME", state).stdout(Stdio::null()).stderr(Stdio::piped());
+    c
+}
+
+/// "(N transferred now)" of a summary line.
+fn transferred(stderr: &str) -> u64 {
+    let at = stderr.rfind(" transferred now").expect("a summary");
+    stderr[..at].rsplit('(').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn push_and_pull_of_1_gib_survive_a_killed_client_and_a_restarted_sidecar() {
+    let v = TestVolume::new();
+    let token = v.run_ok(&["token", "create", v.path(), "--allow", "read,write"]).trim().to_string();
+    let state = v.tmp.path().join("state");
+    let src = v.tmp.path().join("film.bin");
+    let size = 1u64 << 30;
+    write_random_file(&src, 55, size as usize);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start_at(&v, &addr);
+    let url = format!("{}/files/films/film.bin", server.base);
+
+    // Kill the client part-way; running the same command again resumes.
+    let mut push =
+        client(&["push", src.to_str().unwrap(), &url, "--connections", "4"], &token, &state).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(push.try_wait().unwrap().is_none(), "the push finished before it could be interrupted");
+    push.kill().unwrap();
+    push.wait().unwrap();
+
+    // Again, and this time the sidecar dies and comes back on the same address meanwhile.
+    let push = client(&["push", src.to_str().unwrap(), &url, "--connections", "4", "--retries", "10"], &token, &state)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(700));
+    let server = Server::start_at(&v, &addr);
+    let out = push.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "push failed: {log}");
+    let sent = transferred(&log);
+    assert!(sent < size, "the resumed push sent {sent} of {size} bytes: nothing was resumed");
+
+    // Pull it back over 4 connections, with the sidecar restarted mid-way again.
+    let back = v.tmp.path().join("back.bin");
+    let pull = client(&["pull", &url, back.to_str().unwrap(), "--connections", "4", "--retries", "10"], &token, &state)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut server = server;
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(700));
+    let server = Server::start_at(&v, &addr);
+    let out = pull.wait_with_output().unwrap();
+    assert!(out.status.success(), "pull failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&back), sha256(&src), "byte-identical");
+    assert!(!std::path::Path::new(&format!("{}.nanofs-pull", back.display())).exists(), "journal removed");
+    server.stop();
+    let m = v.mount();
+    assert_eq!(std::fs::metadata(m.p("films/film.bin")).unwrap().len(), size);
+    m.unmount();
+}
+
+#[test]
+fn trees_push_and_pull_and_a_wrong_scope_is_a_clear_error() {
+    let v = TestVolume::new();
+    let token =
+        v.run_ok(&["token", "create", v.path(), "--allow", "read,write", "--path", "/shared"]).trim().to_string();
+    let state = v.tmp.path().join("state");
+    let tree = v.tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::write(tree.join("top.txt"), b"top").unwrap();
+    std::fs::write(tree.join("a/b/deep.txt"), b"deep").unwrap();
+    std::fs::write(tree.join("a/empty"), b"").unwrap();
+    write_random_file(&tree.join("a/blob.bin"), 9, 20 << 20);
+    let server = Server::start(&v);
+    let out = client(
+        &["push", tree.to_str().unwrap(), &format!("{}/files/shared/tree", server.base), "--part-size-mb", "2"],
+        &token,
+        &state,
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let back = v.tmp.path().join("back");
+    let out = client(&["pull", &format!("{}/files/shared/tree", server.base), back.to_str().unwrap()], &token, &state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sh(&format!("diff -r '{}' '{}'", tree.display(), back.display()));
+    let out = client(
+        &["push", tree.join("top.txt").to_str().unwrap(), &format!("{}/files/elsewhere/x", server.base)],
+        &token,
+        &state,
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outside the token's scope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.stop();
+}
