@@ -184,7 +184,7 @@ fn serve(
         let sidecar = match http.listen {
             Some(addr) => {
                 let invalidate = crate::fs::mount::entry_invalidator(&session);
-                Some(super::serve::start(vol.clone(), addr, http.allow_plain_http, Some(invalidate))?)
+                Some(super::serve::start(vol.clone(), addr, &http.tls, Some(invalidate))?)
             }
             None => None,
         };

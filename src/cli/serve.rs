@@ -17,9 +17,36 @@ pub struct ListenArgs {
     /// Serve HTTP on this address (e.g. 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long = "serve", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// HTTPS settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// Serve HTTPS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate kept in VOLUME/tls/ (for a LAN).
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub tls_self_signed: bool,
     /// Allow plain HTTP on an address other than loopback.
     #[arg(long)]
     pub allow_plain_http: bool,
+}
+
+impl TlsArgs {
+    /// The certificate and key to serve with, if HTTPS is asked for.
+    fn files(&self, volume: &std::path::Path) -> anyhow::Result<Option<(PathBuf, PathBuf)>> {
+        if self.tls_self_signed {
+            let dir = volume.join("tls");
+            return Ok(Some(crate::http::tls::self_signed(&dir).context("cannot make a self-signed certificate")?));
+        }
+        Ok(self.tls_cert.clone().zip(self.tls_key.clone()))
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,9 +56,8 @@ pub struct Args {
     /// Address to listen on (e.g. 127.0.0.1:8080; port 0 picks a free one).
     #[arg(long, value_name = "ADDR")]
     listen: SocketAddr,
-    /// Allow plain HTTP on an address other than loopback.
-    #[arg(long)]
-    allow_plain_http: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(flatten)]
     unlock: UnlockArgs,
 }
@@ -42,6 +68,8 @@ pub struct SidecarHandle {
     thread: std::thread::JoinHandle<()>,
     /// The bound address.
     pub addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
 }
 
 impl SidecarHandle {
@@ -57,12 +85,20 @@ impl SidecarHandle {
 pub fn start(
     vol: Arc<Volume>,
     addr: SocketAddr,
-    allow_plain: bool,
+    tls: &TlsArgs,
     invalidate: Option<Invalidator>,
 ) -> anyhow::Result<SidecarHandle> {
-    if !addr.ip().is_loopback() && !allow_plain {
-        bail!("refusing plain HTTP on {addr}, which is not loopback (add --allow-plain-http)");
-    }
+    let tls_config = match tls.files(vol.dir())? {
+        Some((cert, key)) => Some(crate::http::tls::server_config(&cert, &key)?),
+        None if !addr.ip().is_loopback() && !tls.allow_plain_http => {
+            bail!(
+                "refusing plain HTTP on {addr}, which is not loopback \
+                 (give --tls-cert/--tls-key, --tls-self-signed, or --allow-plain-http)"
+            )
+        }
+        None => None,
+    };
+    let scheme = if tls_config.is_some() { "https" } else { "http" };
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -81,17 +117,23 @@ pub fn start(
                 Ok(l) => l,
                 Err(e) => return tracing::error!(error = %e, "cannot use the listening socket"),
             };
-            if let Err(e) = crate::http::serve(listener, state, async {
+            let shutdown = async {
                 let _ = stopped.await;
-            })
-            .await
-            {
+            };
+            let served = match tls_config {
+                Some(config) => match crate::http::tls::TlsListener::new(listener, config) {
+                    Ok(l) => crate::http::serve(l, state, shutdown).await,
+                    Err(e) => Err(e),
+                },
+                None => crate::http::serve(listener, state, shutdown).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP sidecar failed");
             }
         });
     })?;
-    tracing::info!(%addr, "HTTP sidecar listening");
-    Ok(SidecarHandle { stop, thread, addr })
+    tracing::info!(%addr, scheme, "HTTP sidecar listening");
+    Ok(SidecarHandle { stop, thread, addr, scheme })
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -108,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Volume::open(&dir, keys, &OpenOptions::default()).with_context(|| format!("cannot open {}", dir.display()))?,
     );
     control::serve(vol.clone(), PathBuf::new()).context("cannot open the control socket")?;
-    let handle = match start(vol.clone(), args.listen, args.allow_plain_http, None) {
+    let handle = match start(vol.clone(), args.listen, &args.tls, None) {
         Ok(h) => h,
         Err(e) => {
             control::remove_socket(&dir);
@@ -116,7 +158,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return Err(e);
         }
     };
-    println!("listening on http://{}", handle.addr);
+    println!("listening on {}://{}", handle.scheme, handle.addr);
     use std::io::Write;
     std::io::stdout().flush()?;
     let sig = signals.wait()?;

@@ -25,6 +25,9 @@ pub struct TransferArgs {
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
+    /// Trust this CA certificate (PEM) for HTTPS, e.g. a sidecar's VOLUME/tls/cert.pem.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +52,11 @@ pub struct PullArgs {
 
 /// `http://host:port` and the decoded volume path of a `/files/` URL.
 fn split_url(url: &str) -> anyhow::Result<(String, String)> {
-    let rest = url.strip_prefix("http://").context("the URL must start with http://")?;
+    let (scheme, rest) = url
+        .strip_prefix("https://")
+        .map(|r| ("https", r))
+        .or_else(|| url.strip_prefix("http://").map(|r| ("http", r)))
+        .context("the URL must start with http:// or https://")?;
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let path = path.strip_prefix("files").context("the URL's path must start with /files/")?;
     let mut decoded = Vec::new();
@@ -67,7 +74,7 @@ fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     }
     let path = String::from_utf8(decoded).context("the URL's path is not UTF-8")?;
     let path = if path.is_empty() { "/".into() } else { path };
-    Ok((format!("http://{host}"), path))
+    Ok((format!("{scheme}://{host}"), path))
 }
 
 /// Settings: the server's `[media.chunking]`, overridden by flags.
@@ -102,9 +109,10 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
     if path == "/" && !args.local.is_dir() {
         bail!("give the target path: {base}/files/NAME");
     }
-    let probe = Remote::new(&base, &args.opts.token, 0);
+    let ca = args.opts.ca_cert.as_deref();
+    let probe = Remote::new(&base, &args.opts.token, 0, ca)?;
     let s = settings(&probe, &args.opts);
-    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries));
+    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca)?;
     let summary = client::push::push(&args.local, &path, &remote, &s)?;
     if !args.opts.quiet {
         eprintln!("pushed {summary}");
@@ -115,9 +123,10 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
 pub fn pull(args: PullArgs) -> anyhow::Result<()> {
     super::init_logging();
     let (base, path) = split_url(&args.url)?;
-    let probe = Remote::new(&base, &args.opts.token, 0);
+    let ca = args.opts.ca_cert.as_deref();
+    let probe = Remote::new(&base, &args.opts.token, 0, ca)?;
     let s = settings(&probe, &args.opts);
-    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries));
+    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca)?;
     let summary = client::pull::pull(&path, &args.local, &remote, &s)?;
     if !args.opts.quiet {
         eprintln!("pulled {summary}");
@@ -133,6 +142,7 @@ mod tests {
         assert_eq!((b.as_str(), p.as_str()), ("http://127.0.0.1:8080", "/a b/c.mkv"));
         assert_eq!(super::split_url("http://h:1/files/").unwrap().1, "/");
         assert!(super::split_url("ftp://h/files/x").is_err());
+        assert_eq!(super::split_url("https://h:1/files/x").unwrap().0, "https://h:1");
         assert!(super::split_url("http://h/other/x").is_err());
     }
 }

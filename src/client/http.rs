@@ -40,22 +40,37 @@ impl From<std::io::Error> for Retry {
 pub type Response = ureq::http::Response<ureq::Body>;
 
 impl Remote {
-    /// A client of the sidecar at `base` with bearer `token`.
-    #[must_use]
-    pub fn new(base: &str, token: &str, max_retries: u32) -> Self {
+    /// A client of the sidecar at `base` with bearer `token`; `ca_cert` (PEM) replaces the
+    /// Mozilla roots for HTTPS, e.g. to trust a self-signed sidecar.
+    pub fn new(base: &str, token: &str, max_retries: u32, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let roots = match ca_cert {
+            Some(p) => {
+                let pem = std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+                let cert =
+                    ureq::tls::Certificate::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                ureq::tls::RootCerts::new_with_certs(&[cert])
+            }
+            None => ureq::tls::RootCerts::WebPki,
+        };
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(crate::http::tls::provider())
+            .root_certs(roots)
+            .build();
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .max_idle_connections_per_host(32)
             .build();
-        Self {
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
             agent: ureq::Agent::new_with_config(config),
             retries: AtomicU64::new(0),
             max_retries,
-        }
+        })
     }
 
     /// The bearer header value.

@@ -10,6 +10,7 @@ mod auth;
 mod error;
 mod files;
 mod path;
+pub mod tls;
 mod tus;
 
 use crate::ids::Ino;
@@ -109,12 +110,17 @@ async fn transfer_settings(
     Ok(axum::Json(state.vol.config().media.chunking.clone()))
 }
 
-/// Serves on `listener` until `shutdown` resolves; requests in flight then finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+/// Serves on `listener` (plain TCP or `tls::TlsListener`) until `shutdown` resolves;
+/// requests in flight then finish.
+pub async fn serve<L>(
+    listener: L,
     state: Arc<Sidecar>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let sweeper = tokio::spawn(tus::expire_loop(state.clone()));
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     sweeper.abort();

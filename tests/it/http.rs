@@ -310,9 +310,14 @@ impl Server {
     }
 
     pub fn start_at(v: &TestVolume, addr: &str) -> Self {
+        Self::start_with(v, addr, &[])
+    }
+
+    pub fn start_with(v: &TestVolume, addr: &str, extra: &[&str]) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(bin())
             .args(["serve", v.path(), "--listen", addr, "--passphrase-file", v.pass_file.to_str().unwrap()])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

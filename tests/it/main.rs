@@ -15,5 +15,6 @@ mod layering;
 mod posix;
 mod refcounts;
 mod snapshots;
+mod tls;
 mod tools;
 mod transfer;
