@@ -86,6 +86,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files/", get(files::get).head(files::get))
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
         .route("/api/transfer", get(transfer_settings))
+        .route("/openapi.json", get(openapi))
         .route("/uploads", post(tus::create).options(tus::options))
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -98,6 +99,11 @@ async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>)
     }
     state.blocking(|vol| vol.stats()).await?;
     Ok("ready\n")
+}
+
+/// `GET /openapi.json`: docs/openapi.json, the API this module serves.
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../../docs/openapi.json"))
 }
 
 /// `GET /api/transfer`: the volume's `[media.chunking]` settings, the transfer client's

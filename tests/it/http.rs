@@ -258,6 +258,12 @@ fn ranges_conditionals_tokens_and_traversal() {
     assert_eq!(curl(&["-X", "DELETE", "-H", &auth, &format!("{}/files/private/secret.txt", s.base)]).0, 204);
     assert!(!s.m.p("private/secret.txt").exists());
     assert_eq!(curl(&[&format!("{}/healthz", s.base)]).0, 200);
+    let (status, _, body) = curl(&[&format!("{}/openapi.json", s.base)]);
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    for route in ["/files/{path}", "/uploads", "/uploads/{id}", "/healthz", "/readyz", "/api/transfer"] {
+        assert!(doc["paths"][route].is_object(), "{route} is documented");
+    }
     assert_eq!(curl(&[&format!("{}/readyz", s.base)]).0, 200);
     s.m.unmount();
 }
