@@ -43,18 +43,29 @@ impl SidecarConfig {
     }
 }
 
+/// Upload bodies written at once. Each holds a write window of up to a few MiB in the
+/// engine, so this bounds the sidecar's memory whatever the number of clients; the others
+/// wait with their bytes in the kernel's socket buffers.
+const CONCURRENT_UPLOAD_WRITES: usize = 16;
+
 /// State shared by the handlers.
 pub struct Sidecar {
     vol: Arc<Volume>,
     invalidate: Option<Invalidator>,
     config: SidecarConfig,
+    upload_writers: tokio::sync::Semaphore,
 }
 
 impl Sidecar {
     /// A sidecar over `vol`; `invalidate` tells a FUSE mount of the same volume what changed.
     #[must_use]
     pub fn new(vol: Arc<Volume>, invalidate: Option<Invalidator>, config: SidecarConfig) -> Arc<Self> {
-        Arc::new(Self { vol, invalidate, config })
+        Arc::new(Self {
+            vol,
+            invalidate,
+            config,
+            upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
+        })
     }
 
     /// Runs a blocking engine call on the blocking pool.

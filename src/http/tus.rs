@@ -29,6 +29,8 @@ const EXTENSIONS: &str =
 const WRITE_PIECE: usize = 1 << 20;
 /// tus's status for a checksum mismatch.
 const CHECKSUM_MISMATCH: u16 = 460;
+/// A client that sends nothing for this long loses its upload slot (what arrived is kept).
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -358,12 +360,20 @@ async fn receive(
         }
     };
     let limit = st.length.unwrap_or(state.config.max_upload);
+    let _slot = state
+        .upload_writers
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut at = offset;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PIECE);
     let mut stream = body.into_data_stream();
     let mut broken = None;
     loop {
-        let next = stream.next().await;
+        let next = match tokio::time::timeout(BODY_IDLE, stream.next()).await {
+            Ok(n) => n,
+            Err(_) => Some(Err(axum::Error::new("no data for 30 s"))),
+        };
         let done = match next {
             Some(Ok(bytes)) => {
                 match &mut checksum {

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# HTTP sidecar against nginx, over loopback, on the same data in one run:
+#  - upload and download MB/s of one file with `nanofs push`/`pull` (1, 4, 8 connections)
+#    against nginx receiving it (WebDAV PUT) and serving it from a plain directory (curl);
+#  - bytes sent again when an upload is interrupted at about half and resumed;
+#  - peak RSS of the sidecar with 100 concurrent tus uploads.
+# Env: SIZE_MIB (2048), UPLOADS (100), UPLOAD_MIB (16 per concurrent upload), WORK (/var/tmp),
+#      NANOFS_BIN (release build), OUT (markdown report).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SIZE_MIB=${SIZE_MIB:-2048}
+UPLOADS=${UPLOADS:-100}
+UPLOAD_MIB=${UPLOAD_MIB:-16}
+NANOFS=${NANOFS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}/release/nanofs}
+command -v nginx >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; }
+W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-sidecar-bench.XXXXXX")
+SERVE_PID=""; NGINX_CONF=""
+cleanup() {
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null && wait "$SERVE_PID" 2>/dev/null || true
+  [ -n "$NGINX_CONF" ] && nginx -c "$NGINX_CONF" -p "$W/nginx" -s stop 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+export NANOFS_PASSPHRASE=bench XDG_STATE_HOME="$W/state"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
+
+echo "data: $SIZE_MIB MiB of random bytes" >&2
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
+BYTES=$((SIZE_MIB << 20))
+
+start_sidecar() {
+  "$NANOFS" init "$W/vol" >/dev/null
+  local port; port=$(free_port)
+  "$NANOFS" serve "$W/vol" --listen "127.0.0.1:$port" > "$W/serve.out" 2>"$W/serve.log" &
+  SERVE_PID=$!
+  for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
+  BASE=$(sed -n 's/listening on //p' "$W/serve.out")
+  export NANOFS_TOKEN; NANOFS_TOKEN=$("$NANOFS" token create "$W/vol" --allow read,write,delete 2>/dev/null)
+}
+stop_sidecar() { kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""; rm -rf "$W/vol"; }
+
+rows=()
+for conns in 1 4 8; do
+  start_sidecar
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  t0=$(now); "$NANOFS" push "$W/src.bin" "$BASE/files/f$conns.bin" --connections "$conns" -q; t1=$(now)
+  rm -f "$W/back.bin"; sync; echo 3 > /proc/sys/vm/drop_caches
+  t2=$(now); "$NANOFS" pull "$BASE/files/f$conns.bin" "$W/back.bin" --connections "$conns" -q; t3=$(now)
+  cmp -s "$W/src.bin" "$W/back.bin" || { echo "pull differs" >&2; exit 1; }
+  rows+=("| nanofs push/pull, $conns connection(s) | $(mbps $BYTES "$t0" "$t1") | $(mbps $BYTES "$t2" "$t3") |")
+  [ "$conns" = 4 ] && PUSH4=$(python3 -c "print($t1-$t0)")
+  stop_sidecar
+done
+
+# nginx: WebDAV PUT in, static GET out, one connection (curl).
+mkdir -p "$W/nginx/root" "$W/nginx/tmp"
+NPORT=$(free_port)
+NGINX_CONF="$W/nginx/nginx.conf"
+cat > "$NGINX_CONF" <<CONF
+user root;
+worker_processes 2;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/error.log;
+events {}
+http {
+  access_log off;
+  client_body_temp_path $W/nginx/tmp;
+  sendfile on;
+  server {
+    listen 127.0.0.1:$NPORT;
+    root $W/nginx/root;
+    client_max_body_size 0;
+    dav_methods PUT DELETE;
+    create_full_put_path on;
+  }
+}
+CONF
+nginx -c "$NGINX_CONF" -p "$W/nginx"
+sync; echo 3 > /proc/sys/vm/drop_caches
+t0=$(now); curl -sS -T "$W/src.bin" "http://127.0.0.1:$NPORT/f.bin" -o /dev/null; sync; t1=$(now)
+sync; echo 3 > /proc/sys/vm/drop_caches
+t2=$(now); curl -sS "http://127.0.0.1:$NPORT/f.bin" -o "$W/back.bin"; t3=$(now)
+cmp -s "$W/src.bin" "$W/back.bin" || { echo "nginx copy differs" >&2; exit 1; }
+rows+=("| nginx (WebDAV PUT / GET, curl), 1 connection | $(mbps $BYTES "$t0" "$t1") | $(mbps $BYTES "$t2" "$t3") |")
+nginx -c "$NGINX_CONF" -p "$W/nginx" -s stop; NGINX_CONF=""
+
+# Interrupted at about half, then resumed. Bytes on the wire are the loopback interface's
+# counter over both runs (requests and answers; answers are a few hundred bytes each).
+lo_bytes() { awk '/^ *lo:/ {print $2}' /proc/net/dev; }
+start_sidecar
+sync; echo 3 > /proc/sys/vm/drop_caches
+lo0=$(lo_bytes)
+"$NANOFS" push "$W/src.bin" "$BASE/files/r.bin" --connections 4 -q 2>"$W/push1.log" &
+PP=$!
+sleep "$(python3 -c "print(${PUSH4:-10}/2)")"
+kill -9 "$PP" 2>/dev/null || true; wait "$PP" 2>/dev/null || true
+lo1=$(lo_bytes)
+"$NANOFS" push "$W/src.bin" "$BASE/files/r.bin" --connections 4 2>"$W/push2.log"
+lo2=$(lo_bytes)
+first=$((lo1 - lo0)); second=$((lo2 - lo1))
+resent=$(python3 -c "print(max(0, $first + $second - $BYTES))")
+resent_pct=$(python3 -c "print(f'{max(0, $first + $second - $BYTES) / $BYTES * 100:.2f}')")
+stop_sidecar
+
+# 100 concurrent uploads: peak RSS of the sidecar.
+start_sidecar
+head -c $((UPLOAD_MIB << 20)) /dev/urandom > "$W/small.bin"
+python3 - "$BASE" "$NANOFS_TOKEN" "$W/small.bin" "$UPLOADS" <<'PY'
+import sys, threading, http.client, base64, urllib.parse
+base, token, path, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+data = open(path, "rb").read()
+u = urllib.parse.urlparse(base)
+def one(i):
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    meta = "path " + base64.b64encode(f"/many/{i}.bin".encode()).decode()
+    c.request("POST", "/uploads", headers={"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + token, "Upload-Length": str(len(data)), "Upload-Metadata": meta})
+    r = c.getresponse(); r.read(); loc = r.getheader("Location")
+    step = 1 << 20
+    for off in range(0, len(data), step):
+        c.request("PATCH", loc, body=data[off:off+step], headers={"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + token, "Upload-Offset": str(off), "Content-Type": "application/offset+octet-stream"})
+        r = c.getresponse(); r.read()
+        assert r.status == 204, r.status
+ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+[t.start() for t in ts]; [t.join() for t in ts]
+PY
+rss=$(awk '/VmHWM/ {print int($2/1024)}' /proc/$SERVE_PID/status)
+stop_sidecar
+
+report=$(cat <<MD
+# Sidecar transfers against nginx (loopback)
+
+- command: \`SIZE_MIB=$SIZE_MIB UPLOADS=$UPLOADS UPLOAD_MIB=$UPLOAD_MIB benches/scripts/sidecar_transfer.sh\`
+- date: $(date -u +%FT%TZ); $(nproc) CPUs; nginx $(nginx -v 2>&1 | sed 's/.*\///')
+- one file of $SIZE_MIB MiB of random bytes; page cache dropped before each transfer
+
+| transfer | upload MB/s | download MB/s |
+|---|---:|---:|
+$(printf '%s\n' "${rows[@]}")
+
+- interrupted upload (4 connections, client killed at about half, command run again): the
+  first run moved $first bytes over loopback, the second $second; bytes sent twice
+  (or HTTP overhead): $resent ($resent_pct % of the file).
+- $UPLOADS concurrent tus uploads of $UPLOAD_MIB MiB each: peak sidecar RSS $rss MiB.
+MD
+)
+echo "$report"
+[ -n "${OUT:-}" ] && echo "$report" > "$OUT"
