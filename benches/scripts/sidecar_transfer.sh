@@ -50,7 +50,6 @@ for conns in 1 4 8; do
   t2=$(now); "$NANOFS" pull "$BASE/files/f$conns.bin" "$W/back.bin" --connections "$conns" -q; t3=$(now)
   cmp -s "$W/src.bin" "$W/back.bin" || { echo "pull differs" >&2; exit 1; }
   rows+=("| nanofs push/pull, $conns connection(s) | $(mbps $BYTES "$t0" "$t1") | $(mbps $BYTES "$t2" "$t3") |")
-  [ "$conns" = 4 ] && PUSH4=$(python3 -c "print($t1-$t0)")
   stop_sidecar
 done
 
@@ -94,7 +93,29 @@ sync; echo 3 > /proc/sys/vm/drop_caches
 lo0=$(lo_bytes)
 "$NANOFS" push "$W/src.bin" "$BASE/files/r.bin" --connections 4 -q 2>"$W/push1.log" &
 PP=$!
-sleep "$(python3 -c "print(${PUSH4:-10}/2)")"
+# Kill the client once the sidecar holds half the file (the offsets of its part uploads,
+# whose URLs the client's journal names).
+python3 - "$XDG_STATE_HOME/nanofs/push" "$NANOFS_TOKEN" "$BYTES" <<'PY'
+import glob, json, sys, time, urllib.request
+d, token, total = sys.argv[1], sys.argv[2], int(sys.argv[3])
+while True:
+    got = 0
+    for j in glob.glob(d + "/*.json"):
+        try:
+            plan = json.load(open(j))
+        except ValueError:
+            continue
+        for p in plan["parts"]:
+            if p.get("url"):
+                req = urllib.request.Request(p["url"], method="HEAD", headers={"Tus-Resumable": "1.0.0", "Authorization": "Bearer " + token})
+                try:
+                    got += int(urllib.request.urlopen(req).headers["Upload-Offset"])
+                except Exception:
+                    pass
+    if got >= total // 2:
+        break
+    time.sleep(0.1)
+PY
 kill -9 "$PP" 2>/dev/null || true; wait "$PP" 2>/dev/null || true
 lo1=$(lo_bytes)
 "$NANOFS" push "$W/src.bin" "$BASE/files/r.bin" --connections 4 2>"$W/push2.log"

@@ -56,6 +56,20 @@ pub struct Summary {
     pub elapsed: Duration,
 }
 
+impl Summary {
+    /// The summary of `files` (their sizes) moved by `remote`, `sent` bytes of them now.
+    fn of(files: &[u64], sent: &std::sync::atomic::AtomicU64, remote: &Remote, started: std::time::Instant) -> Self {
+        use std::sync::atomic::Ordering;
+        Self {
+            files: files.len() as u64,
+            bytes: files.iter().sum(),
+            sent: sent.load(Ordering::Relaxed),
+            retries: remote.retries.load(Ordering::Relaxed),
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.elapsed.as_secs_f64().max(1e-6);

@@ -54,13 +54,8 @@ pub fn pull(source: &str, local: &Path, remote: &Remote, s: &Settings) -> anyhow
         }
     }
     bar.finish_and_clear();
-    Ok(Summary {
-        files: files.len() as u64,
-        bytes: total,
-        sent: sent.load(Ordering::Relaxed),
-        retries: remote.retries.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-    })
+    let sizes: Vec<u64> = files.iter().map(|f| f.2).collect();
+    Ok(Summary::of(&sizes, &sent, remote, started))
 }
 
 /// The files under `source` (itself if it is a file) with their local paths and sizes.

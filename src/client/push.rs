@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,22 +47,15 @@ pub fn push(local: &Path, target: &str, remote: &Remote, s: &Settings) -> anyhow
     let bar = progress(total, "push", s.progress);
     let sent = AtomicU64::new(0);
     for (path, target, size) in &files {
-        push_file(path, target, *size, remote, s, &bar, &sent)?;
-        if !bar.is_hidden() {
-            continue;
-        }
-        if s.progress {
+        let job = Job { local: path, target, size: *size, remote, s, bar: &bar, sent: &sent };
+        job.run()?;
+        if bar.is_hidden() && s.progress {
             eprintln!("pushed {} -> {target} ({size} bytes)", path.display());
         }
     }
     bar.finish_and_clear();
-    Ok(Summary {
-        files: files.len() as u64,
-        bytes: total,
-        sent: sent.load(Ordering::Relaxed),
-        retries: remote.retries.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-    })
+    let sizes: Vec<u64> = files.iter().map(|f| f.2).collect();
+    Ok(Summary::of(&sizes, &sent, remote, started))
 }
 
 fn walk(root: &Path, dir: &Path, target: &str, out: &mut Vec<(PathBuf, String, u64)>) -> anyhow::Result<()> {
@@ -90,84 +82,79 @@ fn journal_path(local: &Path, base: &str, target: &str, size: u64) -> anyhow::Re
     Ok(journal::push_dir().join(format!("{}.json", crate::ids::hex(h.as_bytes()))))
 }
 
-fn push_file(
-    local: &Path,
-    target: &str,
+/// One file to push.
+struct Job<'a> {
+    local: &'a Path,
+    target: &'a str,
     size: u64,
-    remote: &Remote,
-    s: &Settings,
-    bar: &indicatif::ProgressBar,
-    sent: &AtomicU64,
-) -> anyhow::Result<()> {
-    let jpath = journal_path(local, &remote.base, target, size)?;
-    let resumed = match s.resume.then(|| journal::load::<Plan>(&jpath)).flatten() {
-        Some(p) if p.size == size && p.target == target => Some(p),
-        _ => None,
-    };
-    let had_journal = resumed.is_some();
-    match push_with_plan(local, target, size, remote, s, bar, sent, &jpath, resumed) {
-        // The uploads of an old journal expired or finished meanwhile: start over.
-        Err(e) if had_journal && e.to_string().contains("HTTP 404") => {
-            tracing::warn!(error = %e, "the uploads of the journal are gone; starting over");
-            journal::remove(&jpath);
-            push_with_plan(local, target, size, remote, s, bar, sent, &jpath, None)
-        }
-        other => other,
-    }
+    remote: &'a Remote,
+    s: &'a Settings,
+    bar: &'a indicatif::ProgressBar,
+    sent: &'a AtomicU64,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn push_with_plan(
-    local: &Path,
-    target: &str,
-    size: u64,
-    remote: &Remote,
-    s: &Settings,
-    bar: &indicatif::ProgressBar,
-    sent: &AtomicU64,
-    jpath: &Path,
-    resumed: Option<Plan>,
-) -> anyhow::Result<()> {
-    let plan = resumed.unwrap_or_else(|| new_plan(target, size, s));
-    let plan = Mutex::new(plan);
-    let concat = plan.lock().expect("plan").parts.len() > 1;
-    // Create the uploads that do not exist yet; remember them at once.
-    let n = plan.lock().expect("plan").parts.len();
-    for i in 0..n {
-        if plan.lock().expect("plan").parts[i].url.is_none() {
-            let len = plan.lock().expect("plan").parts[i].len;
-            let url = create(remote, target, len, concat)?;
-            let mut p = plan.lock().expect("plan");
-            p.parts[i].url = Some(url);
-            journal::save(jpath, &*p)?;
+impl Job<'_> {
+    fn run(&self) -> anyhow::Result<()> {
+        let jpath = journal_path(self.local, &self.remote.base, self.target, self.size)?;
+        let resumed = match self.s.resume.then(|| journal::load::<Plan>(&jpath)).flatten() {
+            Some(p) if p.size == self.size && p.target == self.target => Some(p),
+            _ => None,
+        };
+        let had_journal = resumed.is_some();
+        match self.push_with_plan(&jpath, resumed) {
+            // The uploads of an old journal expired or finished meanwhile: start over.
+            Err(e) if had_journal && e.to_string().contains("HTTP 404") => {
+                tracing::warn!(error = %e, "the uploads of the journal are gone; starting over");
+                journal::remove(&jpath);
+                self.push_with_plan(&jpath, None)
+            }
+            other => other,
         }
     }
-    let file = std::fs::File::open(local)?;
-    let parts = plan.lock().expect("plan").parts.clone();
-    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            parts.iter().map(|part| scope.spawn(|| send_part(remote, &file, part, s.part_size, bar, sent))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))).collect()
-    });
-    for r in results {
-        r?;
+
+    fn push_with_plan(&self, jpath: &Path, resumed: Option<Plan>) -> anyhow::Result<()> {
+        let (remote, target) = (self.remote, self.target);
+        let mut plan = resumed.unwrap_or_else(|| new_plan(target, self.size, self.s));
+        let concat = plan.parts.len() > 1;
+        // Create the uploads that do not exist yet; remember each at once.
+        for i in 0..plan.parts.len() {
+            if plan.parts[i].url.is_none() {
+                plan.parts[i].url = Some(create(remote, target, plan.parts[i].len, concat)?);
+                journal::save(jpath, &plan)?;
+            }
+        }
+        let file = std::fs::File::open(self.local)?;
+        let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = plan
+                .parts
+                .iter()
+                .map(|part| scope.spawn(|| send_part(remote, &file, part, self.s.part_size, self.bar, self.sent)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked"))))
+                .collect()
+        });
+        for r in results {
+            r?;
+        }
+        if concat {
+            let urls: Vec<String> = plan.parts.iter().map(|p| path_of(p.url.as_deref().expect("created"))).collect();
+            remote.retrying("joining the parts", || {
+                let r = remote
+                    .agent()
+                    .post(format!("{}/uploads", remote.base))
+                    .header("Tus-Resumable", "1.0.0")
+                    .header("Authorization", remote.auth())
+                    .header("Upload-Concat", format!("final;{}", urls.join(" ")))
+                    .header("Upload-Metadata", metadata(target))
+                    .send_empty()?;
+                check(r, "final concatenation").map(|_| ())
+            })?;
+        }
+        journal::remove(jpath);
+        verify(remote, self.local, target)
     }
-    if concat {
-        let urls: Vec<String> = parts.iter().map(|p| path_of(p.url.as_deref().expect("created"))).collect();
-        remote.retrying("joining the parts", || {
-            let r = remote
-                .agent()
-                .post(format!("{}/uploads", remote.base))
-                .header("Tus-Resumable", "1.0.0")
-                .header("Authorization", remote.auth())
-                .header("Upload-Concat", format!("final;{}", urls.join(" ")))
-                .header("Upload-Metadata", metadata(target))
-                .send_empty()?;
-            check(r, "final concatenation").map(|_| ())
-        })?;
-    }
-    journal::remove(jpath);
-    verify(remote, local, target)
 }
 
 fn new_plan(target: &str, size: u64, s: &Settings) -> Plan {

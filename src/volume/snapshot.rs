@@ -40,11 +40,12 @@ pub struct SnapshotInfo {
 impl Volume {
     /// The snapshots directory, if a snapshot was ever taken.
     pub(crate) fn snapshots_dir(&self) -> Result<Option<Ino>> {
-        Ok(self
-            .store
-            .get(Cf::Meta, META_SNAPSHOTS_DIR)?
-            .and_then(|v| v.try_into().ok())
-            .map(|b| Ino(u64::from_be_bytes(b))))
+        self.meta_ino(META_SNAPSHOTS_DIR)
+    }
+
+    /// An inode number kept in `meta` under `key` (u64 BE), if set.
+    pub(crate) fn meta_ino(&self, key: &[u8]) -> Result<Option<Ino>> {
+        Ok(self.store.get(Cf::Meta, key)?.and_then(|v| v.try_into().ok()).map(|b| Ino(u64::from_be_bytes(b))))
     }
 
     /// Whether `name` in `parent` is reserved (the hidden directories of the root).

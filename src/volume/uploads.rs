@@ -41,11 +41,7 @@ pub struct UploadState {
 impl Volume {
     /// The uploads directory, if one was ever made.
     pub(crate) fn uploads_dir(&self) -> Result<Option<Ino>> {
-        Ok(self
-            .store
-            .get(Cf::Meta, META_UPLOADS_DIR)?
-            .and_then(|v| v.try_into().ok())
-            .map(|b| Ino(u64::from_be_bytes(b))))
+        self.meta_ino(META_UPLOADS_DIR)
     }
 
     fn uploads_dir_or_create(&self) -> Result<Ino> {
