@@ -30,6 +30,17 @@ pub struct TransferArgs {
     ca_cert: Option<PathBuf>,
 }
 
+/// Options of push only.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeltaArgs {
+    /// Send only the chunks this file on the server (default: the target) lacks.
+    #[arg(long, value_name = "PATH")]
+    base: Option<String>,
+    /// Always send whole files (tus), even when the target exists.
+    #[arg(long)]
+    no_delta: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
     /// Local file or directory.
@@ -38,6 +49,8 @@ pub struct PushArgs {
     url: String,
     #[command(flatten)]
     opts: TransferArgs,
+    #[command(flatten)]
+    delta: DeltaArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,9 +100,15 @@ fn settings(remote: &Remote, o: &TransferArgs) -> Settings {
         .ok()
         .filter(|r| r.status().is_success())
         .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .and_then(|t| serde_json::from_str::<crate::config::Chunking>(&t).ok())
-        .unwrap_or_default();
-    let mut s = Settings::from_config(&server);
+        .and_then(|t| serde_json::from_str::<crate::http::TransferInfo>(&t).ok());
+    let mut s = match server {
+        Some(info) => Settings::from_config(&info.chunking, info.cdc_kib),
+        None => {
+            let mut s = Settings::from_config(&crate::config::Chunking::default(), [256, 1024, 4096]);
+            s.delta = false;
+            s
+        }
+    };
     if let Some(c) = o.connections {
         s.connections = c.into();
     }
@@ -111,7 +130,11 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
     }
     let ca = args.opts.ca_cert.as_deref();
     let probe = Remote::new(&base, &args.opts.token, 0, ca)?;
-    let s = settings(&probe, &args.opts);
+    let mut s = settings(&probe, &args.opts);
+    s.delta &= !args.delta.no_delta;
+    if let Some(b) = &args.delta.base {
+        s.base = Some(if b.starts_with('/') { b.clone() } else { format!("/{b}") });
+    }
     let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca)?;
     let summary = client::push::push(&args.local, &path, &remote, &s)?;
     if !args.opts.quiet {

@@ -3,6 +3,7 @@
 //! against the server's fingerprint (the ETag). It speaks only HTTP: tus uploads (parts
 //! in parallel, joined by concatenation) and ranged downloads.
 
+mod delta;
 mod http;
 mod journal;
 pub mod pull;
@@ -25,18 +26,27 @@ pub struct Settings {
     pub resume: bool,
     /// Show a progress bar (on a terminal).
     pub progress: bool,
+    /// Push only the chunks a base file on the server lacks (when there is one).
+    pub delta: bool,
+    /// The base file of a delta push (default: the target itself).
+    pub base: Option<String>,
+    /// The volume's FastCDC sizes in KiB, for delta manifests.
+    pub cdc_kib: [u32; 3],
 }
 
 impl Settings {
     /// Settings from a volume configuration's `[media.chunking]`.
     #[must_use]
-    pub fn from_config(c: &crate::config::Chunking) -> Self {
+    pub fn from_config(c: &crate::config::Chunking, cdc_kib: [u32; 3]) -> Self {
         Self {
             part_size: u64::from(c.chunk_size_mb) << 20,
             connections: c.parallel_chunks as usize,
             max_retries: c.max_retries,
             resume: c.enable_resume,
             progress: true,
+            delta: true,
+            base: None,
+            cdc_kib,
         }
     }
 }

@@ -96,6 +96,16 @@ struct Job<'a> {
 impl Job<'_> {
     fn run(&self) -> anyhow::Result<()> {
         let jpath = journal_path(self.local, &self.remote.base, self.target, self.size)?;
+        // A delta needs a base and pays only for files of a few chunks or more; an upload
+        // already under way is finished as it began.
+        if self.s.delta && self.size >= 1 << 20 && !(self.s.resume && jpath.exists()) {
+            let (s, base) = (self.s, self.s.base.as_deref());
+            if super::delta::push(self.remote, self.local, self.target, base, s.cdc_kib, s, self.bar, self.sent)?
+                .is_some()
+            {
+                return verify(self.remote, self.local, self.target);
+            }
+        }
         let resumed = match self.s.resume.then(|| journal::load::<Plan>(&jpath)).flatten() {
             Some(p) if p.size == self.size && p.target == self.target => Some(p),
             _ => None,

@@ -7,6 +7,7 @@
 //! daemon, changes it makes invalidate the kernel's caches of the affected names.
 
 mod auth;
+mod delta;
 mod error;
 mod files;
 mod path;
@@ -54,6 +55,7 @@ pub struct Sidecar {
     invalidate: Option<Invalidator>,
     config: SidecarConfig,
     upload_writers: tokio::sync::Semaphore,
+    deltas: delta::Sessions,
 }
 
 impl Sidecar {
@@ -65,6 +67,7 @@ impl Sidecar {
             invalidate,
             config,
             upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
+            deltas: delta::Sessions::default(),
         })
     }
 
@@ -98,6 +101,9 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
         .route("/api/transfer", get(transfer_settings))
         .route("/openapi.json", get(openapi))
+        .route("/api/delta", post(delta::start))
+        .route("/api/delta/{id}/{index}", axum::routing::put(delta::put_chunk))
+        .route("/api/delta/{id}/commit", post(delta::commit))
         .route("/uploads", post(tus::create).options(tus::options))
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -117,14 +123,27 @@ async fn openapi() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../../docs/openapi.json"))
 }
 
-/// `GET /api/transfer`: the volume's `[media.chunking]` settings, the transfer client's
-/// defaults.
+/// What `GET /api/transfer` tells the transfer client.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TransferInfo {
+    /// The volume's `[media.chunking]`: the client's defaults.
+    pub chunking: crate::config::Chunking,
+    /// FastCDC sizes in KiB (min, avg, max), for delta manifests.
+    pub cdc_kib: [u32; 3],
+}
+
+/// `GET /api/transfer`.
 async fn transfer_settings(
     axum::extract::State(state): axum::extract::State<Arc<Sidecar>>,
     headers: axum::http::HeaderMap,
-) -> ApiResult<axum::Json<crate::config::Chunking>> {
+) -> ApiResult<axum::Json<TransferInfo>> {
     auth::authenticate(&state, &headers).await?;
-    Ok(axum::Json(state.vol.config().media.chunking.clone()))
+    let c = state.vol.config();
+    let d = &c.media.deduplication;
+    Ok(axum::Json(TransferInfo {
+        chunking: c.media.chunking.clone(),
+        cdc_kib: [d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb],
+    }))
 }
 
 /// Serves on `listener` (plain TCP or `tls::TlsListener`) until `shutdown` resolves;

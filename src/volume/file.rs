@@ -323,6 +323,17 @@ impl Volume {
                 w.start = off;
                 w.tail.extend_from_slice(&plain[..(offset - off) as usize]);
             }
+        } else if offset > 0 {
+            // An append right after the last chunk: take that chunk back into the window,
+            // so the cut points come out as if the file had been written in one go (a file
+            // sent in pieces, by tus or `>>`, dedups like one written at once).
+            if let Some((off, e)) = self.extents_between(ino, offset - 1, offset)?.into_iter().next() {
+                if off + u64::from(e.len) == offset {
+                    let plain = self.chunks.chunk(ino, &e.chunk)?;
+                    w.start = off;
+                    w.tail.extend_from_slice(&plain);
+                }
+            }
         }
         Ok(w)
     }

@@ -32,7 +32,7 @@ pub use records::{Kind, Timestamp};
 pub use snapshot::SnapshotInfo;
 pub use tokens::{normalise_prefix, Permission, TokenInfo, TokenRefusal, TOKEN_PREFIX};
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs, NAME_MAX};
-pub use uploads::UploadState;
+pub use uploads::{plain_hash, Piece, UploadState};
 
 use crate::chunk::{ChunkHasher, ChunkParams};
 use crate::config::{Config, CONFIG_FILE};

@@ -138,6 +138,11 @@ impl<'a> Txn<'a> {
         self.logical += i64::from(e.len);
     }
 
+    /// Records a chunk body stored by this change without a reference yet (count zero).
+    pub fn register_body(&mut self, id: ChunkId, stored: u32, plain: u32) {
+        self.refs.entry(id).or_default().body = Some((stored, plain));
+    }
+
     /// Removes an extent.
     pub fn delete_extent(&mut self, ino: Ino, offset: u64, e: ExtentValue) {
         self.batch.delete(Cf::Extents, &keys::extent_key(ino, offset));

@@ -190,3 +190,78 @@ fn check_id(id: &str) -> Result<()> {
         Err(Error::NotFound)
     }
 }
+
+/// One chunk of a file assembled from chunk ids (a delta push).
+#[derive(Debug, Clone, Copy)]
+pub struct Piece {
+    /// The chunk.
+    pub chunk: crate::ids::ChunkId,
+    /// Its plaintext length.
+    pub len: u32,
+}
+
+impl Volume {
+    /// The chunks of file `ino` by the plain (unkeyed) BLAKE2b-256 of their bytes, the
+    /// hash a client can compute: what a delta push may reuse. Reads the file once.
+    pub fn chunks_by_plain_hash(&self, ino: Ino) -> Result<std::collections::HashMap<[u8; 32], Piece>> {
+        let mut out = std::collections::HashMap::new();
+        for (_, e) in self.extents_from(ino, 0)? {
+            let plain = self.chunks.chunk(ino, &e.chunk)?;
+            if plain.len() == e.len as usize {
+                out.insert(plain_hash(&plain), Piece { chunk: e.chunk, len: e.len });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores one chunk sent by a client (sealed like any chunk; a body already stored is
+    /// shared), durably, with a reference record of count zero: until `assemble_upload`
+    /// references it, it is ordinary garbage that GC may collect (and an abandoned delta
+    /// leaves nothing behind).
+    pub fn store_plain_chunk(&self, plain: &[u8]) -> Result<Piece> {
+        let len = u32::try_from(plain.len()).map_err(|_| Error::Invalid)?;
+        let id = self.chunks.codec.id(plain);
+        if self.store.contains(Cf::Refs, &id.0)? {
+            return Ok(Piece { chunk: id, len });
+        }
+        let sealed = self.chunks.codec.seal(id, plain);
+        let mut txn = self.txn()?;
+        txn.batch.put(Cf::Chunks, &id.0, &sealed.envelope);
+        txn.register_body(id, sealed.envelope.len() as u32, len);
+        txn.commit(Durability::Synced)?;
+        Ok(Piece { chunk: id, len })
+    }
+
+    /// Builds upload `id`'s file from `pieces` in order, in one change: a metadata
+    /// operation, no byte is read or written. Fails with `NotFound` if a chunk vanished
+    /// meanwhile (GC of a base file deleted since).
+    pub fn assemble_upload(&self, state: &UploadState, pieces: &[Piece]) -> Result<Ino> {
+        let ino = self.upload_create(state)?;
+        let mut txn = self.txn()?;
+        let mut offset = 0u64;
+        for p in pieces {
+            // Under the commit lock: GC cannot delete it between this check and the commit.
+            if !self.store.contains(Cf::Refs, &p.chunk.0)? {
+                drop(txn);
+                self.upload_delete(&state.id)?;
+                return Err(Error::NotFound);
+            }
+            txn.put_extent(ino, offset, crate::store::keys::ExtentValue { chunk: p.chunk, len: p.len }, None);
+            offset += u64::from(p.len);
+        }
+        let now = Timestamp::now();
+        let i = txn.inode_mut(ino)?;
+        i.size = offset;
+        i.allocated = offset;
+        i.mtime = now;
+        i.ctime = now;
+        txn.commit(Durability::Synced)?;
+        Ok(ino)
+    }
+}
+
+/// Unkeyed BLAKE2b-256: the chunk hash of delta manifests.
+#[must_use]
+pub fn plain_hash(data: &[u8]) -> [u8; 32] {
+    blake2b_simd::Params::new().hash_length(32).hash(data).as_bytes().try_into().expect("32 bytes")
+}

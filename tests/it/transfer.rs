@@ -114,3 +114,53 @@ fn trees_push_and_pull_and_a_wrong_scope_is_a_clear_error() {
     );
     server.stop();
 }
+
+#[test]
+fn a_second_version_sends_only_the_changed_chunks() {
+    let v = TestVolume::new();
+    // Chunks of 256 KiB on average, so that 128 MiB holds as many chunks as 512 MiB would
+    // at the default size and three small edits are about 1 % of them.
+    std::fs::write(
+        v.dir.join("nanofs.toml"),
+        "[media.deduplication]\nmin_chunk_size_kb = 64\navg_chunk_size_kb = 256\nmax_chunk_size_kb = 1024\n",
+    )
+    .unwrap();
+    let token = v.run_ok(&["token", "create", v.path(), "--allow", "read,write"]).trim().to_string();
+    let state = v.tmp.path().join("state");
+    let src = v.tmp.path().join("cut.mov");
+    let size = 128usize << 20;
+    write_random_file(&src, 77, size);
+    let server = Server::start(&v);
+    let url = format!("{}/files/edit/cut.mov", server.base);
+    let push = |args: &[&str]| -> u64 {
+        let mut all = vec!["push", src.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = client(&all, &token, &state).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{log}");
+        transferred(&log)
+    };
+    assert_eq!(push(&[&url]), size as u64, "the first version goes whole");
+    // Edit three places, about 1 % of the file.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
+        for at in [5u64 << 20, 61 << 20, 100 << 20] {
+            f.write_all_at(&random_bytes(at, 400_000), at).unwrap();
+        }
+    }
+    let sent = push(&[&url]);
+    assert!(sent < size as u64 / 20, "the second version sent {sent} bytes of {size}");
+    // The same edit under a new name, with the old file as base.
+    let copy = format!("{}/files/edit/copy.mov", server.base);
+    let sent = push(&[&copy, "--base", "/edit/cut.mov"]);
+    assert!(sent < size as u64 / 100, "against an identical base only a little is sent: {sent}");
+    // And --no-delta sends it whole; every version reads back right.
+    assert_eq!(push(&[&copy, "--no-delta"]), size as u64);
+    let back = v.tmp.path().join("back.mov");
+    let out = client(&["pull", &url, back.to_str().unwrap()], &token, &state).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&back), sha256(&src));
+    server.stop();
+    assert!(v.run_ok(&["check", v.path(), "--read-data"]).contains("clean"));
+}

@@ -160,7 +160,18 @@ impl Mounted {
 
     /// Unmounts cleanly and checks that the daemon exits with success.
     pub fn unmount(mut self) {
-        let out = Command::new("fusermount3").arg("-u").arg(&self.path).output().unwrap();
+        // Another test thread that forks between our close and this unmount holds a copy of
+        // our descriptors until it execs: the mount is briefly busy. Retry a little.
+        let mut tries = 0;
+        let out = loop {
+            let out = Command::new("fusermount3").arg("-u").arg(&self.path).output().unwrap();
+            let busy = String::from_utf8_lossy(&out.stderr).contains("busy");
+            if out.status.success() || !busy || tries == 50 {
+                break out;
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(out.status.success(), "fusermount3 -u failed: {}", String::from_utf8_lossy(&out.stderr));
         let status = self.wait_child(Duration::from_secs(120)).expect("daemon exits after unmount");
         assert!(status.success(), "daemon exited with {status}:\n{}", self.log_text());
