@@ -3,6 +3,7 @@
 #  - upload and download MB/s of one file with `nanofs push`/`pull` (1, 4, 8 connections)
 #    against nginx receiving it (WebDAV PUT) and serving it from a plain directory (curl);
 #  - bytes sent again when an upload is interrupted at about half and resumed;
+#  - bytes sent when a second version with 1 % changed is pushed over the first;
 #  - peak RSS of the sidecar with 100 concurrent tus uploads.
 # Env: SIZE_MIB (2048), UPLOADS (100), UPLOAD_MIB (16 per concurrent upload), WORK (/var/tmp),
 #      NANOFS_BIN (release build), OUT (markdown report).
@@ -123,6 +124,22 @@ lo2=$(lo_bytes)
 first=$((lo1 - lo0)); second=$((lo2 - lo1))
 resent=$(python3 -c "print(max(0, $first + $second - $BYTES))")
 resent_pct=$(python3 -c "print(f'{max(0, $first + $second - $BYTES) / $BYTES * 100:.2f}')")
+
+# A second version with 1 % changed in five places, pushed over the first: delta push.
+python3 - "$W/src.bin" <<'PY'
+import os, sys
+size = os.path.getsize(sys.argv[1])
+with open(sys.argv[1], "r+b") as f:
+    for i in range(5):
+        f.seek(size * (2 * i + 1) // 11)
+        f.write(os.urandom(size // 500))
+PY
+lo3=$(lo_bytes)
+t0=$(now); "$NANOFS" push "$W/src.bin" "$BASE/files/r.bin" --connections 4 -q; t1=$(now)
+lo4=$(lo_bytes)
+delta_sent=$((lo4 - lo3))
+delta_pct=$(python3 -c "print(f'{$delta_sent / $BYTES * 100:.2f}')")
+delta_secs=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
 stop_sidecar
 
 # 100 concurrent uploads: peak RSS of the sidecar.
@@ -163,6 +180,8 @@ $(printf '%s\n' "${rows[@]}")
 - interrupted upload (4 connections, client killed at about half, command run again): the
   first run moved $first bytes over loopback, the second $second; bytes sent twice
   (or HTTP overhead): $resent ($resent_pct % of the file).
+- second version, 1 % changed in five places, pushed over the first (delta): $delta_sent
+  bytes over loopback ($delta_pct % of the file), $delta_secs s including the manifest.
 - $UPLOADS concurrent tus uploads of $UPLOAD_MIB MiB each: peak sidecar RSS $rss MiB.
 MD
 )

@@ -44,6 +44,9 @@ impl SidecarConfig {
     }
 }
 
+/// Largest delta manifest accepted (about 700,000 chunks: 700 GiB at the default size).
+const MAX_MANIFEST: usize = 64 << 20;
+
 /// Upload bodies written at once. Each holds a write window of up to a few MiB in the
 /// engine, so this bounds the sidecar's memory whatever the number of clients; the others
 /// wait with their bytes in the kernel's socket buffers.
@@ -101,11 +104,13 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
         .route("/api/transfer", get(transfer_settings))
         .route("/openapi.json", get(openapi))
-        .route("/api/delta", post(delta::start))
+        .route("/api/delta", post(delta::start).layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST)))
         .route("/api/delta/{id}/{index}", axum::routing::put(delta::put_chunk))
         .route("/api/delta/{id}/commit", post(delta::commit))
         .route("/uploads", post(tus::create).options(tus::options))
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
+        // Upload bodies stream to the engine and are bounded by Upload-Length; the small
+        // bodies that are read whole (manifest, a delta chunk) have limits of their own.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
 }

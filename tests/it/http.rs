@@ -261,7 +261,17 @@ fn ranges_conditionals_tokens_and_traversal() {
     let (status, _, body) = curl(&[&format!("{}/openapi.json", s.base)]);
     assert_eq!(status, 200);
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    for route in ["/files/{path}", "/uploads", "/uploads/{id}", "/healthz", "/readyz", "/api/transfer"] {
+    for route in [
+        "/files/{path}",
+        "/uploads",
+        "/uploads/{id}",
+        "/healthz",
+        "/readyz",
+        "/api/transfer",
+        "/api/delta",
+        "/api/delta/{id}/{index}",
+        "/api/delta/{id}/commit",
+    ] {
         assert!(doc["paths"][route].is_object(), "{route} is documented");
     }
     assert_eq!(curl(&[&format!("{}/readyz", s.base)]).0, 200);
