@@ -59,6 +59,9 @@ pub struct Sidecar {
     config: SidecarConfig,
     upload_writers: tokio::sync::Semaphore,
     deltas: delta::Sessions,
+    /// Uploads a PATCH is writing to: a second PATCH of the same upload meanwhile is
+    /// refused (423), so two clients can never interleave bytes at one offset.
+    busy_uploads: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Sidecar {
@@ -71,6 +74,7 @@ impl Sidecar {
             config,
             upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
             deltas: delta::Sessions::default(),
+            busy_uploads: std::sync::Mutex::default(),
         })
     }
 

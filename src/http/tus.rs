@@ -287,6 +287,27 @@ pub async fn patch(
     }
 }
 
+/// Marks an upload busy for the life of a PATCH.
+struct Busy<'a> {
+    state: &'a Sidecar,
+    id: String,
+}
+
+impl<'a> Busy<'a> {
+    fn take(state: &'a Sidecar, id: &str) -> ApiResult<Self> {
+        if !state.busy_uploads.lock().expect("busy uploads").insert(id.to_string()) {
+            return Err(ApiError::new(StatusCode::LOCKED, "another request is writing to this upload"));
+        }
+        Ok(Self { state, id: id.to_string() })
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.state.busy_uploads.lock().expect("busy uploads").remove(&self.id);
+    }
+}
+
 async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
     if header(headers, "content-type") != Some("application/offset+octet-stream") {
         return Err(ApiError::new(
@@ -294,6 +315,7 @@ async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: 
             "Content-Type must be application/offset+octet-stream",
         ));
     }
+    let _busy = Busy::take(state, id)?;
     let claimed: u64 = header(headers, "upload-offset")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::bad_request("Upload-Offset is required"))?;
@@ -462,7 +484,9 @@ pub async fn terminate(State(state): State<Arc<Sidecar>>, Path(id): Path<String>
     }
     let result = async {
         upload_for(&state, &headers, &id).await?;
-        state.blocking(move |vol| vol.upload_delete(&id)).await
+        let _busy = Busy::take(&state, &id)?;
+        let i = id.clone();
+        state.blocking(move |vol| vol.upload_delete(&i)).await
     }
     .await;
     match result {
