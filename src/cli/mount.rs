@@ -79,6 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("mount point {} is already in use ({} is mounted there)", mountpoint.display(), m.source);
     }
     if let Some(control::Response::Status { pid, mountpoint: at }) = control::ask(&dir, &control::Request::Status) {
+        if at.as_os_str().is_empty() {
+            bail!("volume {} is in use by `nanofs serve` (pid {pid})", dir.display());
+        }
         bail!("volume {} is already mounted at {} (daemon pid {pid})", dir.display(), at.display());
     }
     let cred = credential::get(&args.passphrase)?;
