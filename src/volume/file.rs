@@ -313,9 +313,6 @@ impl Volume {
     /// A window for a write at `offset`: it starts at the boundary of the committed chunk
     /// that contains `offset`, whose leading bytes it takes over.
     fn open_window(&self, ino: Ino, offset: u64) -> Result<Window> {
-        if self.load_inode(ino)?.frozen {
-            return Err(Error::ReadOnly);
-        }
         let mut w = Window::new(offset);
         if let Some((off, e)) = self.extents_between(ino, offset, offset + 1)?.into_iter().next() {
             if off < offset {
