@@ -167,6 +167,35 @@ fn tus_checksum_termination_and_concatenation() {
     let (status, _, _) = curl(&["-X", "DELETE", "-H", tus, "-H", &auth, &c]);
     assert_eq!(status, 204);
     assert_eq!(head_offset(&c), None);
+    // A PATCH still sending its body holds the upload: a second one meanwhile gets 423.
+    let d = create(1 << 20, &[]);
+    let script = format!(
+        r#"
+import http.client, time, urllib.parse
+u = urllib.parse.urlparse("{d}")
+h = {{"Tus-Resumable": "1.0.0", "Authorization": "Bearer {token}", "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}}
+slow = http.client.HTTPConnection(u.hostname, u.port)
+slow.putrequest("PATCH", u.path)
+for k, v in dict(h, **{{"Content-Length": str(1 << 20)}}).items():
+    slow.putheader(k, v)
+slow.endheaders()
+slow.send(b"x" * 4096)
+time.sleep(0.5)
+other = http.client.HTTPConnection(u.hostname, u.port)
+other.request("PATCH", u.path, body=b"y" * 10, headers=h)
+print(other.getresponse().status)
+slow.send(b"x" * ((1 << 20) - 4096))
+print(slow.getresponse().status)
+"#,
+        token = s.token
+    );
+    let out = std::process::Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["423", "204"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Without Tus-Resumable: 412.
     let (status, _, _) = curl(&["-X", "POST", "-H", &auth, "-H", "Upload-Length: 1", &uploads]);
     assert_eq!(status, 412);
