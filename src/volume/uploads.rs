@@ -114,13 +114,14 @@ impl Volume {
     pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<Attr> {
         self.fsync(ino)?;
         let (parent, name) = self.mkdir_parents(target)?;
-        let key = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
+        // The state goes only once the file is at its target: if the rename fails (the
+        // target is a directory, say), the upload stays whole, resumable and expirable.
+        self.rename(dir, id.as_bytes(), parent, name.as_bytes(), RenameMode::Replace)?;
+        let key = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
         let mut batch = self.store.batch();
         batch.delete(Cf::Xattrs, &key);
-        self.store.commit(batch, Durability::Buffered)?;
-        self.rename(dir, id.as_bytes(), parent, name.as_bytes(), RenameMode::Replace)?;
-        self.sync()?;
+        self.store.commit(batch, Durability::Synced)?;
         self.getattr(ino)
     }
 
