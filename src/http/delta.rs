@@ -200,9 +200,8 @@ pub async fn commit(
     let (parent, name, size) = state
         .blocking(move |vol| {
             let ino = vol.assemble_upload(&st, &pieces)?;
-            let attr = vol.upload_finish(&i, ino, &t)?;
-            let (parent, name) = vol.mkdir_parents(&t)?;
-            Ok((parent, name.to_string(), attr.inode.size))
+            let (attr, parent) = vol.upload_finish(&i, ino, &t)?;
+            Ok((parent, super::tus::file_name(&t), attr.inode.size))
         })
         .await
         .map_err(|e| {

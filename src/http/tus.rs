@@ -124,6 +124,11 @@ fn target_of(meta: &[(String, Vec<u8>)], token: &TokenInfo) -> Result<String, Ap
     Ok(path)
 }
 
+/// The last name of a volume path.
+pub(super) fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
 /// The id in an upload URL (`/uploads/<id>` or a full URL).
 fn id_of_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or("")
@@ -184,12 +189,11 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
                 };
                 let ino = vol.upload_create(&st)?;
                 let size = vol.concat_files(ino, &inos)?;
-                vol.upload_finish(&i, ino, &t)?;
+                let (_, parent) = vol.upload_finish(&i, ino, &t)?;
                 for p in &parts {
                     vol.upload_delete(p)?;
                 }
-                let (parent, name) = vol.mkdir_parents(&t)?;
-                Ok((parent, name.to_string(), size))
+                Ok((parent, file_name(&t), size))
             })
             .await
             .map_err(|e| {
@@ -467,9 +471,8 @@ async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> Ap
     let (id, t) = (st.id.clone(), target.clone());
     let (parent, name) = state
         .blocking(move |vol| {
-            vol.upload_finish(&id, ino, &t)?;
-            let (parent, name) = vol.mkdir_parents(&t)?;
-            Ok((parent, name.to_string()))
+            let (_, parent) = vol.upload_finish(&id, ino, &t)?;
+            Ok((parent, file_name(&t)))
         })
         .await?;
     state.changed(parent, &name);

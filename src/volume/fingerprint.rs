@@ -175,9 +175,7 @@ impl Volume {
             }
         }
         s.mean_chunk_bytes = s.unique_bytes.checked_div(s.chunks).unwrap_or(0);
-        s.dedup_ratio = if s.unique_bytes == 0 { 1.0 } else { s.logical_bytes as f64 / s.unique_bytes as f64 };
-        s.space_saved_percent =
-            if s.logical_bytes == 0 { 0.0 } else { 100.0 * (1.0 - s.stored_bytes as f64 / s.logical_bytes as f64) };
+        (s.dedup_ratio, s.space_saved_percent) = super::ratios(s.logical_bytes, s.unique_bytes, s.stored_bytes);
         Ok(s)
     }
 }

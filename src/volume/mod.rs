@@ -83,21 +83,25 @@ pub struct Stats {
     pub disk_bytes: u64,
 }
 
+/// `logical / unique` (1.0 when nothing is stored) and `1 - stored / logical` in percent:
+/// the derived figures of `Stats` and `PathStats`.
+fn ratios(logical: u64, unique: u64, stored: u64) -> (f64, f64) {
+    let dedup = if unique == 0 { 1.0 } else { logical as f64 / unique as f64 };
+    let saved = if logical == 0 { 0.0 } else { 100.0 * (1.0 - stored as f64 / logical as f64) };
+    (dedup, saved)
+}
+
 impl Stats {
     fn from_counters(c: SpaceCounters, disk_bytes: u64) -> Self {
-        let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+        let (dedup_ratio, space_saved_percent) = ratios(c.logical_bytes, c.unique_bytes, c.stored_bytes);
         Self {
             logical_bytes: c.logical_bytes,
             unique_bytes: c.unique_bytes,
             stored_bytes: c.stored_bytes,
             chunks: c.chunks,
             mean_chunk_bytes: c.unique_bytes.checked_div(c.chunks).unwrap_or(0),
-            dedup_ratio: ratio(c.logical_bytes, c.unique_bytes),
-            space_saved_percent: if c.logical_bytes == 0 {
-                0.0
-            } else {
-                100.0 * (1.0 - c.stored_bytes as f64 / c.logical_bytes as f64)
-            },
+            dedup_ratio,
+            space_saved_percent,
             reclaimable_bytes: c.reclaimable_bytes,
             disk_bytes,
         }

@@ -111,7 +111,8 @@ impl Volume {
     }
 
     /// Moves a complete upload to `target` (creating missing directories), atomically.
-    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<Attr> {
+    /// Returns the file and the directory it landed in (for cache invalidation).
+    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<(Attr, Ino)> {
         self.fsync(ino)?;
         let (parent, name) = self.mkdir_parents(target)?;
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
@@ -122,7 +123,7 @@ impl Volume {
         let mut batch = self.store.batch();
         batch.delete(Cf::Xattrs, &key);
         self.store.commit(batch, Durability::Synced)?;
-        self.getattr(ino)
+        Ok((self.getattr(ino)?, parent))
     }
 
     /// Deletes an upload and its bytes (GC frees the chunks only it used).
@@ -149,17 +150,22 @@ impl Volume {
             base += inode.size;
             allocated += inode.allocated;
         }
+        Self::finish_assembled(txn, dst, base, allocated)?;
+        Ok(base)
+    }
+
+    /// Gives the empty file `ino`, whose extents `txn` just added, its size, and commits.
+    fn finish_assembled(mut txn: super::txn::Txn<'_>, ino: Ino, size: u64, allocated: u64) -> Result<()> {
         let now = Timestamp::now();
-        let d = txn.inode_mut(dst)?;
-        if d.size != 0 {
+        let i = txn.inode_mut(ino)?;
+        if i.size != 0 {
             return Err(Error::Invalid);
         }
-        d.size = base;
-        d.allocated = allocated;
-        d.mtime = now;
-        d.ctime = now;
-        txn.commit(Durability::Synced)?;
-        Ok(base)
+        i.size = size;
+        i.allocated = allocated;
+        i.mtime = now;
+        i.ctime = now;
+        txn.commit(Durability::Synced)
     }
 
     /// Creates the missing directories of `path`'s parent (mode 0755, owned by root);
@@ -250,13 +256,7 @@ impl Volume {
             txn.put_extent(ino, offset, crate::store::keys::ExtentValue { chunk: p.chunk, len: p.len }, None);
             offset += u64::from(p.len);
         }
-        let now = Timestamp::now();
-        let i = txn.inode_mut(ino)?;
-        i.size = offset;
-        i.allocated = offset;
-        i.mtime = now;
-        i.ctime = now;
-        txn.commit(Durability::Synced)?;
+        Self::finish_assembled(txn, ino, offset, offset)?;
         Ok(ino)
     }
 }
