@@ -46,6 +46,33 @@ pub struct Media {
     pub deduplication: Deduplication,
     /// `[media.chunking]`: transfer settings used by the HTTP client.
     pub chunking: Chunking,
+    /// `[media.collaboration]`: shared galleries.
+    pub collaboration: Collaboration,
+}
+
+/// `[media.collaboration]`: shared galleries (docs/galleries.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Collaboration {
+    /// Galleries one user may own.
+    pub max_galleries_per_user: u32,
+    /// Volume directory under which users create gallery directories through the API.
+    pub galleries_root: String,
+    /// Hours a login session lasts.
+    pub session_ttl_hours: u32,
+    /// Events kept per gallery for clients that reconnect.
+    pub event_log_len: u32,
+}
+
+impl Default for Collaboration {
+    fn default() -> Self {
+        Self {
+            max_galleries_per_user: 20,
+            galleries_root: "/galleries".into(),
+            session_ttl_hours: 168,
+            event_log_len: 10_000,
+        }
+    }
 }
 
 /// `[media.deduplication]`.
@@ -202,6 +229,25 @@ impl Config {
         }
         if c.max_retries > 100 {
             return Err(format!("media.chunking.max_retries = {}: must be at most 100", c.max_retries));
+        }
+        let g = &self.media.collaboration;
+        if g.max_galleries_per_user > 100_000 {
+            return Err(format!(
+                "media.collaboration.max_galleries_per_user = {}: must be at most 100000",
+                g.max_galleries_per_user
+            ));
+        }
+        if !g.galleries_root.starts_with('/') || g.galleries_root.split('/').any(|p| p == ".." || p == ".") {
+            return Err(format!(
+                "media.collaboration.galleries_root = {:?}: must be an absolute volume path without . or ..",
+                g.galleries_root
+            ));
+        }
+        if !(1..=8760).contains(&g.session_ttl_hours) {
+            return Err(format!("media.collaboration.session_ttl_hours = {}: must be 1 to 8760", g.session_ttl_hours));
+        }
+        if !(100..=10_000_000).contains(&g.event_log_len) {
+            return Err(format!("media.collaboration.event_log_len = {}: must be 100 to 10000000", g.event_log_len));
         }
         let s = &self.storage;
         if !(1..=19).contains(&s.compression_level) {

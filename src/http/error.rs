@@ -11,12 +11,14 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong, for people.
     pub message: String,
+    /// A share link that needs a password (tells the web UI to ask for one).
+    pub password_required: bool,
 }
 
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), password_required: false }
     }
 
     /// 400 Bad Request.
@@ -34,18 +36,29 @@ impl From<Error> for ApiError {
             Error::NotPermitted | Error::ReadOnly => StatusCode::FORBIDDEN,
             Error::Unsupported | Error::NoAttr => StatusCode::NOT_IMPLEMENTED,
             Error::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+            Error::Denied(_) => StatusCode::FORBIDDEN,
+            Error::Unauthenticated(_) | Error::PasswordRequired => StatusCode::UNAUTHORIZED,
+            Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %e, "request failed");
         }
-        Self::new(status, e.to_string())
+        let mut err = Self::new(status, e.to_string());
+        err.password_required = matches!(e, Error::PasswordRequired);
+        err
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, axum::Json(serde_json::json!({ "error": self.message }))).into_response();
+        let body = if self.password_required {
+            serde_json::json!({ "error": self.message, "password_required": true })
+        } else {
+            serde_json::json!({ "error": self.message })
+        };
+        let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }

@@ -17,3 +17,6 @@ pub const META_SNAPSHOTS_DIR: &[u8] = b"snapshots_dir";
 pub const META_CLEAN: &[u8] = b"clean";
 /// `meta` key: inode number of the directory of incomplete uploads (`/.uploads`), u64 BE.
 pub const META_UPLOADS_DIR: &[u8] = b"uploads_dir";
+
+/// `meta` key of the inode of the hidden thumbnails directory (u64 BE), once made.
+pub const META_THUMBNAILS_DIR: &[u8] = b"thumbnails_dir";

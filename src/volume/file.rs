@@ -196,6 +196,12 @@ impl Volume {
             last
         };
         let result = self.flush(ino);
+        if last && self.written.lock().expect("written lock").remove(&ino) {
+            // Announcing the change must not fail the close that made it.
+            if let Err(e) = self.note_written(ino) {
+                tracing::warn!(inode = %ino, error = %e, "gallery event for a written file was not recorded");
+            }
+        }
         // Only a file unlinked while open (recorded in `orphans`) is deleted here; the
         // lookup keeps the commit lock off the path of every other close.
         if last && !self.read_only {
@@ -268,6 +274,9 @@ impl Volume {
             return Err(Error::ReadOnly);
         }
         self.check_space(data.len() as u64)?;
+        if self.has_galleries() {
+            self.written.lock().expect("written lock").insert(ino);
+        }
         let state = self.file_state(ino);
         let mut st = state.lock().expect("file lock");
         let offset = if append {

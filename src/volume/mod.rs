@@ -13,6 +13,7 @@ mod faults;
 mod file;
 mod fingerprint;
 mod gc;
+pub mod gallery;
 pub mod header;
 mod keyslots;
 pub mod records;
@@ -124,6 +125,9 @@ pub struct Volume {
     files: Mutex<HashMap<Ino, Arc<Mutex<file::FileState>>>>,
     opens: Mutex<HashMap<Ino, u32>>,
     last_read_end: Mutex<HashMap<Ino, u64>>,
+    /// Files written since they were opened, announced to their gallery at the last close.
+    written: Mutex<std::collections::HashSet<Ino>>,
+    galleries: gallery::GalleryState,
 }
 
 impl Volume {
@@ -201,12 +205,15 @@ impl Volume {
             keys,
             params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
             read_only: opts.read_only,
-            txn_state: Mutex::new(TxnState { next_ino, space }),
+            txn_state: Mutex::new(TxnState { next_ino, space, event_seqs: Default::default() }),
             keyring: Mutex::new(keyring),
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(HashMap::new()),
+            written: Mutex::new(std::collections::HashSet::new()),
+            galleries: gallery::GalleryState::new(),
         };
+        vol.load_gallery_roots()?;
         if !vol.read_only {
             vol.reclaim_orphans()?;
             if !vol.store.contains(Cf::Meta, META_CLEAN)? {

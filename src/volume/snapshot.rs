@@ -50,7 +50,10 @@ impl Volume {
 
     /// Whether `name` in `parent` is reserved (the hidden directories of the root).
     pub(crate) fn is_reserved_name(parent: Ino, name: &[u8]) -> bool {
-        parent == Ino::ROOT && (name == SNAPSHOTS_NAME || name == super::uploads::UPLOADS_NAME)
+        parent == Ino::ROOT
+            && (name == SNAPSHOTS_NAME
+                || name == super::uploads::UPLOADS_NAME
+                || name == super::gallery::items::THUMBNAILS_NAME)
     }
 
     /// The hidden directory of the root that `name` names, if it exists.
@@ -59,6 +62,8 @@ impl Volume {
             self.snapshots_dir()
         } else if name == super::uploads::UPLOADS_NAME {
             self.uploads_dir()
+        } else if name == super::gallery::items::THUMBNAILS_NAME {
+            self.thumbnails_dir()
         } else {
             Ok(None)
         }

@@ -4,6 +4,7 @@
 //! Each change is one `Txn`. Names are looked up by their keyed hash; the name itself is
 //! sealed inside the entry. Permission checks are the kernel's (`default_permissions`).
 
+use super::gallery::events::NsChange;
 use super::acl;
 use super::error::{Error, Result};
 use super::records::{decode_xattr, encode_xattr, DirentRecord, Inode, Kind, Timestamp};
@@ -185,6 +186,7 @@ impl Volume {
         }
         p.mtime = inode.mtime;
         p.ctime = inode.mtime;
+        self.note(&mut txn, NsChange::Added { parent, name, ino, kind })?;
         txn.commit(Durability::Buffered)?;
         Ok(Attr { ino, inode })
     }
@@ -251,6 +253,7 @@ impl Volume {
         p.ctime = now;
         // A linked inode that was an orphan (unlinked while open) lives again.
         txn.batch.delete(Cf::Orphans, &keys::ino_key(ino));
+        self.note(&mut txn, NsChange::Added { parent: newparent, name: newname, ino, kind })?;
         txn.commit(Durability::Buffered)?;
         let mut attr = Attr { ino, inode };
         self.overlay_file_state(ino, &mut attr.inode);
@@ -270,6 +273,7 @@ impl Volume {
         p.mtime = now;
         p.ctime = now;
         let orphan = self.drop_link(&mut txn, entry.ino, now)?;
+        self.note(&mut txn, NsChange::Removed { parent, name, ino: entry.ino, kind: entry.kind })?;
         txn.commit(Durability::Buffered)?;
         orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))
     }
@@ -277,7 +281,7 @@ impl Volume {
     /// One name of `ino` is gone: delete the inode with its last name, unless it is open;
     /// then it becomes an orphan, returned so the caller can reclaim it after committing if
     /// its last handle closed meanwhile (`reclaim_closed_orphan`).
-    fn drop_link(&self, txn: &mut super::Txn<'_>, ino: Ino, now: Timestamp) -> Result<Option<Ino>> {
+    pub(crate) fn drop_link(&self, txn: &mut super::Txn<'_>, ino: Ino, now: Timestamp) -> Result<Option<Ino>> {
         let i = txn.inode_mut(ino)?;
         i.nlink = i.nlink.saturating_sub(1);
         i.ctime = now;
@@ -314,6 +318,7 @@ impl Volume {
         p.nlink -= 1;
         p.mtime = now;
         p.ctime = now;
+        self.note(&mut txn, NsChange::Removed { parent, name, ino: entry.ino, kind: Kind::Dir })?;
         txn.commit(Durability::Buffered)
     }
 
@@ -392,6 +397,20 @@ impl Volume {
             let p = txn.inode_mut(dir)?;
             p.mtime = now;
             p.ctime = now;
+        }
+        let moved = NsChange::Moved { from: parent, name, to: newparent, newname, ino: src.ino, kind: src.kind };
+        match (mode, &dst) {
+            (RenameMode::Exchange, Some(d)) => {
+                self.note(&mut txn, moved)?;
+                let back =
+                    NsChange::Moved { from: newparent, name: newname, to: parent, newname: name, ino: d.ino, kind: d.kind };
+                self.note(&mut txn, back)?;
+            }
+            (_, Some(d)) => {
+                self.note(&mut txn, NsChange::Removed { parent: newparent, name: newname, ino: d.ino, kind: d.kind })?;
+                self.note(&mut txn, moved)?;
+            }
+            (_, None) => self.note(&mut txn, moved)?,
         }
         txn.commit(Durability::Buffered)?;
         orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))

@@ -20,6 +20,8 @@ use std::sync::MutexGuard;
 pub(crate) struct TxnState {
     pub next_ino: u64,
     pub space: SpaceCounters,
+    /// Last event number of each gallery that had an event since open.
+    pub event_seqs: super::gallery::events::EventSeqs,
 }
 
 #[derive(Default)]
@@ -42,6 +44,8 @@ pub(crate) struct Txn<'a> {
     allocated_ino: bool,
     /// Snapshot creation and deletion may change frozen inodes; nothing else may.
     pub allow_frozen: bool,
+    /// Gallery events of this change, numbered and logged at commit.
+    pub(crate) events: super::gallery::events::PendingEvents,
 }
 
 impl<'a> Txn<'a> {
@@ -58,6 +62,7 @@ impl<'a> Txn<'a> {
             space_override: None,
             allocated_ino: false,
             allow_frozen: false,
+            events: Default::default(),
         }
     }
 
@@ -225,7 +230,8 @@ impl<'a> Txn<'a> {
         if self.allocated_ino {
             self.batch.put(Cf::Meta, META_NEXT_INO, &self.state.next_ino.to_be_bytes());
         }
-        let batch = std::mem::replace(&mut self.batch, self.vol.store.batch());
+        let mut batch = std::mem::replace(&mut self.batch, self.vol.store.batch());
+        let (live, numbers) = std::mem::take(&mut self.events).write(self.vol, &self.state.event_seqs, &mut batch)?;
         if batch.is_empty() {
             if durability == Durability::Synced {
                 self.vol.store.sync_wal()?;
@@ -234,6 +240,11 @@ impl<'a> Txn<'a> {
         }
         self.vol.store.commit(batch, durability)?;
         self.state.space = space;
+        self.state.event_seqs.remember(numbers);
+        for e in live {
+            // Nobody listening is fine: the log has it.
+            let _ = self.vol.galleries.live.send(e);
+        }
         Ok(())
     }
 }

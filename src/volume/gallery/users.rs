@@ -1,0 +1,339 @@
+//! Users of the sidecar (Argon2id password hashes) and login sessions.
+//!
+//! A session token is `nss_<id>_<secret>`; only a keyed hash of the secret is stored, and
+//! it is compared in constant time. A session opened from a share link is bound to the
+//! link and dies with it.
+
+use super::links::LinkRecord;
+use super::{now, random_id, Gallery, Role, Volume};
+use crate::crypto::keys::keyed_hash;
+use crate::ids::{hex, unhex};
+use crate::store::{Cf, Durability};
+use crate::volume::error::{Error, Result};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::{Deserialize, Serialize};
+
+const USER_PREFIX: &[u8] = b"user/";
+const SESSION_PREFIX: &[u8] = b"session/";
+/// Prefix of session tokens.
+pub const SESSION_TOKEN_PREFIX: &str = "nss_";
+
+/// A user as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Argon2id PHC string.
+    pub password: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Who a session or token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A user.
+    User(String),
+    /// A share link: its gallery and role only.
+    Link {
+        /// Link id.
+        id: String,
+        /// Gallery id.
+        gallery: String,
+        /// Role it grants.
+        role: Role,
+        /// Unix seconds when it stops working.
+        expires: i64,
+    },
+    /// The volume's administrator (acts as owner of every gallery).
+    Admin,
+}
+
+impl Principal {
+    /// The name recorded as author.
+    #[must_use]
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Principal::User(u) => Some(u.clone()),
+            Principal::Link { id, .. } => Some(format!("link:{id}")),
+            Principal::Admin => None,
+        }
+    }
+
+    /// The role this principal has in `g`, if any.
+    #[must_use]
+    pub fn role_in(&self, g: &Gallery) -> Option<Role> {
+        match self {
+            Principal::User(u) => g.members.get(u).copied(),
+            Principal::Link { gallery, role, .. } => (gallery == &g.id).then_some(*role),
+            Principal::Admin => Some(Role::Owner),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Session {
+    user: Option<String>,
+    link: Option<String>,
+    hash: String,
+    created: i64,
+    expires: i64,
+}
+
+/// Why a session token was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionRefusal {
+    /// Malformed, unknown, logged out, or a wrong secret.
+    Invalid,
+    /// Past its expiry, or its link expired (Unix seconds).
+    Expired(i64),
+    /// Its share link was revoked.
+    Revoked,
+}
+
+pub(crate) fn check_user_name(name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b))
+        && !name.starts_with('.')
+        && !name.starts_with("link:");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Rejected(format!(
+            "user name {name:?}: 1 to 64 characters of letters, digits, '.', '_', '-' and '@', not starting with '.'"
+        )))
+    }
+}
+
+fn hash_password(password: &str) -> Result<String> {
+    if password.chars().count() < 8 {
+        return Err(Error::Rejected("a password needs at least 8 characters".into()));
+    }
+    hash_link_password(password)
+}
+
+/// Argon2id PHC string of a password, without a length rule (share links set their own).
+pub(crate) fn hash_link_password(password: &str) -> Result<String> {
+    let mut salt = [0u8; 16];
+    crate::crypto::keys::random_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Rejected(e.to_string()))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Rejected(format!("hashing the password: {e}")))
+}
+
+pub(crate) fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| argon2::Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// `prefix<id>_<secret>` split and checked for shape.
+pub(crate) fn split_token<'a>(token: &'a str, prefix: &str) -> Option<(&'a str, Vec<u8>)> {
+    let (id, secret) = token.strip_prefix(prefix)?.split_once('_')?;
+    let secret = unhex(secret)?;
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() == 32).then_some((id, secret))
+}
+
+fn equal_ct(a: &[u8], b: &[u8]) -> bool {
+    a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y)) == 0
+}
+
+impl Volume {
+    /// Keyed hash of a session or link secret (`context` separates the two).
+    pub(crate) fn gallery_secret_hash(&self, context: &[u8], secret: &[u8]) -> [u8; 32] {
+        *keyed_hash(self.keys.name_hash.as_ref(), &[context, b"\0", secret].concat())
+    }
+
+    fn user_key(name: &str) -> Vec<u8> {
+        [USER_PREFIX, name.as_bytes()].concat()
+    }
+
+    /// The user `name`, if there is one.
+    pub fn user(&self, name: &str) -> Result<Option<User>> {
+        self.meta_get(&Self::user_key(name))
+    }
+
+    /// Adds a user.
+    pub fn user_add(&self, name: &str, password: &str) -> Result<()> {
+        check_user_name(name)?;
+        let hash = hash_password(password)?;
+        let mut txn = self.txn()?;
+        if self.user(name)?.is_some() {
+            return Err(Error::Exists);
+        }
+        self.meta_put(&mut txn.batch, &Self::user_key(name), &User { name: name.into(), password: hash, created: now() });
+        txn.commit(Durability::Synced)
+    }
+
+    /// Sets a user's password and ends their sessions.
+    pub fn user_set_password(&self, name: &str, password: &str) -> Result<()> {
+        let hash = hash_password(password)?;
+        let mut user = self.user(name)?.ok_or(Error::NotFound)?;
+        user.password = hash;
+        let mut txn = self.txn()?;
+        self.meta_put(&mut txn.batch, &Self::user_key(name), &user);
+        self.end_sessions(&mut txn.batch, |s| s.user.as_deref() == Some(name))?;
+        txn.commit(Durability::Synced)
+    }
+
+    /// Every user name.
+    pub fn user_list(&self) -> Result<Vec<String>> {
+        Ok(self.meta_scan::<User>(USER_PREFIX)?.into_iter().map(|(_, u)| u.name).collect())
+    }
+
+    /// Removes a user: their sessions end and their memberships go. Refused while they own
+    /// a gallery (ownership must be transferred first, so no gallery is left ownerless).
+    pub fn user_remove(&self, name: &str) -> Result<()> {
+        self.user(name)?.ok_or(Error::NotFound)?;
+        let owned: Vec<String> =
+            self.gallery_list()?.into_iter().filter(|g| g.owner() == Some(name)).map(|g| g.title).collect();
+        if !owned.is_empty() {
+            return Err(Error::Rejected(format!(
+                "{name} owns {}; transfer or delete them first",
+                owned.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let mut txn = self.txn()?;
+        for mut g in self.galleries_of(name)? {
+            g.members.remove(name);
+            self.meta_put(&mut txn.batch, &[b"gallery/".as_slice(), g.id.as_bytes()].concat(), &g);
+            txn.gallery_event(&g.id, "member.changed", None, None, serde_json::json!({ "user": name, "role": null }));
+        }
+        self.end_sessions(&mut txn.batch, |s| s.user.as_deref() == Some(name))?;
+        txn.batch.delete(Cf::Meta, &Self::user_key(name));
+        txn.commit(Durability::Synced)
+    }
+
+    fn end_sessions(&self, batch: &mut crate::store::Batch<'_>, which: impl Fn(&Session) -> bool) -> Result<()> {
+        for (k, s) in self.meta_scan::<Session>(SESSION_PREFIX)? {
+            if which(&s) {
+                batch.delete(Cf::Meta, &k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a user's password and opens a session; returns the token and its expiry.
+    pub fn login(&self, name: &str, password: &str) -> Result<(String, i64)> {
+        let user = self.user(name)?;
+        // An unknown user costs the same as a wrong password, so names cannot be probed.
+        let phc = user.as_ref().map_or(DUMMY_HASH, |u| u.password.as_str());
+        if !verify_password(phc, password) || user.is_none() {
+            return Err(Error::Unauthenticated("wrong user name or password".into()));
+        }
+        let ttl = i64::from(self.config.media.collaboration.session_ttl_hours) * 3600;
+        self.session_open(Some(name.to_string()), None, now() + ttl)
+    }
+
+    pub(crate) fn session_open(&self, user: Option<String>, link: Option<String>, expires: i64) -> Result<(String, i64)> {
+        let id = random_id(8);
+        let mut secret = [0u8; 32];
+        crate::crypto::keys::random_bytes(&mut secret);
+        let s = Session {
+            user,
+            link,
+            hash: hex(&self.gallery_secret_hash(b"session", &secret)),
+            created: now(),
+            expires,
+        };
+        let mut txn = self.txn()?;
+        self.meta_put(&mut txn.batch, &[SESSION_PREFIX, id.as_bytes()].concat(), &s);
+        txn.commit(Durability::Synced)?;
+        Ok((format!("{SESSION_TOKEN_PREFIX}{id}_{}", hex(&secret)), expires))
+    }
+
+    /// Ends the session of `token` (no error if it is unknown).
+    pub fn logout(&self, token: &str) -> Result<()> {
+        if let Some((id, _)) = split_token(token, SESSION_TOKEN_PREFIX) {
+            if let Ok(Ok(_)) = self.session_verify(token) {
+                let mut batch = self.store.batch();
+                batch.delete(Cf::Meta, &[SESSION_PREFIX, id.as_bytes()].concat());
+                self.store.commit(batch, Durability::Synced)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Who the session `token` speaks for, or why it is refused.
+    pub fn session_verify(&self, token: &str) -> Result<std::result::Result<Principal, SessionRefusal>> {
+        let Some((id, secret)) = split_token(token, SESSION_TOKEN_PREFIX) else {
+            return Ok(Err(SessionRefusal::Invalid));
+        };
+        let Some(s) = self.meta_get::<Session>(&[SESSION_PREFIX, id.as_bytes()].concat())? else {
+            return Ok(Err(SessionRefusal::Invalid));
+        };
+        let expected = unhex(&s.hash).unwrap_or_default();
+        if !equal_ct(&expected, &self.gallery_secret_hash(b"session", &secret)) {
+            return Ok(Err(SessionRefusal::Invalid));
+        }
+        if now() >= s.expires {
+            return Ok(Err(SessionRefusal::Expired(s.expires)));
+        }
+        if let Some(link) = s.link {
+            return self.link_principal(&link);
+        }
+        match s.user {
+            Some(u) if self.user(&u)?.is_some() => Ok(Ok(Principal::User(u))),
+            _ => Ok(Err(SessionRefusal::Invalid)),
+        }
+    }
+
+    /// The principal of link `id` if it still works.
+    pub fn link_principal(&self, id: &str) -> Result<std::result::Result<Principal, SessionRefusal>> {
+        let Some(l) = self.meta_get::<LinkRecord>(&super::links::link_key(id))? else {
+            return Ok(Err(SessionRefusal::Revoked));
+        };
+        if now() >= l.expires {
+            return Ok(Err(SessionRefusal::Expired(l.expires)));
+        }
+        Ok(Ok(Principal::Link { id: l.id, gallery: l.gallery, role: l.role, expires: l.expires }))
+    }
+
+    /// Deletes sessions past their expiry; returns how many.
+    pub fn session_sweep(&self) -> Result<usize> {
+        let t = now();
+        let mut batch = self.store.batch();
+        let mut n = 0;
+        for (k, s) in self.meta_scan::<Session>(SESSION_PREFIX)? {
+            if s.expires <= t {
+                batch.delete(Cf::Meta, &k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.store.commit(batch, Durability::Buffered)?;
+        }
+        Ok(n)
+    }
+}
+
+/// A valid Argon2id hash of a random password, verified against when the user does not
+/// exist so that both cases take the same time.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Ur6zD0a7JH3XGqmOBAzQ0v8zXJ6o1Bb6bF8hG3gYh2Q";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "correct horsf"));
+        assert!(hash_password("short").is_err());
+        // The dummy parses, so an unknown user costs a real verification.
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!verify_password(DUMMY_HASH, "anything"));
+    }
+
+    #[test]
+    fn user_names() {
+        for ok in ["alice", "bob.smith", "c_d-e@x"] {
+            check_user_name(ok).unwrap();
+        }
+        for bad in ["", ".hidden", "a b", "link:abc", "ä", &"x".repeat(65)] {
+            assert!(check_user_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
