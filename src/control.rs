@@ -67,6 +67,8 @@ pub enum Request {
         /// Volume path.
         path: String,
     },
+    /// Administer users and galleries.
+    Admin(crate::volume::gallery::admin::AdminOp),
     /// Create an HTTP token.
     TokenCreate {
         /// Label.
@@ -77,6 +79,9 @@ pub enum Request {
         allow: Vec<Permission>,
         /// Lifetime in seconds.
         ttl_secs: i64,
+        /// The user it acts as in galleries.
+        #[serde(default)]
+        user: Option<String>,
     },
     /// List HTTP tokens.
     TokenList,
@@ -181,6 +186,11 @@ pub enum Response {
     Rotated(RotateReport),
     /// Answer to `Rekey`.
     Rekeyed(RekeyReport),
+    /// Answer to `Admin`.
+    Json {
+        /// What the operation returns.
+        value: serde_json::Value,
+    },
     /// A request that returns nothing succeeded.
     Done,
     /// The request failed.
@@ -268,10 +278,11 @@ fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Resul
             Response::Fingerprint { blake2b: crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?) }
         }
         Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
-        Request::TokenCreate { name, prefix, allow, ttl_secs } => {
-            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs)?;
+        Request::TokenCreate { name, prefix, allow, ttl_secs, user } => {
+            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref())?;
             Response::Token { info, token }
         }
+        Request::Admin(op) => Response::Json { value: vol.admin(&op)? },
         Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
         Request::TokenRevoke { id } => {
             vol.token_revoke(&id)?;

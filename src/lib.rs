@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod fs;
 pub mod http;
 pub mod ids;
+pub mod media;
 pub mod store;
 pub mod utc;
 pub mod volume;

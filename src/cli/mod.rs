@@ -5,6 +5,7 @@ mod check;
 mod clone;
 mod credential;
 mod fingerprint;
+mod gallery;
 mod gc;
 mod init;
 mod key;
@@ -58,6 +59,10 @@ enum Command {
     Serve(serve::Args),
     /// Create, list and revoke access tokens of the HTTP sidecar.
     Token(token::Args),
+    /// Manage users of the sidecar: add, passwd, list, remove.
+    User(gallery::UserArgs),
+    /// Manage shared galleries: create, list, show, delete, member, owner.
+    Gallery(gallery::GalleryArgs),
     /// Upload a file or tree to a sidecar (parallel, resumable, verified).
     Push(transfer::PushArgs),
     /// Download a file or tree from a sidecar (parallel, resumable, verified).
@@ -94,6 +99,8 @@ pub fn main() -> i32 {
         Command::Rekey(a) => key::rekey(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),
+        Command::User(a) => gallery::run_user(a),
+        Command::Gallery(a) => gallery::run_gallery(a),
         Command::Push(a) => transfer::push(a),
         Command::Pull(a) => transfer::pull(a),
     };

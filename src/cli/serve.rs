@@ -109,7 +109,14 @@ pub fn start(
         .build()
         .context("cannot start the HTTP runtime")?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let config = SidecarConfig::from_volume(&vol);
+    let mut config = SidecarConfig::from_volume(&vol);
+    config.tls = tls_config.is_some();
+    let local = if addr.ip().is_unspecified() {
+        SocketAddr::new(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() }, addr.port())
+    } else {
+        addr
+    };
+    config.self_url = Some(format!("{scheme}://{local}"));
     let state = Sidecar::new(vol, invalidate, config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {

@@ -30,6 +30,9 @@ enum Action {
         /// A label.
         #[arg(long, default_value = "")]
         name: String,
+        /// Act as this user in shared galleries (see `nanofs user`).
+        #[arg(long)]
+        user: Option<String>,
         #[command(flatten)]
         unlock: UnlockArgs,
     },
@@ -70,7 +73,7 @@ fn parse_duration(s: &str) -> anyhow::Result<i64> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
-        Action::Create { volume, path, allow, expires, name, unlock } => {
+        Action::Create { volume, path, allow, expires, name, user, unlock } => {
             let allow: Vec<Permission> = allow
                 .split(',')
                 .map(|p| p.trim().parse())
@@ -78,7 +81,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             let ttl = parse_duration(&expires)?;
             let req =
-                Request::TokenCreate { name: name.clone(), prefix: path.clone(), allow: allow.clone(), ttl_secs: ttl };
+                Request::TokenCreate {
+                name: name.clone(),
+                prefix: path.clone(),
+                allow: allow.clone(),
+                ttl_secs: ttl,
+                user: user.clone(),
+            };
             let (info, token) = super::via_daemon_or_open(
                 &volume,
                 &unlock,
@@ -87,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Response::Token { info, token } => Some((info, token)),
                     _ => None,
                 },
-                |vol| vol.token_create(&name, &path, &allow, ttl),
+                |vol| vol.token_create(&name, &path, &allow, ttl, user.as_deref()),
             )?;
             eprintln!(
                 "token {} for {} ({:?}), expires {}",

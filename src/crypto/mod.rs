@@ -8,6 +8,7 @@
 pub mod aead;
 pub mod hybrid;
 pub mod kdf;
+pub mod stream;
 pub mod keys;
 pub mod wrap;
 

@@ -2,6 +2,8 @@
 
 use super::error::ApiError;
 use super::Sidecar;
+use crate::volume::gallery::users::{Principal, SessionRefusal};
+use crate::volume::gallery::{Actor, Gallery, Role};
 use crate::volume::{Permission, TokenInfo, TokenRefusal};
 use axum::http::{HeaderMap, StatusCode};
 
@@ -39,6 +41,107 @@ pub async fn authenticate(state: &Sidecar, headers: &HeaderMap) -> Result<TokenI
         Err(TokenRefusal::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token")),
         Err(TokenRefusal::Expired(at)) => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, format!("token expired at {}", crate::utc::rfc3339(at))))
+        }
+    }
+}
+
+/// Name of the session cookie the web UI uses.
+pub const SESSION_COOKIE: &str = "nanofs_session";
+
+/// Who calls the gallery API: a user or share link (session), a user-bound API token, or
+/// an API token whose scope decides (`Scoped`).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A user or a share link.
+    Principal(Principal),
+    /// An API token without a user: owner of galleries its scope covers when it allows
+    /// write and delete, viewer when it allows only read.
+    Scoped(TokenInfo),
+}
+
+impl Caller {
+    /// The actor in `g` (whose directory is at `path`), if the caller has a role there.
+    #[must_use]
+    pub fn actor_in(&self, g: &Gallery, path: &str) -> Option<Actor> {
+        match self {
+            Caller::Principal(p) => p.role_in(g).map(|role| Actor { name: p.name(), role }),
+            Caller::Scoped(t) if t.covers(path) => {
+                let role = if t.allow.contains(&Permission::Write) && t.allow.contains(&Permission::Delete) {
+                    Role::Owner
+                } else if t.allow.contains(&Permission::Read) {
+                    Role::Viewer
+                } else {
+                    return None;
+                };
+                Some(Actor { name: None, role })
+            }
+            Caller::Scoped(_) => None,
+        }
+    }
+
+    /// The user behind the call, if it is one.
+    #[must_use]
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Caller::Principal(Principal::User(u)) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// The bearer token or session cookie of a request.
+pub fn credential_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The caller of a gallery request.
+pub async fn caller(state: &Sidecar, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = credential_of(headers)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "log in, open a share link, or send a bearer token"))?;
+    caller_of_token(state, token).await
+}
+
+/// The caller a token or session stands for.
+pub async fn caller_of_token(state: &Sidecar, token: String) -> Result<Caller, ApiError> {
+    if token.starts_with(crate::volume::TOKEN_PREFIX) {
+        let info = match state.blocking(move |vol| vol.token_verify(&token)).await? {
+            Ok(info) => info,
+            Err(TokenRefusal::Invalid) => {
+                return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token"))
+            }
+            Err(TokenRefusal::Expired(at)) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    format!("token expired at {}", crate::utc::rfc3339(at)),
+                ))
+            }
+        };
+        return Ok(match info.user.clone() {
+            Some(u) => Caller::Principal(Principal::User(u)),
+            None => Caller::Scoped(info),
+        });
+    }
+    match state.blocking(move |vol| vol.session_verify(&token)).await? {
+        Ok(p) => Ok(Caller::Principal(p)),
+        Err(SessionRefusal::Invalid) => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "not logged in: the session is unknown or has ended"))
+        }
+        Err(SessionRefusal::Expired(at)) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("the session or its share link expired at {}", crate::utc::rfc3339(at)),
+        )),
+        Err(SessionRefusal::Revoked) => {
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "the share link of this session has been revoked"))
         }
     }
 }

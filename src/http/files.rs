@@ -38,13 +38,25 @@ pub async fn get(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResult<R
     if query.split('&').any(|q| q == "list" || q.starts_with("list=")) {
         return Err(ApiError::bad_request(format!("{path} is not a directory")));
     }
+    serve_file(&state, &attr, &path, req.headers(), req.method() == Method::HEAD).await
+}
+
+/// The bytes of a regular file, with ranges (one or several), validators and conditional
+/// requests; `name` gives the content type.
+pub(super) async fn serve_file(
+    state: &Arc<Sidecar>,
+    attr: &crate::volume::Attr,
+    name: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult<Response> {
+    let state = state.clone();
     let ino = attr.ino;
     let size = attr.inode.size;
     let fingerprint = state.blocking(move |vol| vol.fingerprint(ino)).await?;
     let etag = format!("\"{}\"", crate::ids::hex(&fingerprint));
     let mtime = SystemTime::from(attr.inode.mtime);
     let last_modified = httpdate::fmt_http_date(mtime);
-    let headers = req.headers();
 
     let mut common = HeaderMap::new();
     common.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
@@ -54,8 +66,7 @@ pub async fn get(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResult<R
     if not_modified(headers, &etag, mtime) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
-    let head = req.method() == Method::HEAD;
-    let content_type = mime_guess::from_path(&path).first_or_octet_stream().to_string();
+    let content_type = mime_guess::from_path(name).first_or_octet_stream().to_string();
     let ranges = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         Some(spec) if if_range_holds(headers, &etag, mtime) => parse_ranges(spec, size),
         _ => Ranges::Whole,

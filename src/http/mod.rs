@@ -9,7 +9,10 @@
 mod auth;
 mod delta;
 mod error;
+mod events;
 mod files;
+mod gallery;
+mod media;
 mod path;
 pub mod tls;
 mod tus;
@@ -33,6 +36,11 @@ pub struct SidecarConfig {
     pub upload_expiry: Duration,
     /// Largest upload accepted (`Tus-Max-Size`).
     pub max_upload: u64,
+    /// Served over TLS (session cookies get `Secure`).
+    pub tls: bool,
+    /// The sidecar's own loopback address (`http://127.0.0.1:PORT`), for ffmpeg to read
+    /// videos by URL with range requests.
+    pub self_url: Option<String>,
 }
 
 impl SidecarConfig {
@@ -40,7 +48,12 @@ impl SidecarConfig {
     #[must_use]
     pub fn from_volume(vol: &Volume) -> Self {
         let s = &vol.config().sidecar;
-        Self { upload_expiry: Duration::from_secs(s.upload_expiry_secs), max_upload: s.max_upload_gib << 30 }
+        Self {
+            upload_expiry: Duration::from_secs(s.upload_expiry_secs),
+            max_upload: s.max_upload_gib << 30,
+            tls: false,
+            self_url: None,
+        }
     }
 }
 
@@ -62,6 +75,12 @@ pub struct Sidecar {
     /// Uploads a PATCH is writing to: a second PATCH of the same upload meanwhile is
     /// refused (423), so two clients can never interleave bytes at one offset.
     busy_uploads: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Gallery items waiting for media facts and thumbnails.
+    index_queue: media::IndexQueue,
+    /// One item is indexed at a time: decoding is CPU-heavy and must not starve requests.
+    indexing: tokio::sync::Mutex<()>,
+    /// Key of `/internal/items`, random per process.
+    internal_key: String,
 }
 
 impl Sidecar {
@@ -75,6 +94,9 @@ impl Sidecar {
             upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
             deltas: delta::Sessions::default(),
             busy_uploads: std::sync::Mutex::default(),
+            index_queue: media::IndexQueue::default(),
+            indexing: tokio::sync::Mutex::new(()),
+            internal_key: crate::volume::gallery::random_id(32),
         })
     }
 
@@ -113,10 +135,41 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/api/delta/{id}/commit", post(delta::commit))
         .route("/uploads", post(tus::create).options(tus::options))
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
+        .merge(gallery_routes())
+        .route("/internal/items/{ino}", get(media::internal_item).head(media::internal_item))
         // Upload bodies stream to the engine and are bounded by Upload-Length; the small
         // bodies that are read whole (manifest, a delta chunk) have limits of their own.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// The gallery API (docs/galleries.md).
+fn gallery_routes() -> Router<Arc<Sidecar>> {
+    use axum::routing::{delete, patch, put};
+    const G: &str = "/api/galleries/{id}";
+    const I: &str = "/api/galleries/{id}/items/{item}";
+    Router::new()
+        .route("/api/login", post(gallery::login))
+        .route("/api/logout", post(gallery::logout))
+        .route("/api/me", get(gallery::me))
+        .route("/api/share/open", post(gallery::open_link))
+        .route("/api/galleries", get(gallery::list).post(gallery::create))
+        .route(G, get(gallery::show).patch(gallery::retitle).delete(gallery::delete))
+        .route(&format!("{G}/items"), get(gallery::items))
+        .route(I, get(gallery::item).patch(gallery::rename).delete(gallery::delete_item))
+        .route(&format!("{I}/content"), get(gallery::content).head(gallery::content))
+        .route(&format!("{I}/thumbnail"), get(media::thumbnail))
+        .route(&format!("{I}/comments"), post(gallery::comment))
+        .route(&format!("{I}/comments/{{c}}"), patch(gallery::comment_edit).delete(gallery::comment_delete))
+        .route(&format!("{I}/annotations"), post(gallery::annotate))
+        .route(&format!("{I}/annotations/{{a}}"), patch(gallery::annotation_edit).delete(gallery::annotation_delete))
+        .route(&format!("{I}/reactions"), post(gallery::react))
+        .route(&format!("{G}/members"), get(gallery::members))
+        .route(&format!("{G}/members/{{user}}"), put(gallery::set_member).delete(gallery::remove_member))
+        .route(&format!("{G}/owner"), post(gallery::transfer))
+        .route(&format!("{G}/links"), get(gallery::links).post(gallery::link_create))
+        .route(&format!("{G}/links/{{link}}"), delete(gallery::link_revoke))
+        .route(&format!("{G}/events"), get(events::events))
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>) -> ApiResult<&'static str> {
@@ -167,7 +220,9 @@ where
     L::Addr: std::fmt::Debug,
 {
     let sweeper = tokio::spawn(tus::expire_loop(state.clone()));
+    let indexer = tokio::spawn(media::index_loop(state.clone()));
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     sweeper.abort();
+    indexer.abort();
     result
 }

@@ -52,6 +52,9 @@ pub struct TokenInfo {
     pub created: i64,
     /// Unix seconds after which it no longer works.
     pub expires: i64,
+    /// The user it acts as in galleries (`None`: scope-based access only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 impl TokenInfo {
@@ -98,9 +101,13 @@ impl Volume {
         prefix: &str,
         allow: &[Permission],
         ttl_secs: i64,
+        user: Option<&str>,
     ) -> Result<(TokenInfo, String)> {
         if self.read_only {
             return Err(Error::ReadOnly);
+        }
+        if let Some(u) = user {
+            self.user(u)?.ok_or_else(|| Error::Rejected(format!("no user {u:?}")))?;
         }
         let prefix = normalise_prefix(prefix).ok_or(Error::Invalid)?;
         let (mut id, mut secret) = ([0u8; 8], [0u8; 32]);
@@ -117,6 +124,7 @@ impl Volume {
             allow,
             created,
             expires: created.saturating_add(ttl_secs),
+            user: user.map(str::to_string),
         };
         let stored = Stored { info: info.clone(), hash: hex(&self.secret_hash(&secret)) };
         let key = Self::token_key(&info.id);

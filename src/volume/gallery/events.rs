@@ -52,6 +52,17 @@ pub struct LiveEvent {
     pub gallery: String,
     /// The event.
     pub event: Event,
+    /// The event as JSON, serialised once for every subscriber.
+    pub json: String,
+}
+
+impl LiveEvent {
+    /// `event` of `gallery`.
+    #[must_use]
+    pub fn new(gallery: String, event: Event) -> Self {
+        let json = serde_json::to_string(&event).expect("events serialise");
+        Self { gallery, event, json }
+    }
 }
 
 /// What a reconnecting client missed.
@@ -112,7 +123,7 @@ impl PendingEvents {
             if event.seq > keep {
                 batch.delete(Cf::Meta, &log_key(&gallery, event.seq - keep));
             }
-            out.push(Arc::new(LiveEvent { gallery, event }));
+            out.push(Arc::new(LiveEvent::new(gallery, event)));
         }
         Ok((out, next.into_iter().collect()))
     }
@@ -156,7 +167,7 @@ thread_local! {
 }
 
 /// Runs `f` with `actor` recorded as the author of the items it adds and of its events.
-pub(crate) fn acting_as<T>(actor: Option<&str>, f: impl FnOnce() -> T) -> T {
+pub fn acting_as<T>(actor: Option<&str>, f: impl FnOnce() -> T) -> T {
     let previous = ACTING.with(|a| a.replace(actor.map(str::to_string)));
     let out = f();
     ACTING.with(|a| *a.borrow_mut() = previous);

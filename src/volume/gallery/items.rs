@@ -201,6 +201,22 @@ impl Volume {
         }
     }
 
+    /// The gallery an item belongs to.
+    pub fn gallery_of_item(&self, ino: Ino) -> Result<Gallery> {
+        let rec = self.meta_get::<ItemRecord>(&item_key(ino))?.ok_or(Error::NotFound)?;
+        self.gallery(&rec.gallery)
+    }
+
+    /// Every item inode of a gallery.
+    pub fn gallery_item_inos(&self, g: &Gallery) -> Result<Vec<Ino>> {
+        Ok(self
+            .meta_scan::<ItemRecord>(ITEM_PREFIX)?
+            .into_iter()
+            .filter(|(_, r)| r.gallery == g.id)
+            .filter_map(|(k, _)| k.get(ITEM_PREFIX.len()..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).map(Ino))
+            .collect())
+    }
+
     /// One page of a folder of `gallery`.
     pub fn gallery_items(&self, gallery: &Gallery, actor: &Actor, q: &ListQuery) -> Result<Listing> {
         actor.require(Action::Read)?;

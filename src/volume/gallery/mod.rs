@@ -10,6 +10,7 @@
 //! `gx/<ino>/{c,a,r}/…` (comments, annotations, reactions of an item), `ginfo/<ino>`
 //! (media facts), `gevent/<id>/<seq>`, `glink/<id>`, `user/<name>`, `session/<id>`.
 
+pub mod admin;
 pub mod collab;
 pub mod events;
 pub mod items;
@@ -102,7 +103,7 @@ impl GalleryState {
     }
 }
 
-pub(crate) fn now() -> i64 {
+pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// A random id of `n` bytes, hex.
-pub(crate) fn random_id(n: usize) -> String {
+pub fn random_id(n: usize) -> String {
     let mut b = vec![0u8; n];
     random_bytes(&mut b);
     hex(&b)
@@ -354,10 +355,8 @@ impl Volume {
         self.purge_gallery(&mut txn, &g)?;
         txn.commit(Durability::Synced)?;
         self.galleries.roots.write().expect("gallery roots").remove(&g.dir());
-        let _ = self.galleries.live.send(Arc::new(LiveEvent {
-            gallery: g.id.clone(),
-            event: Event::ephemeral("gallery.deleted", actor.name.clone()),
-        }));
+        let gone = Event::ephemeral("gallery.deleted", actor.name.clone());
+        let _ = self.galleries.live.send(Arc::new(LiveEvent::new(g.id.clone(), gone)));
         Ok(())
     }
 

@@ -1,0 +1,115 @@
+//! Administration of users and galleries from the command line: one serialisable request
+//! per operation, answered by the mount daemon over its control socket or, when the
+//! volume is not mounted, by opening it. The administrator acts as owner of every gallery.
+
+use super::users::Principal;
+use super::{Actor, Gallery, Role, Volume};
+use crate::volume::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// One administrative operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "admin", rename_all = "snake_case")]
+pub enum AdminOp {
+    /// Add a user.
+    UserAdd { name: String, password: String },
+    /// Set a user's password (ends their sessions).
+    UserPasswd { name: String, password: String },
+    /// Remove a user.
+    UserRemove { name: String },
+    /// List users.
+    UserList,
+    /// Make a directory a gallery.
+    GalleryCreate { path: String, title: String, owner: String },
+    /// Every gallery.
+    GalleryList,
+    /// One gallery with its members and links.
+    GalleryShow { gallery: String },
+    /// End sharing of a gallery (the files stay).
+    GalleryDelete { gallery: String },
+    /// Add, change or remove (`role: None`) a member.
+    GalleryMember { gallery: String, user: String, role: Option<Role> },
+    /// Transfer ownership.
+    GalleryOwner { gallery: String, user: String },
+}
+
+/// The administrator, who acts as owner everywhere.
+#[must_use]
+pub fn admin() -> Actor {
+    Actor { name: None, role: Role::Owner }
+}
+
+impl Volume {
+    /// A gallery by id, or by the volume path of its directory.
+    pub fn gallery_by_id_or_path(&self, key: &str) -> Result<Gallery> {
+        if key.starts_with('/') {
+            let dir = self.resolve(key)?;
+            let id = self.galleries.roots.read().expect("gallery roots").get(&dir).cloned().ok_or(Error::NotFound)?;
+            self.gallery(&id)
+        } else {
+            self.gallery(key)
+        }
+    }
+
+    /// A gallery as the API and the CLI show it.
+    pub fn gallery_json(&self, g: &Gallery, principal: &Principal) -> Result<Value> {
+        let path = self.dir_path(g.dir()).unwrap_or_default();
+        Ok(json!({
+            "id": g.id, "title": g.title, "path": path, "owner": g.owner(),
+            "created": crate::utc::rfc3339(g.created),
+            "role": principal.role_in(g).map(Role::as_str),
+            "members": g.members,
+        }))
+    }
+
+    /// Runs an administrative operation.
+    pub fn admin(&self, op: &AdminOp) -> Result<Value> {
+        let a = admin();
+        Ok(match op {
+            AdminOp::UserAdd { name, password } => {
+                self.user_add(name, password)?;
+                json!({ "user": name })
+            }
+            AdminOp::UserPasswd { name, password } => {
+                self.user_set_password(name, password)?;
+                json!({ "user": name })
+            }
+            AdminOp::UserRemove { name } => {
+                self.user_remove(name)?;
+                json!({ "user": name })
+            }
+            AdminOp::UserList => json!(self.user_list()?),
+            AdminOp::GalleryCreate { path, title, owner } => {
+                let g = self.gallery_create(path, title, owner)?;
+                self.gallery_json(&g, &Principal::Admin)?
+            }
+            AdminOp::GalleryList => {
+                let all = self.gallery_list()?;
+                Value::Array(all.iter().map(|g| self.gallery_json(g, &Principal::Admin)).collect::<Result<_>>()?)
+            }
+            AdminOp::GalleryShow { gallery } => {
+                let g = self.gallery_by_id_or_path(gallery)?;
+                let mut v = self.gallery_json(&g, &Principal::Admin)?;
+                v["links"] = json!(self.link_list(&g, &a)?);
+                v["items"] = json!(self.gallery_item_inos(&g)?.len());
+                v
+            }
+            AdminOp::GalleryDelete { gallery } => {
+                let g = self.gallery_by_id_or_path(gallery)?;
+                self.gallery_delete(&g.id, &a)?;
+                json!({ "deleted": g.id })
+            }
+            AdminOp::GalleryMember { gallery, user, role } => {
+                let g = self.gallery_by_id_or_path(gallery)?;
+                let g = self.gallery_set_member(&g.id, &a, user, *role)?;
+                self.gallery_json(&g, &Principal::Admin)?
+            }
+            AdminOp::GalleryOwner { gallery, user } => {
+                let g = self.gallery_by_id_or_path(gallery)?;
+                let g = self.gallery_transfer(&g.id, &a, user)?;
+                self.gallery_json(&g, &Principal::Admin)?
+            }
+        })
+    }
+}

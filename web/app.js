@@ -1,0 +1,1687 @@
+// nanofs shared galleries: a single-page app with no build step and no dependencies.
+// The API contract is docs/galleries.md; where this file has to guess a response shape
+// beyond it, the code accepts the likely variants and says "ASSUMED" next to them.
+// Static markup lives in index.html <template>s; this file clones and wires them.
+
+const EMOJI = ['👍', '❤️', '😂', '😮', '😢', '😠', '🔥', '💖'];
+const EMOJI_NAMES = { '👍': 'thumbs up', '❤️': 'heart', '😂': 'laughing', '😮': 'surprised',
+  '😢': 'sad', '😠': 'angry', '🔥': 'fire', '💖': 'sparkling heart' };
+const ROLES = ['viewer', 'contributor', 'moderator', 'owner'];
+const SORTS = ['name', 'date', 'size', 'type'];
+const EVENT_TYPES = ['hello', 'reset', 'item.added', 'item.changed', 'item.renamed', 'item.removed', 'comment.added',
+  'comment.edited', 'comment.deleted', 'annotation.added', 'annotation.edited', 'annotation.deleted', 'reaction.changed',
+  'member.changed', 'link.created', 'link.revoked', 'gallery.changed', 'gallery.deleted'];
+const PAGE_SIZE = 100;
+const CHUNK = 8 * 1024 * 1024; // bytes per tus PATCH
+const UPLOAD_RETRIES = 5;
+
+const app = {
+  me: null, // principal name: "alice", or "link:<id>" for a share-link session
+  token: null, // session token kept in memory only, sent as Bearer alongside the cookie
+  gallery: null, // the open gallery's state, see openGallery()
+};
+
+// ---------------------------------------------------------------------------
+// DOM helpers
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const enc = encodeURIComponent;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+/** Builds an element: props are attributes, properties or on* listeners; kids are appended. */
+function h(tag, props, ...kids) {
+  const el = document.createElement(tag);
+  el.append(...kids.flat(Infinity).filter((k) => k != null && k !== false));
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'text') el.textContent = v;
+    else if (k.includes('-') || !(k in el)) el.setAttribute(k, v === true ? '' : v);
+    else el[k] = v; // after the kids, so a <select>'s value finds its options
+  }
+  return el;
+}
+
+/** Clones a <template>: {frag, root, …its elements by data-ref}. */
+function use(id) {
+  const frag = document.getElementById(id).content.cloneNode(true);
+  const refs = { frag, root: frag.firstElementChild };
+  for (const el of frag.querySelectorAll('[data-ref]')) refs[el.dataset.ref] = el;
+  return refs;
+}
+
+const options = (values, selected) => values.map((v) => h('option', { value: v, text: v, selected: v === selected }));
+
+const setMain = (...nodes) => $('#main').replaceChildren(...nodes);
+const setTitle = (text) => { document.title = text ? `${text} · nanofs galleries` : 'nanofs galleries'; };
+
+// Screen-reader announcements are batched so a burst of events reads as one line.
+let announceQueue = [];
+let announceTimer = null;
+function announce(msg) {
+  announceQueue.push(msg);
+  clearTimeout(announceTimer);
+  announceTimer = setTimeout(() => {
+    const msgs = announceQueue;
+    announceQueue = [];
+    $('#live').textContent = msgs.length > 3 ? `${msgs.length} updates in this gallery` : msgs.join('. ');
+  }, 600);
+}
+
+function toast(msg, kind = 'error') {
+  const close = h('button', { type: 'button', class: 'icon', 'aria-label': 'Dismiss', text: '✕' });
+  const el = h('div', { class: `toast ${kind}` }, h('span', { text: msg }), close);
+  close.onclick = () => el.remove();
+  $('#toasts').append(el);
+  setTimeout(() => el.remove(), 8000);
+}
+
+const storage = {
+  get: (k) => { try { return localStorage.getItem(k); } catch { return null; } },
+  set: (k, v) => { try { localStorage.setItem(k, v); } catch { /* private mode */ } },
+  remove: (k) => { try { localStorage.removeItem(k); } catch { /* private mode */ } },
+};
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+function fmtTime(t) {
+  if (t == null || t === '') return '';
+  const d = new Date(typeof t === 'number' ? t * 1000 : t); // ASSUMED: numbers are unix seconds
+  return Number.isNaN(d.getTime()) ? String(t) : dateFormat.format(d);
+}
+function fmtSize(n) {
+  if (typeof n !== 'number') return '';
+  let i = 0;
+  for (; n >= 1024 && i < 4; i++) n /= 1024;
+  return `${n.toFixed(i && n < 10 ? 1 : 0)} ${['B', 'KB', 'MB', 'GB', 'TB'][i]}`;
+}
+function fmtDuration(s) {
+  if (typeof s !== 'number' || !Number.isFinite(s)) return '';
+  s = Math.max(0, Math.round(s));
+  const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = String(s % 60).padStart(2, '0');
+  return hh ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
+}
+
+// ---------------------------------------------------------------------------
+// API
+
+/** JSON request; throws an Error with .status and .data on a non-2xx answer. */
+async function api(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (app.token) headers.Authorization = `Bearer ${app.token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, {
+      method, headers, credentials: 'same-origin', cache: 'no-store',
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw Object.assign(new Error('The server cannot be reached.'), { status: 0 });
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!res.ok) {
+    const msg = (data && data.error) || `${res.status} ${res.statusText}`;
+    throw Object.assign(new Error(msg), { status: res.status, data });
+  }
+  return data;
+}
+
+/** Reports an API failure: an ended session leads back to the sign-in form. */
+function fail(e) {
+  if (e && e.status === 401) {
+    const link = isLinkSession();
+    app.me = null;
+    app.token = null;
+    renderAccount();
+    teardownGallery();
+    if (link) return showMessage('Link unavailable', 'This share link has expired or was revoked.');
+    return showLogin('Your session has ended. Please sign in again.');
+  }
+  console.error(e);
+  toast(e && e.message ? e.message : String(e));
+}
+
+const listOf = (res, key) => (Array.isArray(res) ? res : (res && res[key]) || []); // ASSUMED: array or {key: array}
+const isLinkSession = () => typeof app.me === 'string' && app.me.startsWith('link:');
+const gPath = (G, rest = '') => `/api/galleries/${enc(G.id)}${rest}`;
+const itemPath = (G, id, rest = '') => gPath(G, `/items/${enc(id)}${rest}`);
+const contentUrl = (G, id) => itemPath(G, id, '/content');
+function thumbUrl(G, it, size) {
+  // ASSUMED: the server ignores the extra `v` parameter; it only busts the cache after item.changed.
+  return itemPath(G, it.id, `/thumbnail?size=${size}${it._v ? `&v=${enc(it._v)}` : ''}`);
+}
+const atLeast = (G, role) => ROLES.indexOf(G.role) >= ROLES.indexOf(role);
+
+// ---------------------------------------------------------------------------
+// BlurHash (https://github.com/woltapp/blurhash, the standard decoder)
+
+const B83 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~';
+function decode83(str, from, to) {
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const d = B83.indexOf(str[i]);
+    if (d < 0) throw new Error('bad blurhash');
+    v = v * 83 + d;
+  }
+  return v;
+}
+const srgbToLinear = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+function linearToSrgb(v) {
+  v = clamp(v, 0, 1);
+  return Math.trunc(v <= 0.0031308 ? v * 12.92 * 255 + 0.5 : (1.055 * v ** (1 / 2.4) - 0.055) * 255 + 0.5);
+}
+const signPow = (v, e) => Math.sign(v) * Math.abs(v) ** e;
+
+/** RGBA pixels (w*h*4) of a BlurHash, or null when the string is not one. */
+function decodeBlurHash(hash, w, h, punch = 1) {
+  try {
+    if (typeof hash !== 'string' || hash.length < 6) return null;
+    const size = decode83(hash, 0, 1);
+    const nx = (size % 9) + 1, ny = Math.floor(size / 9) + 1;
+    if (hash.length !== 4 + 2 * nx * ny) return null;
+    const maxAc = ((decode83(hash, 1, 2) + 1) / 166) * punch;
+    const dc = decode83(hash, 2, 6);
+    const colors = [[srgbToLinear(dc >> 16), srgbToLinear((dc >> 8) & 255), srgbToLinear(dc & 255)]];
+    for (let i = 1; i < nx * ny; i++) {
+      const v = decode83(hash, 4 + i * 2, 6 + i * 2);
+      const q = [Math.floor(v / 361), Math.floor(v / 19) % 19, v % 19];
+      colors.push(q.map((c) => signPow((c - 9) / 9, 2) * maxAc));
+    }
+    const px = new Uint8ClampedArray(w * h * 4);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let r = 0, g = 0, b = 0;
+        for (let j = 0; j < ny; j++) {
+          const cy = Math.cos((Math.PI * y * j) / h);
+          for (let i = 0; i < nx; i++) {
+            const basis = Math.cos((Math.PI * x * i) / w) * cy;
+            const c = colors[i + j * nx];
+            r += c[0] * basis; g += c[1] * basis; b += c[2] * basis;
+          }
+        }
+        const o = 4 * (x + y * w);
+        px[o] = linearToSrgb(r); px[o + 1] = linearToSrgb(g); px[o + 2] = linearToSrgb(b); px[o + 3] = 255;
+      }
+    }
+    return px;
+  } catch {
+    return null;
+  }
+}
+
+function placeholderCanvas(hash) {
+  const c = h('canvas', { class: 'ph', width: 32, height: 32, 'aria-hidden': 'true' });
+  const px = decodeBlurHash(hash, 32, 32);
+  if (px) c.getContext('2d').putImageData(new ImageData(px, 32, 32), 0, 0);
+  return c;
+}
+
+// ---------------------------------------------------------------------------
+// Routing
+
+function navigate(url, replace = false) {
+  history[replace ? 'replaceState' : 'pushState'](null, '', url);
+  route();
+}
+
+function route() {
+  const path = location.pathname;
+  const share = path.match(/^\/s\/([^/]+)\/?$/);
+  const gallery = path.match(/^\/g\/([^/]+)\/?$/);
+  const G = app.gallery;
+  if (gallery && G && G.id === decodeURIComponent(gallery[1]) && app.me) {
+    // Same gallery, another folder: keep the stream, reload the listing.
+    Object.assign(G, folderOfUrl());
+    closeViewer();
+    reloadListing(G);
+    return;
+  }
+  teardownGallery();
+  if (share) return openShare(decodeURIComponent(share[1]));
+  if (!app.me) return showLogin();
+  if (gallery) return openGallery(decodeURIComponent(gallery[1]));
+  return showGalleries();
+}
+
+/** In-app links (data-nav) change the URL without reloading the page. */
+function interceptLinks(e) {
+  const a = e.target.closest && e.target.closest('a[data-nav]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  e.preventDefault();
+  navigate(a.getAttribute('href'));
+}
+
+function setMe(me) {
+  // {"user": NAME}; a share-link session is {"user": null, "link": {"id", …}} and acts as link:<id>.
+  if (!me) app.me = null;
+  else if (me.user != null) app.me = String(me.user);
+  else if (me.link && me.link.id != null) app.me = `link:${me.link.id}`;
+  else app.me = me.token ? 'API token' : null;
+  renderAccount();
+}
+
+function renderAccount() {
+  const nav = $('#account');
+  if (!app.me) return nav.replaceChildren();
+  nav.replaceChildren(
+    h('span', { class: 'muted', 'data-testid': 'me' }, 'Signed in as ', h('strong', { text: app.me })),
+    h('button', { type: 'button', class: 'link', 'data-testid': 'logout', onclick: logout, text: 'Sign out' }),
+  );
+}
+
+async function logout() {
+  try { await api('POST', '/api/logout'); } catch { /* the session may already be gone */ }
+  app.me = null;
+  app.token = null;
+  renderAccount();
+  navigate('/');
+}
+
+function showMessage(title, text) {
+  setTitle(title);
+  setMain(h('section', { class: 'card' }, h('h1', { text: title }), h('p', { text }),
+    h('p', {}, h('a', { href: '/', 'data-nav': true, text: 'Go to sign in' }))));
+}
+
+// ---------------------------------------------------------------------------
+// Sign in, share links, gallery list
+
+function showLogin(message) {
+  setTitle('Sign in');
+  const v = use('tpl-login');
+  v.error.textContent = message || '';
+  v.root.onsubmit = async (e) => {
+    e.preventDefault();
+    v.submit.disabled = true;
+    v.error.textContent = '';
+    try {
+      const res = await api('POST', '/api/login', { user: v.user.value, password: v.password.value });
+      app.token = (res && res.token) || null;
+      setMe(await api('GET', '/api/me').catch(() => ({ user: v.user.value })));
+      route();
+    } catch (e2) {
+      v.error.textContent = e2.status === 401 ? 'Wrong user name or password.' : e2.message;
+      v.password.select();
+    } finally {
+      v.submit.disabled = false;
+    }
+  };
+  setMain(v.frag);
+  v.user.focus();
+}
+
+async function openShare(token, password) {
+  setTitle('Shared gallery');
+  setMain(h('p', { class: 'muted', role: 'status', text: 'Opening the shared gallery…' }));
+  try {
+    const res = await api('POST', '/api/share/open', password == null ? { token } : { token, password });
+    app.token = (res && res.token) || null;
+    setMe(await api('GET', '/api/me').catch(() => ({ user: (res && res.user) || 'guest' })));
+    // ASSUMED: the answer names the gallery as "gallery" (id or object) or "gallery_id".
+    let gid = res && (res.gallery ?? res.gallery_id);
+    if (gid && typeof gid === 'object') gid = gid.id;
+    if (gid == null) gid = (listOf(await api('GET', '/api/galleries'), 'galleries')[0] || {}).id;
+    // replaceState drops the token from the history and the address bar.
+    navigate(gid != null ? `/g/${enc(gid)}` : '/', true);
+  } catch (e) {
+    if (e.status === 401 && e.data && e.data.password_required) return askSharePassword(token, password != null);
+    showMessage('Link unavailable', e.message);
+  }
+}
+
+function askSharePassword(token, wrong) {
+  const v = use('tpl-share-password');
+  v.error.textContent = wrong ? 'Wrong password.' : '';
+  v.root.onsubmit = (e) => { e.preventDefault(); openShare(token, v.password.value); };
+  setMain(v.frag);
+  v.password.focus();
+}
+
+async function showGalleries() {
+  setTitle('Galleries');
+  const v = use('tpl-galleries');
+  if (isLinkSession()) v.create.remove();
+  v.create.onsubmit = async (e) => {
+    e.preventDefault();
+    try {
+      const g = await api('POST', '/api/galleries', { title: v.title.value.trim() });
+      navigate(`/g/${enc(g.id)}`);
+    } catch (e2) { fail(e2); }
+  };
+  setMain(v.frag);
+  try {
+    const gs = listOf(await api('GET', '/api/galleries'), 'galleries');
+    v.list.replaceChildren(...gs.map(galleryRow));
+    if (!gs.length) v.list.append(h('li', { class: 'muted', text: 'No galleries yet.' }));
+  } catch (e) {
+    fail(e);
+  } finally {
+    v.list.removeAttribute('aria-busy');
+  }
+}
+
+function galleryRow(g) {
+  const n = g.counts && typeof g.counts.items === 'number' ? g.counts.items : g.items;
+  const items = typeof n === 'number' ? `${n} items` : null;
+  return h('li', { class: 'gallery-row' },
+    h('a', { href: `/g/${enc(g.id)}`, 'data-nav': true, 'data-testid': 'gallery-link', 'data-gallery-id': g.id,
+      text: g.title || g.name || `Gallery ${g.id}` }),
+    h('span', { class: 'muted', text: [g.role, items].filter(Boolean).join(' · ') }));
+}
+
+// ---------------------------------------------------------------------------
+// Gallery view: header, toolbar, grid with paging
+
+async function openGallery(id) {
+  const G = app.gallery = {
+    id, ...folderOfUrl(), info: null, role: 'viewer',
+    sort: storage.get('nanofs.sort') || 'name', order: storage.get('nanofs.order') === 'desc' ? 'desc' : 'asc',
+    items: [], byId: new Map(), tiles: new Map(), offset: 0, total: null, done: false, loading: false,
+    failed: false, gen: 0, queue: Promise.resolve(), viewer: null, members: [],
+  };
+  if (!SORTS.includes(G.sort)) G.sort = 'name';
+  let firstPage;
+  G.ready = new Promise((r) => { firstPage = r; }); // events wait until the first page is in
+  buildGalleryView(G);
+  // The stream starts first, so no change slips between the listing and the stream.
+  G.stream = new EventStream(id, {
+    onEvent: (ev) => { G.queue = G.queue.then(() => G.ready).then(() => applyEvent(G, ev)).catch(console.error); },
+    onState: (s) => { G.els.live.textContent = s; G.els.live.dataset.state = s; },
+    onEnd: (reason) => streamEnded(G, reason),
+  });
+  G.stream.start();
+  try {
+    await loadInfo(G);
+  } catch (e) {
+    if (app.gallery !== G) return;
+    teardownGallery();
+    return e.status === 401 ? fail(e) : showMessage('Gallery unavailable', e.message);
+  }
+  reloadListing(G).then(firstPage);
+}
+
+function teardownGallery() {
+  const G = app.gallery;
+  if (!G) return;
+  app.gallery = null;
+  if (G.stream) G.stream.stop();
+  if (G.observer) G.observer.disconnect();
+  closeViewer();
+}
+
+function buildGalleryView(G) {
+  const e = G.els = use('tpl-gallery');
+  e.sort.value = G.sort;
+  e.order.value = G.order;
+  e.sort.onchange = () => setSort(G, 'sort', e.sort.value);
+  e.order.onchange = () => setSort(G, 'order', e.order.value);
+  e.uploadButton.onclick = () => e.fileInput.click();
+  e.fileInput.onchange = () => { queueUploads(G, [...e.fileInput.files]); e.fileInput.value = ''; };
+  panelToggle(e.membersToggle, e.members, () => loadMembers(G));
+  panelToggle(e.linksToggle, e.links, () => loadLinks(G));
+  e.memberAdd.onsubmit = (ev) => {
+    ev.preventDefault();
+    const user = e.memberUser.value.trim();
+    memberCall(G, 'PUT', memberPath(G, user), { role: e.memberRole.value }, `${user} added`).then((ok) => { if (ok) e.memberUser.value = ''; });
+  };
+  e.transfer.onsubmit = (ev) => {
+    ev.preventDefault();
+    const user = e.newOwner.value;
+    if (user && confirm(`Make ${user} the owner? You will become a moderator.`)) {
+      memberCall(G, 'POST', gPath(G, '/owner'), { user }, `${user} is now the owner`);
+    }
+  };
+  e.linkCreate.onsubmit = (ev) => { ev.preventDefault(); createLink(G); };
+  e.linkCopy.onclick = () => copyLink(G);
+  e.grid.onkeydown = (ev) => gridKeys(G, ev);
+  e.more.onclick = () => { G.failed = false; loadPage(G); };
+  dropHandlers(G, e.zone);
+  setMain(e.frag);
+  G.observer = new IntersectionObserver((en) => { if (en.some((x) => x.isIntersecting)) loadPage(G); }, { rootMargin: '1200px 0px' });
+  G.observer.observe(e.sentinel);
+}
+
+function panelToggle(btn, panel, load) {
+  btn.onclick = () => {
+    const open = panel.hidden;
+    panel.hidden = !open;
+    btn.setAttribute('aria-expanded', String(open));
+    if (open) load();
+  };
+}
+
+function setSort(G, key, value) {
+  G[key] = value;
+  storage.set(`nanofs.${key}`, value);
+  reloadListing(G);
+}
+
+async function loadInfo(G) {
+  const info = await api('GET', gPath(G));
+  if (app.gallery !== G) return;
+  G.info = info || {};
+  G.role = ROLES.includes(G.info.role) ? G.info.role : 'viewer';
+  const e = G.els, title = G.info.title || G.info.name || `Gallery ${G.id}`;
+  e.title.textContent = title;
+  setTitle(title);
+  const counts = G.info.counts && typeof G.info.counts === 'object'
+    ? Object.entries(G.info.counts).filter(([, n]) => typeof n === 'number').map(([k, n]) => `${n} ${k}`).join(', ') : '';
+  e.meta.textContent = [G.info.owner && `Owner: ${G.info.owner}`, `Your role: ${G.role}`, counts].filter(Boolean).join(' · ');
+  renderCrumbs(G);
+  const contributor = atLeast(G, 'contributor'), moderator = atLeast(G, 'moderator');
+  e.upload.hidden = !contributor;
+  e.hint.hidden = !contributor;
+  for (const [btn, panel] of [[e.membersToggle, e.members], [e.linksToggle, e.links]]) {
+    btn.hidden = !moderator;
+    if (!moderator) { panel.hidden = true; btn.setAttribute('aria-expanded', 'false'); }
+  }
+}
+
+/**
+ * Folders: docs/galleries.md names them by path (`dir=2026/summer`); a server may name them by
+ * id instead (`folder=<inode>`, ASSUMED). URLs and listing requests carry both when known.
+ */
+const folderIds = new Map(); // "gallery\npath" -> folder id, learned from listings
+function folderOfUrl() {
+  const q = new URLSearchParams(location.search);
+  return { dir: q.get('dir') || '', folder: q.get('folder'), folderId: q.get('folder') };
+}
+function folderUrl(G, dir, id = folderIds.get(`${G.id}\n${dir}`)) {
+  const q = new URLSearchParams();
+  if (dir) q.set('dir', dir);
+  if (dir && id != null) q.set('folder', id);
+  return `/g/${enc(G.id)}${q.toString() ? `?${q}` : ''}`;
+}
+function inFolder(G, it) {
+  if (it.path != null) return dirOf(it.path) === G.dir;
+  if (it.folder != null && G.folderId != null) return String(it.folder) === G.folderId;
+  return true;
+}
+
+function renderCrumbs(G) {
+  const parts = G.dir ? G.dir.split('/').filter(Boolean) : [];
+  const link = (dir, text, last) => h('li', {}, h('a', {
+    href: folderUrl(G, dir), 'data-nav': true, 'aria-current': last ? 'page' : null, text,
+  }));
+  G.els.crumbs.hidden = !parts.length; // at the top the heading says it all
+  G.els.crumbs.replaceChildren(h('ol', {}, link('', G.els.title.textContent, false),
+    parts.map((name, i) => link(parts.slice(0, i + 1).join('/'), name, i === parts.length - 1))));
+}
+
+function reloadListing(G) {
+  G.gen++;
+  Object.assign(G, { items: [], offset: 0, total: null, done: false, loading: false, failed: false });
+  G.byId.clear();
+  G.tiles.clear();
+  G.els.grid.replaceChildren();
+  renderCrumbs(G);
+  G.ready = loadPage(G);
+  return G.ready;
+}
+
+async function loadPage(G) {
+  if (G.loading || G.done || G.failed || !G.info || app.gallery !== G) return;
+  G.loading = true;
+  const gen = G.gen;
+  G.els.status.textContent = 'Loading…';
+  const q = new URLSearchParams({ sort: G.sort, order: G.order, offset: String(G.offset), limit: String(PAGE_SIZE) });
+  if (G.dir) q.set('dir', G.dir);
+  if (G.folder) q.set('folder', G.folder);
+  try {
+    const res = await api('GET', gPath(G, `/items?${q}`));
+    if (gen !== G.gen || app.gallery !== G) return;
+    const items = listOf(res, 'items');
+    if (res && res.folder != null) G.folderId = String(res.folder); // ASSUMED optional: the listed folder's id
+    if (G.offset === 0) renderFolders(G, (res && res.folders) || []);
+    G.offset += items.length;
+    if (res && typeof res.total === 'number') G.total = res.total; // ASSUMED optional field
+    G.done = items.length < PAGE_SIZE || (G.total != null && G.offset >= G.total);
+    for (const it of items) {
+      it.id = String(it.id);
+      if (!G.byId.has(it.id)) appendItem(G, it);
+    }
+  } catch (e) {
+    if (gen !== G.gen) return;
+    G.failed = true; // no automatic retry loop; "Load more" retries
+    fail(e);
+  } finally {
+    if (gen === G.gen) {
+      G.loading = false;
+      updateStatus(G);
+      // Re-observing fires the observer again, which loads on while the sentinel is near.
+      if (!G.done && !G.failed) { G.observer.unobserve(G.els.sentinel); G.observer.observe(G.els.sentinel); }
+    }
+  }
+}
+
+function updateStatus(G) {
+  const n = G.items.length;
+  let text = `${n} item${n === 1 ? '' : 's'}${G.done ? '' : ' so far'}`;
+  if (!n && G.done && !G.els.grid.querySelector('.folder')) text = 'This folder is empty.';
+  else if (G.total != null) text = `${n} of ${G.total} items`;
+  G.els.status.textContent = text;
+  G.els.more.hidden = G.done;
+}
+
+function renderFolders(G, folders) {
+  // ASSUMED: a folder is a name string or {name, id?, path?, items?}; path is relative to the gallery.
+  for (const f of folders) {
+    const name = typeof f === 'string' ? f : f.name;
+    if (!name) continue;
+    const path = (typeof f === 'object' && f.path) || (G.dir ? `${G.dir}/${name}` : name);
+    if (typeof f === 'object' && f.id != null) folderIds.set(`${G.id}\n${path}`, String(f.id));
+    const count = typeof f === 'object' ? f.items ?? f.count : null;
+    G.els.grid.append(h('li', { class: 'cell' },
+      h('a', { class: 'tile folder', href: folderUrl(G, path), 'data-nav': true, 'data-testid': 'folder', 'data-name': name },
+        h('span', { class: 'type-icon', 'aria-hidden': 'true', text: '📁' }),
+        h('span', { class: 'caption' }, h('span', { class: 'name', text: name }),
+          typeof count === 'number' ? h('span', { class: 'counts', text: `${count} items` }) : null))));
+  }
+}
+
+function kindOf(it) {
+  const t = (it && it.type) || '';
+  if (/^(image|video|audio)\//.test(t)) return t.split('/')[0];
+  const ext = String((it && it.name) || '').split('.').pop().toLowerCase();
+  if (/^(jpe?g|png|gif|webp|avif|heic|bmp|svg)$/.test(ext)) return 'image';
+  if (/^(mp4|webm|mov|mkv|m4v|ogv)$/.test(ext)) return 'video';
+  if (/^(mp3|wav|ogg|oga|flac|m4a|opus|aac)$/.test(ext)) return 'audio';
+  return 'other';
+}
+
+function appendItem(G, it) {
+  G.items.push(it);
+  G.byId.set(it.id, it);
+  G.els.grid.append(tileCell(G, it));
+}
+
+function tileCell(G, it) {
+  const btn = h('button', { type: 'button', class: 'tile', 'data-testid': 'tile', 'data-item-id': it.id });
+  btn.onclick = () => openViewer(G, it.id);
+  fillTile(G, btn, it);
+  G.tiles.set(it.id, btn);
+  return h('li', { class: 'cell' }, btn);
+}
+
+/** (Re)draws a tile's content; the button itself stays, so focus survives live updates. */
+function fillTile(G, btn, it) {
+  btn.dataset.name = it.name;
+  const kind = kindOf(it);
+  const kids = [placeholderCanvas(it.placeholder)];
+  const pictured = kind === 'image' || kind === 'video';
+  const name = h('span', { class: 'name', 'aria-hidden': pictured ? 'true' : null, text: it.name }); // the img alt names it
+  if (pictured) {
+    const img = h('img', { alt: it.name, loading: 'lazy', decoding: 'async', draggable: false });
+    img.onload = () => btn.classList.add('loaded');
+    img.onerror = () => {
+      img.replaceWith(h('span', { class: 'type-icon', 'aria-hidden': 'true', text: '🖼️' }));
+      name.removeAttribute('aria-hidden');
+      // A new item's preview may still be in the making: look again a few times.
+      it._tries = (it._tries || 0) + 1;
+      if ((it.pending || it._live) && it._tries <= 4) setTimeout(() => refreshTile(G, it.id), 1000 * 2 ** it._tries);
+    };
+    img.src = thumbUrl(G, it, 256);
+    kids.push(img);
+  } else {
+    kids.push(h('span', { class: 'type-icon', 'aria-hidden': 'true', text: kind === 'audio' ? '🎵' : '📄' }));
+  }
+  if ((kind === 'video' || kind === 'audio') && typeof it.duration === 'number') {
+    kids.push(h('span', { class: 'badge', text: `${kind === 'video' ? '▶' : '♪'} ${fmtDuration(it.duration)}` }));
+  }
+  const top = Object.entries(it.reactions || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 3);
+  const counts = [it.comments > 0 ? `💬 ${it.comments}` : '', ...top.map(([e, n]) => `${e} ${n}`)].filter(Boolean);
+  const spoken = [it.comments > 0 ? `${it.comments} comments` : '', ...top.map(([e, n]) => `${n} ${EMOJI_NAMES[e] || e}`)].filter(Boolean);
+  kids.push(h('span', { class: 'caption' },
+    name,
+    counts.length ? h('span', { class: 'counts', 'data-testid': 'tile-counts', 'aria-hidden': 'true', text: counts.join('  ') }) : null,
+    spoken.length ? h('span', { class: 'sr-only', text: `, ${spoken.join(', ')}` }) : null));
+  btn.replaceChildren(...kids);
+  btn.classList.remove('loaded');
+}
+
+function updateTile(G, id) {
+  const btn = G.tiles.get(id), it = G.byId.get(id);
+  if (btn && it) fillTile(G, btn, it);
+}
+
+/** Arrow keys, Home and End move between tiles; Up/Down by one row. */
+function gridKeys(G, e) {
+  const tiles = [...G.els.grid.querySelectorAll('.tile')];
+  const i = tiles.indexOf(document.activeElement);
+  if (i < 0) return;
+  const top = tiles[0].getBoundingClientRect().top;
+  let cols = 0;
+  while (cols < tiles.length && Math.abs(tiles[cols].getBoundingClientRect().top - top) < 2) cols++;
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: cols, ArrowUp: -cols, Home: -i, End: tiles.length - 1 - i }[e.key];
+  if (step === undefined) return;
+  e.preventDefault();
+  tiles[clamp(i + step, 0, tiles.length - 1)].focus();
+}
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+function compareItems(G, a, b) {
+  // A live-added item without a date is the newest one.
+  const key = { name: (x) => x.name || '', date: (x) => Date.parse(x.modified) || Date.now(), size: (x) => x.size || 0, type: (x) => x.type || '' }[G.sort];
+  const ka = key(a), kb = key(b);
+  let c = typeof ka === 'string' ? collator.compare(ka, kb) : ka - kb;
+  if (c === 0 && G.sort !== 'name') c = collator.compare(a.name || '', b.name || '');
+  return G.order === 'desc' ? -c : c;
+}
+
+/** Places a live-added item where the current sort puts it, if that is within the loaded part. */
+function insertItem(G, it) {
+  const idx = G.items.findIndex((x) => compareItems(G, it, x) < 0);
+  if (idx < 0 && !G.done) return; // it belongs to a page not loaded yet
+  it._live = true;
+  G.byId.set(it.id, it);
+  const cell = tileCell(G, it);
+  if (idx < 0) {
+    G.items.push(it);
+    G.els.grid.append(cell);
+  } else {
+    G.els.grid.insertBefore(cell, G.tiles.get(G.items[idx].id).parentElement);
+    G.items.splice(idx, 0, it);
+    G.offset++; // the server's later pages shifted by one
+  }
+  if (G.total != null) G.total++;
+  updateStatus(G);
+}
+
+function removeItem(G, id) {
+  const btn = G.tiles.get(id);
+  if (!btn) return;
+  const wasFocused = document.activeElement === btn;
+  const cell = btn.parentElement;
+  const next = cell.nextElementSibling || cell.previousElementSibling;
+  cell.remove();
+  G.tiles.delete(id);
+  G.byId.delete(id);
+  G.items = G.items.filter((x) => x.id !== id);
+  G.offset = Math.max(0, G.offset - 1);
+  if (G.total != null) G.total--;
+  if (wasFocused && next) next.firstElementChild.focus();
+  updateStatus(G);
+}
+
+// ---------------------------------------------------------------------------
+// Live updates
+
+/** WebSocket (SSE fallback) on …/events with since=last seq, reconnecting with backoff. */
+class EventStream {
+  constructor(galleryId, { onEvent, onState, onEnd }) {
+    Object.assign(this, { galleryId, onEvent, onState, onEnd });
+    this.seq = null;
+    this.attempt = 0;
+    this.useSse = typeof WebSocket === 'undefined';
+    this.wsWorked = false;
+  }
+
+  start() { this.stopped = false; this.connect(); }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const { ws, es } = this;
+    this.ws = this.es = null;
+    if (ws) ws.close(1000);
+    if (es) es.close();
+  }
+
+  url(ws) {
+    const u = new URL(`/api/galleries/${enc(this.galleryId)}/events`, location.href);
+    if (this.seq != null) u.searchParams.set('since', String(this.seq));
+    if (ws) u.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return u.href;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.onState('connecting');
+    if (this.useSse) return this.connectSse();
+    let opened = false;
+    const ws = this.ws = new WebSocket(this.url(true));
+    ws.onopen = () => { opened = this.wsWorked = true; this.attempt = 0; this.onState('live'); };
+    ws.onmessage = (m) => this.receive(m.data);
+    ws.onclose = (e) => {
+      if (this.ws !== ws || this.stopped) return;
+      this.ws = null;
+      if (e.code >= 4400 && e.code < 4500) return this.end(e.reason); // 4401: link or session ended
+      if (!opened && !this.wsWorked) this.useSse = true; // upgrade refused (proxy?): try SSE
+      this.retry();
+    };
+  }
+
+  connectSse() {
+    const es = this.es = new EventSource(this.url(false), { withCredentials: true });
+    const onMsg = (m) => this.receive(m.data, m.lastEventId, m.type);
+    es.onopen = () => { this.attempt = 0; this.onState('live'); };
+    es.onmessage = onMsg;
+    for (const t of [...EVENT_TYPES, 'close']) es.addEventListener(t, onMsg); // in case the server names its events
+    es.onerror = () => {
+      if (this.es !== es) return;
+      es.close(); // reconnect ourselves, so `since` is our own last seq
+      this.es = null;
+      if (!this.stopped) this.retry();
+    };
+  }
+
+  receive(raw, lastId, sseType) {
+    let msg;
+    try { msg = JSON.parse(raw); } catch { return; }
+    for (const ev of [].concat(msg)) {
+      if (!ev || typeof ev !== 'object') continue;
+      if (!ev.type && sseType && sseType !== 'message') ev.type = sseType;
+      if (ev.seq == null && lastId) ev.seq = lastId;
+      if (ev.seq != null) ev.seq = Number(ev.seq);
+      this.attempt = 0;
+      if (ev.type === 'closed') { // over SSE, what a WebSocket close code says
+        if (ev.code >= 4400 && ev.code < 4500) this.end(ev.reason);
+        continue;
+      }
+      if (ev.type === 'hello') { if (this.seq == null) this.seq = ev.seq; continue; }
+      if (ev.type === 'reset') { this.seq = ev.seq; this.onEvent(ev); continue; }
+      if (ev.seq > 0) { // seq 0: not logged (gallery.deleted), always news
+        if (this.seq != null && ev.seq <= this.seq) continue; // replayed after a reconnect
+        this.seq = ev.seq;
+      }
+      this.onEvent(ev);
+    }
+  }
+
+  retry() {
+    this.onState('reconnecting');
+    const delay = Math.min(30000, 1000 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt++;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(async () => {
+      if (this.attempt >= 3 && (await this.accessLost())) return;
+      this.connect();
+    }, delay);
+  }
+
+  /** After repeated failures, asks whether the gallery is still ours before trying again. */
+  async accessLost() {
+    const err = await api('GET', `/api/galleries/${enc(this.galleryId)}`).then(() => null, (e) => e);
+    if (!err || ![401, 403, 404].includes(err.status)) return false;
+    this.end(err.message);
+    return true;
+  }
+
+  end(reason) {
+    this.stop();
+    this.onState('offline');
+    this.onEnd(reason);
+  }
+}
+
+function streamEnded(G, reason) {
+  if (app.gallery !== G) return;
+  if (isLinkSession()) {
+    teardownGallery();
+    return showMessage('Link unavailable', reason || 'This share link has expired or was revoked.');
+  }
+  api('GET', '/api/me').then(
+    () => toast(reason || 'Live updates stopped.'),
+    (e) => (e.status === 401 ? fail(e) : toast(reason || 'Live updates stopped.')),
+  );
+}
+
+const dirOf = (p) => { p = String(p).replace(/^\/+/, ''); const i = p.lastIndexOf('/'); return i < 0 ? '' : p.slice(0, i); };
+
+async function applyEvent(G, ev) {
+  if (app.gallery !== G) return;
+  const id = ev.item != null ? String(ev.item) : null;
+  switch (ev.type) {
+    case 'reset':
+      await reloadListing(G);
+      if (G.viewer) refreshViewer(G, true);
+      return;
+    case 'item.added': case 'item.changed': case 'item.renamed':
+      await itemUpserted(G, ev, id);
+      break;
+    case 'item.removed':
+      removeItem(G, id);
+      if (G.viewer && G.viewer.id === id) { closeViewer(); toast('The item you were viewing was removed.', 'info'); }
+      break;
+    case 'comment.added': case 'comment.deleted': case 'reaction.changed':
+      // Tile counters are re-read rather than derived from the event's data (the open item
+      // is re-read by refreshViewer below, which updates its tile too).
+      if (!G.viewer || G.viewer.id !== id) refreshTile(G, id);
+      break;
+    case 'member.changed': case 'gallery.changed':
+      try { await loadInfo(G); } catch (e) { return e.status === 403 || e.status === 404 ? streamEnded(G, e.message) : fail(e); }
+      if (!G.els.members.hidden) loadMembers(G);
+      break;
+    case 'folder.added': case 'folder.removed': case 'folder.renamed': // not in the docs; rare
+      if (ev.data && G.folderId != null && [ev.data.folder, ev.data.from_folder].map(String).includes(G.folderId)) reloadListing(G);
+      break;
+    case 'link.created': case 'link.revoked':
+      if (!G.els.links.hidden) loadLinks(G);
+      break;
+    case 'gallery.deleted':
+      toast('This gallery was deleted.', 'info');
+      navigate('/');
+      return;
+    default:
+      break;
+  }
+  if (id && G.viewer && G.viewer.id === id && /^(comment|annotation|reaction)\./.test(ev.type)) refreshViewer(G);
+  describeEvent(G, ev, id);
+}
+
+function describeEvent(G, ev, id) {
+  if (ev.actor != null && ev.actor === app.me) return; // our own actions are not news
+  const it = id && G.byId.get(id);
+  const name = (it && it.name) || (ev.data && ev.data.name) || 'an item';
+  const what = { 'item.added': `added ${name}`, 'item.renamed': `renamed an item to ${name}`, 'item.removed': 'removed an item',
+    'comment.added': `commented on ${name}`, 'annotation.added': `annotated ${name}`, 'reaction.changed': `reacted to ${name}` }[ev.type];
+  if (what) announce(`${ev.actor || 'Someone'} ${what}`);
+}
+
+/** An item detail with its discussion at the top (ASSUMED: either shape, flat or under "discussion"). */
+const expand = (d) => (d && d.discussion && typeof d.discussion === 'object' ? { ...d, ...d.discussion } : d || {});
+
+/** Turns an item detail (comments array, reaction records) into listing fields. */
+function listingFields(detail) {
+  const it = expand(detail);
+  const out = { ...it };
+  delete out.discussion;
+  if (Array.isArray(it.comments)) out.comments = it.comments.filter((c) => !c.deleted).length;
+  if (it.reactions && typeof it.reactions === 'object') {
+    out.reactions = Object.fromEntries(Object.entries(reactionState(it)).map(([e, r]) => [e, r.count]).filter(([, n]) => n > 0));
+  }
+  delete out.annotations;
+  return out;
+}
+
+async function itemUpserted(G, ev, id) {
+  // ASSUMED: data may be the whole item (listing shape, or {item: …}); with less than that
+  // (say {name, folder}) the item is fetched.
+  let it = ev.data && (ev.data.item || ev.data);
+  if (!it || typeof it !== 'object' || it.name == null || it.size == null) it = await api('GET', itemPath(G, id)).catch(() => null);
+  if (!it || app.gallery !== G) return;
+  it = listingFields({ ...it, id: String(it.id ?? id) });
+  if (ev.type === 'item.changed') it._v = (it.fingerprint && String(it.fingerprint).slice(0, 16)) || String(ev.seq);
+  const known = G.byId.get(it.id);
+  if (!inFolder(G, it)) { // in another folder (or moved there)
+    if (known) removeItem(G, it.id);
+    return;
+  }
+  if (!known) return insertItem(G, it);
+  Object.assign(known, it);
+  updateTile(G, it.id);
+  if (G.viewer && G.viewer.id === it.id) G.viewer.els.title.textContent = known.name;
+}
+
+/** Re-reads a loaded tile's item (debounced: a burst of events costs one request). */
+function refreshTile(G, id) {
+  if (!id || !G.byId.has(id)) return;
+  G.tileTimers = G.tileTimers || new Map();
+  clearTimeout(G.tileTimers.get(id));
+  G.tileTimers.set(id, setTimeout(() => {
+    G.tileTimers.delete(id);
+    api('GET', itemPath(G, id)).then((d) => syncTile(G, id, d), () => { /* removed: item.removed follows */ });
+  }, 200));
+}
+
+function syncTile(G, id, detail) {
+  const it = G.byId.get(id);
+  if (!it || app.gallery !== G) return;
+  Object.assign(it, listingFields(detail), { id });
+  updateTile(G, id);
+}
+
+// ---------------------------------------------------------------------------
+// Reactions
+
+/**
+ * {emoji: {count, mine}} from an item detail. ASSUMED shapes, all accepted:
+ * {"🔥": 3} with "my_reactions": ["🔥"]; {"🔥": ["alice", …]}; {"🔥": {"count", "mine"|"me"|"users"}};
+ * or a list of {"emoji", "count", "mine"} or of {"emoji", "user"} records.
+ */
+function reactionState(d) {
+  const out = Object.fromEntries(EMOJI.map((e) => [e, { count: 0, mine: false }]));
+  const add = (emoji, count, mine) => {
+    const r = out[emoji] || (out[emoji] = { count: 0, mine: false });
+    r.count += Number(count) || 0;
+    r.mine = r.mine || !!mine;
+  };
+  const hasMe = (users) => Array.isArray(users) && users.some((u) => (u && typeof u === 'object' ? u.user ?? u.name : u) === app.me);
+  const raw = d && d.reactions;
+  if (Array.isArray(raw)) {
+    for (const r of raw) {
+      if (typeof r.count === 'number') add(r.emoji, r.count, r.mine ?? r.me ?? r.reacted ?? hasMe(r.users));
+      else add(r.emoji, 1, (r.user ?? r.author ?? r.actor) === app.me);
+    }
+  } else if (raw && typeof raw === 'object') {
+    for (const [emoji, v] of Object.entries(raw)) {
+      if (typeof v === 'number') add(emoji, v, false);
+      else if (Array.isArray(v)) add(emoji, v.length, hasMe(v));
+      else if (v && typeof v === 'object') add(emoji, v.count ?? (v.users || []).length, v.mine ?? v.me ?? v.reacted ?? hasMe(v.users));
+    }
+  }
+  const mine = d && (d.my_reactions ?? d.mine ?? d.reacted);
+  if (Array.isArray(mine)) for (const e of mine) if (out[e]) out[e].mine = true;
+  return out;
+}
+
+function buildReactions(G) {
+  const v = G.viewer;
+  v.react = new Map();
+  for (const emoji of EMOJI) {
+    const count = h('span', { class: 'count', 'data-testid': `reaction-count-${emoji}`, text: '0' });
+    const btn = h('button', { type: 'button', class: 'reaction', 'data-testid': `reaction-${emoji}`, 'aria-pressed': 'false' },
+      h('span', { class: 'emoji', 'aria-hidden': 'true', text: emoji }), count);
+    btn.onclick = () => toggleReaction(G, emoji);
+    v.react.set(emoji, { btn, count });
+    v.els.reactions.append(btn);
+  }
+  paintReactions(G);
+}
+
+function paintReactions(G) {
+  const v = G.viewer;
+  if (!v || !v.react) return;
+  for (const [emoji, { btn, count }] of v.react) {
+    const r = v.reactions[emoji] || { count: 0, mine: false };
+    count.textContent = String(r.count);
+    btn.setAttribute('aria-pressed', String(r.mine));
+    btn.setAttribute('aria-label', `${EMOJI_NAMES[emoji]}: ${r.count}${r.mine ? ', including you' : ''}`);
+  }
+}
+
+async function toggleReaction(G, emoji) {
+  const v = G.viewer;
+  const r = v.reactions[emoji];
+  const before = { ...r };
+  r.mine = !r.mine; // optimistic; the server's toggle result follows through refreshViewer
+  r.count = Math.max(0, r.count + (r.mine ? 1 : -1));
+  paintReactions(G);
+  try {
+    await api('POST', itemPath(G, v.id, '/reactions'), { emoji });
+  } catch (e) {
+    Object.assign(r, before);
+    paintReactions(G);
+    fail(e);
+  }
+  refreshViewer(G);
+}
+
+// ---------------------------------------------------------------------------
+// Viewer
+
+function closeViewer() {
+  const dlg = $('#viewer');
+  if (dlg && dlg.open) dlg.close();
+}
+
+function onViewerClose() {
+  const dlg = $('#viewer');
+  if (dlg.open) return; // reopened in the same task
+  document.body.append($('#live'), $('#toasts')); // back out of the dialog
+  dlg.replaceChildren(); // stops playback and frees the full-size image
+  const G = app.gallery;
+  if (!G || !G.viewer) return;
+  const btn = G.tiles.get(G.viewer.id);
+  G.viewer = null;
+  if (btn) btn.focus();
+}
+
+function openViewer(G, id) {
+  const dlg = $('#viewer');
+  G.viewer = newViewerState(G, id);
+  renderViewer(G);
+  if (!dlg.open) dlg.showModal();
+  G.viewer.els.close.focus();
+  refreshViewer(G, true);
+}
+
+const newViewerState = (G, id) => ({
+  id, detail: null, reactions: reactionState(G.byId.get(id)), draw: false, draft: null, replyTo: null, editing: false, fetch: 0,
+});
+
+async function stepViewer(G, delta) {
+  const v = G.viewer;
+  if (!v) return;
+  let i = G.items.findIndex((x) => x.id === v.id) + delta;
+  if (i >= G.items.length && !G.done) { await loadPage(G); i = Math.min(i, G.items.length - 1); }
+  if (i < 0 || i >= G.items.length || G.viewer !== v) return;
+  const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.testid;
+  const id = G.items[i].id;
+  G.viewer = newViewerState(G, id);
+  renderViewer(G);
+  const again = focused && $(`#viewer [data-testid="${focused}"]`); // keep focus on prev/next
+  (again && !again.disabled ? again : G.viewer.els.close).focus();
+  const tile = G.tiles.get(id);
+  if (tile) tile.scrollIntoView({ block: 'nearest' });
+  refreshViewer(G, true);
+}
+
+/** Re-reads the open item (comments, annotations, reactions); later answers win. */
+function refreshViewer(G, now = false) {
+  clearTimeout(G.viewerTimer);
+  G.viewerTimer = setTimeout(async () => {
+    const v = G.viewer;
+    if (!v) return;
+    const ticket = ++v.fetch;
+    try {
+      const d = await api('GET', itemPath(G, v.id));
+      if (G.viewer !== v || ticket !== v.fetch) return;
+      v.detail = expand(d);
+      v.reactions = reactionState(v.detail);
+      paintReactions(G);
+      renderAnnotations(G);
+      renderComments(G);
+      syncTile(G, v.id, v.detail);
+    } catch (e) {
+      if (G.viewer !== v) return;
+      if (e.status === 404) { closeViewer(); toast('This item no longer exists.', 'info'); } else fail(e);
+    }
+  }, now ? 0 : 120);
+}
+
+function renderViewer(G) {
+  const v = G.viewer;
+  const e = v.els = use('tpl-viewer');
+  const it = G.byId.get(v.id) || { id: v.id, name: '' };
+  const idx = G.items.findIndex((x) => x.id === v.id);
+  $('#viewer').dataset.itemId = v.id;
+  e.title.textContent = it.name;
+  e.pos.textContent = idx >= 0 ? `${idx + 1} of ${G.total ?? G.items.length}` : '';
+  e.prev.disabled = idx <= 0;
+  e.next.disabled = idx < 0 || (idx >= G.items.length - 1 && G.done);
+  e.prev.onclick = () => stepViewer(G, -1);
+  e.next.onclick = () => stepViewer(G, 1);
+  e.close.onclick = closeViewer;
+  e.download.href = contentUrl(G, v.id);
+  e.download.download = it.name;
+  e.stage.prepend(mediaFor(G, it));
+  e.caption.textContent = [it.type, fmtSize(it.size), it.width && it.height ? `${it.width}×${it.height}` : '',
+    fmtDuration(it.duration), it.author ? `by ${it.author}` : '', fmtTime(it.modified)].filter(Boolean).join(' · ');
+  buildReactions(G);
+  buildAnnotationForms(G, kindOf(it));
+  buildCommentForm(G);
+  // The live regions move into the modal dialog: outside it they are inert.
+  $('#viewer').replaceChildren(e.frag, $('#live'), $('#toasts'));
+}
+
+function mediaFor(G, it) {
+  const e = G.viewer.els, kind = kindOf(it), src = contentUrl(G, it.id);
+  if (kind === 'image') {
+    // The 1024 thumbnail shows behind the full image while it loads, and instead of it
+    // when the browser cannot decode the original (HEIC, RAW…).
+    const thumb = thumbUrl(G, it, 1024);
+    const img = h('img', { class: 'media', alt: it.name, src, draggable: false, width: it.width || null, height: it.height || null });
+    img.onerror = () => { img.onerror = null; img.src = thumb; };
+    e.overlay = h('div', { class: 'overlay', 'aria-hidden': 'true' });
+    drawHandlers(G, e.overlay);
+    return h('div', { class: 'image-wrap', style: `background-image:url("${thumb}")` }, img, e.overlay);
+  }
+  if (kind === 'video' || kind === 'audio') {
+    e.player = h(kind, { class: 'media', src, controls: true, preload: 'metadata', playsinline: kind === 'video',
+      poster: kind === 'video' ? thumbUrl(G, it, 1024) : null });
+    return e.player;
+  }
+  return h('p', { class: 'no-preview' }, 'No preview for this type. ', h('a', { href: src, download: it.name, text: `Download ${it.name}` }));
+}
+
+// Annotations ---------------------------------------------------------------
+
+/** Contributors get the box form (images) or the time form (video, audio); others neither. */
+function buildAnnotationForms(G, kind) {
+  const e = G.viewer.els;
+  const can = atLeast(G, 'contributor');
+  if (!(can && kind === 'image')) e.regionForm.remove();
+  if (!(can && (kind === 'video' || kind === 'audio'))) e.timeForm.remove();
+  if (!can) return;
+  const floor = (n) => Math.floor(n * 10000) / 10000; // down, so that x + w stays <= 1
+  e.regionForm.hidden = e.timeForm.hidden = false;
+  e.drawButton.onclick = () => setDrawing(G, !G.viewer.draw);
+  e.regionForm.onsubmit = (ev) => {
+    ev.preventDefault();
+    const r = G.viewer.draft || { x: 0, y: 0, w: 1, h: 1 };
+    const x = floor(r.x), y = floor(r.y);
+    postAnnotation(G, e.regionText, { region: { x, y, w: Math.min(floor(r.w), floor(1 - x)), h: Math.min(floor(r.h), floor(1 - y)) } });
+  };
+  e.now.onclick = () => {
+    if (!e.player) return;
+    const t = e.player.currentTime.toFixed(1);
+    if (e.start.value === '') e.start.value = t; else e.end.value = t;
+  };
+  e.timeForm.onsubmit = (ev) => {
+    ev.preventDefault();
+    const start = Number(e.start.value), end = e.end.value === '' ? start : Number(e.end.value);
+    if (end < start) return toast('The end must not be before the start.');
+    postAnnotation(G, e.timeText, { time: { start, end } });
+    e.start.value = e.end.value = '';
+  };
+}
+
+async function postAnnotation(G, input, where) {
+  const v = G.viewer;
+  const text = input.value.trim();
+  if (!text) return;
+  try {
+    await api('POST', itemPath(G, v.id, '/annotations'), { text, ...where });
+    input.value = '';
+    v.draft = null;
+    setDrawing(G, false);
+    announce('Annotation added');
+    refreshViewer(G, true);
+  } catch (e) { fail(e); }
+}
+
+function setDrawing(G, on) {
+  const v = G.viewer;
+  v.draw = on;
+  if (v.els.drawButton) v.els.drawButton.setAttribute('aria-pressed', String(on));
+  if (v.els.overlay) v.els.overlay.classList.toggle('drawing', on);
+  renderBoxes(G);
+}
+
+function drawHandlers(G, overlay) {
+  let start = null;
+  const at = (ev) => {
+    const r = overlay.getBoundingClientRect();
+    return { x: clamp((ev.clientX - r.left) / r.width, 0, 1), y: clamp((ev.clientY - r.top) / r.height, 0, 1) };
+  };
+  overlay.addEventListener('pointerdown', (ev) => {
+    if (!G.viewer || !G.viewer.draw) return;
+    ev.preventDefault();
+    overlay.setPointerCapture(ev.pointerId);
+    start = at(ev);
+    G.viewer.draft = { ...start, w: 0, h: 0 };
+    renderBoxes(G);
+  });
+  overlay.addEventListener('pointermove', (ev) => {
+    if (!start || !G.viewer) return;
+    const p = at(ev);
+    G.viewer.draft = { x: Math.min(start.x, p.x), y: Math.min(start.y, p.y), w: Math.abs(p.x - start.x), h: Math.abs(p.y - start.y) };
+    renderBoxes(G);
+  });
+  const finish = () => {
+    if (!start || !G.viewer) return;
+    start = null;
+    const d = G.viewer.draft;
+    if (!d || d.w < 0.01 || d.h < 0.01) G.viewer.draft = null; // a click, not a box
+    renderBoxes(G);
+    if (G.viewer.draft) G.viewer.els.regionText.focus();
+  };
+  overlay.addEventListener('pointerup', finish);
+  overlay.addEventListener('pointercancel', finish);
+}
+
+const annotationsOf = (v) => (v.detail && Array.isArray(v.detail.annotations) ? v.detail.annotations : []);
+
+function renderBoxes(G) {
+  const v = G.viewer;
+  if (!v || !v.els.overlay) return;
+  const pct = (n) => `${(Number(n) * 100).toFixed(3)}%`;
+  const box = (r, cls, text) => h('div', { class: `box ${cls}`, style: `left:${pct(r.x)};top:${pct(r.y)};width:${pct(r.w)};height:${pct(r.h)}` },
+    text ? h('span', { class: 'label', text }) : null);
+  const boxes = annotationsOf(v).filter((a) => a.region).map((a) => box(a.region, '', a.text));
+  if (v.draft) boxes.push(box(v.draft, 'draft', ''));
+  v.els.overlay.replaceChildren(...boxes);
+}
+
+function renderAnnotations(G) {
+  const v = G.viewer;
+  if (!v || v.editing) return;
+  const items = annotationsOf(v).map((a) => {
+    const text = h('span', { class: 'ann-text', text: a.text });
+    const where = a.time
+      ? h('button', { type: 'button', class: 'seek', 'aria-label': `Play from ${fmtDuration(a.time.start)}`,
+        text: `▶ ${fmtDuration(a.time.start)}–${fmtDuration(a.time.end ?? a.time.start)}`, onclick: () => seek(G, a.time.start) })
+      : h('span', { class: 'where', 'aria-hidden': 'true', text: a.region ? '▭' : '•' });
+    const li = h('li', { class: 'annotation', 'data-testid': 'annotation', 'data-annotation-id': a.id },
+      where, ' ', text, h('span', { class: 'muted', text: a.author ? ` — ${a.author}` : '' }),
+      actionsFor(G, a, {
+        edit: (t) => discussionCall(G, 'PATCH', `/annotations/${enc(a.id)}`, { text: t }),
+        remove: () => discussionCall(G, 'DELETE', `/annotations/${enc(a.id)}`),
+        textEl: text, what: 'annotation', ownNeeds: 'contributor',
+      }));
+    return li;
+  });
+  v.els.annList.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No annotations.' })]));
+  renderBoxes(G);
+}
+
+function seek(G, t) {
+  const p = G.viewer && G.viewer.els.player;
+  if (!p) return;
+  p.currentTime = Number(t) || 0;
+  p.play().catch(() => { /* autoplay rules: the user can press play */ });
+}
+
+/**
+ * A comment or annotation edit/delete. docs/galleries.md puts them at /api/galleries/{id}/comments/{c};
+ * a server that nests them under the item (…/items/{item}/comments/{c}) is asked next.
+ */
+function discussionCall(G, method, rest, body) {
+  const item = G.viewer.id;
+  return api(method, gPath(G, rest), body).catch((e) => {
+    if (e.status !== 404 && e.status !== 405) throw e;
+    return api(method, itemPath(G, item, rest), body);
+  });
+}
+
+/** Edit (own) and delete (own, or moderator+) buttons shared by comments and annotations. */
+function actionsFor(G, obj, { edit, remove, textEl, what, ownNeeds }) {
+  const own = obj.author != null && obj.author === app.me && atLeast(G, ownNeeds);
+  const box = h('span', { class: 'actions' });
+  if (obj.deleted) return box;
+  if (own) {
+    box.append(h('button', { type: 'button', class: 'link', text: 'Edit', 'aria-label': `Edit ${what}`,
+      onclick: () => inlineEdit(G, textEl, obj.text, edit) }));
+  }
+  if (own || atLeast(G, 'moderator')) {
+    box.append(h('button', { type: 'button', class: 'link danger', text: 'Delete', 'aria-label': `Delete ${what}`,
+      onclick: async () => {
+        if (!confirm(`Delete this ${what}?`)) return;
+        try { await remove(); refreshViewer(G, true); } catch (e) { fail(e); }
+      } }));
+  }
+  return box;
+}
+
+/** Swaps a text for a textarea; list re-renders wait (v.editing) so live events don't eat it. */
+function inlineEdit(G, textEl, initial, save) {
+  const v = G.viewer;
+  v.editing = true;
+  const area = h('textarea', { rows: 2, value: initial, 'aria-label': 'Edit text', 'data-testid': 'edit-input' });
+  const done = () => { if (G.viewer === v) { v.editing = false; renderComments(G); renderAnnotations(G); } };
+  const form = h('form', { class: 'edit-form' }, area,
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary small', text: 'Save' }),
+      h('button', { type: 'button', class: 'small', text: 'Cancel', onclick: done })));
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    try { await save(area.value.trim()); refreshViewer(G, true); } catch (e) { fail(e); }
+    done();
+  };
+  textEl.replaceWith(form);
+  area.focus();
+}
+
+// Comments ------------------------------------------------------------------
+
+function buildCommentForm(G) {
+  const e = G.viewer.els;
+  e.commentInput.onkeydown = (ev) => { if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) e.commentForm.requestSubmit(); };
+  e.commentForm.onsubmit = (ev) => { ev.preventDefault(); postComment(G); };
+}
+
+const commentsOf = (v) => (v.detail && Array.isArray(v.detail.comments) ? v.detail.comments : []);
+
+function renderComments(G) {
+  const v = G.viewer;
+  if (!v || v.editing) return;
+  const all = commentsOf(v);
+  const ids = new Set(all.map((c) => String(c.id)));
+  const kids = new Map(); // parent id ('' for the top) -> comments
+  for (const c of all) {
+    const p = c.parent != null && ids.has(String(c.parent)) ? String(c.parent) : '';
+    if (!kids.has(p)) kids.set(p, []);
+    kids.get(p).push(c);
+  }
+  const node = (c) => commentNode(G, c, (kids.get(String(c.id)) || []).map(node));
+  const top = (kids.get('') || []).map(node);
+  v.els.commentList.replaceChildren(...(top.length ? top : [h('li', { class: 'muted', text: 'No comments yet.' })]));
+  v.els.commentsTitle.textContent = `Comments (${all.filter((c) => !c.deleted).length})`;
+}
+
+function commentNode(G, c, replies) {
+  // ASSUMED comment fields: id, author, text, parent, created (or at/created_at), edited, deleted.
+  const text = h('p', { class: 'comment-text', 'data-testid': 'comment-text', text: c.deleted ? '(deleted)' : c.text });
+  const when = c.created ?? c.at ?? c.created_at;
+  const actions = actionsFor(G, c, {
+    edit: (t) => discussionCall(G, 'PATCH', `/comments/${enc(c.id)}`, { text: t }),
+    remove: () => discussionCall(G, 'DELETE', `/comments/${enc(c.id)}`),
+    textEl: text, what: 'comment', ownNeeds: 'viewer',
+  });
+  if (!c.deleted) {
+    actions.prepend(h('button', { type: 'button', class: 'link', text: 'Reply', 'aria-label': `Reply to ${c.author || 'comment'}`,
+      onclick: () => setReply(G, c) }));
+  }
+  const art = h('article', { class: 'comment', 'data-testid': 'comment', 'data-comment-id': c.id },
+    h('header', {}, h('strong', { text: c.author || 'someone' }), ' ',
+      when ? h('time', { datetime: String(when), class: 'muted', text: fmtTime(when) }) : null,
+      c.edited || c.edited_at ? h('span', { class: 'muted', text: ' (edited)' }) : null),
+    text, actions);
+  return h('li', {}, art, replies.length ? h('ul', { class: 'replies' }, replies) : null);
+}
+
+function setReply(G, c) {
+  const v = G.viewer;
+  v.replyTo = c ? String(c.id) : null;
+  v.els.replyNote.hidden = !c;
+  if (c) {
+    v.els.replyNote.replaceChildren(`Replying to ${c.author || 'a comment'} `,
+      h('button', { type: 'button', class: 'link', text: 'Cancel reply', onclick: () => setReply(G, null) }));
+  }
+  v.els.commentInput.focus();
+}
+
+async function postComment(G) {
+  const v = G.viewer, e = v.els;
+  const text = e.commentInput.value.trim();
+  if (!text) return;
+  e.commentSubmit.disabled = true;
+  try {
+    const body = v.replyTo ? { text, parent: v.replyTo } : { text };
+    const c = await api('POST', itemPath(G, v.id, '/comments'), body);
+    if (G.viewer !== v) return;
+    e.commentInput.value = '';
+    if (c && c.id != null && v.detail) { // show it at once; the refresh brings the server's version
+      v.detail.comments = [...commentsOf(v), { author: app.me, text, parent: v.replyTo, ...c }];
+      renderComments(G);
+    }
+    setReply(G, null);
+    announce('Comment posted');
+    refreshViewer(G, true);
+  } catch (err) {
+    fail(err);
+  } finally {
+    e.commentSubmit.disabled = false;
+  }
+}
+
+function viewerKeys(e) {
+  const G = app.gallery;
+  if (!$('#viewer').open || !G || !G.viewer) return;
+  if (e.target.closest && e.target.closest('input, textarea, select, video, audio, [contenteditable]')) return;
+  if (e.key === 'ArrowLeft') { e.preventDefault(); stepViewer(G, -1); }
+  if (e.key === 'ArrowRight') { e.preventDefault(); stepViewer(G, 1); }
+}
+
+/** Esc first abandons a box being drawn, then closes the viewer. */
+function onViewerCancel(e) {
+  const v = app.gallery && app.gallery.viewer;
+  if (v && (v.draw || v.draft)) {
+    e.preventDefault();
+    v.draft = null;
+    setDrawing(app.gallery, false);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Uploads (tus 1.0.0)
+
+const hasFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+
+function dropHandlers(G, zone) {
+  let depth = 0; // dragenter/leave fire for every child crossed
+  const allowed = () => atLeast(G, 'contributor');
+  const on = (type, fn) => zone.addEventListener(type, (e) => { if (hasFiles(e)) { e.preventDefault(); fn(e); } });
+  on('dragenter', () => { depth++; zone.classList.toggle('dragging', allowed()); });
+  on('dragover', (e) => { e.dataTransfer.dropEffect = allowed() ? 'copy' : 'none'; });
+  zone.addEventListener('dragleave', () => { if (--depth <= 0) { depth = 0; zone.classList.remove('dragging'); } });
+  on('drop', (e) => {
+    depth = 0;
+    zone.classList.remove('dragging');
+    if (allowed()) queueUploads(G, [...e.dataTransfer.files]);
+    else toast('Your role in this gallery cannot upload.');
+  });
+}
+
+function queueUploads(G, files) {
+  for (const file of files) {
+    const row = uploadRow(G, file);
+    G.uploading = (G.uploading || Promise.resolve()).then(() => runUpload(G, file, row)); // one at a time
+  }
+}
+
+let uploadCounter = 0;
+function uploadRow(G, file) {
+  const bar = h('progress', { id: `upload-${++uploadCounter}`, max: Math.max(1, file.size), value: 0,
+    'data-testid': 'upload-progress', 'data-name': file.name, 'data-state': 'queued' });
+  const pct = h('span', { class: 'pct', 'data-testid': 'upload-status', text: 'queued' });
+  const dismiss = h('button', { type: 'button', class: 'link', hidden: true, text: 'Dismiss', 'aria-label': `Dismiss ${file.name}` });
+  const li = h('li', { class: 'upload' }, h('label', { for: bar.id, text: file.name }), bar, pct, dismiss);
+  dismiss.onclick = () => li.remove();
+  G.els.uploads.append(li);
+  return {
+    // The bar reaches its max only when the server confirms the last byte.
+    progress(sent) {
+      bar.value = Math.min(sent, bar.max - 1);
+      bar.dataset.state = 'uploading';
+      pct.textContent = `${Math.floor((100 * bar.value) / bar.max)}%`;
+    },
+    note(msg) { pct.textContent = msg; },
+    done() { bar.value = bar.max; bar.dataset.state = 'done'; pct.textContent = '100% · done'; dismiss.hidden = false; },
+    failed(msg) { bar.dataset.state = 'failed'; li.classList.add('failed'); pct.textContent = `failed: ${msg}`; dismiss.hidden = false; },
+  };
+}
+
+async function runUpload(G, file, row) {
+  announce(`Uploading ${file.name}`);
+  row.progress(0);
+  try {
+    await tusUpload(G.id, file, (n) => row.progress(n), (m) => row.note(m));
+    row.done();
+    announce(`${file.name} uploaded`);
+  } catch (e) {
+    row.failed(e.message);
+    announce(`Upload of ${file.name} failed: ${e.message}`);
+  }
+}
+
+function b64utf8(s) {
+  let bin = '';
+  for (const b of new TextEncoder().encode(s)) bin += String.fromCharCode(b);
+  return btoa(bin);
+}
+
+function tusHeaders(extra) {
+  const hd = { 'Tus-Resumable': '1.0.0', ...extra };
+  if (app.token) hd.Authorization = `Bearer ${app.token}`;
+  return hd;
+}
+
+/** An upload error; fatal ones (most 4xx) are not retried, `gone` ones forget the upload URL. */
+function tusError(status, bodyText) {
+  let msg = `${status}`;
+  try { msg = JSON.parse(bodyText).error || msg; } catch { if (bodyText) msg = `${status} ${bodyText.slice(0, 200)}`; }
+  const fatal = status >= 400 && status < 500 && ![408, 409, 423, 429].includes(status);
+  return Object.assign(new Error(msg), { status, fatal, gone: status === 404 || status === 410 });
+}
+
+async function tusCreate(galleryId, file) {
+  const res = await fetch('/uploads', {
+    method: 'POST', credentials: 'same-origin',
+    headers: tusHeaders({
+      'Upload-Length': String(file.size),
+      'Upload-Metadata': `gallery ${b64utf8(String(galleryId))},filename ${b64utf8(file.name)}`,
+    }),
+  });
+  if (res.status !== 201) throw tusError(res.status, await res.text());
+  const loc = res.headers.get('Location');
+  if (!loc) throw new Error('the server gave no upload location');
+  return new URL(loc, location.href).href;
+}
+
+async function tusHead(url) {
+  const res = await fetch(url, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store', headers: tusHeaders() });
+  if (!res.ok) throw tusError(res.status, '');
+  const off = Number(res.headers.get('Upload-Offset'));
+  if (!Number.isFinite(off)) throw new Error('the server gave no Upload-Offset');
+  return off;
+}
+
+/** One PATCH of up to CHUNK bytes through XHR, for upload progress; resolves to the new offset. */
+function tusPatch(url, file, offset, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('PATCH', url);
+    const headers = tusHeaders({ 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream' });
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+    xhr.upload.onprogress = (e) => onProgress(offset + e.loaded);
+    xhr.onload = () => {
+      if (xhr.status !== 204 && xhr.status !== 200) return reject(tusError(xhr.status, xhr.responseText));
+      const next = Number(xhr.getResponseHeader('Upload-Offset'));
+      if (Number.isFinite(next) && next > offset) resolve(next);
+      else reject(new Error('the server did not advance the offset'));
+    };
+    xhr.onerror = () => reject(new Error('network error'));
+    xhr.send(file.slice(offset, Math.min(file.size, offset + CHUNK)));
+  });
+}
+
+/** Creates (or resumes, after a reload) an upload and sends it, retrying with backoff. */
+async function tusUpload(galleryId, file, onProgress, onNote) {
+  const key = `nanofs.tus:${galleryId}:${file.name}:${file.size}:${file.lastModified}`;
+  let url = storage.get(key);
+  let offset = 0;
+  if (url) {
+    try { offset = await tusHead(url); } catch { url = null; storage.remove(key); }
+  }
+  for (let tries = 0; !url; tries++) {
+    try {
+      url = await tusCreate(galleryId, file);
+      storage.set(key, url);
+    } catch (e) {
+      if (e.fatal || tries >= 2) throw e;
+      await sleep(1000 * 2 ** tries);
+    }
+  }
+  onProgress(offset);
+  for (let failures = 0; offset < file.size;) {
+    try {
+      offset = await tusPatch(url, file, offset, onProgress);
+      failures = 0;
+    } catch (e) {
+      if (e.gone) storage.remove(key);
+      if (e.fatal || ++failures > UPLOAD_RETRIES) throw e;
+      const wait = Math.min(30, 2 ** failures);
+      onNote(`${e.message}; retrying in ${wait} s…`);
+      await sleep(wait * 1000);
+      try {
+        offset = await tusHead(url); // where the server really is
+      } catch (e2) {
+        if (e2.fatal) { storage.remove(key); throw e2; }
+      }
+    }
+  }
+  storage.remove(key);
+}
+
+// ---------------------------------------------------------------------------
+// Members and share links (moderator and owner)
+
+const memberPath = (G, user) => gPath(G, `/members/${enc(user)}`);
+
+async function loadMembers(G) {
+  try {
+    // ASSUMED: {members} (or a bare list) as [{user (or name), role}] or as a {user: role} map.
+    const res = await api('GET', gPath(G, '/members'));
+    const raw = res && !Array.isArray(res) && 'members' in res ? res.members : res;
+    G.members = Array.isArray(raw) ? raw.map((m) => ({ user: String(m.user ?? m.name), role: m.role }))
+      : Object.entries(raw || {}).map(([user, role]) => ({ user, role }));
+    if (app.gallery === G) renderMembers(G);
+  } catch (e) { fail(e); }
+}
+
+/** A members change, then a fresh list; resolves to whether it worked. */
+async function memberCall(G, method, path, body, message) {
+  let ok = false;
+  try {
+    await api(method, path, body);
+    announce(message);
+    ok = true;
+    await loadInfo(G); // my own role may have changed (transfer, self-demotion)
+  } catch (e) {
+    fail(e);
+  }
+  if (app.gallery === G && atLeast(G, 'moderator')) loadMembers(G);
+  return ok;
+}
+
+function renderMembers(G) {
+  const e = G.els;
+  const assignable = ['viewer', 'contributor', 'moderator']; // the owner role moves only by transfer
+  e.memberRows.replaceChildren(...G.members.map((m) => {
+    const locked = m.role === 'owner';
+    const role = locked ? h('span', { text: 'owner' })
+      : h('select', { 'aria-label': `Role of ${m.user}`, 'data-testid': 'member-role-select',
+        onchange: (ev) => memberCall(G, 'PUT', memberPath(G, m.user), { role: ev.target.value }, `${m.user} is now ${ev.target.value}`) },
+      options(assignable, m.role));
+    const remove = locked ? null : h('button', { type: 'button', class: 'link danger', text: 'Remove', 'aria-label': `Remove ${m.user}`,
+      onclick: () => { if (confirm(`Remove ${m.user} from this gallery?`)) memberCall(G, 'DELETE', memberPath(G, m.user), undefined, `${m.user} removed`); } });
+    return h('tr', { 'data-testid': 'member', 'data-user': m.user }, h('th', { scope: 'row', text: m.user }), h('td', {}, role), h('td', {}, remove));
+  }));
+  const others = G.members.filter((m) => m.role !== 'owner').map((m) => m.user);
+  e.transfer.hidden = G.role !== 'owner' || !others.length;
+  e.newOwner.replaceChildren(...options(others, e.newOwner.value));
+}
+
+async function loadLinks(G) {
+  try {
+    const links = listOf(await api('GET', gPath(G, '/links')), 'links');
+    if (app.gallery !== G) return;
+    const items = links.map((l) => h('li', { class: 'link-row', 'data-testid': 'link', 'data-link-id': l.id },
+      h('span', { text: [`${l.role} link`, l.expires ? `expires ${fmtTime(l.expires)}` : '',
+        l.password || l.has_password ? 'password' : '', l.revoked ? 'revoked' : ''].filter(Boolean).join(' · ') }),
+      l.revoked ? null : h('button', { type: 'button', class: 'link danger', text: 'Revoke', 'aria-label': `Revoke ${l.role} link ${l.id}`,
+        onclick: () => revokeLink(G, l) })));
+    G.els.linkList.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No active links.' })]));
+  } catch (e) { fail(e); }
+}
+
+async function createLink(G) {
+  const e = G.els;
+  const body = { role: e.linkRole.value, expires_in_secs: Number(e.linkExpiry.value) };
+  if (e.linkPassword.value) body.password = e.linkPassword.value;
+  try {
+    const res = await api('POST', gPath(G, '/links'), body);
+    e.linkUrl.value = new URL(res.url || `/s/${res.token}`, location.href).href; // ASSUMED: url may be relative
+    e.linkCopy.textContent = 'Copy';
+    e.linkPassword.value = '';
+    e.newLink.hidden = false;
+    e.linkUrl.select();
+    announce('Share link created');
+    loadLinks(G);
+  } catch (err) { fail(err); }
+}
+
+async function copyLink(G) {
+  const e = G.els;
+  try { await navigator.clipboard.writeText(e.linkUrl.value); } catch { e.linkUrl.select(); document.execCommand('copy'); }
+  e.linkCopy.textContent = 'Copied';
+  announce('Link copied');
+}
+
+async function revokeLink(G, l) {
+  if (!confirm('Revoke this link? Everyone using it loses access at once.')) return;
+  try {
+    await api('DELETE', gPath(G, `/links/${enc(l.id)}`));
+    announce('Link revoked');
+    loadLinks(G);
+  } catch (e) { fail(e); }
+}
+
+// ---------------------------------------------------------------------------
+// Start
+
+async function boot() {
+  document.addEventListener('click', interceptLinks);
+  document.addEventListener('keydown', viewerKeys);
+  window.addEventListener('popstate', route);
+  // A file dropped outside the drop zone must not navigate away from the app.
+  window.addEventListener('dragover', (e) => { if (hasFiles(e)) e.preventDefault(); });
+  window.addEventListener('drop', (e) => { if (hasFiles(e)) e.preventDefault(); });
+  $('#viewer').addEventListener('close', onViewerClose);
+  $('#viewer').addEventListener('cancel', onViewerCancel);
+  if (!location.pathname.startsWith('/s/')) {
+    try {
+      setMe(await api('GET', '/api/me'));
+    } catch (e) {
+      if (e.status !== 401) toast(e.message);
+    }
+  }
+  route();
+}
+
+boot();
