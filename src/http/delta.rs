@@ -195,6 +195,7 @@ pub async fn commit(
         expires: 0,
         partial: false,
         owner: token.id.clone(),
+        author: None,
     };
     let (t, i) = (target.clone(), id.clone());
     let (parent, name, size) = state

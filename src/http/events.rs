@@ -177,8 +177,8 @@ async fn pump(
                     }
                     sent = e.event.seq;
                     if matches!(e.event.kind.as_str(), "member.changed" | "link.revoked") {
-                        if let Err(err) = ctx_of(&state, caller.clone(), &gallery).await {
-                            let _ = tx.send(Out::Close(CLOSE_ACCESS, err.message)).await;
+                        if let Err(why) = still_allowed(&state, &caller, &gallery).await {
+                            let _ = tx.send(Out::Close(CLOSE_ACCESS, why)).await;
                             return;
                         }
                     }
@@ -194,6 +194,20 @@ async fn pump(
             () = tx.closed() => return,
         }
     }
+}
+
+/// Whether the caller may still read the gallery: a share link must still exist and be
+/// valid, a user must still have a role.
+async fn still_allowed(state: &Sidecar, caller: &Caller, gallery: &str) -> Result<(), String> {
+    if let Caller::Principal(Principal::Link { id, .. }) = caller {
+        let id = id.clone();
+        match state.blocking(move |vol| vol.link_principal(&id)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err("the share link was revoked or has expired".into()),
+            Err(e) => return Err(e.message),
+        }
+    }
+    ctx_of(state, caller.clone(), gallery).await.map(|_| ()).map_err(|e| e.message)
 }
 
 /// Sends `hello` (when `announce`) or `reset`, and the logged events after `since`;

@@ -9,6 +9,8 @@
 //! extents without copying their bytes.
 
 use super::auth::authenticate;
+use crate::volume::gallery::events::acting_as;
+use crate::volume::gallery::Action;
 use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
 use super::Sidecar;
@@ -145,13 +147,62 @@ pub async fn create(State(state): State<Arc<Sidecar>>, headers: HeaderMap, body:
     }
 }
 
+/// The owner, target and author of an upload into a gallery (metadata `gallery` and
+/// `filename`): any caller whose role there allows uploading. An existing name gets a
+/// numbered variant, so a drop box never overwrites.
+async fn gallery_upload(
+    state: &Arc<Sidecar>,
+    headers: &HeaderMap,
+    gallery: &str,
+    meta: &[(String, Vec<u8>)],
+) -> ApiResult<(String, String, Option<String>)> {
+    let c = super::gallery::ctx(state, headers, gallery).await?;
+    c.actor.require(Action::Upload)?;
+    let name = meta
+        .iter()
+        .find(|(k, _)| k == "filename")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .ok_or_else(|| ApiError::bad_request("Upload-Metadata needs filename for a gallery upload"))?;
+    if name.is_empty() || name.contains('/') || name.contains('\0') || name.starts_with('.') || name.len() > 200 {
+        return Err(ApiError::bad_request("filename: 1 to 200 bytes, without '/', not starting with '.'"));
+    }
+    let dir = c.path.trim_end_matches('/').to_string();
+    let target = state
+        .blocking(move |vol| {
+            let (stem, ext) = match name.rsplit_once('.') {
+                Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
+                _ => (name.clone(), String::new()),
+            };
+            for n in 1..10_000 {
+                let candidate = if n == 1 { name.clone() } else { format!("{stem} ({n}){ext}") };
+                let path = format!("{dir}/{candidate}");
+                match vol.resolve(&path) {
+                    Err(crate::volume::Error::NotFound) => return Ok(path),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(crate::volume::Error::Exists)
+        })
+        .await?;
+    let who = c.actor.name.clone().unwrap_or_else(|| "admin".into());
+    Ok((format!("gallery:{}:{who}", c.gallery.id), target, c.actor.name))
+}
+
 async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    let raw_meta = header(headers, "upload-metadata").unwrap_or("").to_string();
+    let meta = parse_metadata(&raw_meta)?;
+    if let Some((_, g)) = meta.iter().find(|(k, _)| k == "gallery") {
+        if header(headers, "upload-concat").is_some() {
+            return Err(ApiError::bad_request("uploads into a gallery are single uploads, without Upload-Concat"));
+        }
+        let (owner, target, author) = gallery_upload(state, headers, &String::from_utf8_lossy(g), &meta).await?;
+        return begin(state, headers, body, raw_meta, Some(target), false, owner, author).await;
+    }
     let token = authenticate(state, headers).await?;
     if !token.allow.contains(&Permission::Write) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "the token does not allow write"));
     }
-    let raw_meta = header(headers, "upload-metadata").unwrap_or("").to_string();
-    let meta = parse_metadata(&raw_meta)?;
     let concat = header(headers, "upload-concat").unwrap_or("");
     let partial = concat == "partial";
     let target = if partial { None } else { Some(target_of(&meta, &token)?) };
@@ -186,6 +237,7 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
                     expires,
                     partial: false,
                     owner: tok.id.clone(),
+                    author: None,
                 };
                 let ino = vol.upload_create(&st)?;
                 let size = vol.concat_files(ino, &inos)?;
@@ -210,6 +262,25 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
         ));
     }
 
+    begin(state, headers, body, raw_meta, target, partial, token.id.clone(), None).await
+}
+
+/// Creates an upload (with its first piece when the request carries one).
+#[allow(clippy::too_many_arguments)]
+async fn begin(
+    state: &Arc<Sidecar>,
+    headers: &HeaderMap,
+    body: Body,
+    raw_meta: String,
+    target: Option<String>,
+    partial: bool,
+    owner: String,
+    author: Option<String>,
+) -> ApiResult<Response> {
+    let expires = now() + state.config.upload_expiry.as_secs() as i64;
+    let mut id = [0u8; 16];
+    crate::crypto::keys::random_bytes(&mut id);
+    let id = crate::ids::hex(&id);
     let length = match (header(headers, "upload-length"), header(headers, "upload-defer-length")) {
         (Some(l), _) => Some(l.parse::<u64>().map_err(|_| ApiError::bad_request("Upload-Length must be a number"))?),
         (None, Some("1")) => None,
@@ -218,8 +289,7 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
     if length.is_some_and(|l| l > state.config.max_upload) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "larger than Tus-Max-Size"));
     }
-    let st =
-        UploadState { id: id.clone(), length, metadata: raw_meta, target, expires, partial, owner: token.id.clone() };
+    let st = UploadState { id: id.clone(), length, metadata: raw_meta, target, expires, partial, owner, author };
     let st2 = st.clone();
     let ino = state.blocking(move |vol| vol.upload_create(&st2)).await?;
     let mut extra = vec![("location", format!("/uploads/{id}")), ("upload-expires", expires_header(expires))];
@@ -235,11 +305,21 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
     Ok(respond(StatusCode::CREATED, extra))
 }
 
-/// Looks an upload up for `token`: its owner, or a token with write access to its target.
+/// Looks an upload up for the caller: the token that made it or one with write access to
+/// its target; for a gallery upload, the same person, still allowed to upload there.
 async fn upload_for(state: &Arc<Sidecar>, headers: &HeaderMap, id: &str) -> ApiResult<(UploadState, crate::Ino, u64)> {
-    let token = authenticate(state, headers).await?;
     let id = id.to_string();
     let (st, ino, offset) = state.blocking(move |vol| vol.upload_get(&id)).await?;
+    if let Some(rest) = st.owner.strip_prefix("gallery:") {
+        let (gallery, who) = rest.split_once(':').unwrap_or((rest, ""));
+        let c = super::gallery::ctx(state, headers, gallery).await?;
+        c.actor.require(Action::Upload)?;
+        if c.actor.name.as_deref().unwrap_or("admin") != who {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "this upload belongs to someone else"));
+        }
+        return Ok((st, ino, offset));
+    }
+    let token = authenticate(state, headers).await?;
     let allowed = token.id == st.owner
         || (token.allow.contains(&Permission::Write) && st.target.as_deref().is_some_and(|t| token.covers(t)));
     if !allowed {
@@ -469,9 +549,10 @@ async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> Ap
     }
     let target = st.target.clone().ok_or_else(|| ApiError::bad_request("the upload has no target"))?;
     let (id, t) = (st.id.clone(), target.clone());
+    let author = st.author.clone();
     let (parent, name) = state
         .blocking(move |vol| {
-            let (_, parent) = vol.upload_finish(&id, ino, &t)?;
+            let (_, parent) = acting_as(author.as_deref(), || vol.upload_finish(&id, ino, &t))?;
             Ok((parent, file_name(&t)))
         })
         .await?;

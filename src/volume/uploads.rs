@@ -34,8 +34,12 @@ pub struct UploadState {
     pub expires: i64,
     /// A partial upload, to be concatenated.
     pub partial: bool,
-    /// Id of the token that created it (only that token's scope may continue it).
+    /// Id of the token that created it (only that token's scope may continue it), or
+    /// `gallery:<id>:<user>` for an upload into a gallery.
     pub owner: String,
+    /// Who is recorded as the author of the item it becomes in a gallery.
+    #[serde(default)]
+    pub author: Option<String>,
 }
 
 impl Volume {

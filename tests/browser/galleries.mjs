@@ -117,7 +117,9 @@ async function main() {
   const p1 = watch('user1', await ctx1.newPage());
   const p2 = watch('user2', await ctx2.newPage());
   const transports = new Set();
-  for (const p of [p1, p2]) p.on('websocket', (ws) => { if (ws.url().includes('/events')) transports.add('websocket'); });
+  for (const p of [p1, p2]) { // a WebSocket counts once it brings something (a refused upgrade falls back to SSE)
+    p.on('websocket', (ws) => { if (ws.url().includes('/events')) ws.on('framereceived', () => transports.add('websocket')); });
+  }
 
   await step('login', async () => {
     // user1 goes through the gallery list, user2 through a deep link.

@@ -9,6 +9,7 @@ mod crash;
 mod dedup;
 mod enospc;
 mod fingerprints;
+pub mod galleries;
 pub mod http;
 mod keys;
 mod layering;

@@ -229,7 +229,7 @@ impl Volume {
         match change {
             NsChange::Added { parent, name, ino, kind } => {
                 if let Some(g) = self.gallery_of_dir(txn, parent)? {
-                    self.item_arrived(txn, &g, parent, name, ino, kind)?;
+                    self.item_arrived(txn, &g, parent, name, ino, kind, false)?;
                 }
             }
             NsChange::Removed { parent, name, ino, kind } => {
@@ -267,7 +267,7 @@ impl Volume {
                             self.item_left(txn, &a, from, name, ino, kind)?;
                         }
                         if let Some(b) = new {
-                            self.item_arrived(txn, &b, to, newname, ino, kind)?;
+                            self.item_arrived(txn, &b, to, newname, ino, kind, true)?;
                         }
                     }
                 }
@@ -276,7 +276,18 @@ impl Volume {
         Ok(())
     }
 
-    fn item_arrived(&self, txn: &mut Txn<'_>, g: &str, parent: Ino, name: &[u8], ino: Ino, kind: Kind) -> Result<()> {
+    /// `moved`: an existing entry moved in (a directory brings its files), rather than a new one.
+    #[allow(clippy::too_many_arguments)]
+    fn item_arrived(
+        &self,
+        txn: &mut Txn<'_>,
+        g: &str,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        kind: Kind,
+        moved: bool,
+    ) -> Result<()> {
         let actor = acting();
         match kind {
             Kind::File => {
@@ -288,7 +299,9 @@ impl Volume {
             Kind::Dir => {
                 let data = serde_json::json!({ "name": name_str(name), "folder": parent.0.to_string(), "id": ino.0.to_string() });
                 txn.gallery_event(g, "folder.added", actor.clone(), None, data);
-                self.register_tree(txn, g, ino, actor, true)?;
+                if moved {
+                    self.register_tree(txn, g, ino, actor, true)?;
+                }
             }
             _ => {}
         }

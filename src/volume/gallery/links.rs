@@ -85,8 +85,8 @@ impl Volume {
         if role > Role::Contributor {
             return Err(Error::Rejected("a share link grants viewer or contributor, nothing more".into()));
         }
-        if !(60..=MAX_LINK_TTL).contains(&ttl_secs) {
-            return Err(Error::Rejected(format!("a link lasts from 60 s to {MAX_LINK_TTL} s")));
+        if !(1..=MAX_LINK_TTL).contains(&ttl_secs) {
+            return Err(Error::Rejected(format!("a link lasts from 1 s to {MAX_LINK_TTL} s")));
         }
         let password = match password {
             Some(p) if p.chars().count() < 4 => {
