@@ -7,7 +7,11 @@ packages=(
   fuse3                           # /dev/fuse user space: fusermount3
   rsync attr acl sqlite3 git python3 coreutils util-linux mount tar diffutils findutils  # tools the tests drive
   curl python3-venv               # HTTP tests: curl, and a venv for the tus client (tuspy)
+  ffmpeg                          # video facts and posters in galleries
+  chromium                        # browser tests of the web UI (driven by playwright-core)
 )
+# Node.js and npm drive the browser tests; Debian's are enough where none is installed.
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,4 +33,11 @@ if ! "$venv/bin/python" -c "import tusclient" 2>/dev/null; then
   echo "setup: installing tuspy into $venv"
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "tuspy==1.1.0"
+fi
+# playwright-core, from npm, for the browser tests (it drives Debian's Chromium; no
+# browser is downloaded).
+browser_tests="$(dirname "$0")/../tests/browser"
+if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
+  echo "setup: installing the browser test dependencies (npm ci)"
+  npm ci --prefix "$browser_tests" --no-audit --no-fund --loglevel=error
 fi

@@ -16,6 +16,7 @@ mod media;
 mod path;
 pub mod tls;
 mod tus;
+mod ui;
 
 use crate::ids::Ino;
 use crate::volume::Volume;
@@ -123,6 +124,11 @@ impl Sidecar {
 /// The routes.
 pub fn router(state: Arc<Sidecar>) -> Router {
     Router::new()
+        .route("/", get(ui::index))
+        .route("/g/{id}", get(ui::index))
+        .route("/s/{token}", get(ui::index))
+        .route("/app.js", get(ui::script))
+        .route("/style.css", get(ui::style))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/files", get(files::get).head(files::get))

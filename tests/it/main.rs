@@ -8,6 +8,7 @@ mod corrupt;
 mod crash;
 mod dedup;
 mod enospc;
+mod browser;
 mod fingerprints;
 pub mod galleries;
 pub mod http;

@@ -1,0 +1,59 @@
+//! The web UI in headless Chromium (Debian's, driven by playwright-core from
+//! tests/browser): two users in two browser contexts see each other's comment and
+//! reaction live; a drag-and-drop upload lands in the mount; keyboard and phone layout.
+
+use crate::galleries::World;
+use std::process::Command;
+
+#[test]
+fn two_browsers_collaborate_live_and_a_dropped_file_lands_in_the_mount() {
+    let w = World::new();
+    let alice = w.login("alice");
+    // Something to look at before the upload.
+    let photo = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x / 3) as u8, (y / 2) as u8, 90]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    photo.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    assert_eq!(w.upload(&alice, "harbour.png", &png.into_inner()).0, 201);
+    let upload = w.v.tmp.path().join("dropped.jpg");
+    image::RgbImage::from_fn(320, 200, |x, _| image::Rgb([200, (x % 256) as u8, 40])).save(&upload).unwrap();
+    let shots = w.v.tmp.path().join("screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/galleries.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .env("NANOFS_URL", &w.base)
+        .env("GALLERY_ID", &w.gallery)
+        .env("USER1", "alice")
+        .env("PASS1", crate::galleries::USERS[0].1)
+        .env("USER2", "bob")
+        .env("PASS2", crate::galleries::USERS[1].1)
+        .env("UPLOAD_FILE", &upload)
+        .env("SCREENSHOT_DIR", &shots)
+        .env("KEEP", "1")
+        .output()
+        .expect("node runs (scripts/setup.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        w.m.log_text()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(result["transport"], "websocket", "live updates came over the WebSocket");
+    // Every file the browser uploaded is in the mount, byte for byte.
+    let sent = std::fs::read(&upload).unwrap();
+    let uploaded = result["uploaded"].as_array().expect("the script lists its uploads");
+    assert!(!uploaded.is_empty());
+    for u in uploaded {
+        let name = u["name"].as_str().expect("an upload has a name");
+        let path = w.m.p(&format!("trip/{name}"));
+        assert_eq!(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())), sent, "{name}");
+    }
+    // The comment made in the first browser is stored with its author.
+    let items = w.call("GET", &w.g("/items"), Some(&alice), None).json();
+    let harbour = items["items"].as_array().unwrap().iter().find(|i| i["name"] == "harbour.png").unwrap().clone();
+    assert!(harbour["comments"].as_u64().unwrap() >= 1);
+    assert_eq!(harbour["reactions"]["🔥"], 1);
+}
