@@ -122,6 +122,44 @@ enum GalleryAction {
         #[command(flatten)]
         unlock: UnlockArgs,
     },
+    /// Write the gallery (items, comments, annotations, reactions) as a bundle encrypted to
+    /// X-Wing recipients (ML-KEM-768 + X25519).
+    Export {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Gallery id or volume path.
+        gallery: String,
+        /// A recipient (`nanofs-xwing1…`, from `nanofs keygen`); repeat for several.
+        #[arg(long = "recipient", required = true)]
+        recipients: Vec<String>,
+        /// The bundle file to write.
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        #[command(flatten)]
+        unlock: UnlockArgs,
+    },
+    /// Bring a bundle into this volume as a new gallery at PATH.
+    Import {
+        /// The volume directory.
+        volume: PathBuf,
+        /// The bundle file.
+        file: PathBuf,
+        /// Volume path of the new gallery directory (must not exist).
+        #[arg(long)]
+        path: String,
+        /// The identity file the bundle is addressed to (from `nanofs keygen`).
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        /// The owning user.
+        #[arg(long)]
+        owner: String,
+        /// Read the volume's passphrase from this file (else $NANOFS_PASSPHRASE, else a prompt).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Unlock the volume with this identity file instead of a passphrase.
+        #[arg(long, value_name = "FILE")]
+        volume_identity: Option<PathBuf>,
+    },
     /// Transfer ownership (the old owner becomes moderator).
     Owner {
         /// The volume directory.
@@ -215,6 +253,18 @@ pub fn run_gallery(args: GalleryArgs) -> anyhow::Result<()> {
                 anyhow::bail!("give --role ROLE or --remove");
             }
             print(&admin(&volume, &unlock, AdminOp::GalleryMember { gallery, user, role })?)?;
+        }
+        GalleryAction::Export { volume, gallery, recipients, output, unlock } => {
+            // The daemon writes the file: give it an absolute path.
+            let out = std::path::absolute(&output)?;
+            print(&admin(&volume, &unlock, AdminOp::GalleryExport { gallery, recipients, out })?)?;
+        }
+        GalleryAction::Import { volume, file, path, identity, owner, passphrase_file, volume_identity } => {
+            let unlock = UnlockArgs { passphrase_file, identity: volume_identity };
+            let identity =
+                std::fs::read_to_string(&identity).with_context(|| format!("cannot read {}", identity.display()))?;
+            let file = std::path::absolute(&file)?;
+            print(&admin(&volume, &unlock, AdminOp::GalleryImport { file, identity, path, owner })?)?;
         }
         GalleryAction::Owner { volume, gallery, user, unlock } => {
             print(&admin(&volume, &unlock, AdminOp::GalleryOwner { gallery, user })?)?;

@@ -48,7 +48,7 @@ impl Volume {
         self.meta_ino(META_UPLOADS_DIR)
     }
 
-    fn uploads_dir_or_create(&self) -> Result<Ino> {
+    pub(crate) fn uploads_dir_or_create(&self) -> Result<Ino> {
         if let Some(d) = self.uploads_dir()? {
             return Ok(d);
         }

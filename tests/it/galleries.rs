@@ -576,3 +576,104 @@ fn users_create_galleries_within_their_limit() {
     assert_eq!(w.call("GET", &w.g("/items"), Some(&alice), None).status, 404);
     assert_eq!(std::fs::read(w.m.p("trip/keep.txt")).unwrap(), b"stay");
 }
+
+/// A new identity: (file, recipient).
+fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let file = dir.join(format!("{name}.key"));
+    let out = nanofs(&["keygen", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    (file, String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string())
+}
+
+#[test]
+fn a_gallery_travels_encrypted_to_recipients_and_bad_bundles_are_refused() {
+    let w = World::new();
+    let alice = w.login("alice");
+    let carol = w.login("carol");
+    // Content with repeats (a copy travels once), a folder, and a discussion.
+    let big = random_bytes(7, 3 << 20);
+    std::fs::write(w.m.p("trip/video.bin"), &big).unwrap();
+    std::fs::write(w.m.p("trip/video-copy.bin"), &big).unwrap();
+    std::fs::create_dir(w.m.p("trip/day2")).unwrap();
+    std::fs::write(w.m.p("trip/day2/note.txt"), b"second day").unwrap();
+    let (_, photo) = w.upload(&carol, "photo.png", &png(300, 200));
+    let photo = photo.unwrap();
+    let c = w.call("POST", &w.g(&format!("/items/{photo}/comments")), Some(&alice), Some(json!({"text": "lovely"}))).json();
+    w.call("POST", &w.g(&format!("/items/{photo}/comments")), Some(&carol), Some(json!({"text": "thanks", "parent": c["id"]})));
+    w.call("POST", &w.g(&format!("/items/{photo}/reactions")), Some(&alice), Some(json!({"emoji": "😮"})));
+    w.call(
+        "POST",
+        &w.g(&format!("/items/{photo}/annotations")),
+        Some(&carol),
+        Some(json!({"text": "the boat", "region": {"x": 0.5, "y": 0.25, "w": 0.25, "h": 0.5}})),
+    );
+    let keys = w.v.tmp.path();
+    let (id1, r1) = keygen(keys, "one");
+    let (id2, r2) = keygen(keys, "two");
+    let (stranger, _) = keygen(keys, "stranger");
+    let bundle = keys.join("trip.bundle");
+    let out = w.v.run(&[
+        "gallery", "export", w.v.path(), &w.gallery, "--recipient", &r1, "--recipient", &r2, "-o", bundle.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), w.m.log_text());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["items"], 4);
+    assert_eq!(report["discussion"], 4);
+    assert!(report["dedup_bytes"].as_u64().unwrap() >= 3 << 20, "the copy travels as references: {report}");
+    let size = std::fs::metadata(&bundle).unwrap().len();
+    assert!(size < (3 << 20) + (1 << 20), "one copy of the 3 MiB content, not two: {size}");
+    assert!(!String::from_utf8_lossy(&std::fs::read(&bundle).unwrap()).contains("lovely"), "encrypted");
+
+    // Into a second volume, with the second recipient's identity.
+    let other = World::new();
+    let import = |file: &std::path::Path, id: &std::path::Path, path: &str| {
+        other.v.run(&[
+            "gallery", "import", other.v.path(), file.to_str().unwrap(), "--identity", id.to_str().unwrap(), "--path", path,
+            "--owner", "bob",
+        ])
+    };
+    let refused = |out: std::process::Output, why: &str| {
+        assert!(!out.status.success(), "{why}: accepted");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains(why), "expected {why:?} in: {err}");
+    };
+    refused(import(&bundle, &stranger, "/moved"), "not addressed to this identity");
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let cut = keys.join("cut.bundle");
+    std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+    refused(import(&cut, &id2, "/moved"), "truncated");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let bad = keys.join("bad.bundle");
+    std::fs::write(&bad, &bytes).unwrap();
+    refused(import(&bad, &id2, "/moved"), "tampered");
+    // Refusals leave nothing behind.
+    assert!(!other.m.p("moved").exists());
+    assert_eq!(sh(&format!("ls -A {}", other.m.p("").display())).trim(), "trip");
+
+    let out = import(&bundle, &id2, "/moved/trip");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["title"], "Trip");
+    assert_eq!(made["owner"], "bob");
+    let gid = made["id"].as_str().unwrap();
+    for f in ["video.bin", "video-copy.bin"] {
+        assert_eq!(std::fs::read(other.m.p(&format!("moved/trip/{f}"))).unwrap(), big);
+    }
+    assert_eq!(std::fs::read(other.m.p("moved/trip/day2/note.txt")).unwrap(), b"second day");
+    let bob = other.login("bob");
+    let list = other.call("GET", &format!("/api/galleries/{gid}/items"), Some(&bob), None).json();
+    let new_photo = list["items"].as_array().unwrap().iter().find(|i| i["name"] == "photo.png").unwrap().clone();
+    assert_eq!(new_photo["author"], "carol");
+    assert_eq!(new_photo["comments"], 2);
+    assert_eq!(new_photo["reactions"]["😮"], 1);
+    let detail = other.call("GET", &format!("/api/galleries/{gid}/items/{}", new_photo["id"].as_str().unwrap()), Some(&bob), None).json();
+    let talk = &detail["discussion"];
+    assert_eq!(talk["comments"][1]["parent"], talk["comments"][0]["id"], "the thread holds together");
+    assert_eq!(talk["annotations"][0]["text"], "the boat");
+    assert_eq!(talk["annotations"][0]["region"]["x"], 0.5);
+    // The first recipient can open it too (into yet another path).
+    let again = import(&bundle, &id1, "/copy");
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(std::fs::read(other.m.p("copy/video.bin")).unwrap(), big);
+}

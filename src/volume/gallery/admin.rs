@@ -3,6 +3,7 @@
 //! volume is not mounted, by opening it. The administrator acts as owner of every gallery.
 
 use super::users::Principal;
+use crate::crypto::hybrid::{Identity, Recipient};
 use super::{Actor, Gallery, Role, Volume};
 use crate::volume::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,11 @@ pub enum AdminOp {
     GalleryMember { gallery: String, user: String, role: Option<Role> },
     /// Transfer ownership.
     GalleryOwner { gallery: String, user: String },
+    /// Write a gallery as a bundle encrypted to X-Wing recipients.
+    GalleryExport { gallery: String, recipients: Vec<String>, out: std::path::PathBuf },
+    /// Bring a bundle in as a new gallery (the identity's text travels over the root-only
+    /// control socket, like a passphrase).
+    GalleryImport { file: std::path::PathBuf, identity: String, path: String, owner: String },
 }
 
 /// The administrator, who acts as owner everywhere.
@@ -109,6 +115,34 @@ impl Volume {
                 let g = self.gallery_by_id_or_path(gallery)?;
                 let g = self.gallery_transfer(&g.id, &a, user)?;
                 self.gallery_json(&g, &Principal::Admin)?
+            }
+            AdminOp::GalleryExport { gallery, recipients, out } => {
+                let g = self.gallery_by_id_or_path(gallery)?;
+                let recipients = recipients
+                    .iter()
+                    .map(|r| Recipient::parse(r).map_err(|e| Error::Rejected(format!("recipient {r:?}: {e}"))))
+                    .collect::<Result<Vec<_>>>()?;
+                // Written beside the target and renamed, so a failed export leaves no partial file.
+                let tmp = out.with_extension("partial");
+                let file = std::fs::File::create(&tmp)?;
+                let report = self.gallery_export(&g, std::io::BufWriter::new(&file), &recipients);
+                let report = report.and_then(|r| {
+                    file.sync_all()?;
+                    std::fs::rename(&tmp, out)?;
+                    Ok(r)
+                });
+                if report.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                json!(report?)
+            }
+            AdminOp::GalleryImport { file, identity, path, owner } => {
+                let identity = Identity::parse(identity).map_err(|e| Error::Rejected(format!("identity: {e}")))?;
+                let input = std::fs::File::open(file)?;
+                let (g, report) = self.gallery_import(std::io::BufReader::new(input), &identity, path, owner)?;
+                let mut v = self.gallery_json(&g, &Principal::Admin)?;
+                v["imported"] = json!(report);
+                v
             }
         })
     }

@@ -11,6 +11,7 @@
 //! (media facts), `gevent/<id>/<seq>`, `glink/<id>`, `user/<name>`, `session/<id>`.
 
 pub mod admin;
+pub mod bundle;
 pub mod collab;
 pub mod events;
 pub mod items;
