@@ -68,9 +68,14 @@ pub async fn events(
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let is_ws = parts.headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_ws {
+        // Events are small and clients only send control frames: small buffers keep a
+        // connected client cheap (the defaults are 128 KiB each way).
         let ws = WebSocketUpgrade::from_request_parts(&mut parts, &state)
             .await
-            .map_err(|e| ApiError::bad_request(format!("WebSocket upgrade: {e}")))?;
+            .map_err(|e| ApiError::bad_request(format!("WebSocket upgrade: {e}")))?
+            .read_buffer_size(4 << 10)
+            .write_buffer_size(0)
+            .max_message_size(64 << 10);
         let pump = tokio::spawn(pump(state.clone(), caller, id, since, live, tx));
         Ok(ws.on_upgrade(move |socket| async move {
             websocket(socket, rx).await;

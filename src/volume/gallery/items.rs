@@ -168,6 +168,8 @@ pub struct Listing {
 struct Entry {
     ino: Ino,
     name: String,
+    /// The name case-folded, computed once for sorting.
+    folded: String,
     inode: Inode,
     guess: String,
 }
@@ -238,14 +240,14 @@ impl Volume {
                     Kind::File => {
                         let inode = self.getattr(e.ino)?.inode;
                         let guess = mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string();
-                        files.push(Entry { ino: e.ino, name, inode, guess });
+                        files.push(Entry { ino: e.ino, folded: name.to_lowercase(), name, inode, guess });
                     }
                     _ => {}
                 }
             }
         }
         folders.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.name.cmp(&b.name)));
-        let by_name = |a: &Entry, b: &Entry| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.name.cmp(&b.name));
+        let by_name = |a: &Entry, b: &Entry| a.folded.cmp(&b.folded).then(a.name.cmp(&b.name));
         match q.sort {
             SortKey::Name => files.sort_by(by_name),
             SortKey::Date => files.sort_by(|a, b| {
