@@ -569,6 +569,11 @@ fn users_create_galleries_within_their_limit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("transfer or delete them first"));
     assert!(w.v.run_ok(&["user", "list", w.v.path()]).contains("bob"));
+    // Every gallery route is in the served API description.
+    let doc = w.call("GET", "/openapi.json", None, None).json();
+    for route in ["/api/login", "/api/share/open", "/api/galleries/{id}/items", "/api/galleries/{id}/events"] {
+        assert!(doc["paths"][route].is_object(), "{route} is documented");
+    }
     // Deleting a gallery ends sharing; the directory and files stay.
     std::fs::write(w.m.p("trip/keep.txt"), b"stay").unwrap();
     w.v.run_ok(&["gallery", "delete", w.v.path(), &w.gallery]);
