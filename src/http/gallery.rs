@@ -153,16 +153,40 @@ fn gallery_json(g: &Gallery, path: &str, actor: &Actor) -> Value {
 pub struct NewGallery {
     title: String,
     name: Option<String>,
+    /// An existing directory to mark (administrators' tokens only), with its `owner`.
+    path: Option<String>,
+    owner: Option<String>,
 }
 
-/// `POST /api/galleries`: a new gallery directory owned by the calling user.
+/// `POST /api/galleries`: a user creates a new gallery directory under `galleries_root`,
+/// which they own; an API token that may write and delete under `path` marks that
+/// existing directory as a gallery of `owner`.
 pub async fn create(State(state): S, headers: HeaderMap, Json(body): Json<NewGallery>) -> ApiResult<Response> {
     let caller = caller(&state, &headers).await?;
-    let user =
-        caller.user().ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "only a logged-in user can create a gallery"))?;
-    let user = user.to_string();
-    let name = body.name.clone().unwrap_or_else(|| slug(&body.title));
-    let g = state.blocking(move |vol| vol.gallery_create_dir(&name, &body.title, &user)).await?;
+    let g = match (&caller, body.path.clone()) {
+        (Caller::Scoped(token), Some(path)) => {
+            let path = crate::volume::normalise_prefix(&path).ok_or_else(|| ApiError::bad_request("bad path"))?;
+            let may = token.covers(&path)
+                && token.allow.contains(&crate::volume::Permission::Write)
+                && token.allow.contains(&crate::volume::Permission::Delete);
+            if !may {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, format!("the token may not administer {path}")));
+            }
+            let owner = body.owner.clone().ok_or_else(|| ApiError::bad_request("give the gallery's owner"))?;
+            state.blocking(move |vol| vol.gallery_create(&path, &body.title, &owner)).await?
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "only an administrator's token can mark an existing directory"))
+        }
+        (_, None) => {
+            let user = caller
+                .user()
+                .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "only a logged-in user can create a gallery"))?
+                .to_string();
+            let name = body.name.clone().unwrap_or_else(|| slug(&body.title));
+            state.blocking(move |vol| vol.gallery_create_dir(&name, &body.title, &user)).await?
+        }
+    };
     let c = ctx_of(&state, caller, &g.id).await?;
     Ok((StatusCode::CREATED, Json(gallery_json(&c.gallery, &c.path, &c.actor))).into_response())
 }
@@ -569,4 +593,21 @@ pub async fn link_revoke(
     let c = ctx(&state, &headers, &id).await?;
     state.blocking(move |vol| vol.link_revoke(&c.gallery, &c.actor, &link)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes expired sessions and the records of items a crash left behind, at start and
+/// then hourly.
+pub async fn housekeeping(state: Arc<Sidecar>) {
+    if state.vol.is_read_only() {
+        return;
+    }
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match state.blocking(|vol| Ok((vol.session_sweep()?, vol.gallery_sweep()?))).await {
+            Ok((0, 0)) => {}
+            Ok((sessions, items)) => tracing::info!(sessions, items, "expired sessions and stale item records deleted"),
+            Err(e) => tracing::warn!(error = %e.message, "gallery housekeeping failed"),
+        }
+    }
 }

@@ -227,8 +227,10 @@ where
 {
     let sweeper = tokio::spawn(tus::expire_loop(state.clone()));
     let indexer = tokio::spawn(media::index_loop(state.clone()));
+    let housekeeping = tokio::spawn(gallery::housekeeping(state.clone()));
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     sweeper.abort();
     indexer.abort();
+    housekeeping.abort();
     result
 }

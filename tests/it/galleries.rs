@@ -562,9 +562,17 @@ fn users_create_galleries_within_their_limit() {
     assert!(third.json()["error"].as_str().unwrap().contains("max_galleries_per_user"));
     let mine = w.call("GET", "/api/galleries", Some(&erin), None).json();
     assert_eq!(mine["galleries"].as_array().unwrap().len(), 2);
+    // An administrator's token marks an existing directory; a user cannot.
+    std::fs::create_dir(w.m.p("archive")).unwrap();
+    let admin = w.v.run_ok(&["token", "create", w.v.path(), "--allow", "read,write,delete"]).trim().to_string();
+    let marked = w.call("POST", "/api/galleries", Some(&admin), Some(json!({"title": "Archive", "path": "/archive", "owner": "bob"})));
+    assert_eq!(marked.status, 201, "{}", String::from_utf8_lossy(&marked.body));
+    assert_eq!(marked.json()["owner"], "bob");
+    let refused = w.call("POST", "/api/galleries", Some(&erin), Some(json!({"title": "Mine", "path": "/trip", "owner": "erin"})));
+    assert_eq!(refused.status, 403);
     // The CLI sees them; removing a user who owns galleries is refused.
     let list: Value = serde_json::from_str(&w.v.run_ok(&["gallery", "list", w.v.path()])).unwrap();
-    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(list.as_array().unwrap().len(), 4);
     let out = w.v.run(&["user", "remove", w.v.path(), "erin"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("transfer or delete them first"));

@@ -51,7 +51,7 @@ impl Volume {
     pub fn gallery_by_id_or_path(&self, key: &str) -> Result<Gallery> {
         if key.starts_with('/') {
             let dir = self.resolve(key)?;
-            let id = self.galleries.roots.read().expect("gallery roots").get(&dir).cloned().ok_or(Error::NotFound)?;
+            let id = self.gallery_root(dir).ok_or(Error::NotFound)?;
             self.gallery(&id)
         } else {
             self.gallery(key)

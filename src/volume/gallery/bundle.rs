@@ -167,40 +167,34 @@ impl Volume {
         // Depth first, folders before their files.
         let mut stack = vec![(g.dir(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
-            let mut cookie = 0;
-            loop {
-                let entries = self.readdir(dir, cookie, 1024)?;
-                let Some(last) = entries.last() else { break };
-                cookie = last.cookie;
-                for e in entries {
-                    let name = String::from_utf8_lossy(&e.name).into_owned();
-                    let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-                    match e.kind {
-                        Kind::Dir => {
-                            put_json(&mut w, FOLDER, &FolderRecord { path: path.clone() })?;
-                            report.folders += 1;
-                            stack.push((e.ino, path));
-                        }
-                        Kind::File => {
-                            let inode = self.getattr(e.ino)?.inode;
-                            let author = self.meta_get::<ItemRecord>(&item_key(e.ino))?.and_then(|r| r.author);
-                            let rec = FileRecord {
-                                n,
-                                path,
-                                size: inode.size,
-                                mtime: (inode.mtime.secs, inode.mtime.nanos),
-                                perm: inode.perm & 0o7777,
-                                author,
-                            };
-                            put_json(&mut w, FILE, &rec)?;
-                            self.export_content(e.ino, inode.size, &mut w, &mut seen, &mut report)?;
-                            self.export_talk(e.ino, n, &mut talk, &mut report)?;
-                            report.items += 1;
-                            report.bytes += inode.size;
-                            n += 1;
-                        }
-                        _ => {}
+            for e in self.dir_entries(dir)? {
+                let name = String::from_utf8_lossy(&e.name).into_owned();
+                let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+                match e.kind {
+                    Kind::Dir => {
+                        put_json(&mut w, FOLDER, &FolderRecord { path: path.clone() })?;
+                        report.folders += 1;
+                        stack.push((e.ino, path));
                     }
+                    Kind::File => {
+                        let inode = self.getattr(e.ino)?.inode;
+                        let author = self.meta_get::<ItemRecord>(&item_key(e.ino))?.and_then(|r| r.author);
+                        let rec = FileRecord {
+                            n,
+                            path,
+                            size: inode.size,
+                            mtime: (inode.mtime.secs, inode.mtime.nanos),
+                            perm: inode.perm & 0o7777,
+                            author,
+                        };
+                        put_json(&mut w, FILE, &rec)?;
+                        self.export_content(e.ino, inode.size, &mut w, &mut seen, &mut report)?;
+                        self.export_talk(e.ino, n, &mut talk, &mut report)?;
+                        report.items += 1;
+                        report.bytes += inode.size;
+                        n += 1;
+                    }
+                    _ => {}
                 }
             }
         }
@@ -483,17 +477,11 @@ impl Volume {
                 continue;
             }
             stack.push((p, n, ino, true));
-            let mut cookie = 0;
-            loop {
-                let entries = self.readdir(ino, cookie, 1024)?;
-                let Some(last) = entries.last() else { break };
-                cookie = last.cookie;
-                for e in entries {
-                    if e.kind == Kind::Dir {
-                        stack.push((ino, e.name, e.ino, false));
-                    } else {
-                        self.unlink(ino, &e.name)?;
-                    }
+            for e in self.dir_entries(ino)? {
+                if e.kind == Kind::Dir {
+                    stack.push((ino, e.name, e.ino, false));
+                } else {
+                    self.unlink(ino, &e.name)?;
                 }
             }
         }

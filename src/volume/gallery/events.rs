@@ -195,35 +195,17 @@ impl Volume {
 
     /// The gallery whose tree holds directory `dir`, as `txn` sees the tree.
     pub(crate) fn gallery_of_dir(&self, txn: &mut Txn<'_>, dir: Ino) -> Result<Option<String>> {
-        let roots = self.galleries.roots.read().expect("gallery roots").clone();
-        if roots.is_empty() {
-            return Ok(None);
-        }
-        let mut d = dir;
-        for _ in 0..4096 {
-            if let Some(g) = roots.get(&d) {
-                return Ok(Some(g.clone()));
-            }
-            if d == Ino::ROOT {
-                return Ok(None);
-            }
-            let i = match txn.inode(d) {
-                Ok(i) => i,
-                Err(Error::NotFound) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if i.kind != Kind::Dir || i.parent == 0 {
-                return Ok(None);
-            }
-            d = Ino(i.parent);
-        }
-        Ok(None)
+        self.find_gallery(dir, |d| match txn.inode(d) {
+            Ok(i) if i.kind == Kind::Dir && i.parent != 0 => Ok(Some(Ino(i.parent))),
+            Ok(_) | Err(Error::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
     }
 
     /// Reports a namespace change made in `txn`: registers or purges items and queues
     /// their events. Cheap when the volume has no gallery.
     pub(crate) fn note(&self, txn: &mut Txn<'_>, change: NsChange<'_>) -> Result<()> {
-        if self.galleries.roots.read().expect("gallery roots").is_empty() {
+        if !self.has_galleries() {
             return Ok(());
         }
         match change {
@@ -234,8 +216,7 @@ impl Volume {
             }
             NsChange::Removed { parent, name, ino, kind } => {
                 if kind == Kind::Dir {
-                    let root = self.galleries.roots.read().expect("gallery roots").get(&ino).cloned();
-                    if let Some(id) = root {
+                    if let Some(id) = self.gallery_root(ino) {
                         // The gallery's directory itself is gone: so is the gallery.
                         let g = self.gallery(&id)?;
                         self.purge_gallery(txn, &g)?;
@@ -248,8 +229,7 @@ impl Volume {
                 }
             }
             NsChange::Moved { from, name, to, newname, ino, kind } => {
-                let is_root = self.galleries.roots.read().expect("gallery roots").contains_key(&ino);
-                if is_root {
+                if self.gallery_root(ino).is_some() {
                     return Ok(()); // A gallery's directory moves with its gallery.
                 }
                 let (old, new) = (self.gallery_of_dir(txn, from)?, self.gallery_of_dir(txn, to)?);
@@ -335,59 +315,29 @@ impl Volume {
         author: Option<String>,
         announce: bool,
     ) -> Result<()> {
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            let mut cookie = 0;
-            loop {
-                let entries = self.readdir(d, cookie, 1024)?;
-                let Some(last) = entries.last() else { break };
-                cookie = last.cookie;
-                for e in entries {
-                    match e.kind {
-                        Kind::Dir => stack.push(e.ino),
-                        Kind::File => {
-                            let rec = ItemRecord { gallery: g.to_string(), author: author.clone(), added: now() };
-                            self.meta_put(&mut txn.batch, &super::items::item_key(e.ino), &rec);
-                            if announce {
-                                let data = serde_json::json!({ "name": name_str(&e.name), "folder": d.0.to_string() });
-                                txn.gallery_event(g, "item.added", author.clone(), Some(e.ino), data);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
+        for (d, e) in self.files_below(dir)? {
+            let rec = ItemRecord { gallery: g.to_string(), author: author.clone(), added: now() };
+            self.meta_put(&mut txn.batch, &super::items::item_key(e.ino), &rec);
+            if announce {
+                let data = serde_json::json!({ "name": name_str(&e.name), "folder": d.0.to_string() });
+                txn.gallery_event(g, "item.added", author.clone(), Some(e.ino), data);
             }
         }
         Ok(())
     }
 
     fn unregister_tree(&self, txn: &mut Txn<'_>, g: &str, dir: Ino) -> Result<()> {
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            let mut cookie = 0;
-            loop {
-                let entries = self.readdir(d, cookie, 1024)?;
-                let Some(last) = entries.last() else { break };
-                cookie = last.cookie;
-                for e in entries {
-                    match e.kind {
-                        Kind::Dir => stack.push(e.ino),
-                        Kind::File => {
-                            self.purge_item(txn, e.ino)?;
-                            let data = serde_json::json!({ "name": name_str(&e.name), "folder": d.0.to_string() });
-                            txn.gallery_event(g, "item.removed", acting(), Some(e.ino), data);
-                        }
-                        _ => {}
-                    }
-                }
-            }
+        for (d, e) in self.files_below(dir)? {
+            self.purge_item(txn, e.ino)?;
+            let data = serde_json::json!({ "name": name_str(&e.name), "folder": d.0.to_string() });
+            txn.gallery_event(g, "item.removed", acting(), Some(e.ino), data);
         }
         Ok(())
     }
 
     /// The file `ino`'s content changed (last close after a write, or a truncation).
     pub(crate) fn note_written(&self, ino: Ino) -> Result<()> {
-        if self.galleries.roots.read().expect("gallery roots").is_empty() || self.read_only {
+        if !self.has_galleries() || self.read_only {
             return Ok(());
         }
         let Some(item) = self.meta_get::<ItemRecord>(&super::items::item_key(ino))? else { return Ok(()) };

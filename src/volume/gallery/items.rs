@@ -177,22 +177,10 @@ struct Entry {
 impl Volume {
     /// The gallery whose tree holds `dir` in the committed tree.
     pub fn gallery_of(&self, dir: Ino) -> Result<Option<String>> {
-        let roots = self.galleries.roots.read().expect("gallery roots").clone();
-        let mut d = dir;
-        for _ in 0..4096 {
-            if let Some(g) = roots.get(&d) {
-                return Ok(Some(g.clone()));
-            }
-            if d == Ino::ROOT {
-                return Ok(None);
-            }
+        self.find_gallery(dir, |d| {
             let i = self.load_inode(d)?;
-            if i.kind != Kind::Dir || i.parent == 0 {
-                return Ok(None);
-            }
-            d = Ino(i.parent);
-        }
-        Ok(None)
+            Ok((i.kind == Kind::Dir && i.parent != 0).then_some(Ino(i.parent)))
+        })
     }
 
     /// The item record of `ino` if it is an item of `gallery` (else `NotFound`).
@@ -228,22 +216,16 @@ impl Volume {
         }
         let mut files = Vec::new();
         let mut folders = Vec::new();
-        let mut cookie = 0;
-        loop {
-            let entries = self.readdir(folder, cookie, 1024)?;
-            let Some(last) = entries.last() else { break };
-            cookie = last.cookie;
-            for e in entries {
-                let name = String::from_utf8_lossy(&e.name).into_owned();
-                match e.kind {
-                    Kind::Dir => folders.push(FolderView { id: e.ino.0.to_string(), name }),
-                    Kind::File => {
-                        let inode = self.getattr(e.ino)?.inode;
-                        let guess = mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string();
-                        files.push(Entry { ino: e.ino, folded: name.to_lowercase(), name, inode, guess });
-                    }
-                    _ => {}
+        for e in self.dir_entries(folder)? {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            match e.kind {
+                Kind::Dir => folders.push(FolderView { id: e.ino.0.to_string(), name }),
+                Kind::File => {
+                    let inode = self.getattr(e.ino)?.inode;
+                    let guess = mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string();
+                    files.push(Entry { ino: e.ino, folded: name.to_lowercase(), name, inode, guess });
                 }
+                _ => {}
             }
         }
         folders.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.name.cmp(&b.name)));
@@ -296,24 +278,11 @@ impl Volume {
 
     /// The folder and name of an item (searching the gallery's tree).
     pub fn locate_item(&self, gallery: &Gallery, ino: Ino) -> Result<(Ino, String)> {
-        let mut stack = vec![gallery.dir()];
-        while let Some(d) = stack.pop() {
-            let mut cookie = 0;
-            loop {
-                let entries = self.readdir(d, cookie, 1024)?;
-                let Some(last) = entries.last() else { break };
-                cookie = last.cookie;
-                for e in entries {
-                    if e.ino == ino {
-                        return Ok((d, String::from_utf8_lossy(&e.name).into_owned()));
-                    }
-                    if e.kind == Kind::Dir {
-                        stack.push(e.ino);
-                    }
-                }
-            }
-        }
-        Err(Error::NotFound)
+        self.files_below(gallery.dir())?
+            .into_iter()
+            .find(|(_, e)| e.ino == ino)
+            .map(|(d, e)| (d, String::from_utf8_lossy(&e.name).into_owned()))
+            .ok_or(Error::NotFound)
     }
 
     fn item_view(

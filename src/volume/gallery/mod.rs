@@ -397,15 +397,63 @@ impl Volume {
 
     /// The name under which `dir` holds `ino`.
     pub(crate) fn name_in(&self, dir: Ino, ino: Ino) -> Result<Option<Vec<u8>>> {
-        let mut cookie = 0;
+        Ok(self.dir_entries(dir)?.into_iter().find(|e| e.ino == ino).map(|e| e.name))
+    }
+
+    /// Every entry of directory `dir`, in readdir order.
+    pub(crate) fn dir_entries(&self, dir: Ino) -> Result<Vec<crate::volume::DirEntry>> {
+        let mut all = Vec::new();
         loop {
-            let entries = self.readdir(dir, cookie, 1024)?;
-            let Some(last) = entries.last() else { return Ok(None) };
-            cookie = last.cookie;
-            if let Some(e) = entries.into_iter().find(|e| e.ino == ino) {
-                return Ok(Some(e.name));
+            let cookie = all.last().map_or(0, |e: &crate::volume::DirEntry| e.cookie);
+            let page = self.readdir(dir, cookie, 1024)?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
+    /// Every regular file below `top` (depth first) with the directory that holds it.
+    pub(crate) fn files_below(&self, top: Ino) -> Result<Vec<(Ino, crate::volume::DirEntry)>> {
+        let mut out = Vec::new();
+        let mut stack = vec![top];
+        while let Some(d) = stack.pop() {
+            for e in self.dir_entries(d)? {
+                match e.kind {
+                    Kind::Dir => stack.push(e.ino),
+                    Kind::File => out.push((d, e)),
+                    _ => {}
+                }
             }
         }
+        Ok(out)
+    }
+
+    /// The gallery of the innermost gallery directory at or above `dir`; `up` gives a
+    /// directory's parent (`None`: not a directory, or gone).
+    pub(crate) fn find_gallery(&self, dir: Ino, mut up: impl FnMut(Ino) -> Result<Option<Ino>>) -> Result<Option<String>> {
+        if !self.has_galleries() {
+            return Ok(None);
+        }
+        let mut d = dir;
+        for _ in 0..4096 {
+            if let Some(g) = self.gallery_root(d) {
+                return Ok(Some(g));
+            }
+            if d == Ino::ROOT {
+                return Ok(None);
+            }
+            match up(d)? {
+                Some(p) => d = p,
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The gallery whose directory is `dir`, if any.
+    pub(crate) fn gallery_root(&self, dir: Ino) -> Option<String> {
+        self.galleries.roots.read().expect("gallery roots").get(&dir).cloned()
     }
 
     /// Whether any gallery exists (the namespace hooks do nothing otherwise).
