@@ -11,6 +11,7 @@ mod enospc;
 mod browser;
 mod fingerprints;
 pub mod galleries;
+mod gallery_log;
 pub mod http;
 mod keys;
 mod layering;
