@@ -1,6 +1,7 @@
-// nanofs shared galleries: a single-page app with no build step and no dependencies.
-// The API contract is docs/galleries.md; where this file has to guess a response shape
-// beyond it, the code accepts the likely variants and says "ASSUMED" next to them.
+// nanofs shared galleries: a single-page app with no build step and no dependencies, written
+// for the gallery API of docs/galleries.md: JSON under /api (the session is the HttpOnly
+// cookie that /api/login and /api/share/open set), live events from …/events over a
+// WebSocket with Server-Sent Events as the fallback, and tus 1.0 uploads on /uploads.
 // Static markup lives in index.html <template>s; this file clones and wires them.
 
 const EMOJI = ['👍', '❤️', '😂', '😮', '😢', '😠', '🔥', '💖'];
@@ -8,16 +9,12 @@ const EMOJI_NAMES = { '👍': 'thumbs up', '❤️': 'heart', '😂': 'laughing'
   '😢': 'sad', '😠': 'angry', '🔥': 'fire', '💖': 'sparkling heart' };
 const ROLES = ['viewer', 'contributor', 'moderator', 'owner'];
 const SORTS = ['name', 'date', 'size', 'type'];
-const EVENT_TYPES = ['hello', 'reset', 'item.added', 'item.changed', 'item.renamed', 'item.removed', 'comment.added',
-  'comment.edited', 'comment.deleted', 'annotation.added', 'annotation.edited', 'annotation.deleted', 'reaction.changed',
-  'member.changed', 'link.created', 'link.revoked', 'gallery.changed', 'gallery.deleted'];
 const PAGE_SIZE = 100;
 const CHUNK = 8 * 1024 * 1024; // bytes per tus PATCH
 const UPLOAD_RETRIES = 5;
 
 const app = {
   me: null, // principal name: "alice", or "link:<id>" for a share-link session
-  token: null, // session token kept in memory only, sent as Bearer alongside the cookie
   gallery: null, // the open gallery's state, see openGallery()
 };
 
@@ -84,20 +81,16 @@ const storage = {
   remove: (k) => { try { localStorage.removeItem(k); } catch { /* private mode */ } },
 };
 
+// Comments and links carry unix seconds, items RFC 3339 strings: callers make the Date.
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-function fmtTime(t) {
-  if (t == null || t === '') return '';
-  const d = new Date(typeof t === 'number' ? t * 1000 : t); // ASSUMED: numbers are unix seconds
-  return Number.isNaN(d.getTime()) ? String(t) : dateFormat.format(d);
-}
+const fmtDate = (d) => dateFormat.format(d);
+const unix = (secs) => new Date(secs * 1000);
 function fmtSize(n) {
-  if (typeof n !== 'number') return '';
   let i = 0;
   for (; n >= 1024 && i < 4; i++) n /= 1024;
   return `${n.toFixed(i && n < 10 ? 1 : 0)} ${['B', 'KB', 'MB', 'GB', 'TB'][i]}`;
 }
 function fmtDuration(s) {
-  if (typeof s !== 'number' || !Number.isFinite(s)) return '';
   s = Math.max(0, Math.round(s));
   const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = String(s % 60).padStart(2, '0');
   return hh ? `${hh}:${String(mm).padStart(2, '0')}:${ss}` : `${mm}:${ss}`;
@@ -106,28 +99,23 @@ function fmtDuration(s) {
 // ---------------------------------------------------------------------------
 // API
 
-/** JSON request; throws an Error with .status and .data on a non-2xx answer. */
+/** JSON request; throws an Error with .status and .data ({"error", …}) on a non-2xx answer. */
 async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
-  if (app.token) headers.Authorization = `Bearer ${app.token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
     res = await fetch(path, {
-      method, headers, credentials: 'same-origin', cache: 'no-store',
+      method, credentials: 'same-origin', cache: 'no-store',
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
     throw Object.assign(new Error('The server cannot be reached.'), { status: 0 });
   }
   const text = await res.text();
-  let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!res.ok) {
-    const msg = (data && data.error) || `${res.status} ${res.statusText}`;
-    throw Object.assign(new Error(msg), { status: res.status, data });
-  }
-  return data;
+  if (res.ok) return text ? JSON.parse(text) : null;
+  let data = null; // a body refused before it reached a handler (bad JSON) comes as plain text
+  try { data = JSON.parse(text); } catch { /* plain text */ }
+  throw Object.assign(new Error(data?.error || text || `${res.status} ${res.statusText}`), { status: res.status, data });
 }
 
 /** Reports an API failure: an ended session leads back to the sign-in form. */
@@ -135,7 +123,6 @@ function fail(e) {
   if (e && e.status === 401) {
     const link = isLinkSession();
     app.me = null;
-    app.token = null;
     renderAccount();
     teardownGallery();
     if (link) return showMessage('Link unavailable', 'This share link has expired or was revoked.');
@@ -145,15 +132,12 @@ function fail(e) {
   toast(e && e.message ? e.message : String(e));
 }
 
-const listOf = (res, key) => (Array.isArray(res) ? res : (res && res[key]) || []); // ASSUMED: array or {key: array}
-const isLinkSession = () => typeof app.me === 'string' && app.me.startsWith('link:');
+const isLinkSession = () => app.me?.startsWith('link:') ?? false;
 const gPath = (G, rest = '') => `/api/galleries/${enc(G.id)}${rest}`;
 const itemPath = (G, id, rest = '') => gPath(G, `/items/${enc(id)}${rest}`);
 const contentUrl = (G, id) => itemPath(G, id, '/content');
-function thumbUrl(G, it, size) {
-  // ASSUMED: the server ignores the extra `v` parameter; it only busts the cache after item.changed.
-  return itemPath(G, it.id, `/thumbnail?size=${size}${it._v ? `&v=${enc(it._v)}` : ''}`);
-}
+/** Thumbnails are cached for a day: the fingerprint in the URL (ignored by the server) changes with the content. */
+const thumbUrl = (G, it, size) => itemPath(G, it.id, `/thumbnail?size=${size}${it.fingerprint ? `&v=${it.fingerprint.slice(0, 16)}` : ''}`);
 const atLeast = (G, role) => ROLES.indexOf(G.role) >= ROLES.indexOf(role);
 
 // ---------------------------------------------------------------------------
@@ -162,11 +146,7 @@ const atLeast = (G, role) => ROLES.indexOf(G.role) >= ROLES.indexOf(role);
 const B83 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~';
 function decode83(str, from, to) {
   let v = 0;
-  for (let i = from; i < to; i++) {
-    const d = B83.indexOf(str[i]);
-    if (d < 0) throw new Error('bad blurhash');
-    v = v * 83 + d;
-  }
+  for (let i = from; i < to; i++) v = v * 83 + B83.indexOf(str[i]);
   return v;
 }
 const srgbToLinear = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
@@ -176,57 +156,53 @@ function linearToSrgb(v) {
 }
 const signPow = (v, e) => Math.sign(v) * Math.abs(v) ** e;
 
-/** RGBA pixels (w*h*4) of a BlurHash, or null when the string is not one. */
-function decodeBlurHash(hash, w, h, punch = 1) {
-  try {
-    if (typeof hash !== 'string' || hash.length < 6) return null;
-    const size = decode83(hash, 0, 1);
-    const nx = (size % 9) + 1, ny = Math.floor(size / 9) + 1;
-    if (hash.length !== 4 + 2 * nx * ny) return null;
-    const maxAc = ((decode83(hash, 1, 2) + 1) / 166) * punch;
-    const dc = decode83(hash, 2, 6);
-    const colors = [[srgbToLinear(dc >> 16), srgbToLinear((dc >> 8) & 255), srgbToLinear(dc & 255)]];
-    for (let i = 1; i < nx * ny; i++) {
-      const v = decode83(hash, 4 + i * 2, 6 + i * 2);
-      const q = [Math.floor(v / 361), Math.floor(v / 19) % 19, v % 19];
-      colors.push(q.map((c) => signPow((c - 9) / 9, 2) * maxAc));
-    }
-    const px = new Uint8ClampedArray(w * h * 4);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        let r = 0, g = 0, b = 0;
-        for (let j = 0; j < ny; j++) {
-          const cy = Math.cos((Math.PI * y * j) / h);
-          for (let i = 0; i < nx; i++) {
-            const basis = Math.cos((Math.PI * x * i) / w) * cy;
-            const c = colors[i + j * nx];
-            r += c[0] * basis; g += c[1] * basis; b += c[2] * basis;
-          }
-        }
-        const o = 4 * (x + y * w);
-        px[o] = linearToSrgb(r); px[o + 1] = linearToSrgb(g); px[o + 2] = linearToSrgb(b); px[o + 3] = 255;
-      }
-    }
-    return px;
-  } catch {
-    return null;
+/** RGBA pixels (w*h*4) of a BlurHash. */
+function decodeBlurHash(hash, w, h) {
+  const size = decode83(hash, 0, 1);
+  const nx = (size % 9) + 1, ny = Math.floor(size / 9) + 1;
+  const maxAc = (decode83(hash, 1, 2) + 1) / 166;
+  const dc = decode83(hash, 2, 6);
+  const colors = [[srgbToLinear(dc >> 16), srgbToLinear((dc >> 8) & 255), srgbToLinear(dc & 255)]];
+  for (let i = 1; i < nx * ny; i++) {
+    const v = decode83(hash, 4 + i * 2, 6 + i * 2);
+    const q = [Math.floor(v / 361), Math.floor(v / 19) % 19, v % 19];
+    colors.push(q.map((c) => signPow((c - 9) / 9, 2) * maxAc));
   }
+  const px = new Uint8ClampedArray(w * h * 4);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let r = 0, g = 0, b = 0;
+      for (let j = 0; j < ny; j++) {
+        const cy = Math.cos((Math.PI * y * j) / h);
+        for (let i = 0; i < nx; i++) {
+          const basis = Math.cos((Math.PI * x * i) / w) * cy;
+          const c = colors[i + j * nx];
+          r += c[0] * basis; g += c[1] * basis; b += c[2] * basis;
+        }
+      }
+      const o = 4 * (x + y * w);
+      px[o] = linearToSrgb(r); px[o + 1] = linearToSrgb(g); px[o + 2] = linearToSrgb(b); px[o + 3] = 255;
+    }
+  }
+  return px;
 }
 
+/** The item's placeholder (none until the indexer has looked at it). */
 function placeholderCanvas(hash) {
   const c = h('canvas', { class: 'ph', width: 32, height: 32, 'aria-hidden': 'true' });
-  const px = decodeBlurHash(hash, 32, 32);
-  if (px) c.getContext('2d').putImageData(new ImageData(px, 32, 32), 0, 0);
+  if (hash) c.getContext('2d').putImageData(new ImageData(decodeBlurHash(hash, 32, 32), 32, 32), 0, 0);
   return c;
 }
 
 // ---------------------------------------------------------------------------
-// Routing
+// Routing: /, /g/<gallery>[?folder=<folder id>], /s/<share token>
 
 function navigate(url, replace = false) {
   history[replace ? 'replaceState' : 'pushState'](null, '', url);
   route();
 }
+
+const urlFolder = () => new URLSearchParams(location.search).get('folder');
 
 function route() {
   const path = location.pathname;
@@ -235,7 +211,7 @@ function route() {
   const G = app.gallery;
   if (gallery && G && G.id === decodeURIComponent(gallery[1]) && app.me) {
     // Same gallery, another folder: keep the stream, reload the listing.
-    Object.assign(G, folderOfUrl());
+    G.folder = urlFolder();
     closeViewer();
     reloadListing(G);
     return;
@@ -255,12 +231,9 @@ function interceptLinks(e) {
   navigate(a.getAttribute('href'));
 }
 
+/** From GET /api/me: {"user"}, or {"user": null, "link": {"id", …}} for a share-link session, which acts as link:<id>. */
 function setMe(me) {
-  // {"user": NAME}; a share-link session is {"user": null, "link": {"id", …}} and acts as link:<id>.
-  if (!me) app.me = null;
-  else if (me.user != null) app.me = String(me.user);
-  else if (me.link && me.link.id != null) app.me = `link:${me.link.id}`;
-  else app.me = me.token ? 'API token' : null;
+  app.me = me.user ?? (me.link ? `link:${me.link.id}` : null);
   renderAccount();
 }
 
@@ -276,7 +249,6 @@ function renderAccount() {
 async function logout() {
   try { await api('POST', '/api/logout'); } catch { /* the session may already be gone */ }
   app.me = null;
-  app.token = null;
   renderAccount();
   navigate('/');
 }
@@ -300,8 +272,8 @@ function showLogin(message) {
     v.error.textContent = '';
     try {
       const res = await api('POST', '/api/login', { user: v.user.value, password: v.password.value });
-      app.token = (res && res.token) || null;
-      setMe(await api('GET', '/api/me').catch(() => ({ user: v.user.value })));
+      app.me = res.user;
+      renderAccount();
       route();
     } catch (e2) {
       v.error.textContent = e2.status === 401 ? 'Wrong user name or password.' : e2.message;
@@ -318,24 +290,19 @@ async function openShare(token, password) {
   setTitle('Shared gallery');
   setMain(h('p', { class: 'muted', role: 'status', text: 'Opening the shared gallery…' }));
   try {
-    const res = await api('POST', '/api/share/open', password == null ? { token } : { token, password });
-    app.token = (res && res.token) || null;
-    setMe(await api('GET', '/api/me').catch(() => ({ user: (res && res.user) || 'guest' })));
-    // ASSUMED: the answer names the gallery as "gallery" (id or object) or "gallery_id".
-    let gid = res && (res.gallery ?? res.gallery_id);
-    if (gid && typeof gid === 'object') gid = gid.id;
-    if (gid == null) gid = (listOf(await api('GET', '/api/galleries'), 'galleries')[0] || {}).id;
-    // replaceState drops the token from the history and the address bar.
-    navigate(gid != null ? `/g/${enc(gid)}` : '/', true);
+    const res = await api('POST', '/api/share/open', { token, password });
+    setMe(await api('GET', '/api/me')); // the answer has the gallery and role; the link's id comes from here
+    navigate(`/g/${enc(res.gallery)}`, true); // replaceState drops the token from the history and the address bar
   } catch (e) {
-    if (e.status === 401 && e.data && e.data.password_required) return askSharePassword(token, password != null);
+    // A link with a password answers 401 with password_required; a wrong password, a plain 401.
+    if (e.status === 401 && (e.data?.password_required || password != null)) return askSharePassword(token, password != null ? e.message : '');
     showMessage('Link unavailable', e.message);
   }
 }
 
-function askSharePassword(token, wrong) {
+function askSharePassword(token, error) {
   const v = use('tpl-share-password');
-  v.error.textContent = wrong ? 'Wrong password.' : '';
+  v.error.textContent = error;
   v.root.onsubmit = (e) => { e.preventDefault(); openShare(token, v.password.value); };
   setMain(v.frag);
   v.password.focus();
@@ -344,7 +311,7 @@ function askSharePassword(token, wrong) {
 async function showGalleries() {
   setTitle('Galleries');
   const v = use('tpl-galleries');
-  if (isLinkSession()) v.create.remove();
+  if (isLinkSession()) v.create.remove(); // only users create galleries
   v.create.onsubmit = async (e) => {
     e.preventDefault();
     try {
@@ -354,9 +321,11 @@ async function showGalleries() {
   };
   setMain(v.frag);
   try {
-    const gs = listOf(await api('GET', '/api/galleries'), 'galleries');
-    v.list.replaceChildren(...gs.map(galleryRow));
-    if (!gs.length) v.list.append(h('li', { class: 'muted', text: 'No galleries yet.' }));
+    const { galleries } = await api('GET', '/api/galleries');
+    v.list.replaceChildren(...galleries.map((g) => h('li', { class: 'gallery-row' },
+      h('a', { href: `/g/${enc(g.id)}`, 'data-nav': true, 'data-testid': 'gallery-link', 'data-gallery-id': g.id, text: g.title }),
+      h('span', { class: 'muted', text: `${g.role} · ${g.items} items` }))));
+    if (!galleries.length) v.list.append(h('li', { class: 'muted', text: 'No galleries yet.' }));
   } catch (e) {
     fail(e);
   } finally {
@@ -364,21 +333,12 @@ async function showGalleries() {
   }
 }
 
-function galleryRow(g) {
-  const n = g.counts && typeof g.counts.items === 'number' ? g.counts.items : g.items;
-  const items = typeof n === 'number' ? `${n} items` : null;
-  return h('li', { class: 'gallery-row' },
-    h('a', { href: `/g/${enc(g.id)}`, 'data-nav': true, 'data-testid': 'gallery-link', 'data-gallery-id': g.id,
-      text: g.title || g.name || `Gallery ${g.id}` }),
-    h('span', { class: 'muted', text: [g.role, items].filter(Boolean).join(' · ') }));
-}
-
 // ---------------------------------------------------------------------------
 // Gallery view: header, toolbar, grid with paging
 
 async function openGallery(id) {
   const G = app.gallery = {
-    id, ...folderOfUrl(), info: null, role: 'viewer',
+    id, folder: urlFolder(), info: null, role: 'viewer',
     sort: storage.get('nanofs.sort') || 'name', order: storage.get('nanofs.order') === 'desc' ? 'desc' : 'asc',
     items: [], byId: new Map(), tiles: new Map(), offset: 0, total: null, done: false, loading: false,
     failed: false, gen: 0, queue: Promise.resolve(), viewer: null, members: [],
@@ -408,8 +368,8 @@ function teardownGallery() {
   const G = app.gallery;
   if (!G) return;
   app.gallery = null;
-  if (G.stream) G.stream.stop();
-  if (G.observer) G.observer.disconnect();
+  G.stream.stop();
+  G.observer.disconnect();
   closeViewer();
 }
 
@@ -460,17 +420,16 @@ function setSort(G, key, value) {
   reloadListing(G);
 }
 
+/** GET /api/galleries/{id}: title, owner, my role, the gallery's own folder id. */
 async function loadInfo(G) {
   const info = await api('GET', gPath(G));
   if (app.gallery !== G) return;
-  G.info = info || {};
-  G.role = ROLES.includes(G.info.role) ? G.info.role : 'viewer';
-  const e = G.els, title = G.info.title || G.info.name || `Gallery ${G.id}`;
-  e.title.textContent = title;
-  setTitle(title);
-  const counts = G.info.counts && typeof G.info.counts === 'object'
-    ? Object.entries(G.info.counts).filter(([, n]) => typeof n === 'number').map(([k, n]) => `${n} ${k}`).join(', ') : '';
-  e.meta.textContent = [G.info.owner && `Owner: ${G.info.owner}`, `Your role: ${G.role}`, counts].filter(Boolean).join(' · ');
+  G.info = info;
+  G.role = info.role;
+  const e = G.els;
+  e.title.textContent = info.title;
+  setTitle(info.title);
+  e.meta.textContent = `Owner: ${info.owner} · Your role: ${G.role}`;
   renderCrumbs(G);
   const contributor = atLeast(G, 'contributor'), moderator = atLeast(G, 'moderator');
   e.upload.hidden = !contributor;
@@ -482,34 +441,24 @@ async function loadInfo(G) {
 }
 
 /**
- * Folders: docs/galleries.md names them by path (`dir=2026/summer`); a server may name them by
- * id instead (`folder=<inode>`, ASSUMED). URLs and listing requests carry both when known.
+ * Folders are named by id (`?folder=`); a listing names only its sub-folders, so the
+ * breadcrumbs are built from the folders met on the way down: id -> {name, parent}.
  */
-const folderIds = new Map(); // "gallery\npath" -> folder id, learned from listings
-function folderOfUrl() {
-  const q = new URLSearchParams(location.search);
-  return { dir: q.get('dir') || '', folder: q.get('folder'), folderId: q.get('folder') };
-}
-function folderUrl(G, dir, id = folderIds.get(`${G.id}\n${dir}`)) {
-  const q = new URLSearchParams();
-  if (dir) q.set('dir', dir);
-  if (dir && id != null) q.set('folder', id);
-  return `/g/${enc(G.id)}${q.toString() ? `?${q}` : ''}`;
-}
-function inFolder(G, it) {
-  if (it.path != null) return dirOf(it.path) === G.dir;
-  if (it.folder != null && G.folderId != null) return String(it.folder) === G.folderId;
-  return true;
-}
+const folders = new Map();
+const folderUrl = (G, id) => `/g/${enc(G.id)}${id && id !== G.info.folder ? `?folder=${enc(id)}` : ''}`;
 
 function renderCrumbs(G) {
-  const parts = G.dir ? G.dir.split('/').filter(Boolean) : [];
-  const link = (dir, text, last) => h('li', {}, h('a', {
-    href: folderUrl(G, dir), 'data-nav': true, 'aria-current': last ? 'page' : null, text,
+  if (!G.info) return;
+  const trail = [];
+  for (let id = G.folder; id && id !== G.info.folder && trail.length < 64; id = folders.get(id)?.parent) {
+    trail.unshift({ id, name: folders.get(id)?.name ?? '…' }); // '…': a deep link into a folder not met yet
+  }
+  const link = (id, text, last) => h('li', {}, h('a', {
+    href: folderUrl(G, id), 'data-nav': true, 'aria-current': last ? 'page' : null, text,
   }));
-  G.els.crumbs.hidden = !parts.length; // at the top the heading says it all
-  G.els.crumbs.replaceChildren(h('ol', {}, link('', G.els.title.textContent, false),
-    parts.map((name, i) => link(parts.slice(0, i + 1).join('/'), name, i === parts.length - 1))));
+  G.els.crumbs.hidden = !trail.length; // at the top the heading says it all
+  G.els.crumbs.replaceChildren(h('ol', {}, link(null, G.info.title, false),
+    trail.map((f, i) => link(f.id, f.name, i === trail.length - 1))));
 }
 
 function reloadListing(G) {
@@ -523,27 +472,26 @@ function reloadListing(G) {
   return G.ready;
 }
 
+/** One page of the folder: {folder, total, offset, items, folders}. */
 async function loadPage(G) {
   if (G.loading || G.done || G.failed || !G.info || app.gallery !== G) return;
   G.loading = true;
   const gen = G.gen;
   G.els.status.textContent = 'Loading…';
-  const q = new URLSearchParams({ sort: G.sort, order: G.order, offset: String(G.offset), limit: String(PAGE_SIZE) });
-  if (G.dir) q.set('dir', G.dir);
+  const q = new URLSearchParams({ sort: G.sort, order: G.order, offset: G.offset, limit: PAGE_SIZE });
   if (G.folder) q.set('folder', G.folder);
   try {
     const res = await api('GET', gPath(G, `/items?${q}`));
     if (gen !== G.gen || app.gallery !== G) return;
-    const items = listOf(res, 'items');
-    if (res && res.folder != null) G.folderId = String(res.folder); // ASSUMED optional: the listed folder's id
-    if (G.offset === 0) renderFolders(G, (res && res.folders) || []);
-    G.offset += items.length;
-    if (res && typeof res.total === 'number') G.total = res.total; // ASSUMED optional field
-    G.done = items.length < PAGE_SIZE || (G.total != null && G.offset >= G.total);
-    for (const it of items) {
-      it.id = String(it.id);
-      if (!G.byId.has(it.id)) appendItem(G, it);
+    if (G.offset === 0) {
+      G.folder = res.folder; // the gallery's own folder when none was asked for
+      renderFolders(G, res.folders);
+      renderCrumbs(G);
     }
+    G.offset += res.items.length;
+    G.total = res.total;
+    G.done = !res.items.length || G.offset >= res.total;
+    for (const it of res.items) if (!G.byId.has(it.id)) appendItem(G, it);
   } catch (e) {
     if (gen !== G.gen) return;
     G.failed = true; // no automatic retry loop; "Load more" retries
@@ -560,37 +508,25 @@ async function loadPage(G) {
 
 function updateStatus(G) {
   const n = G.items.length;
-  let text = `${n} item${n === 1 ? '' : 's'}${G.done ? '' : ' so far'}`;
-  if (!n && G.done && !G.els.grid.querySelector('.folder')) text = 'This folder is empty.';
-  else if (G.total != null) text = `${n} of ${G.total} items`;
-  G.els.status.textContent = text;
+  const empty = !n && G.done && !G.els.grid.querySelector('.folder');
+  G.els.status.textContent = empty ? 'This folder is empty.' : G.total == null ? '' : `${n} of ${G.total} items`;
   G.els.more.hidden = G.done;
 }
 
-function renderFolders(G, folders) {
-  // ASSUMED: a folder is a name string or {name, id?, path?, items?}; path is relative to the gallery.
-  for (const f of folders) {
-    const name = typeof f === 'string' ? f : f.name;
-    if (!name) continue;
-    const path = (typeof f === 'object' && f.path) || (G.dir ? `${G.dir}/${name}` : name);
-    if (typeof f === 'object' && f.id != null) folderIds.set(`${G.id}\n${path}`, String(f.id));
-    const count = typeof f === 'object' ? f.items ?? f.count : null;
+function renderFolders(G, list) {
+  for (const f of list) {
+    folders.set(f.id, { name: f.name, parent: G.folder });
     G.els.grid.append(h('li', { class: 'cell' },
-      h('a', { class: 'tile folder', href: folderUrl(G, path), 'data-nav': true, 'data-testid': 'folder', 'data-name': name },
+      h('a', { class: 'tile folder', href: folderUrl(G, f.id), 'data-nav': true, 'data-testid': 'folder', 'data-name': f.name },
         h('span', { class: 'type-icon', 'aria-hidden': 'true', text: '📁' }),
-        h('span', { class: 'caption' }, h('span', { class: 'name', text: name }),
-          typeof count === 'number' ? h('span', { class: 'counts', text: `${count} items` }) : null))));
+        h('span', { class: 'caption' }, h('span', { class: 'name', text: f.name })))));
   }
 }
 
+/** image, video, audio or other, from the media type (sniffed once indexed, guessed from the name before). */
 function kindOf(it) {
-  const t = (it && it.type) || '';
-  if (/^(image|video|audio)\//.test(t)) return t.split('/')[0];
-  const ext = String((it && it.name) || '').split('.').pop().toLowerCase();
-  if (/^(jpe?g|png|gif|webp|avif|heic|bmp|svg)$/.test(ext)) return 'image';
-  if (/^(mp4|webm|mov|mkv|m4v|ogv)$/.test(ext)) return 'video';
-  if (/^(mp3|wav|ogg|oga|flac|m4a|opus|aac)$/.test(ext)) return 'audio';
-  return 'other';
+  const kind = it.type.split('/')[0];
+  return ['image', 'video', 'audio'].includes(kind) ? kind : 'other';
 }
 
 function appendItem(G, it) {
@@ -615,26 +551,23 @@ function fillTile(G, btn, it) {
   const pictured = kind === 'image' || kind === 'video';
   const name = h('span', { class: 'name', 'aria-hidden': pictured ? 'true' : null, text: it.name }); // the img alt names it
   if (pictured) {
-    const img = h('img', { alt: it.name, loading: 'lazy', decoding: 'async', draggable: false });
+    // The thumbnail is made on first request; a 404 says there is none (say, no ffmpeg for a video).
+    const img = h('img', { alt: it.name, loading: 'lazy', decoding: 'async', draggable: false, src: thumbUrl(G, it, 256) });
     img.onload = () => btn.classList.add('loaded');
     img.onerror = () => {
       img.replaceWith(h('span', { class: 'type-icon', 'aria-hidden': 'true', text: '🖼️' }));
       name.removeAttribute('aria-hidden');
-      // A new item's preview may still be in the making: look again a few times.
-      it._tries = (it._tries || 0) + 1;
-      if ((it.pending || it._live) && it._tries <= 4) setTimeout(() => refreshTile(G, it.id), 1000 * 2 ** it._tries);
     };
-    img.src = thumbUrl(G, it, 256);
     kids.push(img);
   } else {
     kids.push(h('span', { class: 'type-icon', 'aria-hidden': 'true', text: kind === 'audio' ? '🎵' : '📄' }));
   }
-  if ((kind === 'video' || kind === 'audio') && typeof it.duration === 'number') {
+  if ((kind === 'video' || kind === 'audio') && it.duration != null) {
     kids.push(h('span', { class: 'badge', text: `${kind === 'video' ? '▶' : '♪'} ${fmtDuration(it.duration)}` }));
   }
-  const top = Object.entries(it.reactions || {}).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).slice(0, 3);
-  const counts = [it.comments > 0 ? `💬 ${it.comments}` : '', ...top.map(([e, n]) => `${e} ${n}`)].filter(Boolean);
-  const spoken = [it.comments > 0 ? `${it.comments} comments` : '', ...top.map(([e, n]) => `${n} ${EMOJI_NAMES[e] || e}`)].filter(Boolean);
+  const top = Object.entries(it.reactions).sort((a, b) => b[1] - a[1]).slice(0, 3);
+  const counts = [it.comments ? `💬 ${it.comments}` : '', ...top.map(([e, n]) => `${e} ${n}`)].filter(Boolean);
+  const spoken = [it.comments ? `${it.comments} comments` : '', ...top.map(([e, n]) => `${n} ${EMOJI_NAMES[e]}`)].filter(Boolean);
   kids.push(h('span', { class: 'caption' },
     name,
     counts.length ? h('span', { class: 'counts', 'data-testid': 'tile-counts', 'aria-hidden': 'true', text: counts.join('  ') }) : null,
@@ -662,13 +595,13 @@ function gridKeys(G, e) {
   tiles[clamp(i + step, 0, tiles.length - 1)].focus();
 }
 
-const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+// The server's orders: by the key, ties by name; names compare case-folded first.
+const cmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+const byName = (a, b) => cmp(a.name.toLowerCase(), b.name.toLowerCase()) || cmp(a.name, b.name);
+const SORT_KEYS = { date: (x) => Date.parse(x.modified), size: (x) => x.size, type: (x) => x.type };
 function compareItems(G, a, b) {
-  // A live-added item without a date is the newest one.
-  const key = { name: (x) => x.name || '', date: (x) => Date.parse(x.modified) || Date.now(), size: (x) => x.size || 0, type: (x) => x.type || '' }[G.sort];
-  const ka = key(a), kb = key(b);
-  let c = typeof ka === 'string' ? collator.compare(ka, kb) : ka - kb;
-  if (c === 0 && G.sort !== 'name') c = collator.compare(a.name || '', b.name || '');
+  const key = SORT_KEYS[G.sort];
+  const c = (key ? cmp(key(a), key(b)) : 0) || byName(a, b);
   return G.order === 'desc' ? -c : c;
 }
 
@@ -676,7 +609,6 @@ function compareItems(G, a, b) {
 function insertItem(G, it) {
   const idx = G.items.findIndex((x) => compareItems(G, it, x) < 0);
   if (idx < 0 && !G.done) return; // it belongs to a page not loaded yet
-  it._live = true;
   G.byId.set(it.id, it);
   const cell = tileCell(G, it);
   if (idx < 0) {
@@ -687,7 +619,7 @@ function insertItem(G, it) {
     G.items.splice(idx, 0, it);
     G.offset++; // the server's later pages shifted by one
   }
-  if (G.total != null) G.total++;
+  G.total++;
   updateStatus(G);
 }
 
@@ -702,7 +634,7 @@ function removeItem(G, id) {
   G.byId.delete(id);
   G.items = G.items.filter((x) => x.id !== id);
   G.offset = Math.max(0, G.offset - 1);
-  if (G.total != null) G.total--;
+  G.total--;
   if (wasFocused && next) next.firstElementChild.focus();
   updateStatus(G);
 }
@@ -710,7 +642,12 @@ function removeItem(G, id) {
 // ---------------------------------------------------------------------------
 // Live updates
 
-/** WebSocket (SSE fallback) on …/events with since=last seq, reconnecting with backoff. */
+/**
+ * …/events?since=<last seq> as a WebSocket, or as Server-Sent Events when the upgrade is
+ * refused; reconnects with backoff. Messages: {"type":"hello"|"reset","seq"} and events
+ * {seq, type, at, actor, item, data}. Access ending closes with code 4401 (gallery
+ * deleted: 4404); over SSE that is a `close` event carrying {code, reason}.
+ */
 class EventStream {
   constructor(galleryId, { onEvent, onState, onEnd }) {
     Object.assign(this, { galleryId, onEvent, onState, onEnd });
@@ -749,18 +686,20 @@ class EventStream {
     ws.onclose = (e) => {
       if (this.ws !== ws || this.stopped) return;
       this.ws = null;
-      if (e.code >= 4400 && e.code < 4500) return this.end(e.reason); // 4401: link or session ended
+      if (e.code === 4401 || e.code === 4404) return this.end(e.reason);
       if (!opened && !this.wsWorked) this.useSse = true; // upgrade refused (proxy?): try SSE
       this.retry();
     };
   }
 
   connectSse() {
-    const es = this.es = new EventSource(this.url(false), { withCredentials: true });
-    const onMsg = (m) => this.receive(m.data, m.lastEventId, m.type);
+    const es = this.es = new EventSource(this.url(false));
     es.onopen = () => { this.attempt = 0; this.onState('live'); };
-    es.onmessage = onMsg;
-    for (const t of [...EVENT_TYPES, 'close']) es.addEventListener(t, onMsg); // in case the server names its events
+    es.onmessage = (m) => this.receive(m.data);
+    es.addEventListener('close', (m) => {
+      const { code, reason } = JSON.parse(m.data);
+      if (code === 4401 || code === 4404) this.end(reason); // other codes: onerror reconnects
+    });
     es.onerror = () => {
       if (this.es !== es) return;
       es.close(); // reconnect ourselves, so `since` is our own last seq
@@ -769,27 +708,16 @@ class EventStream {
     };
   }
 
-  receive(raw, lastId, sseType) {
-    let msg;
-    try { msg = JSON.parse(raw); } catch { return; }
-    for (const ev of [].concat(msg)) {
-      if (!ev || typeof ev !== 'object') continue;
-      if (!ev.type && sseType && sseType !== 'message') ev.type = sseType;
-      if (ev.seq == null && lastId) ev.seq = lastId;
-      if (ev.seq != null) ev.seq = Number(ev.seq);
-      this.attempt = 0;
-      if (ev.type === 'closed') { // over SSE, what a WebSocket close code says
-        if (ev.code >= 4400 && ev.code < 4500) this.end(ev.reason);
-        continue;
-      }
-      if (ev.type === 'hello') { if (this.seq == null) this.seq = ev.seq; continue; }
-      if (ev.type === 'reset') { this.seq = ev.seq; this.onEvent(ev); continue; }
-      if (ev.seq > 0) { // seq 0: not logged (gallery.deleted), always news
-        if (this.seq != null && ev.seq <= this.seq) continue; // replayed after a reconnect
-        this.seq = ev.seq;
-      }
-      this.onEvent(ev);
+  receive(raw) {
+    const ev = JSON.parse(raw);
+    this.attempt = 0;
+    if (ev.type === 'hello') { if (this.seq == null) this.seq = ev.seq; return; }
+    if (ev.type === 'reset') { this.seq = ev.seq; this.onEvent(ev); return; }
+    if (ev.seq > 0) { // seq 0: not logged (gallery.deleted), always news
+      if (ev.seq <= this.seq) return; // replayed after a reconnect
+      this.seq = ev.seq;
     }
+    this.onEvent(ev);
   }
 
   retry() {
@@ -806,7 +734,7 @@ class EventStream {
   /** After repeated failures, asks whether the gallery is still ours before trying again. */
   async accessLost() {
     const err = await api('GET', `/api/galleries/${enc(this.galleryId)}`).then(() => null, (e) => e);
-    if (!err || ![401, 403, 404].includes(err.status)) return false;
+    if (!err || ![401, 404].includes(err.status)) return false;
     this.end(err.message);
     return true;
   }
@@ -830,34 +758,43 @@ function streamEnded(G, reason) {
   );
 }
 
-const dirOf = (p) => { p = String(p).replace(/^\/+/, ''); const i = p.lastIndexOf('/'); return i < 0 ? '' : p.slice(0, i); };
-
 async function applyEvent(G, ev) {
   if (app.gallery !== G) return;
-  const id = ev.item != null ? String(ev.item) : null;
+  const { item: id, data: d } = ev;
   switch (ev.type) {
-    case 'reset':
+    case 'reset': // the log no longer reaches back to our seq
       await reloadListing(G);
       if (G.viewer) refreshViewer(G, true);
       return;
-    case 'item.added': case 'item.changed': case 'item.renamed':
-      await itemUpserted(G, ev, id);
+    case 'item.added': case 'item.renamed': // data: {name, folder} (renamed: also from, from_folder)
+      if (d.folder === G.folder) await showItem(G, id);
+      else removeItem(G, id); // moved to another folder (unknown here: nothing to do)
       break;
+    case 'item.changed': // new content: size, date and fingerprint change
+      if (G.byId.has(id)) await showItem(G, id);
+      break;
+    case 'item.indexed': { // data: the media facts
+      const it = G.byId.get(id);
+      if (it) { Object.assign(it, d, { pending: false }); updateTile(G, id); }
+      break;
+    }
     case 'item.removed':
       removeItem(G, id);
-      if (G.viewer && G.viewer.id === id) { closeViewer(); toast('The item you were viewing was removed.', 'info'); }
+      if (G.viewer?.id === id) { closeViewer(); toast('The item you were viewing was removed.', 'info'); }
       break;
-    case 'comment.added': case 'comment.deleted': case 'reaction.changed':
-      // Tile counters are re-read rather than derived from the event's data (the open item
-      // is re-read by refreshViewer below, which updates its tile too).
-      if (!G.viewer || G.viewer.id !== id) refreshTile(G, id);
+    case 'folder.added': case 'folder.removed': case 'folder.renamed': // data: {name, folder, id | from, from_folder}
+      if (d.folder === G.folder || d.from_folder === G.folder) await reloadListing(G);
+      else if (ev.type === 'folder.removed' && d.id === G.folder) navigate(folderUrl(G, null));
+      break;
+    case 'comment.added': case 'comment.deleted':
+      if (G.viewer?.id !== id) refreshTile(G, id); // the open item's tile follows refreshViewer
+      break;
+    case 'reaction.changed':
+      reacted(G, id, d);
       break;
     case 'member.changed': case 'gallery.changed':
-      try { await loadInfo(G); } catch (e) { return e.status === 403 || e.status === 404 ? streamEnded(G, e.message) : fail(e); }
+      try { await loadInfo(G); } catch (e) { return e.status === 404 ? streamEnded(G, e.message) : fail(e); }
       if (!G.els.members.hidden) loadMembers(G);
-      break;
-    case 'folder.added': case 'folder.removed': case 'folder.renamed': // not in the docs; rare
-      if (ev.data && G.folderId != null && [ev.data.folder, ev.data.from_folder].map(String).includes(G.folderId)) reloadListing(G);
       break;
     case 'link.created': case 'link.revoked':
       if (!G.els.links.hidden) loadLinks(G);
@@ -869,57 +806,36 @@ async function applyEvent(G, ev) {
     default:
       break;
   }
-  if (id && G.viewer && G.viewer.id === id && /^(comment|annotation|reaction)\./.test(ev.type)) refreshViewer(G);
+  if (G.viewer?.id === id && /^(comment|annotation)\./.test(ev.type)) refreshViewer(G);
   describeEvent(G, ev, id);
 }
 
 function describeEvent(G, ev, id) {
-  if (ev.actor != null && ev.actor === app.me) return; // our own actions are not news
-  const it = id && G.byId.get(id);
-  const name = (it && it.name) || (ev.data && ev.data.name) || 'an item';
+  if (ev.actor === app.me) return; // our own actions are not news
+  const name = G.byId.get(id)?.name ?? ev.data?.name ?? 'an item';
   const what = { 'item.added': `added ${name}`, 'item.renamed': `renamed an item to ${name}`, 'item.removed': 'removed an item',
     'comment.added': `commented on ${name}`, 'annotation.added': `annotated ${name}`, 'reaction.changed': `reacted to ${name}` }[ev.type];
-  if (what) announce(`${ev.actor || 'Someone'} ${what}`);
+  if (what) announce(`${ev.actor ?? 'Someone'} ${what}`);
 }
 
-/** An item detail with its discussion at the top (ASSUMED: either shape, flat or under "discussion"). */
-const expand = (d) => (d && d.discussion && typeof d.discussion === 'object' ? { ...d, ...d.discussion } : d || {});
+/** An item detail is the listed item plus its `discussion`. */
+const listed = ({ discussion, ...it }) => it;
 
-/** Turns an item detail (comments array, reaction records) into listing fields. */
-function listingFields(detail) {
-  const it = expand(detail);
-  const out = { ...it };
-  delete out.discussion;
-  if (Array.isArray(it.comments)) out.comments = it.comments.filter((c) => !c.deleted).length;
-  if (it.reactions && typeof it.reactions === 'object') {
-    out.reactions = Object.fromEntries(Object.entries(reactionState(it)).map(([e, r]) => [e, r.count]).filter(([, n]) => n > 0));
-  }
-  delete out.annotations;
-  return out;
-}
-
-async function itemUpserted(G, ev, id) {
-  // ASSUMED: data may be the whole item (listing shape, or {item: …}); with less than that
-  // (say {name, folder}) the item is fetched.
-  let it = ev.data && (ev.data.item || ev.data);
-  if (!it || typeof it !== 'object' || it.name == null || it.size == null) it = await api('GET', itemPath(G, id)).catch(() => null);
-  if (!it || app.gallery !== G) return;
-  it = listingFields({ ...it, id: String(it.id ?? id) });
-  if (ev.type === 'item.changed') it._v = (it.fingerprint && String(it.fingerprint).slice(0, 16)) || String(ev.seq);
-  const known = G.byId.get(it.id);
-  if (!inFolder(G, it)) { // in another folder (or moved there)
-    if (known) removeItem(G, it.id);
-    return;
-  }
+/** Fetches an item that arrived in, or changed in, the listed folder and shows it. */
+async function showItem(G, id) {
+  const d = await api('GET', itemPath(G, id)).catch(() => null); // gone again: item.removed follows
+  if (!d || app.gallery !== G) return;
+  const it = listed(d), known = G.byId.get(id);
+  if (it.folder !== G.folder) return removeItem(G, id);
   if (!known) return insertItem(G, it);
   Object.assign(known, it);
-  updateTile(G, it.id);
-  if (G.viewer && G.viewer.id === it.id) G.viewer.els.title.textContent = known.name;
+  updateTile(G, id);
+  if (G.viewer?.id === id) G.viewer.els.title.textContent = it.name;
 }
 
 /** Re-reads a loaded tile's item (debounced: a burst of events costs one request). */
 function refreshTile(G, id) {
-  if (!id || !G.byId.has(id)) return;
+  if (!G.byId.has(id)) return;
   G.tileTimers = G.tileTimers || new Map();
   clearTimeout(G.tileTimers.get(id));
   G.tileTimers.set(id, setTimeout(() => {
@@ -931,42 +847,29 @@ function refreshTile(G, id) {
 function syncTile(G, id, detail) {
   const it = G.byId.get(id);
   if (!it || app.gallery !== G) return;
-  Object.assign(it, listingFields(detail), { id });
+  Object.assign(it, listed(detail));
   updateTile(G, id);
 }
 
 // ---------------------------------------------------------------------------
 // Reactions
 
-/**
- * {emoji: {count, mine}} from an item detail. ASSUMED shapes, all accepted:
- * {"🔥": 3} with "my_reactions": ["🔥"]; {"🔥": ["alice", …]}; {"🔥": {"count", "mine"|"me"|"users"}};
- * or a list of {"emoji", "count", "mine"} or of {"emoji", "user"} records.
- */
-function reactionState(d) {
-  const out = Object.fromEntries(EMOJI.map((e) => [e, { count: 0, mine: false }]));
-  const add = (emoji, count, mine) => {
-    const r = out[emoji] || (out[emoji] = { count: 0, mine: false });
-    r.count += Number(count) || 0;
-    r.mine = r.mine || !!mine;
-  };
-  const hasMe = (users) => Array.isArray(users) && users.some((u) => (u && typeof u === 'object' ? u.user ?? u.name : u) === app.me);
-  const raw = d && d.reactions;
-  if (Array.isArray(raw)) {
-    for (const r of raw) {
-      if (typeof r.count === 'number') add(r.emoji, r.count, r.mine ?? r.me ?? r.reacted ?? hasMe(r.users));
-      else add(r.emoji, 1, (r.user ?? r.author ?? r.actor) === app.me);
-    }
-  } else if (raw && typeof raw === 'object') {
-    for (const [emoji, v] of Object.entries(raw)) {
-      if (typeof v === 'number') add(emoji, v, false);
-      else if (Array.isArray(v)) add(emoji, v.length, hasMe(v));
-      else if (v && typeof v === 'object') add(emoji, v.count ?? (v.users || []).length, v.mine ?? v.me ?? v.reacted ?? hasMe(v.users));
-    }
+/** {emoji: {count, mine}} from an item's counts and, once its detail is in, its reaction records. */
+const reactionState = (it, records = []) => Object.fromEntries(EMOJI.map((e) =>
+  [e, { count: it.reactions[e] ?? 0, mine: records.some((r) => r.emoji === e && r.user === app.me) }]));
+
+/** A toggle's outcome (reaction.changed data, or the POST's answer): {emoji, user, on, count}. */
+function reacted(G, id, { emoji, user, on, count }) {
+  const it = G.byId.get(id);
+  if (it) {
+    if (count) it.reactions[emoji] = count; else delete it.reactions[emoji];
+    updateTile(G, id);
   }
-  const mine = d && (d.my_reactions ?? d.mine ?? d.reacted);
-  if (Array.isArray(mine)) for (const e of mine) if (out[e]) out[e].mine = true;
-  return out;
+  const v = G.viewer;
+  if (v?.id !== id) return;
+  if (user === app.me) v.reactions[emoji].mine = on;
+  v.reactions[emoji].count = count;
+  paintReactions(G);
 }
 
 function buildReactions(G) {
@@ -987,7 +890,7 @@ function paintReactions(G) {
   const v = G.viewer;
   if (!v || !v.react) return;
   for (const [emoji, { btn, count }] of v.react) {
-    const r = v.reactions[emoji] || { count: 0, mine: false };
+    const r = v.reactions[emoji];
     count.textContent = String(r.count);
     btn.setAttribute('aria-pressed', String(r.mine));
     btn.setAttribute('aria-label', `${EMOJI_NAMES[emoji]}: ${r.count}${r.mine ? ', including you' : ''}`);
@@ -995,20 +898,17 @@ function paintReactions(G) {
 }
 
 async function toggleReaction(G, emoji) {
-  const v = G.viewer;
-  const r = v.reactions[emoji];
-  const before = { ...r };
-  r.mine = !r.mine; // optimistic; the server's toggle result follows through refreshViewer
-  r.count = Math.max(0, r.count + (r.mine ? 1 : -1));
+  const v = G.viewer, r = v.reactions[emoji], before = { ...r };
+  Object.assign(r, { mine: !r.mine, count: Math.max(0, r.count + (r.mine ? -1 : 1)) }); // optimistic
   paintReactions(G);
   try {
-    await api('POST', itemPath(G, v.id, '/reactions'), { emoji });
+    const { on, count } = await api('POST', itemPath(G, v.id, '/reactions'), { emoji });
+    reacted(G, v.id, { emoji, user: app.me, on, count });
   } catch (e) {
     Object.assign(r, before);
     paintReactions(G);
     fail(e);
   }
-  refreshViewer(G);
 }
 
 // ---------------------------------------------------------------------------
@@ -1050,7 +950,7 @@ async function stepViewer(G, delta) {
   let i = G.items.findIndex((x) => x.id === v.id) + delta;
   if (i >= G.items.length && !G.done) { await loadPage(G); i = Math.min(i, G.items.length - 1); }
   if (i < 0 || i >= G.items.length || G.viewer !== v) return;
-  const focused = document.activeElement && document.activeElement.dataset && document.activeElement.dataset.testid;
+  const focused = document.activeElement?.dataset?.testid;
   const id = G.items[i].id;
   G.viewer = newViewerState(G, id);
   renderViewer(G);
@@ -1061,7 +961,7 @@ async function stepViewer(G, delta) {
   refreshViewer(G, true);
 }
 
-/** Re-reads the open item (comments, annotations, reactions); later answers win. */
+/** Re-reads the open item with its discussion {comments, annotations, reactions}; later answers win. */
 function refreshViewer(G, now = false) {
   clearTimeout(G.viewerTimer);
   G.viewerTimer = setTimeout(async () => {
@@ -1071,12 +971,12 @@ function refreshViewer(G, now = false) {
     try {
       const d = await api('GET', itemPath(G, v.id));
       if (G.viewer !== v || ticket !== v.fetch) return;
-      v.detail = expand(d);
-      v.reactions = reactionState(v.detail);
+      v.detail = d;
+      v.reactions = reactionState(d, d.discussion.reactions);
       paintReactions(G);
       renderAnnotations(G);
       renderComments(G);
-      syncTile(G, v.id, v.detail);
+      syncTile(G, v.id, d);
     } catch (e) {
       if (G.viewer !== v) return;
       if (e.status === 404) { closeViewer(); toast('This item no longer exists.', 'info'); } else fail(e);
@@ -1087,13 +987,13 @@ function refreshViewer(G, now = false) {
 function renderViewer(G) {
   const v = G.viewer;
   const e = v.els = use('tpl-viewer');
-  const it = G.byId.get(v.id) || { id: v.id, name: '' };
-  const idx = G.items.findIndex((x) => x.id === v.id);
+  const it = G.byId.get(v.id);
+  const idx = G.items.indexOf(it);
   $('#viewer').dataset.itemId = v.id;
   e.title.textContent = it.name;
-  e.pos.textContent = idx >= 0 ? `${idx + 1} of ${G.total ?? G.items.length}` : '';
+  e.pos.textContent = `${idx + 1} of ${G.total}`;
   e.prev.disabled = idx <= 0;
-  e.next.disabled = idx < 0 || (idx >= G.items.length - 1 && G.done);
+  e.next.disabled = idx >= G.items.length - 1 && G.done;
   e.prev.onclick = () => stepViewer(G, -1);
   e.next.onclick = () => stepViewer(G, 1);
   e.close.onclick = closeViewer;
@@ -1101,7 +1001,8 @@ function renderViewer(G) {
   e.download.download = it.name;
   e.stage.prepend(mediaFor(G, it));
   e.caption.textContent = [it.type, fmtSize(it.size), it.width && it.height ? `${it.width}×${it.height}` : '',
-    fmtDuration(it.duration), it.author ? `by ${it.author}` : '', fmtTime(it.modified)].filter(Boolean).join(' · ');
+    it.duration != null ? fmtDuration(it.duration) : '', it.author ? `by ${it.author}` : '', fmtDate(new Date(it.modified))]
+    .filter(Boolean).join(' · ');
   buildReactions(G);
   buildAnnotationForms(G, kindOf(it));
   buildCommentForm(G);
@@ -1115,7 +1016,7 @@ function mediaFor(G, it) {
     // The 1024 thumbnail shows behind the full image while it loads, and instead of it
     // when the browser cannot decode the original (HEIC, RAW…).
     const thumb = thumbUrl(G, it, 1024);
-    const img = h('img', { class: 'media', alt: it.name, src, draggable: false, width: it.width || null, height: it.height || null });
+    const img = h('img', { class: 'media', alt: it.name, src, draggable: false, width: it.width, height: it.height });
     img.onerror = () => { img.onerror = null; img.src = thumb; };
     e.overlay = h('div', { class: 'overlay', 'aria-hidden': 'true' });
     drawHandlers(G, e.overlay);
@@ -1129,7 +1030,11 @@ function mediaFor(G, it) {
   return h('p', { class: 'no-preview' }, 'No preview for this type. ', h('a', { href: src, download: it.name, text: `Download ${it.name}` }));
 }
 
-// Annotations ---------------------------------------------------------------
+/** The open item's discussion (empty until its detail is in). */
+const talk = (v) => v.detail?.discussion ?? { comments: [], annotations: [], reactions: [] };
+const discussionPath = (G, kind, id) => itemPath(G, G.viewer.id, `/${kind}/${enc(id)}`);
+
+// Annotations: {id, author, text, created, edited, region: {x, y, w, h} | time: {start, end}}
 
 /** Contributors get the box form (images) or the time form (video, audio); others neither. */
 function buildAnnotationForms(G, kind) {
@@ -1215,15 +1120,13 @@ function drawHandlers(G, overlay) {
   overlay.addEventListener('pointercancel', finish);
 }
 
-const annotationsOf = (v) => (v.detail && Array.isArray(v.detail.annotations) ? v.detail.annotations : []);
-
 function renderBoxes(G) {
   const v = G.viewer;
   if (!v || !v.els.overlay) return;
-  const pct = (n) => `${(Number(n) * 100).toFixed(3)}%`;
+  const pct = (n) => `${(n * 100).toFixed(3)}%`;
   const box = (r, cls, text) => h('div', { class: `box ${cls}`, style: `left:${pct(r.x)};top:${pct(r.y)};width:${pct(r.w)};height:${pct(r.h)}` },
     text ? h('span', { class: 'label', text }) : null);
-  const boxes = annotationsOf(v).filter((a) => a.region).map((a) => box(a.region, '', a.text));
+  const boxes = talk(v).annotations.filter((a) => a.region).map((a) => box(a.region, '', a.text));
   if (v.draft) boxes.push(box(v.draft, 'draft', ''));
   v.els.overlay.replaceChildren(...boxes);
 }
@@ -1231,20 +1134,17 @@ function renderBoxes(G) {
 function renderAnnotations(G) {
   const v = G.viewer;
   if (!v || v.editing) return;
-  const items = annotationsOf(v).map((a) => {
+  const items = talk(v).annotations.map((a) => {
     const text = h('span', { class: 'ann-text', text: a.text });
     const where = a.time
       ? h('button', { type: 'button', class: 'seek', 'aria-label': `Play from ${fmtDuration(a.time.start)}`,
-        text: `▶ ${fmtDuration(a.time.start)}–${fmtDuration(a.time.end ?? a.time.start)}`, onclick: () => seek(G, a.time.start) })
-      : h('span', { class: 'where', 'aria-hidden': 'true', text: a.region ? '▭' : '•' });
-    const li = h('li', { class: 'annotation', 'data-testid': 'annotation', 'data-annotation-id': a.id },
+        text: `▶ ${fmtDuration(a.time.start)}–${fmtDuration(a.time.end)}`, onclick: () => seek(G, a.time.start) })
+      : h('span', { class: 'where', 'aria-hidden': 'true', text: '▭' });
+    return h('li', { class: 'annotation', 'data-testid': 'annotation', 'data-annotation-id': a.id },
       where, ' ', text, h('span', { class: 'muted', text: a.author ? ` — ${a.author}` : '' }),
       actionsFor(G, a, {
-        edit: (t) => discussionCall(G, 'PATCH', `/annotations/${enc(a.id)}`, { text: t }),
-        remove: () => discussionCall(G, 'DELETE', `/annotations/${enc(a.id)}`),
-        textEl: text, what: 'annotation', ownNeeds: 'contributor',
+        path: discussionPath(G, 'annotations', a.id), textEl: text, what: 'annotation', ownNeeds: 'contributor',
       }));
-    return li;
   });
   v.els.annList.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No annotations.' })]));
   renderBoxes(G);
@@ -1253,36 +1153,24 @@ function renderAnnotations(G) {
 function seek(G, t) {
   const p = G.viewer && G.viewer.els.player;
   if (!p) return;
-  p.currentTime = Number(t) || 0;
+  p.currentTime = t;
   p.play().catch(() => { /* autoplay rules: the user can press play */ });
 }
 
-/**
- * A comment or annotation edit/delete. docs/galleries.md puts them at /api/galleries/{id}/comments/{c};
- * a server that nests them under the item (…/items/{item}/comments/{c}) is asked next.
- */
-function discussionCall(G, method, rest, body) {
-  const item = G.viewer.id;
-  return api(method, gPath(G, rest), body).catch((e) => {
-    if (e.status !== 404 && e.status !== 405) throw e;
-    return api(method, itemPath(G, item, rest), body);
-  });
-}
-
-/** Edit (own) and delete (own, or moderator+) buttons shared by comments and annotations. */
-function actionsFor(G, obj, { edit, remove, textEl, what, ownNeeds }) {
+/** Edit (own) and delete (own, or moderator+) buttons shared by comments and annotations: PATCH/DELETE on `path`. */
+function actionsFor(G, obj, { path, textEl, what, ownNeeds }) {
   const own = obj.author != null && obj.author === app.me && atLeast(G, ownNeeds);
   const box = h('span', { class: 'actions' });
   if (obj.deleted) return box;
   if (own) {
     box.append(h('button', { type: 'button', class: 'link', text: 'Edit', 'aria-label': `Edit ${what}`,
-      onclick: () => inlineEdit(G, textEl, obj.text, edit) }));
+      onclick: () => inlineEdit(G, textEl, obj.text, (text) => api('PATCH', path, { text })) }));
   }
   if (own || atLeast(G, 'moderator')) {
     box.append(h('button', { type: 'button', class: 'link danger', text: 'Delete', 'aria-label': `Delete ${what}`,
       onclick: async () => {
         if (!confirm(`Delete this ${what}?`)) return;
-        try { await remove(); refreshViewer(G, true); } catch (e) { fail(e); }
+        try { await api('DELETE', path); refreshViewer(G, true); } catch (e) { fail(e); }
       } }));
   }
   return box;
@@ -1306,7 +1194,7 @@ function inlineEdit(G, textEl, initial, save) {
   area.focus();
 }
 
-// Comments ------------------------------------------------------------------
+// Comments: {id, parent, author, text, created, edited, deleted}; times in unix seconds
 
 function buildCommentForm(G) {
   const e = G.viewer.els;
@@ -1314,52 +1202,46 @@ function buildCommentForm(G) {
   e.commentForm.onsubmit = (ev) => { ev.preventDefault(); postComment(G); };
 }
 
-const commentsOf = (v) => (v.detail && Array.isArray(v.detail.comments) ? v.detail.comments : []);
-
 function renderComments(G) {
   const v = G.viewer;
   if (!v || v.editing) return;
-  const all = commentsOf(v);
-  const ids = new Set(all.map((c) => String(c.id)));
+  const all = talk(v).comments;
+  const ids = new Set(all.map((c) => c.id));
   const kids = new Map(); // parent id ('' for the top) -> comments
   for (const c of all) {
-    const p = c.parent != null && ids.has(String(c.parent)) ? String(c.parent) : '';
+    // A deleted comment whose replies were all deleted goes for good: replies left below it move up.
+    const p = ids.has(c.parent) ? c.parent : '';
     if (!kids.has(p)) kids.set(p, []);
     kids.get(p).push(c);
   }
-  const node = (c) => commentNode(G, c, (kids.get(String(c.id)) || []).map(node));
+  const node = (c) => commentNode(G, c, (kids.get(c.id) || []).map(node));
   const top = (kids.get('') || []).map(node);
   v.els.commentList.replaceChildren(...(top.length ? top : [h('li', { class: 'muted', text: 'No comments yet.' })]));
   v.els.commentsTitle.textContent = `Comments (${all.filter((c) => !c.deleted).length})`;
 }
 
 function commentNode(G, c, replies) {
-  // ASSUMED comment fields: id, author, text, parent, created (or at/created_at), edited, deleted.
   const text = h('p', { class: 'comment-text', 'data-testid': 'comment-text', text: c.deleted ? '(deleted)' : c.text });
-  const when = c.created ?? c.at ?? c.created_at;
-  const actions = actionsFor(G, c, {
-    edit: (t) => discussionCall(G, 'PATCH', `/comments/${enc(c.id)}`, { text: t }),
-    remove: () => discussionCall(G, 'DELETE', `/comments/${enc(c.id)}`),
-    textEl: text, what: 'comment', ownNeeds: 'viewer',
-  });
+  const actions = actionsFor(G, c, { path: discussionPath(G, 'comments', c.id), textEl: text, what: 'comment', ownNeeds: 'viewer' });
   if (!c.deleted) {
-    actions.prepend(h('button', { type: 'button', class: 'link', text: 'Reply', 'aria-label': `Reply to ${c.author || 'comment'}`,
+    actions.prepend(h('button', { type: 'button', class: 'link', text: 'Reply', 'aria-label': `Reply to ${c.author ?? 'comment'}`,
       onclick: () => setReply(G, c) }));
   }
+  const created = unix(c.created);
   const art = h('article', { class: 'comment', 'data-testid': 'comment', 'data-comment-id': c.id },
-    h('header', {}, h('strong', { text: c.author || 'someone' }), ' ',
-      when ? h('time', { datetime: String(when), class: 'muted', text: fmtTime(when) }) : null,
-      c.edited || c.edited_at ? h('span', { class: 'muted', text: ' (edited)' }) : null),
+    h('header', {}, h('strong', { text: c.author ?? 'someone' }), ' ',
+      h('time', { datetime: created.toISOString(), class: 'muted', text: fmtDate(created) }),
+      c.edited ? h('span', { class: 'muted', text: ' (edited)' }) : null),
     text, actions);
   return h('li', {}, art, replies.length ? h('ul', { class: 'replies' }, replies) : null);
 }
 
 function setReply(G, c) {
   const v = G.viewer;
-  v.replyTo = c ? String(c.id) : null;
+  v.replyTo = c ? c.id : null;
   v.els.replyNote.hidden = !c;
   if (c) {
-    v.els.replyNote.replaceChildren(`Replying to ${c.author || 'a comment'} `,
+    v.els.replyNote.replaceChildren(`Replying to ${c.author ?? 'a comment'} `,
       h('button', { type: 'button', class: 'link', text: 'Cancel reply', onclick: () => setReply(G, null) }));
   }
   v.els.commentInput.focus();
@@ -1371,17 +1253,16 @@ async function postComment(G) {
   if (!text) return;
   e.commentSubmit.disabled = true;
   try {
-    const body = v.replyTo ? { text, parent: v.replyTo } : { text };
-    const c = await api('POST', itemPath(G, v.id, '/comments'), body);
+    const c = await api('POST', itemPath(G, v.id, '/comments'), { text, parent: v.replyTo });
     if (G.viewer !== v) return;
     e.commentInput.value = '';
-    if (c && c.id != null && v.detail) { // show it at once; the refresh brings the server's version
-      v.detail.comments = [...commentsOf(v), { author: app.me, text, parent: v.replyTo, ...c }];
+    if (v.detail) { // the answer is the comment: show it at once
+      v.detail.discussion.comments.push(c);
       renderComments(G);
     }
     setReply(G, null);
     announce('Comment posted');
-    refreshViewer(G, true);
+    refreshViewer(G);
   } catch (err) {
     fail(err);
   } finally {
@@ -1408,7 +1289,8 @@ function onViewerCancel(e) {
 }
 
 // ---------------------------------------------------------------------------
-// Uploads (tus 1.0.0)
+// Uploads (tus 1.0.0 on /uploads, metadata `gallery`, `filename` and `folder`: the file
+// lands in the folder being viewed, as `name (2).ext` when the name is taken)
 
 const hasFiles = (e) => !!e.dataTransfer && [...e.dataTransfer.types].includes('Files');
 
@@ -1451,7 +1333,7 @@ function uploadRow(G, file) {
       pct.textContent = `${Math.floor((100 * bar.value) / bar.max)}%`;
     },
     note(msg) { pct.textContent = msg; },
-    done() { bar.value = bar.max; bar.dataset.state = 'done'; pct.textContent = '100% · done'; dismiss.hidden = false; },
+    done(where) { bar.value = bar.max; bar.dataset.state = 'done'; pct.textContent = `100% · done${where}`; dismiss.hidden = false; },
     failed(msg) { bar.dataset.state = 'failed'; li.classList.add('failed'); pct.textContent = `failed: ${msg}`; dismiss.hidden = false; },
   };
 }
@@ -1460,8 +1342,8 @@ async function runUpload(G, file, row) {
   announce(`Uploading ${file.name}`);
   row.progress(0);
   try {
-    await tusUpload(G.id, file, (n) => row.progress(n), (m) => row.note(m));
-    row.done();
+    await tusUpload(G.id, G.folder, file, (n) => row.progress(n), (m) => row.note(m));
+    row.done('');
     announce(`${file.name} uploaded`);
   } catch (e) {
     row.failed(e.message);
@@ -1475,40 +1357,33 @@ function b64utf8(s) {
   return btoa(bin);
 }
 
-function tusHeaders(extra) {
-  const hd = { 'Tus-Resumable': '1.0.0', ...extra };
-  if (app.token) hd.Authorization = `Bearer ${app.token}`;
-  return hd;
-}
+const tusHeaders = (extra) => ({ 'Tus-Resumable': '1.0.0', ...extra });
 
-/** An upload error; fatal ones (most 4xx) are not retried, `gone` ones forget the upload URL. */
+/** An upload error ({"error"}); fatal ones (most 4xx) are not retried, `gone` ones forget the upload URL. */
 function tusError(status, bodyText) {
-  let msg = `${status}`;
-  try { msg = JSON.parse(bodyText).error || msg; } catch { if (bodyText) msg = `${status} ${bodyText.slice(0, 200)}`; }
+  let msg = String(status);
+  try { msg = JSON.parse(bodyText).error; } catch { /* HEAD has no body */ }
   const fatal = status >= 400 && status < 500 && ![408, 409, 423, 429].includes(status);
   return Object.assign(new Error(msg), { status, fatal, gone: status === 404 || status === 410 });
 }
 
-async function tusCreate(galleryId, file) {
+async function tusCreate(galleryId, folder, file) {
   const res = await fetch('/uploads', {
     method: 'POST', credentials: 'same-origin',
     headers: tusHeaders({
       'Upload-Length': String(file.size),
-      'Upload-Metadata': `gallery ${b64utf8(String(galleryId))},filename ${b64utf8(file.name)}`,
+      'Upload-Metadata': [`gallery ${b64utf8(galleryId)}`, `filename ${b64utf8(file.name)}`,
+        ...(folder ? [`folder ${b64utf8(String(folder))}`] : [])].join(','),
     }),
   });
   if (res.status !== 201) throw tusError(res.status, await res.text());
-  const loc = res.headers.get('Location');
-  if (!loc) throw new Error('the server gave no upload location');
-  return new URL(loc, location.href).href;
+  return new URL(res.headers.get('Location'), location.href).href;
 }
 
 async function tusHead(url) {
   const res = await fetch(url, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store', headers: tusHeaders() });
   if (!res.ok) throw tusError(res.status, '');
-  const off = Number(res.headers.get('Upload-Offset'));
-  if (!Number.isFinite(off)) throw new Error('the server gave no Upload-Offset');
-  return off;
+  return Number(res.headers.get('Upload-Offset'));
 }
 
 /** One PATCH of up to CHUNK bytes through XHR, for upload progress; resolves to the new offset. */
@@ -1520,9 +1395,9 @@ function tusPatch(url, file, offset, onProgress) {
     for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
     xhr.upload.onprogress = (e) => onProgress(offset + e.loaded);
     xhr.onload = () => {
-      if (xhr.status !== 204 && xhr.status !== 200) return reject(tusError(xhr.status, xhr.responseText));
+      if (xhr.status !== 204) return reject(tusError(xhr.status, xhr.responseText));
       const next = Number(xhr.getResponseHeader('Upload-Offset'));
-      if (Number.isFinite(next) && next > offset) resolve(next);
+      if (next > offset) resolve(next);
       else reject(new Error('the server did not advance the offset'));
     };
     xhr.onerror = () => reject(new Error('network error'));
@@ -1531,8 +1406,8 @@ function tusPatch(url, file, offset, onProgress) {
 }
 
 /** Creates (or resumes, after a reload) an upload and sends it, retrying with backoff. */
-async function tusUpload(galleryId, file, onProgress, onNote) {
-  const key = `nanofs.tus:${galleryId}:${file.name}:${file.size}:${file.lastModified}`;
+async function tusUpload(galleryId, folder, file, onProgress, onNote) {
+  const key = `nanofs.tus:${galleryId}:${folder}:${file.name}:${file.size}:${file.lastModified}`;
   let url = storage.get(key);
   let offset = 0;
   if (url) {
@@ -1540,7 +1415,7 @@ async function tusUpload(galleryId, file, onProgress, onNote) {
   }
   for (let tries = 0; !url; tries++) {
     try {
-      url = await tusCreate(galleryId, file);
+      url = await tusCreate(galleryId, folder, file);
       storage.set(key, url);
     } catch (e) {
       if (e.fatal || tries >= 2) throw e;
@@ -1569,34 +1444,33 @@ async function tusUpload(galleryId, file, onProgress, onNote) {
 }
 
 // ---------------------------------------------------------------------------
-// Members and share links (moderator and owner)
+// Members ({members: {user: role}}) and share links (moderator and owner)
 
 const memberPath = (G, user) => gPath(G, `/members/${enc(user)}`);
 
-async function loadMembers(G) {
-  try {
-    // ASSUMED: {members} (or a bare list) as [{user (or name), role}] or as a {user: role} map.
-    const res = await api('GET', gPath(G, '/members'));
-    const raw = res && !Array.isArray(res) && 'members' in res ? res.members : res;
-    G.members = Array.isArray(raw) ? raw.map((m) => ({ user: String(m.user ?? m.name), role: m.role }))
-      : Object.entries(raw || {}).map(([user, role]) => ({ user, role }));
-    if (app.gallery === G) renderMembers(G);
-  } catch (e) { fail(e); }
+function showMembers(G, members) {
+  if (app.gallery !== G) return;
+  G.members = Object.entries(members).map(([user, role]) => ({ user, role }));
+  renderMembers(G);
 }
 
-/** A members change, then a fresh list; resolves to whether it worked. */
+async function loadMembers(G) {
+  try { showMembers(G, (await api('GET', gPath(G, '/members'))).members); } catch (e) { fail(e); }
+}
+
+/** A members change; its answer carries the new members. Resolves to whether it worked. */
 async function memberCall(G, method, path, body, message) {
-  let ok = false;
   try {
-    await api(method, path, body);
+    const { members } = await api(method, path, body);
     announce(message);
-    ok = true;
     await loadInfo(G); // my own role may have changed (transfer, self-demotion)
+    if (atLeast(G, 'moderator')) showMembers(G, members);
+    return true;
   } catch (e) {
     fail(e);
+    if (app.gallery === G) renderMembers(G); // undo the select's change
+    return false;
   }
-  if (app.gallery === G && atLeast(G, 'moderator')) loadMembers(G);
-  return ok;
 }
 
 function renderMembers(G) {
@@ -1617,26 +1491,28 @@ function renderMembers(G) {
   e.newOwner.replaceChildren(...options(others, e.newOwner.value));
 }
 
+/** {links: [{id, role, created, expires, created_by, password}]}: expired links stay listed until revoked. */
 async function loadLinks(G) {
   try {
-    const links = listOf(await api('GET', gPath(G, '/links')), 'links');
+    const { links } = await api('GET', gPath(G, '/links'));
     if (app.gallery !== G) return;
+    const now = Date.now() / 1000;
     const items = links.map((l) => h('li', { class: 'link-row', 'data-testid': 'link', 'data-link-id': l.id },
-      h('span', { text: [`${l.role} link`, l.expires ? `expires ${fmtTime(l.expires)}` : '',
-        l.password || l.has_password ? 'password' : '', l.revoked ? 'revoked' : ''].filter(Boolean).join(' · ') }),
-      l.revoked ? null : h('button', { type: 'button', class: 'link danger', text: 'Revoke', 'aria-label': `Revoke ${l.role} link ${l.id}`,
+      h('span', { text: [`${l.role} link`, `${l.expires <= now ? 'expired' : 'expires'} ${fmtDate(unix(l.expires))}`,
+        l.created_by ? `by ${l.created_by}` : '', l.password ? 'password' : ''].filter(Boolean).join(' · ') }),
+      h('button', { type: 'button', class: 'link danger', text: 'Revoke', 'aria-label': `Revoke ${l.role} link ${l.id}`,
         onclick: () => revokeLink(G, l) })));
-    G.els.linkList.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No active links.' })]));
+    G.els.linkList.replaceChildren(...(items.length ? items : [h('li', { class: 'muted', text: 'No links.' })]));
   } catch (e) { fail(e); }
 }
 
+/** The answer {link, token, url} is the only time the token is seen; url is /s/<token>. */
 async function createLink(G) {
   const e = G.els;
-  const body = { role: e.linkRole.value, expires_in_secs: Number(e.linkExpiry.value) };
-  if (e.linkPassword.value) body.password = e.linkPassword.value;
+  const body = { role: e.linkRole.value, expires_in_secs: Number(e.linkExpiry.value), password: e.linkPassword.value || undefined };
   try {
-    const res = await api('POST', gPath(G, '/links'), body);
-    e.linkUrl.value = new URL(res.url || `/s/${res.token}`, location.href).href; // ASSUMED: url may be relative
+    const { url } = await api('POST', gPath(G, '/links'), body);
+    e.linkUrl.value = new URL(url, location.href).href;
     e.linkCopy.textContent = 'Copy';
     e.linkPassword.value = '';
     e.newLink.hidden = false;
@@ -1674,7 +1550,7 @@ async function boot() {
   window.addEventListener('drop', (e) => { if (hasFiles(e)) e.preventDefault(); });
   $('#viewer').addEventListener('close', onViewerClose);
   $('#viewer').addEventListener('cancel', onViewerCancel);
-  if (!location.pathname.startsWith('/s/')) {
+  if (!location.pathname.startsWith('/s/')) { // a share link opens its own session
     try {
       setMe(await api('GET', '/api/me'));
     } catch (e) {

@@ -107,9 +107,9 @@ pub struct OpenLink {
 pub async fn open_link(State(state): S, Json(body): Json<OpenLink>) -> ApiResult<Response> {
     let (token, expires, principal) =
         state.blocking(move |vol| vol.link_open(&body.token, body.password.as_deref())).await?;
-    let Principal::Link { gallery, role, .. } = principal else { unreachable!("a link opens a link session") };
+    let Principal::Link { id, gallery, role, .. } = principal else { unreachable!("a link opens a link session") };
     let mut r = Json(json!({
-        "token": token, "gallery": gallery, "role": role, "expires": crate::utc::rfc3339(expires),
+        "token": token, "gallery": gallery, "role": role, "link": id, "expires": crate::utc::rfc3339(expires),
     }))
     .into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, expires, state.config.tls));

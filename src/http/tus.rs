@@ -166,9 +166,25 @@ async fn gallery_upload(
     if name.is_empty() || name.contains('/') || name.contains('\0') || name.starts_with('.') || name.len() > 200 {
         return Err(ApiError::bad_request("filename: 1 to 200 bytes, without '/', not starting with '.'"));
     }
-    let dir = c.path.trim_end_matches('/').to_string();
+    // `folder`: the id of a folder of the gallery (default: the gallery's own).
+    let folder = match meta.iter().find(|(k, _)| k == "folder") {
+        Some((_, v)) => Some(
+            String::from_utf8_lossy(v)
+                .parse::<u64>()
+                .map(crate::Ino)
+                .map_err(|_| ApiError::bad_request("folder: a folder id of the gallery"))?,
+        ),
+        None => None,
+    };
+    let (gallery_dir, gallery_id) = (c.path.trim_end_matches('/').to_string(), c.gallery.id.clone());
     let target = state
         .blocking(move |vol| {
+            let dir = match folder {
+                Some(f) if vol.gallery_of(f)?.as_deref() == Some(gallery_id.as_str()) => vol.dir_path(f)?,
+                Some(_) => return Err(crate::volume::Error::NotFound),
+                None => gallery_dir,
+            };
+            let dir = dir.trim_end_matches('/').to_string();
             let (stem, ext) = match name.rsplit_once('.') {
                 Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
                 _ => (name.clone(), String::new()),

@@ -110,8 +110,20 @@ impl World {
     /// Uploads `data` as `name` into the gallery with tus (creation with the whole body);
     /// returns the status and the item id once it appears.
     pub fn upload(&self, token: &str, name: &str, data: &[u8]) -> (u16, Option<String>) {
+        let status = self.upload_into(token, None, name, data);
+        if status != 201 {
+            return (status, None);
+        }
+        (status, self.item_id(token, name))
+    }
+
+    /// Uploads into a folder of the gallery (`None`: its own); returns the status.
+    pub fn upload_into(&self, token: &str, folder: Option<&str>, name: &str, data: &[u8]) -> u16 {
         use base64ct::{Base64, Encoding};
-        let meta = format!("gallery {},filename {}", Base64::encode_string(self.gallery.as_bytes()), Base64::encode_string(name.as_bytes()));
+        let mut meta = format!("gallery {},filename {}", Base64::encode_string(self.gallery.as_bytes()), Base64::encode_string(name.as_bytes()));
+        if let Some(f) = folder {
+            meta.push_str(&format!(",folder {}", Base64::encode_string(f.as_bytes())));
+        }
         let req = ureq::http::Request::builder()
             .method("POST")
             .uri(format!("{}/uploads", self.base))
@@ -122,12 +134,7 @@ impl World {
             .header("Content-Type", "application/offset+octet-stream")
             .body(data.to_vec())
             .unwrap();
-        let resp = self.http.run(req).unwrap();
-        let status = resp.status().as_u16();
-        if status != 201 {
-            return (status, None);
-        }
-        (status, self.item_id(token, name))
+        self.http.run(req).unwrap().status().as_u16()
     }
 
     /// The id of the item named `name` in the gallery's top folder.
@@ -489,6 +496,14 @@ fn items_list_with_paging_sorting_media_facts_and_thumbnails() {
     let listing = w.call("GET", &w.g("/items?limit=1"), Some(&alice), None).json();
     assert_eq!(listing["total"], 4);
     assert_eq!(listing["folders"][0]["name"], "day2");
+    // Uploads go into a folder of the gallery by id, never into a directory outside it.
+    let day2 = listing["folders"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(w.upload_into(&alice, Some(&day2), "late.txt", b"late"), 201);
+    assert_eq!(std::fs::read(w.m.p("trip/day2/late.txt")).unwrap(), b"late");
+    std::fs::create_dir(w.m.p("elsewhere")).unwrap();
+    let elsewhere = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(w.m.p("elsewhere")).unwrap()).to_string();
+    assert_eq!(w.upload_into(&alice, Some(&elsewhere), "escape.txt", b"x"), 404);
+    assert!(!w.m.p("elsewhere/escape.txt").exists());
     assert_eq!(w.call("GET", &w.g("/items?sort=weird"), Some(&alice), None).status, 400);
 
     // The indexer fills in the image's facts; the fingerprint is the file's BLAKE2b-256.

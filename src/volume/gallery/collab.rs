@@ -209,14 +209,17 @@ impl Volume {
     /// tombstone so the thread holds together.
     pub fn comment_delete(&self, g: &Gallery, actor: &Actor, item: &str, id: &str) -> Result<()> {
         let (ino, mut c) = self.comment_of(g, item, id)?;
+        if c.deleted {
+            return Err(Error::NotFound);
+        }
         if actor.is(c.author.as_deref()) {
             actor.require(Action::EditOwnComment)?;
         } else {
             actor.require(Action::Moderate)?;
         }
+        // Any reply, deleted or not, keeps its parent as a tombstone: the thread holds.
         let prefix = [collab_prefix(ino).as_slice(), COMMENT].concat();
-        let has_replies =
-            self.meta_scan::<Comment>(&prefix)?.iter().any(|(_, r)| r.parent.as_deref() == Some(id) && !r.deleted);
+        let has_replies = self.meta_scan::<Comment>(&prefix)?.iter().any(|(_, r)| r.parent.as_deref() == Some(id));
         let mut txn = self.txn()?;
         let k = key(ino, COMMENT, id.as_bytes());
         if has_replies {

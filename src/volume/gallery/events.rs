@@ -236,10 +236,13 @@ impl Volume {
                 match (old, new) {
                     (Some(a), Some(b)) if a == b => {
                         let kind_name = if kind == Kind::Dir { "folder.renamed" } else { "item.renamed" };
-                        let data = serde_json::json!({
+                        let mut data = serde_json::json!({
                             "from": name_str(name), "name": name_str(newname),
                             "from_folder": from.0.to_string(), "folder": to.0.to_string(),
                         });
+                        if kind == Kind::Dir {
+                            data["id"] = serde_json::json!(ino.0.to_string());
+                        }
                         txn.gallery_event(&a, kind_name, acting(), (kind != Kind::Dir).then_some(ino), data);
                     }
                     (old, new) => {

@@ -119,9 +119,15 @@ pub fn random_id(n: usize) -> String {
     hex(&b)
 }
 
-/// An id that sorts by creation time: milliseconds then 4 random bytes, hex.
+/// An id that sorts by creation order: a millisecond clock that never repeats or goes back
+/// within the process (two ids in one millisecond get consecutive values), then 4 random
+/// bytes, hex.
 pub(crate) fn time_id() -> String {
-    format!("{:012x}{}", now_ms(), random_id(4))
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = now_ms();
+    let prev = LAST.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1))).unwrap_or(now);
+    format!("{:012x}{}", now.max(prev + 1), random_id(4))
 }
 
 /// Checks a user-chosen display text: not empty, at most `max` characters, no control
