@@ -93,19 +93,17 @@ fn log_key(gallery: &str, seq: u64) -> Vec<u8> {
 #[derive(Default)]
 pub(crate) struct PendingEvents(Vec<(String, Event)>);
 
+/// The last event number of each gallery a commit wrote to.
+pub(crate) type Numbers = Vec<(String, u64)>;
+
 /// Last number per gallery, kept under the commit lock.
 #[derive(Default)]
 pub(crate) struct EventSeqs(HashMap<String, u64>);
 
 impl PendingEvents {
     /// Numbers and writes the events into `batch`; returns them to publish after the commit
-    /// and the numbers to remember.
-    pub fn write(
-        self,
-        vol: &Volume,
-        seqs: &EventSeqs,
-        batch: &mut Batch<'_>,
-    ) -> Result<(Vec<Arc<LiveEvent>>, Vec<(String, u64)>)> {
+    /// and the last number per gallery to remember.
+    pub fn write(self, vol: &Volume, seqs: &EventSeqs, batch: &mut Batch<'_>) -> Result<(Vec<Arc<LiveEvent>>, Numbers)> {
         let keep = u64::from(vol.config.media.collaboration.event_log_len);
         let mut next: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::with_capacity(self.0.len());
@@ -130,7 +128,7 @@ impl PendingEvents {
 }
 
 impl EventSeqs {
-    pub fn remember(&mut self, numbers: Vec<(String, u64)>) {
+    pub fn remember(&mut self, numbers: Numbers) {
         self.0.extend(numbers);
     }
 }
