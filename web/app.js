@@ -806,7 +806,7 @@ async function applyEvent(G, ev) {
     default:
       break;
   }
-  if (G.viewer?.id === id && /^(comment|annotation)\./.test(ev.type)) refreshViewer(G);
+  if (G.viewer?.id === id && /^(comment|annotation|reaction)\./.test(ev.type)) refreshViewer(G);
   describeEvent(G, ev, id);
 }
 
@@ -867,6 +867,7 @@ function reacted(G, id, { emoji, user, on, count }) {
   }
   const v = G.viewer;
   if (v?.id !== id) return;
+  v.fetch++; // a detail requested before this change must not paint over it
   if (user === app.me) v.reactions[emoji].mine = on;
   v.reactions[emoji].count = count;
   paintReactions(G);
