@@ -49,17 +49,23 @@ impl Volume {
     }
 
     pub(crate) fn uploads_dir_or_create(&self) -> Result<Ino> {
-        if let Some(d) = self.uploads_dir()? {
+        self.hidden_dir_or_create(META_UPLOADS_DIR)
+    }
+
+    /// The hidden directory of the root whose inode `meta` keeps under `key`, made (mode
+    /// 0700, owned by root, not listed) the first time it is needed.
+    pub(crate) fn hidden_dir_or_create(&self, key: &[u8]) -> Result<Ino> {
+        if let Some(d) = self.meta_ino(key)? {
             return Ok(d);
         }
         let mut txn = self.txn()?;
-        if let Some(d) = self.uploads_dir()? {
+        if let Some(d) = self.meta_ino(key)? {
             return Ok(d);
         }
         let mut inode = Inode::new(Kind::Dir, 0o700, 0, 0);
         inode.parent = Ino::ROOT.0;
         let d = txn.create_inode(inode);
-        txn.batch.put(Cf::Meta, META_UPLOADS_DIR, &d.0.to_be_bytes());
+        txn.batch.put(Cf::Meta, key, &d.0.to_be_bytes());
         txn.commit(Durability::Buffered)?;
         Ok(d)
     }

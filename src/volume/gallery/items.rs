@@ -375,19 +375,7 @@ impl Volume {
     }
 
     fn thumbnails_dir_or_create(&self) -> Result<Ino> {
-        if let Some(d) = self.thumbnails_dir()? {
-            return Ok(d);
-        }
-        let mut txn = self.txn()?;
-        if let Some(d) = self.thumbnails_dir()? {
-            return Ok(d);
-        }
-        let mut inode = Inode::new(Kind::Dir, 0o700, 0, 0);
-        inode.parent = Ino::ROOT.0;
-        let d = txn.create_inode(inode);
-        txn.batch.put(Cf::Meta, META_THUMBNAILS_DIR, &d.0.to_be_bytes());
-        txn.commit(Durability::Buffered)?;
-        Ok(d)
+        self.hidden_dir_or_create(META_THUMBNAILS_DIR)
     }
 
     fn thumbnail_name(ino: Ino, px: u32) -> Vec<u8> {
