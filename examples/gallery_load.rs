@@ -54,7 +54,11 @@ fn listing(base: &str, gallery: &str, token: &str) {
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         }
         ms.sort_by(f64::total_cmp);
-        println!("listing {total} items, {what}: median {:.1} ms, p90 {:.1} ms", percentile(&ms, 0.5), percentile(&ms, 0.9));
+        println!(
+            "listing {total} items, {what}: median {:.1} ms, p90 {:.1} ms",
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.9)
+        );
     }
 }
 

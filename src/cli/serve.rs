@@ -112,7 +112,10 @@ pub fn start(
     let mut config = SidecarConfig::from_volume(&vol);
     config.tls = tls_config.is_some();
     let local = if addr.ip().is_unspecified() {
-        SocketAddr::new(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() }, addr.port())
+        SocketAddr::new(
+            if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+            addr.port(),
+        )
     } else {
         addr
     };

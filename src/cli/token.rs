@@ -80,8 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .collect::<Result<_, String>>()
                 .map_err(anyhow::Error::msg)?;
             let ttl = parse_duration(&expires)?;
-            let req =
-                Request::TokenCreate {
+            let req = Request::TokenCreate {
                 name: name.clone(),
                 prefix: path.clone(),
                 allow: allow.clone(),

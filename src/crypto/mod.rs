@@ -8,8 +8,8 @@
 pub mod aead;
 pub mod hybrid;
 pub mod kdf;
-pub mod stream;
 pub mod keys;
+pub mod stream;
 pub mod wrap;
 
 /// Why a cryptographic operation failed.

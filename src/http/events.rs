@@ -66,7 +66,8 @@ pub async fn events(
     // Subscribe before reading the log, so nothing falls between the two.
     let live = state.vol.gallery_events();
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-    let is_ws = parts.headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let is_ws =
+        parts.headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_ws {
         // Events are small and clients only send control frames: small buffers keep a
         // connected client cheap (the defaults are 128 KiB each way).
@@ -233,7 +234,8 @@ async fn catch_up(
             return None;
         }
     };
-    let note = |kind: &str, seq: u64| Out::Text(0, Arc::from(serde_json::json!({ "type": kind, "seq": seq }).to_string()));
+    let note =
+        |kind: &str, seq: u64| Out::Text(0, Arc::from(serde_json::json!({ "type": kind, "seq": seq }).to_string()));
     match missed {
         Since::Events(list, last) => {
             if announce {

@@ -45,7 +45,8 @@ pub(super) async fn ctx_of(state: &Sidecar, caller: Caller, id: &str) -> ApiResu
             Ok((g, path))
         })
         .await?;
-    let actor = caller.actor_in(&gallery, &path).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such gallery"))?;
+    let actor =
+        caller.actor_in(&gallery, &path).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such gallery"))?;
     Ok(Ctx { gallery, actor, path })
 }
 
@@ -56,8 +57,10 @@ fn item_ino(item: &str) -> ApiResult<Ino> {
 fn session_cookie(token: &str, expires: i64, secure: bool) -> HeaderValue {
     let max_age = (expires - crate::volume::gallery::now()).max(0);
     let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
-        .expect("token is ASCII")
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .expect("token is ASCII")
 }
 
 #[derive(Deserialize)]
@@ -176,7 +179,10 @@ pub async fn create(State(state): S, headers: HeaderMap, Json(body): Json<NewGal
             state.blocking(move |vol| vol.gallery_create(&path, &body.title, &owner)).await?
         }
         (_, Some(_)) => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "only an administrator's token can mark an existing directory"))
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "only an administrator's token can mark an existing directory",
+            ))
         }
         (_, None) => {
             let user = caller
@@ -216,7 +222,12 @@ pub struct Title {
 }
 
 /// `PATCH /api/galleries/{id}`.
-pub async fn retitle(State(state): S, headers: HeaderMap, Path(id): Path<String>, Json(b): Json<Title>) -> ApiResult<Json<Value>> {
+pub async fn retitle(
+    State(state): S,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(b): Json<Title>,
+) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
     let actor = c.actor.clone();
     let g = state.blocking(move |vol| vol.gallery_set_title(&id, &actor, &b.title)).await?;
@@ -265,7 +276,11 @@ pub async fn items(
 }
 
 /// `GET /api/galleries/{id}/items/{item}`: the item with its discussion.
-pub async fn item(State(state): S, headers: HeaderMap, Path((id, item)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+pub async fn item(
+    State(state): S,
+    headers: HeaderMap,
+    Path((id, item)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
     let v = state
@@ -342,7 +357,11 @@ pub async fn rename(
 }
 
 /// `DELETE /api/galleries/{id}/items/{item}`.
-pub async fn delete_item(State(state): S, headers: HeaderMap, Path((id, item)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn delete_item(
+    State(state): S,
+    headers: HeaderMap,
+    Path((id, item)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
     let (folder, name) = state
@@ -373,7 +392,8 @@ pub async fn comment(
 ) -> ApiResult<Response> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
-    let made = state.blocking(move |vol| vol.comment_add(&c.gallery, &c.actor, ino, &b.text, b.parent.as_deref())).await?;
+    let made =
+        state.blocking(move |vol| vol.comment_add(&c.gallery, &c.actor, ino, &b.text, b.parent.as_deref())).await?;
     Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 

@@ -83,7 +83,11 @@ pub async fn index_loop(state: Arc<Sidecar>) {
 
 /// Computes and stores the media facts and thumbnails of `ino` (unless already current).
 pub async fn index(state: &Arc<Sidecar>, ino: Ino) -> ApiResult<ItemInfo> {
-    let url = state.config.self_url.as_ref().map(|base| format!("{base}/internal/items/{}?key={}", ino.0, state.internal_key));
+    let url = state
+        .config
+        .self_url
+        .as_ref()
+        .map(|base| format!("{base}/internal/items/{}?key={}", ino.0, state.internal_key));
     let _one_at_a_time = state.indexing.lock().await;
     state.blocking(move |vol| index_blocking(vol, ino, url.as_deref())).await
 }

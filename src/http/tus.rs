@@ -9,11 +9,11 @@
 //! extents without copying their bytes.
 
 use super::auth::authenticate;
-use crate::volume::gallery::events::acting_as;
-use crate::volume::gallery::Action;
 use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
 use super::Sidecar;
+use crate::volume::gallery::events::acting_as;
+use crate::volume::gallery::Action;
 use crate::volume::{Permission, SetAttr, TokenInfo, UploadState};
 use axum::body::Body;
 use axum::extract::{Path, State};

@@ -4,9 +4,9 @@
 //! Each change is one `Txn`. Names are looked up by their keyed hash; the name itself is
 //! sealed inside the entry. Permission checks are the kernel's (`default_permissions`).
 
-use super::gallery::events::NsChange;
 use super::acl;
 use super::error::{Error, Result};
+use super::gallery::events::NsChange;
 use super::records::{decode_xattr, encode_xattr, DirentRecord, Inode, Kind, Timestamp};
 use super::Volume;
 use crate::ids::Ino;
@@ -402,8 +402,14 @@ impl Volume {
         match (mode, &dst) {
             (RenameMode::Exchange, Some(d)) => {
                 self.note(&mut txn, moved)?;
-                let back =
-                    NsChange::Moved { from: newparent, name: newname, to: parent, newname: name, ino: d.ino, kind: d.kind };
+                let back = NsChange::Moved {
+                    from: newparent,
+                    name: newname,
+                    to: parent,
+                    newname: name,
+                    ino: d.ino,
+                    kind: d.kind,
+                };
                 self.note(&mut txn, back)?;
             }
             (_, Some(d)) => {

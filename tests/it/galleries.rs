@@ -35,7 +35,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -90,9 +91,9 @@ impl World {
             None => req,
         };
         let resp = match body {
-            Some(b) => self
-                .http
-                .run(req.header("Content-Type", "application/json").body(b.to_string().into_bytes()).unwrap()),
+            Some(b) => {
+                self.http.run(req.header("Content-Type", "application/json").body(b.to_string().into_bytes()).unwrap())
+            }
             None => self.http.run(req.body(Vec::new()).unwrap()),
         }
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
@@ -126,7 +127,11 @@ impl World {
     /// Uploads into a folder of the gallery (`None`: its own); returns the status.
     pub fn upload_into(&self, token: &str, folder: Option<&str>, name: &str, data: &[u8]) -> u16 {
         use base64ct::{Base64, Encoding};
-        let mut meta = format!("gallery {},filename {}", Base64::encode_string(self.gallery.as_bytes()), Base64::encode_string(name.as_bytes()));
+        let mut meta = format!(
+            "gallery {},filename {}",
+            Base64::encode_string(self.gallery.as_bytes()),
+            Base64::encode_string(name.as_bytes())
+        );
         if let Some(f) = folder {
             meta.push_str(&format!(",folder {}", Base64::encode_string(f.as_bytes())));
         }
@@ -146,7 +151,12 @@ impl World {
     /// The id of the item named `name` in the gallery's top folder.
     pub fn item_id(&self, token: &str, name: &str) -> Option<String> {
         let list = self.call("GET", &self.g("/items?limit=1000"), Some(token), None).json();
-        list["items"].as_array().unwrap().iter().find(|i| i["name"] == name).map(|i| i["id"].as_str().unwrap().to_string())
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .map(|i| i["id"].as_str().unwrap().to_string())
     }
 }
 
@@ -212,7 +222,12 @@ fn every_cell_of_the_permission_table() {
     assert_eq!(owner_item_status, 201);
     let owner_item = owner_item.expect("the owner's upload is listed");
     let owner_comment = w
-        .call("POST", &w.g(&format!("/items/{owner_item}/comments")), Some(&t["alice"]), Some(json!({"text": "by alice"})))
+        .call(
+            "POST",
+            &w.g(&format!("/items/{owner_item}/comments")),
+            Some(&t["alice"]),
+            Some(json!({"text": "by alice"})),
+        )
         .json()["id"]
         .as_str()
         .unwrap()
@@ -233,17 +248,33 @@ fn every_cell_of_the_permission_table() {
         };
         // Read, comment, react, edit own comment: everyone.
         assert_eq!(w.call("GET", &w.g("/items"), Some(tok), None).status, 200, "{role} lists");
-        let c = w.call("POST", &w.g(&format!("/items/{owner_item}/comments")), Some(tok), Some(json!({"text": format!("hi from {user}")})));
+        let c = w.call(
+            "POST",
+            &w.g(&format!("/items/{owner_item}/comments")),
+            Some(tok),
+            Some(json!({"text": format!("hi from {user}")})),
+        );
         assert_eq!(c.status, 201, "{role} comments");
         let cid = c.json()["id"].as_str().unwrap().to_string();
-        let react = w.call("POST", &w.g(&format!("/items/{owner_item}/reactions")), Some(tok), Some(json!({"emoji": "🔥"})));
+        let react =
+            w.call("POST", &w.g(&format!("/items/{owner_item}/reactions")), Some(tok), Some(json!({"emoji": "🔥"})));
         assert_eq!(react.status, 200, "{role} reacts");
         assert_eq!(react.json()["on"], true);
-        let edit = w.call("PATCH", &w.g(&format!("/items/{owner_item}/comments/{cid}")), Some(tok), Some(json!({"text": "edited"})));
+        let edit = w.call(
+            "PATCH",
+            &w.g(&format!("/items/{owner_item}/comments/{cid}")),
+            Some(tok),
+            Some(json!({"text": "edited"})),
+        );
         assert_eq!(edit.status, 200, "{role} edits own comment");
         // Nobody edits someone else's comment text.
         if user != "alice" {
-            let other = w.call("PATCH", &w.g(&format!("/items/{owner_item}/comments/{owner_comment}")), Some(tok), Some(json!({"text": "x"})));
+            let other = w.call(
+                "PATCH",
+                &w.g(&format!("/items/{owner_item}/comments/{owner_comment}")),
+                Some(tok),
+                Some(json!({"text": "x"})),
+            );
             assert_eq!(other.status, 403, "{role} must not edit alice's comment");
         }
         // Upload: contributor and up.
@@ -259,17 +290,32 @@ fn every_cell_of_the_permission_table() {
         expect(r >= 1, a.status, 201, "annotate");
         // Rename own item: contributor and up (a viewer has none; renaming the owner's is refused below).
         if let Some(own) = own_item {
-            let rn = w.call("PATCH", &w.g(&format!("/items/{own}")), Some(tok), Some(json!({"name": format!("{user}-renamed.jpg")})));
+            let rn = w.call(
+                "PATCH",
+                &w.g(&format!("/items/{own}")),
+                Some(tok),
+                Some(json!({"name": format!("{user}-renamed.jpg")})),
+            );
             expect(true, rn.status, 200, "rename own item");
             let del = w.call("DELETE", &w.g(&format!("/items/{own}")), Some(tok), None);
             expect(true, del.status, 204, "delete own item");
         }
         // Rename anyone's item: moderator and up.
-        let rn = w.call("PATCH", &w.g(&format!("/items/{owner_item}")), Some(tok), Some(json!({"name": format!("by-{user}.jpg")})));
+        let rn = w.call(
+            "PATCH",
+            &w.g(&format!("/items/{owner_item}")),
+            Some(tok),
+            Some(json!({"name": format!("by-{user}.jpg")})),
+        );
         expect(r >= 2, rn.status, 200, "rename anyone's item");
         // Delete anyone's comment: moderator and up.
         let victim = w
-            .call("POST", &w.g(&format!("/items/{owner_item}/comments")), Some(&t["alice"]), Some(json!({"text": "victim"})))
+            .call(
+                "POST",
+                &w.g(&format!("/items/{owner_item}/comments")),
+                Some(&t["alice"]),
+                Some(json!({"text": "victim"})),
+            )
             .json()["id"]
             .as_str()
             .unwrap()
@@ -318,7 +364,8 @@ fn share_links_expire_are_revoked_and_close_open_streams() {
     let (_, item) = w.upload(&alice, "a.jpg", b"abc");
     let item = item.unwrap();
     // A viewer link: reads, comments, cannot upload.
-    let made = w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "viewer", "expires_in_secs": 3600}))).json();
+    let made =
+        w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "viewer", "expires_in_secs": 3600}))).json();
     let link_token = made["token"].as_str().unwrap().to_string();
     let link_id = made["link"]["id"].as_str().unwrap().to_string();
     let opened = w.call("POST", "/api/share/open", None, Some(json!({"token": link_token})));
@@ -347,7 +394,8 @@ fn share_links_expire_are_revoked_and_close_open_streams() {
     assert_eq!(w.call("POST", "/api/share/open", None, Some(json!({"token": link_token}))).status, 401);
 
     // A short-lived link: works, then its open stream closes at the expiry and it is refused.
-    let short = w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "viewer", "expires_in_secs": 3}))).json();
+    let short =
+        w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "viewer", "expires_in_secs": 3}))).json();
     let st = w.call("POST", "/api/share/open", None, Some(json!({"token": short["token"]}))).json()["token"]
         .as_str()
         .unwrap()
@@ -372,7 +420,12 @@ fn share_links_expire_are_revoked_and_close_open_streams() {
 
     // A password-protected contributor link is an upload drop box.
     let drop = w
-        .call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "contributor", "expires_in_secs": 600, "password": "s3cret!"})))
+        .call(
+            "POST",
+            &w.g("/links"),
+            Some(&alice),
+            Some(json!({"role": "contributor", "expires_in_secs": 600, "password": "s3cret!"})),
+        )
         .json();
     let no_pw = w.call("POST", "/api/share/open", None, Some(json!({"token": drop["token"]})));
     assert_eq!(no_pw.status, 401);
@@ -388,7 +441,8 @@ fn share_links_expire_are_revoked_and_close_open_streams() {
     assert_eq!(std::fs::read(w.m.p("trip/dropped.jpg")).unwrap(), b"dropped bytes");
     assert_eq!(std::fs::read(w.m.p("trip/dropped (2).jpg")).unwrap(), b"second drop");
     // Links grant at most contributor.
-    let too_much = w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "moderator", "expires_in_secs": 60})));
+    let too_much =
+        w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "moderator", "expires_in_secs": 60})));
     assert_eq!(too_much.status, 422);
 }
 
@@ -586,10 +640,16 @@ fn users_create_galleries_within_their_limit() {
     // An administrator's token marks an existing directory; a user cannot.
     std::fs::create_dir(w.m.p("archive")).unwrap();
     let admin = w.v.run_ok(&["token", "create", w.v.path(), "--allow", "read,write,delete"]).trim().to_string();
-    let marked = w.call("POST", "/api/galleries", Some(&admin), Some(json!({"title": "Archive", "path": "/archive", "owner": "bob"})));
+    let marked = w.call(
+        "POST",
+        "/api/galleries",
+        Some(&admin),
+        Some(json!({"title": "Archive", "path": "/archive", "owner": "bob"})),
+    );
     assert_eq!(marked.status, 201, "{}", String::from_utf8_lossy(&marked.body));
     assert_eq!(marked.json()["owner"], "bob");
-    let refused = w.call("POST", "/api/galleries", Some(&erin), Some(json!({"title": "Mine", "path": "/trip", "owner": "erin"})));
+    let refused =
+        w.call("POST", "/api/galleries", Some(&erin), Some(json!({"title": "Mine", "path": "/trip", "owner": "erin"})));
     assert_eq!(refused.status, 403);
     // The CLI sees them; removing a user who owns galleries is refused.
     let list: Value = serde_json::from_str(&w.v.run_ok(&["gallery", "list", w.v.path()])).unwrap();
@@ -632,8 +692,14 @@ fn a_gallery_travels_encrypted_to_recipients_and_bad_bundles_are_refused() {
     std::fs::write(w.m.p("trip/day2/note.txt"), b"second day").unwrap();
     let (_, photo) = w.upload(&carol, "photo.png", &png(300, 200));
     let photo = photo.unwrap();
-    let c = w.call("POST", &w.g(&format!("/items/{photo}/comments")), Some(&alice), Some(json!({"text": "lovely"}))).json();
-    w.call("POST", &w.g(&format!("/items/{photo}/comments")), Some(&carol), Some(json!({"text": "thanks", "parent": c["id"]})));
+    let c =
+        w.call("POST", &w.g(&format!("/items/{photo}/comments")), Some(&alice), Some(json!({"text": "lovely"}))).json();
+    w.call(
+        "POST",
+        &w.g(&format!("/items/{photo}/comments")),
+        Some(&carol),
+        Some(json!({"text": "thanks", "parent": c["id"]})),
+    );
     w.call("POST", &w.g(&format!("/items/{photo}/reactions")), Some(&alice), Some(json!({"emoji": "😮"})));
     w.call(
         "POST",
@@ -647,7 +713,16 @@ fn a_gallery_travels_encrypted_to_recipients_and_bad_bundles_are_refused() {
     let (stranger, _) = keygen(keys, "stranger");
     let bundle = keys.join("trip.bundle");
     let out = w.v.run(&[
-        "gallery", "export", w.v.path(), &w.gallery, "--recipient", &r1, "--recipient", &r2, "-o", bundle.to_str().unwrap(),
+        "gallery",
+        "export",
+        w.v.path(),
+        &w.gallery,
+        "--recipient",
+        &r1,
+        "--recipient",
+        &r2,
+        "-o",
+        bundle.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), w.m.log_text());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -662,8 +737,16 @@ fn a_gallery_travels_encrypted_to_recipients_and_bad_bundles_are_refused() {
     let other = World::new();
     let import = |file: &std::path::Path, id: &std::path::Path, path: &str| {
         other.v.run(&[
-            "gallery", "import", other.v.path(), file.to_str().unwrap(), "--identity", id.to_str().unwrap(), "--path", path,
-            "--owner", "bob",
+            "gallery",
+            "import",
+            other.v.path(),
+            file.to_str().unwrap(),
+            "--identity",
+            id.to_str().unwrap(),
+            "--path",
+            path,
+            "--owner",
+            "bob",
         ])
     };
     let refused = |out: std::process::Output, why: &str| {
@@ -701,7 +784,9 @@ fn a_gallery_travels_encrypted_to_recipients_and_bad_bundles_are_refused() {
     assert_eq!(new_photo["author"], "carol");
     assert_eq!(new_photo["comments"], 2);
     assert_eq!(new_photo["reactions"]["😮"], 1);
-    let detail = other.call("GET", &format!("/api/galleries/{gid}/items/{}", new_photo["id"].as_str().unwrap()), Some(&bob), None).json();
+    let detail = other
+        .call("GET", &format!("/api/galleries/{gid}/items/{}", new_photo["id"].as_str().unwrap()), Some(&bob), None)
+        .json();
     let talk = &detail["discussion"];
     assert_eq!(talk["comments"][1]["parent"], talk["comments"][0]["id"], "the thread holds together");
     assert_eq!(talk["annotations"][0]["text"], "the boat");

@@ -3,12 +3,12 @@
 
 mod common;
 
+mod browser;
 mod cli;
 mod corrupt;
 mod crash;
 mod dedup;
 mod enospc;
-mod browser;
 mod fingerprints;
 pub mod galleries;
 mod gallery_log;

@@ -3,8 +3,8 @@
 //! volume is not mounted, by opening it. The administrator acts as owner of every gallery.
 
 use super::users::Principal;
-use crate::crypto::hybrid::{Identity, Recipient};
 use super::{Actor, Gallery, Role, Volume};
+use crate::crypto::hybrid::{Identity, Recipient};
 use crate::volume::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

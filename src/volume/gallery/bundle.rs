@@ -106,7 +106,10 @@ fn io_error(e: std::io::Error) -> Error {
 
 fn put(out: &mut impl Write, kind: u8, body: &[u8]) -> Result<()> {
     let len = u32::try_from(body.len()).map_err(|_| Error::Invalid)?;
-    out.write_all(&[kind]).and_then(|()| out.write_all(&len.to_be_bytes())).and_then(|()| out.write_all(body)).map_err(io_error)
+    out.write_all(&[kind])
+        .and_then(|()| out.write_all(&len.to_be_bytes()))
+        .and_then(|()| out.write_all(body))
+        .map_err(io_error)
 }
 
 fn put_json(out: &mut impl Write, kind: u8, v: &impl Serialize) -> Result<()> {
@@ -276,7 +279,13 @@ impl Volume {
 
     /// Imports a bundle as a new gallery at volume path `dest` (which must not exist),
     /// owned by `owner`. Nothing is left behind when the bundle is refused.
-    pub fn gallery_import(&self, input: impl Read, identity: &Identity, dest: &str, owner: &str) -> Result<(Gallery, BundleReport)> {
+    pub fn gallery_import(
+        &self,
+        input: impl Read,
+        identity: &Identity,
+        dest: &str,
+        owner: &str,
+    ) -> Result<(Gallery, BundleReport)> {
         self.user(owner)?.ok_or_else(|| Error::Rejected(format!("no user {owner:?}")))?;
         match self.resolve(dest) {
             Err(Error::NotFound) => {}
@@ -326,7 +335,17 @@ impl Volume {
         let mut chunks: Vec<(Ino, u64, u32)> = Vec::new();
         let mut current: Option<(Ino, u64, FileRecord)> = None;
         let mut talk = None;
-        let result = self.import_records(r, root, &mut buf, &mut report, &mut dirs, &mut files, &mut chunks, &mut current, &mut talk);
+        let result = self.import_records(
+            r,
+            root,
+            &mut buf,
+            &mut report,
+            &mut dirs,
+            &mut files,
+            &mut chunks,
+            &mut current,
+            &mut talk,
+        );
         if let Some((ino, _, _)) = current.take() {
             // A refused bundle: close the half-written file so its removal reclaims it.
             let _ = self.release(ino);
@@ -353,7 +372,10 @@ impl Volume {
             if let Some((ino, written, rec)) = cur {
                 vol.release(ino)?;
                 if written != rec.size {
-                    return Err(Error::Rejected(format!("{}: the bundle holds {written} bytes, not {}", rec.path, rec.size)));
+                    return Err(Error::Rejected(format!(
+                        "{}: the bundle holds {written} bytes, not {}",
+                        rec.path, rec.size
+                    )));
                 }
                 let set = SetAttr {
                     perm: Some(rec.perm & 0o777),
@@ -365,7 +387,8 @@ impl Volume {
             Ok(())
         };
         loop {
-            let kind = next_record(r, buf)?.ok_or_else(|| Error::Rejected("the bundle ends before its end record".into()))?;
+            let kind =
+                next_record(r, buf)?.ok_or_else(|| Error::Rejected("the bundle ends before its end record".into()))?;
             match kind {
                 FOLDER => {
                     finish_file(self, current.take())?;
@@ -389,7 +412,8 @@ impl Volume {
                     *current = Some((ino, 0, f));
                 }
                 CHUNK | REF => {
-                    let (ino, written, rec) = current.as_mut().ok_or_else(|| Error::Rejected("file content outside a file".into()))?;
+                    let (ino, written, rec) =
+                        current.as_mut().ok_or_else(|| Error::Rejected("file content outside a file".into()))?;
                     let data = if kind == CHUNK {
                         chunks.push((*ino, *written, buf.len() as u32));
                         report.chunks += 1;
@@ -431,7 +455,9 @@ impl Volume {
             return Ok(root);
         }
         let parent = parts[..parts.len() - 1].join("/");
-        dirs.get(&parent).copied().ok_or_else(|| Error::Rejected(format!("the bundle's folder {parent:?} comes after its content")))
+        dirs.get(&parent)
+            .copied()
+            .ok_or_else(|| Error::Rejected(format!("the bundle's folder {parent:?} comes after its content")))
     }
 
     fn import_talk(&self, g: &Gallery, files: &HashMap<u32, (Ino, Option<String>)>, talk: Talk) -> Result<()> {
@@ -460,7 +486,8 @@ impl Volume {
         for (n, list) in &talk.reactions {
             let Some(ino) = target(n) else { continue };
             for r in list {
-                let key = [collab_prefix(ino).as_slice(), REACTION, r.emoji.as_bytes(), b"\0", r.user.as_bytes()].concat();
+                let key =
+                    [collab_prefix(ino).as_slice(), REACTION, r.emoji.as_bytes(), b"\0", r.user.as_bytes()].concat();
                 self.meta_put(&mut txn.batch, &key, r);
             }
         }

@@ -154,7 +154,14 @@ impl Volume {
     }
 
     /// Adds a comment (or a reply to `parent`).
-    pub fn comment_add(&self, g: &Gallery, actor: &Actor, ino: Ino, text: &str, parent: Option<&str>) -> Result<Comment> {
+    pub fn comment_add(
+        &self,
+        g: &Gallery,
+        actor: &Actor,
+        ino: Ino,
+        text: &str,
+        parent: Option<&str>,
+    ) -> Result<Comment> {
         actor.require(Action::Comment)?;
         check_text("the comment", text, MAX_TEXT)?;
         self.gallery_item(g, ino)?;
@@ -175,7 +182,13 @@ impl Volume {
         };
         let mut txn = self.txn()?;
         self.meta_put(&mut txn.batch, &key(ino, COMMENT, c.id.as_bytes()), &c);
-        txn.gallery_event(&g.id, "comment.added", actor.name.clone(), Some(ino), serde_json::to_value(&c).unwrap_or_default());
+        txn.gallery_event(
+            &g.id,
+            "comment.added",
+            actor.name.clone(),
+            Some(ino),
+            serde_json::to_value(&c).unwrap_or_default(),
+        );
         txn.commit(Durability::Synced)?;
         Ok(c)
     }
@@ -192,7 +205,13 @@ impl Volume {
         c.edited = Some(now());
         let mut txn = self.txn()?;
         self.meta_put(&mut txn.batch, &key(ino, COMMENT, id.as_bytes()), &c);
-        txn.gallery_event(&g.id, "comment.edited", actor.name.clone(), Some(ino), serde_json::to_value(&c).unwrap_or_default());
+        txn.gallery_event(
+            &g.id,
+            "comment.edited",
+            actor.name.clone(),
+            Some(ino),
+            serde_json::to_value(&c).unwrap_or_default(),
+        );
         txn.commit(Durability::Synced)?;
         Ok(c)
     }
@@ -234,7 +253,14 @@ impl Volume {
     }
 
     /// Adds an annotation.
-    pub fn annotation_add(&self, g: &Gallery, actor: &Actor, ino: Ino, target: Target, text: &str) -> Result<Annotation> {
+    pub fn annotation_add(
+        &self,
+        g: &Gallery,
+        actor: &Actor,
+        ino: Ino,
+        target: Target,
+        text: &str,
+    ) -> Result<Annotation> {
         actor.require(Action::Annotate)?;
         check_text("the annotation", text, MAX_TEXT)?;
         target.check()?;
@@ -250,7 +276,13 @@ impl Volume {
         };
         let mut txn = self.txn()?;
         self.meta_put(&mut txn.batch, &key(ino, ANNOTATION, a.id.as_bytes()), &a);
-        txn.gallery_event(&g.id, "annotation.added", actor.name.clone(), Some(ino), serde_json::to_value(&a).unwrap_or_default());
+        txn.gallery_event(
+            &g.id,
+            "annotation.added",
+            actor.name.clone(),
+            Some(ino),
+            serde_json::to_value(&a).unwrap_or_default(),
+        );
         txn.commit(Durability::Synced)?;
         Ok(a)
     }
@@ -288,7 +320,13 @@ impl Volume {
         a.edited = Some(now());
         let mut txn = self.txn()?;
         self.meta_put(&mut txn.batch, &key(ino, ANNOTATION, id.as_bytes()), &a);
-        txn.gallery_event(&g.id, "annotation.edited", actor.name.clone(), Some(ino), serde_json::to_value(&a).unwrap_or_default());
+        txn.gallery_event(
+            &g.id,
+            "annotation.edited",
+            actor.name.clone(),
+            Some(ino),
+            serde_json::to_value(&a).unwrap_or_default(),
+        );
         txn.commit(Durability::Synced)?;
         Ok(a)
     }

@@ -103,7 +103,12 @@ pub(crate) struct EventSeqs(HashMap<String, u64>);
 impl PendingEvents {
     /// Numbers and writes the events into `batch`; returns them to publish after the commit
     /// and the last number per gallery to remember.
-    pub fn write(self, vol: &Volume, seqs: &EventSeqs, batch: &mut Batch<'_>) -> Result<(Vec<Arc<LiveEvent>>, Numbers)> {
+    pub fn write(
+        self,
+        vol: &Volume,
+        seqs: &EventSeqs,
+        batch: &mut Batch<'_>,
+    ) -> Result<(Vec<Arc<LiveEvent>>, Numbers)> {
         let keep = u64::from(vol.config.media.collaboration.event_log_len);
         let mut next: HashMap<String, u64> = HashMap::new();
         let mut out = Vec::with_capacity(self.0.len());

@@ -7,7 +7,7 @@
 //! any data.
 
 use super::collab::{COMMENT, REACTION};
-use super::{now, Actor, Action, Gallery, Volume};
+use super::{now, Action, Actor, Gallery, Volume};
 use crate::ids::Ino;
 use crate::store::format::META_THUMBNAILS_DIR;
 use crate::store::{Cf, Durability};
@@ -203,7 +203,9 @@ impl Volume {
             .meta_scan::<ItemRecord>(ITEM_PREFIX)?
             .into_iter()
             .filter(|(_, r)| r.gallery == g.id)
-            .filter_map(|(k, _)| k.get(ITEM_PREFIX.len()..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).map(Ino))
+            .filter_map(|(k, _)| {
+                k.get(ITEM_PREFIX.len()..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).map(Ino)
+            })
             .collect())
     }
 
@@ -233,7 +235,9 @@ impl Volume {
         match q.sort {
             SortKey::Name => files.sort_by(by_name),
             SortKey::Date => files.sort_by(|a, b| {
-                (a.inode.mtime.secs, a.inode.mtime.nanos).cmp(&(b.inode.mtime.secs, b.inode.mtime.nanos)).then(by_name(a, b))
+                (a.inode.mtime.secs, a.inode.mtime.nanos)
+                    .cmp(&(b.inode.mtime.secs, b.inode.mtime.nanos))
+                    .then(by_name(a, b))
             }),
             SortKey::Size => files.sort_by(|a, b| a.inode.size.cmp(&b.inode.size).then(by_name(a, b))),
             SortKey::Type => files.sort_by(|a, b| a.guess.cmp(&b.guess).then(by_name(a, b))),
@@ -346,7 +350,13 @@ impl Volume {
         match self.meta_get::<ItemRecord>(&item_key(ino))? {
             Some(item) if stamp_of(txn.inode(ino)?) == info.stamp => {
                 self.meta_put(&mut txn.batch, &info_key(ino), info);
-                txn.gallery_event(&item.gallery, "item.indexed", None, Some(ino), serde_json::to_value(info_public(info)).unwrap_or_default());
+                txn.gallery_event(
+                    &item.gallery,
+                    "item.indexed",
+                    None,
+                    Some(ino),
+                    serde_json::to_value(info_public(info)).unwrap_or_default(),
+                );
                 txn.commit(Durability::Buffered)
             }
             _ => Ok(()),

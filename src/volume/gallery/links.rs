@@ -112,15 +112,25 @@ impl Volume {
         let info = LinkInfo::from(&rec);
         let mut txn = self.txn()?;
         self.meta_put(&mut txn.batch, &link_key(&id), &rec);
-        txn.gallery_event(&g.id, "link.created", actor.name.clone(), None, serde_json::to_value(&info).unwrap_or_default());
+        txn.gallery_event(
+            &g.id,
+            "link.created",
+            actor.name.clone(),
+            None,
+            serde_json::to_value(&info).unwrap_or_default(),
+        );
         txn.commit(Durability::Synced)?;
         Ok((info, format!("{LINK_TOKEN_PREFIX}{id}_{}", hex(&secret))))
     }
 
     /// The links of a gallery (expired ones included until revoked), oldest first.
     pub(crate) fn links_of(&self, gallery: &str) -> Result<Vec<LinkRecord>> {
-        let mut v: Vec<LinkRecord> =
-            self.meta_scan::<LinkRecord>(LINK_PREFIX)?.into_iter().map(|(_, l)| l).filter(|l| l.gallery == gallery).collect();
+        let mut v: Vec<LinkRecord> = self
+            .meta_scan::<LinkRecord>(LINK_PREFIX)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .filter(|l| l.gallery == gallery)
+            .collect();
         v.sort_by_key(|l| l.created);
         Ok(v)
     }
@@ -152,7 +162,8 @@ impl Volume {
         let l = self.meta_get::<LinkRecord>(&link_key(id))?.ok_or_else(invalid)?;
         let expected = unhex(&l.hash).unwrap_or_default();
         let got = self.gallery_secret_hash(b"link", &secret);
-        let same = expected.iter().zip(got.iter()).fold(expected.len() ^ got.len(), |a, (x, y)| a | usize::from(x ^ y)) == 0;
+        let same =
+            expected.iter().zip(got.iter()).fold(expected.len() ^ got.len(), |a, (x, y)| a | usize::from(x ^ y)) == 0;
         if !same {
             return Err(invalid());
         }

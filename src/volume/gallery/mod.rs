@@ -437,7 +437,11 @@ impl Volume {
 
     /// The gallery of the innermost gallery directory at or above `dir`; `up` gives a
     /// directory's parent (`None`: not a directory, or gone).
-    pub(crate) fn find_gallery(&self, dir: Ino, mut up: impl FnMut(Ino) -> Result<Option<Ino>>) -> Result<Option<String>> {
+    pub(crate) fn find_gallery(
+        &self,
+        dir: Ino,
+        mut up: impl FnMut(Ino) -> Result<Option<Ino>>,
+    ) -> Result<Option<String>> {
         if !self.has_galleries() {
             return Ok(None);
         }

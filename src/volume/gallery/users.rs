@@ -161,7 +161,11 @@ impl Volume {
         if self.user(name)?.is_some() {
             return Err(Error::Exists);
         }
-        self.meta_put(&mut txn.batch, &Self::user_key(name), &User { name: name.into(), password: hash, created: now() });
+        self.meta_put(
+            &mut txn.batch,
+            &Self::user_key(name),
+            &User { name: name.into(), password: hash, created: now() },
+        );
         txn.commit(Durability::Synced)
     }
 
@@ -225,17 +229,17 @@ impl Volume {
         self.session_open(Some(name.to_string()), None, now() + ttl)
     }
 
-    pub(crate) fn session_open(&self, user: Option<String>, link: Option<String>, expires: i64) -> Result<(String, i64)> {
+    pub(crate) fn session_open(
+        &self,
+        user: Option<String>,
+        link: Option<String>,
+        expires: i64,
+    ) -> Result<(String, i64)> {
         let id = random_id(8);
         let mut secret = [0u8; 32];
         crate::crypto::keys::random_bytes(&mut secret);
-        let s = Session {
-            user,
-            link,
-            hash: hex(&self.gallery_secret_hash(b"session", &secret)),
-            created: now(),
-            expires,
-        };
+        let s =
+            Session { user, link, hash: hex(&self.gallery_secret_hash(b"session", &secret)), created: now(), expires };
         let mut txn = self.txn()?;
         self.meta_put(&mut txn.batch, &[SESSION_PREFIX, id.as_bytes()].concat(), &s);
         txn.commit(Durability::Synced)?;
@@ -309,7 +313,8 @@ impl Volume {
 
 /// A valid Argon2id hash of a random password, verified against when the user does not
 /// exist so that both cases take the same time.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Ur6zD0a7JH3XGqmOBAzQ0v8zXJ6o1Bb6bF8hG3gYh2Q";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Ur6zD0a7JH3XGqmOBAzQ0v8zXJ6o1Bb6bF8hG3gYh2Q";
 
 #[cfg(test)]
 mod tests {
