@@ -106,7 +106,7 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
         Kind::Image if inode.size <= MAX_IMAGE_BYTES => {
             let bytes = vol.read(ino, 0, inode.size as u32)?;
             match media::image_dimensions(&bytes) {
-                Ok((w, h)) => (info.width, info.height) = (Some(w), Some(h)),
+                Ok((w, h)) => (info.facts.width, info.facts.height) = (Some(w), Some(h)),
                 Err(e) => info.note = Some(e.to_string()),
             }
             if info.note.is_none() {
@@ -115,7 +115,7 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
                         Ok(t) => {
                             vol.thumbnail_put(ino, px, &t.jpeg)?;
                             info.thumbnails.push(px);
-                            info.placeholder.get_or_insert(t.placeholder);
+                            info.facts.placeholder.get_or_insert(t.placeholder);
                         }
                         Err(e) => {
                             info.note = Some(e.to_string());
@@ -129,11 +129,11 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
         Kind::Video | Kind::Audio => match (media::ffmpeg_available(), url) {
             (true, Some(url)) => {
                 match media::probe_av(url) {
-                    Ok(av) => (info.width, info.height, info.duration) = (av.width, av.height, av.duration),
+                    Ok(av) => info.facts = av,
                     Err(e) => info.note = Some(e.to_string()),
                 }
-                if info.width.is_some() {
-                    match media::video_poster(url, info.duration, THUMBNAIL_SIZES[1]) {
+                if info.facts.width.is_some() {
+                    match media::video_poster(url, info.facts.duration, THUMBNAIL_SIZES[1]) {
                         Ok(poster) => {
                             vol.thumbnail_put(ino, THUMBNAIL_SIZES[1], &poster.jpeg)?;
                             info.thumbnails.push(THUMBNAIL_SIZES[1]);
@@ -141,7 +141,7 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
                                 vol.thumbnail_put(ino, THUMBNAIL_SIZES[0], &small.jpeg)?;
                                 info.thumbnails.push(THUMBNAIL_SIZES[0]);
                             }
-                            info.placeholder = Some(poster.placeholder);
+                            info.facts.placeholder = Some(poster.placeholder);
                         }
                         Err(e) => info.note = Some(e.to_string()),
                     }

@@ -9,6 +9,7 @@
 use super::collab::{COMMENT, REACTION};
 use super::{now, Action, Actor, Gallery, Volume};
 use crate::ids::Ino;
+use crate::media::MediaInfo;
 use crate::store::format::META_THUMBNAILS_DIR;
 use crate::store::{Cf, Durability};
 use crate::volume::error::{Error, Result};
@@ -57,14 +58,9 @@ pub struct ItemInfo {
     pub media_type: String,
     /// BLAKE2b-256, hex.
     pub fingerprint: Option<String>,
-    /// Pixels.
-    pub width: Option<u32>,
-    /// Pixels.
-    pub height: Option<u32>,
-    /// Seconds.
-    pub duration: Option<f64>,
-    /// BlurHash of the picture.
-    pub placeholder: Option<String>,
+    /// Size in pixels, duration, BlurHash.
+    #[serde(flatten)]
+    pub facts: MediaInfo,
     /// Thumbnail sizes stored for this stamp.
     pub thumbnails: Vec<u32>,
     /// Why no preview exists (an unsupported format, ffmpeg missing), for people.
@@ -123,14 +119,9 @@ pub struct ItemView {
     pub media_type: String,
     /// BLAKE2b-256, hex, once indexed.
     pub fingerprint: Option<String>,
-    /// Pixels.
-    pub width: Option<u32>,
-    /// Pixels.
-    pub height: Option<u32>,
-    /// Seconds.
-    pub duration: Option<f64>,
-    /// BlurHash.
-    pub placeholder: Option<String>,
+    /// Size in pixels, duration, BlurHash, once indexed.
+    #[serde(flatten)]
+    pub facts: MediaInfo,
     /// Whether the indexer has still to look at the current content.
     pub pending: bool,
     /// Uploader.
@@ -328,10 +319,7 @@ impl Volume {
             modified: rfc3339_of(inode.mtime),
             media_type: if info.media_type.is_empty() { guess } else { info.media_type },
             fingerprint: info.fingerprint,
-            width: info.width,
-            height: info.height,
-            duration: info.duration,
-            placeholder: info.placeholder,
+            facts: info.facts,
             pending,
             author,
             comments,
@@ -437,8 +425,8 @@ impl Volume {
 /// What an `item.indexed` event tells clients.
 fn info_public(i: &ItemInfo) -> serde_json::Value {
     serde_json::json!({
-        "type": i.media_type, "fingerprint": i.fingerprint, "width": i.width, "height": i.height,
-        "duration": i.duration, "placeholder": i.placeholder,
+        "type": i.media_type, "fingerprint": i.fingerprint, "width": i.facts.width, "height": i.facts.height,
+        "duration": i.facts.duration, "placeholder": i.facts.placeholder,
     })
 }
 
