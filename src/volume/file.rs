@@ -41,6 +41,8 @@ pub(crate) struct FileState {
     mtime: Option<Timestamp>,
     kill_suid: bool,
     last_write: Option<Instant>,
+    /// Written since it was opened: the last close announces the change to its gallery.
+    changed: bool,
 }
 
 struct Window {
@@ -196,7 +198,9 @@ impl Volume {
             last
         };
         let result = self.flush(ino);
-        if last && self.written.lock().expect("written lock").remove(&ino) {
+        let changed = last
+            && self.open_file_state(ino).is_some_and(|s| std::mem::take(&mut s.lock().expect("file lock").changed));
+        if changed {
             // Announcing the change must not fail the close that made it.
             if let Err(e) = self.note_written(ino) {
                 tracing::warn!(inode = %ino, error = %e, "gallery event for a written file was not recorded");
@@ -274,11 +278,9 @@ impl Volume {
             return Err(Error::ReadOnly);
         }
         self.check_space(data.len() as u64)?;
-        if self.has_galleries() {
-            self.written.lock().expect("written lock").insert(ino);
-        }
         let state = self.file_state(ino);
         let mut st = state.lock().expect("file lock");
+        st.changed = true;
         let offset = if append {
             let committed = self.load_inode(ino)?.size;
             st.window.as_ref().map_or(committed, |w| committed.max(w.end()))

@@ -125,8 +125,6 @@ pub struct Volume {
     files: Mutex<HashMap<Ino, Arc<Mutex<file::FileState>>>>,
     opens: Mutex<HashMap<Ino, u32>>,
     last_read_end: Mutex<HashMap<Ino, u64>>,
-    /// Files written since they were opened, announced to their gallery at the last close.
-    written: Mutex<std::collections::HashSet<Ino>>,
     galleries: gallery::GalleryState,
 }
 
@@ -210,7 +208,6 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(HashMap::new()),
-            written: Mutex::new(std::collections::HashSet::new()),
             galleries: gallery::GalleryState::new(),
         };
         vol.load_gallery_roots()?;
