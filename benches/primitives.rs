@@ -43,6 +43,19 @@ fn primitives(c: &mut Criterion) {
     g.bench_function("xchacha20poly1305_seal", |b| b.iter(|| black_box(key.seal(b"aad", &chunk))));
     let sealed = key.seal(b"aad", &chunk);
     g.bench_function("xchacha20poly1305_open", |b| b.iter(|| black_box(key.open(b"aad", &sealed).unwrap())));
+    // Baseline: the portable RustCrypto implementation of the same construction.
+    {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let reference = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&[9; 32]));
+        let nonce = XNonce::from_slice(&sealed[..24]);
+        g.bench_function("xchacha20poly1305_seal_rustcrypto", |b| {
+            b.iter(|| black_box(reference.encrypt(nonce, Payload { msg: &chunk, aad: b"aad" }).unwrap()))
+        });
+        g.bench_function("xchacha20poly1305_open_rustcrypto", |b| {
+            b.iter(|| black_box(reference.decrypt(nonce, Payload { msg: &sealed[24..], aad: b"aad" }).unwrap()))
+        });
+    }
     for (name, data) in [("text", &words), ("random", &chunk)] {
         g.bench_with_input(BenchmarkId::new("zstd3_compress", name), data, |b, d| {
             b.iter(|| black_box(zstd::bulk::compress(d, 3).unwrap()))

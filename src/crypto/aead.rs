@@ -3,10 +3,20 @@
 //! Format: `nonce 24 | ciphertext | tag 16`. The caller binds context (chunk id, record
 //! key, format version) as associated data, so a sealed value moved to another key or
 //! column family fails to open.
+//!
+//! XChaCha20-Poly1305 is HChaCha20 (key, first 16 nonce bytes) giving a per-message key,
+//! then IETF ChaCha20-Poly1305 under that key with nonce `0^4 | last 8 nonce bytes`. The
+//! subkey comes from the `chacha20` crate; the bulk runs in aws-lc's assembly, which seals
+//! and opens large chunks about twice as fast as the portable Rust implementation on this
+//! hardware (`cargo bench --bench primitives -- aead`), for the same bytes: a test checks
+//! both directions against `chacha20poly1305::XChaCha20Poly1305`.
 
 use super::Error;
-use chacha20poly1305::aead::{AeadCore, AeadInPlace, KeyInit, OsRng};
-use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use chacha20::cipher::consts::U10;
+use chacha20::cipher::generic_array::GenericArray;
+use chacha20poly1305::aead::{rand_core::RngCore, OsRng};
+use zeroize::Zeroizing;
 
 /// Bytes added by sealing: nonce plus tag.
 pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
@@ -15,31 +25,45 @@ pub const NONCE_LEN: usize = 24;
 /// Poly1305 tag length.
 pub const TAG_LEN: usize = 16;
 
-/// A 256-bit AEAD key with its cipher state ready.
+/// A 256-bit AEAD key.
 #[derive(Clone)]
 pub struct SealKey {
-    cipher: XChaCha20Poly1305,
+    key: Zeroizing<[u8; 32]>,
 }
 
 impl SealKey {
     /// Wraps 32 key bytes.
     #[must_use]
     pub fn new(key: &[u8; 32]) -> Self {
-        Self { cipher: XChaCha20Poly1305::new(Key::from_slice(key)) }
+        Self { key: Zeroizing::new(*key) }
+    }
+
+    /// The ChaCha20-Poly1305 key and nonce of the message with XChaCha20 nonce `nonce`.
+    fn message_key(&self, nonce: &[u8]) -> (LessSafeKey, Nonce) {
+        let mut sub = Zeroizing::new([0u8; 32]);
+        sub.copy_from_slice(&chacha20::hchacha::<U10>(
+            GenericArray::from_slice(&self.key[..]),
+            GenericArray::from_slice(&nonce[..16]),
+        ));
+        let key = LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &sub[..]).expect("a 32-byte key"));
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&nonce[16..NONCE_LEN]);
+        (key, Nonce::assume_unique_for_key(n))
     }
 
     /// Appends `nonce | ciphertext | tag` of `plaintext` to `out`.
     pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let (key, n) = self.message_key(&nonce);
         out.reserve(OVERHEAD + plaintext.len());
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(&nonce, aad, &mut out[start..])
-            .expect("XChaCha20-Poly1305 accepts any message length we produce");
-        out.extend_from_slice(&tag);
+        let tag = key
+            .seal_in_place_separate_tag(n, Aad::from(aad), &mut out[start..])
+            .expect("ChaCha20-Poly1305 accepts any message length we produce");
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// `nonce | ciphertext | tag` of `plaintext`.
@@ -57,23 +81,22 @@ impl SealKey {
         }
         let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
-        self.cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, ciphertext, (&*tag).into())
-            .map_err(|_| Error::Auth)?;
+        let (key, n) = self.message_key(nonce);
+        key.open_in_place_separate_tag(n, Aad::from(aad), tag, ciphertext).map_err(|_| Error::Auth)?;
         Ok(ciphertext)
     }
 
-    /// Opens what `seal` produced with the same `aad`.
+    /// Opens what `seal` produced with the same `aad`, into a new buffer: reading the
+    /// ciphertext where it lies (a store's pinned value) spares copying it first.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, Error> {
         if sealed.len() < OVERHEAD {
             return Err(Error::Malformed("shorter than nonce and tag"));
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut plain = ciphertext.to_vec();
-        self.cipher
-            .decrypt_in_place_detached(XNonce::from_slice(nonce), aad, &mut plain, tag.into())
-            .map_err(|_| Error::Auth)?;
+        let (key, n) = self.message_key(nonce);
+        let mut plain = vec![0u8; ciphertext.len()];
+        key.open_separate_gather(n, Aad::from(aad), ciphertext, tag, &mut plain).map_err(|_| Error::Auth)?;
         Ok(plain)
     }
 }
@@ -109,6 +132,27 @@ mod tests {
             let mut other = key;
             other[0] ^= 1;
             prop_assert_eq!(SealKey::new(&other).open(b"chunk-a", &sealed), Err(Error::Auth));
+        }
+
+        /// The same bytes as the reference XChaCha20-Poly1305, both ways: volumes sealed
+        /// before and after the switch of implementation open alike.
+        #[test]
+        fn interoperates_with_the_reference_implementation(key: [u8; 32], aad: Vec<u8>, plain in proptest::collection::vec(any::<u8>(), 0..5000)) {
+            use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+            use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+            let reference = XChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(&key));
+            let k = SealKey::new(&key);
+
+            let sealed = k.seal(&aad, &plain);
+            let (nonce, body) = sealed.split_at(NONCE_LEN);
+            let opened = reference.decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: &aad });
+            prop_assert_eq!(opened.as_deref(), Ok(&plain[..]));
+
+            let nonce = [7u8; NONCE_LEN];
+            let mut theirs = nonce.to_vec();
+            theirs.extend(reference.encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad }).unwrap());
+            prop_assert_eq!(k.open(&aad, &theirs), Ok(plain.clone()));
+            prop_assert_eq!(k.open_in_place(&aad, &mut theirs.clone()).map(<[u8]>::to_vec), Ok(plain));
         }
     }
 

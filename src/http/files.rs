@@ -164,7 +164,8 @@ fn stream(
                 Item::Range(mut at, end) => {
                     while at < end {
                         let n = (end - at).min(PIECE) as u32;
-                        let piece = vol.read(ino, at, n).map_err(|e| std::io::Error::other(e.to_string()));
+                        let piece =
+                            vol.read(ino, at, n).map(|p| p.to_vec()).map_err(|e| std::io::Error::other(e.to_string()));
                         let len = piece.as_ref().map_or(0, |p| p.len() as u64);
                         let failed = piece.is_err() || len == 0;
                         if tx.blocking_send(piece).is_err() || failed {

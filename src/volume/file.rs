@@ -12,7 +12,7 @@
 //! covered extents in one batch. Nothing references a body before the body is durable, so
 //! a crash at any point loses at most uncommitted writes and never corrupts a file.
 
-use super::chunks::{Pending, Prepared};
+use super::chunks::{Pending, Plain, Prepared};
 use super::error::{Error, Result};
 use super::records::{Kind, Timestamp};
 use super::txn::Txn;
@@ -502,8 +502,10 @@ impl Volume {
         self.setattr(ino, &super::SetAttr { size: Some(end), ..Default::default() }).map(|_| ())
     }
 
-    /// Reads up to `size` bytes at `offset`; fewer at the end of the file.
-    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>> {
+    /// Reads up to `size` bytes at `offset`; fewer at the end of the file. A read inside
+    /// one committed chunk (most reads of a large file) shares the cached plaintext
+    /// instead of copying it.
+    pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
         let state = self.open_file_state(ino);
         let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
         let window = guard.as_ref().and_then(|g| g.window.as_ref());
@@ -515,10 +517,9 @@ impl Volume {
         }
         let file_size = window.map_or(inode.size, |w| inode.size.max(w.end()));
         if offset >= file_size {
-            return Ok(Vec::new());
+            return Ok(Plain::from(Vec::new()));
         }
         let end = file_size.min(offset + u64::from(size));
-        let mut out = vec![0u8; (end - offset) as usize];
         // Near the previous read's end counts as sequential: the kernel issues read-ahead
         // requests in parallel, so they arrive slightly out of order.
         let sequential = {
@@ -527,14 +528,44 @@ impl Volume {
             offset == 0 || prev.is_some_and(|p| p.abs_diff(offset) <= 4 << 20)
         };
         let look_to = if sequential { end + READAHEAD } else { end };
-        let mut ahead = Vec::new();
-        for (off, e) in self.extents_between(ino, offset, look_to)? {
-            if off >= end {
-                ahead.push(e.chunk);
-                continue;
+        let (now, ahead): (Vec<_>, Vec<_>) =
+            self.extents_between(ino, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
+        let ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
+        let mut shared = None;
+        if let ([(off, e)], None) = (&now[..], window) {
+            if *off <= offset && off + u64::from(e.len) >= end {
+                let plain = self.chunks.chunk(ino, &e.chunk)?;
+                let range = (offset - off) as usize..(end - off) as usize;
+                shared = (range.end <= plain.len()).then(|| plain.slice(range));
             }
+        }
+        let data = match shared {
+            Some(data) => data,
+            None => Plain::from(self.assemble(ino, offset, end, &now, window)?),
+        };
+        drop(guard);
+        if !ahead.is_empty() {
+            self.chunks.prefetch(ino, ahead);
+        }
+        if offset == 0 && !self.read_only && needs_atime_update(&inode) {
+            self.touch_atime(ino)?;
+        }
+        Ok(data)
+    }
+
+    /// The bytes of `[offset, end)` from committed extents `now` and the open window.
+    fn assemble(
+        &self,
+        ino: Ino,
+        offset: u64,
+        end: u64,
+        now: &[(u64, ExtentValue)],
+        window: Option<&Window>,
+    ) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; (end - offset) as usize];
+        for (off, e) in now {
             let plain = self.chunks.chunk(ino, &e.chunk)?;
-            copy_overlap(&mut out, offset, off, &plain);
+            copy_overlap(&mut out, offset, *off, &plain);
         }
         if let Some(w) = window {
             // The window replaces everything in [start, end) of the committed file.
@@ -553,13 +584,6 @@ impl Volume {
                 copy_overlap(&mut out, offset, job.offset, &job.data);
             }
             copy_overlap(&mut out, offset, w.tail_start(), &w.tail);
-        }
-        drop(guard);
-        if !ahead.is_empty() {
-            self.chunks.prefetch(ino, ahead);
-        }
-        if offset == 0 && !self.read_only && needs_atime_update(&inode) {
-            self.touch_atime(ino)?;
         }
         Ok(out)
     }

@@ -425,7 +425,7 @@ impl Volume {
                             .ok_or_else(|| Error::Rejected("the bundle refers to a chunk it never sent".into()))?;
                         report.dedup_bytes += u64::from(len);
                         // A chunk of the file being written may still sit in its write window.
-                        self.read(src, off, len)?
+                        self.read(src, off, len)?.to_vec()
                     };
                     if *written + data.len() as u64 > rec.size {
                         return Err(Error::Rejected(format!("{}: more content than its size", rec.path)));

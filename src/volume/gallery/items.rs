@@ -401,7 +401,7 @@ impl Volume {
         let Some(dir) = self.thumbnails_dir()? else { return Ok(None) };
         let Some(entry) = self.dirent(dir, &Self::thumbnail_name(ino, px))? else { return Ok(None) };
         let size = self.getattr(entry.ino)?.inode.size;
-        Ok(Some(self.read(entry.ino, 0, u32::try_from(size).map_err(|_| Error::Invalid)?)?))
+        Ok(Some(self.read(entry.ino, 0, u32::try_from(size).map_err(|_| Error::Invalid)?)?.to_vec()))
     }
 
     /// Deletes an item's records and thumbnails in `txn`.
