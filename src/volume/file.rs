@@ -430,16 +430,7 @@ impl Volume {
             txn.put_extent(ino, p.offset, ExtentValue { chunk: p.id, len: p.len }, p.body);
             allocated += i64::from(p.len);
         }
-        let mut offset = w.tail_start();
-        for p in prepared {
-            let body = p.sealed.map(|env| {
-                txn.batch.put(Cf::Chunks, &p.id.0, &env);
-                (env.len() as u32, p.len)
-            });
-            txn.put_extent(ino, offset, ExtentValue { chunk: p.id, len: p.len }, body);
-            allocated += i64::from(p.len);
-            offset += u64::from(p.len);
-        }
+        allocated += txn.put_prepared(ino, w.tail_start(), prepared);
         let inode = txn.inode_mut(ino)?;
         inode.size = inode.size.max(written_end);
         inode.allocated = (inode.allocated as i64 + allocated).max(0) as u64;
@@ -473,16 +464,7 @@ impl Volume {
                     // `txn` holds the commit lock, which garbage collection needs too: the
                     // dedup hits cannot be collected before this commits, so no pins are kept.
                     self.chunks.unpin(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| &p.id));
-                    let mut at = off;
-                    for p in prepared {
-                        let body = p.sealed.map(|env| {
-                            txn.batch.put(Cf::Chunks, &p.id.0, &env);
-                            (env.len() as u32, p.len)
-                        });
-                        txn.put_extent(ino, at, ExtentValue { chunk: p.id, len: p.len }, body);
-                        allocated += i64::from(p.len);
-                        at += u64::from(p.len);
-                    }
+                    allocated += txn.put_prepared(ino, off, prepared);
                 }
             }
         }

@@ -6,6 +6,7 @@
 //! accumulated as deltas and applied at commit: a chunk that a change both drops and
 //! re-adds nets to zero and is never counted as garbage.
 
+use super::chunks::Prepared;
 use super::error::{Error, Result};
 use super::records::{DirentRecord, Inode};
 use super::Volume;
@@ -141,6 +142,22 @@ impl<'a> Txn<'a> {
             r.body = body;
         }
         self.logical += i64::from(e.len);
+    }
+
+    /// Adds extents for `prepared` chunks laid end to end from `offset`, storing the bodies
+    /// that are new; returns the bytes they cover.
+    pub fn put_prepared(&mut self, ino: Ino, mut offset: u64, prepared: Vec<Prepared>) -> i64 {
+        let mut covered = 0;
+        for p in prepared {
+            let body = p.sealed.map(|env| {
+                self.batch.put(Cf::Chunks, &p.id.0, &env);
+                (env.len() as u32, p.len)
+            });
+            self.put_extent(ino, offset, ExtentValue { chunk: p.id, len: p.len }, body);
+            covered += i64::from(p.len);
+            offset += u64::from(p.len);
+        }
+        covered
     }
 
     /// Records a chunk body stored by this change without a reference yet (count zero).
