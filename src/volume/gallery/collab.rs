@@ -180,16 +180,7 @@ impl Volume {
             edited: None,
             deleted: false,
         };
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &key(ino, COMMENT, c.id.as_bytes()), &c);
-        txn.gallery_event(
-            &g.id,
-            "comment.added",
-            actor.name.clone(),
-            Some(ino),
-            serde_json::to_value(&c).unwrap_or_default(),
-        );
-        txn.commit(Durability::Synced)?;
+        self.put_announced(g, actor, &key(ino, COMMENT, c.id.as_bytes()), ino, &c, "comment.added")?;
         Ok(c)
     }
 
@@ -203,17 +194,25 @@ impl Volume {
         }
         c.text = text.to_string();
         c.edited = Some(now());
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &key(ino, COMMENT, id.as_bytes()), &c);
-        txn.gallery_event(
-            &g.id,
-            "comment.edited",
-            actor.name.clone(),
-            Some(ino),
-            serde_json::to_value(&c).unwrap_or_default(),
-        );
-        txn.commit(Durability::Synced)?;
+        self.put_announced(g, actor, &key(ino, COMMENT, id.as_bytes()), ino, &c, "comment.edited")?;
         Ok(c)
+    }
+
+    /// Stores `record` under `key` and announces it to the gallery as `kind` (its data is
+    /// the record), in one durable change.
+    fn put_announced<T: Serialize>(
+        &self,
+        g: &Gallery,
+        actor: &Actor,
+        key: &[u8],
+        ino: Ino,
+        record: &T,
+        kind: &str,
+    ) -> Result<()> {
+        let mut txn = self.txn()?;
+        self.meta_put(&mut txn.batch, key, record);
+        txn.gallery_event(&g.id, kind, actor.name.clone(), Some(ino), serde_json::to_value(record).unwrap_or_default());
+        txn.commit(Durability::Synced)
     }
 
     /// The comment `id` of item `item`.
@@ -274,16 +273,7 @@ impl Volume {
             created: now(),
             edited: None,
         };
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &key(ino, ANNOTATION, a.id.as_bytes()), &a);
-        txn.gallery_event(
-            &g.id,
-            "annotation.added",
-            actor.name.clone(),
-            Some(ino),
-            serde_json::to_value(&a).unwrap_or_default(),
-        );
-        txn.commit(Durability::Synced)?;
+        self.put_announced(g, actor, &key(ino, ANNOTATION, a.id.as_bytes()), ino, &a, "annotation.added")?;
         Ok(a)
     }
 
@@ -318,16 +308,7 @@ impl Volume {
             a.target = t;
         }
         a.edited = Some(now());
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &key(ino, ANNOTATION, id.as_bytes()), &a);
-        txn.gallery_event(
-            &g.id,
-            "annotation.edited",
-            actor.name.clone(),
-            Some(ino),
-            serde_json::to_value(&a).unwrap_or_default(),
-        );
-        txn.commit(Durability::Synced)?;
+        self.put_announced(g, actor, &key(ino, ANNOTATION, id.as_bytes()), ino, &a, "annotation.edited")?;
         Ok(a)
     }
 
