@@ -151,21 +151,24 @@ fn stream(
         }
         items.push(Item::Bytes(tail));
     }
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(2);
     let vol = state.vol.clone();
     tokio::task::spawn_blocking(move || {
         for item in items {
             match item {
                 Item::Bytes(b) => {
-                    if tx.blocking_send(Ok(b)).is_err() {
+                    if tx.blocking_send(Ok(b.into())).is_err() {
                         return;
                     }
                 }
                 Item::Range(mut at, end) => {
                     while at < end {
                         let n = (end - at).min(PIECE) as u32;
-                        let piece =
-                            vol.read(ino, at, n).map(|p| p.to_vec()).map_err(|e| std::io::Error::other(e.to_string()));
+                        // The piece shares the engine's cached plaintext: no copy on the way out.
+                        let piece = vol
+                            .read(ino, at, n)
+                            .map(axum::body::Bytes::from_owner)
+                            .map_err(|e| std::io::Error::other(e.to_string()));
                         let len = piece.as_ref().map_or(0, |p| p.len() as u64);
                         let failed = piece.is_err() || len == 0;
                         if tx.blocking_send(piece).is_err() || failed {

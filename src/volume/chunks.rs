@@ -207,6 +207,12 @@ impl Plain {
     }
 }
 
+impl AsRef<[u8]> for Plain {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 impl std::ops::Deref for Plain {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
