@@ -31,10 +31,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "deleted {} chunks ({} bytes stored); {} kept for writes in flight; database {} -> {} bytes",
+            "deleted {} chunks ({} bytes stored); {} kept for writes in flight; {} packs rewritten ({} live bytes \
+             moved); on disk {} -> {} bytes",
             report.chunks_deleted,
             report.stored_bytes_deleted,
             report.chunks_pinned,
+            report.packs_deleted,
+            report.pack_bytes_moved,
             report.disk_bytes_before,
             report.disk_bytes_after
         );

@@ -1,6 +1,7 @@
 //! Key layouts and the unsealed value encodings. All integers are big-endian so that
 //! RocksDB's byte order is numeric order. docs/format.md draws each layout.
 
+use super::packs::Location;
 use crate::ids::{ChunkId, Ino};
 
 /// Format: `ino u64` (inodes, symlinks, orphans).
@@ -62,7 +63,8 @@ impl ExtentValue {
     }
 }
 
-/// Reference record of a chunk. Format: `count u64 | stored length u32 | plain length u32`.
+/// Reference record of a chunk. Format: `count u64 | stored length u32 | plain length u32`,
+/// then, for a body kept in a pack, its `Location` (16 bytes).
 ///
 /// A count of zero means the chunk is garbage waiting for collection; the body is still there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,29 +75,37 @@ pub struct RefRecord {
     pub stored_len: u32,
     /// Size of the plaintext.
     pub plain_len: u32,
+    /// Where the body lies in a pack; `None`: inline in the `chunks` family.
+    pub location: Option<Location>,
 }
 
 impl RefRecord {
-    /// 16-byte encoding.
+    /// 16-byte encoding, 32 with a location.
     #[must_use]
-    pub fn encode(&self) -> [u8; 16] {
-        let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&self.count.to_be_bytes());
-        v[8..12].copy_from_slice(&self.stored_len.to_be_bytes());
-        v[12..].copy_from_slice(&self.plain_len.to_be_bytes());
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16 + Location::ENCODED_LEN);
+        v.extend_from_slice(&self.count.to_be_bytes());
+        v.extend_from_slice(&self.stored_len.to_be_bytes());
+        v.extend_from_slice(&self.plain_len.to_be_bytes());
+        if let Some(loc) = self.location {
+            v.extend_from_slice(&loc.encode());
+        }
         v
     }
 
     /// Decodes; `None` if the value has another length.
     #[must_use]
     pub fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != 16 {
-            return None;
-        }
+        let location = match v.len() {
+            16 => None,
+            32 => Some(Location::decode(&v[16..])?),
+            _ => return None,
+        };
         Some(Self {
             count: u64::from_be_bytes(v[..8].try_into().ok()?),
             stored_len: u32::from_be_bytes(v[8..12].try_into().ok()?),
-            plain_len: u32::from_be_bytes(v[12..].try_into().ok()?),
+            plain_len: u32::from_be_bytes(v[12..16].try_into().ok()?),
+            location,
         })
     }
 }
@@ -160,10 +170,11 @@ mod tests {
         }
 
         #[test]
-        fn records_round_trip(id: [u8; 32], len: u32, count: u64, s: u32, p: u32) {
+        fn records_round_trip(id: [u8; 32], len: u32, count: u64, s: u32, p: u32, pack: Option<(u32, u64)>) {
             let e = ExtentValue { chunk: ChunkId(id), len };
             prop_assert_eq!(ExtentValue::decode(&e.encode()), Some(e));
-            let r = RefRecord { count, stored_len: s, plain_len: p };
+            let location = pack.map(|(pack, offset)| Location { pack, offset, len });
+            let r = RefRecord { count, stored_len: s, plain_len: p, location };
             prop_assert_eq!(RefRecord::decode(&r.encode()), Some(r));
             let c = SpaceCounters { logical_bytes: count, unique_bytes: u64::from(s), stored_bytes: u64::from(p), chunks: 3, reclaimable_bytes: 4 };
             prop_assert_eq!(SpaceCounters::decode(&c.encode()), Some(c));

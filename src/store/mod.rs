@@ -7,11 +7,14 @@
 
 pub mod format;
 pub mod keys;
+pub mod packs;
 
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
     Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
+use keys::RefRecord;
+use packs::{Location, Packs};
 use std::path::{Path, PathBuf};
 
 /// Why a store operation failed.
@@ -29,6 +32,9 @@ pub enum Error {
     /// Any other RocksDB error.
     #[error("database error: {0}")]
     Db(String),
+    /// Reading or writing a pack file failed.
+    #[error("pack file: {0}")]
+    Io(std::io::Error),
 }
 
 impl From<rocksdb::Error> for Error {
@@ -59,9 +65,10 @@ pub enum Cf {
     Dirents,
     /// Inode + file offset → chunk id + length.
     Extents,
-    /// Chunk id → sealed chunk envelope (kept in blob files, out of compaction).
+    /// Chunk id → sealed chunk envelope of a body not kept in a pack (kept in blob files,
+    /// out of compaction).
     Chunks,
-    /// Chunk id → reference count and sizes.
+    /// Chunk id → reference count, sizes, and the body's location if it is in a pack.
     Refs,
     /// Inode + keyed name hash → sealed extended attribute.
     Xattrs,
@@ -114,14 +121,14 @@ pub enum OpenMode {
 /// The RocksDB database of one volume.
 pub struct Store {
     db: DB,
+    packs: Packs,
     read_only: bool,
 }
 
-/// Memtable size of the chunk column family. Chunk bodies written without the WAL wait here
-/// until a flush writes them once, straight into a blob file. Several small memtables with
-/// two flush threads keep writers from stalling while one flush syncs its blob file.
+/// Memtable size of the chunk column family: the bodies stored inline (through the WAL)
+/// wait here until a flush moves them into a blob file.
 const CHUNK_MEMTABLE: usize = 16 << 20;
-const CHUNK_MEMTABLES: i32 = 4;
+const CHUNK_MEMTABLES: i32 = 3;
 
 fn db_options(create: bool) -> Options {
     let mut o = Options::default();
@@ -188,7 +195,8 @@ impl Store {
             OpenMode::ReadWrite => DB::open_cf_descriptors(&opts, &path, cfs)?,
             OpenMode::ReadOnly => DB::open_cf_descriptors_read_only(&opts, &path, cfs, false)?,
         };
-        Ok(Self { db, read_only: mode == OpenMode::ReadOnly })
+        let packs = Packs::open(&dir.join("packs"), mode == OpenMode::ReadWrite)?;
+        Ok(Self { db, packs, read_only: mode == OpenMode::ReadOnly })
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -200,13 +208,39 @@ impl Store {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
 
-    /// Runs `f` on a sealed chunk body where RocksDB holds it, without copying it out.
-    /// RocksDB's own block checksum is skipped: the envelope's AEAD tag authenticates every
-    /// byte anyway, and the CRC cost 4 % of a read's CPU.
+    /// Runs `f` on a sealed chunk body: a packed one as read from its pack, an inline one
+    /// where RocksDB holds it, without copying it out. RocksDB's own block checksum is
+    /// skipped: the envelope's AEAD tag authenticates every byte anyway, and the CRC cost
+    /// 4 % of a read's CPU.
     pub fn with_chunk<R>(&self, id: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
-        let mut ro = ReadOptions::default();
-        ro.set_verify_checksums(false);
-        Ok(self.db.get_pinned_cf_opt(self.cf(Cf::Chunks), id, &ro)?.map(|v| f(&v)))
+        // Looked up again only if garbage collection moved the body to another pack
+        // between the lookup and the read.
+        for _ in 0..2 {
+            match self.chunk_location(id)? {
+                Some(loc) => {
+                    if let Some(body) = self.packs.read(loc)? {
+                        return Ok(Some(f(&body)));
+                    }
+                }
+                None => {
+                    let mut ro = ReadOptions::default();
+                    ro.set_verify_checksums(false);
+                    return Ok(self.db.get_pinned_cf_opt(self.cf(Cf::Chunks), id, &ro)?.map(|v| f(&v)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where a packed chunk body lies (`None`: not stored, or stored inline).
+    pub fn chunk_location(&self, id: &[u8]) -> Result<Option<Location>> {
+        Ok(self.db.get_pinned_cf(self.cf(Cf::Refs), id)?.and_then(|v| RefRecord::decode(&v)).and_then(|r| r.location))
+    }
+
+    /// The pack files.
+    #[must_use]
+    pub fn packs(&self) -> &Packs {
+        &self.packs
     }
 
     /// A sealed chunk body.
@@ -275,15 +309,36 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a sealed chunk body without logging it in the WAL.
-    ///
-    /// Contract: the body is durable only after `flush_chunks` returns; nothing may
-    /// durably reference it before then.
-    pub fn put_chunk_unlogged(&self, key: &[u8], sealed: &[u8]) -> Result<()> {
-        let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
-        self.db.put_cf_opt(self.cf(Cf::Chunks), key, sealed, &wo)?;
-        Ok(())
+    /// Appends a sealed chunk body to a pack. Contract: it is durable only after
+    /// `sync_bodies` returns, and no `refs` record may point at it in a batch committed
+    /// before then.
+    pub fn append_body(&self, sealed: &[u8]) -> Result<Location> {
+        self.packs.append(sealed)
+    }
+
+    /// Makes every body appended so far durable.
+    pub fn sync_bodies(&self) -> Result<()> {
+        self.packs.sync()
+    }
+
+    /// Replaces the body of stored chunk `id` (re-sealed under another key) where it is
+    /// kept: a packed body goes to a new place in a pack, synced before its record points
+    /// there. Returns false if the chunk is not stored. The caller keeps every other change
+    /// to the chunk's records out meanwhile.
+    pub fn replace_chunk_body(&self, id: &[u8], sealed: &[u8]) -> Result<bool> {
+        let Some(mut rec) = self.get(Cf::Refs, id)?.and_then(|v| RefRecord::decode(&v)) else {
+            return Ok(false);
+        };
+        let mut batch = self.batch();
+        if rec.location.is_some() {
+            rec.location = Some(self.append_body(sealed)?);
+            self.sync_bodies()?;
+            batch.put(Cf::Refs, id, &rec.encode());
+        } else {
+            batch.put(Cf::Chunks, id, sealed);
+        }
+        self.commit(batch, Durability::Buffered)?;
+        Ok(true)
     }
 
     /// Syncs the write-ahead log: every batch committed so far becomes durable.
@@ -293,7 +348,7 @@ impl Store {
     }
 
     /// Writes the chunk memtable to blob files and syncs them.
-    pub fn flush_chunks(&self) -> Result<()> {
+    fn flush_chunks(&self) -> Result<()> {
         let mut fo = FlushOptions::default();
         fo.set_wait(true);
         self.db.flush_cf_opt(self.cf(Cf::Chunks), &fo)?;
@@ -339,12 +394,12 @@ impl Store {
         let cfs: Vec<_> = Cf::ALL.iter().map(|c| self.cf(*c)).collect();
         self.db.flush_cfs_opt(&cfs, &fo)?;
         self.db.flush_wal(true)?;
-        Ok(())
+        self.packs.sync()
     }
 
-    /// Bytes of live blob files plus SST files of all column families.
+    /// Bytes of pack files, live blob files and SST files of all column families.
     pub fn disk_bytes(&self) -> Result<u64> {
-        let mut total = 0;
+        let mut total = self.packs.disk_bytes()?;
         for cf in Cf::ALL {
             for prop in ["rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"] {
                 total += self.db.property_int_value_cf(self.cf(cf), prop)?.unwrap_or(0);

@@ -8,6 +8,7 @@
 //! 1,048,576 + 46 = 1,048,622 bytes.
 
 use super::error::{Error, Result};
+use super::txn::NewBody;
 use crate::chunk::ChunkHasher;
 use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
@@ -318,8 +319,8 @@ pub(crate) struct Pending {
     pub offset: u64,
     pub id: ChunkId,
     pub len: u32,
-    /// Sealed and plain length when this write stored the body (`None`: a dedup hit, pinned).
-    pub body: Option<(u32, u32)>,
+    /// The body when this write stored it (`None`: a dedup hit, pinned).
+    pub body: Option<NewBody>,
 }
 
 /// Chunk bodies in and out: prepares and stores new chunks, reads and caches decrypted
@@ -426,15 +427,21 @@ impl Chunks {
         pieces.par_iter().map(prepare_one).collect()
     }
 
-    /// Chunks a block at `offset` into `lens`, storing new bodies without the WAL.
+    /// Chunks a block at `offset` into `lens`, appending new bodies to a pack.
     pub(crate) fn store_block(&self, offset: u64, data: &[u8], lens: &[usize]) -> Result<Vec<Pending>> {
+        let prepared = self.prepare(data, lens)?;
+        self.pack(offset, prepared)
+    }
+
+    /// Appends the new bodies of `prepared` (laid end to end from `offset`) to a pack.
+    pub(crate) fn pack(&self, offset: u64, prepared: Vec<Prepared>) -> Result<Vec<Pending>> {
         let mut at = offset;
-        let mut out = Vec::with_capacity(lens.len());
-        for p in self.prepare(data, lens)? {
+        let mut out = Vec::with_capacity(prepared.len());
+        for p in prepared {
             let body = match p.sealed {
                 Some(env) => {
-                    self.store.put_chunk_unlogged(&p.id.0, &env)?;
-                    Some((env.len() as u32, p.len))
+                    let location = Some(self.store.append_body(&env)?);
+                    Some(NewBody { stored: env.len() as u32, plain: p.len, location })
                 }
                 None => None,
             };

@@ -10,6 +10,12 @@
 //! bodies and rewrites the live rest of partly dead files, and the metadata families are
 //! compacted so that the tombstones of deleted records go too.
 //!
+//! Bodies in pack files (`store::packs`) are reclaimed a pack at a time: a pack whose live
+//! bodies fill less than half of it has them copied to the current pack (synced), its
+//! `refs` records repointed in one synced batch, and is then deleted. A crash before that
+//! batch leaves the old copies in use and the new ones dead; after it, the old pack has no
+//! live bytes and goes at the next collection.
+//!
 //! A crash between storing a new chunk's body and committing the change that references
 //! it leaves a body without a `refs` record; `sweep_unreferenced_bodies` deletes those when
 //! a volume is opened after an unclean shutdown, and `check` reports them.
@@ -20,6 +26,7 @@ use crate::ids::ChunkId;
 use crate::store::keys::RefRecord;
 use crate::store::{Cf, Durability};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// What a collection did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +41,14 @@ pub struct GcReport {
     pub disk_bytes_before: u64,
     /// Bytes of database files after compaction.
     pub disk_bytes_after: u64,
+    /// Pack files deleted (their live bodies moved first).
+    pub packs_deleted: u64,
+    /// Live body bytes moved out of those packs.
+    pub pack_bytes_moved: u64,
 }
+
+/// A pack whose live bodies fill less than this share of it is rewritten.
+const PACK_LIVE_MIN: f64 = 0.5;
 
 impl Volume {
     /// Deletes unreferenced chunks and reclaims their disk space.
@@ -71,6 +85,7 @@ impl Volume {
             self.store.compact_metadata()?;
         }
         super::faults::crash_point("gc-after-compaction");
+        let (packs_deleted, pack_bytes_moved) = self.compact_packs()?;
         let disk_bytes_after = self.store.disk_bytes()?;
         tracing::info!(
             chunks_deleted,
@@ -78,9 +93,69 @@ impl Volume {
             chunks_pinned,
             disk_bytes_before,
             disk_bytes_after,
+            packs_deleted,
+            pack_bytes_moved,
             "garbage collected"
         );
-        Ok(GcReport { chunks_deleted, stored_bytes_deleted, chunks_pinned, disk_bytes_before, disk_bytes_after })
+        Ok(GcReport {
+            chunks_deleted,
+            stored_bytes_deleted,
+            chunks_pinned,
+            disk_bytes_before,
+            disk_bytes_after,
+            packs_deleted,
+            pack_bytes_moved,
+        })
+    }
+
+    /// Deletes the packs that are mostly dead, after moving their live bodies; returns the
+    /// packs deleted and the bytes moved.
+    pub(crate) fn compact_packs(&self) -> Result<(u64, u64)> {
+        // From here on, writes append to a new pack. Once every window is committed, the
+        // packs below it hold only bodies that `refs` records point at, and dead bytes.
+        let current = self.store.packs().rotate()?;
+        self.commit_all_windows()?;
+        let mut txn = self.txn()?;
+        let mut live: HashMap<u32, Vec<(Box<[u8]>, RefRecord)>> = HashMap::new();
+        for kv in self.store.scan(Cf::Refs, &[], &[]) {
+            let (k, v) = kv?;
+            let rec = RefRecord::decode(&v).ok_or_else(|| Error::CorruptMeta("ref record".into()))?;
+            if let Some(loc) = rec.location.filter(|l| l.pack < current) {
+                live.entry(loc.pack).or_default().push((k, rec));
+            }
+        }
+        let (mut emptied, mut moved) = (Vec::new(), 0u64);
+        for (pack, size) in self.store.packs().list()? {
+            if pack >= current {
+                continue;
+            }
+            let bodies = live.remove(&pack).unwrap_or_default();
+            let live_bytes: u64 = bodies.iter().filter_map(|(_, r)| r.location).map(|l| u64::from(l.len)).sum();
+            if live_bytes > 0 && live_bytes as f64 >= size as f64 * PACK_LIVE_MIN {
+                continue;
+            }
+            for (id, mut rec) in bodies {
+                let Some(loc) = rec.location else { continue };
+                let body = self.store.packs().read(loc)?.filter(|b| !b.is_empty()).ok_or_else(|| {
+                    let id = ChunkId::from_slice(&id).map_or_else(String::new, |c| c.to_string());
+                    Error::CorruptMeta(format!("chunk {id} lies beyond the end of pack {pack}"))
+                })?;
+                rec.location = Some(self.store.append_body(&body)?);
+                txn.batch.put(Cf::Refs, &id, &rec.encode());
+                moved += body.len() as u64;
+            }
+            emptied.push(pack);
+        }
+        if emptied.is_empty() {
+            return Ok((0, 0));
+        }
+        self.store.sync_bodies()?;
+        super::faults::crash_point("gc-packs-copied");
+        txn.commit(Durability::Synced)?;
+        for pack in &emptied {
+            self.store.packs().delete(*pack)?;
+        }
+        Ok((emptied.len() as u64, moved))
     }
 }
 

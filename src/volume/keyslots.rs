@@ -93,10 +93,9 @@ impl Volume {
                             // Under the commit lock, so GC cannot delete it meanwhile and
                             // this write bring it back.
                             let _commit = self.txn_state.lock().expect("commit lock");
-                            if self.store.contains(Cf::Chunks, &id.0)? {
+                            if self.store.replace_chunk_body(&id.0, &resealed)? {
                                 report.bytes_resealed += resealed.len() as u64;
                                 report.chunks_resealed += 1;
-                                self.store.put_chunk_unlogged(&id.0, &resealed)?;
                             }
                         }
                         Err(_) => {
@@ -109,9 +108,11 @@ impl Volume {
                 }
             }
         }
-        // The re-sealed bodies skipped the write-ahead log: flush them before the header
-        // forgets the keys that open the old copies, and drop the old copies' blob files.
+        // The new bodies are durable before the header forgets the keys that open the old
+        // copies; then the old copies go, from blob files and packs.
+        self.store.sync_wal()?;
         self.store.reclaim_chunk_space()?;
+        self.compact_packs()?;
         let unused: Vec<u32> = ring.epochs().into_iter().filter(|e| !in_use.contains(e)).collect();
         if !unused.is_empty() {
             let mut next = ring.clone();

@@ -13,6 +13,7 @@ use super::Volume;
 use crate::ids::{ChunkId, Ino};
 use crate::store::format::{META_NEXT_INO, META_SPACE};
 use crate::store::keys::{self, ExtentValue, RefRecord, SpaceCounters};
+use crate::store::packs::Location;
 use crate::store::{Batch, Cf, Durability};
 use std::collections::HashMap;
 use std::sync::MutexGuard;
@@ -28,8 +29,19 @@ pub(crate) struct TxnState {
 #[derive(Default)]
 struct RefDelta {
     delta: i64,
-    /// Sealed and plain length when this change also stores the body.
-    body: Option<(u32, u32)>,
+    /// The body when this change also stores it.
+    body: Option<NewBody>,
+}
+
+/// A chunk body stored by the change that references it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewBody {
+    /// Sealed length.
+    pub stored: u32,
+    /// Plaintext length.
+    pub plain: u32,
+    /// Where it lies in a pack; `None`: it is inline, put in the batch by the caller.
+    pub location: Option<Location>,
 }
 
 /// An open change; see the module docs.
@@ -132,9 +144,8 @@ impl<'a> Txn<'a> {
         self.batch.delete(Cf::Dirents, &key);
     }
 
-    /// Adds an extent; `body` carries the sealed and plain length when this change stores
-    /// the chunk body too.
-    pub fn put_extent(&mut self, ino: Ino, offset: u64, e: ExtentValue, body: Option<(u32, u32)>) {
+    /// Adds an extent; `body` when this change stores the chunk body too.
+    pub fn put_extent(&mut self, ino: Ino, offset: u64, e: ExtentValue, body: Option<NewBody>) {
         self.batch.put(Cf::Extents, &keys::extent_key(ino, offset), &e.encode());
         let r = self.refs.entry(e.chunk).or_default();
         r.delta += 1;
@@ -151,7 +162,7 @@ impl<'a> Txn<'a> {
         for p in prepared {
             let body = p.sealed.map(|env| {
                 self.batch.put(Cf::Chunks, &p.id.0, &env);
-                (env.len() as u32, p.len)
+                NewBody { stored: env.len() as u32, plain: p.len, location: None }
             });
             self.put_extent(ino, offset, ExtentValue { chunk: p.id, len: p.len }, body);
             covered += i64::from(p.len);
@@ -162,7 +173,7 @@ impl<'a> Txn<'a> {
 
     /// Records a chunk body stored by this change without a reference yet (count zero).
     pub fn register_body(&mut self, id: ChunkId, stored: u32, plain: u32) {
-        self.refs.entry(id).or_default().body = Some((stored, plain));
+        self.refs.entry(id).or_default().body = Some(NewBody { stored, plain, location: None });
     }
 
     /// Removes an extent.
@@ -199,9 +210,11 @@ impl<'a> Txn<'a> {
             };
             let mut rec = match (old, d.body) {
                 (Some(r), _) => r,
-                (None, Some((stored, plain))) => {
-                    space.reclaimable_bytes += u64::from(stored);
-                    RefRecord { count: 0, stored_len: stored, plain_len: plain }
+                // A body that concurrent writes both stored is recorded once; the other
+                // copy is dead space in its pack.
+                (None, Some(body)) => {
+                    space.reclaimable_bytes += u64::from(body.stored);
+                    RefRecord { count: 0, stored_len: body.stored, plain_len: body.plain, location: body.location }
                 }
                 (None, None) if d.delta <= 0 => continue,
                 (None, None) => return Err(Error::CorruptMeta(format!("chunk {id} is referenced but not stored"))),

@@ -40,6 +40,48 @@ fn flipped_byte_in_a_stored_chunk_gives_eio_and_a_log_line() {
     m.unmount();
 }
 
+#[test]
+fn flipped_byte_in_a_packed_chunk_gives_eio_and_check_names_it() {
+    use nanofs::store::keys::RefRecord;
+    use std::os::unix::fs::FileExt;
+    let v = TestVolume::new();
+    let m = v.mount();
+    // Large enough to stream: its bodies go to a pack file, not into the database.
+    let data = random_bytes(9, 24 << 20);
+    std::fs::write(m.p("big.bin"), &data).unwrap();
+    std::fs::write(m.p("small.txt"), b"inline and unharmed").unwrap();
+    m.unmount();
+
+    let store = Store::open(&v.dir, OpenMode::ReadOnly).unwrap();
+    let packed: Vec<(Box<[u8]>, RefRecord)> = store
+        .scan(Cf::Refs, &[], &[])
+        .map(|kv| kv.unwrap())
+        .filter_map(|(k, v)| RefRecord::decode(&v).filter(|r| r.location.is_some()).map(|r| (k, r)))
+        .collect();
+    assert!(packed.len() >= 10, "a 24 MiB file is stored in packs: {} packed chunks", packed.len());
+    let (key, rec) = &packed[packed.len() / 2];
+    let loc = rec.location.unwrap();
+    let path = store.packs().pack_path(loc.pack);
+    drop(store);
+    let pack = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let at = loc.offset + u64::from(loc.len) / 2;
+    let mut byte = [0u8];
+    pack.read_exact_at(&mut byte, at).unwrap();
+    pack.write_all_at(&[byte[0] ^ 0x80], at).unwrap();
+    drop(pack);
+
+    let m = v.mount();
+    let err = std::fs::read(m.p("big.bin")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert_eq!(std::fs::read(m.p("small.txt")).unwrap(), b"inline and unharmed");
+    assert!(m.log_text().contains("failed verification"), "{}", m.log_text());
+    m.unmount();
+    let out = nanofs(&["check", v.path(), "--read-data", "--passphrase-file", v.pass_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&ChunkIdHex(key).to_string()) && text.matches("missing or damaged").count() == 1, "{text}");
+}
+
 /// Hex of a chunk key, as `check` prints ids.
 struct ChunkIdHex<'a>(&'a [u8]);
 impl std::fmt::Display for ChunkIdHex<'_> {

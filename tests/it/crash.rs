@@ -81,17 +81,19 @@ fn kill_9_during_a_large_write_keeps_the_volume_consistent() {
 }
 
 /// A crash at each point where the order of writes matters (chunk bodies stored but not
-/// yet referenced; GC before and after its delete batch, after its compaction) leaves a
+/// yet referenced; GC before and after its delete batch, after its compaction, after
+/// copying live bodies out of a mostly dead pack) leaves a
 /// volume that checks clean, keeps all fsync'd data, and whose next GC frees exactly the
 /// garbage, back to the live data's size.
 #[test]
 fn a_crash_at_every_kill_point_of_writes_and_gc_leaves_a_clean_volume() {
-    for point in ["write-chunks-stored", "gc-before-commit", "gc-after-commit", "gc-after-compaction"] {
+    for point in ["write-chunks-stored", "gc-before-commit", "gc-after-commit", "gc-after-compaction", "gc-packs-copied"] {
         let v = TestVolume::new();
         let m = v.mount();
         write_random_file(&m.p("keep.bin"), 11, 12 << 20);
         std::fs::File::open(m.p("keep.bin")).unwrap().sync_all().unwrap();
-        write_random_file(&m.p("gone.bin"), 12, 12 << 20);
+        // Most of their pack: collection moves the survivor's bodies and deletes it.
+        write_random_file(&m.p("gone.bin"), 12, 20 << 20);
         std::fs::remove_file(m.p("gone.bin")).unwrap();
         let keep = sha256(&m.p("keep.bin"));
         m.unmount();

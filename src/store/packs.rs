@@ -1,0 +1,294 @@
+//! Pack files: append-only files of sealed chunk bodies, beside the database.
+//!
+//! Large bodies are written here once, straight to the file system, instead of through a
+//! RocksDB memtable into a blob file: no copy of a video waits in the daemon's memory for
+//! a flush, and making a closed file durable costs one `fdatasync` of the pack rather
+//! than a memtable flush. A chunk's `refs` record holds its `Location`, written by the
+//! batch that adds the chunk's first reference, and only after `sync` has made the body
+//! durable: a crash leaves at most unreferenced bytes at the end of a pack, which garbage
+//! collection reclaims with the rest of a pack's dead space.
+//!
+//! Like the rest of the store, packs hold only sealed bytes (the envelope's associated
+//! data binds a body to its chunk id, so a body read from a wrong place fails to open).
+
+use super::{Error, Result};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A pack is closed for appends at this size.
+const PACK_SIZE: u64 = 256 << 20;
+
+/// Where a sealed body lies: pack number, byte offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub pack: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl Location {
+    /// Encoded size: pack u32, offset u64, length u32 (big-endian).
+    pub const ENCODED_LEN: usize = 16;
+
+    /// The encoding.
+    #[must_use]
+    pub fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut v = [0u8; Self::ENCODED_LEN];
+        v[..4].copy_from_slice(&self.pack.to_be_bytes());
+        v[4..12].copy_from_slice(&self.offset.to_be_bytes());
+        v[12..].copy_from_slice(&self.len.to_be_bytes());
+        v
+    }
+
+    /// Decodes; `None` if `v` has another length.
+    #[must_use]
+    pub fn decode(v: &[u8]) -> Option<Self> {
+        if v.len() != Self::ENCODED_LEN {
+            return None;
+        }
+        Some(Self {
+            pack: u32::from_be_bytes(v[..4].try_into().ok()?),
+            offset: u64::from_be_bytes(v[4..12].try_into().ok()?),
+            len: u32::from_be_bytes(v[12..].try_into().ok()?),
+        })
+    }
+}
+
+/// The pack files of one volume.
+pub struct Packs {
+    dir: PathBuf,
+    writable: bool,
+    /// The pack being appended to.
+    tail: Mutex<Option<Tail>>,
+    /// Read handles, opened on first use.
+    readers: RwLock<HashMap<u32, Arc<File>>>,
+    /// Packs appended to since their last `fdatasync`.
+    unsynced: Mutex<BTreeSet<u32>>,
+    /// Held by `sync` for its whole run, so a second caller waits for a sync in progress
+    /// instead of returning while the first one's packs are still being synced.
+    syncing: Mutex<()>,
+}
+
+struct Tail {
+    pack: u32,
+    file: Arc<File>,
+    len: u64,
+}
+
+impl Packs {
+    /// The packs under `dir` (created when `writable`).
+    pub fn open(dir: &Path, writable: bool) -> Result<Self> {
+        if writable {
+            std::fs::create_dir_all(dir).map_err(io_error)?;
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            writable,
+            tail: Mutex::new(None),
+            readers: RwLock::new(HashMap::new()),
+            unsynced: Mutex::new(BTreeSet::new()),
+            syncing: Mutex::new(()),
+        })
+    }
+
+    fn path(&self, pack: u32) -> PathBuf {
+        self.dir.join(format!("{pack:08}.pack"))
+    }
+
+    /// Every pack file and its size, in pack order.
+    pub fn list(&self) -> Result<Vec<(u32, u64)>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(io_error(e)),
+        };
+        let mut packs = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_error)?;
+            let name = entry.file_name();
+            let Some(pack) = name.to_str().and_then(|n| n.strip_suffix(".pack")).and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            packs.push((pack, entry.metadata().map_err(io_error)?.len()));
+        }
+        packs.sort_unstable();
+        Ok(packs)
+    }
+
+    /// Bytes of all pack files.
+    pub fn disk_bytes(&self) -> Result<u64> {
+        Ok(self.list()?.iter().map(|(_, len)| len).sum())
+    }
+
+    /// Closes the tail pack for appends (unless it is empty) and returns the pack that new
+    /// bodies go to from now on: every pack below it is closed.
+    pub fn rotate(&self) -> Result<u32> {
+        let mut tail = self.tail.lock().expect("pack tail lock");
+        // A body too large for any pack makes `tail_for` start the next one, unless the
+        // tail is empty.
+        Ok(self.tail_for(&mut tail, PACK_SIZE + 1)?.pack)
+    }
+
+    /// The tail pack, opened (continuing the last pack, or starting one) or rotated so
+    /// that `incoming` more bytes fit.
+    fn tail_for<'a>(&self, tail: &'a mut Option<Tail>, incoming: u64) -> Result<&'a mut Tail> {
+        let full = tail.as_ref().is_some_and(|t| t.len > 0 && t.len + incoming > PACK_SIZE);
+        if tail.is_none() || full {
+            let next = match tail.as_ref() {
+                Some(t) => t.pack + 1,
+                None => match self.list()?.last() {
+                    Some(&(pack, len)) if len == 0 || len + incoming <= PACK_SIZE => pack,
+                    Some(&(pack, _)) => pack + 1,
+                    None => 1,
+                },
+            };
+            let file = OpenOptions::new().read(true).write(true).create(true).open(self.path(next)).map_err(io_error)?;
+            let len = file.metadata().map_err(io_error)?.len();
+            // The new file's name must survive a crash as surely as its contents.
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_error)?;
+            *tail = Some(Tail { pack: next, file: Arc::new(file), len });
+        }
+        Ok(tail.as_mut().expect("tail is open"))
+    }
+
+    /// Appends a sealed body; it is durable once `sync` returns.
+    pub fn append(&self, body: &[u8]) -> Result<Location> {
+        if !self.writable {
+            return Err(Error::Db("pack files are open read-only".into()));
+        }
+        let len = u32::try_from(body.len()).map_err(|_| Error::Db("chunk body over 4 GiB".into()))?;
+        // Only the offset is reserved under the lock; the bytes are written outside it, so
+        // the worker threads append in parallel.
+        let (pack, file, offset) = {
+            let mut tail = self.tail.lock().expect("pack tail lock");
+            let t = self.tail_for(&mut tail, body.len() as u64)?;
+            let offset = t.len;
+            t.len += body.len() as u64;
+            (t.pack, t.file.clone(), offset)
+        };
+        file.write_all_at(body, offset).map_err(io_error)?;
+        start_writeback(&file, offset, body.len() as u64);
+        self.unsynced.lock().expect("unsynced lock").insert(pack);
+        Ok(Location { pack, offset, len })
+    }
+
+    /// Makes every body appended before this call durable.
+    pub fn sync(&self) -> Result<()> {
+        let _one_at_a_time = self.syncing.lock().expect("pack sync lock");
+        let packs = std::mem::take(&mut *self.unsynced.lock().expect("unsynced lock"));
+        for pack in packs {
+            if let Err(e) = self.reader(pack).and_then(|f| f.sync_data().map_err(io_error)) {
+                // Still owed: a later sync retries it.
+                self.unsynced.lock().expect("unsynced lock").insert(pack);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn reader(&self, pack: u32) -> Result<Arc<File>> {
+        if let Some(f) = self.readers.read().expect("pack readers lock").get(&pack) {
+            return Ok(f.clone());
+        }
+        let file = Arc::new(File::open(self.path(pack)).map_err(io_error)?);
+        self.readers.write().expect("pack readers lock").insert(pack, file.clone());
+        Ok(file)
+    }
+
+    /// The body at `loc`. `None` if its pack is gone (moved by garbage collection after the
+    /// caller looked the location up: look it up again).
+    pub fn read(&self, loc: Location) -> Result<Option<Vec<u8>>> {
+        let file = match self.reader(loc.pack) {
+            Ok(f) => f,
+            Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut body = vec![0u8; loc.len as usize];
+        match file.read_exact_at(&mut body, loc.offset) {
+            Ok(()) => Ok(Some(body)),
+            // A pack cut short: what is missing cannot open, and the caller reports it.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(Some(Vec::new())),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Deletes a pack that no location points into any more.
+    pub fn delete(&self, pack: u32) -> Result<()> {
+        self.readers.write().expect("pack readers lock").remove(&pack);
+        match std::fs::remove_file(self.path(pack)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e)),
+        }
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_error)
+    }
+
+    /// The path of a pack (for tools and tests that inspect bodies where they lie).
+    #[must_use]
+    pub fn pack_path(&self, pack: u32) -> PathBuf {
+        self.path(pack)
+    }
+}
+
+/// Starts writing `len` bytes at `offset` back to disk without waiting, as RocksDB's
+/// `bytes_per_sync` does: the `fdatasync` at commit then waits only for the last bodies,
+/// and dirty pages never pile up in the page cache.
+#[allow(unsafe_code)]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a file descriptor that `file` keeps open; it reads
+    // and writes no memory of ours. Failure only loses the early start of writeback.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+fn io_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        Error::NoSpace
+    } else {
+        Error::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn location_round_trips() {
+        let loc = Location { pack: 7, offset: 1 << 40, len: 4 << 20 };
+        assert_eq!(Location::decode(&loc.encode()), Some(loc));
+        assert_eq!(Location::decode(&loc.encode()[1..]), None);
+    }
+
+    #[test]
+    fn bodies_append_read_back_and_packs_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path(), true).unwrap();
+        let a = packs.append(b"first body").unwrap();
+        let b = packs.append(b"second").unwrap();
+        assert_eq!((a.pack, a.offset, b.offset), (1, 0, 10));
+        packs.sync().unwrap();
+        assert_eq!(packs.read(b).unwrap().unwrap(), b"second");
+        // Reopened, appends continue the last pack.
+        drop(packs);
+        let packs = Packs::open(dir.path(), true).unwrap();
+        let c = packs.append(b"third").unwrap();
+        assert_eq!((c.pack, c.offset), (1, 16));
+        assert_eq!(packs.list().unwrap(), vec![(1, 21)]);
+        // A body that does not fit starts the next pack.
+        let big = vec![9u8; (PACK_SIZE - 10) as usize];
+        let d = packs.append(&big).unwrap();
+        assert_eq!((d.pack, d.offset), (2, 0));
+        assert_eq!(packs.rotate().unwrap(), 3);
+        assert_eq!(packs.rotate().unwrap(), 3, "an empty tail is not rotated");
+        packs.delete(1).unwrap();
+        assert_eq!(packs.read(a).unwrap(), None);
+        assert_eq!(packs.list().unwrap(), vec![(2, PACK_SIZE - 10), (3, 0)]);
+    }
+}
