@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// A pack is closed for appends at this size.
@@ -68,6 +69,8 @@ pub struct Packs {
     readers: RwLock<HashMap<u32, Arc<File>>>,
     /// Packs appended to since their last `fdatasync`.
     unsynced: Mutex<BTreeSet<u32>>,
+    /// A pack file was created since the directory was last synced.
+    dir_unsynced: AtomicBool,
     /// Held by `sync` for its whole run, so a second caller waits for a sync in progress
     /// instead of returning while the first one's packs are still being synced.
     syncing: Mutex<()>,
@@ -91,6 +94,7 @@ impl Packs {
             tail: Mutex::new(None),
             readers: RwLock::new(HashMap::new()),
             unsynced: Mutex::new(BTreeSet::new()),
+            dir_unsynced: AtomicBool::new(false),
             syncing: Mutex::new(()),
         })
     }
@@ -148,8 +152,10 @@ impl Packs {
             };
             let file = OpenOptions::new().read(true).write(true).create(true).open(self.path(next)).map_err(io_error)?;
             let len = file.metadata().map_err(io_error)?.len();
-            // The new file's name must survive a crash as surely as its contents.
-            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_error)?;
+            // The new file's name must survive a crash as surely as its contents: `sync`
+            // syncs the directory too. (Syncing it here, on the writers' path, cost a
+            // device flush per pack while bodies were streaming in.)
+            self.dir_unsynced.store(true, Ordering::SeqCst);
             *tail = Some(Tail { pack: next, file: Arc::new(file), len });
         }
         Ok(tail.as_mut().expect("tail is open"))
@@ -171,7 +177,9 @@ impl Packs {
             (t.pack, t.file.clone(), offset)
         };
         file.write_all_at(body, offset).map_err(io_error)?;
-        start_writeback(&file, offset, body.len() as u64);
+        if std::env::var("NANOFS_PACK_WB").map_or(true, |v| v == "1") {
+            start_writeback(&file, offset, body.len() as u64);
+        }
         self.unsynced.lock().expect("unsynced lock").insert(pack);
         Ok(Location { pack, offset, len })
     }
@@ -184,6 +192,12 @@ impl Packs {
             if let Err(e) = self.reader(pack).and_then(|f| f.sync_data().map_err(io_error)) {
                 // Still owed: a later sync retries it.
                 self.unsynced.lock().expect("unsynced lock").insert(pack);
+                return Err(e);
+            }
+        }
+        if self.dir_unsynced.swap(false, Ordering::SeqCst) {
+            if let Err(e) = self.sync_dir() {
+                self.dir_unsynced.store(true, Ordering::SeqCst);
                 return Err(e);
             }
         }
@@ -224,6 +238,10 @@ impl Packs {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
         }
+        self.sync_dir()
+    }
+
+    fn sync_dir(&self) -> Result<()> {
         File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_error)
     }
 

@@ -314,6 +314,7 @@ impl ChunkCache {
 }
 
 /// A chunk cut from a write, stored (or found stored) but not yet referenced.
+#[derive(Clone, Copy)]
 pub(crate) struct Pending {
     /// File offset.
     pub offset: u64,
@@ -381,8 +382,29 @@ impl Chunks {
         Ok(plain)
     }
 
+    /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack
+    /// that no committed record points at yet.
+    pub(crate) fn pending_chunk(&self, ino: Ino, p: &Pending) -> Result<Plain> {
+        let Some(loc) = p.body.and_then(|b| b.location) else {
+            return self.chunk(ino, &p.id);
+        };
+        if let Some(plain) = self.cache.get(&p.id) {
+            return Ok(plain);
+        }
+        let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open(&p.id, &envelope));
+        let plain = self.verified(ino, &p.id, opened)?;
+        self.cache.insert(p.id, plain.clone());
+        Ok(plain)
+    }
+
     pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
-        let Some(opened) = self.store.with_chunk(&id.0, |envelope| self.codec.open(id, envelope))? else {
+        let opened = self.store.with_chunk(&id.0, |envelope| self.codec.open(id, envelope))?;
+        self.verified(ino, id, opened)
+    }
+
+    /// An opened envelope, or the log line and error for a missing or damaged one.
+    fn verified(&self, ino: Ino, id: &ChunkId, opened: Option<std::result::Result<Plain, OpenError>>) -> Result<Plain> {
+        let Some(opened) = opened else {
             tracing::error!(chunk = %id, inode = %ino, "chunk is missing from the store");
             return Err(Error::Corrupt { chunk: *id, ino });
         };

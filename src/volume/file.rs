@@ -578,7 +578,7 @@ impl Volume {
             }
             for p in &w.pending {
                 if p.offset < end && p.offset + u64::from(p.len) > offset {
-                    let plain = self.chunks.chunk(ino, &p.id)?;
+                    let plain = self.chunks.pending_chunk(ino, p)?;
                     copy_overlap(&mut out, offset, p.offset, &plain);
                 }
             }

@@ -91,6 +91,29 @@ fn rename_variants() {
     m.unmount();
 }
 
+/// A large file read back while its writer still holds it open: the streamed part lies in
+/// pack files that no committed record points at yet (past the two blocks still being
+/// chunked, whose bytes are kept in memory).
+#[test]
+fn a_large_file_reads_back_while_still_being_written() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    let data = random_bytes(15, 41 << 20);
+    let w = OpenOptions::new().write(true).create(true).truncate(true).open(m.p("growing")).unwrap();
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        w.write_all_at(piece, (i as u64) << 20).unwrap();
+    }
+    // The kernel keeps written pages: drop them, so that the reads reach the daemon.
+    fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+    assert_eq!(fs::read(m.p("growing")).unwrap(), data);
+    let mut middle = vec![0u8; 3 << 20];
+    File::open(m.p("growing")).unwrap().read_exact_at(&mut middle, 7 << 20).unwrap();
+    assert_eq!(middle, &data[7 << 20..10 << 20]);
+    drop(w);
+    assert_eq!(fs::read(m.p("growing")).unwrap(), data);
+    m.unmount();
+}
+
 #[test]
 fn unlinked_open_file_stays_readable_until_closed() {
     let v = TestVolume::new();
