@@ -177,9 +177,7 @@ impl Packs {
             (t.pack, t.file.clone(), offset)
         };
         file.write_all_at(body, offset).map_err(io_error)?;
-        if std::env::var("NANOFS_PACK_WB").map_or(true, |v| v == "1") {
-            start_writeback(&file, offset, body.len() as u64);
-        }
+        start_writeback(&file, offset, body.len() as u64);
         self.unsynced.lock().expect("unsynced lock").insert(pack);
         Ok(Location { pack, offset, len })
     }
