@@ -164,6 +164,9 @@ run_fs() {  # $1 workload; $FS set. Writes key=value lines to $W/res/<workload>.
   else gocryptfs -q -init -passfile "$PASS" "$VOL"; fi
   if [[ $wl == small ]]; then write='rsync -a "$1"/ "$2"/small/ && sync'
   else write='cp -r "$1" "$2"/ && sync'; fi
+  # nanofs commits closed large files in the background: the phase ends once all are
+  # committed, which `stats` (answered by the daemon) waits for.
+  if [[ $FS == nanofs ]]; then write+=" && '$NANOFS_BIN' stats '$VOL' > /dev/null"; fi
   read='find "$2" -type f -exec cat {} + > /dev/null'
 
   # Same cache state for both filesystems: source in page cache, nothing else.
@@ -245,7 +248,8 @@ EOF2
   done
   echo
   cat <<'EOF2'
-MB = 10^6 bytes of regular-file data. Write = copy + sync; read = cat of every file after
+MB = 10^6 bytes of regular-file data. Write = copy + sync (nanofs: and every closed file
+committed, as `nanofs stats` waits for); read = cat of every file after
 unmount, drop_caches and remount. CPU = client user+sys plus daemon utime+stime from the
 start of the phase until the daemon exited after unmount (so unmount flushes count).
 Peak RSS = daemon VmHWM (max of write and read mounts). Write ampl. = daemon write_bytes

@@ -203,6 +203,9 @@ fn serve(
         }
     };
     tracing::info!(volume = %dir.display(), mountpoint = %mountpoint.display(), "mounted");
+    // Closed large files are committed on this thread, so `close` does not wait for it.
+    let committer = vol.clone();
+    std::thread::Builder::new().name("committer".into()).spawn(move || committer.run_committer())?;
     let background = session.spawn()?;
     if let Some(fd) = ready {
         std::fs::File::from(fd).write_all(b"OK\n")?;

@@ -9,12 +9,12 @@ pub mod format;
 pub mod keys;
 pub mod packs;
 
+use keys::RefRecord;
+use packs::{Location, Packs};
 use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
     Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
-use keys::RefRecord;
-use packs::{Location, Packs};
 use std::path::{Path, PathBuf};
 
 /// Why a store operation failed.

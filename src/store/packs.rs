@@ -150,7 +150,8 @@ impl Packs {
                     None => 1,
                 },
             };
-            let file = OpenOptions::new().read(true).write(true).create(true).open(self.path(next)).map_err(io_error)?;
+            let file =
+                OpenOptions::new().read(true).write(true).create(true).open(self.path(next)).map_err(io_error)?;
             let len = file.metadata().map_err(io_error)?.len();
             // The new file's name must survive a crash as surely as its contents: `sync`
             // syncs the directory too. (Syncing it here, on the writers' path, cost a

@@ -48,6 +48,7 @@ impl Volume {
     /// Checks the volume; `progress(done, total)` is called while chunks are verified.
     pub fn check(&self, read_data: bool, repair: bool, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<CheckReport> {
         let mut r = CheckReport::default();
+        self.wait_for_closed_commits();
         let mut txn = self.txn()?;
         // Repairs may fix counts of snapshot (frozen) inodes too.
         txn.allow_frozen = true;

@@ -45,6 +45,10 @@ pub(crate) struct FileState {
     last_write: Option<Instant>,
     /// Written since it was opened: the last close announces the change to its gallery.
     changed: bool,
+    /// Handed to the committer by a close (`closing`), not committed yet.
+    pub(crate) queued: bool,
+    /// Why a commit in the background failed: the next close or fsync reports it.
+    pub(crate) deferred_error: Option<Error>,
 }
 
 struct Window {
@@ -69,6 +73,10 @@ impl Window {
     }
     fn end(&self) -> u64 {
         self.tail_start() + self.tail.len() as u64
+    }
+    /// Bodies went, or are going, to packs: the commit syncs them.
+    fn streamed(&self) -> bool {
+        self.packed || !self.jobs.is_empty()
     }
     /// Waits for the oldest job and moves its chunks to `pending`.
     fn finish_oldest_job(&mut self) -> Result<()> {
@@ -123,7 +131,8 @@ impl Volume {
         if self.open_count(ino) == 0 {
             let mut files = self.files.lock().expect("files lock");
             if let Some(s) = files.get(&ino) {
-                if Arc::strong_count(s) == 1 && s.lock().expect("file lock").window.is_none() {
+                let idle = |st: &FileState| st.window.is_none() && !st.queued && st.deferred_error.is_none();
+                if Arc::strong_count(s) == 1 && idle(&s.lock().expect("file lock")) {
                     files.remove(&ino);
                 }
             }
@@ -134,10 +143,14 @@ impl Volume {
         self.opens.lock().expect("opens lock").get(&ino).copied().unwrap_or(0)
     }
 
-    /// Applies uncommitted size and times to `inode`.
-    pub(crate) fn overlay_file_state(&self, ino: Ino, inode: &mut super::records::Inode) {
-        if let Some(state) = self.open_file_state(ino) {
-            let st = state.lock().expect("file lock");
+    /// The inode of `ino` with its uncommitted size and times. The file's state is locked
+    /// before the record is read: a commit running meanwhile (which holds that lock)
+    /// finishes first, so the record and the window never miss each other.
+    pub(crate) fn current_inode(&self, ino: Ino) -> Result<super::records::Inode> {
+        let state = self.open_file_state(ino);
+        let st = state.as_ref().map(|s| s.lock().expect("file lock"));
+        let mut inode = self.load_inode(ino)?;
+        if let Some(st) = st {
             if let Some(w) = &st.window {
                 inode.size = inode.size.max(w.end());
             }
@@ -146,6 +159,7 @@ impl Volume {
                 inode.ctime = t;
             }
         }
+        Ok(inode)
     }
 
     /// Extents of `ino` that end after `from`, in offset order.
@@ -252,9 +266,27 @@ impl Volume {
         Ok(())
     }
 
-    /// Commits the writes of `ino` (close).
+    /// Commits the writes of `ino` (close), or hands a large file's commit to the
+    /// committer (`closing`).
     pub fn flush(&self, ino: Ino) -> Result<()> {
-        self.commit_file(ino, Durability::Buffered)
+        let Some(state) = self.open_file_state(ino) else { return Ok(()) };
+        let mut st = state.lock().expect("file lock");
+        if let Some(e) = st.deferred_error.take() {
+            return Err(e);
+        }
+        if st.queued {
+            return Ok(());
+        }
+        if st.window.as_ref().is_some_and(Window::streamed) {
+            st.queued = true;
+            drop(st);
+            if self.defer_commit(ino) {
+                return Ok(());
+            }
+            st = state.lock().expect("file lock");
+            st.queued = false;
+        }
+        self.commit_window(ino, &mut st, Durability::Buffered)
     }
 
     /// Commits the writes of `ino` and makes them durable.
@@ -265,9 +297,16 @@ impl Volume {
         self.commit_file(ino, Durability::Synced)
     }
 
-    fn commit_file(&self, ino: Ino, durability: Durability) -> Result<()> {
+    /// Commits the writes of `ino` now (the close path may leave that to the committer).
+    pub(crate) fn commit_file(&self, ino: Ino, durability: Durability) -> Result<()> {
         match self.open_file_state(ino) {
-            Some(state) => self.commit_window(ino, &mut state.lock().expect("file lock"), durability),
+            Some(state) => {
+                let mut st = state.lock().expect("file lock");
+                if let Some(e) = st.deferred_error.take() {
+                    return Err(e);
+                }
+                self.commit_window(ino, &mut st, durability)
+            }
             None if durability == Durability::Synced => self.sync(),
             None => Ok(()),
         }

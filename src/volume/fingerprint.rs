@@ -67,7 +67,7 @@ impl Volume {
 
     fn file_fingerprint(&self, ino: Ino) -> Result<[u8; 32]> {
         if !self.read_only {
-            self.flush(ino)?;
+            self.commit_file(ino, Durability::Buffered)?;
         }
         let key = keys::named_key(ino, &self.keys.name_hash(CACHE_XATTR));
         let stamp = |v: &Volume| -> Result<Vec<u8>> {
@@ -142,6 +142,7 @@ impl Volume {
 
     /// Space figures of the tree under `top`.
     pub fn path_stats(&self, top: Ino) -> Result<PathStats> {
+        self.wait_for_closed_commits();
         let mut s = PathStats::default();
         let mut uses: HashMap<ChunkId, u64> = HashMap::new();
         let mut seen: HashSet<Ino> = HashSet::new();

@@ -53,6 +53,7 @@ const PACK_LIVE_MIN: f64 = 0.5;
 impl Volume {
     /// Deletes unreferenced chunks and reclaims their disk space.
     pub fn gc(&self) -> Result<GcReport> {
+        self.wait_for_closed_commits();
         let disk_bytes_before = self.store.disk_bytes()?;
         let (mut chunks_deleted, mut stored_bytes_deleted, mut chunks_pinned) = (0, 0, 0);
         {

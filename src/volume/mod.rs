@@ -8,6 +8,7 @@
 mod acl;
 mod check;
 pub mod chunks;
+mod closing;
 pub mod error;
 mod faults;
 mod file;
@@ -123,6 +124,8 @@ pub struct Volume {
     /// The unlocked keys; changed by rotation and rekeying (`keyslots`).
     keyring: Mutex<Keyring>,
     files: Mutex<HashMap<Ino, Arc<Mutex<file::FileState>>>>,
+    /// Closed files whose commit runs in the background (`closing`).
+    closing: closing::Closing,
     opens: Mutex<HashMap<Ino, u32>>,
     last_read_end: Mutex<HashMap<Ino, u64>>,
     galleries: gallery::GalleryState,
@@ -206,6 +209,7 @@ impl Volume {
             txn_state: Mutex::new(TxnState { next_ino, space, event_seqs: Default::default() }),
             keyring: Mutex::new(keyring),
             files: Mutex::new(HashMap::new()),
+            closing: closing::Closing::default(),
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(HashMap::new()),
             galleries: gallery::GalleryState::new(),
@@ -255,6 +259,7 @@ impl Volume {
 
     /// Current space figures.
     pub fn stats(&self) -> Result<Stats> {
+        self.wait_for_closed_commits();
         let space = self.txn_state.lock().expect("commit lock").space;
         Ok(Stats::from_counters(space, self.store.disk_bytes()?))
     }
@@ -264,6 +269,7 @@ impl Volume {
         if self.read_only {
             return Ok(());
         }
+        self.stop_committer();
         let result = self.commit_all_windows();
         self.store.flush_all()?;
         if result.is_ok() {

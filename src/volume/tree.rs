@@ -126,9 +126,7 @@ impl Volume {
 
     /// Attributes of `ino`, including writes not yet committed.
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let mut inode = self.load_inode(ino)?;
-        self.overlay_file_state(ino, &mut inode);
-        Ok(Attr { ino, inode })
+        Ok(Attr { ino, inode: self.current_inode(ino)? })
     }
 
     /// Looks `name` up in `parent`.
@@ -247,7 +245,6 @@ impl Volume {
         let i = txn.inode_mut(ino)?;
         i.nlink += 1;
         i.ctime = now;
-        let inode = i.clone();
         let p = txn.inode_mut(newparent)?;
         p.mtime = now;
         p.ctime = now;
@@ -255,9 +252,7 @@ impl Volume {
         txn.batch.delete(Cf::Orphans, &keys::ino_key(ino));
         self.note(&mut txn, NsChange::Added { parent: newparent, name: newname, ino, kind })?;
         txn.commit(Durability::Buffered)?;
-        let mut attr = Attr { ino, inode };
-        self.overlay_file_state(ino, &mut attr.inode);
-        Ok(attr)
+        self.getattr(ino)
     }
 
     /// Removes a non-directory entry.

@@ -147,7 +147,7 @@ impl Volume {
     /// of a tus concatenation, built without copying a byte. Returns its size.
     pub fn concat_files(&self, dst: Ino, parts: &[Ino]) -> Result<u64> {
         for p in parts.iter().copied().chain([dst]) {
-            self.flush(p)?;
+            self.commit_file(p, Durability::Buffered)?;
         }
         let mut txn = self.txn()?;
         let mut base = 0u64;

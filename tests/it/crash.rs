@@ -87,7 +87,9 @@ fn kill_9_during_a_large_write_keeps_the_volume_consistent() {
 /// garbage, back to the live data's size.
 #[test]
 fn a_crash_at_every_kill_point_of_writes_and_gc_leaves_a_clean_volume() {
-    for point in ["write-chunks-stored", "gc-before-commit", "gc-after-commit", "gc-after-compaction", "gc-packs-copied"] {
+    for point in
+        ["write-chunks-stored", "gc-before-commit", "gc-after-commit", "gc-after-compaction", "gc-packs-copied"]
+    {
         let v = TestVolume::new();
         let m = v.mount();
         write_random_file(&m.p("keep.bin"), 11, 12 << 20);

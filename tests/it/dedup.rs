@@ -70,11 +70,12 @@ fn gc_frees_the_space_of_deleted_files_but_not_of_live_ones() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let after = v.stats();
     assert_eq!(after["reclaimable_bytes"].as_u64(), Some(0), "{after}");
-    assert!(report["stored_bytes_deleted"].as_u64().unwrap() >= 60 << 20, "{report}");
-    // What is on disk before depends on how much the store has flushed yet; afterwards
-    // only the live 20 MiB may remain, with a little overhead.
+    // The deleted file's space is freed: as garbage chunks if its commit (which runs in
+    // the background after a large file's close) came before the unlink, otherwise as
+    // dead bytes in its pack, which collection rewrites. Only the live 20 MiB remain,
+    // with a little overhead.
     let disk_after = after["disk_bytes"].as_u64().unwrap();
-    assert!(before["disk_bytes"].as_u64().unwrap() > disk_after, "{report}");
+    assert!(before["disk_bytes"].as_u64().unwrap() - disk_after >= 40 << 20, "{report}");
     assert!(disk_after < (20 << 20) + (2 << 20), "{disk_after} bytes on disk for 20 MiB of live data: {report}");
     assert_eq!(after["logical_bytes"].as_u64(), Some(20 << 20));
     // The survivor reads back intact, now and after a remount.

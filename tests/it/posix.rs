@@ -114,6 +114,34 @@ fn a_large_file_reads_back_while_still_being_written() {
     m.unmount();
 }
 
+/// Large files are committed in the background after `close`: straight after it, their
+/// size, contents, space counters and snapshots already include everything written.
+#[test]
+fn closed_large_files_are_whole_at_once_for_readers_stats_and_snapshots() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    let files: Vec<Vec<u8>> = (0..4).map(|i| random_bytes(30 + i, 20 << 20)).collect();
+    for (i, data) in files.iter().enumerate() {
+        fs::write(m.p(&format!("f{i}")), data).unwrap();
+    }
+    assert_eq!(fs::metadata(m.p("f3")).unwrap().len(), 20 << 20);
+    assert_eq!(fs::read(m.p("f3")).unwrap(), files[3]);
+    assert_eq!(v.stat_u64("logical_bytes"), 80 << 20);
+    v.run_ok(&["snapshot", "create", v.path(), "now"]);
+    for (i, data) in files.iter().enumerate() {
+        assert_eq!(&fs::read(m.p(&format!(".snapshots/now/f{i}"))).unwrap(), data, "f{i} in the snapshot");
+    }
+    // Written again right after its close: both writes land, in order.
+    fs::write(m.p("f0"), &files[1]).unwrap();
+    OpenOptions::new().append(true).open(m.p("f0")).unwrap().write_all(&files[2]).unwrap();
+    m.unmount();
+    let m = v.mount();
+    assert_eq!(fs::read(m.p("f0")).unwrap(), [&files[1][..], &files[2][..]].concat());
+    let report = v.run_ok(&["check", v.path(), "--read-data"]);
+    assert!(report.contains("clean"), "{report}");
+    m.unmount();
+}
+
 #[test]
 fn unlinked_open_file_stays_readable_until_closed() {
     let v = TestVolume::new();
