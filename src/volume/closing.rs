@@ -21,7 +21,7 @@ use std::sync::{Condvar, Mutex};
 
 /// Closed files waiting for their commit; a close past this waits for room, which bounds
 /// the memory that uncommitted windows hold.
-const MAX_QUEUED: usize = 2;
+const MAX_QUEUED: usize = 1;
 
 #[derive(Default)]
 pub(crate) struct Closing {
@@ -33,6 +33,8 @@ pub(crate) struct Closing {
 struct Queue {
     /// A committer thread runs (`run_committer`); without one, closes commit themselves.
     running: bool,
+    /// The volume is closing: no committer starts any more.
+    stopped: bool,
     files: VecDeque<Ino>,
     /// The committer is committing a file it took off the queue.
     busy: bool,
@@ -44,6 +46,9 @@ impl Volume {
     pub fn run_committer(&self) {
         let closing = &self.closing;
         let mut q = closing.state.lock().expect("closing lock");
+        if q.stopped {
+            return;
+        }
         q.running = true;
         loop {
             let Some(ino) = q.files.pop_front() else {
@@ -108,6 +113,7 @@ impl Volume {
     pub(crate) fn stop_committer(&self) {
         let mut q = self.closing.state.lock().expect("closing lock");
         q.running = false;
+        q.stopped = true;
         self.closing.changed.notify_all();
         drop(q);
         self.wait_for_closed_commits();
