@@ -421,13 +421,23 @@ impl Chunks {
     /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
     /// parallel on the worker pool.
     pub(crate) fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
+        self.prepare_then(data, lens, Ok)
+    }
+
+    /// `prepare`, with `then` applied to each piece on the worker that prepared it.
+    fn prepare_then<T: Send>(
+        &self,
+        data: &[u8],
+        lens: &[usize],
+        then: impl Fn(Prepared) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
         let mut pieces = Vec::with_capacity(lens.len());
         let mut at = 0;
         for l in lens {
             pieces.push(&data[at..at + l]);
             at += l;
         }
-        let prepare_one = |piece: &&[u8]| -> Result<Prepared> {
+        let prepare_one = |piece: &&[u8]| -> Result<T> {
             let id = self.codec.id(piece);
             // Checked and pinned under one lock, which garbage collection holds while it
             // deletes: a chunk found here stays until this write commits.
@@ -440,7 +450,7 @@ impl Chunks {
                 known
             };
             let sealed = (!known).then(|| self.codec.seal(id, piece).envelope);
-            Ok(Prepared { id, len: piece.len() as u32, sealed })
+            then(Prepared { id, len: piece.len() as u32, sealed })
         };
         // A single small piece (most files) is cheaper here than a hop to the pool.
         if pieces.len() <= 1 {
@@ -449,10 +459,17 @@ impl Chunks {
         pieces.par_iter().map(prepare_one).collect()
     }
 
-    /// Chunks a block at `offset` into `lens`, appending new bodies to a pack.
+    /// Chunks a block at `offset` into `lens`, appending new bodies to a pack as soon as
+    /// each is sealed (so a block's sealed copy never sits in memory whole).
     pub(crate) fn store_block(&self, offset: u64, data: &[u8], lens: &[usize]) -> Result<Vec<Pending>> {
-        let prepared = self.prepare(data, lens)?;
-        self.pack(offset, prepared)
+        let stored = self.prepare_then(data, lens, |p| Ok((p.id, p.len, self.pack_body(&p)?)))?;
+        let mut at = offset;
+        let mut out = Vec::with_capacity(stored.len());
+        for (id, len, body) in stored {
+            out.push(Pending { offset: at, id, len, body });
+            at += u64::from(len);
+        }
+        Ok(out)
     }
 
     /// Appends the new bodies of `prepared` (laid end to end from `offset`) to a pack.
@@ -460,17 +477,17 @@ impl Chunks {
         let mut at = offset;
         let mut out = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let body = match p.sealed {
-                Some(env) => {
-                    let location = Some(self.store.append_body(&env)?);
-                    Some(NewBody { stored: env.len() as u32, plain: p.len, location })
-                }
-                None => None,
-            };
-            out.push(Pending { offset: at, id: p.id, len: p.len, body });
+            out.push(Pending { offset: at, id: p.id, len: p.len, body: self.pack_body(&p)? });
             at += u64::from(p.len);
         }
         Ok(out)
+    }
+
+    /// Appends a prepared chunk's body to a pack if it is new.
+    fn pack_body(&self, p: &Prepared) -> Result<Option<NewBody>> {
+        let Some(env) = &p.sealed else { return Ok(None) };
+        let location = Some(self.store.append_body(env)?);
+        Ok(Some(NewBody { stored: env.len() as u32, plain: p.len, location }))
     }
 
     /// Reads, decrypts and re-hashes chunk `id` (bypassing the cache); its plaintext length.
