@@ -88,7 +88,7 @@ impl Volume {
         super::faults::crash_point("gc-after-compaction");
         let (packs_deleted, pack_bytes_moved) = self.compact_packs()?;
         let disk_bytes_after = self.store.disk_bytes()?;
-        tracing::info!(
+        let report = GcReport {
             chunks_deleted,
             stored_bytes_deleted,
             chunks_pinned,
@@ -96,17 +96,9 @@ impl Volume {
             disk_bytes_after,
             packs_deleted,
             pack_bytes_moved,
-            "garbage collected"
-        );
-        Ok(GcReport {
-            chunks_deleted,
-            stored_bytes_deleted,
-            chunks_pinned,
-            disk_bytes_before,
-            disk_bytes_after,
-            packs_deleted,
-            pack_bytes_moved,
-        })
+        };
+        tracing::info!(?report, "garbage collected");
+        Ok(report)
     }
 
     /// Deletes the packs that are mostly dead, after moving their live bodies; returns the
