@@ -150,8 +150,14 @@ impl Packs {
                     None => 1,
                 },
             };
-            let file =
-                OpenOptions::new().read(true).write(true).create(true).open(self.path(next)).map_err(io_error)?;
+            // An existing last pack is continued after its end, never truncated.
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(self.path(next))
+                .map_err(io_error)?;
             let len = file.metadata().map_err(io_error)?.len();
             // The new file's name must survive a crash as surely as its contents: `sync`
             // syncs the directory too. (Syncing it here, on the writers' path, cost a

@@ -47,6 +47,9 @@ pub struct GcReport {
     pub pack_bytes_moved: u64,
 }
 
+/// A chunk's `refs` key and record, for a body in a pack.
+type PackedChunk = (Box<[u8]>, RefRecord);
+
 /// A pack whose live bodies fill less than this share of it is rewritten.
 const PACK_LIVE_MIN: f64 = 0.5;
 
@@ -109,7 +112,8 @@ impl Volume {
         let current = self.store.packs().rotate()?;
         self.commit_all_windows()?;
         let mut txn = self.txn()?;
-        let mut live: HashMap<u32, Vec<(Box<[u8]>, RefRecord)>> = HashMap::new();
+        // Per pack below the fresh one: the chunk ids (keys) and records pointing into it.
+        let mut live: HashMap<u32, Vec<PackedChunk>> = HashMap::new();
         for kv in self.store.scan(Cf::Refs, &[], &[]) {
             let (k, v) = kv?;
             let rec = RefRecord::decode(&v).ok_or_else(|| Error::CorruptMeta("ref record".into()))?;
