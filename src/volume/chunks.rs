@@ -14,6 +14,7 @@ use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
 use crate::crypto::keys::Keyring;
 use crate::ids::{ChunkId, Ino};
+use crate::store::packs::Location;
 use crate::store::{Cf, Store};
 use lru::LruCache;
 use rayon::prelude::*;
@@ -365,6 +366,17 @@ impl Chunks {
 
     /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
     pub(crate) fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
+        self.chunk_at(ino, id, None)
+    }
+
+    /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack
+    /// that no committed record points at yet.
+    pub(crate) fn pending_chunk(&self, ino: Ino, p: &Pending) -> Result<Plain> {
+        self.chunk_at(ino, &p.id, p.body.and_then(|b| b.location))
+    }
+
+    /// `chunk`, reading the body at `packed` if given instead of where `refs` says.
+    fn chunk_at(&self, ino: Ino, id: &ChunkId, packed: Option<Location>) -> Result<Plain> {
         if let Some(p) = self.cache.get(id) {
             return Ok(p);
         }
@@ -377,23 +389,14 @@ impl Chunks {
         if let Some(p) = self.cache.get(id) {
             return Ok(p);
         }
-        let plain = self.load(ino, id)?;
-        self.cache.insert(*id, plain.clone());
-        Ok(plain)
-    }
-
-    /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack
-    /// that no committed record points at yet.
-    pub(crate) fn pending_chunk(&self, ino: Ino, p: &Pending) -> Result<Plain> {
-        let Some(loc) = p.body.and_then(|b| b.location) else {
-            return self.chunk(ino, &p.id);
+        let plain = match packed {
+            Some(loc) => {
+                let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open(id, &envelope));
+                self.verified(ino, id, opened)?
+            }
+            None => self.load(ino, id)?,
         };
-        if let Some(plain) = self.cache.get(&p.id) {
-            return Ok(plain);
-        }
-        let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open(&p.id, &envelope));
-        let plain = self.verified(ino, &p.id, opened)?;
-        self.cache.insert(p.id, plain.clone());
+        self.cache.insert(*id, plain.clone());
         Ok(plain)
     }
 

@@ -60,13 +60,11 @@ struct Window {
     /// Bytes covered by `pending` and `jobs`.
     pending_len: u64,
     tail: Vec<u8>,
-    /// Some pending bodies are in packs: sync them before committing.
-    packed: bool,
 }
 
 impl Window {
     fn new(start: u64) -> Self {
-        Self { start, pending: vec![], jobs: VecDeque::new(), pending_len: 0, tail: vec![], packed: false }
+        Self { start, pending: vec![], jobs: VecDeque::new(), pending_len: 0, tail: vec![] }
     }
     fn tail_start(&self) -> u64 {
         self.start + self.pending_len
@@ -76,13 +74,16 @@ impl Window {
     }
     /// Bodies went, or are going, to packs: the commit syncs them.
     fn streamed(&self) -> bool {
-        self.packed || !self.jobs.is_empty()
+        self.packed() || !self.jobs.is_empty()
+    }
+    /// Some pending bodies are in packs: the commit syncs them.
+    fn packed(&self) -> bool {
+        self.pending.iter().any(|p| p.body.is_some())
     }
     /// Waits for the oldest job and moves its chunks to `pending`.
     fn finish_oldest_job(&mut self) -> Result<()> {
         if let Some(job) = self.jobs.pop_front() {
             let mut done = job.wait()?;
-            self.packed |= done.iter().any(|p| p.body.is_some());
             self.pending.append(&mut done);
         }
         Ok(())
@@ -456,7 +457,7 @@ impl Volume {
         mut prepared: Vec<Prepared>,
         durability: Durability,
     ) -> Result<()> {
-        if w.packed {
+        if w.packed() {
             // The packs are synced for this commit anyway: the tail's bodies go there too
             // rather than through the write-ahead log.
             let mut tail = self.chunks.pack(w.tail_start(), std::mem::take(&mut prepared))?;

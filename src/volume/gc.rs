@@ -24,6 +24,7 @@ use super::error::{Error, Result};
 use super::Volume;
 use crate::ids::ChunkId;
 use crate::store::keys::RefRecord;
+use crate::store::packs::Location;
 use crate::store::{Cf, Durability};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -47,8 +48,8 @@ pub struct GcReport {
     pub pack_bytes_moved: u64,
 }
 
-/// A chunk's `refs` key and record, for a body in a pack.
-type PackedChunk = (Box<[u8]>, RefRecord);
+/// A chunk's `refs` key and record, and where its body lies in a pack.
+type PackedChunk = (Box<[u8]>, RefRecord, Location);
 
 /// A pack whose live bodies fill less than this share of it is rewritten.
 const PACK_LIVE_MIN: f64 = 0.5;
@@ -118,7 +119,7 @@ impl Volume {
             let (k, v) = kv?;
             let rec = RefRecord::decode(&v).ok_or_else(|| Error::CorruptMeta("ref record".into()))?;
             if let Some(loc) = rec.location.filter(|l| l.pack < current) {
-                live.entry(loc.pack).or_default().push((k, rec));
+                live.entry(loc.pack).or_default().push((k, rec, loc));
             }
         }
         let (mut emptied, mut moved) = (Vec::new(), 0u64);
@@ -127,12 +128,11 @@ impl Volume {
                 continue;
             }
             let bodies = live.remove(&pack).unwrap_or_default();
-            let live_bytes: u64 = bodies.iter().filter_map(|(_, r)| r.location).map(|l| u64::from(l.len)).sum();
+            let live_bytes: u64 = bodies.iter().map(|(_, _, loc)| u64::from(loc.len)).sum();
             if live_bytes > 0 && live_bytes as f64 >= size as f64 * PACK_LIVE_MIN {
                 continue;
             }
-            for (id, mut rec) in bodies {
-                let Some(loc) = rec.location else { continue };
+            for (id, mut rec, loc) in bodies {
                 let body = self.store.packs().read(loc)?.filter(|b| !b.is_empty()).ok_or_else(|| {
                     let id = ChunkId::from_slice(&id).map_or_else(String::new, |c| c.to_string());
                     Error::CorruptMeta(format!("chunk {id} lies beyond the end of pack {pack}"))
