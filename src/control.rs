@@ -251,7 +251,10 @@ fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
         return;
     }
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(req) => answer(vol, mountpoint, req).unwrap_or_else(|e| Response::Error { message: e.to_string() }),
+        // The mount's kernel caches drop the names a command changes (`Volume::foreign`).
+        Ok(req) => {
+            vol.foreign(|| answer(vol, mountpoint, req)).unwrap_or_else(|e| Response::Error { message: e.to_string() })
+        }
         Err(e) => Response::Error { message: format!("bad request: {e}") },
     };
     let mut out = serde_json::to_string(&response).expect("responses serialise");

@@ -183,12 +183,10 @@ fn serve(
         })?);
         let session = crate::fs::mount::mount(vol.clone(), mountpoint, cfg)
             .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
+        vol.set_entry_observer(crate::fs::mount::entry_invalidator(&session));
         control::serve(vol.clone(), mountpoint.to_path_buf()).context("cannot open the control socket")?;
         let sidecar = match http.listen {
-            Some(addr) => {
-                let invalidate = crate::fs::mount::entry_invalidator(&session);
-                Some(super::serve::start(vol.clone(), addr, &http.tls, Some(invalidate))?)
-            }
+            Some(addr) => Some(super::serve::start(vol.clone(), addr, &http.tls)?),
             None => None,
         };
         Ok((vol, session, sidecar))

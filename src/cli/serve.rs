@@ -3,7 +3,7 @@
 
 use super::{credential, UnlockArgs};
 use crate::control;
-use crate::http::{Invalidator, Sidecar, SidecarConfig};
+use crate::http::{Sidecar, SidecarConfig};
 use crate::volume::{OpenOptions, Volume};
 use anyhow::{bail, Context};
 use nix::sys::signal::{SigSet, Signal};
@@ -82,12 +82,7 @@ impl SidecarHandle {
 
 /// Binds `addr` (refusing plain HTTP off loopback unless allowed) and serves `vol` on a
 /// runtime thread of its own.
-pub fn start(
-    vol: Arc<Volume>,
-    addr: SocketAddr,
-    tls: &TlsArgs,
-    invalidate: Option<Invalidator>,
-) -> anyhow::Result<SidecarHandle> {
+pub fn start(vol: Arc<Volume>, addr: SocketAddr, tls: &TlsArgs) -> anyhow::Result<SidecarHandle> {
     let tls_config = match tls.files(vol.dir())? {
         Some((cert, key)) => Some(crate::http::tls::server_config(&cert, &key)?),
         None if !addr.ip().is_loopback() && !tls.allow_plain_http => {
@@ -120,7 +115,7 @@ pub fn start(
         addr
     };
     config.self_url = Some(format!("{scheme}://{local}"));
-    let state = Sidecar::new(vol, invalidate, config);
+    let state = Sidecar::new(vol, config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -160,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Volume::open(&dir, keys, &OpenOptions::default()).with_context(|| format!("cannot open {}", dir.display()))?,
     );
     control::serve(vol.clone(), PathBuf::new()).context("cannot open the control socket")?;
-    let handle = match start(vol.clone(), args.listen, &args.tls, None) {
+    let handle = match start(vol.clone(), args.listen, &args.tls) {
         Ok(h) => h,
         Err(e) => {
             control::remove_socket(&dir);

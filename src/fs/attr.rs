@@ -44,3 +44,25 @@ pub(super) fn file_attr(a: &Attr) -> FileAttr {
         flags: 0,
     }
 }
+
+/// The reply to a lookup of a name that does not exist, for the kernel to cache: inode 0.
+pub(super) fn negative_entry() -> FileAttr {
+    let epoch = std::time::SystemTime::UNIX_EPOCH;
+    FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: epoch,
+        mtime: epoch,
+        ctime: epoch,
+        crtime: epoch,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: BLKSIZE,
+        flags: 0,
+    }
+}

@@ -1,9 +1,9 @@
 //! `fuser::Filesystem` for a volume: one engine call per request.
 
-use super::attr::{file_attr, file_type};
+use super::attr::{file_attr, file_type, negative_entry};
 use super::errno::to_errno;
 use crate::ids::Ino;
-use crate::volume::{Kind, RenameMode, SetAttr, SetTime, Volume};
+use crate::volume::{Error as VolumeError, Kind, RenameMode, SetAttr, SetTime, Volume};
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
     OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
@@ -16,9 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// How long the kernel may cache attributes and names. Short, because the HTTP side can
-/// change the volume too.
+/// How long the kernel may cache attributes. Short, because the HTTP side can change a
+/// file's contents too.
 const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache a lookup, a miss included. Every change of a name made
+/// outside the mount drops it at once (`Volume::foreign`), so this can be long: `rsync`
+/// looks each new name up again well after its first miss.
+const ENTRY_TTL: Duration = Duration::from_secs(60);
 /// Largest write the kernel is asked to send in one request.
 const MAX_WRITE: u32 = 1 << 20;
 /// Directory entries fetched from the volume per readdir request.
@@ -84,8 +88,16 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let a = try_reply!(reply, self.vol.lookup(ino(parent), name.as_bytes()));
-        reply.entry(&TTL, &file_attr(&a), Generation(0));
+        match self.vol.lookup(ino(parent), name.as_bytes()) {
+            Ok(a) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &file_attr(&a), Generation(0)),
+            // A miss is cached too (inode 0). The hidden directories of the root appear
+            // without a directory entry that `Volume::foreign` would see, so their misses
+            // are not.
+            Err(VolumeError::NotFound) if !Volume::is_reserved_name(ino(parent), name.as_bytes()) => {
+                reply.entry_with_ttls(&TTL, &ENTRY_TTL, &negative_entry(), Generation(0));
+            }
+            Err(e) => reply.error(to_errno(&e)),
+        }
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -205,8 +217,12 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        try_reply!(reply, self.vol.open_file(ino(i), flags.acc_mode() != OpenAccMode::O_RDONLY));
-        reply.opened(self.fh(), FopenFlags::empty());
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        try_reply!(reply, self.vol.open_file(ino(i), write));
+        // Closing a handle that cannot have written has nothing to commit: the kernel can
+        // skip the flush round trip (`rsync` opens every file read-only to `fchmod` it).
+        let open_flags = if write { FopenFlags::empty() } else { FopenFlags::FOPEN_NOFLUSH };
+        reply.opened(self.fh(), open_flags);
     }
 
     fn read(

@@ -41,10 +41,9 @@ pub fn mount(vol: Arc<Volume>, mountpoint: &Path, cfg: &MountConfig) -> std::io:
     Session::new(NanoFs::new(vol), mountpoint, &config)
 }
 
-/// A function telling the kernel that the entry `name` of directory `parent` changed
-/// behind its back (the HTTP sidecar created, replaced or deleted it), so that its cached
-/// lookup, negative ones included, is dropped at once.
-pub fn entry_invalidator(session: &Session<NanoFs>) -> std::sync::Arc<dyn Fn(crate::Ino, &[u8]) + Send + Sync> {
+/// The observer of entries changed outside the mount (`Volume::foreign`): it tells the
+/// kernel to drop its cached lookup of each, misses included.
+pub fn entry_invalidator(session: &Session<NanoFs>) -> crate::volume::EntryObserver {
     let notifier = session.notifier();
     std::sync::Arc::new(move |parent: crate::Ino, name: &[u8]| {
         let name = std::ffi::OsStr::from_bytes(name);

@@ -198,11 +198,11 @@ pub async fn commit(
         author: None,
     };
     let (t, i) = (target.clone(), id.clone());
-    let (parent, name, size) = state
+    let size = state
         .blocking(move |vol| {
             let ino = vol.assemble_upload(&st, &pieces)?;
-            let (attr, parent) = vol.upload_finish(&i, ino, &t)?;
-            Ok((parent, super::tus::file_name(&t), attr.inode.size))
+            let attr = vol.upload_finish(&i, ino, &t)?;
+            Ok(attr.inode.size)
         })
         .await
         .map_err(|e| {
@@ -213,6 +213,5 @@ pub async fn commit(
             }
         })?;
     state.deltas.lock().expect("sessions").remove(&id);
-    state.changed(parent, &name);
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "path": target, "size": size }))))
 }

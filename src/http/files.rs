@@ -291,18 +291,15 @@ pub async fn delete(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResul
     authorize(&state, req.headers(), &path, Permission::Delete).await?;
     let (parent_path, name) = path.rsplit_once('/').expect("starts with /");
     let (parent_path, name) = (parent_path.to_string(), name.to_string());
-    let n = name.clone();
-    let parent = state
+    state
         .blocking(move |vol| {
             let parent = vol.resolve(&parent_path)?;
-            match vol.lookup(parent, n.as_bytes())?.inode.kind {
-                Kind::Dir => vol.rmdir(parent, n.as_bytes())?,
-                _ => vol.unlink(parent, n.as_bytes())?,
+            match vol.lookup(parent, name.as_bytes())?.inode.kind {
+                Kind::Dir => vol.rmdir(parent, name.as_bytes()),
+                _ => vol.unlink(parent, name.as_bytes()),
             }
-            Ok(parent)
         })
         .await?;
-    state.changed(parent, &name);
     Ok(StatusCode::NO_CONTENT)
 }
 

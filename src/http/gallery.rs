@@ -341,7 +341,7 @@ pub async fn rename(
     if b.name.is_empty() || b.name.contains('/') || b.name.starts_with('.') || b.name.len() > crate::volume::NAME_MAX {
         return Err(ApiError::bad_request("a name is 1 to 255 bytes, without '/', not starting with '.'"));
     }
-    let (folder, old) = state
+    let old = state
         .blocking(move |vol| {
             let rec = vol.gallery_item(&c.gallery, ino)?;
             may_change(&c.actor, rec.author.as_deref())?;
@@ -349,10 +349,9 @@ pub async fn rename(
             acting_as(c.actor.name.as_deref(), || {
                 vol.rename(folder, old.as_bytes(), folder, b.name.as_bytes(), RenameMode::NoReplace)
             })?;
-            Ok((folder, old))
+            Ok(old)
         })
         .await?;
-    state.changed(folder, &old);
     Ok(Json(json!({ "id": item, "renamed_from": old })))
 }
 
@@ -364,16 +363,14 @@ pub async fn delete_item(
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
-    let (folder, name) = state
+    state
         .blocking(move |vol| {
             let rec = vol.gallery_item(&c.gallery, ino)?;
             may_change(&c.actor, rec.author.as_deref())?;
             let (folder, name) = vol.locate_item(&c.gallery, ino)?;
-            acting_as(c.actor.name.as_deref(), || vol.unlink(folder, name.as_bytes()))?;
-            Ok((folder, name))
+            acting_as(c.actor.name.as_deref(), || vol.unlink(folder, name.as_bytes()))
         })
         .await?;
-    state.changed(folder, &name);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,7 +4,7 @@
 //! deletions, `/uploads` is a tus 1.0.0 endpoint for resumable uploads, `/healthz` and
 //! `/readyz` report liveness. Every engine call is blocking and runs on tokio's blocking
 //! pool; bodies stream through in constant memory. When the sidecar runs inside the mount
-//! daemon, changes it makes invalidate the kernel's caches of the affected names.
+//! daemon, the names its changes touch are dropped from the kernel's caches.
 
 mod auth;
 mod delta;
@@ -18,7 +18,6 @@ pub mod tls;
 mod tus;
 mod ui;
 
-use crate::ids::Ino;
 use crate::volume::Volume;
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,9 +25,6 @@ use error::{ApiError, ApiResult};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A change the kernel may have cached: the entry `name` in `parent`.
-pub type Invalidator = Arc<dyn Fn(Ino, &[u8]) + Send + Sync>;
 
 /// Settings of the sidecar.
 #[derive(Debug, Clone)]
@@ -69,7 +65,6 @@ const CONCURRENT_UPLOAD_WRITES: usize = 16;
 /// State shared by the handlers.
 pub struct Sidecar {
     vol: Arc<Volume>,
-    invalidate: Option<Invalidator>,
     config: SidecarConfig,
     upload_writers: tokio::sync::Semaphore,
     deltas: delta::Sessions,
@@ -85,12 +80,11 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// A sidecar over `vol`; `invalidate` tells a FUSE mount of the same volume what changed.
+    /// A sidecar over `vol`.
     #[must_use]
-    pub fn new(vol: Arc<Volume>, invalidate: Option<Invalidator>, config: SidecarConfig) -> Arc<Self> {
+    pub fn new(vol: Arc<Volume>, config: SidecarConfig) -> Arc<Self> {
         Arc::new(Self {
             vol,
-            invalidate,
             config,
             upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
             deltas: delta::Sessions::default(),
@@ -101,23 +95,17 @@ impl Sidecar {
         })
     }
 
-    /// Runs a blocking engine call on the blocking pool.
+    /// Runs a blocking engine call on the blocking pool; the names it changes are dropped
+    /// from a mount's kernel caches (`Volume::foreign`).
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Volume) -> crate::volume::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
         let vol = self.vol.clone();
-        tokio::task::spawn_blocking(move || f(&vol))
+        tokio::task::spawn_blocking(move || vol.foreign(|| f(&vol)))
             .await
             .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(ApiError::from)
-    }
-
-    /// Tells the kernel that `name` in the directory holding `path` changed.
-    fn changed(&self, parent: Ino, name: &str) {
-        if let Some(f) = &self.invalidate {
-            f(parent, name.as_bytes());
-        }
     }
 }
 

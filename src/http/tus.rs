@@ -126,11 +126,6 @@ fn target_of(meta: &[(String, Vec<u8>)], token: &TokenInfo) -> Result<String, Ap
     Ok(path)
 }
 
-/// The last name of a volume path.
-pub(super) fn file_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
-}
-
 /// The id in an upload URL (`/uploads/<id>` or a full URL).
 fn id_of_url(url: &str) -> &str {
     url.trim_end_matches('/').rsplit('/').next().unwrap_or("")
@@ -233,9 +228,8 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
             return Err(ApiError::bad_request("Upload-Concat: final needs partial uploads"));
         }
         let target = target.expect("a final upload has a target");
-        let state2 = state.clone();
         let (tok, t, i, m) = (token.clone(), target.clone(), id.clone(), raw_meta.clone());
-        let (parent, name, size) = state
+        let size = state
             .blocking(move |vol| {
                 let mut inos = Vec::new();
                 for p in &parts {
@@ -257,11 +251,11 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
                 };
                 let ino = vol.upload_create(&st)?;
                 let size = vol.concat_files(ino, &inos)?;
-                let (_, parent) = vol.upload_finish(&i, ino, &t)?;
+                vol.upload_finish(&i, ino, &t)?;
                 for p in &parts {
                     vol.upload_delete(p)?;
                 }
-                Ok((parent, file_name(&t), size))
+                Ok(size)
             })
             .await
             .map_err(|e| {
@@ -271,7 +265,6 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
                     e
                 }
             })?;
-        state2.changed(parent, &name);
         return Ok(respond(
             StatusCode::CREATED,
             vec![("location", format!("/uploads/{id}")), ("upload-offset", size.to_string())],
@@ -558,7 +551,7 @@ async fn receive(
     }
 }
 
-/// Moves a complete upload to its target and tells the mount.
+/// Moves a complete upload to its target.
 async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> ApiResult<()> {
     if st.partial {
         return Ok(());
@@ -566,13 +559,7 @@ async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> Ap
     let target = st.target.clone().ok_or_else(|| ApiError::bad_request("the upload has no target"))?;
     let (id, t) = (st.id.clone(), target.clone());
     let author = st.author.clone();
-    let (parent, name) = state
-        .blocking(move |vol| {
-            let (_, parent) = acting_as(author.as_deref(), || vol.upload_finish(&id, ino, &t))?;
-            Ok((parent, file_name(&t)))
-        })
-        .await?;
-    state.changed(parent, &name);
+    state.blocking(move |vol| acting_as(author.as_deref(), || vol.upload_finish(&id, ino, &t)).map(drop)).await?;
     tracing::info!(upload = %st.id, target, "upload complete");
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod gallery;
 mod gc;
 pub mod header;
 mod keyslots;
+mod observer;
 pub mod records;
 mod snapshot;
 mod tokens;
@@ -30,6 +31,7 @@ pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
 pub use keyslots::{RekeyReport, RotateReport};
+pub use observer::EntryObserver;
 pub use records::{Kind, Timestamp};
 pub use snapshot::SnapshotInfo;
 pub use tokens::{normalise_prefix, Permission, TokenInfo, TokenRefusal, TOKEN_PREFIX};
@@ -129,6 +131,8 @@ pub struct Volume {
     opens: Mutex<HashMap<Ino, u32>>,
     last_read_end: Mutex<HashMap<Ino, u64>>,
     galleries: gallery::GalleryState,
+    /// Told of entries changed outside the mount (`observer`).
+    entry_observer: std::sync::OnceLock<EntryObserver>,
 }
 
 impl Volume {
@@ -213,6 +217,7 @@ impl Volume {
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(HashMap::new()),
             galleries: gallery::GalleryState::new(),
+            entry_observer: std::sync::OnceLock::new(),
         };
         vol.load_gallery_roots()?;
         if !vol.read_only {

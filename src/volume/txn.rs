@@ -8,6 +8,7 @@
 
 use super::chunks::Prepared;
 use super::error::{Error, Result};
+use super::observer;
 use super::records::{DirentRecord, Inode};
 use super::Volume;
 use crate::ids::{ChunkId, Ino};
@@ -59,6 +60,8 @@ pub(crate) struct Txn<'a> {
     pub allow_frozen: bool,
     /// Gallery events of this change, numbered and logged at commit.
     pub(crate) events: super::gallery::events::PendingEvents,
+    /// Entries this change adds or deletes, when made outside the mount (`observer`).
+    changed_entries: Vec<(Ino, Vec<u8>)>,
 }
 
 impl<'a> Txn<'a> {
@@ -76,6 +79,7 @@ impl<'a> Txn<'a> {
             allocated_ino: false,
             allow_frozen: false,
             events: Default::default(),
+            changed_entries: Vec::new(),
         }
     }
 
@@ -136,12 +140,20 @@ impl<'a> Txn<'a> {
         let key = keys::named_key(parent, &self.vol.keys.name_hash(&entry.name));
         let sealed = self.vol.meta.seal(Cf::Dirents.name(), &key, &entry.encode());
         self.batch.put(Cf::Dirents, &key, &sealed);
+        self.note_entry(parent, &entry.name);
     }
 
     /// Removes a directory entry.
     pub fn delete_dirent(&mut self, parent: Ino, name: &[u8]) {
         let key = keys::named_key(parent, &self.vol.keys.name_hash(name));
         self.batch.delete(Cf::Dirents, &key);
+        self.note_entry(parent, name);
+    }
+
+    fn note_entry(&mut self, parent: Ino, name: &[u8]) {
+        if observer::noting() {
+            self.changed_entries.push((parent, name.to_vec()));
+        }
     }
 
     /// Adds an extent; `body` when this change stores the chunk body too.
@@ -269,6 +281,7 @@ impl<'a> Txn<'a> {
             return Ok(());
         }
         self.vol.store.commit(batch, durability)?;
+        observer::note(std::mem::take(&mut self.changed_entries));
         self.state.space = space;
         self.state.event_seqs.remember(numbers);
         for e in live {

@@ -121,8 +121,7 @@ impl Volume {
     }
 
     /// Moves a complete upload to `target` (creating missing directories), atomically.
-    /// Returns the file and the directory it landed in (for cache invalidation).
-    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<(Attr, Ino)> {
+    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<Attr> {
         self.fsync(ino)?;
         let (parent, name) = self.mkdir_parents(target)?;
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
@@ -133,7 +132,7 @@ impl Volume {
         let mut batch = self.store.batch();
         batch.delete(Cf::Xattrs, &key);
         self.store.commit(batch, Durability::Synced)?;
-        Ok((self.getattr(ino)?, parent))
+        self.getattr(ino)
     }
 
     /// Deletes an upload and its bytes (GC frees the chunks only it used).

@@ -153,7 +153,10 @@ fn tus_checksum_termination_and_concatenation() {
     assert_eq!(patch(&b, 3, "xyz", None).0, 409);
     assert_eq!(patch(&b, 0, " world", None).0, 204);
 
-    // Final concatenation of the two partial uploads, in order, at the metadata's path.
+    // Final concatenation of the two partial uploads, in order, at the metadata's path, in
+    // a directory the upload creates. The kernel caches the miss of that directory, and must
+    // drop it: the new directory is no name the sidecar was asked to write.
+    assert!(!s.m.p("parts").exists());
     let fin = format!("Upload-Concat: final;{a} {b}");
     let meta = format!("Upload-Metadata: path {}", base64("/parts/whole.bin"));
     let (status, headers, _) = curl(&["-X", "POST", "-H", tus, "-H", &auth, "-H", &fin, "-H", &meta, &uploads]);

@@ -86,7 +86,9 @@ fn clones_share_chunks_and_diverge_independently() {
     std::fs::write(m.p("project/README"), b"hello\n").unwrap();
     let stored = v.stat_u64("stored_bytes");
 
-    // From inside the mount: paths in the mount name the volume.
+    // From inside the mount: paths in the mount name the volume. The copy appears at once,
+    // though the kernel cached the miss of its name just before.
+    assert!(!m.p("copy").exists());
     sh(&format!("{} clone '{}' '{}'", bin(), m.p("project").display(), m.p("copy").display()));
     assert_eq!(sha256(&m.p("copy/src/take1.mov")), sha256(&m.p("project/src/take1.mov")));
     assert!(v.stat_u64("stored_bytes") - stored < stored / 100);
@@ -97,6 +99,7 @@ fn clones_share_chunks_and_diverge_independently() {
     // A snapshot restored by cloning it out is writable again.
     v.run_ok(&["snapshot", "create", v.path(), "s"]);
     std::fs::remove_dir_all(m.p("project")).unwrap();
+    assert!(!m.p("restored").exists());
     v.run_ok(&["clone", v.path(), ".snapshots/s/project", "restored"]);
     std::fs::write(m.p("restored/README"), b"writable\n").unwrap();
     assert_eq!(sha256(&m.p("restored/src/take1.mov")), sha256(&m.p("copy/src/take1.mov")));
