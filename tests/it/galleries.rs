@@ -460,7 +460,8 @@ fn events_replay_after_reconnect_and_report_mount_changes() {
     let start = hello["seq"].as_u64().unwrap();
     w.call("POST", &comments, Some(&alice), Some(json!({"text": "first"})));
     let first = ws.until("comment.added");
-    assert_eq!(first["seq"].as_u64().unwrap(), start + 1);
+    // The upload's `item.indexed` may come first, when indexing ran late.
+    assert!(first["seq"].as_u64().unwrap() > start);
     assert_eq!(first["actor"], "alice");
     assert_eq!(first["data"]["text"], "first");
     drop(ws);
