@@ -16,6 +16,7 @@ mod fingerprint;
 pub mod gallery;
 mod gc;
 pub mod header;
+mod inode_cache;
 mod keyslots;
 mod observer;
 pub mod records;
@@ -131,6 +132,8 @@ pub struct Volume {
     opens: Mutex<HashMap<Ino, u32>>,
     last_read_end: Mutex<HashMap<Ino, u64>>,
     galleries: gallery::GalleryState,
+    /// Decoded inode records (`inode_cache`).
+    inodes: inode_cache::InodeCache,
     /// Told of entries changed outside the mount (`observer`).
     entry_observer: std::sync::OnceLock<EntryObserver>,
 }
@@ -217,6 +220,7 @@ impl Volume {
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(HashMap::new()),
             galleries: gallery::GalleryState::new(),
+            inodes: inode_cache::InodeCache::default(),
             entry_observer: std::sync::OnceLock::new(),
         };
         vol.load_gallery_roots()?;
@@ -308,9 +312,15 @@ impl Volume {
     }
 
     fn load_inode(&self, ino: Ino) -> Result<Inode> {
+        let generation = match self.inodes.get(ino) {
+            Ok(inode) => return Ok(inode),
+            Err(generation) => generation,
+        };
         let key = keys::ino_key(ino);
         let sealed = self.store.get(Cf::Inodes, &key)?.ok_or(Error::NotFound)?;
-        Inode::decode(&self.meta.open(Cf::Inodes.name(), &key, &sealed)?)
+        let inode = Inode::decode(&self.meta.open(Cf::Inodes.name(), &key, &sealed)?)?;
+        self.inodes.fill(ino, &inode, generation);
+        Ok(inode)
     }
 
     /// Purges inodes that were unlinked while open when the daemon stopped.

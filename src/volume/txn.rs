@@ -60,6 +60,8 @@ pub(crate) struct Txn<'a> {
     pub allow_frozen: bool,
     /// Gallery events of this change, numbered and logged at commit.
     pub(crate) events: super::gallery::events::PendingEvents,
+    /// Inodes this change deletes.
+    deleted_inodes: Vec<Ino>,
     /// Entries this change adds or deletes, when made outside the mount (`observer`).
     changed_entries: Vec<(Ino, Vec<u8>)>,
 }
@@ -79,6 +81,7 @@ impl<'a> Txn<'a> {
             allocated_ino: false,
             allow_frozen: false,
             events: Default::default(),
+            deleted_inodes: Vec::new(),
             changed_entries: Vec::new(),
         }
     }
@@ -132,6 +135,7 @@ impl<'a> Txn<'a> {
         self.batch.delete(Cf::Orphans, &keys::ino_key(ino));
         self.batch.delete(Cf::Inodes, &keys::ino_key(ino));
         self.inodes.remove(&ino);
+        self.deleted_inodes.push(ino);
         Ok(())
     }
 
@@ -281,6 +285,8 @@ impl<'a> Txn<'a> {
             return Ok(());
         }
         self.vol.store.commit(batch, durability)?;
+        let written = self.inodes.iter().filter(|(_, (_, dirty))| *dirty).map(|(ino, (inode, _))| (*ino, Some(inode)));
+        self.vol.inodes.committed(written.chain(self.deleted_inodes.iter().map(|ino| (*ino, None))));
         observer::note(std::mem::take(&mut self.changed_entries));
         self.state.space = space;
         self.state.event_seqs.remember(numbers);
