@@ -32,13 +32,16 @@ const READDIR_BATCH: usize = 256;
 pub struct NanoFs {
     vol: Arc<Volume>,
     next_fh: AtomicU64,
+    /// The kernel takes `ENOSYS` from `opendir` as "no directory handles needed" and
+    /// sends neither `opendir` nor `releasedir` again (`FUSE_NO_OPENDIR_SUPPORT`).
+    no_opendir: bool,
 }
 
 impl NanoFs {
     /// Serves `vol`.
     #[must_use]
     pub fn new(vol: Arc<Volume>) -> Self {
-        Self { vol, next_fh: AtomicU64::new(1) }
+        Self { vol, next_fh: AtomicU64::new(1), no_opendir: false }
     }
 
     fn fh(&self) -> FileHandle {
@@ -74,10 +77,18 @@ impl fuser::Filesystem for NanoFs {
         let _ = config.set_max_write(MAX_WRITE);
         let _ = config.set_max_readahead(MAX_WRITE);
         let _ = config.set_max_background(64);
-        for flag in [InitFlags::FUSE_PARALLEL_DIROPS, InitFlags::FUSE_DO_READDIRPLUS, InitFlags::FUSE_READDIRPLUS_AUTO]
-        {
+        // A symlink's target never changes, so the kernel may keep what it read.
+        for flag in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
             let _ = config.add_capabilities(flag);
         }
+        // Directory reads resume from the entry's cookie and need no handle: two round
+        // trips fewer per directory listed.
+        self.no_opendir = config.add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT).is_ok();
         Ok(())
     }
 
@@ -280,6 +291,14 @@ impl fuser::Filesystem for NanoFs {
     fn fsync(&self, _req: &Request, i: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         try_reply!(reply, self.vol.fsync(ino(i)));
         reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, _i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_opendir {
+            reply.error(Errno::ENOSYS);
+        } else {
+            reply.opened(FileHandle(0), FopenFlags::empty());
+        }
     }
 
     fn readdir(&self, _req: &Request, i: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
