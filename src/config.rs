@@ -132,7 +132,8 @@ impl Default for Chunking {
 pub struct Storage {
     /// `auto` compresses a chunk with zstd when a sample shows it pays; `off` never does.
     pub compression: Compression,
-    /// zstd level for compressed chunks.
+    /// zstd level for compressed chunks. 1 by measurement: on `/usr/share/doc` level 3
+    /// stores 1 % less and costs 7 % more daemon CPU, on the path of every close.
     pub compression_level: i32,
     /// Budget of the decrypted-chunk cache, MiB (overridden by `-o cache_mb=N`).
     pub cache_mb: u32,
@@ -140,7 +141,7 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { compression: Compression::Auto, compression_level: 3, cache_mb: 32 }
+        Self { compression: Compression::Auto, compression_level: 1, cache_mb: 32 }
     }
 }
 
