@@ -325,6 +325,11 @@ pub(crate) struct Pending {
     pub body: Option<NewBody>,
 }
 
+/// The bodies one write window appended to packs, by id. Dedup looks in `refs`, which
+/// knows a window's chunks only once it commits: a chunk that repeats inside the window
+/// (a disk image, a video with a repeated segment) is appended once and referenced again.
+pub(crate) type WindowBodies = Mutex<HashMap<ChunkId, NewBody>>;
+
 /// Chunk bodies in and out: prepares and stores new chunks, reads and caches decrypted
 /// ones; shared with background jobs and read-ahead tasks.
 pub(crate) struct Chunks {
@@ -464,8 +469,14 @@ impl Chunks {
 
     /// Chunks a block at `offset` into `lens`, appending new bodies to a pack as soon as
     /// each is sealed (so a block's sealed copy never sits in memory whole).
-    pub(crate) fn store_block(&self, offset: u64, data: &[u8], lens: &[usize]) -> Result<Vec<Pending>> {
-        let stored = self.prepare_then(data, lens, |p| Ok((p.id, p.len, self.pack_body(&p)?)))?;
+    pub(crate) fn store_block(
+        &self,
+        offset: u64,
+        data: &[u8],
+        lens: &[usize],
+        window: &WindowBodies,
+    ) -> Result<Vec<Pending>> {
+        let stored = self.prepare_then(data, lens, |p| Ok((p.id, p.len, self.pack_body(&p, window)?)))?;
         let mut at = offset;
         let mut out = Vec::with_capacity(stored.len());
         for (id, len, body) in stored {
@@ -476,21 +487,28 @@ impl Chunks {
     }
 
     /// Appends the new bodies of `prepared` (laid end to end from `offset`) to a pack.
-    pub(crate) fn pack(&self, offset: u64, prepared: Vec<Prepared>) -> Result<Vec<Pending>> {
+    pub(crate) fn pack(&self, offset: u64, prepared: Vec<Prepared>, window: &WindowBodies) -> Result<Vec<Pending>> {
         let mut at = offset;
         let mut out = Vec::with_capacity(prepared.len());
         for p in prepared {
-            out.push(Pending { offset: at, id: p.id, len: p.len, body: self.pack_body(&p)? });
+            out.push(Pending { offset: at, id: p.id, len: p.len, body: self.pack_body(&p, window)? });
             at += u64::from(p.len);
         }
         Ok(out)
     }
 
-    /// Appends a prepared chunk's body to a pack if it is new.
-    fn pack_body(&self, p: &Prepared) -> Result<Option<NewBody>> {
+    /// Appends a prepared chunk's body to a pack if it is new, and new to `window`. The
+    /// window's lock is held across the append, so two workers never append one id twice.
+    fn pack_body(&self, p: &Prepared, window: &WindowBodies) -> Result<Option<NewBody>> {
         let Some(env) = &p.sealed else { return Ok(None) };
+        let mut appended = window.lock().expect("window bodies lock");
+        if let Some(body) = appended.get(&p.id) {
+            return Ok(Some(*body));
+        }
         let location = Some(self.store.append_body(env)?);
-        Ok(Some(NewBody { stored: env.len() as u32, plain: p.len, location }))
+        let body = NewBody { stored: env.len() as u32, plain: p.len, location };
+        appended.insert(p.id, body);
+        Ok(Some(body))
     }
 
     /// Reads, decrypts and re-hashes chunk `id` (bypassing the cache); its plaintext length.

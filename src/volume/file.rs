@@ -14,7 +14,7 @@
 //! corrupts a file. A small file (one window, never streamed) keeps its bodies inline in
 //! that batch: it costs no `fdatasync` at close.
 
-use super::chunks::{Pending, Plain, Prepared};
+use super::chunks::{Pending, Plain, Prepared, WindowBodies};
 use super::error::{Error, Result};
 use super::records::{Kind, Timestamp};
 use super::txn::Txn;
@@ -60,11 +60,13 @@ struct Window {
     /// Bytes covered by `pending` and `jobs`.
     pending_len: u64,
     tail: Vec<u8>,
+    /// The bodies this window appended to packs, shared with its jobs.
+    bodies: Arc<WindowBodies>,
 }
 
 impl Window {
     fn new(start: u64) -> Self {
-        Self { start, pending: vec![], jobs: VecDeque::new(), pending_len: 0, tail: vec![] }
+        Self { start, pending: vec![], jobs: VecDeque::new(), pending_len: 0, tail: vec![], bodies: Arc::default() }
     }
     fn tail_start(&self) -> u64 {
         self.start + self.pending_len
@@ -407,9 +409,9 @@ impl Volume {
         let offset = w.tail_start();
         w.pending_len += consumed as u64;
         let done = JobSlot::default();
-        let (reader, data, slot) = (self.chunks.clone(), block.clone(), done.clone());
+        let (reader, data, slot, bodies) = (self.chunks.clone(), block.clone(), done.clone(), w.bodies.clone());
         rayon::spawn(move || {
-            let result = reader.store_block(offset, &data, &lens);
+            let result = reader.store_block(offset, &data, &lens, &bodies);
             let (lock, cv) = &*slot;
             *lock.lock().expect("job lock") = Some(result);
             cv.notify_all();
@@ -460,7 +462,7 @@ impl Volume {
         if w.packed() {
             // The packs are synced for this commit anyway: the tail's bodies go there too
             // rather than through the write-ahead log.
-            let mut tail = self.chunks.pack(w.tail_start(), std::mem::take(&mut prepared))?;
+            let mut tail = self.chunks.pack(w.tail_start(), std::mem::take(&mut prepared), &w.bodies)?;
             w.pending.append(&mut tail);
             w.pending_len += w.tail.len() as u64;
             w.tail.clear();

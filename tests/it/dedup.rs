@@ -25,6 +25,25 @@ fn the_same_200_mib_file_twice_grows_storage_by_under_one_percent() {
 }
 
 #[test]
+fn a_block_repeated_inside_one_large_file_is_stored_once() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    // 16 MiB of random bytes four times in a row: one write window, streamed to packs,
+    // with no chunk committed before its repeats are written.
+    let block = random_bytes(31, 16 << 20);
+    let whole: Vec<u8> = block.iter().copied().cycle().take(64 << 20).collect();
+    std::fs::write(m.p("repeats.bin"), &whole).unwrap();
+    let s = v.stats();
+    let (stored, disk) = (s["stored_bytes"].as_u64().unwrap(), s["disk_bytes"].as_u64().unwrap());
+    // Each repeat adds the few chunks across its seam; the rest are the first copy's.
+    assert!(stored < 28 << 20, "stored {stored}: {s}");
+    assert!(disk < 40 << 20, "the packs hold each body once, disk {disk}: {s}");
+    assert_eq!(std::fs::read(m.p("repeats.bin")).unwrap(), whole);
+    m.unmount();
+    assert!(v.run_ok(&["check", v.path(), "--read-data"]).contains("clean"));
+}
+
+#[test]
 fn compressible_data_is_stored_smaller_and_reads_back() {
     let v = TestVolume::new();
     let m = v.mount();
