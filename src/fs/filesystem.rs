@@ -101,12 +101,8 @@ impl fuser::Filesystem for NanoFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.vol.lookup(ino(parent), name.as_bytes()) {
             Ok(a) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &file_attr(&a), Generation(0)),
-            // A miss is cached too (inode 0). The hidden directories of the root appear
-            // without a directory entry that `Volume::foreign` would see, so their misses
-            // are not.
-            Err(VolumeError::NotFound) if !Volume::is_reserved_name(ino(parent), name.as_bytes()) => {
-                reply.entry_with_ttls(&TTL, &ENTRY_TTL, &negative_entry(), Generation(0));
-            }
+            // A miss is cached too (inode 0).
+            Err(VolumeError::NotFound) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &negative_entry(), Generation(0)),
             Err(e) => reply.error(to_errno(&e)),
         }
     }

@@ -330,6 +330,19 @@ pub(crate) struct Pending {
 /// (a disk image, a video with a repeated segment) is appended once and referenced again.
 pub(crate) type WindowBodies = Mutex<HashMap<ChunkId, NewBody>>;
 
+/// Chunks `(id, length, body)` as pending extents, one after the other from `offset`.
+fn laid_end_to_end(offset: u64, chunks: Vec<(ChunkId, u32, Option<NewBody>)>) -> Vec<Pending> {
+    let mut at = offset;
+    chunks
+        .into_iter()
+        .map(|(id, len, body)| {
+            let p = Pending { offset: at, id, len, body };
+            at += u64::from(len);
+            p
+        })
+        .collect()
+}
+
 /// Chunk bodies in and out: prepares and stores new chunks, reads and caches decrypted
 /// ones; shared with background jobs and read-ahead tasks.
 pub(crate) struct Chunks {
@@ -477,24 +490,13 @@ impl Chunks {
         window: &WindowBodies,
     ) -> Result<Vec<Pending>> {
         let stored = self.prepare_then(data, lens, |p| Ok((p.id, p.len, self.pack_body(&p, window)?)))?;
-        let mut at = offset;
-        let mut out = Vec::with_capacity(stored.len());
-        for (id, len, body) in stored {
-            out.push(Pending { offset: at, id, len, body });
-            at += u64::from(len);
-        }
-        Ok(out)
+        Ok(laid_end_to_end(offset, stored))
     }
 
     /// Appends the new bodies of `prepared` (laid end to end from `offset`) to a pack.
     pub(crate) fn pack(&self, offset: u64, prepared: Vec<Prepared>, window: &WindowBodies) -> Result<Vec<Pending>> {
-        let mut at = offset;
-        let mut out = Vec::with_capacity(prepared.len());
-        for p in prepared {
-            out.push(Pending { offset: at, id: p.id, len: p.len, body: self.pack_body(&p, window)? });
-            at += u64::from(p.len);
-        }
-        Ok(out)
+        let stored = prepared.iter().map(|p| Ok((p.id, p.len, self.pack_body(p, window)?))).collect::<Result<_>>()?;
+        Ok(laid_end_to_end(offset, stored))
     }
 
     /// Appends a prepared chunk's body to a pack if it is new, and new to `window`. The

@@ -82,7 +82,7 @@ impl Volume {
                 inode.parent = Ino::ROOT.0;
                 inode.frozen = true;
                 let d = txn.create_inode(inode);
-                txn.batch.put(Cf::Meta, META_SNAPSHOTS_DIR, &d.0.to_be_bytes());
+                txn.put_hidden_dir(META_SNAPSHOTS_DIR, SNAPSHOTS_NAME, d);
                 d
             }
         };

@@ -154,6 +154,13 @@ impl<'a> Txn<'a> {
         self.note_entry(parent, name);
     }
 
+    /// Records `dir` as the hidden directory `name` of the root, kept in `meta` under `key`
+    /// rather than as a directory entry; a change outside the mount announces it all the same.
+    pub fn put_hidden_dir(&mut self, key: &[u8], name: &[u8], dir: Ino) {
+        self.batch.put(Cf::Meta, key, &dir.0.to_be_bytes());
+        self.note_entry(Ino::ROOT, name);
+    }
+
     fn note_entry(&mut self, parent: Ino, name: &[u8]) {
         if observer::noting() {
             self.changed_entries.push((parent, name.to_vec()));

@@ -49,12 +49,12 @@ impl Volume {
     }
 
     pub(crate) fn uploads_dir_or_create(&self) -> Result<Ino> {
-        self.hidden_dir_or_create(META_UPLOADS_DIR)
+        self.hidden_dir_or_create(META_UPLOADS_DIR, UPLOADS_NAME)
     }
 
     /// The hidden directory of the root whose inode `meta` keeps under `key`, made (mode
     /// 0700, owned by root, not listed) the first time it is needed.
-    pub(crate) fn hidden_dir_or_create(&self, key: &[u8]) -> Result<Ino> {
+    pub(crate) fn hidden_dir_or_create(&self, key: &[u8], name: &[u8]) -> Result<Ino> {
         if let Some(d) = self.meta_ino(key)? {
             return Ok(d);
         }
@@ -65,7 +65,7 @@ impl Volume {
         let mut inode = Inode::new(Kind::Dir, 0o700, 0, 0);
         inode.parent = Ino::ROOT.0;
         let d = txn.create_inode(inode);
-        txn.batch.put(Cf::Meta, key, &d.0.to_be_bytes());
+        txn.put_hidden_dir(key, name, d);
         txn.commit(Durability::Buffered)?;
         Ok(d)
     }

@@ -373,7 +373,7 @@ impl Volume {
     }
 
     fn thumbnails_dir_or_create(&self) -> Result<Ino> {
-        self.hidden_dir_or_create(META_THUMBNAILS_DIR)
+        self.hidden_dir_or_create(META_THUMBNAILS_DIR, THUMBNAILS_NAME)
     }
 
     fn thumbnail_name(ino: Ino, px: u32) -> Vec<u8> {
