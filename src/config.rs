@@ -137,11 +137,14 @@ pub struct Storage {
     pub compression_level: i32,
     /// Budget of the decrypted-chunk cache, MiB (overridden by `-o cache_mb=N`).
     pub cache_mb: u32,
+    /// Most of one file's writes held uncommitted, MiB: a longer write is committed in
+    /// parts of this size, each once its packs are synced in the background.
+    pub write_window_mb: u32,
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { compression: Compression::Auto, compression_level: 1, cache_mb: 32 }
+        Self { compression: Compression::Auto, compression_level: 1, cache_mb: 32, write_window_mb: 512 }
     }
 }
 
@@ -256,6 +259,9 @@ impl Config {
         }
         if !(8..=65536).contains(&s.cache_mb) {
             return Err(format!("storage.cache_mb = {}: must be 8 to 65536", s.cache_mb));
+        }
+        if !(16..=65536).contains(&s.write_window_mb) {
+            return Err(format!("storage.write_window_mb = {}: must be 16 to 65536", s.write_window_mb));
         }
         let h = &self.sidecar;
         if h.upload_expiry_secs == 0 {

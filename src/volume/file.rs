@@ -6,13 +6,18 @@
 //! hashes, deduplicates, compresses and seals its chunks while the writer fills the next
 //! block (at most `MAX_JOBS` blocks in flight per file, so memory stays bounded). New
 //! bodies are appended to a pack file (`store::packs`), so a large file is written to disk
-//! once and waits in no memtable. The window is committed (on close, fsync, a
-//! non-contiguous write, or past `WINDOW_LIMIT`) by re-chunking the neighbourhood up to the
-//! next committed chunk boundary, syncing the packs, and replacing the covered extents in
-//! one batch that also records where the new bodies lie. Nothing references a body before
-//! the body is durable, so a crash at any point loses at most uncommitted writes and never
-//! corrupts a file. A small file (one window, never streamed) keeps its bodies inline in
-//! that batch: it costs no `fdatasync` at close.
+//! once and waits in no memtable. The window is committed (on close, fsync or a
+//! non-contiguous write) by re-chunking the neighbourhood up to the next committed chunk
+//! boundary, syncing the packs, and replacing the covered extents in one batch that also
+//! records where the new bodies lie. Nothing references a body before the body is
+//! durable, so a crash at any point loses at most uncommitted writes and never corrupts a
+//! file. A small file (one window, never streamed) keeps its bodies inline in that batch:
+//! it costs no `fdatasync` at close.
+//!
+//! A window whose chunked part reaches `storage.write_window_mb` is split at its last cut
+//! point: the chunked part becomes a `Segment`, whose packs are synced on a thread of its
+//! own while the writer fills the rest, and which the next holder of the file's lock
+//! commits (`finish_segment`). So a large copy never waits for the disk.
 
 use super::chunks::{Pending, Plain, Prepared, WindowBodies};
 use super::error::{Error, Result};
@@ -29,8 +34,6 @@ use std::time::{Duration, Instant};
 
 /// Unchunked bytes a window collects before its final cut points are taken.
 const STREAM_THRESHOLD: usize = 8 << 20;
-/// Chunked bytes a window holds before it is committed on its own.
-const WINDOW_LIMIT: u64 = 512 << 20;
 /// Bytes read ahead of a sequential reader.
 const READAHEAD: u64 = 8 << 20;
 /// Free space kept on the volume's disk so RocksDB can always flush and compact.
@@ -40,6 +43,9 @@ const SPACE_RESERVE: u64 = 96 << 20;
 #[derive(Default)]
 pub(crate) struct FileState {
     window: Option<Window>,
+    /// The chunked part of a full window, split off and being synced; it lies just
+    /// before `window` and is committed before anything else touches the file.
+    segment: Option<Segment>,
     mtime: Option<Timestamp>,
     kill_suid: bool,
     last_write: Option<Instant>,
@@ -49,6 +55,13 @@ pub(crate) struct FileState {
     pub(crate) queued: bool,
     /// Why a commit in the background failed: the next close or fsync reports it.
     pub(crate) deferred_error: Option<Error>,
+}
+
+impl FileState {
+    /// The writes not committed yet, oldest first: the segment, then the window.
+    fn uncommitted(&self) -> impl Iterator<Item = &Window> {
+        self.segment.iter().map(|s| &s.window).chain(self.window.iter())
+    }
 }
 
 struct Window {
@@ -89,6 +102,62 @@ impl Window {
             self.pending.append(&mut done);
         }
         Ok(())
+    }
+    /// Waits for every job.
+    fn finish_jobs(&mut self) -> Result<()> {
+        while !self.jobs.is_empty() {
+            self.finish_oldest_job()?;
+        }
+        Ok(())
+    }
+}
+
+/// The chunked part of a full window: its bodies are being synced in the background.
+struct Segment {
+    /// All of it chunked and stored: no jobs, an empty tail.
+    window: Window,
+    /// Filled by the syncing thread once the packs are synced.
+    synced: Arc<(Mutex<Option<Result<()>>>, Condvar)>,
+}
+
+impl Segment {
+    /// Splits the chunked part off `w` (whose jobs are finished), which goes on from there
+    /// with the tail, and starts syncing its bodies.
+    fn split_off(w: &mut Window, store: Arc<crate::store::Store>) -> Result<Self> {
+        let mut rest = Window::new(w.tail_start());
+        rest.tail = std::mem::take(&mut w.tail);
+        // The rest dedups against the bodies the segment appended, uncommitted as they are.
+        rest.bodies = w.bodies.clone();
+        let window = std::mem::replace(w, rest);
+        let synced: Arc<(Mutex<Option<Result<()>>>, Condvar)> = Arc::default();
+        let done = synced.clone();
+        std::thread::Builder::new()
+            .name("segment-sync".into())
+            .spawn(move || {
+                let result = store.sync_bodies().map_err(Error::from);
+                let (lock, cv) = &*done;
+                *lock.lock().expect("segment lock") = Some(result);
+                cv.notify_all();
+            })
+            .map_err(Error::Io)?;
+        Ok(Self { window, synced })
+    }
+
+    /// Whether the sync has finished.
+    fn synced(&self) -> bool {
+        self.synced.0.lock().expect("segment lock").is_some()
+    }
+
+    /// Waits until the bodies are synced; the sync's result.
+    fn wait(&self) -> Result<()> {
+        let (lock, cv) = &*self.synced;
+        let mut slot = lock.lock().expect("segment lock");
+        loop {
+            if let Some(r) = slot.take() {
+                return r;
+            }
+            slot = cv.wait(slot).expect("segment lock");
+        }
     }
 }
 
@@ -134,7 +203,9 @@ impl Volume {
         if self.open_count(ino) == 0 {
             let mut files = self.files.lock().expect("files lock");
             if let Some(s) = files.get(&ino) {
-                let idle = |st: &FileState| st.window.is_none() && !st.queued && st.deferred_error.is_none();
+                let idle = |st: &FileState| {
+                    st.window.is_none() && st.segment.is_none() && !st.queued && st.deferred_error.is_none()
+                };
                 if Arc::strong_count(s) == 1 && idle(&s.lock().expect("file lock")) {
                     files.remove(&ino);
                 }
@@ -154,7 +225,7 @@ impl Volume {
         let st = state.as_ref().map(|s| s.lock().expect("file lock"));
         let mut inode = self.load_inode(ino)?;
         if let Some(st) = st {
-            if let Some(w) = &st.window {
+            for w in st.uncommitted() {
                 inode.size = inode.size.max(w.end());
             }
             if let Some(t) = st.mtime {
@@ -280,7 +351,7 @@ impl Volume {
         if st.queued {
             return Ok(());
         }
-        if st.window.as_ref().is_some_and(Window::streamed) {
+        if st.segment.is_some() || st.window.as_ref().is_some_and(Window::streamed) {
             st.queued = true;
             drop(st);
             if self.defer_commit(ino) {
@@ -325,6 +396,11 @@ impl Volume {
         let state = self.file_state(ino);
         let mut st = state.lock().expect("file lock");
         st.changed = true;
+        // A synced segment is committed by the next write, so a crash loses no more than
+        // one window.
+        if st.segment.as_ref().is_some_and(Segment::synced) {
+            self.finish_segment(ino, &mut st)?;
+        }
         let offset = if append {
             let committed = self.load_inode(ino)?.size;
             st.window.as_ref().map_or(committed, |w| committed.max(w.end()))
@@ -346,12 +422,12 @@ impl Volume {
         if w.tail.len() >= STREAM_THRESHOLD {
             self.stream(w)?;
         }
-        let full = w.pending_len >= WINDOW_LIMIT;
+        let full = w.pending_len >= self.window_limit;
         st.mtime = Some(Timestamp::now());
         st.kill_suid |= kill_suid;
         st.last_write = Some(Instant::now());
         if full {
-            self.commit_window(ino, &mut st, Durability::Buffered)?;
+            self.split_window(ino, &mut st)?;
         }
         Ok(offset)
     }
@@ -420,14 +496,51 @@ impl Volume {
         Ok(())
     }
 
+    /// Splits a full window into a segment, committed once its bodies are synced, and the
+    /// rest, which the writer goes on filling. A committed chunk across the split point (an
+    /// overwrite inside a file) would lose its far part to the segment's commit: such a
+    /// window is committed whole, as a close would.
+    fn split_window(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        self.finish_segment(ino, st)?;
+        let split = st.window.as_ref().expect("window is open").tail_start();
+        let straddled = self.extents_between(ino, split, split + 1)?.first().is_some_and(|(off, _)| *off < split);
+        if straddled {
+            return self.commit_window(ino, st, Durability::Buffered);
+        }
+        let w = st.window.as_mut().expect("window is open");
+        // The jobs in flight take a few milliseconds: the segment then holds no buffers.
+        if let Err(e) = w.finish_jobs() {
+            st.window = None;
+            return Err(e);
+        }
+        st.segment = Some(Segment::split_off(w, self.store.clone())?);
+        Ok(())
+    }
+
+    /// Commits the segment split off `ino`'s window once its bodies are synced. If that
+    /// fails, the window after it goes too: the file keeps its last committed contents,
+    /// as after a crash, rather than a gap where the segment was.
+    fn finish_segment(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        let Some(segment) = st.segment.take() else { return Ok(()) };
+        let synced = segment.wait();
+        let w = segment.window;
+        let pinned: Vec<ChunkId> = w.pending.iter().filter(|p| p.body.is_none()).map(|p| p.id).collect();
+        let result = synced.and_then(|()| self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered));
+        self.chunks.unpin(pinned.iter());
+        if let Err(e) = &result {
+            tracing::error!(inode = %ino, error = %e, "could not commit the first part of a large write");
+            st.window = None;
+        }
+        result
+    }
+
     /// Makes the window part of the file: see the module docs.
     pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
+        self.finish_segment(ino, st)?;
         let Some(mut w) = st.window.take() else {
             return if durability == Durability::Synced { self.sync() } else { Ok(()) };
         };
-        while !w.jobs.is_empty() {
-            w.finish_oldest_job()?;
-        }
+        w.finish_jobs()?;
         let written_end = w.end();
         // The committed chunk that straddles the window's end is re-chunked with it.
         if let Some((off, e)) = self.extents_between(ino, written_end, written_end + 1)?.into_iter().next() {
@@ -552,14 +665,14 @@ impl Volume {
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
         let state = self.open_file_state(ino);
         let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
-        let window = guard.as_ref().and_then(|g| g.window.as_ref());
+        let windows: Vec<&Window> = guard.as_ref().map(|g| g.uncommitted().collect()).unwrap_or_default();
         let inode = self.load_inode(ino)?;
         match inode.kind {
             Kind::File => {}
             Kind::Dir => return Err(Error::IsDir),
             _ => return Err(Error::Invalid),
         }
-        let file_size = window.map_or(inode.size, |w| inode.size.max(w.end()));
+        let file_size = windows.iter().fold(inode.size, |size, w| size.max(w.end()));
         if offset >= file_size {
             return Ok(Plain::from(Vec::new()));
         }
@@ -576,7 +689,7 @@ impl Volume {
             self.extents_between(ino, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
         let ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
         let mut shared = None;
-        if let ([(off, e)], None) = (&now[..], window) {
+        if let ([(off, e)], []) = (&now[..], &windows[..]) {
             if *off <= offset && off + u64::from(e.len) >= end {
                 let plain = self.chunks.chunk(ino, &e.chunk)?;
                 let range = (offset - off) as usize..(end - off) as usize;
@@ -585,7 +698,7 @@ impl Volume {
         }
         let data = match shared {
             Some(data) => data,
-            None => Plain::from(self.assemble(ino, offset, end, &now, window)?),
+            None => Plain::from(self.assemble(ino, offset, end, &now, &windows)?),
         };
         drop(guard);
         if !ahead.is_empty() {
@@ -597,22 +710,23 @@ impl Volume {
         Ok(data)
     }
 
-    /// The bytes of `[offset, end)` from committed extents `now` and the open window.
+    /// The bytes of `[offset, end)` from committed extents `now` and the uncommitted
+    /// `windows`, oldest first.
     fn assemble(
         &self,
         ino: Ino,
         offset: u64,
         end: u64,
         now: &[(u64, ExtentValue)],
-        window: Option<&Window>,
+        windows: &[&Window],
     ) -> Result<Vec<u8>> {
         let mut out = vec![0u8; (end - offset) as usize];
         for (off, e) in now {
             let plain = self.chunks.chunk(ino, &e.chunk)?;
             copy_overlap(&mut out, offset, *off, &plain);
         }
-        if let Some(w) = window {
-            // The window replaces everything in [start, end) of the committed file.
+        for w in windows {
+            // A window replaces everything in [start, end) of what lies under it.
             if w.start < end && w.end() > offset {
                 let lo = w.start.max(offset);
                 let hi = w.end().min(end);

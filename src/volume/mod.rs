@@ -122,6 +122,8 @@ pub struct Volume {
     meta: MetaSealer,
     chunks: Arc<chunks::Chunks>,
     params: ChunkParams,
+    /// Chunked bytes a write window holds before it is committed in part (`file`).
+    window_limit: u64,
     read_only: bool,
     txn_state: Mutex<TxnState>,
     /// The unlocked keys; changed by rotation and rekeying (`keyslots`).
@@ -212,6 +214,7 @@ impl Volume {
             store,
             keys,
             params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
+            window_limit: u64::from(config.storage.write_window_mb) << 20,
             read_only: opts.read_only,
             txn_state: Mutex::new(TxnState { next_ino, space, event_seqs: Default::default() }),
             keyring: Mutex::new(keyring),

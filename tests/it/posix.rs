@@ -114,6 +114,105 @@ fn a_large_file_reads_back_while_still_being_written() {
     m.unmount();
 }
 
+/// A write window that reaches 512 MiB is split: its first part is synced and committed in
+/// the background while the writer goes on. Reads across the split see every byte while
+/// that runs, and an overwrite whose split point falls inside a committed chunk keeps the
+/// far part of that chunk.
+#[test]
+fn files_larger_than_a_write_window_read_back_at_every_stage() {
+    const MIB: u64 = 1 << 20;
+    let first = |i: u64| random_bytes(1 << 32 | i, MIB as usize);
+    let second = |i: u64| random_bytes(2 << 32 | i, MIB as usize);
+    let v = TestVolume::new();
+    let m = v.mount();
+    let read_at = |off: u64, len: u64| {
+        let mut got = vec![0u8; len as usize];
+        File::open(m.p("big")).unwrap().read_exact_at(&mut got, off).unwrap();
+        got
+    };
+    // 1,100 MiB in 1 MiB writes: split at about 520 and 1,040 MiB.
+    let w = OpenOptions::new().write(true).create(true).truncate(true).open(m.p("big")).unwrap();
+    for i in 0..1100 {
+        w.write_all_at(&first(i), i * MIB).unwrap();
+        if i == 540 || i == 1070 {
+            // The kernel keeps written pages: drop them, so that the reads reach the daemon.
+            fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
+            let got = read_at((i - 63) * MIB, 64 * MIB);
+            for (k, piece) in got.chunks(MIB as usize).enumerate() {
+                assert!(piece == first(i - 63 + k as u64), "MiB {} read after writing MiB {i}", i - 63 + k as u64);
+            }
+        }
+    }
+    drop(w);
+    assert_eq!(fs::metadata(m.p("big")).unwrap().len(), 1100 * MIB);
+    // 560 MiB over the middle, from an offset on no boundary.
+    let at = 3 * MIB + 12_345;
+    let w = OpenOptions::new().write(true).open(m.p("big")).unwrap();
+    for i in 0..560 {
+        w.write_all_at(&second(i), at + i * MIB).unwrap();
+    }
+    drop(w);
+    m.unmount();
+    let m = v.mount();
+    let f = File::open(m.p("big")).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 1100 * MIB);
+    let end = at + 560 * MIB;
+    let mut got = vec![0u8; MIB as usize];
+    for i in 0..1100 {
+        f.read_exact_at(&mut got, i * MIB).unwrap();
+        // The first file's MiB `i`, with the overwrite's bytes laid over it.
+        let mut expected = first(i);
+        let mut p = (i * MIB).max(at);
+        while p < ((i + 1) * MIB).min(end) {
+            let (j, from) = ((p - at) / MIB, ((p - at) % MIB) as usize);
+            let n = (MIB as usize - from).min(((i + 1) * MIB).min(end) as usize - p as usize);
+            let to = (p - i * MIB) as usize;
+            expected[to..to + n].copy_from_slice(&second(j)[from..from + n]);
+            p += n as u64;
+        }
+        assert!(got == expected, "MiB {i} after the overwrite");
+    }
+    drop(f);
+    m.unmount();
+    let report = v.run_ok(&["check", v.path()]);
+    assert!(report.contains("clean"), "{report}");
+}
+
+/// The same with a 16 MiB window and small chunks, so the split point falls inside a
+/// committed chunk of the file being overwritten: overwrites that end just after the split
+/// keep the far part of that chunk.
+#[test]
+fn an_overwrite_that_ends_just_after_a_window_split_keeps_what_follows() {
+    let v = TestVolume::new();
+    fs::write(
+        v.dir.join("nanofs.toml"),
+        "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n\n[storage]\nwrite_window_mb = 16\n",
+    )
+    .unwrap();
+    let m = v.mount();
+    let mut model = random_bytes(40, 64 << 20);
+    fs::write(m.p("f"), &model).unwrap();
+    // 1 MiB writes from offset 0: the window hands 8 MiB blocks to the workers at the 8th,
+    // 16th and 24th write, and the third makes it split, just before 24 MiB. The committed
+    // chunk across the split point reaches past 24 MiB about every other time.
+    for n in 0..12 {
+        let data = random_bytes(100 + n, 24 << 20);
+        let w = OpenOptions::new().write(true).open(m.p("f")).unwrap();
+        for (i, piece) in data.chunks(1 << 20).enumerate() {
+            w.write_all_at(piece, (i as u64) << 20).unwrap();
+        }
+        drop(w);
+        model[..data.len()].copy_from_slice(&data);
+        fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
+        let got = fs::read(m.p("f")).unwrap();
+        let first_bad = got.iter().zip(&model).position(|(a, b)| a != b);
+        assert!(got.len() == model.len() && first_bad.is_none(), "overwrite {n}: first wrong byte at {first_bad:?}");
+    }
+    m.unmount();
+    let report = v.run_ok(&["check", v.path()]);
+    assert!(report.contains("clean"), "{report}");
+}
+
 /// Large files are committed in the background after `close`: straight after it, their
 /// size, contents, space counters and snapshots already include everything written.
 #[test]
