@@ -117,7 +117,7 @@ struct Segment {
     /// All of it chunked and stored: no jobs, an empty tail.
     window: Window,
     /// Filled by the syncing thread once the packs are synced.
-    synced: Arc<(Mutex<Option<Result<()>>>, Condvar)>,
+    synced: Arc<Handoff<Result<()>>>,
 }
 
 impl Segment {
@@ -129,15 +129,12 @@ impl Segment {
         // The rest dedups against the bodies the segment appended, uncommitted as they are.
         rest.bodies = w.bodies.clone();
         let window = std::mem::replace(w, rest);
-        let synced: Arc<(Mutex<Option<Result<()>>>, Condvar)> = Arc::default();
-        let done = synced.clone();
+        let synced = Arc::new(Handoff::default());
+        let done = Arc::clone(&synced);
         std::thread::Builder::new()
             .name("segment-sync".into())
             .spawn(move || {
-                let result = store.sync_bodies().map_err(Error::from);
-                let (lock, cv) = &*done;
-                *lock.lock().expect("segment lock") = Some(result);
-                cv.notify_all();
+                done.fill(store.sync_bodies().map_err(Error::from));
             })
             .map_err(Error::Io)?;
         Ok(Self { window, synced })
@@ -145,18 +142,38 @@ impl Segment {
 
     /// Whether the sync has finished.
     fn synced(&self) -> bool {
-        self.synced.0.lock().expect("segment lock").is_some()
+        self.synced.is_filled()
     }
+}
 
-    /// Waits until the bodies are synced; the sync's result.
-    fn wait(&self) -> Result<()> {
-        let (lock, cv) = &*self.synced;
-        let mut slot = lock.lock().expect("segment lock");
+/// A result that one thread hands to another: filled once, then taken by a waiter.
+struct Handoff<T> {
+    value: Mutex<Option<T>>,
+    filled: Condvar,
+}
+
+impl<T> Default for Handoff<T> {
+    fn default() -> Self {
+        Self { value: Mutex::new(None), filled: Condvar::new() }
+    }
+}
+
+impl<T> Handoff<T> {
+    fn fill(&self, value: T) {
+        *self.value.lock().expect("handoff lock") = Some(value);
+        self.filled.notify_all();
+    }
+    fn is_filled(&self) -> bool {
+        self.value.lock().expect("handoff lock").is_some()
+    }
+    /// Waits until the value is there and takes it.
+    fn take(&self) -> T {
+        let mut value = self.value.lock().expect("handoff lock");
         loop {
-            if let Some(r) = slot.take() {
-                return r;
+            if let Some(v) = value.take() {
+                return v;
             }
-            slot = cv.wait(slot).expect("segment lock");
+            value = self.filled.wait(value).expect("handoff lock");
         }
     }
 }
@@ -165,26 +182,17 @@ impl Segment {
 /// while the worker pool hashes and seals the previous ones.
 const MAX_JOBS: usize = 2;
 
-type JobSlot = Arc<(Mutex<Option<Result<Vec<Pending>>>>, Condvar)>;
-
 /// A block of the window being chunked, hashed, sealed and stored in the background.
 struct Job {
     offset: u64,
     /// The block's bytes, kept for reads until the job is finished.
     data: Arc<Vec<u8>>,
-    done: JobSlot,
+    done: Arc<Handoff<Result<Vec<Pending>>>>,
 }
 
 impl Job {
     fn wait(self) -> Result<Vec<Pending>> {
-        let (lock, cv) = &*self.done;
-        let mut slot = lock.lock().expect("job lock");
-        loop {
-            if let Some(r) = slot.take() {
-                return r;
-            }
-            slot = cv.wait(slot).expect("job lock");
-        }
+        self.done.take()
     }
 }
 
@@ -484,14 +492,9 @@ impl Volume {
         let block = Arc::new(block);
         let offset = w.tail_start();
         w.pending_len += consumed as u64;
-        let done = JobSlot::default();
+        let done = Arc::new(Handoff::default());
         let (reader, data, slot, bodies) = (self.chunks.clone(), block.clone(), done.clone(), w.bodies.clone());
-        rayon::spawn(move || {
-            let result = reader.store_block(offset, &data, &lens, &bodies);
-            let (lock, cv) = &*slot;
-            *lock.lock().expect("job lock") = Some(result);
-            cv.notify_all();
-        });
+        rayon::spawn(move || slot.fill(reader.store_block(offset, &data, &lens, &bodies)));
         w.jobs.push_back(Job { offset, data: block, done });
         Ok(())
     }
@@ -522,7 +525,7 @@ impl Volume {
     /// as after a crash, rather than a gap where the segment was.
     fn finish_segment(&self, ino: Ino, st: &mut FileState) -> Result<()> {
         let Some(segment) = st.segment.take() else { return Ok(()) };
-        let synced = segment.wait();
+        let synced = segment.synced.take();
         let w = segment.window;
         let pinned: Vec<ChunkId> = w.pending.iter().filter(|p| p.body.is_none()).map(|p| p.id).collect();
         let result = synced.and_then(|()| self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered));
