@@ -101,17 +101,19 @@ fn a_crash_at_every_kill_point_of_writes_and_gc_leaves_a_clean_volume() {
         m.unmount();
 
         let m = v.mount_with_env(&[], &[("NANOFS_CRASH_AT", point)]);
-        if point.starts_with("gc") {
+        let step = if point.starts_with("gc") {
             // The daemon dies mid-way; the command then finds no daemon and may finish the
             // collection itself, as the next run would.
-            let _ = v.run(&["gc", v.path()]);
+            let out = v.run(&["gc", v.path()]);
+            format!("gc: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
         } else {
-            let _ = sh_status(&format!(
+            let ok = sh_status(&format!(
                 "dd if=/dev/urandom of='{}' bs=1M count=20 conv=fsync status=none",
                 m.p("new.bin").display()
             ));
-        }
-        m.expect_crash();
+            format!("dd succeeded: {ok}")
+        };
+        m.expect_crash(&format!("{point} ({step})"));
 
         check_clean(&v);
         let m = v.mount();

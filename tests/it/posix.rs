@@ -116,61 +116,36 @@ fn a_large_file_reads_back_while_still_being_written() {
 
 /// A write window that reaches 512 MiB is split: its first part is synced and committed in
 /// the background while the writer goes on. Reads across the split see every byte while
-/// that runs, and an overwrite whose split point falls inside a committed chunk keeps the
-/// far part of that chunk.
+/// that runs, and after a remount.
 #[test]
-fn files_larger_than_a_write_window_read_back_at_every_stage() {
+fn a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split() {
     const MIB: u64 = 1 << 20;
-    let first = |i: u64| random_bytes(1 << 32 | i, MIB as usize);
-    let second = |i: u64| random_bytes(2 << 32 | i, MIB as usize);
+    let block = |i: u64| random_bytes(1 << 32 | i, MIB as usize);
     let v = TestVolume::new();
     let m = v.mount();
-    let read_at = |off: u64, len: u64| {
-        let mut got = vec![0u8; len as usize];
-        File::open(m.p("big")).unwrap().read_exact_at(&mut got, off).unwrap();
-        got
-    };
-    // 1,100 MiB in 1 MiB writes: split at about 520 and 1,040 MiB.
+    // 600 MiB in 1 MiB writes: the window splits at about 520 MiB.
     let w = OpenOptions::new().write(true).create(true).truncate(true).open(m.p("big")).unwrap();
-    for i in 0..1100 {
-        w.write_all_at(&first(i), i * MIB).unwrap();
-        if i == 540 || i == 1070 {
+    for i in 0..600 {
+        w.write_all_at(&block(i), i * MIB).unwrap();
+        if i == 540 {
             // The kernel keeps written pages: drop them, so that the reads reach the daemon.
             fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
-            let got = read_at((i - 63) * MIB, 64 * MIB);
+            let mut got = vec![0u8; (64 * MIB) as usize];
+            File::open(m.p("big")).unwrap().read_exact_at(&mut got, (i - 63) * MIB).unwrap();
             for (k, piece) in got.chunks(MIB as usize).enumerate() {
-                assert!(piece == first(i - 63 + k as u64), "MiB {} read after writing MiB {i}", i - 63 + k as u64);
+                assert!(piece == block(i - 63 + k as u64), "MiB {} read after writing MiB {i}", i - 63 + k as u64);
             }
         }
     }
     drop(w);
-    assert_eq!(fs::metadata(m.p("big")).unwrap().len(), 1100 * MIB);
-    // 560 MiB over the middle, from an offset on no boundary.
-    let at = 3 * MIB + 12_345;
-    let w = OpenOptions::new().write(true).open(m.p("big")).unwrap();
-    for i in 0..560 {
-        w.write_all_at(&second(i), at + i * MIB).unwrap();
-    }
-    drop(w);
+    assert_eq!(fs::metadata(m.p("big")).unwrap().len(), 600 * MIB);
     m.unmount();
     let m = v.mount();
     let f = File::open(m.p("big")).unwrap();
-    assert_eq!(f.metadata().unwrap().len(), 1100 * MIB);
-    let end = at + 560 * MIB;
     let mut got = vec![0u8; MIB as usize];
-    for i in 0..1100 {
+    for i in 0..600 {
         f.read_exact_at(&mut got, i * MIB).unwrap();
-        // The first file's MiB `i`, with the overwrite's bytes laid over it.
-        let mut expected = first(i);
-        let mut p = (i * MIB).max(at);
-        while p < ((i + 1) * MIB).min(end) {
-            let (j, from) = ((p - at) / MIB, ((p - at) % MIB) as usize);
-            let n = (MIB as usize - from).min(((i + 1) * MIB).min(end) as usize - p as usize);
-            let to = (p - i * MIB) as usize;
-            expected[to..to + n].copy_from_slice(&second(j)[from..from + n]);
-            p += n as u64;
-        }
-        assert!(got == expected, "MiB {i} after the overwrite");
+        assert!(got == block(i), "MiB {i} after a remount");
     }
     drop(f);
     m.unmount();
@@ -178,11 +153,12 @@ fn files_larger_than_a_write_window_read_back_at_every_stage() {
     assert!(report.contains("clean"), "{report}");
 }
 
-/// The same with a 16 MiB window and small chunks, so the split point falls inside a
-/// committed chunk of the file being overwritten: overwrites that end just after the split
-/// keep the far part of that chunk.
+/// The same with a 16 MiB window and small chunks: a write that splits many times, with
+/// a segment still syncing when the next split comes; and overwrites whose split point
+/// falls inside a committed chunk of the file, which end just after the split and keep
+/// the far part of that chunk.
 #[test]
-fn an_overwrite_that_ends_just_after_a_window_split_keeps_what_follows() {
+fn small_write_windows_split_often_and_overwrites_keep_what_follows() {
     let v = TestVolume::new();
     fs::write(
         v.dir.join("nanofs.toml"),
@@ -190,6 +166,23 @@ fn an_overwrite_that_ends_just_after_a_window_split_keeps_what_follows() {
     )
     .unwrap();
     let m = v.mount();
+    // 160 MiB in 1 MiB writes: a split about every 24 MiB; read back at each eighth write.
+    let data = random_bytes(41, 160 << 20);
+    let w = OpenOptions::new().write(true).create(true).truncate(true).open(m.p("seq")).unwrap();
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        w.write_all_at(piece, (i as u64) << 20).unwrap();
+        if i % 8 == 7 {
+            fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
+            let from = (i + 1).saturating_sub(20) << 20;
+            let mut got = vec![0u8; ((i + 1) << 20) - from];
+            File::open(m.p("seq")).unwrap().read_exact_at(&mut got, from as u64).unwrap();
+            assert!(got == data[from..(i + 1) << 20], "read back after writing MiB {i}");
+        }
+    }
+    drop(w);
+    fs::write("/proc/sys/vm/drop_caches", "1").unwrap();
+    assert!(fs::read(m.p("seq")).unwrap() == data, "the whole file after its close");
+
     let mut model = random_bytes(40, 64 << 20);
     fs::write(m.p("f"), &model).unwrap();
     // 1 MiB writes from offset 0: the window hands 8 MiB blocks to the workers at the 8th,

@@ -188,8 +188,11 @@ impl Mounted {
     }
 
     /// Waits until the daemon dies by a signal (an injected crash) and removes the dead mount.
-    pub fn expect_crash(mut self) {
-        let status = self.wait_child(Duration::from_secs(120)).expect("the daemon crashes");
+    /// `what` names the step for the failure message, which also shows the daemon's log.
+    pub fn expect_crash(mut self, what: &str) {
+        let Some(status) = self.wait_child(Duration::from_secs(120)) else {
+            panic!("{what}: the daemon did not crash within 120 s; its log:\n{}", self.log_text());
+        };
         assert!(std::os::unix::process::ExitStatusExt::signal(&status).is_some(), "daemon exited with {status}");
         let _ = Command::new("fusermount3").arg("-uz").arg(&self.path).output();
     }
