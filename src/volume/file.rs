@@ -124,19 +124,19 @@ impl Segment {
     /// Splits the chunked part off `w` (whose jobs are finished), which goes on from there
     /// with the tail, and starts syncing its bodies.
     fn split_off(w: &mut Window, store: Arc<crate::store::Store>) -> Result<Self> {
+        // The sync covers every body appended so far; started first, so that a thread that
+        // cannot start leaves the window whole.
+        let synced = Arc::new(Handoff::default());
+        let done = Arc::clone(&synced);
+        std::thread::Builder::new()
+            .name("segment-sync".into())
+            .spawn(move || done.fill(store.sync_bodies().map_err(Error::from)))
+            .map_err(Error::Io)?;
         let mut rest = Window::new(w.tail_start());
         rest.tail = std::mem::take(&mut w.tail);
         // The rest dedups against the bodies the segment appended, uncommitted as they are.
         rest.bodies = w.bodies.clone();
         let window = std::mem::replace(w, rest);
-        let synced = Arc::new(Handoff::default());
-        let done = Arc::clone(&synced);
-        std::thread::Builder::new()
-            .name("segment-sync".into())
-            .spawn(move || {
-                done.fill(store.sync_bodies().map_err(Error::from));
-            })
-            .map_err(Error::Io)?;
         Ok(Self { window, synced })
     }
 
