@@ -153,10 +153,9 @@ fn a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split() {
     assert!(report.contains("clean"), "{report}");
 }
 
-/// The same with a 16 MiB window and small chunks: a write that splits many times, with
-/// a segment still syncing when the next split comes; and overwrites whose split point
-/// falls inside a committed chunk of the file, which end just after the split and keep
-/// the far part of that chunk.
+/// The same with a 16 MiB window and small chunks: a write that splits many times, read
+/// back as it goes; and overwrites whose split point falls inside a committed chunk of the
+/// file, which end just after the split and keep the far part of that chunk.
 #[test]
 fn small_write_windows_split_often_and_overwrites_keep_what_follows() {
     let v = TestVolume::new();
