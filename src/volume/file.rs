@@ -103,6 +103,11 @@ impl Window {
         }
         Ok(())
     }
+    /// The chunks this window references that were stored already: pinned by the dedup
+    /// that found them until the window commits.
+    fn dedup_hits(&self) -> impl Iterator<Item = ChunkId> + '_ {
+        self.pending.iter().filter(|p| p.body.is_none()).map(|p| p.id)
+    }
     /// Waits for every job.
     fn finish_jobs(&mut self) -> Result<()> {
         while !self.jobs.is_empty() {
@@ -247,6 +252,11 @@ impl Volume {
     /// Extents of `ino` that end after `from`, in offset order.
     pub(crate) fn extents_from(&self, ino: Ino, from: u64) -> Result<Vec<(u64, ExtentValue)>> {
         self.extents_between(ino, from, u64::MAX)
+    }
+
+    /// The committed extent of `ino` that begins before `at` and runs past it.
+    fn extent_across(&self, ino: Ino, at: u64) -> Result<Option<(u64, ExtentValue)>> {
+        Ok(self.extents_between(ino, at, at + 1)?.into_iter().next().filter(|(off, _)| *off < at))
     }
 
     /// Extents of `ino` overlapping `[from, to)`.
@@ -506,8 +516,7 @@ impl Volume {
     fn split_window(&self, ino: Ino, st: &mut FileState) -> Result<()> {
         self.finish_segment(ino, st)?;
         let split = st.window.as_ref().expect("window is open").tail_start();
-        let straddled = self.extents_between(ino, split, split + 1)?.first().is_some_and(|(off, _)| *off < split);
-        if straddled {
+        if self.extent_across(ino, split)?.is_some() {
             return self.commit_window(ino, st, Durability::Buffered);
         }
         let w = st.window.as_mut().expect("window is open");
@@ -527,7 +536,7 @@ impl Volume {
         let Some(segment) = st.segment.take() else { return Ok(()) };
         let synced = segment.synced.take();
         let w = segment.window;
-        let pinned: Vec<ChunkId> = w.pending.iter().filter(|p| p.body.is_none()).map(|p| p.id).collect();
+        let pinned: Vec<ChunkId> = w.dedup_hits().collect();
         let result = synced.and_then(|()| self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered));
         self.chunks.unpin(pinned.iter());
         if let Err(e) = &result {
@@ -546,21 +555,14 @@ impl Volume {
         w.finish_jobs()?;
         let written_end = w.end();
         // The committed chunk that straddles the window's end is re-chunked with it.
-        if let Some((off, e)) = self.extents_between(ino, written_end, written_end + 1)?.into_iter().next() {
-            if off < written_end {
-                let plain = self.chunks.chunk(ino, &e.chunk)?;
-                w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
-            }
+        if let Some((off, e)) = self.extent_across(ino, written_end)? {
+            let plain = self.chunks.chunk(ino, &e.chunk)?;
+            w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
         }
         let lens = cut_points(&w.tail, self.params, true);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
-        let pinned: Vec<ChunkId> = w
-            .pending
-            .iter()
-            .filter(|p| p.body.is_none())
-            .map(|p| p.id)
-            .chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id))
-            .collect();
+        let pinned: Vec<ChunkId> =
+            w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();
         let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
         self.chunks.unpin(pinned.iter());
         result
