@@ -7,11 +7,12 @@
 # Env: MEDIA_GIB (4), BIG_GIB (5) (fractions allowed), SMALL_TREE (/usr/share),
 #      WORKLOADS ("media big small"), BENCH_DIR (/var/tmp; scratch dir is created inside),
 #      NANOFS_BIN (~/.cache/nanofs-target/release/nanofs), OUT (also write the report there),
-#      KEEP=1 (keep the scratch dir for inspection).
+#      KEEP=1 (keep the scratch dir for inspection), FLOOR_BIN (the FUSE floor for the
+#      small-file tree: ~/.cache/nanofs-target/release/examples/fuse_floor; built if missing).
 set -Eeuo pipefail
 
 cmdline=""
-for v in MEDIA_GIB BIG_GIB SMALL_TREE WORKLOADS BENCH_DIR NANOFS_BIN OUT KEEP; do
+for v in MEDIA_GIB BIG_GIB SMALL_TREE WORKLOADS BENCH_DIR NANOFS_BIN OUT KEEP FLOOR_BIN; do
   if [[ -n ${!v+x} ]]; then cmdline+="$v=${!v@Q} "; fi
 done
 cmdline+="$0${*:+ $*}"
@@ -22,6 +23,7 @@ MEDIA_GIB=${MEDIA_GIB:-4} BIG_GIB=${BIG_GIB:-5} SMALL_TREE=${SMALL_TREE:-/usr/sh
 WORKLOADS=${WORKLOADS:-media big small}
 TARGET=$HOME/.cache/nanofs-target
 NANOFS_BIN=${NANOFS_BIN:-$TARGET/release/nanofs}
+FLOOR_BIN=${FLOOR_BIN:-$TARGET/release/examples/fuse_floor}
 HZ=$(getconf CLK_TCK)
 FSES=(nanofs gocryptfs)
 
@@ -47,8 +49,13 @@ until [[ -x $NANOFS_BIN ]]; do
   (cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release >&2) || sleep 60
 done
 
+if [[ ! -x $FLOOR_BIN && $FLOOR_BIN == "$TARGET/release/examples/fuse_floor" ]]; then
+  log "building the FUSE floor in $REPO"
+  (cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release --example fuse_floor >&2) || true
+fi
+
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nanofs-bench.XXXXXX")
-mkdir -p "$W"/{src,vol,res,mnt/nanofs,mnt/gocryptfs}
+mkdir -p "$W"/{src,vol,res,mnt/nanofs,mnt/gocryptfs,mnt/floor}
 PASS=$W/passphrase
 echo "bench-$RANDOM$RANDOM" > "$PASS"
 log "scratch dir $W (free: $(df -h --output=avail "$W" | tail -n 1 | xargs))"
@@ -192,6 +199,22 @@ run_fs() {  # $1 workload; $FS set. Writes key=value lines to $W/res/<workload>.
   if [[ -z ${KEEP:-} ]]; then rm -rf "$VOL"; fi
 }
 
+# The floor for the small-file tree: the same copy into a FUSE file system that does no
+# work (examples/fuse_floor.rs, mounted like nanofs). Write only: it keeps nothing.
+run_floor() {
+  set -e
+  local src=$W/src/small mnt=$W/mnt/floor pid t0 t1
+  drop_caches; cat_all "$src"
+  "$FLOOR_BIN" "$mnt" & pid=$!
+  until mountpoint -q "$mnt"; do kill -0 "$pid" || return 1; sleep 0.05; done
+  log "small/floor: write"
+  t0=$EPOCHREALTIME
+  rsync -a "$src"/ "$mnt"/small/ && sync
+  t1=$EPOCHREALTIME
+  fusermount3 -u "$mnt"; wait "$pid"
+  echo "fsecs=$(calc "$t1 - $t0" 3)" > "$W/res/small.floor"
+}
+
 failed=0
 for wl in $WORKLOADS; do
   log "$wl: generating source data"
@@ -205,6 +228,10 @@ for wl in $WORKLOADS; do
       cleanup_mounts
     fi
   done
+  if [[ $wl == small && -x $FLOOR_BIN ]]; then
+    set +e; run_bg run_floor; rc=$?; set -e
+    if (( rc )); then log "small/floor FAILED (exit $rc)"; cleanup_mounts; fi
+  fi
   rm -rf "${W:?}/src/$wl"
 done
 
@@ -256,6 +283,15 @@ Peak RSS = daemon VmHWM (max of write and read mounts). Write ampl. = daemon wri
 (/proc/PID/io, mount to exit, incl. background flushes) / data bytes. Stored: nanofs
 `stats --json` stored_bytes and `du -sb` of the volume; gocryptfs `du -sb` of the cipher dir.
 EOF2
+  if [[ -f $W/res/small.floor && -n ${R[small.gocryptfs.w]:-} && -n ${R[small.nanofs.w]:-} ]]; then
+    local fsecs floor
+    fsecs=$(sed -n 's/^fsecs=//p' "$W/res/small.floor")
+    floor=$(calc "$(sed -n 's/^bytes=//p' "$W/res/small.nanofs") / $fsecs / 1e6")
+    echo
+    echo "FUSE floor for the small-file tree (examples/fuse_floor.rs: in memory, no work, mounted like"
+    echo "nanofs; rsync -a + sync): $floor MB/s. gocryptfs reaches $(ratio "${R[small.gocryptfs.w]}" "$floor") of it, nanofs"
+    echo "$(ratio "${R[small.nanofs.w]}" "$floor"); twice gocryptfs's rate would be $(ratio "$(calc "2 * ${R[small.gocryptfs.w]}")" "$floor") of it."
+  fi
   for wl in $WORKLOADS; do
     if [[ -f $W/res/$wl.stats.json ]]; then
       echo; echo "nanofs stats after $wl: \`$(tr -d ' \n' < "$W/res/$wl.stats.json")\`"
