@@ -172,6 +172,36 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
     o
 }
 
+/// See `Store::scan_from_floor`.
+pub struct PrefixScan<'a> {
+    it: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    prefix: Vec<u8>,
+    started: bool,
+    failed: bool,
+}
+
+impl Iterator for PrefixScan<'_> {
+    type Item = Result<(Box<[u8]>, Box<[u8]>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if std::mem::replace(&mut self.started, true) {
+            self.it.next();
+        }
+        match (self.it.key(), self.it.value()) {
+            (Some(k), Some(v)) if k.starts_with(&self.prefix) => Some(Ok((k.into(), v.into()))),
+            (Some(_), _) => None,
+            _ => {
+                let status = self.it.status().err()?;
+                self.failed = true;
+                Some(Err(status.into()))
+            }
+        }
+    }
+}
+
 impl Store {
     /// Creates a new, empty database in `dir/db`.
     pub fn create(dir: &Path) -> Result<Self> {
@@ -293,6 +323,18 @@ impl Store {
         }
         it.status()?;
         Ok(None)
+    }
+
+    /// The pairs starting with `prefix`, in key order, from the last one with key `<= key`
+    /// (or, if there is none, the first after it): one iterator where `floor` and `scan`
+    /// take two, which a small file's commit pays for several times.
+    pub fn scan_from_floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> PrefixScan<'_> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf));
+        it.seek_for_prev(key);
+        if !it.key().is_some_and(|k| k.starts_with(prefix)) {
+            it.seek(key);
+        }
+        PrefixScan { it, prefix: prefix.to_vec(), started: false, failed: false }
     }
 
     /// An empty atomic batch.
@@ -430,5 +472,37 @@ impl Batch<'_> {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.wb.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys_of(scan: PrefixScan<'_>) -> Vec<Vec<u8>> {
+        scan.map(|kv| kv.expect("scan").0.to_vec()).collect()
+    }
+
+    #[test]
+    fn scan_from_floor_starts_at_the_last_key_at_or_below_and_stays_in_its_prefix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::create(dir.path()).expect("create");
+        let mut batch = store.batch();
+        for k in [&b"a5"[..], b"b1", b"b4", b"b7", b"c2"] {
+            batch.put(Cf::Extents, k, b"v");
+        }
+        store.commit(batch, Durability::Buffered).expect("commit");
+        let scan = |prefix: &[u8], key: &[u8]| keys_of(store.scan_from_floor(Cf::Extents, prefix, key));
+        // Between two keys: from the lower one.
+        assert_eq!(scan(b"b", b"b5"), [b"b4".to_vec(), b"b7".to_vec()]);
+        // Exactly on a key: from it.
+        assert_eq!(scan(b"b", b"b4"), [b"b4".to_vec(), b"b7".to_vec()]);
+        // Below the prefix's first key, with another prefix's key below: from the first.
+        assert_eq!(scan(b"b", b"b0"), [b"b1".to_vec(), b"b4".to_vec(), b"b7".to_vec()]);
+        // Past the prefix's last key: that key alone, not the next prefix's.
+        assert_eq!(scan(b"b", b"b9"), [b"b7".to_vec()]);
+        // Nothing below at all, and an empty prefix range.
+        assert_eq!(scan(b"a", b"a0"), [b"a5".to_vec()]);
+        assert!(scan(b"d", b"d5").is_empty());
     }
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod browser;
 mod cli;
+mod contents;
 mod corrupt;
 mod crash;
 mod dedup;
