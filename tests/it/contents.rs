@@ -4,11 +4,10 @@
 //! operation, and again after the volume is closed and reopened (cold caches, committed
 //! state only).
 
-use nanofs::crypto::kdf::Argon2Params;
-use nanofs::volume::{Credential, Kind, OpenOptions, SetAttr, Volume};
+use crate::common::{open_engine_volume, repeating_blocks, small_chunk_engine_volume};
+use nanofs::volume::{Kind, SetAttr, Volume};
 use nanofs::Ino;
 use proptest::prelude::*;
-use std::path::Path;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -29,16 +28,6 @@ fn name(i: u8) -> Vec<u8> {
     format!("f{i}").into_bytes()
 }
 
-/// Content with 64 KiB blocks that repeat across seeds, so writes dedup against each other.
-fn data(len: u32, seed: u8) -> Vec<u8> {
-    (0..len as usize).map(|i| ((i / 65536) as u8 % 3).wrapping_mul(seed).wrapping_add((i % 251) as u8)).collect()
-}
-
-fn open(dir: &Path) -> Volume {
-    let keys = Volume::unlock(dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
-    Volume::open(dir, keys, &OpenOptions::default()).unwrap()
-}
-
 fn read_all(vol: &Volume, ino: Ino) -> Vec<u8> {
     let size = vol.getattr(ino).unwrap().inode.size;
     let mut out = Vec::new();
@@ -57,10 +46,8 @@ proptest! {
     fn files_read_back_what_a_byte_model_holds(ops in proptest::collection::vec(op(), 1..30)) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vol");
-        Volume::init(&dir, b"pw", Argon2Params::TEST_ONLY).unwrap();
-        // Small chunks, so files of a few hundred KiB have several and writes cut through them.
-        std::fs::write(dir.join("nanofs.toml"), "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n").unwrap();
-        let mut vol = open(&dir);
+        // Small chunks: writes cut through committed ones.
+        let mut vol = small_chunk_engine_volume(&dir);
         let mut model: Vec<Vec<u8>> = vec![Vec::new(); 3];
         let mut inos = Vec::new();
         for i in 0..3 {
@@ -69,7 +56,7 @@ proptest! {
         for op in &ops {
             match *op {
                 Op::Write { file, offset, len, seed } => {
-                    let (ino, bytes) = (inos[file as usize], data(len, seed));
+                    let (ino, bytes) = (inos[file as usize], repeating_blocks(len, seed));
                     vol.open_file(ino, true).unwrap();
                     vol.write(ino, u64::from(offset), &bytes, false, false).unwrap();
                     vol.release(ino).unwrap();
@@ -87,7 +74,7 @@ proptest! {
                 Op::Reopen => {
                     vol.close().unwrap();
                     drop(vol);
-                    vol = open(&dir);
+                    vol = open_engine_volume(&dir);
                 }
             }
             for (i, ino) in inos.iter().enumerate() {
@@ -96,7 +83,7 @@ proptest! {
         }
         vol.close().unwrap();
         drop(vol);
-        let vol = open(&dir);
+        let vol = open_engine_volume(&dir);
         for (i, ino) in inos.iter().enumerate() {
             prop_assert!(read_all(&vol, *ino) == model[i], "file {i} differs after reopening, after {ops:?}");
         }

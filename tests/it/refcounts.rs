@@ -3,8 +3,8 @@
 //! every count equals a recount (`check`) and GC frees exactly the unreferenced set.
 //! Runs on the engine API directly (real RocksDB, no mount) so many cases fit in seconds.
 
-use nanofs::crypto::kdf::Argon2Params;
-use nanofs::volume::{Credential, Kind, OpenOptions, RenameMode, SetAttr, Volume};
+use crate::common::{repeating_blocks, small_chunk_engine_volume};
+use nanofs::volume::{Kind, RenameMode, SetAttr, Volume};
 use nanofs::Ino;
 use proptest::prelude::*;
 
@@ -37,11 +37,6 @@ fn name(i: u8) -> Vec<u8> {
     format!("f{i}").into_bytes()
 }
 
-/// Content made of a few repeating 64 KiB blocks, so different writes share chunks.
-fn data(len: u32, seed: u8) -> Vec<u8> {
-    (0..len as usize).map(|i| ((i / 65536) as u8 % 3).wrapping_mul(seed).wrapping_add((i % 251) as u8)).collect()
-}
-
 fn run(vol: &Volume, op: &Op) {
     let lookup = |i: u8| vol.lookup(Ino::ROOT, &name(i)).ok().map(|a| a.ino);
     // Errors such as NotFound or Exists are expected outcomes of random operations.
@@ -52,7 +47,7 @@ fn run(vol: &Volume, op: &Op) {
                 None => vol.create(Ino::ROOT, &name(file), Kind::File, 0o644, 0, 0, 0).unwrap().ino,
             };
             vol.open_file(ino, true).unwrap();
-            vol.write(ino, u64::from(offset), &data(len, seed), false, false).unwrap();
+            vol.write(ino, u64::from(offset), &repeating_blocks(len, seed), false, false).unwrap();
             vol.release(ino).unwrap();
         }
         Op::Truncate { file, size } => {
@@ -90,11 +85,7 @@ proptest! {
     fn counts_equal_a_recount_and_gc_frees_exactly_the_garbage(ops in proptest::collection::vec(op(), 1..40)) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vol");
-        Volume::init(&dir, b"pw", Argon2Params::TEST_ONLY).unwrap();
-        // Small chunks, so that files of a few hundred KiB have several.
-        std::fs::write(dir.join("nanofs.toml"), "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n").unwrap();
-        let keys = Volume::unlock(&dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
-        let vol = Volume::open(&dir, keys, &OpenOptions::default()).unwrap();
+        let vol = small_chunk_engine_volume(&dir);
         for op in &ops {
             run(&vol, op);
         }

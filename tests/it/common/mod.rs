@@ -276,3 +276,28 @@ pub fn write_random_file(path: &Path, seed: u64, len: usize) {
 pub fn sha256(path: &Path) -> String {
     sh(&format!("sha256sum '{}'", path.display())).split_whitespace().next().unwrap().to_string()
 }
+
+/// A new volume in `dir`, opened on the engine API (no mount, no daemon), with small chunks
+/// (16/64/256 KiB) so that files of a few hundred KiB have several: for property tests.
+pub fn small_chunk_engine_volume(dir: &Path) -> nanofs::volume::Volume {
+    nanofs::volume::Volume::init(dir, b"pw", nanofs::crypto::kdf::Argon2Params::TEST_ONLY).unwrap();
+    std::fs::write(
+        dir.join("nanofs.toml"),
+        "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n",
+    )
+    .unwrap();
+    open_engine_volume(dir)
+}
+
+/// Opens the volume that `small_chunk_engine_volume` made (after it was closed and dropped).
+pub fn open_engine_volume(dir: &Path) -> nanofs::volume::Volume {
+    use nanofs::volume::{Credential, OpenOptions, Volume};
+    let keys = Volume::unlock(dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
+    Volume::open(dir, keys, &OpenOptions::default()).unwrap()
+}
+
+/// `len` bytes made of 64 KiB blocks that repeat across seeds, so that writes with
+/// different seeds share chunks.
+pub fn repeating_blocks(len: u32, seed: u8) -> Vec<u8> {
+    (0..len as usize).map(|i| ((i / 65536) as u8 % 3).wrapping_mul(seed).wrapping_add((i % 251) as u8)).collect()
+}
