@@ -261,9 +261,15 @@ impl Volume {
 
     /// Extents of `ino` overlapping `[from, to)`.
     fn extents_between(&self, ino: Ino, from: u64, to: u64) -> Result<Vec<(u64, ExtentValue)>> {
+        let committed_size = self.load_inode(ino).map_or(u64::MAX, |i| i.size);
+        self.extents_below(ino, committed_size, from, to)
+    }
+
+    /// `extents_between` for a caller that has the committed size at hand.
+    fn extents_below(&self, ino: Ino, committed_size: u64, from: u64, to: u64) -> Result<Vec<(u64, ExtentValue)>> {
         // Extents lie below the committed size: a new file, or a write past its end (every
         // small file, every append), has none there, and skips the database.
-        if self.load_inode(ino).is_ok_and(|i| from >= i.size) {
+        if from >= committed_size {
             return Ok(vec![]);
         }
         let prefix = ino.to_key();
@@ -692,7 +698,7 @@ impl Volume {
         };
         let look_to = if sequential { end + READAHEAD } else { end };
         let (now, ahead): (Vec<_>, Vec<_>) =
-            self.extents_between(ino, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
+            self.extents_below(ino, inode.size, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
         let ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
         let mut shared = None;
         if let ([(off, e)], []) = (&now[..], &windows[..]) {
