@@ -35,19 +35,7 @@ fn kill_9_after_fsync_loses_nothing() {
     // The volume works normally after recovery, and checks clean down to every chunk.
     std::fs::write(m.p("after"), b"ok").unwrap();
     m.unmount();
-    check_clean(&v);
-}
-
-/// `nanofs check --read-data` on an unmounted volume reports it clean.
-fn check_clean(v: &TestVolume) {
-    let out = nanofs(&["check", v.path(), "--read-data", "--passphrase-file", v.pass_file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "check failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("clean"));
+    v.assert_clean(&["--read-data"]);
 }
 
 #[test]
@@ -77,7 +65,7 @@ fn kill_9_during_a_large_write_keeps_the_volume_consistent() {
         }
     }
     m.unmount();
-    check_clean(&v);
+    v.assert_clean(&["--read-data"]);
 }
 
 /// A crash at each point where the order of writes matters (chunk bodies stored but not
@@ -115,7 +103,7 @@ fn a_crash_at_every_kill_point_of_writes_and_gc_leaves_a_clean_volume() {
         };
         m.expect_crash(&format!("{point} ({step})"));
 
-        check_clean(&v);
+        v.assert_clean(&["--read-data"]);
         let m = v.mount();
         assert_eq!(sha256(&m.p("keep.bin")), keep, "{point}");
         let _ = std::fs::remove_file(m.p("new.bin"));
@@ -125,6 +113,6 @@ fn a_crash_at_every_kill_point_of_writes_and_gc_leaves_a_clean_volume() {
         let stored = s["stored_bytes"].as_u64().unwrap();
         assert!(stored >= 12 << 20 && stored < (12 << 20) + (64 << 10), "{point}: {s}");
         assert_eq!(s["reclaimable_bytes"].as_u64(), Some(0), "{point}: {s}");
-        check_clean(&v);
+        v.assert_clean(&["--read-data"]);
     }
 }

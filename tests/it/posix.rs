@@ -149,8 +149,7 @@ fn a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split() {
     }
     drop(f);
     m.unmount();
-    let report = v.run_ok(&["check", v.path()]);
-    assert!(report.contains("clean"), "{report}");
+    v.assert_clean(&[]);
 }
 
 /// The same with a 16 MiB window and small chunks: a write that splits many times, read
@@ -159,11 +158,7 @@ fn a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split() {
 #[test]
 fn small_write_windows_split_often_and_overwrites_keep_what_follows() {
     let v = TestVolume::new();
-    fs::write(
-        v.dir.join("nanofs.toml"),
-        "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n\n[storage]\nwrite_window_mb = 16\n",
-    )
-    .unwrap();
+    fs::write(v.dir.join("nanofs.toml"), format!("{SMALL_CHUNKS_TOML}\n[storage]\nwrite_window_mb = 16\n")).unwrap();
     let m = v.mount();
     // 160 MiB in 1 MiB writes: a split about every 24 MiB; read back at each eighth write.
     let data = random_bytes(41, 160 << 20);
@@ -201,8 +196,7 @@ fn small_write_windows_split_often_and_overwrites_keep_what_follows() {
         assert!(got.len() == model.len() && first_bad.is_none(), "overwrite {n}: first wrong byte at {first_bad:?}");
     }
     m.unmount();
-    let report = v.run_ok(&["check", v.path()]);
-    assert!(report.contains("clean"), "{report}");
+    v.assert_clean(&[]);
 }
 
 /// Large files are committed in the background after `close`: straight after it, their

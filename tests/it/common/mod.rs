@@ -100,8 +100,16 @@ impl TestVolume {
     /// `run`, asserting success; returns stdout.
     pub fn run_ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "nanofs {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "nanofs {args:?} failed:\n{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    }
+
+    /// Runs `nanofs check` (with `extra` flags, such as `--read-data`) and asserts that it
+    /// finds the volume clean.
+    pub fn assert_clean(&self, extra: &[&str]) {
+        let report = self.run_ok(&[&["check", self.path()][..], extra].concat());
+        assert!(report.contains("clean"), "{report}");
     }
 
     /// `nanofs stats --json`, parsed.
@@ -277,15 +285,16 @@ pub fn sha256(path: &Path) -> String {
     sh(&format!("sha256sum '{}'", path.display())).split_whitespace().next().unwrap().to_string()
 }
 
-/// A new volume in `dir`, opened on the engine API (no mount, no daemon), with small chunks
-/// (16/64/256 KiB) so that files of a few hundred KiB have several: for property tests.
+/// `nanofs.toml` with small chunks (16/64/256 KiB), so that files of a few hundred KiB
+/// have several.
+pub const SMALL_CHUNKS_TOML: &str =
+    "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n";
+
+/// A new volume in `dir` with `SMALL_CHUNKS_TOML`, opened on the engine API (no mount, no
+/// daemon): for property tests.
 pub fn small_chunk_engine_volume(dir: &Path) -> nanofs::volume::Volume {
     nanofs::volume::Volume::init(dir, b"pw", nanofs::crypto::kdf::Argon2Params::TEST_ONLY).unwrap();
-    std::fs::write(
-        dir.join("nanofs.toml"),
-        "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("nanofs.toml"), SMALL_CHUNKS_TOML).unwrap();
     open_engine_volume(dir)
 }
 
