@@ -3,11 +3,12 @@
 use super::attr::{file_attr, file_type, negative_entry};
 use super::errno::to_errno;
 use crate::ids::Ino;
-use crate::volume::{Error as VolumeError, Kind, RenameMode, SetAttr, SetTime, Volume};
+use crate::volume::{Error as VolumeError, Kind, RenameMode, Seek, SetAttr, SetTime, Volume};
 use fuser::{
-    AccessFlags, BsdFileFlags, Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner,
-    OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -445,12 +446,50 @@ impl fuser::Filesystem for NanoFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        // Linux passes only these modes to a FUSE file system (collapse and insert range
+        // are refused before they reach it).
+        const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        const ZERO_KEEP: i32 = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+        let i = ino(i);
         match mode {
-            0 => try_reply!(reply, self.vol.allocate(ino(i), offset, length)),
+            0 => try_reply!(reply, self.vol.allocate(i, offset, length)),
             libc::FALLOC_FL_KEEP_SIZE => {}
+            PUNCH => try_reply!(reply, self.vol.punch_hole(i, offset, length)),
+            libc::FALLOC_FL_ZERO_RANGE => try_reply!(reply, self.vol.zero_range(i, offset, length, false)),
+            ZERO_KEEP => try_reply!(reply, self.vol.zero_range(i, offset, length, true)),
             _ => return reply.error(Errno::EOPNOTSUPP),
         }
         reply.ok();
+    }
+
+    fn lseek(&self, _req: &Request, i: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        // The kernel answers SEEK_SET, SEEK_CUR and SEEK_END itself.
+        let what = match whence {
+            libc::SEEK_DATA => Seek::Data,
+            libc::SEEK_HOLE => Seek::Hole,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else { return reply.error(Errno::ENXIO) };
+        let found = try_reply!(reply, self.vol.seek(ino(i), offset, what));
+        reply.offset(found as i64);
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        _fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        _fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        // Chunks are shared, not copied: `cp` of a large file is a metadata change.
+        let copied = try_reply!(reply, self.vol.copy_range(ino(ino_in), offset_in, ino(ino_out), offset_out, len));
+        reply.written(copied as u32);
     }
 }
 

@@ -35,6 +35,7 @@ impl From<Error> for ApiError {
             Error::NameTooLong | Error::Invalid | Error::Range => StatusCode::BAD_REQUEST,
             Error::NotPermitted | Error::ReadOnly => StatusCode::FORBIDDEN,
             Error::Unsupported | Error::NoAttr => StatusCode::NOT_IMPLEMENTED,
+            Error::NoData => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
             Error::Denied(_) => StatusCode::FORBIDDEN,
             Error::Unauthenticated(_) | Error::PasswordRequired => StatusCode::UNAUTHORIZED,

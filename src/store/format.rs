@@ -1,7 +1,13 @@
 //! On-disk format version and the names of volume-wide values in the `meta` family.
 
 /// Version of the database layout; written to `meta/format` at creation.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: extents may cover part of a chunk (a 40-byte extent value with a skip). A volume of
+/// version 1 is read as it is and marked 2 at its first writable open, since builds that
+/// read only version 1 would take a partial extent for its whole chunk.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout this build opens.
+pub const FORMAT_OLDEST: u32 = 1;
 
 /// `meta` key: format version, u32 BE.
 pub const META_FORMAT: &[u8] = b"format";

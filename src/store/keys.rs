@@ -34,32 +34,63 @@ pub fn extent_offset(key: &[u8]) -> u64 {
     u64::from_be_bytes(key[8..16].try_into().expect("extent keys are 16 bytes"))
 }
 
-/// Extent value. Format: `chunk id [32] | length u32`.
+/// Extent value: `len` bytes of `chunk`'s plaintext, from byte `skip` of it. Format:
+/// `chunk id [32] | length u32` when `skip` is 0 (every extent written before partial
+/// extents existed, and every whole chunk since), else `chunk id [32] | length u32 | skip u32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExtentValue {
     /// The chunk holding the bytes.
     pub chunk: ChunkId,
-    /// Plaintext length (the whole chunk).
+    /// Plaintext bytes the extent covers: the whole chunk, or a part of it left by an
+    /// overwrite, a hole punched, a truncate or a range copied.
     pub len: u32,
+    /// Where in the chunk's plaintext the extent begins.
+    pub skip: u32,
 }
 
 impl ExtentValue {
-    /// 36-byte encoding.
+    /// An extent covering all of a chunk of `len` bytes.
     #[must_use]
-    pub fn encode(&self) -> [u8; 36] {
-        let mut v = [0u8; 36];
-        v[..32].copy_from_slice(&self.chunk.0);
-        v[32..].copy_from_slice(&self.len.to_be_bytes());
+    pub fn whole(chunk: ChunkId, len: u32) -> Self {
+        Self { chunk, len, skip: 0 }
+    }
+
+    /// The part `[from, to)` of this extent, offsets relative to its start.
+    #[must_use]
+    pub fn part(&self, from: u32, to: u32) -> Self {
+        debug_assert!(from < to && to <= self.len, "a non-empty part inside the extent");
+        Self { chunk: self.chunk, len: to - from, skip: self.skip + from }
+    }
+
+    /// The range of the chunk's plaintext this extent covers.
+    #[must_use]
+    pub fn plain_range(&self) -> std::ops::Range<usize> {
+        self.skip as usize..self.skip as usize + self.len as usize
+    }
+
+    /// 36- or 40-byte encoding (see the type).
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(40);
+        v.extend_from_slice(&self.chunk.0);
+        v.extend_from_slice(&self.len.to_be_bytes());
+        if self.skip != 0 {
+            v.extend_from_slice(&self.skip.to_be_bytes());
+        }
         v
     }
 
     /// Decodes; `None` if the value has another length.
     #[must_use]
     pub fn decode(v: &[u8]) -> Option<Self> {
-        if v.len() != 36 {
-            return None;
-        }
-        Some(Self { chunk: ChunkId::from_slice(&v[..32])?, len: u32::from_be_bytes(v[32..].try_into().ok()?) })
+        let chunk = ChunkId::from_slice(v.get(..32)?)?;
+        let len = u32::from_be_bytes(v.get(32..36)?.try_into().ok()?);
+        let skip = match v.len() {
+            36 => 0,
+            40 => u32::from_be_bytes(v[36..40].try_into().ok()?),
+            _ => return None,
+        };
+        Some(Self { chunk, len, skip })
     }
 }
 
@@ -170,8 +201,8 @@ mod tests {
         }
 
         #[test]
-        fn records_round_trip(id: [u8; 32], len: u32, count: u64, s: u32, p: u32, pack: Option<(u32, u64)>) {
-            let e = ExtentValue { chunk: ChunkId(id), len };
+        fn records_round_trip(id: [u8; 32], len: u32, skip: u32, count: u64, s: u32, p: u32, pack: Option<(u32, u64)>) {
+            let e = ExtentValue { chunk: ChunkId(id), len, skip };
             prop_assert_eq!(ExtentValue::decode(&e.encode()), Some(e));
             let location = pack.map(|(pack, offset)| Location { pack, offset, len });
             let r = RefRecord { count, stored_len: s, plain_len: p, location };
@@ -179,5 +210,17 @@ mod tests {
             let c = SpaceCounters { logical_bytes: count, unique_bytes: u64::from(s), stored_bytes: u64::from(p), chunks: 3, reclaimable_bytes: 4 };
             prop_assert_eq!(SpaceCounters::decode(&c.encode()), Some(c));
         }
+    }
+
+    /// A whole-chunk extent keeps the encoding it had before partial extents existed, so
+    /// volumes written then read the same; a partial one appends its skip.
+    #[test]
+    fn extent_encoding_is_pinned() {
+        let whole = ExtentValue::whole(ChunkId([7; 32]), 0x0102_0304);
+        assert_eq!(whole.encode(), [[7u8; 32].as_slice(), &[1, 2, 3, 4]].concat());
+        let part = whole.part(0x10, 0x20);
+        assert_eq!(part.encode(), [[7u8; 32].as_slice(), &[0, 0, 0, 0x10], &[0, 0, 0, 0x10]].concat());
+        assert_eq!(ExtentValue::decode(&part.encode()), Some(part));
+        assert_eq!(ExtentValue::decode(&[0; 38]), None);
     }
 }

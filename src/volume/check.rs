@@ -127,6 +127,8 @@ impl Volume {
         let mut recount: HashMap<ChunkId, u64> = HashMap::new();
         let mut logical = 0u64;
         let mut file_chunks: HashMap<ChunkId, Ino> = HashMap::new();
+        // The furthest byte of each chunk an extent covers: it must lie inside the chunk.
+        let mut reach: HashMap<ChunkId, u64> = HashMap::new();
         for kv in self.store.scan(Cf::Extents, &[], &[]) {
             let (k, v) = kv?;
             r.extents += 1;
@@ -144,6 +146,8 @@ impl Volume {
                 None => r.problems.push(format!("extent at {off} of missing inode {ino}")),
             }
             *recount.entry(e.chunk).or_default() += 1;
+            let covered = reach.entry(e.chunk).or_default();
+            *covered = (*covered).max(e.plain_range().end as u64);
             file_chunks.entry(e.chunk).or_insert(ino);
             logical += u64::from(e.len);
         }
@@ -187,6 +191,9 @@ impl Volume {
                 continue;
             };
             seen.insert(id);
+            if reach.get(&id).is_some_and(|end| *end > u64::from(rec.plain_len)) {
+                r.problems.push(format!("chunk {id}: an extent runs past its {} bytes", rec.plain_len));
+            }
             let counted = recount.get(&id).copied().unwrap_or(0);
             if rec.count != counted {
                 r.problems.push(format!("chunk {id}: reference count {}, counted {counted}", rec.count));

@@ -14,6 +14,7 @@ use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
 use crate::crypto::keys::Keyring;
 use crate::ids::{ChunkId, Ino};
+use crate::store::keys::ExtentValue;
 use crate::store::packs::Location;
 use crate::store::{Cf, Store};
 use lru::LruCache;
@@ -385,6 +386,16 @@ impl Chunks {
     /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
     pub(crate) fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
         self.chunk_at(ino, id, None)
+    }
+
+    /// The plaintext an extent covers: all or part of its chunk, sharing the cached buffer.
+    pub(crate) fn extent(&self, ino: Ino, e: &ExtentValue) -> Result<Plain> {
+        let plain = self.chunk(ino, &e.chunk)?;
+        let range = e.plain_range();
+        if range.end > plain.len() {
+            return Err(Error::CorruptMeta(format!("an extent of inode {ino} runs past the end of chunk {}", e.chunk)));
+        }
+        Ok(plain.slice(range))
     }
 
     /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack

@@ -33,6 +33,10 @@ pub enum Error {
     /// The operation or mode is not supported.
     #[error("operation not supported")]
     Unsupported,
+    /// Nothing of what was asked lies at or after the offset (`SEEK_DATA` past the last
+    /// data, `SEEK_DATA` or `SEEK_HOLE` at or past the end).
+    #[error("no data at or after the offset")]
+    NoData,
     /// The extended attribute does not exist.
     #[error("no such attribute")]
     NoAttr,

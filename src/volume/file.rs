@@ -1,15 +1,16 @@
 //! The data path: write windows, content-defined chunking, commit, reads with read-ahead.
 //!
-//! Writes to a file collect in a *window*: a contiguous range that starts on a chunk
-//! boundary of the committed file. Once its unchunked tail reaches `STREAM_THRESHOLD`,
+//! Writes to a file collect in a *window*: a contiguous range of new bytes over the
+//! committed file. Once its unchunked tail reaches `STREAM_THRESHOLD`,
 //! the final cut points are taken and the block is handed to the worker pool, which
 //! hashes, deduplicates, compresses and seals its chunks while the writer fills the next
 //! block (at most `MAX_JOBS` blocks in flight per file, so memory stays bounded). New
 //! bodies are appended to a pack file (`store::packs`), so a large file is written to disk
 //! once and waits in no memtable. The window is committed (on close, fsync or a
-//! non-contiguous write) by re-chunking the neighbourhood up to the next committed chunk
-//! boundary, syncing the packs, and replacing the covered extents in one batch that also
-//! records where the new bodies lie. Nothing references a body before the body is
+//! non-contiguous write) by chunking its tail, syncing the packs, and replacing the covered
+//! range of the extent map in one batch that also records where the new bodies lie; the
+//! extents across the window's edges keep their outer parts (`extents::clear_range`), so
+//! a random write stores only what it wrote. Nothing references a body before the body is
 //! durable, so a crash at any point loses at most uncommitted writes and never corrupts a
 //! file. A small file (one window, never streamed) keeps its bodies inline in that batch:
 //! it costs no `fdatasync` at close.
@@ -249,45 +250,6 @@ impl Volume {
         Ok(inode)
     }
 
-    /// Extents of `ino` that end after `from`, in offset order.
-    pub(crate) fn extents_from(&self, ino: Ino, from: u64) -> Result<Vec<(u64, ExtentValue)>> {
-        self.extents_between(ino, from, u64::MAX)
-    }
-
-    /// The committed extent of `ino` that begins before `at` and runs past it.
-    fn extent_across(&self, ino: Ino, at: u64) -> Result<Option<(u64, ExtentValue)>> {
-        Ok(self.extents_between(ino, at, at + 1)?.into_iter().next().filter(|(off, _)| *off < at))
-    }
-
-    /// Extents of `ino` overlapping `[from, to)`.
-    fn extents_between(&self, ino: Ino, from: u64, to: u64) -> Result<Vec<(u64, ExtentValue)>> {
-        let committed_size = self.load_inode(ino).map_or(u64::MAX, |i| i.size);
-        self.extents_below(ino, committed_size, from, to)
-    }
-
-    /// `extents_between` for a caller that has the committed size at hand.
-    fn extents_below(&self, ino: Ino, committed_size: u64, from: u64, to: u64) -> Result<Vec<(u64, ExtentValue)>> {
-        // Extents lie below the committed size: a new file, or a write past its end (every
-        // small file, every append), has none there, and skips the database.
-        if from >= committed_size {
-            return Ok(vec![]);
-        }
-        let prefix = ino.to_key();
-        let mut out = Vec::new();
-        for kv in self.store.scan_from_floor(Cf::Extents, &prefix, &keys::extent_key(ino, from)) {
-            let (k, v) = kv?;
-            let off = keys::extent_offset(&k);
-            if off >= to {
-                break;
-            }
-            let e = ExtentValue::decode(&v).ok_or_else(|| Error::CorruptMeta(format!("extent of inode {ino}")))?;
-            if off + u64::from(e.len) > from {
-                out.push((off, e));
-            }
-        }
-        Ok(out)
-    }
-
     /// Registers an open handle of `ino`; `write`: opened for writing, refused on a
     /// read-only volume and on a snapshot's files.
     pub fn open_file(&self, ino: Ino, write: bool) -> Result<()> {
@@ -466,23 +428,19 @@ impl Volume {
         Ok(())
     }
 
-    /// A window for a write at `offset`: it starts at the boundary of the committed chunk
-    /// that contains `offset`, whose leading bytes it takes over.
+    /// A window for a write at `offset`. A write inside a committed extent starts the
+    /// window right there: its commit keeps the extent's head as a partial extent
+    /// (`clear_range`) instead of reading and re-chunking it, so a small write into a
+    /// large file costs a small chunk.
     fn open_window(&self, ino: Ino, offset: u64) -> Result<Window> {
         let mut w = Window::new(offset);
-        if let Some((off, e)) = self.extents_between(ino, offset, offset + 1)?.into_iter().next() {
-            if off < offset {
-                let plain = self.chunks.chunk(ino, &e.chunk)?;
-                w.start = off;
-                w.tail.extend_from_slice(&plain[..(offset - off) as usize]);
-            }
-        } else if offset > 0 {
+        if offset > 0 && self.extent_across(ino, offset)?.is_none() {
             // An append right after the last chunk: take that chunk back into the window,
             // so the cut points come out as if the file had been written in one go (a file
             // sent in pieces, by tus or `>>`, dedups like one written at once).
             if let Some((off, e)) = self.extents_between(ino, offset - 1, offset)?.into_iter().next() {
                 if off + u64::from(e.len) == offset {
-                    let plain = self.chunks.chunk(ino, &e.chunk)?;
+                    let plain = self.chunks.extent(ino, &e)?;
                     w.start = off;
                     w.tail.extend_from_slice(&plain);
                 }
@@ -517,15 +475,10 @@ impl Volume {
     }
 
     /// Splits a full window into a segment, committed once its bodies are synced, and the
-    /// rest, which the writer goes on filling. A committed chunk across the split point (an
-    /// overwrite inside a file) would lose its far part to the segment's commit: such a
-    /// window is committed whole, as a close would.
+    /// rest, which the writer goes on filling. A committed extent across the split point
+    /// (an overwrite inside a file) keeps its far part through the segment's commit.
     fn split_window(&self, ino: Ino, st: &mut FileState) -> Result<()> {
         self.finish_segment(ino, st)?;
-        let split = st.window.as_ref().expect("window is open").tail_start();
-        if self.extent_across(ino, split)?.is_some() {
-            return self.commit_window(ino, st, Durability::Buffered);
-        }
         let w = st.window.as_mut().expect("window is open");
         // The jobs in flight take a few milliseconds: the segment then holds no buffers.
         if let Err(e) = w.finish_jobs() {
@@ -561,10 +514,14 @@ impl Volume {
         };
         w.finish_jobs()?;
         let written_end = w.end();
-        // The committed chunk that straddles the window's end is re-chunked with it.
-        if let Some((off, e)) = self.extent_across(ino, written_end)? {
-            let plain = self.chunks.chunk(ino, &e.chunk)?;
-            w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
+        // After a long write, the committed extent across the window's end is re-chunked
+        // with it: one more chunk read is noise there, and the cut points stay those of the
+        // content. After a short one (a random write), it keeps its far part as it is.
+        if w.streamed() {
+            if let Some((off, e)) = self.extent_across(ino, written_end)? {
+                let plain = self.chunks.extent(ino, &e)?;
+                w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
+            }
         }
         let lens = cut_points(&w.tail, self.params, true);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
@@ -608,13 +565,9 @@ impl Volume {
     ) -> Result<()> {
         let end = w.end();
         let mut txn = self.txn()?;
-        let mut allocated: i64 = 0;
-        for (off, e) in self.extents_between(ino, w.start, end)? {
-            txn.delete_extent(ino, off, e);
-            allocated -= i64::from(e.len);
-        }
+        let mut allocated = self.clear_range(&mut txn, ino, w.start, end)?;
         for p in &w.pending {
-            txn.put_extent(ino, p.offset, ExtentValue { chunk: p.id, len: p.len }, p.body);
+            txn.put_extent(ino, p.offset, ExtentValue::whole(p.id, p.len), p.body);
             allocated += i64::from(p.len);
         }
         allocated += txn.put_prepared(ino, w.tail_start(), prepared);
@@ -634,30 +587,14 @@ impl Volume {
         txn.commit(durability)
     }
 
-    /// Cuts a committed file to `size` (or extends it with a hole), inside `txn`.
+    /// Cuts a committed file to `size` (or extends it with a hole), inside `txn`. The
+    /// extent across the new end keeps its head as a partial extent.
     pub(crate) fn truncate(&self, txn: &mut Txn<'_>, ino: Ino, size: u64) -> Result<()> {
         let old = txn.inode(ino)?.size;
-        let mut allocated: i64 = 0;
-        if size < old {
-            for (off, e) in self.extents_from(ino, size)? {
-                txn.delete_extent(ino, off, e);
-                allocated -= i64::from(e.len);
-                if off < size {
-                    // The chunk across the new end keeps its head, re-chunked.
-                    let plain = self.chunks.chunk(ino, &e.chunk)?;
-                    let head = &plain[..(size - off) as usize];
-                    let lens = cut_points(head, self.params, true);
-                    let prepared = self.chunks.prepare(head, &lens)?;
-                    // `txn` holds the commit lock, which garbage collection needs too: the
-                    // dedup hits cannot be collected before this commits, so no pins are kept.
-                    self.chunks.unpin(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| &p.id));
-                    allocated += txn.put_prepared(ino, off, prepared);
-                }
-            }
-        }
+        let allocated = if size < old { self.clear_range(txn, ino, size, u64::MAX)? } else { 0 };
         let i = txn.inode_mut(ino)?;
         i.size = size;
-        i.allocated = (i.allocated as i64 + allocated).max(0) as u64;
+        i.allocated = i.allocated.saturating_add_signed(allocated);
         Ok(())
     }
 
@@ -693,7 +630,7 @@ impl Volume {
         // requests in parallel, so they arrive slightly out of order.
         let sequential = {
             let mut last = self.last_read_end.lock().expect("readahead lock");
-            let prev = last.insert(ino, end);
+            let prev = last.put(ino, end);
             offset == 0 || prev.is_some_and(|p| p.abs_diff(offset) <= 4 << 20)
         };
         let look_to = if sequential { end + READAHEAD } else { end };
@@ -703,7 +640,7 @@ impl Volume {
         let mut shared = None;
         if let ([(off, e)], []) = (&now[..], &windows[..]) {
             if *off <= offset && off + u64::from(e.len) >= end {
-                let plain = self.chunks.chunk(ino, &e.chunk)?;
+                let plain = self.chunks.extent(ino, e)?;
                 let range = (offset - off) as usize..(end - off) as usize;
                 shared = (range.end <= plain.len()).then(|| plain.slice(range));
             }
@@ -734,7 +671,7 @@ impl Volume {
     ) -> Result<Vec<u8>> {
         let mut out = vec![0u8; (end - offset) as usize];
         for (off, e) in now {
-            let plain = self.chunks.chunk(ino, &e.chunk)?;
+            let plain = self.chunks.extent(ino, e)?;
             copy_overlap(&mut out, offset, *off, &plain);
         }
         for w in windows {

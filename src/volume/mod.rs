@@ -10,6 +10,7 @@ mod check;
 pub mod chunks;
 mod closing;
 pub mod error;
+mod extents;
 mod faults;
 mod file;
 mod fingerprint;
@@ -28,6 +29,7 @@ mod uploads;
 
 pub use check::CheckReport;
 pub use error::{Error, Result};
+pub use extents::{Seek, MAX_COPY};
 pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
@@ -44,7 +46,7 @@ use crate::config::{Config, CONFIG_FILE};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{Keyring, Subkeys};
 use crate::ids::Ino;
-use crate::store::format::{FORMAT_VERSION, META_CLEAN, META_FORMAT, META_NEXT_INO, META_SPACE};
+use crate::store::format::{FORMAT_OLDEST, FORMAT_VERSION, META_CLEAN, META_FORMAT, META_NEXT_INO, META_SPACE};
 use crate::store::keys::{self, SpaceCounters};
 use crate::store::{Cf, Durability, OpenMode, Store};
 use chunks::{ChunkCache, ChunkCodec};
@@ -55,6 +57,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use txn::{Txn, TxnState};
+
+/// Files whose read position the volume remembers for read-ahead.
+const READ_POSITIONS: usize = 4096;
 
 /// Options for opening a volume.
 #[derive(Debug, Clone, Default)]
@@ -132,7 +137,9 @@ pub struct Volume {
     /// Closed files whose commit runs in the background (`closing`).
     closing: closing::Closing,
     opens: Mutex<HashMap<Ino, u32>>,
-    last_read_end: Mutex<HashMap<Ino, u64>>,
+    /// Where the last read of each recently read file ended (read-ahead detects
+    /// sequential readers); bounded, since reads over HTTP open no handle to clean up after.
+    last_read_end: Mutex<lru::LruCache<Ino, u64>>,
     galleries: gallery::GalleryState,
     /// Decoded inode records (`inode_cache`).
     inodes: inode_cache::InodeCache,
@@ -182,9 +189,11 @@ impl Volume {
         let store = Arc::new(Store::open(dir, mode)?);
         let format = store.get(Cf::Meta, META_FORMAT)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes);
         match format {
-            Some(FORMAT_VERSION) => {}
+            Some(v) if (FORMAT_OLDEST..=FORMAT_VERSION).contains(&v) => {}
             Some(v) => {
-                return Err(Error::NotAVolume(format!("database format {v}; this nanofs reads {FORMAT_VERSION}")))
+                return Err(Error::NotAVolume(format!(
+                    "database format {v}; this nanofs reads {FORMAT_OLDEST} to {FORMAT_VERSION}"
+                )))
             }
             None => return Err(Error::NotAVolume("database has no format version".into())),
         }
@@ -221,7 +230,7 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             closing: closing::Closing::default(),
             opens: Mutex::new(HashMap::new()),
-            last_read_end: Mutex::new(HashMap::new()),
+            last_read_end: Mutex::new(lru::LruCache::new(READ_POSITIONS.try_into().expect("non-zero"))),
             galleries: gallery::GalleryState::new(),
             inodes: inode_cache::InodeCache::default(),
             entry_observer: std::sync::OnceLock::new(),
@@ -234,6 +243,9 @@ impl Volume {
             }
             let mut batch = vol.store.batch();
             batch.delete(Cf::Meta, META_CLEAN);
+            if format != Some(FORMAT_VERSION) {
+                batch.put(Cf::Meta, META_FORMAT, &FORMAT_VERSION.to_be_bytes());
+            }
             vol.store.commit(batch, Durability::Synced)?;
         }
         Ok(vol)

@@ -187,7 +187,7 @@ impl<'a> Txn<'a> {
                 self.batch.put(Cf::Chunks, &p.id.0, &env);
                 NewBody { stored: env.len() as u32, plain: p.len, location: None }
             });
-            self.put_extent(ino, offset, ExtentValue { chunk: p.id, len: p.len }, body);
+            self.put_extent(ino, offset, ExtentValue::whole(p.id, p.len), body);
             covered += i64::from(p.len);
             offset += u64::from(p.len);
         }

@@ -223,7 +223,8 @@ impl Volume {
         let mut out = std::collections::HashMap::new();
         for (_, e) in self.extents_from(ino, 0)? {
             let plain = self.chunks.chunk(ino, &e.chunk)?;
-            if plain.len() == e.len as usize {
+            // Only whole chunks: a piece is referenced from its start.
+            if e.skip == 0 && plain.len() == e.len as usize {
                 out.insert(plain_hash(&plain), Piece { chunk: e.chunk, len: e.len });
             }
         }
@@ -262,7 +263,7 @@ impl Volume {
                 self.upload_delete(&state.id)?;
                 return Err(Error::NotFound);
             }
-            txn.put_extent(ino, offset, crate::store::keys::ExtentValue { chunk: p.chunk, len: p.len }, None);
+            txn.put_extent(ino, offset, crate::store::keys::ExtentValue::whole(p.chunk, p.len), None);
             offset += u64::from(p.len);
         }
         Self::finish_assembled(txn, ino, offset, offset)?;

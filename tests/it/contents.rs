@@ -1,11 +1,12 @@
 //! Property test of the data path's contents: random writes (overwrites, appends, writes
-//! past the end that leave holes), truncates and extensions of a few files, on the engine
-//! API (real RocksDB, no mount), read back against a plain byte model after every
-//! operation, and again after the volume is closed and reopened (cold caches, committed
-//! state only).
+//! past the end that leave holes), truncates and extensions, range copies between and
+//! within files, punched holes and zeroed ranges of a few files, on the engine API (real
+//! RocksDB, no mount), read back against a plain byte model after every operation, and
+//! again after the volume is closed and reopened (cold caches, committed state only). The
+//! model also knows which bytes are holes: `SEEK_DATA`/`SEEK_HOLE` must find exactly those.
 
 use crate::common::{open_engine_volume, repeating_blocks, small_chunk_engine_volume};
-use nanofs::volume::{Kind, SetAttr, Volume};
+use nanofs::volume::{Error, Kind, Seek, SetAttr, Volume};
 use nanofs::Ino;
 use proptest::prelude::*;
 
@@ -13,13 +14,45 @@ use proptest::prelude::*;
 enum Op {
     Write { file: u8, offset: u32, len: u32, seed: u8 },
     Truncate { file: u8, size: u32 },
+    Copy { src: u8, src_offset: u32, dst: u8, dst_offset: u32, len: u32 },
+    Zero { file: u8, offset: u32, len: u32, keep_size: bool },
     Reopen,
+}
+
+/// A file as the model holds it: its bytes, and which of them are holes.
+#[derive(Debug, Clone, Default)]
+struct ModelFile {
+    bytes: Vec<u8>,
+    data: Vec<bool>,
+}
+
+impl ModelFile {
+    fn grow(&mut self, end: usize) {
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+            self.data.resize(end, false);
+        }
+    }
+
+    /// The answer `lseek` must give: the first data byte or hole at or after `offset`.
+    fn seek(&self, offset: usize, want_data: bool) -> Option<usize> {
+        if offset >= self.bytes.len() {
+            return None;
+        }
+        match self.data[offset..].iter().position(|d| *d == want_data) {
+            Some(i) => Some(offset + i),
+            None if want_data => None,
+            None => Some(self.bytes.len()),
+        }
+    }
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0u8..3, 0u32..900_000, 1u32..300_000, any::<u8>()).prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
         2 => (0u8..3, 0u32..1_000_000).prop_map(|(file, size)| Op::Truncate { file, size }),
+        3 => (0u8..3, 0u32..900_000, 0u8..3, 0u32..900_000, 0u32..400_000).prop_map(|(src, src_offset, dst, dst_offset, len)| Op::Copy { src, src_offset, dst, dst_offset, len }),
+        2 => (0u8..3, 0u32..900_000, 1u32..300_000, any::<bool>()).prop_map(|(file, offset, len, keep_size)| Op::Zero { file, offset, len, keep_size }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -48,7 +81,7 @@ proptest! {
         let dir = tmp.path().join("vol");
         // Small chunks: writes cut through committed ones.
         let mut vol = small_chunk_engine_volume(&dir);
-        let mut model: Vec<Vec<u8>> = vec![Vec::new(); 3];
+        let mut model: Vec<ModelFile> = vec![ModelFile::default(); 3];
         let mut inos = Vec::new();
         for i in 0..3 {
             inos.push(vol.create(Ino::ROOT, &name(i), Kind::File, 0o644, 0, 0, 0).unwrap().ino);
@@ -61,15 +94,48 @@ proptest! {
                     vol.write(ino, u64::from(offset), &bytes, false, false).unwrap();
                     vol.release(ino).unwrap();
                     let m = &mut model[file as usize];
-                    let end = offset as usize + bytes.len();
-                    if m.len() < end {
-                        m.resize(end, 0);
-                    }
-                    m[offset as usize..end].copy_from_slice(&bytes);
+                    let range = offset as usize..offset as usize + bytes.len();
+                    m.grow(range.end);
+                    m.bytes[range.clone()].copy_from_slice(&bytes);
+                    m.data[range].fill(true);
                 }
                 Op::Truncate { file, size } => {
                     vol.setattr(inos[file as usize], &SetAttr { size: Some(u64::from(size)), ..Default::default() }).unwrap();
-                    model[file as usize].resize(size as usize, 0);
+                    let m = &mut model[file as usize];
+                    m.bytes.resize(size as usize, 0);
+                    m.data.resize(size as usize, false);
+                }
+                Op::Copy { src, src_offset, dst, dst_offset, len } => {
+                    let copied = vol.copy_range(inos[src as usize], u64::from(src_offset), inos[dst as usize], u64::from(dst_offset), u64::from(len)).unwrap();
+                    let s = &model[src as usize];
+                    let from = (src_offset as usize).min(s.bytes.len());
+                    let to = (src_offset as usize + len as usize).min(s.bytes.len());
+                    prop_assert_eq!(copied, (to - from) as u64, "bytes copied by {:?}", op);
+                    let (bytes, data) = (s.bytes[from..to].to_vec(), s.data[from..to].to_vec());
+                    if !bytes.is_empty() {
+                        let d = &mut model[dst as usize];
+                        let range = dst_offset as usize..dst_offset as usize + bytes.len();
+                        d.grow(range.end);
+                        d.bytes[range.clone()].copy_from_slice(&bytes);
+                        d.data[range].copy_from_slice(&data);
+                    }
+                }
+                Op::Zero { file, offset, len, keep_size } => {
+                    let ino = inos[file as usize];
+                    if keep_size {
+                        vol.punch_hole(ino, u64::from(offset), u64::from(len)).unwrap();
+                    } else {
+                        vol.zero_range(ino, u64::from(offset), u64::from(len), false).unwrap();
+                    }
+                    let m = &mut model[file as usize];
+                    if !keep_size {
+                        m.grow(offset as usize + len as usize);
+                    }
+                    let end = (offset as usize + len as usize).min(m.bytes.len());
+                    if (offset as usize) < end {
+                        m.bytes[offset as usize..end].fill(0);
+                        m.data[offset as usize..end].fill(false);
+                    }
                 }
                 Op::Reopen => {
                     vol.close().unwrap();
@@ -78,14 +144,24 @@ proptest! {
                 }
             }
             for (i, ino) in inos.iter().enumerate() {
-                prop_assert!(read_all(&vol, *ino) == model[i], "file {i} differs after {op:?} in {ops:?}");
+                prop_assert!(read_all(&vol, *ino) == model[i].bytes, "file {i} differs after {op:?} in {ops:?}");
+                for at in [0, model[i].bytes.len() / 3, model[i].bytes.len().saturating_sub(1)] {
+                    for (what, want_data) in [(Seek::Data, true), (Seek::Hole, false)] {
+                        let got = match vol.seek(*ino, at as u64, what) {
+                            Ok(n) => Some(n as usize),
+                            Err(Error::NoData) => None,
+                            Err(e) => panic!("seek: {e}"),
+                        };
+                        prop_assert_eq!(got, model[i].seek(at, want_data), "{:?} from {} in file {} after {:?} in {:?}", what, at, i, op, ops);
+                    }
+                }
             }
         }
         vol.close().unwrap();
         drop(vol);
         let vol = open_engine_volume(&dir);
         for (i, ino) in inos.iter().enumerate() {
-            prop_assert!(read_all(&vol, *ino) == model[i], "file {i} differs after reopening, after {ops:?}");
+            prop_assert!(read_all(&vol, *ino) == model[i].bytes, "file {i} differs after reopening, after {ops:?}");
         }
         let report = vol.check(true, false, &|_, _| {}).unwrap();
         prop_assert!(report.is_clean(), "after {ops:?}: {:?}", report.problems);

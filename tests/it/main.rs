@@ -17,6 +17,7 @@ pub mod http;
 mod keys;
 mod layering;
 mod posix;
+mod ranges;
 mod refcounts;
 mod snapshots;
 mod tls;
