@@ -219,7 +219,8 @@ fn serve(
         }
     })?;
     // Commit idle writes every few seconds, so a crash loses at most that much unsynced
-    // data, and collect garbage every `gc_interval_hours`.
+    // data; collect garbage when it makes the volume outgrow its disk budget or the disk
+    // runs low (`Volume::reclaim_if_due`), and in any case every `gc_interval_hours`.
     let worker = vol.clone();
     std::thread::Builder::new().name("maintenance".into()).spawn(move || {
         let gc_every =
@@ -235,6 +236,8 @@ fn serve(
                 if let Err(e) = worker.gc() {
                     tracing::error!(error = %e, "scheduled garbage collection failed");
                 }
+            } else if let Err(e) = worker.reclaim_if_due() {
+                tracing::error!(error = %e, "garbage collection for space failed");
             }
         }
     })?;

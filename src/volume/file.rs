@@ -379,7 +379,7 @@ impl Volume {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.check_space(data.len() as u64)?;
+        self.make_room(data.len() as u64, SPACE_RESERVE)?;
         let state = self.file_state(ino);
         let mut st = state.lock().expect("file lock");
         st.changed = true;
@@ -419,25 +419,17 @@ impl Volume {
         Ok(offset)
     }
 
-    fn check_space(&self, incoming: u64) -> Result<()> {
-        let s = nix::sys::statvfs::statvfs(self.dir.as_path()).map_err(std::io::Error::from)?;
-        let free = s.blocks_available() * s.fragment_size();
-        if free < SPACE_RESERVE + incoming {
-            return Err(Error::NoSpace);
-        }
-        Ok(())
-    }
-
     /// A window for a write at `offset`. A write inside a committed extent starts the
     /// window right there: its commit keeps the extent's head as a partial extent
     /// (`clear_range`) instead of reading and re-chunking it, so a small write into a
     /// large file costs a small chunk.
     fn open_window(&self, ino: Ino, offset: u64) -> Result<Window> {
         let mut w = Window::new(offset);
-        if offset > 0 && self.extent_across(ino, offset)?.is_none() {
-            // An append right after the last chunk: take that chunk back into the window,
-            // so the cut points come out as if the file had been written in one go (a file
-            // sent in pieces, by tus or `>>`, dedups like one written at once).
+        // An append right after the last chunk: take that chunk back into the window, so
+        // the cut points come out as if the file had been written in one go (a file sent
+        // in pieces, by tus or `>>`, dedups like one written at once). Only at the end: a
+        // write inside the file that starts where an extent ends takes nothing back.
+        if offset > 0 && offset == self.load_inode(ino)?.size {
             if let Some((off, e)) = self.extents_between(ino, offset - 1, offset)?.into_iter().next() {
                 if off + u64::from(e.len) == offset {
                     let plain = self.chunks.extent(ino, &e)?;

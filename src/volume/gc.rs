@@ -21,6 +21,7 @@
 //! a volume is opened after an unclean shutdown, and `check` reports them.
 
 use super::error::{Error, Result};
+use super::reclaim::disk_budget;
 use super::Volume;
 use crate::ids::ChunkId;
 use crate::store::keys::RefRecord;
@@ -53,6 +54,8 @@ type PackedChunk = (Box<[u8]>, RefRecord, Location);
 
 /// A pack whose live bodies fill less than this share of it is rewritten.
 const PACK_LIVE_MIN: f64 = 0.5;
+/// A volume over its disk budget also rewrites packs with at least this share dead.
+const PACK_DEAD_MIN: f64 = 0.1;
 
 impl Volume {
     /// Deletes unreferenced chunks and reclaims their disk space.
@@ -122,17 +125,27 @@ impl Volume {
                 live.entry(loc.pack).or_default().push((k, rec, loc));
             }
         }
-        let (mut emptied, mut moved) = (Vec::new(), 0u64);
+        // Mostly dead packs are rewritten; then, while the volume is over its disk budget,
+        // the packs with the most dead bytes, so that garbage never keeps it over budget.
+        let mut packs: Vec<(u32, u64, u64)> = Vec::new();
         for (pack, size) in self.store.packs().list()? {
-            if pack >= current {
+            if pack < current {
+                let live_bytes = live.get(&pack).map_or(0, |b| b.iter().map(|(_, _, loc)| u64::from(loc.len)).sum());
+                packs.push((pack, size, live_bytes));
+            }
+        }
+        packs.sort_by_key(|(_, size, live_bytes)| std::cmp::Reverse(size - live_bytes.min(size)));
+        // Under the commit lock (`txn`): the budget comes from its counters.
+        let (budget, mut projected) = (disk_budget(txn.space().stored_bytes), self.store.disk_bytes()?);
+        let (mut emptied, mut moved) = (Vec::new(), 0u64);
+        for (pack, size, live_bytes) in packs {
+            let dead = size.saturating_sub(live_bytes);
+            let mostly_dead = live_bytes == 0 || (live_bytes as f64) < size as f64 * PACK_LIVE_MIN;
+            if !mostly_dead && (projected <= budget || (dead as f64) < size as f64 * PACK_DEAD_MIN) {
                 continue;
             }
-            let bodies = live.remove(&pack).unwrap_or_default();
-            let live_bytes: u64 = bodies.iter().map(|(_, _, loc)| u64::from(loc.len)).sum();
-            if live_bytes > 0 && live_bytes as f64 >= size as f64 * PACK_LIVE_MIN {
-                continue;
-            }
-            for (id, mut rec, loc) in bodies {
+            projected = projected.saturating_sub(dead);
+            for (id, mut rec, loc) in live.remove(&pack).unwrap_or_default() {
                 let body = self.store.packs().read(loc)?.filter(|b| !b.is_empty()).ok_or_else(|| {
                     let id = ChunkId::from_slice(&id).map_or_else(String::new, |c| c.to_string());
                     Error::CorruptMeta(format!("chunk {id} lies beyond the end of pack {pack}"))

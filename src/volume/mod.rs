@@ -20,6 +20,7 @@ pub mod header;
 mod inode_cache;
 mod keyslots;
 mod observer;
+mod reclaim;
 pub mod records;
 mod snapshot;
 mod tokens;
@@ -35,6 +36,7 @@ pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
 pub use keyslots::{RekeyReport, RotateReport};
 pub use observer::EntryObserver;
+pub use reclaim::{ReclaimReason, RECLAIM_SLACK};
 pub use records::{Kind, Timestamp};
 pub use snapshot::SnapshotInfo;
 pub use tokens::{normalise_prefix, Permission, TokenInfo, TokenRefusal, TOKEN_PREFIX};
@@ -141,6 +143,8 @@ pub struct Volume {
     /// sequential readers); bounded, since reads over HTTP open no handle to clean up after.
     last_read_end: Mutex<lru::LruCache<Ino, u64>>,
     galleries: gallery::GalleryState,
+    /// Collections for space (`reclaim`).
+    reclaimer: reclaim::Reclaimer,
     /// Decoded inode records (`inode_cache`).
     inodes: inode_cache::InodeCache,
     /// Told of entries changed outside the mount (`observer`).
@@ -232,6 +236,7 @@ impl Volume {
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(lru::LruCache::new(READ_POSITIONS.try_into().expect("non-zero"))),
             galleries: gallery::GalleryState::new(),
+            reclaimer: reclaim::Reclaimer::default(),
             inodes: inode_cache::InodeCache::default(),
             entry_observer: std::sync::OnceLock::new(),
         };

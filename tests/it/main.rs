@@ -18,6 +18,7 @@ mod keys;
 mod layering;
 mod posix;
 mod ranges;
+mod reclaim;
 mod refcounts;
 mod snapshots;
 mod tls;
