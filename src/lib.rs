@@ -12,6 +12,7 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod fs;
+pub mod gallery;
 pub mod http;
 pub mod ids;
 pub mod media;

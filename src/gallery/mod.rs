@@ -12,28 +12,118 @@
 
 pub mod admin;
 pub mod bundle;
+mod check;
 pub mod collab;
+mod edits;
+mod error;
 pub mod events;
+mod hook;
 pub mod items;
 pub mod links;
 pub mod roles;
 pub mod users;
 
-use super::error::{Error, Result};
-use super::records::Kind;
-use super::Volume;
 use crate::crypto::keys::random_bytes;
 use crate::ids::{hex, Ino};
-use crate::store::{Batch, Cf, Durability};
-use serde::de::DeserializeOwned;
+use crate::volume::{Durability, HookBatch, HookId, Kind, Volume};
+use hook::State;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
+pub use error::{Error, Result};
 pub use events::{Event, LiveEvent, Since};
 pub use roles::{allows, Action, Role};
 
 const GALLERY_PREFIX: &[u8] = b"gallery/";
+
+/// Every `meta` prefix the galleries own (docs/format.md).
+const PREFIXES: [&[u8]; 8] = [
+    GALLERY_PREFIX,
+    items::ITEM_PREFIX,
+    items::COLLAB_PREFIX,
+    items::INFO_PREFIX,
+    events::LOG_PREFIX,
+    links::LINK_PREFIX,
+    users::USER_PREFIX,
+    users::SESSION_PREFIX,
+];
+
+/// The galleries of one volume: their records, the in-memory map of gallery directories,
+/// event numbering and the live event channel. Registered on the volume as a hook, so
+/// namespace changes made through any front-end produce the same items and events.
+pub struct Galleries {
+    vol: Arc<Volume>,
+    state: Arc<State>,
+    hook: HookId,
+    /// Held by a person's change of an item from its permission check to its end.
+    edits: std::sync::Mutex<()>,
+}
+
+impl Galleries {
+    /// Opens the galleries of `vol`: loads the gallery directories and registers the
+    /// namespace hook and the thumbnails directory. Call once per volume, before serving.
+    pub fn open(vol: Arc<Volume>) -> Result<Arc<Self>> {
+        vol.register_hidden(items::THUMBNAILS_NAME, items::THUMBNAILS_KEY);
+        let state = Arc::new(State::default());
+        for key in vol.record_keys(GALLERY_PREFIX)? {
+            // A damaged record must not keep the volume from being served; `check` reports it.
+            match vol.record::<Gallery>(&key) {
+                Ok(Some(g)) => drop(state.roots.write().expect("gallery roots").insert(g.dir(), g.id)),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "a gallery record is damaged; run nanofs check --repair"),
+            }
+        }
+        let hook = vol.register_hook(&PREFIXES, state.clone());
+        Ok(Arc::new(Self { vol, state, hook, edits: std::sync::Mutex::default() }))
+    }
+
+    /// The volume.
+    #[must_use]
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+
+    /// Namespace changes that committed without their gallery part since open (a damaged
+    /// gallery record, say); each was logged. `nanofs check --repair` fixes what follows.
+    #[must_use]
+    pub fn failures(&self) -> u64 {
+        self.vol.hook_failures(self.hook)
+    }
+
+    /// Runs `f` with a batch of gallery records under the volume's commit lock and commits
+    /// it with its events (`Synced`: an answer to a person survives a crash).
+    fn update<T>(&self, f: impl FnOnce(&mut HookBatch<'_, '_>) -> Result<T>) -> Result<T> {
+        self.vol.update(self.hook, Durability::Synced, f)
+    }
+
+    /// Every record under `prefix` that can be read; a damaged one is logged and skipped,
+    /// so it hides only itself (`check` reports it).
+    fn scan<T: serde::de::DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
+        let mut out = Vec::new();
+        for key in self.vol.record_keys(prefix)? {
+            match self.vol.record(&key) {
+                Ok(Some(rec)) => out.push((key, rec)),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "a gallery record is damaged; run nanofs check --repair"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues an event of `gallery` in `b`, numbered and logged with the change.
+    fn event(
+        &self,
+        b: &mut HookBatch<'_, '_>,
+        gallery: &str,
+        kind: &str,
+        actor: Option<String>,
+        item: Option<Ino>,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        self.state.event(b, gallery, kind, actor, item, data)
+    }
+}
 
 /// Who acts on a gallery: a user (or a share link's pseudo-user `link:<id>`) with a role,
 /// or the volume's administrator (CLI, or an unbound API token), who acts as owner.
@@ -91,19 +181,6 @@ impl Gallery {
     }
 }
 
-/// In-memory state: gallery directories by inode (so a namespace change finds its gallery
-/// without reading records) and the channel live events go out on.
-pub(crate) struct GalleryState {
-    pub roots: RwLock<HashMap<Ino, String>>,
-    pub live: tokio::sync::broadcast::Sender<Arc<LiveEvent>>,
-}
-
-impl GalleryState {
-    pub fn new() -> Self {
-        Self { roots: RwLock::new(HashMap::new()), live: tokio::sync::broadcast::channel(4096).0 }
-    }
-}
-
 pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -145,64 +222,19 @@ pub(crate) fn check_text(what: &str, text: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
-impl Volume {
-    /// A sealed JSON record.
-    pub(crate) fn meta_get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        let Some(sealed) = self.store.get(Cf::Meta, key)? else { return Ok(None) };
-        let plain = self.meta.open(Cf::Meta.name(), key, &sealed)?;
-        serde_json::from_slice(&plain)
-            .map(Some)
-            .map_err(|e| Error::CorruptMeta(format!("record {}: {e}", String::from_utf8_lossy(key))))
-    }
-
-    /// Seals `value` under `key` into `batch`.
-    pub(crate) fn meta_put<T: Serialize>(&self, batch: &mut Batch<'_>, key: &[u8], value: &T) {
-        let json = serde_json::to_vec(value).expect("records serialise");
-        batch.put(Cf::Meta, key, &self.meta.seal(Cf::Meta.name(), key, &json));
-    }
-
-    /// Every record under `prefix`, in key order.
-    pub(crate) fn meta_scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, T)>> {
-        let mut out = Vec::new();
-        for kv in self.store.scan(Cf::Meta, prefix, prefix) {
-            let (k, v) = kv?;
-            let plain = self.meta.open(Cf::Meta.name(), &k, &v)?;
-            let rec = serde_json::from_slice(&plain)
-                .map_err(|e| Error::CorruptMeta(format!("record {}: {e}", String::from_utf8_lossy(&k))))?;
-            out.push((k.to_vec(), rec));
-        }
-        Ok(out)
-    }
-
-    /// Deletes every record under `prefix` in `batch`.
-    pub(crate) fn meta_delete_prefix(&self, batch: &mut Batch<'_>, prefix: &[u8]) -> Result<()> {
-        for kv in self.store.scan(Cf::Meta, prefix, prefix) {
-            batch.delete(Cf::Meta, &kv?.0);
-        }
-        Ok(())
-    }
-
-    fn gallery_key(id: &str) -> Vec<u8> {
+impl Galleries {
+    pub(crate) fn gallery_key(id: &str) -> Vec<u8> {
         [GALLERY_PREFIX, id.as_bytes()].concat()
-    }
-
-    /// Loads the gallery directories into memory (at open).
-    pub(crate) fn load_gallery_roots(&self) -> Result<()> {
-        let all: Vec<(Vec<u8>, Gallery)> = self.meta_scan(GALLERY_PREFIX)?;
-        let mut roots = self.galleries.roots.write().expect("gallery roots");
-        roots.clear();
-        roots.extend(all.into_iter().map(|(_, g)| (g.dir(), g.id)));
-        Ok(())
     }
 
     /// The gallery `id`.
     pub fn gallery(&self, id: &str) -> Result<Gallery> {
-        self.meta_get(&Self::gallery_key(id))?.ok_or(Error::NotFound)
+        self.vol.record(&Self::gallery_key(id))?.ok_or(Error::NotFound)
     }
 
     /// Every gallery, by title.
     pub fn gallery_list(&self) -> Result<Vec<Gallery>> {
-        let mut all: Vec<Gallery> = self.meta_scan(GALLERY_PREFIX)?.into_iter().map(|(_, g)| g).collect();
+        let mut all: Vec<Gallery> = self.scan(GALLERY_PREFIX)?.into_iter().map(|(_, g)| g).collect();
         all.sort_by(|a, b| a.title.cmp(&b.title).then(a.id.cmp(&b.id)));
         Ok(all)
     }
@@ -220,7 +252,7 @@ impl Volume {
 
     /// Marks the existing directory `path` as a gallery owned by `owner` (a user).
     pub fn gallery_create(&self, path: &str, title: &str, owner: &str) -> Result<Gallery> {
-        let dir = self.resolve(path)?;
+        let dir = self.vol.resolve(path)?;
         self.gallery_create_at(dir, title, owner)
     }
 
@@ -231,46 +263,46 @@ impl Volume {
         if name.starts_with('.') || name.contains('/') {
             return Err(Error::Rejected("a gallery name may not start with '.' or contain '/'".into()));
         }
-        let root = self.config.media.collaboration.galleries_root.trim_end_matches('/').to_string();
+        let root = self.vol.config().media.collaboration.galleries_root.trim_end_matches('/').to_string();
         let path = format!("{root}/{name}");
-        let (parent, leaf) = self.mkdir_parents(&path)?;
-        let dir = self.create(parent, leaf.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
+        let (parent, leaf) = self.vol.mkdir_parents(&path)?;
+        let dir = self.vol.create(parent, leaf.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
         self.gallery_create_at(dir, title, owner)
     }
 
     fn gallery_create_at(&self, dir: Ino, title: &str, owner: &str) -> Result<Gallery> {
         check_text("the title", title, 200)?;
-        self.user(owner)?.ok_or_else(|| Error::Rejected(format!("no user {owner:?}")))?;
-        if self.getattr(dir)?.inode.kind != Kind::Dir {
-            return Err(Error::NotDir);
+        self.require_user(owner)?;
+        if self.vol.getattr(dir)?.inode.kind != Kind::Dir {
+            return Err(crate::volume::Error::NotDir.into());
         }
-        let limit = self.config.media.collaboration.max_galleries_per_user as usize;
+        let limit = self.vol.config().media.collaboration.max_galleries_per_user as usize;
         let owned = self.gallery_list()?.iter().filter(|g| g.owner() == Some(owner)).count();
         if owned >= limit {
             return Err(Error::Limit(format!(
                 "{owner} owns {owned} galleries already, the most allowed ([media.collaboration] max_galleries_per_user = {limit})"
             )));
         }
-        let mut txn = self.txn()?;
-        if let Some(g) = self.gallery_of_dir(&mut txn, dir)? {
-            return Err(Error::Rejected(format!("the directory is inside gallery {g} already")));
-        }
-        if self.galleries.roots.read().expect("gallery roots").keys().any(|r| self.is_below(*r, dir)) {
-            return Err(Error::Rejected("the directory holds a gallery already".into()));
-        }
-        let g = Gallery {
-            id: format!("g{}", random_id(8)),
-            ino: dir.0,
-            title: title.trim().to_string(),
-            created: now(),
-            members: BTreeMap::from([(owner.to_string(), Role::Owner)]),
-        };
-        self.meta_put(&mut txn.batch, &Self::gallery_key(&g.id), &g);
-        // Files already in the directory become items, without events (nobody listens yet).
-        self.register_tree(&mut txn, &g.id, dir, None, false)?;
-        txn.commit(Durability::Synced)?;
-        self.galleries.roots.write().expect("gallery roots").insert(dir, g.id.clone());
-        Ok(g)
+        self.update(|b| {
+            if let Some(g) = self.state.gallery_of_dir(b, dir)? {
+                return Err(Error::Rejected(format!("the directory is inside gallery {g} already")));
+            }
+            if self.state.roots.read().expect("gallery roots").keys().any(|r| self.is_below(*r, dir)) {
+                return Err(Error::Rejected("the directory holds a gallery already".into()));
+            }
+            let g = Gallery {
+                id: format!("g{}", random_id(8)),
+                ino: dir.0,
+                title: title.trim().to_string(),
+                created: now(),
+                members: BTreeMap::from([(owner.to_string(), Role::Owner)]),
+            };
+            b.put(&Self::gallery_key(&g.id), &g);
+            // Files already in the directory become items, without events (nobody listens yet).
+            self.state.register_tree(b, &g.id, dir, None, false)?;
+            State::add_root(b, &g);
+            Ok(g)
+        })
     }
 
     /// Whether `ino` lies strictly below directory `top`.
@@ -280,7 +312,7 @@ impl Volume {
             if d == Ino::ROOT {
                 return false;
             }
-            match self.parent_of(d) {
+            match self.vol.parent_of(d) {
                 Ok(p) if p == top => return true,
                 Ok(p) => d = p,
                 Err(_) => return false,
@@ -344,13 +376,13 @@ impl Volume {
         event: &str,
         change: impl FnOnce(&mut Gallery) -> Result<serde_json::Value>,
     ) -> Result<Gallery> {
-        let mut txn = self.txn()?;
-        let mut g = self.gallery(id)?;
-        let data = change(&mut g)?;
-        self.meta_put(&mut txn.batch, &Self::gallery_key(id), &g);
-        txn.gallery_event(id, event, actor.name.clone(), None, data);
-        txn.commit(Durability::Synced)?;
-        Ok(g)
+        self.update(|b| {
+            let mut g = self.gallery(id)?;
+            let data = change(&mut g)?;
+            b.put(&Self::gallery_key(id), &g);
+            self.event(b, id, event, actor.name.clone(), None, data)?;
+            Ok(g)
+        })
     }
 
     /// Ends sharing of a gallery: its members, links, comments, annotations, reactions
@@ -358,122 +390,27 @@ impl Volume {
     pub fn gallery_delete(&self, id: &str, actor: &Actor) -> Result<()> {
         actor.require(Action::Administer)?;
         let g = self.gallery(id)?;
-        let mut txn = self.txn()?;
-        self.purge_gallery(&mut txn, &g)?;
-        txn.commit(Durability::Synced)?;
-        self.galleries.roots.write().expect("gallery roots").remove(&g.dir());
-        let gone = Event::ephemeral("gallery.deleted", actor.name.clone());
-        let _ = self.galleries.live.send(Arc::new(LiveEvent::new(g.id.clone(), gone)));
+        let items = self.gallery_item_inos(&g)?;
+        self.update(|b| {
+            self.state.purge_gallery(b, &g)?;
+            State::send_at_commit(b, &g.id, Event::ephemeral("gallery.deleted", actor.name.clone()));
+            Ok(())
+        })?;
+        self.remove_thumbnails(&items);
         Ok(())
     }
 
-    /// The gallery's records, in `txn`.
-    pub(crate) fn purge_gallery(&self, txn: &mut super::Txn<'_>, g: &Gallery) -> Result<()> {
-        for (k, item) in self.meta_scan::<items::ItemRecord>(items::ITEM_PREFIX)? {
-            if item.gallery == g.id {
-                if let Some(ino) = k.get(items::ITEM_PREFIX.len()..).and_then(|b| b.try_into().ok()) {
-                    self.purge_item(txn, Ino(u64::from_be_bytes(ino)))?;
-                }
-            }
-        }
-        for link in self.links_of(&g.id)? {
-            txn.batch.delete(Cf::Meta, &links::link_key(&link.id));
-        }
-        self.meta_delete_prefix(&mut txn.batch, &events::log_prefix(&g.id))?;
-        txn.batch.delete(Cf::Meta, &Self::gallery_key(&g.id));
-        Ok(())
-    }
-
-    /// The path of directory `dir` from the root (`/` for the root), found by walking up.
-    pub fn dir_path(&self, dir: Ino) -> Result<String> {
-        let mut parts = Vec::new();
-        let mut d = dir;
-        for _ in 0..4096 {
-            if d == Ino::ROOT {
-                parts.reverse();
-                return Ok(format!("/{}", parts.join("/")));
-            }
-            let parent = self.parent_of(d)?;
-            let name = self.name_in(parent, d)?.ok_or(Error::NotFound)?;
-            parts.push(String::from_utf8_lossy(&name).into_owned());
-            d = parent;
-        }
-        Err(Error::Invalid)
-    }
-
-    /// The name under which `dir` holds `ino`.
-    pub(crate) fn name_in(&self, dir: Ino, ino: Ino) -> Result<Option<Vec<u8>>> {
-        Ok(self.dir_entries(dir)?.into_iter().find(|e| e.ino == ino).map(|e| e.name))
-    }
-
-    /// Every entry of directory `dir`, in readdir order.
-    pub(crate) fn dir_entries(&self, dir: Ino) -> Result<Vec<crate::volume::DirEntry>> {
-        let mut all = Vec::new();
-        loop {
-            let cookie = all.last().map_or(0, |e: &crate::volume::DirEntry| e.cookie);
-            let page = self.readdir(dir, cookie, 1024)?;
-            if page.is_empty() {
-                return Ok(all);
-            }
-            all.extend(page);
-        }
-    }
-
-    /// Every regular file below `top` (depth first) with the directory that holds it.
-    pub(crate) fn files_below(&self, top: Ino) -> Result<Vec<(Ino, crate::volume::DirEntry)>> {
-        let mut out = Vec::new();
-        let mut stack = vec![top];
-        while let Some(d) = stack.pop() {
-            for e in self.dir_entries(d)? {
-                match e.kind {
-                    Kind::Dir => stack.push(e.ino),
-                    Kind::File => out.push((d, e)),
-                    _ => {}
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The gallery of the innermost gallery directory at or above `dir`; `up` gives a
-    /// directory's parent (`None`: not a directory, or gone).
-    pub(crate) fn find_gallery(
-        &self,
-        dir: Ino,
-        mut up: impl FnMut(Ino) -> Result<Option<Ino>>,
-    ) -> Result<Option<String>> {
-        if !self.has_galleries() {
-            return Ok(None);
-        }
-        let mut d = dir;
-        for _ in 0..4096 {
-            if let Some(g) = self.gallery_root(d) {
-                return Ok(Some(g));
-            }
-            if d == Ino::ROOT {
-                return Ok(None);
-            }
-            match up(d)? {
-                Some(p) => d = p,
-                None => return Ok(None),
-            }
-        }
-        Ok(None)
+    /// The gallery whose tree holds `dir` in the committed tree.
+    pub fn gallery_of(&self, dir: Ino) -> Result<Option<String>> {
+        self.state.find(dir, |d| {
+            let a = self.vol.getattr(d)?;
+            Ok((a.inode.kind == Kind::Dir && a.inode.parent != 0 && d != Ino::ROOT).then_some(Ino(a.inode.parent)))
+        })
     }
 
     /// The gallery whose directory is `dir`, if any.
-    pub(crate) fn gallery_root(&self, dir: Ino) -> Option<String> {
-        self.galleries.roots.read().expect("gallery roots").get(&dir).cloned()
-    }
-
-    /// Whether any gallery exists (the namespace hooks do nothing otherwise).
-    pub(crate) fn has_galleries(&self) -> bool {
-        !self.galleries.roots.read().expect("gallery roots").is_empty()
-    }
-
-    /// The live event channel (every gallery's events; receivers filter).
     #[must_use]
-    pub fn gallery_events(&self) -> tokio::sync::broadcast::Receiver<Arc<LiveEvent>> {
-        self.galleries.live.subscribe()
+    pub fn gallery_root(&self, dir: Ino) -> Option<String> {
+        self.state.root(dir)
     }
 }
