@@ -256,7 +256,7 @@ fn handle(galleries: &Galleries, mountpoint: &Path, conn: UnixStream) {
         Ok(req) => {
             let vol = galleries.volume();
             vol.foreign(|| answer(vol, galleries, mountpoint, req))
-                .unwrap_or_else(|message| Response::Error { message })
+                .unwrap_or_else(|e| Response::Error { message: e.to_string() })
         }
         Err(e) => Response::Error { message: format!("bad request: {e}") },
     };
@@ -266,31 +266,22 @@ fn handle(galleries: &Galleries, mountpoint: &Path, conn: UnixStream) {
     let _ = conn.write_all(out.as_bytes());
 }
 
-/// Answers `req`; an error becomes the message sent back.
-fn answer(vol: &Volume, galleries: &Galleries, mountpoint: &Path, req: Request) -> Result<Response, String> {
-    let text = |e: &dyn std::fmt::Display| e.to_string();
-    let engine = |r: Request| answer_engine(vol, mountpoint, r).map_err(|e| text(&e));
-    match req {
-        Request::Check { read_data, repair } => {
-            let mut report = vol.check(read_data, repair, &|_, _| {}).map_err(|e| text(&e))?;
-            galleries.check(repair, &mut report).map_err(|e| text(&e))?;
-            Ok(Response::Check(report))
-        }
-        Request::TokenCreate { ref user, .. } if user.is_some() => {
-            galleries.require_user(user.as_deref().unwrap_or_default()).map_err(|e| text(&e))?;
-            engine(req)
-        }
-        Request::Admin(op) => Ok(Response::Json { value: galleries.admin(&op).map_err(|e| text(&e))? }),
-        other => engine(other),
-    }
-}
-
-fn answer_engine(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Result<Response> {
+/// Answers `req`; an error of the engine or of the galleries becomes the message sent back.
+fn answer(
+    vol: &Volume,
+    galleries: &Galleries,
+    mountpoint: &Path,
+    req: Request,
+) -> Result<Response, Box<dyn std::error::Error>> {
     Ok(match req {
         Request::Status => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
         Request::Stats => Response::Stats(vol.stats()?),
         Request::Gc => Response::Gc(vol.gc()?),
-        Request::Check { .. } | Request::Admin(_) => unreachable!("answered with the galleries"),
+        Request::Check { read_data, repair } => {
+            let mut report = vol.check(read_data, repair, &|_, _| {})?;
+            galleries.check(repair, &mut report)?;
+            Response::Check(report)
+        }
         Request::SnapshotCreate { name } => Response::Snapshot(vol.snapshot_create(&name)?),
         Request::SnapshotList => Response::Snapshots { snapshots: vol.snapshot_list()? },
         Request::SnapshotDelete { name } => {
@@ -304,9 +295,13 @@ fn answer_engine(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume
         }
         Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
         Request::TokenCreate { name, prefix, allow, ttl_secs, user } => {
+            if let Some(u) = &user {
+                galleries.require_user(u)?;
+            }
             let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref())?;
             Response::Token { info, token }
         }
+        Request::Admin(op) => Response::Json { value: galleries.admin(&op)? },
         Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
         Request::TokenRevoke { id } => {
             vol.token_revoke(&id)?;

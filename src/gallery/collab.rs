@@ -210,7 +210,14 @@ impl Galleries {
     ) -> Result<()> {
         self.update(|b| {
             b.put(key, record);
-            self.event(b, &g.id, kind, actor.name.clone(), Some(ino), serde_json::to_value(record).unwrap_or_default())
+            self.state.event(
+                b,
+                &g.id,
+                kind,
+                actor.name.clone(),
+                Some(ino),
+                serde_json::to_value(record).unwrap_or_default(),
+            )
         })
     }
 
@@ -246,7 +253,14 @@ impl Galleries {
             } else {
                 b.delete(&k);
             }
-            self.event(b, &g.id, "comment.deleted", actor.name.clone(), Some(ino), serde_json::json!({ "id": id }))
+            self.state.event(
+                b,
+                &g.id,
+                "comment.deleted",
+                actor.name.clone(),
+                Some(ino),
+                serde_json::json!({ "id": id }),
+            )
         })
     }
 
@@ -321,7 +335,14 @@ impl Galleries {
         }
         self.update(|b| {
             b.delete(&key(ino, ANNOTATION, id.as_bytes()));
-            self.event(b, &g.id, "annotation.deleted", actor.name.clone(), Some(ino), serde_json::json!({ "id": id }))
+            self.state.event(
+                b,
+                &g.id,
+                "annotation.deleted",
+                actor.name.clone(),
+                Some(ino),
+                serde_json::json!({ "id": id }),
+            )
         })
     }
 
@@ -345,7 +366,7 @@ impl Galleries {
             let before = self.vol.record_keys(&key(ino, REACTION, &[emoji.as_bytes(), b"\0"].concat()))?.len();
             let count = if on { before + 1 } else { before.saturating_sub(1) };
             let data = serde_json::json!({ "emoji": emoji, "user": user, "on": on, "count": count });
-            self.event(b, &g.id, "reaction.changed", actor.name.clone(), Some(ino), data)?;
+            self.state.event(b, &g.id, "reaction.changed", actor.name.clone(), Some(ino), data)?;
             Ok((on, count))
         })
     }

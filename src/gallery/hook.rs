@@ -40,12 +40,28 @@ pub(crate) struct Pending {
     removed_roots: Vec<Ino>,
 }
 
-fn name_str(name: &[u8]) -> String {
-    String::from_utf8_lossy(name).into_owned()
+/// An entry a change added or removed: `name` in `folder`.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    folder: Ino,
+    name: &'a [u8],
+    ino: Ino,
+    kind: Kind,
 }
 
-fn folder_data(name: &[u8], folder: Ino) -> serde_json::Value {
-    serde_json::json!({ "name": name_str(name), "folder": folder.0.to_string() })
+impl Entry<'_> {
+    /// What an event says of the entry (folders also get their id).
+    fn data(&self) -> serde_json::Value {
+        let mut data = serde_json::json!({ "name": name_str(self.name), "folder": self.folder.0.to_string() });
+        if self.kind == Kind::Dir {
+            data["id"] = serde_json::json!(self.ino.0.to_string());
+        }
+        data
+    }
+}
+
+fn name_str(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
 }
 
 /// The inode an item key names.
@@ -88,7 +104,7 @@ impl State {
         match *change {
             Change::Added { parent, name, ino, kind } => {
                 if let Some(g) = self.gallery_of_dir(b, parent)? {
-                    self.item_arrived(b, &g, parent, name, ino, kind, by, false)?;
+                    self.item_arrived(b, &g, Entry { folder: parent, name, ino, kind }, by, false)?;
                 }
             }
             Change::Removed { parent, name, ino, kind } => {
@@ -98,7 +114,7 @@ impl State {
                     return self.purge_gallery(b, &g);
                 }
                 if let Some(g) = self.gallery_of_dir(b, parent)? {
-                    self.item_left(b, &g, parent, name, ino, kind, by)?;
+                    self.item_left(b, &g, Entry { folder: parent, name, ino, kind }, by)?;
                 }
             }
             Change::Moved { from, name, to, newname, ino, kind } => {
@@ -119,10 +135,10 @@ impl State {
                     }
                     (old, new) => {
                         if let Some(a) = old {
-                            self.item_left(b, &a, from, name, ino, kind, by.clone())?;
+                            self.item_left(b, &a, Entry { folder: from, name, ino, kind }, by.clone())?;
                         }
                         if let Some(c) = new {
-                            self.item_arrived(b, &c, to, newname, ino, kind, by, true)?;
+                            self.item_arrived(b, &c, Entry { folder: to, name: newname, ino, kind }, by, true)?;
                         }
                     }
                 }
@@ -166,29 +182,23 @@ impl State {
     }
 
     /// `moved`: an existing entry moved in (a directory brings its files), rather than a new one.
-    #[allow(clippy::too_many_arguments)]
     fn item_arrived(
         &self,
         b: &mut HookBatch<'_, '_>,
         g: &str,
-        parent: Ino,
-        name: &[u8],
-        ino: Ino,
-        kind: Kind,
+        e: Entry<'_>,
         by: Option<String>,
         moved: bool,
     ) -> Result<()> {
-        match kind {
+        match e.kind {
             Kind::File => {
-                b.put(&item_key(ino), &ItemRecord { gallery: g.to_string(), author: by.clone(), added: now() });
-                self.event(b, g, "item.added", by, Some(ino), folder_data(name, parent))
+                b.put(&item_key(e.ino), &ItemRecord { gallery: g.to_string(), author: by.clone(), added: now() });
+                self.event(b, g, "item.added", by, Some(e.ino), e.data())
             }
             Kind::Dir => {
-                let mut data = folder_data(name, parent);
-                data["id"] = serde_json::json!(ino.0.to_string());
-                self.event(b, g, "folder.added", by.clone(), None, data)?;
+                self.event(b, g, "folder.added", by.clone(), None, e.data())?;
                 if moved {
-                    self.register_tree(b, g, ino, by, true)?;
+                    self.register_tree(b, g, e.ino, by, true)?;
                 }
                 Ok(())
             }
@@ -196,30 +206,19 @@ impl State {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn item_left(
-        &self,
-        b: &mut HookBatch<'_, '_>,
-        g: &str,
-        parent: Ino,
-        name: &[u8],
-        ino: Ino,
-        kind: Kind,
-        by: Option<String>,
-    ) -> Result<()> {
-        match kind {
+    fn item_left(&self, b: &mut HookBatch<'_, '_>, g: &str, e: Entry<'_>, by: Option<String>) -> Result<()> {
+        match e.kind {
             Kind::File => {
-                purge_item(b, ino)?;
-                self.event(b, g, "item.removed", by, Some(ino), folder_data(name, parent))
+                purge_item(b, e.ino)?;
+                self.event(b, g, "item.removed", by, Some(e.ino), e.data())
             }
             Kind::Dir => {
-                for (d, e) in b.volume().files_below(ino)? {
-                    purge_item(b, e.ino)?;
-                    self.event(b, g, "item.removed", by.clone(), Some(e.ino), folder_data(&e.name, d))?;
+                for (d, f) in b.volume().files_below(e.ino)? {
+                    purge_item(b, f.ino)?;
+                    let data = Entry { folder: d, name: &f.name, ino: f.ino, kind: Kind::File }.data();
+                    self.event(b, g, "item.removed", by.clone(), Some(f.ino), data)?;
                 }
-                let mut data = folder_data(name, parent);
-                data["id"] = serde_json::json!(ino.0.to_string());
-                self.event(b, g, "folder.removed", by, None, data)
+                self.event(b, g, "folder.removed", by, None, e.data())
             }
             _ => Ok(()),
         }
@@ -238,7 +237,8 @@ impl State {
         for (d, e) in b.volume().files_below(dir)? {
             b.put(&item_key(e.ino), &ItemRecord { gallery: g.to_string(), author: author.clone(), added: now() });
             if announce {
-                self.event(b, g, "item.added", author.clone(), Some(e.ino), folder_data(&e.name, d))?;
+                let data = Entry { folder: d, name: &e.name, ino: e.ino, kind: Kind::File }.data();
+                self.event(b, g, "item.added", author.clone(), Some(e.ino), data)?;
             }
         }
         Ok(())

@@ -330,7 +330,7 @@ impl Galleries {
             Some(item) if stamp_of(&b.inode(ino)?) == info.stamp => {
                 b.put(&info_key(ino), info);
                 let data = serde_json::to_value(info_public(info)).unwrap_or_default();
-                self.event(b, &item.gallery, "item.indexed", None, Some(ino), data)
+                self.state.event(b, &item.gallery, "item.indexed", None, Some(ino), data)
             }
             _ => Ok(()),
         })

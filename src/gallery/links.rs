@@ -111,7 +111,7 @@ impl Galleries {
         let info = LinkInfo::from(&rec);
         self.update(|b| {
             b.put(&link_key(&id), &rec);
-            self.event(
+            self.state.event(
                 b,
                 &g.id,
                 "link.created",
@@ -150,7 +150,7 @@ impl Galleries {
                 _ => return Err(Error::NotFound),
             }
             b.delete(&link_key(id));
-            self.event(b, &g.id, "link.revoked", actor.name.clone(), None, serde_json::json!({ "id": id }))
+            self.state.event(b, &g.id, "link.revoked", actor.name.clone(), None, serde_json::json!({ "id": id }))
         })
     }
 

@@ -110,19 +110,6 @@ impl Galleries {
         }
         Ok(out)
     }
-
-    /// Queues an event of `gallery` in `b`, numbered and logged with the change.
-    fn event(
-        &self,
-        b: &mut HookBatch<'_, '_>,
-        gallery: &str,
-        kind: &str,
-        actor: Option<String>,
-        item: Option<Ino>,
-        data: serde_json::Value,
-    ) -> Result<()> {
-        self.state.event(b, gallery, kind, actor, item, data)
-    }
 }
 
 /// Who acts on a gallery: a user (or a share link's pseudo-user `link:<id>`) with a role,
@@ -380,7 +367,7 @@ impl Galleries {
             let mut g = self.gallery(id)?;
             let data = change(&mut g)?;
             b.put(&Self::gallery_key(id), &g);
-            self.event(b, id, event, actor.name.clone(), None, data)?;
+            self.state.event(b, id, event, actor.name.clone(), None, data)?;
             Ok(g)
         })
     }

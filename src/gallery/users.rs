@@ -198,7 +198,14 @@ impl Galleries {
             for mut g in self.galleries_of(name)? {
                 g.members.remove(name);
                 b.put(&Self::gallery_key(&g.id), &g);
-                self.event(b, &g.id, "member.changed", None, None, serde_json::json!({ "user": name, "role": null }))?;
+                self.state.event(
+                    b,
+                    &g.id,
+                    "member.changed",
+                    None,
+                    None,
+                    serde_json::json!({ "user": name, "role": null }),
+                )?;
             }
             self.end_sessions(b, |s| s.user.as_deref() == Some(name))?;
             b.delete(&Self::user_key(name));
