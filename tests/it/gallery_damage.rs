@@ -65,3 +65,48 @@ fn damaged_gallery_records_fail_no_file_operation_and_check_repairs_them() {
     m.unmount();
     v.assert_clean(&[]);
 }
+
+/// On the engine alone: a hook that fails leaves none of its writes (no event is logged or
+/// numbered for the change), the change itself commits, and the failure is counted.
+#[test]
+fn a_failed_gallery_hook_writes_nothing_and_is_counted() {
+    use nanofs::gallery::{Galleries, Since};
+    use nanofs::volume::{Credential, Kind, OpenOptions, Volume};
+    use nanofs::Ino;
+    use std::sync::Arc;
+    let open = |dir: &std::path::Path| {
+        let keys = Volume::unlock(dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
+        Galleries::open(Arc::new(Volume::open(dir, keys, &OpenOptions::default()).unwrap())).unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    Volume::init(&dir, b"pw", nanofs::crypto::kdf::Argon2Params::TEST_ONLY).unwrap();
+    let gs = open(&dir);
+    let vol = gs.volume().clone();
+    gs.user_add("alice", "alice-password").unwrap();
+    let g_dir = vol.create(Ino::ROOT, b"g", Kind::Dir, 0o755, 0, 0, 0).unwrap().ino;
+    let f = vol.create(g_dir, b"f", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let g = gs.gallery_create("/g", "G", "alice").unwrap();
+    vol.close().unwrap();
+    drop((vol, gs));
+
+    let store = Store::open(&dir, OpenMode::ReadWrite).unwrap();
+    let mut batch = store.batch();
+    batch.put(Cf::Meta, &[b"gitem/".as_slice(), &f.0.to_be_bytes()].concat(), b"garbage");
+    store.commit(batch, Durability::Synced).unwrap();
+    drop(store);
+
+    let gs = open(&dir);
+    let vol = gs.volume().clone();
+    vol.create(g_dir, b"new", Kind::File, 0o644, 0, 0, 0).unwrap(); // 1: item.added
+    assert_eq!(gs.failures(), 0);
+    vol.open_file(f, true).unwrap();
+    vol.write(f, 0, b"changed", false, false).unwrap();
+    vol.release(f).unwrap(); // item.changed reads the damaged record: the hook fails
+    assert_eq!(gs.failures(), 1);
+    assert_eq!(vol.read(f, 0, 7).unwrap().as_ref(), b"changed");
+    vol.create(g_dir, b"newer", Kind::File, 0o644, 0, 0, 0).unwrap(); // 2: item.added
+    let Since::Events(events, last) = gs.events_since(&g.id, 0).unwrap() else { panic!("reset") };
+    assert_eq!(last, 2, "the failed change numbered no event");
+    assert!(events.iter().all(|e| e.kind == "item.added"));
+}
