@@ -25,9 +25,10 @@ pub(crate) struct State {
     pub live: tokio::sync::broadcast::Sender<Arc<LiveEvent>>,
 }
 
-impl Default for State {
-    fn default() -> Self {
-        Self { roots: RwLock::default(), seqs: Mutex::default(), live: tokio::sync::broadcast::channel(4096).0 }
+impl State {
+    /// The state of a volume whose gallery directories are `roots`.
+    pub fn new(roots: HashMap<Ino, String>) -> Self {
+        Self { roots: RwLock::new(roots), seqs: Mutex::default(), live: tokio::sync::broadcast::channel(4096).0 }
     }
 }
 

@@ -1,10 +1,12 @@
 //! Shared galleries: directories of the volume that a group of people share, with members
 //! and roles, share links, comments, annotations, reactions and a per-gallery event log.
 //!
-//! Everything is a sealed JSON record in the `meta` family (keys below), written in the
-//! same batch as the change it belongs to; namespace changes made through any front-end
-//! reach `events::note` from the tree operations, so the mount, uploads and the API
-//! produce the same items and events. docs/galleries.md is the user-facing description.
+//! The module sits beside the engine: everything is a sealed JSON record in the `meta`
+//! family under its own prefixes (keys below), written in the same batch as the change it
+//! belongs to. Namespace changes made through any front-end reach `hook` (a
+//! `volume::Hook`), so the mount, uploads and the API produce the same items and events;
+//! a failure there never fails the file operation (`check` repairs what it left out).
+//! docs/galleries.md is the user-facing description.
 //!
 //! Keys: `gallery/<id>`, `gitem/<ino>` (which gallery an item belongs to, its author),
 //! `gx/<ino>/{c,a,r}/…` (comments, annotations, reactions of an item), `ginfo/<ino>`
@@ -65,15 +67,18 @@ impl Galleries {
     /// namespace hook and the thumbnails directory. Call once per volume, before serving.
     pub fn open(vol: Arc<Volume>) -> Result<Arc<Self>> {
         vol.register_hidden(items::THUMBNAILS_NAME, items::THUMBNAILS_KEY);
-        let state = Arc::new(State::default());
+        let mut roots = std::collections::HashMap::new();
         for key in vol.record_keys(GALLERY_PREFIX)? {
             // A damaged record must not keep the volume from being served; `check` reports it.
             match vol.record::<Gallery>(&key) {
-                Ok(Some(g)) => drop(state.roots.write().expect("gallery roots").insert(g.dir(), g.id)),
+                Ok(Some(g)) => {
+                    roots.insert(g.dir(), g.id);
+                }
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "a gallery record is damaged; run nanofs check --repair"),
             }
         }
+        let state = Arc::new(State::new(roots));
         let hook = vol.register_hook(&PREFIXES, state.clone());
         Ok(Arc::new(Self { vol, state, hook, edits: std::sync::Mutex::default() }))
     }
