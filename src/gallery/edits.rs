@@ -34,6 +34,22 @@ impl Galleries {
         Ok(())
     }
 
+    /// Moves the complete upload `id` (file `ino`) to `target` in `g` with `actor` as its
+    /// author, if they may still upload there and its folder is still in `g`.
+    pub fn finish_upload(&self, g: &Gallery, actor: &Actor, id: &str, ino: Ino, target: &str) -> Result<()> {
+        let _edit = self.edits.lock().expect("gallery edits");
+        actor.require(Action::Upload)?;
+        let folder = match target.rsplit_once('/') {
+            Some((dir, _)) if !dir.is_empty() => self.vol.resolve(dir)?,
+            _ => Ino::ROOT,
+        };
+        if self.gallery_of(folder)?.as_deref() != Some(g.id.as_str()) {
+            return Err(Error::Rejected("the upload's folder is no longer in the gallery".into()));
+        }
+        self.vol.upload_finish(id, ino, target, actor.name.as_deref())?;
+        Ok(())
+    }
+
     /// Where an upload of `name` into `folder` (default: the gallery's own) by `actor`
     /// lands: a volume path that does not exist yet, so a drop box never overwrites (an
     /// existing name gets a numbered variant).

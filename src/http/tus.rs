@@ -284,7 +284,7 @@ async fn begin(
         extra.push(("upload-offset", offset.to_string()));
     }
     if length == Some(offset) {
-        complete(state, &st, ino).await?;
+        complete(state, headers, &st, ino).await?;
     }
     Ok(respond(StatusCode::CREATED, extra))
 }
@@ -407,7 +407,7 @@ async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: 
     }
     let new_offset = receive(state, &st, ino, offset, headers, body).await?;
     if st.length == Some(new_offset) && !st.partial {
-        complete(state, &st, ino).await?;
+        complete(state, headers, &st, ino).await?;
     }
     Ok(respond(
         StatusCode::NO_CONTENT,
@@ -526,15 +526,21 @@ async fn receive(
     }
 }
 
-/// Moves a complete upload to its target.
-async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> ApiResult<()> {
+/// Moves a complete upload to its target; one into a gallery through the galleries, which
+/// check once more that its uploader may.
+async fn complete(state: &Arc<Sidecar>, headers: &HeaderMap, st: &UploadState, ino: crate::Ino) -> ApiResult<()> {
     if st.partial {
         return Ok(());
     }
     let target = st.target.clone().ok_or_else(|| ApiError::bad_request("the upload has no target"))?;
     let (id, t) = (st.id.clone(), target.clone());
-    let author = st.author.clone();
-    state.blocking(move |vol| vol.upload_finish(&id, ino, &t, author.as_deref()).map(drop)).await?;
+    match st.owner.strip_prefix("gallery:") {
+        Some(rest) => {
+            let c = super::gallery::ctx(state, headers, rest.split_once(':').map_or(rest, |(g, _)| g)).await?;
+            state.gallery(move |gs| gs.finish_upload(&c.gallery, &c.actor, &id, ino, &t)).await?;
+        }
+        None => state.blocking(move |vol| vol.upload_finish(&id, ino, &t, None).map(drop)).await?,
+    }
     tracing::info!(upload = %st.id, target, "upload complete");
     Ok(())
 }
