@@ -5,6 +5,7 @@
 //! the volume (`stats`, `umount`, later `gc`, `snapshot`, ...) ask the daemon here instead
 //! of opening the database a second time.
 
+use crate::gallery::Galleries;
 use crate::volume::{
     CheckReport, Credential, GcReport, PathStats, Permission, RekeyReport, RotateReport, SnapshotInfo, Stats,
     TokenInfo, Volume,
@@ -68,7 +69,7 @@ pub enum Request {
         path: String,
     },
     /// Administer users and galleries.
-    Admin(crate::volume::gallery::admin::AdminOp),
+    Admin(crate::gallery::admin::AdminOp),
     /// Create an HTTP token.
     TokenCreate {
         /// Label.
@@ -221,8 +222,8 @@ pub fn ask(dir: &Path, req: &Request) -> Option<Response> {
 
 /// Listens on the control socket of `vol` in a background thread. A stale socket left by
 /// a killed daemon is replaced; a live one means the volume is in use.
-pub fn serve(vol: Arc<Volume>, mountpoint: PathBuf) -> std::io::Result<()> {
-    let path = socket_path(vol.dir());
+pub fn serve(galleries: Arc<Galleries>, mountpoint: PathBuf) -> std::io::Result<()> {
+    let path = socket_path(galleries.volume().dir());
     if path.exists() {
         if UnixStream::connect(&path).is_ok() {
             return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, "another daemon serves this volume"));
@@ -233,15 +234,15 @@ pub fn serve(vol: Arc<Volume>, mountpoint: PathBuf) -> std::io::Result<()> {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     std::thread::Builder::new().name("control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
-            let vol = vol.clone();
+            let galleries = galleries.clone();
             let mountpoint = mountpoint.clone();
-            std::thread::spawn(move || handle(&vol, &mountpoint, conn));
+            std::thread::spawn(move || handle(&galleries, &mountpoint, conn));
         }
     })?;
     Ok(())
 }
 
-fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
+fn handle(galleries: &Galleries, mountpoint: &Path, conn: UnixStream) {
     let mut reader = BufReader::new(match conn.try_clone() {
         Ok(c) => c,
         Err(_) => return,
@@ -253,7 +254,9 @@ fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
     let response = match serde_json::from_str::<Request>(&line) {
         // The mount's kernel caches drop the names a command changes (`Volume::foreign`).
         Ok(req) => {
-            vol.foreign(|| answer(vol, mountpoint, req)).unwrap_or_else(|e| Response::Error { message: e.to_string() })
+            let vol = galleries.volume();
+            vol.foreign(|| answer(vol, galleries, mountpoint, req))
+                .unwrap_or_else(|e| Response::Error { message: e.to_string() })
         }
         Err(e) => Response::Error { message: format!("bad request: {e}") },
     };
@@ -263,12 +266,22 @@ fn handle(vol: &Volume, mountpoint: &Path, conn: UnixStream) {
     let _ = conn.write_all(out.as_bytes());
 }
 
-fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Result<Response> {
+/// Answers `req`; an error of the engine or of the galleries becomes the message sent back.
+fn answer(
+    vol: &Volume,
+    galleries: &Galleries,
+    mountpoint: &Path,
+    req: Request,
+) -> Result<Response, Box<dyn std::error::Error>> {
     Ok(match req {
         Request::Status => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
         Request::Stats => Response::Stats(vol.stats()?),
         Request::Gc => Response::Gc(vol.gc()?),
-        Request::Check { read_data, repair } => Response::Check(vol.check(read_data, repair, &|_, _| {})?),
+        Request::Check { read_data, repair } => {
+            let mut report = vol.check(read_data, repair, &|_, _| {})?;
+            galleries.check(repair, &mut report)?;
+            Response::Check(report)
+        }
         Request::SnapshotCreate { name } => Response::Snapshot(vol.snapshot_create(&name)?),
         Request::SnapshotList => Response::Snapshots { snapshots: vol.snapshot_list()? },
         Request::SnapshotDelete { name } => {
@@ -282,10 +295,13 @@ fn answer(vol: &Volume, mountpoint: &Path, req: Request) -> crate::volume::Resul
         }
         Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
         Request::TokenCreate { name, prefix, allow, ttl_secs, user } => {
+            if let Some(u) = &user {
+                galleries.require_user(u)?;
+            }
             let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref())?;
             Response::Token { info, token }
         }
-        Request::Admin(op) => Response::Json { value: vol.admin(&op)? },
+        Request::Admin(op) => Response::Json { value: galleries.admin(&op)? },
         Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
         Request::TokenRevoke { id } => {
             vol.token_revoke(&id)?;

@@ -2,8 +2,10 @@
 //!
 //! Layers, from the bottom: `chunk` (content-defined chunking, chunk ids), `crypto`
 //! (sealing, key derivation, key wrapping), `store` (RocksDB, bytes only), `volume` (the
-//! engine API), then the front-ends `fs` (FUSE) and `control` (the daemon's socket), and
-//! `cli`, which wires them together. docs/design.md is the map.
+//! engine API), `gallery` (shared galleries, beside the engine through its hook) and
+//! `media`, then the front-ends `fs` (FUSE), `control` (the daemon's socket), `http` (the
+//! sidecar) and `client` (push and pull over HTTP), and `cli`, which wires them together.
+//! docs/design.md is the map.
 
 pub mod chunk;
 pub mod cli;
@@ -12,6 +14,7 @@ pub mod config;
 pub mod control;
 pub mod crypto;
 pub mod fs;
+pub mod gallery;
 pub mod http;
 pub mod ids;
 pub mod media;

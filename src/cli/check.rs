@@ -35,14 +35,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Response::Check(r) => Some(r),
             _ => None,
         },
-        |vol| {
+        |vol, galleries| {
             let bar = super::progress_bar("verifying chunks");
-            let r = vol.check(args.read_data, args.repair, &|done, total| {
+            let mut r = vol.check(args.read_data, args.repair, &|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
-            });
+            })?;
             bar.finish_and_clear();
-            r
+            galleries.check(args.repair, &mut r)?;
+            Ok(r)
         },
     )?;
     print_report(&report, args.json)?;

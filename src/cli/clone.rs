@@ -24,7 +24,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args.passphrase,
         &Request::Clone { src: src.clone(), dst: dst.clone() },
         |reply| matches!(reply, Response::Done).then_some(()),
-        |vol| vol.clone_path(&src, &dst).map(|_| ()),
+        |vol, _| Ok(vol.clone_path(&src, &dst).map(|_| ())?),
     )
     .with_context(|| format!("cannot clone /{src} to /{dst}"))?;
     Ok(())

@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Response::Fingerprint { blake2b } => Some(blake2b),
             _ => None,
         },
-        |vol| Ok(crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?)),
+        |vol, _| Ok(crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?)),
     )?;
     println!("{hex}  /{path}");
     Ok(())

@@ -2,8 +2,8 @@
 
 use super::UnlockArgs;
 use crate::control::{Request, Response};
-use crate::volume::gallery::admin::AdminOp;
-use crate::volume::gallery::Role;
+use crate::gallery::admin::AdminOp;
+use crate::gallery::Role;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -199,7 +199,7 @@ fn admin(volume: &Path, unlock: &UnlockArgs, op: AdminOp) -> anyhow::Result<serd
             Response::Json { value } => Some(value),
             _ => None,
         },
-        |vol| vol.admin(&op),
+        |_, galleries| Ok(galleries.admin(&op)?),
     )
 }
 

@@ -25,7 +25,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Response::Gc(r) => Some(r),
             _ => None,
         },
-        |vol| vol.gc(),
+        |vol, _| Ok(vol.gc()?),
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

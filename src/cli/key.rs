@@ -163,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Response::Rotated(r) => Some(r),
                     _ => None,
                 },
-                |vol| vol.rotate_key(&cred),
+                |vol, _| Ok(vol.rotate_key(&cred)?),
             )?;
             println!("new key epoch {}; new chunks are sealed under its key", report.epoch);
             for id in report.dropped_slots {
@@ -193,11 +193,11 @@ pub fn rekey(args: RekeyArgs) -> anyhow::Result<()> {
             Response::Rekeyed(r) => Some(r),
             _ => None,
         },
-        |vol| {
-            vol.rekey(&|done, total| {
+        |vol, _| {
+            Ok(vol.rekey(&|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
-            })
+            })?)
         },
     )?;
     bar.finish_and_clear();

@@ -18,8 +18,10 @@ mod token;
 mod transfer;
 mod umount;
 
+use crate::gallery::Galleries;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// nanofs: a deduplicating, encrypted file system for large media.
 #[derive(Debug, Parser)]
@@ -120,6 +122,18 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser::mnt=error"))
 }
 
+/// Opens the volume in `dir` with its galleries attached (their hook and hidden
+/// directory), as every process that serves or checks a volume must.
+fn open_volume(
+    dir: &std::path::Path,
+    keys: crate::crypto::keys::Keyring,
+    opts: &crate::volume::OpenOptions,
+) -> anyhow::Result<Arc<Galleries>> {
+    use anyhow::Context;
+    let vol = crate::volume::Volume::open(dir, keys, opts).with_context(|| format!("cannot open {}", dir.display()))?;
+    Ok(Galleries::open(Arc::new(vol))?)
+}
+
 /// Sends `req` to the daemon serving `dir`; when no daemon does, unlocks and opens the
 /// volume here and runs `local` on it instead. `answer` picks the expected reply.
 fn via_daemon_or_open<T>(
@@ -127,18 +141,17 @@ fn via_daemon_or_open<T>(
     pass: &UnlockArgs,
     req: &crate::control::Request,
     answer: impl FnOnce(crate::control::Response) -> Option<T>,
-    local: impl FnOnce(&crate::volume::Volume) -> crate::volume::Result<T>,
+    local: impl FnOnce(&crate::volume::Volume, &Galleries) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     use crate::control::Response;
-    use anyhow::Context;
     match crate::control::ask(dir, req) {
         Some(Response::Error { message }) => anyhow::bail!("{message}"),
         Some(reply) => answer(reply).ok_or_else(|| anyhow::anyhow!("unexpected answer from the daemon")),
         None => {
             let keys = crate::volume::Volume::unlock(dir, &credential::get(pass)?)?;
-            let vol = crate::volume::Volume::open(dir, keys, &crate::volume::OpenOptions::default())
-                .with_context(|| format!("cannot open {}", dir.display()))?;
-            let result = local(&vol)?;
+            let galleries = open_volume(dir, keys, &crate::volume::OpenOptions::default())?;
+            let vol = galleries.volume();
+            let result = local(vol, &galleries)?;
             vol.close()?;
             Ok(result)
         }

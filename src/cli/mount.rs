@@ -181,12 +181,14 @@ fn serve(
             }
             e => anyhow!(e).context(format!("cannot open volume {}", dir.display())),
         })?);
+        // Before the mount serves anything: galleries hide their thumbnails directory.
+        let galleries = crate::gallery::Galleries::open(vol.clone())?;
         let session = crate::fs::mount::mount(vol.clone(), mountpoint, cfg)
             .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
         vol.set_entry_observer(crate::fs::mount::entry_invalidator(&session));
-        control::serve(vol.clone(), mountpoint.to_path_buf()).context("cannot open the control socket")?;
+        control::serve(galleries.clone(), mountpoint.to_path_buf()).context("cannot open the control socket")?;
         let sidecar = match http.listen {
-            Some(addr) => Some(super::serve::start(vol.clone(), addr, &http.tls)?),
+            Some(addr) => Some(super::serve::start(galleries, addr, &http.tls)?),
             None => None,
         };
         Ok((vol, session, sidecar))

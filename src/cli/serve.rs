@@ -3,6 +3,7 @@
 
 use super::{credential, UnlockArgs};
 use crate::control;
+use crate::gallery::Galleries;
 use crate::http::{Sidecar, SidecarConfig};
 use crate::volume::{OpenOptions, Volume};
 use anyhow::{bail, Context};
@@ -82,7 +83,8 @@ impl SidecarHandle {
 
 /// Binds `addr` (refusing plain HTTP off loopback unless allowed) and serves `vol` on a
 /// runtime thread of its own.
-pub fn start(vol: Arc<Volume>, addr: SocketAddr, tls: &TlsArgs) -> anyhow::Result<SidecarHandle> {
+pub fn start(galleries: Arc<Galleries>, addr: SocketAddr, tls: &TlsArgs) -> anyhow::Result<SidecarHandle> {
+    let vol = galleries.volume().clone();
     let tls_config = match tls.files(vol.dir())? {
         Some((cert, key)) => Some(crate::http::tls::server_config(&cert, &key)?),
         None if !addr.ip().is_loopback() && !tls.allow_plain_http => {
@@ -115,7 +117,7 @@ pub fn start(vol: Arc<Volume>, addr: SocketAddr, tls: &TlsArgs) -> anyhow::Resul
         addr
     };
     config.self_url = Some(format!("{scheme}://{local}"));
-    let state = Sidecar::new(vol, config);
+    let state = Sidecar::new(galleries, config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -151,11 +153,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         signals.add(s);
     }
     signals.thread_block()?;
-    let vol = Arc::new(
-        Volume::open(&dir, keys, &OpenOptions::default()).with_context(|| format!("cannot open {}", dir.display()))?,
-    );
-    control::serve(vol.clone(), PathBuf::new()).context("cannot open the control socket")?;
-    let handle = match start(vol.clone(), args.listen, &args.tls) {
+    let galleries = super::open_volume(&dir, keys, &OpenOptions::default())?;
+    let vol = galleries.volume().clone();
+    control::serve(galleries.clone(), PathBuf::new()).context("cannot open the control socket")?;
+    let handle = match start(galleries, args.listen, &args.tls) {
         Ok(h) => h,
         Err(e) => {
             control::remove_socket(&dir);

@@ -55,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Response::Snapshot(s) => Some(s),
                     _ => None,
                 },
-                |vol| vol.snapshot_create(&name),
+                |vol, _| Ok(vol.snapshot_create(&name)?),
             )
             .with_context(|| format!("snapshot {name:?}"))?;
             println!("created snapshot {} (/.snapshots/{})", info.name, info.name);
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Response::Snapshots { snapshots } => Some(snapshots),
                     _ => None,
                 },
-                |vol| vol.snapshot_list(),
+                |vol, _| Ok(vol.snapshot_list()?),
             )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -85,7 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &passphrase,
                 &Request::SnapshotDelete { name: name.clone() },
                 |reply| matches!(reply, Response::Done).then_some(()),
-                |vol| vol.snapshot_delete(&name),
+                |vol, _| Ok(vol.snapshot_delete(&name)?),
             )
             .with_context(|| format!("snapshot {name:?}"))?;
             println!("deleted snapshot {name}");

@@ -32,7 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Response::PathStats(s) => Some(s),
                 _ => None,
             },
-            |vol| vol.path_stats(vol.resolve(&path)?),
+            |vol, _| Ok(vol.path_stats(vol.resolve(&path)?)?),
         )
         .with_context(|| format!("/{path}"))?;
         if args.json {

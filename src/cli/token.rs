@@ -95,7 +95,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Response::Token { info, token } => Some((info, token)),
                     _ => None,
                 },
-                |vol| vol.token_create(&name, &path, &allow, ttl, user.as_deref()),
+                |vol, galleries| {
+                    if let Some(u) = &user {
+                        galleries.require_user(u)?;
+                    }
+                    Ok(vol.token_create(&name, &path, &allow, ttl, user.as_deref())?)
+                },
             )?;
             eprintln!(
                 "token {} for {} ({:?}), expires {}",
@@ -115,7 +120,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     Response::Tokens { tokens } => Some(tokens),
                     _ => None,
                 },
-                |vol| vol.token_list(),
+                |vol, _| Ok(vol.token_list()?),
             )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
@@ -139,7 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &unlock,
                 &Request::TokenRevoke { id: id.clone() },
                 |reply| matches!(reply, Response::Done).then_some(()),
-                |vol| vol.token_revoke(&id),
+                |vol, _| Ok(vol.token_revoke(&id)?),
             )
             .with_context(|| format!("token {id}"))?;
             println!("revoked token {id}");

@@ -30,9 +30,6 @@ pub fn to_errno(e: &Error) -> Errno {
             tracing::error!(what = %what, "damaged metadata, returning EIO");
             Errno::EIO
         }
-        Error::Denied(_) | Error::Unauthenticated(_) | Error::PasswordRequired => Errno::EACCES,
-        Error::Rejected(_) => Errno::EINVAL,
-        Error::Limit(_) => Errno::EDQUOT,
         Error::WrongPassphrase | Error::WrongIdentity | Error::LastSlot | Error::NotAVolume(_) => Errno::EINVAL,
         Error::Store(e) => {
             tracing::error!(error = %e, "store failure, returning EIO");

@@ -2,8 +2,8 @@
 
 use super::error::ApiError;
 use super::Sidecar;
-use crate::volume::gallery::users::{Principal, SessionRefusal};
-use crate::volume::gallery::{Actor, Gallery, Role};
+use crate::gallery::users::{Principal, SessionRefusal};
+use crate::gallery::{Actor, Gallery, Role};
 use crate::volume::{Permission, TokenInfo, TokenRefusal};
 use axum::http::{HeaderMap, StatusCode};
 
@@ -131,7 +131,7 @@ pub async fn caller_of_token(state: &Sidecar, token: String) -> Result<Caller, A
             None => Caller::Scoped(info),
         });
     }
-    match state.blocking(move |vol| vol.session_verify(&token)).await? {
+    match state.gallery(move |gs| gs.session_verify(&token)).await? {
         Ok(p) => Ok(Caller::Principal(p)),
         Err(SessionRefusal::Invalid) => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "not logged in: the session is unknown or has ended"))

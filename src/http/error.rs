@@ -1,5 +1,7 @@
-//! Errors of the HTTP front-end and the one map from engine errors to status codes.
+//! Errors of the HTTP front-end and the one map from engine and gallery errors to status
+//! codes.
 
+use crate::gallery::Error as GalleryError;
 use crate::volume::Error;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,9 +29,18 @@ impl ApiError {
     }
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let status = match &e {
+/// The one table from engine and gallery errors to statuses: every variant, no `_` arm,
+/// so a new variant cannot fall through to 500 unnoticed.
+fn status_of(e: &GalleryError) -> StatusCode {
+    match e {
+        GalleryError::NotFound => StatusCode::NOT_FOUND,
+        GalleryError::Exists => StatusCode::CONFLICT,
+        GalleryError::Denied(_) => StatusCode::FORBIDDEN,
+        GalleryError::Unauthenticated(_) | GalleryError::PasswordRequired => StatusCode::UNAUTHORIZED,
+        GalleryError::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        GalleryError::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
+        GalleryError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        GalleryError::Volume(e) => match e {
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Exists | Error::NotEmpty | Error::NotDir | Error::IsDir => StatusCode::CONFLICT,
             Error::NameTooLong | Error::Invalid | Error::Range => StatusCode::BAD_REQUEST,
@@ -37,18 +48,35 @@ impl From<Error> for ApiError {
             Error::Unsupported | Error::NoAttr => StatusCode::NOT_IMPLEMENTED,
             Error::NoData => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Denied(_) => StatusCode::FORBIDDEN,
-            Error::Unauthenticated(_) | Error::PasswordRequired => StatusCode::UNAUTHORIZED,
-            Error::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Limit(_) => StatusCode::TOO_MANY_REQUESTS,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+            Error::Corrupt { .. }
+            | Error::CorruptMeta(_)
+            | Error::WrongPassphrase
+            | Error::WrongIdentity
+            | Error::LastSlot
+            | Error::NotAVolume(_)
+            | Error::Store(_)
+            | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        },
+    }
+}
+
+impl From<GalleryError> for ApiError {
+    fn from(e: GalleryError) -> Self {
+        let status = status_of(&e);
         if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The cause goes to the log, not to the client.
             tracing::error!(error = %e, "request failed");
+            return Self::new(status, "internal error");
         }
         let mut err = Self::new(status, e.to_string());
-        err.password_required = matches!(e, Error::PasswordRequired);
+        err.password_required = matches!(e, GalleryError::PasswordRequired);
         err
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        GalleryError::Volume(e).into()
     }
 }
 
@@ -69,3 +97,46 @@ impl IntoResponse for ApiError {
 
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(e: GalleryError) -> (StatusCode, bool) {
+        let a = ApiError::from(e);
+        (a.status, a.password_required)
+    }
+
+    #[test]
+    fn status_table() {
+        let said = |s: &str| s.to_string();
+        let cases = [
+            (GalleryError::NotFound, StatusCode::NOT_FOUND),
+            (GalleryError::Exists, StatusCode::CONFLICT),
+            (GalleryError::Denied(said("a viewer may not upload")), StatusCode::FORBIDDEN),
+            (GalleryError::Unauthenticated(said("wrong password")), StatusCode::UNAUTHORIZED),
+            (GalleryError::PasswordRequired, StatusCode::UNAUTHORIZED),
+            (GalleryError::Rejected(said("the title is empty")), StatusCode::UNPROCESSABLE_ENTITY),
+            (GalleryError::Limit(said("too many galleries")), StatusCode::TOO_MANY_REQUESTS),
+            (GalleryError::Corrupt(said("x")), StatusCode::INTERNAL_SERVER_ERROR),
+            (GalleryError::Volume(Error::NotFound), StatusCode::NOT_FOUND),
+            (GalleryError::Volume(Error::NotEmpty), StatusCode::CONFLICT),
+            (GalleryError::Volume(Error::NameTooLong), StatusCode::BAD_REQUEST),
+            (GalleryError::Volume(Error::ReadOnly), StatusCode::FORBIDDEN),
+            (GalleryError::Volume(Error::NoAttr), StatusCode::NOT_IMPLEMENTED),
+            (GalleryError::Volume(Error::NoSpace), StatusCode::INSUFFICIENT_STORAGE),
+            (GalleryError::Volume(Error::CorruptMeta(said("gitem/1"))), StatusCode::INTERNAL_SERVER_ERROR),
+        ];
+        for (e, want) in cases {
+            let text = e.to_string();
+            assert_eq!(status(e).0, want, "{text}");
+        }
+        assert!(status(GalleryError::PasswordRequired).1);
+        assert!(!status(GalleryError::Denied(said("no"))).1);
+        // Internal causes stay in the log.
+        let hidden = ApiError::from(Error::CorruptMeta(said("record gitem/7")));
+        assert_eq!(hidden.message, "internal error");
+        // Engine errors pass through the same table.
+        assert_eq!(ApiError::from(Error::Exists).status, StatusCode::CONFLICT);
+    }
+}

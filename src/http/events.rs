@@ -11,8 +11,8 @@ use super::auth::{caller, Caller};
 use super::error::{ApiError, ApiResult};
 use super::gallery::ctx_of;
 use super::Sidecar;
-use crate::volume::gallery::users::Principal;
-use crate::volume::gallery::{Action, LiveEvent, Since};
+use crate::gallery::users::Principal;
+use crate::gallery::{Action, LiveEvent, Since};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::HeaderMap;
@@ -64,7 +64,7 @@ pub async fn events(
     c.actor.require(Action::Read)?;
     let since = q.since.or_else(|| last_event_id(&parts.headers));
     // Subscribe before reading the log, so nothing falls between the two.
-    let live = state.vol.gallery_events();
+    let live = state.galleries.subscribe();
     let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
     let is_ws =
         parts.headers.get("upgrade").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
@@ -155,7 +155,7 @@ async fn pump(
     let expiry = async {
         match expires {
             Some(at) => {
-                let wait = (at - crate::volume::gallery::now()).max(0) as u64;
+                let wait = (at - crate::gallery::now()).max(0) as u64;
                 tokio::time::sleep(Duration::from_secs(wait)).await;
             }
             None => std::future::pending::<()>().await,
@@ -207,7 +207,7 @@ async fn pump(
 async fn still_allowed(state: &Sidecar, caller: &Caller, gallery: &str) -> Result<(), String> {
     if let Caller::Principal(Principal::Link { id, .. }) = caller {
         let id = id.clone();
-        match state.blocking(move |vol| vol.link_principal(&id)).await {
+        match state.gallery(move |gs| gs.link_principal(&id)).await {
             Ok(Ok(_)) => {}
             Ok(Err(_)) => return Err("the share link was revoked or has expired".into()),
             Err(e) => return Err(e.message),
@@ -227,7 +227,7 @@ async fn catch_up(
 ) -> Option<u64> {
     let g = gallery.to_string();
     let from = since.unwrap_or(u64::MAX);
-    let missed = match state.blocking(move |vol| vol.gallery_events_since(&g, from)).await {
+    let missed = match state.gallery(move |gs| gs.events_since(&g, from)).await {
         Ok(m) => m,
         Err(e) => {
             let _ = tx.send(Out::Close(1011, e.message)).await;

@@ -5,13 +5,11 @@
 use super::auth::{caller, credential_of, Caller, SESSION_COOKIE};
 use super::error::{ApiError, ApiResult};
 use super::Sidecar;
+use crate::gallery::collab::Target;
+use crate::gallery::items::{ListQuery, SortKey};
+use crate::gallery::users::Principal;
+use crate::gallery::{Action, Actor, Gallery, Role};
 use crate::ids::Ino;
-use crate::volume::gallery::collab::Target;
-use crate::volume::gallery::events::acting_as;
-use crate::volume::gallery::items::{ListQuery, SortKey};
-use crate::volume::gallery::users::Principal;
-use crate::volume::gallery::{Action, Actor, Gallery, Role};
-use crate::volume::RenameMode;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,9 +37,9 @@ pub(super) async fn ctx(state: &Sidecar, headers: &HeaderMap, id: &str) -> ApiRe
 pub(super) async fn ctx_of(state: &Sidecar, caller: Caller, id: &str) -> ApiResult<Ctx> {
     let id = id.to_string();
     let (gallery, path) = state
-        .blocking(move |vol| {
-            let g = vol.gallery(&id)?;
-            let path = vol.dir_path(g.dir())?;
+        .gallery(move |gs| {
+            let g = gs.gallery(&id)?;
+            let path = gs.volume().dir_path(g.dir())?;
             Ok((g, path))
         })
         .await?;
@@ -55,7 +53,7 @@ fn item_ino(item: &str) -> ApiResult<Ino> {
 }
 
 fn session_cookie(token: &str, expires: i64, secure: bool) -> HeaderValue {
-    let max_age = (expires - crate::volume::gallery::now()).max(0);
+    let max_age = (expires - crate::gallery::now()).max(0);
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
@@ -72,7 +70,7 @@ pub struct Login {
 /// `POST /api/login`.
 pub async fn login(State(state): S, Json(body): Json<Login>) -> ApiResult<Response> {
     let user = body.user.clone();
-    let (token, expires) = state.blocking(move |vol| vol.login(&body.user, &body.password)).await?;
+    let (token, expires) = state.gallery(move |gs| gs.login(&body.user, &body.password)).await?;
     let mut r = Json(json!({ "token": token, "user": user, "expires": crate::utc::rfc3339(expires) })).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, expires, state.config.tls));
     Ok(r)
@@ -81,7 +79,7 @@ pub async fn login(State(state): S, Json(body): Json<Login>) -> ApiResult<Respon
 /// `POST /api/logout`.
 pub async fn logout(State(state): S, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(token) = credential_of(&headers) {
-        state.blocking(move |vol| vol.logout(&token)).await?;
+        state.gallery(move |gs| gs.logout(&token)).await?;
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie("", 0, state.config.tls));
@@ -109,7 +107,7 @@ pub struct OpenLink {
 /// `POST /api/share/open`: a session bound to a share link.
 pub async fn open_link(State(state): S, Json(body): Json<OpenLink>) -> ApiResult<Response> {
     let (token, expires, principal) =
-        state.blocking(move |vol| vol.link_open(&body.token, body.password.as_deref())).await?;
+        state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref())).await?;
     let Principal::Link { id, gallery, role, .. } = principal else { unreachable!("a link opens a link session") };
     let mut r = Json(json!({
         "token": token, "gallery": gallery, "role": role, "link": id, "expires": crate::utc::rfc3339(expires),
@@ -123,13 +121,13 @@ pub async fn open_link(State(state): S, Json(body): Json<OpenLink>) -> ApiResult
 pub async fn list(State(state): S, headers: HeaderMap) -> ApiResult<Json<Value>> {
     let caller = caller(&state, &headers).await?;
     let out = state
-        .blocking(move |vol| {
+        .gallery(move |gs| {
             let mut out = Vec::new();
-            for g in vol.gallery_list()? {
-                let path = vol.dir_path(g.dir())?;
+            for g in gs.gallery_list()? {
+                let path = gs.volume().dir_path(g.dir())?;
                 if let Some(actor) = caller.actor_in(&g, &path) {
                     let mut v = gallery_json(&g, &path, &actor);
-                    v["items"] = json!(vol.gallery_item_inos(&g)?.len());
+                    v["items"] = json!(gs.gallery_item_inos(&g)?.len());
                     out.push(v);
                 }
             }
@@ -145,7 +143,7 @@ fn gallery_json(g: &Gallery, path: &str, actor: &Actor) -> Value {
         "role": actor.role, "folder": g.ino.to_string(),
     });
     // Paths and members are for those who manage the gallery.
-    if crate::volume::gallery::allows(actor.role, Action::ManageMembers) {
+    if crate::gallery::allows(actor.role, Action::ManageMembers) {
         v["path"] = json!(path);
         v["members"] = json!(g.members);
     }
@@ -176,7 +174,7 @@ pub async fn create(State(state): S, headers: HeaderMap, Json(body): Json<NewGal
                 return Err(ApiError::new(StatusCode::FORBIDDEN, format!("the token may not administer {path}")));
             }
             let owner = body.owner.clone().ok_or_else(|| ApiError::bad_request("give the gallery's owner"))?;
-            state.blocking(move |vol| vol.gallery_create(&path, &body.title, &owner)).await?
+            state.gallery(move |gs| gs.gallery_create(&path, &body.title, &owner)).await?
         }
         (_, Some(_)) => {
             return Err(ApiError::new(
@@ -190,7 +188,7 @@ pub async fn create(State(state): S, headers: HeaderMap, Json(body): Json<NewGal
                 .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "only a logged-in user can create a gallery"))?
                 .to_string();
             let name = body.name.clone().unwrap_or_else(|| slug(&body.title));
-            state.blocking(move |vol| vol.gallery_create_dir(&name, &body.title, &user)).await?
+            state.gallery(move |gs| gs.gallery_create_dir(&name, &body.title, &user)).await?
         }
     };
     let c = ctx_of(&state, caller, &g.id).await?;
@@ -204,7 +202,7 @@ fn slug(title: &str) -> String {
     let s = s.split('-').filter(|p| !p.is_empty()).collect::<Vec<_>>().join("-");
     let s: String = s.chars().take(80).collect();
     if s.is_empty() {
-        format!("gallery-{}", crate::volume::gallery::now())
+        format!("gallery-{}", crate::gallery::now())
     } else {
         s
     }
@@ -230,14 +228,14 @@ pub async fn retitle(
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
     let actor = c.actor.clone();
-    let g = state.blocking(move |vol| vol.gallery_set_title(&id, &actor, &b.title)).await?;
+    let g = state.gallery(move |gs| gs.gallery_set_title(&id, &actor, &b.title)).await?;
     Ok(Json(gallery_json(&g, &c.path, &c.actor)))
 }
 
 /// `DELETE /api/galleries/{id}`: sharing ends; the directory stays.
 pub async fn delete(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
-    state.blocking(move |vol| vol.gallery_delete(&id, &c.actor)).await?;
+    state.gallery(move |gs| gs.gallery_delete(&id, &c.actor)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -256,7 +254,7 @@ pub async fn items(
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<ItemsQuery>,
-) -> ApiResult<Json<crate::volume::gallery::items::Listing>> {
+) -> ApiResult<Json<crate::gallery::items::Listing>> {
     let c = ctx(&state, &headers, &id).await?;
     let folder = q.folder.as_deref().map(item_ino).transpose()?;
     let descending = match q.order.as_deref() {
@@ -271,7 +269,7 @@ pub async fn items(
         offset: q.offset.unwrap_or(0),
         limit: q.limit.unwrap_or(100),
     };
-    let listing = state.blocking(move |vol| vol.gallery_items(&c.gallery, &c.actor, &query)).await?;
+    let listing = state.gallery(move |gs| gs.gallery_items(&c.gallery, &c.actor, &query)).await?;
     Ok(Json(listing))
 }
 
@@ -284,9 +282,9 @@ pub async fn item(
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
     let v = state
-        .blocking(move |vol| {
-            let view = vol.gallery_item_view(&c.gallery, &c.actor, ino)?;
-            let talk = vol.item_discussion(&c.gallery, &c.actor, ino)?;
+        .gallery(move |gs| {
+            let view = gs.gallery_item_view(&c.gallery, &c.actor, ino)?;
+            let talk = gs.item_discussion(&c.gallery, &c.actor, ino)?;
             let mut v = serde_json::to_value(view).unwrap_or_default();
             v["discussion"] = serde_json::to_value(talk).unwrap_or_default();
             Ok(v)
@@ -306,10 +304,10 @@ pub async fn content(
     c.actor.require(Action::Read)?;
     let ino = item_ino(&item)?;
     let (attr, name) = state
-        .blocking(move |vol| {
-            vol.gallery_item(&c.gallery, ino)?;
-            let (_, name) = vol.locate_item(&c.gallery, ino)?;
-            Ok((vol.getattr(ino)?, name))
+        .gallery(move |gs| {
+            gs.gallery_item(&c.gallery, ino)?;
+            let (_, name) = gs.locate_item(&c.gallery, ino)?;
+            Ok((gs.volume().getattr(ino)?, name))
         })
         .await?;
     super::files::serve_file(&state, &attr, &name, &headers, method == axum::http::Method::HEAD).await
@@ -318,15 +316,6 @@ pub async fn content(
 #[derive(Deserialize)]
 pub struct Rename {
     name: String,
-}
-
-/// Checks that an item may be changed by the actor: their own (contributor) or any (moderator).
-fn may_change(actor: &Actor, author: Option<&str>) -> crate::volume::Result<()> {
-    if actor.is(author) {
-        actor.require(Action::ChangeOwnItem)
-    } else {
-        actor.require(Action::ChangeAnyItem)
-    }
 }
 
 /// `PATCH /api/galleries/{id}/items/{item}`: rename in its folder.
@@ -341,17 +330,7 @@ pub async fn rename(
     if b.name.is_empty() || b.name.contains('/') || b.name.starts_with('.') || b.name.len() > crate::volume::NAME_MAX {
         return Err(ApiError::bad_request("a name is 1 to 255 bytes, without '/', not starting with '.'"));
     }
-    let old = state
-        .blocking(move |vol| {
-            let rec = vol.gallery_item(&c.gallery, ino)?;
-            may_change(&c.actor, rec.author.as_deref())?;
-            let (folder, old) = vol.locate_item(&c.gallery, ino)?;
-            acting_as(c.actor.name.as_deref(), || {
-                vol.rename(folder, old.as_bytes(), folder, b.name.as_bytes(), RenameMode::NoReplace)
-            })?;
-            Ok(old)
-        })
-        .await?;
+    let old = state.gallery(move |gs| gs.rename_item(&c.gallery, &c.actor, ino, &b.name)).await?;
     Ok(Json(json!({ "id": item, "renamed_from": old })))
 }
 
@@ -363,14 +342,7 @@ pub async fn delete_item(
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
-    state
-        .blocking(move |vol| {
-            let rec = vol.gallery_item(&c.gallery, ino)?;
-            may_change(&c.actor, rec.author.as_deref())?;
-            let (folder, name) = vol.locate_item(&c.gallery, ino)?;
-            acting_as(c.actor.name.as_deref(), || vol.unlink(folder, name.as_bytes()))
-        })
-        .await?;
+    state.gallery(move |gs| gs.delete_item(&c.gallery, &c.actor, ino)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -389,8 +361,7 @@ pub async fn comment(
 ) -> ApiResult<Response> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
-    let made =
-        state.blocking(move |vol| vol.comment_add(&c.gallery, &c.actor, ino, &b.text, b.parent.as_deref())).await?;
+    let made = state.gallery(move |gs| gs.comment_add(&c.gallery, &c.actor, ino, &b.text, b.parent.as_deref())).await?;
     Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 
@@ -405,9 +376,9 @@ pub async fn comment_edit(
     headers: HeaderMap,
     Path((id, item, cid)): Path<(String, String, String)>,
     Json(b): Json<EditText>,
-) -> ApiResult<Json<crate::volume::gallery::collab::Comment>> {
+) -> ApiResult<Json<crate::gallery::collab::Comment>> {
     let c = ctx(&state, &headers, &id).await?;
-    Ok(Json(state.blocking(move |vol| vol.comment_edit(&c.gallery, &c.actor, &item, &cid, &b.text)).await?))
+    Ok(Json(state.gallery(move |gs| gs.comment_edit(&c.gallery, &c.actor, &item, &cid, &b.text)).await?))
 }
 
 /// `DELETE /api/galleries/{id}/items/{item}/comments/{c}`.
@@ -417,7 +388,7 @@ pub async fn comment_delete(
     Path((id, item, cid)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
-    state.blocking(move |vol| vol.comment_delete(&c.gallery, &c.actor, &item, &cid)).await?;
+    state.gallery(move |gs| gs.comment_delete(&c.gallery, &c.actor, &item, &cid)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -461,7 +432,7 @@ pub async fn annotate(
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
     let target = target_of(b.region, b.time)?.ok_or_else(|| ApiError::bad_request("give a region or a time range"))?;
-    let made = state.blocking(move |vol| vol.annotation_add(&c.gallery, &c.actor, ino, target, &b.text)).await?;
+    let made = state.gallery(move |gs| gs.annotation_add(&c.gallery, &c.actor, ino, target, &b.text)).await?;
     Ok((StatusCode::CREATED, Json(made)).into_response())
 }
 
@@ -478,12 +449,12 @@ pub async fn annotation_edit(
     headers: HeaderMap,
     Path((id, item, aid)): Path<(String, String, String)>,
     Json(b): Json<EditAnnotation>,
-) -> ApiResult<Json<crate::volume::gallery::collab::Annotation>> {
+) -> ApiResult<Json<crate::gallery::collab::Annotation>> {
     let c = ctx(&state, &headers, &id).await?;
     let target = target_of(b.region, b.time)?;
     Ok(Json(
         state
-            .blocking(move |vol| vol.annotation_edit(&c.gallery, &c.actor, &item, &aid, b.text.as_deref(), target))
+            .gallery(move |gs| gs.annotation_edit(&c.gallery, &c.actor, &item, &aid, b.text.as_deref(), target))
             .await?,
     ))
 }
@@ -495,7 +466,7 @@ pub async fn annotation_delete(
     Path((id, item, aid)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
-    state.blocking(move |vol| vol.annotation_delete(&c.gallery, &c.actor, &item, &aid)).await?;
+    state.gallery(move |gs| gs.annotation_delete(&c.gallery, &c.actor, &item, &aid)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -514,7 +485,7 @@ pub async fn react(
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
     let emoji = b.emoji.clone();
-    let (on, count) = state.blocking(move |vol| vol.reaction_toggle(&c.gallery, &c.actor, ino, &b.emoji)).await?;
+    let (on, count) = state.gallery(move |gs| gs.reaction_toggle(&c.gallery, &c.actor, ino, &b.emoji)).await?;
     Ok(Json(json!({ "emoji": emoji, "on": on, "count": count })))
 }
 
@@ -538,7 +509,7 @@ pub async fn set_member(
     Json(b): Json<SetRole>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let g = state.blocking(move |vol| vol.gallery_set_member(&id, &c.actor, &user, Some(b.role))).await?;
+    let g = state.gallery(move |gs| gs.gallery_set_member(&id, &c.actor, &user, Some(b.role))).await?;
     Ok(Json(json!({ "members": g.members })))
 }
 
@@ -549,7 +520,7 @@ pub async fn remove_member(
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let g = state.blocking(move |vol| vol.gallery_set_member(&id, &c.actor, &user, None)).await?;
+    let g = state.gallery(move |gs| gs.gallery_set_member(&id, &c.actor, &user, None)).await?;
     Ok(Json(json!({ "members": g.members })))
 }
 
@@ -566,14 +537,14 @@ pub async fn transfer(
     Json(b): Json<NewOwner>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let g = state.blocking(move |vol| vol.gallery_transfer(&id, &c.actor, &b.user)).await?;
+    let g = state.gallery(move |gs| gs.gallery_transfer(&id, &c.actor, &b.user)).await?;
     Ok(Json(json!({ "owner": g.owner(), "members": g.members })))
 }
 
 /// `GET /api/galleries/{id}/links`.
 pub async fn links(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let list = state.blocking(move |vol| vol.link_list(&c.gallery, &c.actor)).await?;
+    let list = state.gallery(move |gs| gs.link_list(&c.gallery, &c.actor)).await?;
     Ok(Json(json!({ "links": list })))
 }
 
@@ -596,7 +567,7 @@ pub async fn link_create(
     let ttl = b.expires_in_secs.unwrap_or(7 * 86_400);
     let password = b.password.filter(|p| !p.is_empty());
     let (info, token) =
-        state.blocking(move |vol| vol.link_create(&c.gallery, &c.actor, role, ttl, password.as_deref())).await?;
+        state.gallery(move |gs| gs.link_create(&c.gallery, &c.actor, role, ttl, password.as_deref())).await?;
     let url = format!("/s/{token}");
     Ok((StatusCode::CREATED, Json(json!({ "link": info, "token": token, "url": url }))).into_response())
 }
@@ -608,7 +579,7 @@ pub async fn link_revoke(
     Path((id, link)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
-    state.blocking(move |vol| vol.link_revoke(&c.gallery, &c.actor, &link)).await?;
+    state.gallery(move |gs| gs.link_revoke(&c.gallery, &c.actor, &link)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -621,7 +592,7 @@ pub async fn housekeeping(state: Arc<Sidecar>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tick.tick().await;
-        match state.blocking(|vol| Ok((vol.session_sweep()?, vol.gallery_sweep()?))).await {
+        match state.gallery(|gs| Ok((gs.session_sweep()?, gs.sweep()?))).await {
             Ok((0, 0)) => {}
             Ok((sessions, items)) => tracing::info!(sessions, items, "expired sessions and stale item records deleted"),
             Err(e) => tracing::warn!(error = %e.message, "gallery housekeeping failed"),

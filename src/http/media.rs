@@ -10,11 +10,11 @@
 use super::error::{ApiError, ApiResult};
 use super::gallery::ctx;
 use super::Sidecar;
+use crate::gallery::items::{stamp_of, ItemInfo, THUMBNAIL_SIZES};
+use crate::gallery::Action;
+use crate::gallery::Galleries;
 use crate::ids::Ino;
 use crate::media::{self, Kind};
-use crate::volume::gallery::items::{stamp_of, ItemInfo, THUMBNAIL_SIZES};
-use crate::volume::gallery::Action;
-use crate::volume::Volume;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,8 +49,8 @@ impl IndexQueue {
 
 /// Indexes items as they are added or changed, and those left unindexed at start.
 pub async fn index_loop(state: Arc<Sidecar>) {
-    let mut live = state.vol.gallery_events();
-    if let Ok(pending) = state.blocking(|vol| vol.items_to_index()).await {
+    let mut live = state.galleries.subscribe();
+    if let Ok(pending) = state.gallery(|gs| gs.items_to_index()).await {
         pending.into_iter().for_each(|ino| state.index_queue.push(ino));
     }
     loop {
@@ -71,7 +71,7 @@ pub async fn index_loop(state: Arc<Sidecar>) {
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if let Ok(pending) = state.blocking(|vol| vol.items_to_index()).await {
+                    if let Ok(pending) = state.gallery(|gs| gs.items_to_index()).await {
                         pending.into_iter().for_each(|ino| state.index_queue.push(ino));
                     }
                 }
@@ -89,16 +89,17 @@ pub async fn index(state: &Arc<Sidecar>, ino: Ino) -> ApiResult<ItemInfo> {
         .as_ref()
         .map(|base| format!("{base}/internal/items/{}?key={}", ino.0, state.internal_key));
     let _one_at_a_time = state.indexing.lock().await;
-    state.blocking(move |vol| index_blocking(vol, ino, url.as_deref())).await
+    state.gallery(move |gs| index_blocking(gs, ino, url.as_deref())).await
 }
 
-fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::Result<ItemInfo> {
+fn index_blocking(gs: &Galleries, ino: Ino, url: Option<&str>) -> crate::gallery::Result<ItemInfo> {
+    let vol = gs.volume();
     let inode = vol.getattr(ino)?.inode;
-    if let Some(info) = vol.item_info(ino, &inode)? {
+    if let Some(info) = gs.item_info(ino, &inode)? {
         return Ok(info);
     }
-    let gallery = vol.gallery_of_item(ino)?;
-    let (_, name) = vol.locate_item(&gallery, ino)?;
+    let gallery = gs.gallery_of_item(ino)?;
+    let (_, name) = gs.locate_item(&gallery, ino)?;
     let head = vol.read(ino, 0, 64 << 10)?;
     let media_type = media::media_type(&name, &head);
     let mut info = ItemInfo { stamp: stamp_of(&inode), media_type: media_type.clone(), ..ItemInfo::default() };
@@ -113,7 +114,7 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
                 for px in THUMBNAIL_SIZES {
                     match media::image_thumbnail(&bytes, px) {
                         Ok(t) => {
-                            vol.thumbnail_put(ino, px, &t.jpeg)?;
+                            gs.thumbnail_put(ino, px, &t.jpeg)?;
                             info.thumbnails.push(px);
                             info.facts.placeholder.get_or_insert(t.placeholder);
                         }
@@ -135,10 +136,10 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
                 if info.facts.width.is_some() {
                     match media::video_poster(url, info.facts.duration, THUMBNAIL_SIZES[1]) {
                         Ok(poster) => {
-                            vol.thumbnail_put(ino, THUMBNAIL_SIZES[1], &poster.jpeg)?;
+                            gs.thumbnail_put(ino, THUMBNAIL_SIZES[1], &poster.jpeg)?;
                             info.thumbnails.push(THUMBNAIL_SIZES[1]);
                             if let Ok(small) = media::image_thumbnail(&poster.jpeg, THUMBNAIL_SIZES[0]) {
-                                vol.thumbnail_put(ino, THUMBNAIL_SIZES[0], &small.jpeg)?;
+                                gs.thumbnail_put(ino, THUMBNAIL_SIZES[0], &small.jpeg)?;
                                 info.thumbnails.push(THUMBNAIL_SIZES[0]);
                             }
                             info.facts.placeholder = Some(poster.placeholder);
@@ -153,7 +154,7 @@ fn index_blocking(vol: &Volume, ino: Ino, url: Option<&str>) -> crate::volume::R
         Kind::Other => {}
     }
     info.fingerprint = Some(crate::ids::hex(&vol.fingerprint(ino)?));
-    vol.item_info_put(ino, &info)?;
+    gs.item_info_put(ino, &info)?;
     Ok(info)
 }
 
@@ -178,7 +179,7 @@ pub async fn thumbnail(
         return Err(ApiError::bad_request(format!("size={px}: one of {THUMBNAIL_SIZES:?}")));
     }
     let g = c.gallery.clone();
-    state.blocking(move |vol| vol.gallery_item(&g, ino)).await?;
+    state.gallery(move |gs| gs.gallery_item(&g, ino)).await?;
     let info = index(&state, ino).await?;
     if !info.thumbnails.contains(&px) {
         let why = info.note.unwrap_or_else(|| format!("{} items have no preview", info.media_type));
@@ -189,7 +190,7 @@ pub async fn thumbnail(
         return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
     let jpeg = state
-        .blocking(move |vol| vol.thumbnail_get(ino, px))
+        .gallery(move |gs| gs.thumbnail_get(ino, px))
         .await?
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no preview stored"))?;
     let mut r = jpeg.into_response();

@@ -18,6 +18,7 @@ pub mod tls;
 mod tus;
 mod ui;
 
+use crate::gallery::Galleries;
 use crate::volume::Volume;
 use axum::routing::{get, post};
 use axum::Router;
@@ -65,6 +66,7 @@ const CONCURRENT_UPLOAD_WRITES: usize = 16;
 /// State shared by the handlers.
 pub struct Sidecar {
     vol: Arc<Volume>,
+    galleries: Arc<Galleries>,
     config: SidecarConfig,
     upload_writers: tokio::sync::Semaphore,
     deltas: delta::Sessions,
@@ -80,32 +82,52 @@ pub struct Sidecar {
 }
 
 impl Sidecar {
-    /// A sidecar over `vol`.
+    /// A sidecar over the volume of `galleries`.
     #[must_use]
-    pub fn new(vol: Arc<Volume>, config: SidecarConfig) -> Arc<Self> {
+    pub fn new(galleries: Arc<Galleries>, config: SidecarConfig) -> Arc<Self> {
         Arc::new(Self {
-            vol,
+            vol: galleries.volume().clone(),
+            galleries,
             config,
             upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
             deltas: delta::Sessions::default(),
             busy_uploads: std::sync::Mutex::default(),
             index_queue: media::IndexQueue::default(),
             indexing: tokio::sync::Mutex::new(()),
-            internal_key: crate::volume::gallery::random_id(32),
+            internal_key: crate::gallery::random_id(32),
         })
     }
 
-    /// Runs a blocking engine call on the blocking pool; the names it changes are dropped
-    /// from a mount's kernel caches (`Volume::foreign`).
+    /// Runs a blocking call on the blocking pool; the names it changes are dropped from a
+    /// mount's kernel caches (`Volume::foreign`).
+    async fn on_pool<T: Send + 'static, E: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Galleries) -> Result<T, E> + Send + 'static,
+    ) -> ApiResult<T>
+    where
+        ApiError: From<E>,
+    {
+        let galleries = self.galleries.clone();
+        tokio::task::spawn_blocking(move || galleries.volume().foreign(|| f(&galleries)))
+            .await
+            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(ApiError::from)
+    }
+
+    /// An engine call, on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Volume) -> crate::volume::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
-        let vol = self.vol.clone();
-        tokio::task::spawn_blocking(move || vol.foreign(|| f(&vol)))
-            .await
-            .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-            .map_err(ApiError::from)
+        self.on_pool(move |g| f(g.volume())).await
+    }
+
+    /// A gallery call, on the blocking pool.
+    async fn gallery<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Galleries) -> crate::gallery::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.on_pool(f).await
     }
 }
 

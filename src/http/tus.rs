@@ -12,8 +12,7 @@ use super::auth::authenticate;
 use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
 use super::Sidecar;
-use crate::volume::gallery::events::acting_as;
-use crate::volume::gallery::Action;
+use crate::gallery::Action;
 use crate::volume::{Permission, SetAttr, TokenInfo, UploadState};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -152,7 +151,6 @@ async fn gallery_upload(
     meta: &[(String, Vec<u8>)],
 ) -> ApiResult<(String, String, Option<String>)> {
     let c = super::gallery::ctx(state, headers, gallery).await?;
-    c.actor.require(Action::Upload)?;
     let name = meta
         .iter()
         .find(|(k, _)| k == "filename")
@@ -171,31 +169,8 @@ async fn gallery_upload(
         ),
         None => None,
     };
-    let (gallery_dir, gallery_id) = (c.path.trim_end_matches('/').to_string(), c.gallery.id.clone());
-    let target = state
-        .blocking(move |vol| {
-            let dir = match folder {
-                Some(f) if vol.gallery_of(f)?.as_deref() == Some(gallery_id.as_str()) => vol.dir_path(f)?,
-                Some(_) => return Err(crate::volume::Error::NotFound),
-                None => gallery_dir,
-            };
-            let dir = dir.trim_end_matches('/').to_string();
-            let (stem, ext) = match name.rsplit_once('.') {
-                Some((s, e)) if !s.is_empty() => (s.to_string(), format!(".{e}")),
-                _ => (name.clone(), String::new()),
-            };
-            for n in 1..10_000 {
-                let candidate = if n == 1 { name.clone() } else { format!("{stem} ({n}){ext}") };
-                let path = format!("{dir}/{candidate}");
-                match vol.resolve(&path) {
-                    Err(crate::volume::Error::NotFound) => return Ok(path),
-                    Ok(_) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(crate::volume::Error::Exists)
-        })
-        .await?;
+    let (g, actor) = (c.gallery.clone(), c.actor.clone());
+    let target = state.gallery(move |gs| gs.upload_target(&g, &actor, folder, &name)).await?;
     let who = c.actor.name.clone().unwrap_or_else(|| "admin".into());
     Ok((format!("gallery:{}:{who}", c.gallery.id), target, c.actor.name))
 }
@@ -251,7 +226,7 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
                 };
                 let ino = vol.upload_create(&st)?;
                 let size = vol.concat_files(ino, &inos)?;
-                vol.upload_finish(&i, ino, &t)?;
+                vol.upload_finish(&i, ino, &t, None)?;
                 for p in &parts {
                     vol.upload_delete(p)?;
                 }
@@ -309,7 +284,7 @@ async fn begin(
         extra.push(("upload-offset", offset.to_string()));
     }
     if length == Some(offset) {
-        complete(state, &st, ino).await?;
+        complete(state, headers, &st, ino).await?;
     }
     Ok(respond(StatusCode::CREATED, extra))
 }
@@ -432,7 +407,7 @@ async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: 
     }
     let new_offset = receive(state, &st, ino, offset, headers, body).await?;
     if st.length == Some(new_offset) && !st.partial {
-        complete(state, &st, ino).await?;
+        complete(state, headers, &st, ino).await?;
     }
     Ok(respond(
         StatusCode::NO_CONTENT,
@@ -551,15 +526,21 @@ async fn receive(
     }
 }
 
-/// Moves a complete upload to its target.
-async fn complete(state: &Arc<Sidecar>, st: &UploadState, ino: crate::Ino) -> ApiResult<()> {
+/// Moves a complete upload to its target; one into a gallery through the galleries, which
+/// check once more that its uploader may.
+async fn complete(state: &Arc<Sidecar>, headers: &HeaderMap, st: &UploadState, ino: crate::Ino) -> ApiResult<()> {
     if st.partial {
         return Ok(());
     }
     let target = st.target.clone().ok_or_else(|| ApiError::bad_request("the upload has no target"))?;
     let (id, t) = (st.id.clone(), target.clone());
-    let author = st.author.clone();
-    state.blocking(move |vol| acting_as(author.as_deref(), || vol.upload_finish(&id, ino, &t)).map(drop)).await?;
+    match st.owner.strip_prefix("gallery:") {
+        Some(rest) => {
+            let c = super::gallery::ctx(state, headers, rest.split_once(':').map_or(rest, |(g, _)| g)).await?;
+            state.gallery(move |gs| gs.finish_upload(&c.gallery, &c.actor, &id, ino, &t)).await?;
+        }
+        None => state.blocking(move |vol| vol.upload_finish(&id, ino, &t, None).map(drop)).await?,
+    }
     tracing::info!(upload = %st.id, target, "upload complete");
     Ok(())
 }

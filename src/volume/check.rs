@@ -111,7 +111,7 @@ impl Volume {
         // without an entry: the directory tree is a tree.
         let mut reachable: HashSet<Ino> = HashSet::from([Ino::ROOT]);
         let mut stack = vec![Ino::ROOT];
-        for hidden in [self.snapshots_dir()?, self.uploads_dir()?, self.thumbnails_dir()?].into_iter().flatten() {
+        for hidden in self.hidden_dirs()? {
             reachable.insert(hidden);
             stack.push(hidden);
         }

@@ -72,21 +72,6 @@ pub enum Error {
     /// The directory is not a nanofs volume (or a newer format).
     #[error("{0}")]
     NotAVolume(String),
-    /// The principal's role does not allow this (gallery permissions).
-    #[error("{0}")]
-    Denied(String),
-    /// Wrong credentials, or an expired or revoked session or link.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// The share link needs a password.
-    #[error("this share link needs a password")]
-    PasswordRequired,
-    /// A request that makes no sense, with the reason for people.
-    #[error("{0}")]
-    Rejected(String),
-    /// A per-user limit of the configuration is reached.
-    #[error("{0}")]
-    Limit(String),
     /// The storage layer failed (a full disk is `NoSpace` instead).
     #[error(transparent)]
     Store(crate::store::Error),

@@ -50,7 +50,7 @@ pub(crate) struct FileState {
     mtime: Option<Timestamp>,
     kill_suid: bool,
     last_write: Option<Instant>,
-    /// Written since it was opened: the last close announces the change to its gallery.
+    /// Written since it was opened: the last close tells the hooks.
     changed: bool,
     /// Handed to the committer by a close (`closing`), not committed yet.
     pub(crate) queued: bool,
@@ -279,8 +279,8 @@ impl Volume {
             && self.open_file_state(ino).is_some_and(|s| std::mem::take(&mut s.lock().expect("file lock").changed));
         if changed {
             // Announcing the change must not fail the close that made it.
-            if let Err(e) = self.note_written(ino) {
-                tracing::warn!(inode = %ino, error = %e, "gallery event for a written file was not recorded");
+            if let Err(e) = self.notify_written(ino) {
+                tracing::warn!(inode = %ino, error = %e, "hooks were not told of a written file");
             }
         }
         // Only a file unlinked while open (recorded in `orphans`) is deleted here; the

@@ -14,9 +14,10 @@ mod extents;
 mod faults;
 mod file;
 mod fingerprint;
-pub mod gallery;
 mod gc;
 pub mod header;
+mod hidden;
+mod hook;
 mod inode_cache;
 mod keyslots;
 mod observer;
@@ -27,13 +28,17 @@ mod tokens;
 mod tree;
 mod txn;
 mod uploads;
+mod walk;
 
+/// How durable a commit is; the engine's own choice of the store's.
+pub use crate::store::Durability;
 pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use extents::{Seek, MAX_COPY};
 pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
+pub use hook::{Change, Hook, HookBatch, HookError, HookId, Note};
 pub use keyslots::{RekeyReport, RotateReport};
 pub use observer::EntryObserver;
 pub use reclaim::{ReclaimReason, RECLAIM_SLACK};
@@ -48,16 +53,19 @@ use crate::config::{Config, CONFIG_FILE};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{Keyring, Subkeys};
 use crate::ids::Ino;
-use crate::store::format::{FORMAT_OLDEST, FORMAT_VERSION, META_CLEAN, META_FORMAT, META_NEXT_INO, META_SPACE};
+use crate::store::format::{
+    FORMAT_OLDEST, FORMAT_VERSION, META_CLEAN, META_FORMAT, META_NEXT_INO, META_SNAPSHOTS_DIR, META_SPACE,
+    META_UPLOADS_DIR,
+};
 use crate::store::keys::{self, SpaceCounters};
-use crate::store::{Cf, Durability, OpenMode, Store};
+use crate::store::{Cf, OpenMode, Store};
 use chunks::{ChunkCache, ChunkCodec};
 use header::Header;
 use records::{Inode, MetaSealer};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use txn::{Txn, TxnState};
 
 /// Files whose read position the volume remembers for read-ahead.
@@ -142,9 +150,12 @@ pub struct Volume {
     /// Where the last read of each recently read file ended (read-ahead detects
     /// sequential readers); bounded, since reads over HTTP open no handle to clean up after.
     last_read_end: Mutex<lru::LruCache<Ino, u64>>,
-    galleries: gallery::GalleryState,
     /// Collections for space (`reclaim`).
     reclaimer: reclaim::Reclaimer,
+    /// Extensions changed in the same batch as the namespace (`hook`).
+    hooks: RwLock<Vec<Arc<hook::Registered>>>,
+    /// Hidden directories of the root (`hidden`).
+    hidden: RwLock<Vec<hidden::Hidden>>,
     /// Decoded inode records (`inode_cache`).
     inodes: inode_cache::InodeCache,
     /// Told of entries changed outside the mount (`observer`).
@@ -229,18 +240,20 @@ impl Volume {
             params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
             window_limit: u64::from(config.storage.write_window_mb) << 20,
             read_only: opts.read_only,
-            txn_state: Mutex::new(TxnState { next_ino, space, event_seqs: Default::default() }),
+            txn_state: Mutex::new(TxnState { next_ino, space }),
             keyring: Mutex::new(keyring),
             files: Mutex::new(HashMap::new()),
             closing: closing::Closing::default(),
             opens: Mutex::new(HashMap::new()),
             last_read_end: Mutex::new(lru::LruCache::new(READ_POSITIONS.try_into().expect("non-zero"))),
-            galleries: gallery::GalleryState::new(),
             reclaimer: reclaim::Reclaimer::default(),
+            hooks: RwLock::default(),
+            hidden: RwLock::default(),
             inodes: inode_cache::InodeCache::default(),
             entry_observer: std::sync::OnceLock::new(),
         };
-        vol.load_gallery_roots()?;
+        vol.register_hidden(snapshot::SNAPSHOTS_NAME, META_SNAPSHOTS_DIR);
+        vol.register_hidden(uploads::UPLOADS_NAME, META_UPLOADS_DIR);
         if !vol.read_only {
             vol.reclaim_orphans()?;
             if !vol.store.contains(Cf::Meta, META_CLEAN)? {

@@ -43,32 +43,6 @@ impl Volume {
         self.meta_ino(META_SNAPSHOTS_DIR)
     }
 
-    /// An inode number kept in `meta` under `key` (u64 BE), if set.
-    pub(crate) fn meta_ino(&self, key: &[u8]) -> Result<Option<Ino>> {
-        Ok(self.store.get(Cf::Meta, key)?.and_then(|v| v.try_into().ok()).map(|b| Ino(u64::from_be_bytes(b))))
-    }
-
-    /// Whether `name` in `parent` is reserved (the hidden directories of the root).
-    pub(crate) fn is_reserved_name(parent: Ino, name: &[u8]) -> bool {
-        parent == Ino::ROOT
-            && (name == SNAPSHOTS_NAME
-                || name == super::uploads::UPLOADS_NAME
-                || name == super::gallery::items::THUMBNAILS_NAME)
-    }
-
-    /// The hidden directory of the root that `name` names, if it exists.
-    pub(crate) fn hidden_dir(&self, name: &[u8]) -> Result<Option<Ino>> {
-        if name == SNAPSHOTS_NAME {
-            self.snapshots_dir()
-        } else if name == super::uploads::UPLOADS_NAME {
-            self.uploads_dir()
-        } else if name == super::gallery::items::THUMBNAILS_NAME {
-            self.thumbnails_dir()
-        } else {
-            Ok(None)
-        }
-    }
-
     /// Takes a read-only snapshot of the whole tree as `/.snapshots/NAME`.
     pub fn snapshot_create(&self, name: &str) -> Result<SnapshotInfo> {
         check_name(name.as_bytes())?;
@@ -138,7 +112,7 @@ impl Volume {
             None => (Ino::ROOT, dst),
         };
         check_name(name.as_bytes())?;
-        if Self::is_reserved_name(parent, name.as_bytes()) {
+        if self.is_reserved_name(parent, name.as_bytes()) {
             return Err(Error::Exists);
         }
         self.commit_all_windows()?;

@@ -6,7 +6,7 @@
 
 use super::acl;
 use super::error::{Error, Result};
-use super::gallery::events::NsChange;
+use super::hook::Change;
 use super::records::{decode_xattr, encode_xattr, DirentRecord, Inode, Kind, Timestamp};
 use super::Volume;
 use crate::ids::Ino;
@@ -138,7 +138,7 @@ impl Volume {
         if p.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
-        if Self::is_reserved_name(parent, name) {
+        if self.is_reserved_name(parent, name) {
             return self.getattr(self.hidden_dir(name)?.ok_or(Error::NotFound)?);
         }
         let entry = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
@@ -168,7 +168,7 @@ impl Volume {
         } else {
             (gid, perm)
         };
-        if Self::is_reserved_name(parent, name) || self.dirent(parent, name)?.is_some() {
+        if self.is_reserved_name(parent, name) || self.dirent(parent, name)?.is_some() {
             return Err(Error::Exists);
         }
         let mut inode = Inode::new(kind, perm, uid, gid);
@@ -184,7 +184,7 @@ impl Volume {
         }
         p.mtime = inode.mtime;
         p.ctime = inode.mtime;
-        self.note(&mut txn, NsChange::Added { parent, name, ino, kind })?;
+        self.notify(&mut txn, Change::Added { parent, name, ino, kind }, None);
         txn.commit(Durability::Buffered)?;
         Ok(Attr { ino, inode })
     }
@@ -199,7 +199,7 @@ impl Volume {
         if txn.inode(parent)?.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
-        if Self::is_reserved_name(parent, name) || self.dirent(parent, name)?.is_some() {
+        if self.is_reserved_name(parent, name) || self.dirent(parent, name)?.is_some() {
             return Err(Error::Exists);
         }
         let mut inode = Inode::new(Kind::Symlink, 0o777, uid, gid);
@@ -237,7 +237,7 @@ impl Volume {
         if kind == Kind::Dir {
             return Err(Error::NotPermitted);
         }
-        if Self::is_reserved_name(newparent, newname) || self.dirent(newparent, newname)?.is_some() {
+        if self.is_reserved_name(newparent, newname) || self.dirent(newparent, newname)?.is_some() {
             return Err(Error::Exists);
         }
         let now = Timestamp::now();
@@ -250,13 +250,18 @@ impl Volume {
         p.ctime = now;
         // A linked inode that was an orphan (unlinked while open) lives again.
         txn.batch.delete(Cf::Orphans, &keys::ino_key(ino));
-        self.note(&mut txn, NsChange::Added { parent: newparent, name: newname, ino, kind })?;
+        self.notify(&mut txn, Change::Added { parent: newparent, name: newname, ino, kind }, None);
         txn.commit(Durability::Buffered)?;
         self.getattr(ino)
     }
 
     /// Removes a non-directory entry.
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.unlink_by(parent, name, None)
+    }
+
+    /// `unlink` on behalf of user `by`, whom hooks record.
+    pub fn unlink_by(&self, parent: Ino, name: &[u8], by: Option<&str>) -> Result<()> {
         let mut txn = self.txn()?;
         let entry = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
         if entry.kind == Kind::Dir {
@@ -268,7 +273,7 @@ impl Volume {
         p.mtime = now;
         p.ctime = now;
         let orphan = self.drop_link(&mut txn, entry.ino, now)?;
-        self.note(&mut txn, NsChange::Removed { parent, name, ino: entry.ino, kind: entry.kind })?;
+        self.notify(&mut txn, Change::Removed { parent, name, ino: entry.ino, kind: entry.kind }, by);
         txn.commit(Durability::Buffered)?;
         orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))
     }
@@ -313,7 +318,7 @@ impl Volume {
         p.nlink -= 1;
         p.mtime = now;
         p.ctime = now;
-        self.note(&mut txn, NsChange::Removed { parent, name, ino: entry.ino, kind: Kind::Dir })?;
+        self.notify(&mut txn, Change::Removed { parent, name, ino: entry.ino, kind: Kind::Dir }, None);
         txn.commit(Durability::Buffered)
     }
 
@@ -332,8 +337,21 @@ impl Volume {
 
     /// Renames `parent/name` to `newparent/newname`.
     pub fn rename(&self, parent: Ino, name: &[u8], newparent: Ino, newname: &[u8], mode: RenameMode) -> Result<()> {
+        self.rename_by(parent, name, newparent, newname, mode, None)
+    }
+
+    /// `rename` on behalf of user `by`, whom hooks record.
+    pub fn rename_by(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        mode: RenameMode,
+        by: Option<&str>,
+    ) -> Result<()> {
         check_name(newname)?;
-        if Self::is_reserved_name(parent, name) || Self::is_reserved_name(newparent, newname) {
+        if self.is_reserved_name(parent, name) || self.is_reserved_name(newparent, newname) {
             return Err(Error::NotPermitted);
         }
         let mut txn = self.txn()?;
@@ -393,11 +411,11 @@ impl Volume {
             p.mtime = now;
             p.ctime = now;
         }
-        let moved = NsChange::Moved { from: parent, name, to: newparent, newname, ino: src.ino, kind: src.kind };
+        let moved = Change::Moved { from: parent, name, to: newparent, newname, ino: src.ino, kind: src.kind };
         match (mode, &dst) {
             (RenameMode::Exchange, Some(d)) => {
-                self.note(&mut txn, moved)?;
-                let back = NsChange::Moved {
+                self.notify(&mut txn, moved, by);
+                let back = Change::Moved {
                     from: newparent,
                     name: newname,
                     to: parent,
@@ -405,13 +423,17 @@ impl Volume {
                     ino: d.ino,
                     kind: d.kind,
                 };
-                self.note(&mut txn, back)?;
+                self.notify(&mut txn, back, by);
             }
             (_, Some(d)) => {
-                self.note(&mut txn, NsChange::Removed { parent: newparent, name: newname, ino: d.ino, kind: d.kind })?;
-                self.note(&mut txn, moved)?;
+                self.notify(
+                    &mut txn,
+                    Change::Removed { parent: newparent, name: newname, ino: d.ino, kind: d.kind },
+                    by,
+                );
+                self.notify(&mut txn, moved, by);
             }
-            (_, None) => self.note(&mut txn, moved)?,
+            (_, None) => self.notify(&mut txn, moved, by),
         }
         txn.commit(Durability::Buffered)?;
         orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))

@@ -23,8 +23,6 @@ use std::sync::MutexGuard;
 pub(crate) struct TxnState {
     pub next_ino: u64,
     pub space: SpaceCounters,
-    /// Last event number of each gallery that had an event since open.
-    pub event_seqs: super::gallery::events::EventSeqs,
 }
 
 #[derive(Default)]
@@ -58,8 +56,8 @@ pub(crate) struct Txn<'a> {
     allocated_ino: bool,
     /// Snapshot creation and deletion may change frozen inodes; nothing else may.
     pub allow_frozen: bool,
-    /// Gallery events of this change, numbered and logged at commit.
-    pub(crate) events: super::gallery::events::PendingEvents,
+    /// What each registered hook adds to this change (`hook`).
+    pub(crate) hook_slots: Vec<super::hook::Slot>,
     /// Inodes this change deletes.
     deleted_inodes: Vec<Ino>,
     /// Entries this change adds or deletes, when made outside the mount (`observer`).
@@ -80,10 +78,15 @@ impl<'a> Txn<'a> {
             space_override: None,
             allocated_ino: false,
             allow_frozen: false,
-            events: Default::default(),
+            hook_slots: Vec::new(),
             deleted_inodes: Vec::new(),
             changed_entries: Vec::new(),
         }
+    }
+
+    /// The volume this change is made to.
+    pub fn volume(&self) -> &'a Volume {
+        self.vol
     }
 
     /// The inode as this change sees it.
@@ -283,12 +286,13 @@ impl<'a> Txn<'a> {
         if self.allocated_ino {
             self.batch.put(Cf::Meta, META_NEXT_INO, &self.state.next_ino.to_be_bytes());
         }
-        let mut batch = std::mem::replace(&mut self.batch, self.vol.store.batch());
-        let (live, numbers) = std::mem::take(&mut self.events).write(self.vol, &self.state.event_seqs, &mut batch)?;
+        self.apply_hook_writes();
+        let batch = std::mem::replace(&mut self.batch, self.vol.store.batch());
         if batch.is_empty() {
             if durability == Durability::Synced {
                 self.vol.store.sync_wal()?;
             }
+            self.hooks_committed();
             return Ok(());
         }
         self.vol.store.commit(batch, durability)?;
@@ -296,11 +300,7 @@ impl<'a> Txn<'a> {
         self.vol.inodes.committed(written.chain(self.deleted_inodes.iter().map(|ino| (*ino, None))));
         observer::note(std::mem::take(&mut self.changed_entries));
         self.state.space = space;
-        self.state.event_seqs.remember(numbers);
-        for e in live {
-            // Nobody listening is fine: the log has it.
-            let _ = self.vol.galleries.live.send(e);
-        }
+        self.hooks_committed();
         Ok(())
     }
 }

@@ -6,11 +6,10 @@
 //! change, the bytes are not copied again.
 
 use super::error::{Error, Result};
-use super::records::{decode_xattr, encode_xattr, Inode, Kind, Timestamp};
+use super::records::{decode_xattr, encode_xattr, Kind, Timestamp};
 use super::tree::{Attr, RenameMode};
 use super::Volume;
 use crate::ids::Ino;
-use crate::store::format::META_UPLOADS_DIR;
 use crate::store::{keys, Cf, Durability};
 use serde::{Deserialize, Serialize};
 
@@ -45,29 +44,12 @@ pub struct UploadState {
 impl Volume {
     /// The uploads directory, if one was ever made.
     pub(crate) fn uploads_dir(&self) -> Result<Option<Ino>> {
-        self.meta_ino(META_UPLOADS_DIR)
+        self.hidden_dir(UPLOADS_NAME)
     }
 
-    pub(crate) fn uploads_dir_or_create(&self) -> Result<Ino> {
-        self.hidden_dir_or_create(META_UPLOADS_DIR, UPLOADS_NAME)
-    }
-
-    /// The hidden directory of the root whose inode `meta` keeps under `key`, made (mode
-    /// 0700, owned by root, not listed) the first time it is needed.
-    pub(crate) fn hidden_dir_or_create(&self, key: &[u8], name: &[u8]) -> Result<Ino> {
-        if let Some(d) = self.meta_ino(key)? {
-            return Ok(d);
-        }
-        let mut txn = self.txn()?;
-        if let Some(d) = self.meta_ino(key)? {
-            return Ok(d);
-        }
-        let mut inode = Inode::new(Kind::Dir, 0o700, 0, 0);
-        inode.parent = Ino::ROOT.0;
-        let d = txn.create_inode(inode);
-        txn.put_hidden_dir(key, name, d);
-        txn.commit(Durability::Buffered)?;
-        Ok(d)
+    /// The hidden uploads directory, made on first use: a staging place outside the tree.
+    pub fn uploads_dir_or_create(&self) -> Result<Ino> {
+        self.hidden_dir_or_create(UPLOADS_NAME)
     }
 
     /// Starts an upload; its file is empty.
@@ -121,13 +103,14 @@ impl Volume {
     }
 
     /// Moves a complete upload to `target` (creating missing directories), atomically.
-    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str) -> Result<Attr> {
+    /// `by`: the user hooks record as having made the change.
+    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str, by: Option<&str>) -> Result<Attr> {
         self.fsync(ino)?;
         let (parent, name) = self.mkdir_parents(target)?;
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
         // The state goes only once the file is at its target: if the rename fails (the
         // target is a directory, say), the upload stays whole, resumable and expirable.
-        self.rename(dir, id.as_bytes(), parent, name.as_bytes(), RenameMode::Replace)?;
+        self.rename_by(dir, id.as_bytes(), parent, name.as_bytes(), RenameMode::Replace, by)?;
         let key = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
         let mut batch = self.store.batch();
         batch.delete(Cf::Xattrs, &key);

@@ -3,14 +3,15 @@
 //! the item records of a gallery's tree following renames, moves and deletions.
 
 use nanofs::crypto::kdf::Argon2Params;
-use nanofs::volume::gallery::admin::admin;
-use nanofs::volume::gallery::Since;
+use nanofs::gallery::admin::admin;
+use nanofs::gallery::{Galleries, Since};
 use nanofs::volume::{Credential, Kind, OpenOptions, RenameMode, Volume};
 use nanofs::Ino;
+use std::sync::Arc;
 
-fn open(dir: &std::path::Path) -> Volume {
+fn open(dir: &std::path::Path) -> Arc<Galleries> {
     let keys = Volume::unlock(dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
-    Volume::open(dir, keys, &OpenOptions::default()).unwrap()
+    Galleries::open(Arc::new(Volume::open(dir, keys, &OpenOptions::default()).unwrap())).unwrap()
 }
 
 fn seqs(s: Since) -> Vec<u64> {
@@ -28,32 +29,34 @@ fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree
     let cfg = dir.join("nanofs.toml");
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{text}\n[media.collaboration]\nevent_log_len = 100\n")).unwrap();
-    let vol = open(&dir);
-    vol.user_add("alice", "alice-password").unwrap();
+    let gs = open(&dir);
+    let vol = gs.volume().clone();
+    gs.user_add("alice", "alice-password").unwrap();
     let g_dir = vol.create(Ino::ROOT, b"g", Kind::Dir, 0o755, 0, 0, 0).unwrap().ino;
     let outside = vol.create(Ino::ROOT, b"outside", Kind::Dir, 0o755, 0, 0, 0).unwrap().ino;
-    let g = vol.gallery_create("/g", "G", "alice").unwrap();
+    let g = gs.gallery_create("/g", "G", "alice").unwrap();
     // 60 files: 60 events, numbered from 1.
     for i in 0..60 {
         vol.create(g_dir, format!("f{i}").as_bytes(), Kind::File, 0o644, 0, 0, 0).unwrap();
     }
-    assert_eq!(seqs(vol.gallery_events_since(&g.id, 0).unwrap()), (1..=60).collect::<Vec<_>>());
+    assert_eq!(seqs(gs.events_since(&g.id, 0).unwrap()), (1..=60).collect::<Vec<_>>());
     vol.close().unwrap();
-    drop(vol);
+    drop((vol, gs));
 
     // After reopening, numbering continues where it stopped.
-    let vol = open(&dir);
+    let gs = open(&dir);
+    let vol = gs.volume().clone();
     let sub = vol.create(g_dir, b"sub", Kind::Dir, 0o755, 0, 0, 0).unwrap().ino; // 61: folder.added
     vol.rename(g_dir, b"f0", sub, b"moved", RenameMode::Replace).unwrap(); // 62: item.renamed
     vol.rename(g_dir, b"f1", outside, b"gone", RenameMode::Replace).unwrap(); // 63: item.removed
     vol.unlink(g_dir, b"f2").unwrap(); // 64: item.removed
-    let Since::Events(list, last) = vol.gallery_events_since(&g.id, 60).unwrap() else { panic!("reset") };
+    let Since::Events(list, last) = gs.events_since(&g.id, 60).unwrap() else { panic!("reset") };
     assert_eq!(last, 64);
     let kinds: Vec<&str> = list.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["folder.added", "item.renamed", "item.removed", "item.removed"]);
     assert_eq!(list[1].data["name"], "moved");
     // The moved file is still an item; the ones that left or died are not.
-    let items = vol.gallery_item_inos(&g).unwrap();
+    let items = gs.gallery_item_inos(&g).unwrap();
     assert_eq!(items.len(), 58);
     let moved = vol.lookup(sub, b"moved").unwrap().ino;
     assert!(items.contains(&moved));
@@ -63,9 +66,9 @@ fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree
     for i in 0..100 {
         vol.create(sub, format!("n{i}").as_bytes(), Kind::File, 0o644, 0, 0, 0).unwrap();
     }
-    assert!(matches!(vol.gallery_events_since(&g.id, 10).unwrap(), Since::Reset(164)));
-    assert_eq!(seqs(vol.gallery_events_since(&g.id, 64).unwrap()), (65..=164).collect::<Vec<_>>());
-    assert_eq!(seqs(vol.gallery_events_since(&g.id, 164).unwrap()), Vec::<u64>::new());
+    assert!(matches!(gs.events_since(&g.id, 10).unwrap(), Since::Reset(164)));
+    assert_eq!(seqs(gs.events_since(&g.id, 64).unwrap()), (65..=164).collect::<Vec<_>>());
+    assert_eq!(seqs(gs.events_since(&g.id, 164).unwrap()), Vec::<u64>::new());
 
     // Removing the gallery's directory (after emptying it) removes the gallery.
     for e in vol.readdir(sub, 0, 1000).unwrap() {
@@ -76,9 +79,9 @@ fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree
         vol.unlink(g_dir, &e.name).unwrap();
     }
     vol.rmdir(Ino::ROOT, b"g").unwrap();
-    assert!(vol.gallery(&g.id).is_err());
-    assert!(vol.gallery_list().unwrap().is_empty());
-    assert_eq!(vol.gallery_sweep().unwrap(), 0, "nothing was left behind");
+    assert!(gs.gallery(&g.id).is_err());
+    assert!(gs.gallery_list().unwrap().is_empty());
+    assert_eq!(gs.sweep().unwrap(), 0, "nothing was left behind");
     // The administrator acts as owner of every gallery.
-    assert_eq!(admin().role, nanofs::volume::gallery::Role::Owner);
+    assert_eq!(admin().role, nanofs::gallery::Role::Owner);
 }

@@ -12,6 +12,7 @@ mod dedup;
 mod enospc;
 mod fingerprints;
 pub mod galleries;
+mod gallery_damage;
 mod gallery_log;
 pub mod http;
 mod keys;

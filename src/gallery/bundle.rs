@@ -14,15 +14,14 @@
 //! tampered bundle leaves nothing behind.
 
 use super::collab::{Annotation, Comment, Reaction, ANNOTATION, COMMENT, REACTION};
+use super::error::{Error, Result};
 use super::items::{collab_prefix, item_key, ItemRecord};
-use super::{now, Gallery, Volume};
-use crate::chunk::cut_points;
+use super::{now, Galleries, Gallery};
 use crate::crypto::hybrid::{Identity, Recipient};
 use crate::crypto::stream::{DecryptReader, EncryptWriter, StreamError};
 use crate::ids::Ino;
-use crate::store::Durability;
-use crate::volume::error::{Error, Result};
-use crate::volume::records::{Kind, Timestamp};
+use crate::volume::HookBatch;
+use crate::volume::{Kind, Timestamp};
 use crate::volume::{RenameMode, SetAttr, SetTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -91,7 +90,7 @@ pub struct BundleReport {
 
 fn stream_error(e: StreamError) -> Error {
     match e {
-        StreamError::Io(e) => Error::Io(e),
+        StreamError::Io(e) => Error::from(e),
         other => Error::Rejected(other.to_string()),
     }
 }
@@ -100,12 +99,12 @@ fn io_error(e: std::io::Error) -> Error {
     // The decrypting reader reports bad bundles as I/O errors that wrap a StreamError.
     match e.get_ref().and_then(|inner| inner.downcast_ref::<StreamError>()) {
         Some(s) => Error::Rejected(s.to_string()),
-        None => Error::Io(e),
+        None => Error::from(e),
     }
 }
 
 fn put(out: &mut impl Write, kind: u8, body: &[u8]) -> Result<()> {
-    let len = u32::try_from(body.len()).map_err(|_| Error::Invalid)?;
+    let len = u32::try_from(body.len()).map_err(|_| Error::from(crate::volume::Error::Invalid))?;
     out.write_all(&[kind])
         .and_then(|()| out.write_all(&len.to_be_bytes()))
         .and_then(|()| out.write_all(body))
@@ -158,7 +157,7 @@ fn safe_relative(path: &str) -> Result<Vec<&str>> {
     }
 }
 
-impl Volume {
+impl Galleries {
     /// Writes gallery `g` as a bundle encrypted to `recipients`.
     pub fn gallery_export(&self, g: &Gallery, out: impl Write, recipients: &[Recipient]) -> Result<BundleReport> {
         let mut w = EncryptWriter::new(out, recipients).map_err(stream_error)?;
@@ -170,7 +169,7 @@ impl Volume {
         // Depth first, folders before their files.
         let mut stack = vec![(g.dir(), String::new())];
         while let Some((dir, rel)) = stack.pop() {
-            for e in self.dir_entries(dir)? {
+            for e in self.vol.dir_entries(dir)? {
                 let name = String::from_utf8_lossy(&e.name).into_owned();
                 let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
                 match e.kind {
@@ -180,8 +179,8 @@ impl Volume {
                         stack.push((e.ino, path));
                     }
                     Kind::File => {
-                        let inode = self.getattr(e.ino)?.inode;
-                        let author = self.meta_get::<ItemRecord>(&item_key(e.ino))?.and_then(|r| r.author);
+                        let inode = self.vol.getattr(e.ino)?.inode;
+                        let author = self.vol.record::<ItemRecord>(&item_key(e.ino))?.and_then(|r| r.author);
                         let rec = FileRecord {
                             n,
                             path,
@@ -221,16 +220,16 @@ impl Volume {
         loop {
             let at_end = offset >= size;
             if !at_end {
-                let block = self.read(ino, offset, READ_BLOCK)?;
+                let block = self.vol.read(ino, offset, READ_BLOCK)?;
                 if block.is_empty() {
-                    return Err(Error::Invalid);
+                    return Err(Error::from(crate::volume::Error::Invalid));
                 }
                 offset += block.len() as u64;
                 pending.extend_from_slice(&block);
             }
             let last = offset >= size;
             let mut start = 0;
-            for len in cut_points(&pending, self.params, last) {
+            for len in self.vol.cut_points(&pending, last) {
                 let end = start + len;
                 let chunk = &pending[start..end];
                 let hash = crate::volume::plain_hash(chunk);
@@ -240,7 +239,7 @@ impl Volume {
                         report.dedup_bytes += chunk.len() as u64;
                     }
                     None => {
-                        let i = u32::try_from(seen.len()).map_err(|_| Error::Invalid)?;
+                        let i = u32::try_from(seen.len()).map_err(|_| Error::from(crate::volume::Error::Invalid))?;
                         seen.insert(hash, i);
                         put(w, CHUNK, chunk)?;
                         report.chunks += 1;
@@ -259,11 +258,11 @@ impl Volume {
     fn export_talk(&self, ino: Ino, n: u32, talk: &mut Talk, report: &mut BundleReport) -> Result<()> {
         let prefix = collab_prefix(ino);
         let comments: Vec<Comment> =
-            self.meta_scan(&[prefix.as_slice(), COMMENT].concat())?.into_iter().map(|(_, c)| c).collect();
+            self.scan(&[prefix.as_slice(), COMMENT].concat())?.into_iter().map(|(_, c)| c).collect();
         let annotations: Vec<Annotation> =
-            self.meta_scan(&[prefix.as_slice(), ANNOTATION].concat())?.into_iter().map(|(_, a)| a).collect();
+            self.scan(&[prefix.as_slice(), ANNOTATION].concat())?.into_iter().map(|(_, a)| a).collect();
         let reactions: Vec<Reaction> =
-            self.meta_scan(&[prefix.as_slice(), REACTION].concat())?.into_iter().map(|(_, r)| r).collect();
+            self.scan(&[prefix.as_slice(), REACTION].concat())?.into_iter().map(|(_, r)| r).collect();
         report.discussion += (comments.len() + annotations.len() + reactions.len()) as u64;
         if !comments.is_empty() {
             talk.comments.insert(n, comments);
@@ -286,20 +285,26 @@ impl Volume {
         dest: &str,
         owner: &str,
     ) -> Result<(Gallery, BundleReport)> {
-        self.user(owner)?.ok_or_else(|| Error::Rejected(format!("no user {owner:?}")))?;
-        match self.resolve(dest) {
+        self.require_user(owner)?;
+        match self.vol.resolve(dest).map_err(Error::from) {
             Err(Error::NotFound) => {}
             Ok(_) => return Err(Error::Rejected(format!("{dest} exists already; import into a new path"))),
             Err(e) => return Err(e),
         }
         let mut r = DecryptReader::open(input, identity).map_err(stream_error)?;
-        let staging_parent = self.uploads_dir_or_create()?;
+        let staging_parent = self.vol.uploads_dir_or_create()?;
         let staging_name = format!("import-{}", super::random_id(8));
-        let staging = self.create(staging_parent, staging_name.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
+        let staging = self.vol.create(staging_parent, staging_name.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
         match self.import_into(&mut r, staging) {
             Ok((title, files, talk, mut report)) => {
-                let (parent, leaf) = self.mkdir_parents(dest)?;
-                self.rename(staging_parent, staging_name.as_bytes(), parent, leaf.as_bytes(), RenameMode::NoReplace)?;
+                let (parent, leaf) = self.vol.mkdir_parents(dest)?;
+                self.vol.rename(
+                    staging_parent,
+                    staging_name.as_bytes(),
+                    parent,
+                    leaf.as_bytes(),
+                    RenameMode::NoReplace,
+                )?;
                 let g = self.gallery_create_at(staging, &title, owner)?;
                 self.import_talk(&g, &files, talk)?;
                 report.gallery = Some(g.id.clone());
@@ -348,7 +353,7 @@ impl Volume {
         );
         if let Some((ino, _, _)) = current.take() {
             // A refused bundle: close the half-written file so its removal reclaims it.
-            let _ = self.release(ino);
+            let _ = self.vol.release(ino);
         }
         result?;
         let talk = talk.ok_or_else(|| Error::Rejected("the bundle has no discussion record".into()))?;
@@ -368,7 +373,7 @@ impl Volume {
         current: &mut Option<(Ino, u64, FileRecord)>,
         talk: &mut Option<Talk>,
     ) -> Result<()> {
-        let finish_file = |vol: &Self, cur: Option<(Ino, u64, FileRecord)>| -> Result<()> {
+        let finish_file = |vol: &crate::volume::Volume, cur: Option<(Ino, u64, FileRecord)>| -> Result<()> {
             if let Some((ino, written, rec)) = cur {
                 vol.release(ino)?;
                 if written != rec.size {
@@ -391,21 +396,23 @@ impl Volume {
                 next_record(r, buf)?.ok_or_else(|| Error::Rejected("the bundle ends before its end record".into()))?;
             match kind {
                 FOLDER => {
-                    finish_file(self, current.take())?;
+                    finish_file(&self.vol, current.take())?;
                     let f: FolderRecord = json(buf, "folder")?;
                     let parts = safe_relative(&f.path)?;
                     let parent = self.import_parent(root, &parts, dirs)?;
-                    let ino = self.create(parent, parts[parts.len() - 1].as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
+                    let ino =
+                        self.vol.create(parent, parts[parts.len() - 1].as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
                     dirs.insert(f.path.clone(), ino);
                     report.folders += 1;
                 }
                 FILE => {
-                    finish_file(self, current.take())?;
+                    finish_file(&self.vol, current.take())?;
                     let f: FileRecord = json(buf, "file")?;
                     let parts = safe_relative(&f.path)?;
                     let parent = self.import_parent(root, &parts, dirs)?;
-                    let ino = self.create(parent, parts[parts.len() - 1].as_bytes(), Kind::File, 0o644, 0, 0, 0)?.ino;
-                    self.open_file(ino, true)?;
+                    let ino =
+                        self.vol.create(parent, parts[parts.len() - 1].as_bytes(), Kind::File, 0o644, 0, 0, 0)?.ino;
+                    self.vol.open_file(ino, true)?;
                     files.insert(f.n, (ino, f.author.clone()));
                     report.items += 1;
                     report.bytes += f.size;
@@ -425,20 +432,20 @@ impl Volume {
                             .ok_or_else(|| Error::Rejected("the bundle refers to a chunk it never sent".into()))?;
                         report.dedup_bytes += u64::from(len);
                         // A chunk of the file being written may still sit in its write window.
-                        self.read(src, off, len)?.to_vec()
+                        self.vol.read(src, off, len)?.to_vec()
                     };
                     if *written + data.len() as u64 > rec.size {
                         return Err(Error::Rejected(format!("{}: more content than its size", rec.path)));
                     }
-                    self.write(*ino, *written, &data, false, false)?;
+                    self.vol.write(*ino, *written, &data, false, false)?;
                     *written += data.len() as u64;
                 }
                 TALK => {
-                    finish_file(self, current.take())?;
+                    finish_file(&self.vol, current.take())?;
                     *talk = Some(json::<Talk>(buf, "discussion")?);
                 }
                 END => {
-                    finish_file(self, current.take())?;
+                    finish_file(&self.vol, current.take())?;
                     // The end record must be the last thing in the authenticated stream.
                     if next_record(r, buf)?.is_some() {
                         return Err(Error::Rejected("the bundle has records after its end".into()));
@@ -461,10 +468,19 @@ impl Volume {
     }
 
     fn import_talk(&self, g: &Gallery, files: &HashMap<u32, (Ino, Option<String>)>, talk: Talk) -> Result<()> {
-        let mut txn = self.txn()?;
+        self.update(|b| self.put_talk(b, g, files, talk))
+    }
+
+    fn put_talk(
+        &self,
+        b: &mut HookBatch<'_, '_>,
+        g: &Gallery,
+        files: &HashMap<u32, (Ino, Option<String>)>,
+        talk: Talk,
+    ) -> Result<()> {
         for (ino, author) in files.values() {
             let rec = ItemRecord { gallery: g.id.clone(), author: author.clone(), added: now() };
-            self.meta_put(&mut txn.batch, &item_key(*ino), &rec);
+            b.put(&item_key(*ino), &rec);
         }
         let target = |n: &u32| files.get(n).map(|(ino, _)| *ino);
         for (n, list) in &talk.comments {
@@ -472,7 +488,7 @@ impl Volume {
             for mut c in list.clone() {
                 c.item = ino.0.to_string();
                 let key = [collab_prefix(ino).as_slice(), COMMENT, c.id.as_bytes()].concat();
-                self.meta_put(&mut txn.batch, &key, &c);
+                b.put(&key, &c);
             }
         }
         for (n, list) in &talk.annotations {
@@ -480,7 +496,7 @@ impl Volume {
             for mut a in list.clone() {
                 a.item = ino.0.to_string();
                 let key = [collab_prefix(ino).as_slice(), ANNOTATION, a.id.as_bytes()].concat();
-                self.meta_put(&mut txn.batch, &key, &a);
+                b.put(&key, &a);
             }
         }
         for (n, list) in &talk.reactions {
@@ -488,27 +504,27 @@ impl Volume {
             for r in list {
                 let key =
                     [collab_prefix(ino).as_slice(), REACTION, r.emoji.as_bytes(), b"\0", r.user.as_bytes()].concat();
-                self.meta_put(&mut txn.batch, &key, r);
+                b.put(&key, r);
             }
         }
-        txn.commit(Durability::Synced)
+        Ok(())
     }
 
     /// Deletes the tree `name` in `parent`, files and directories.
     pub(crate) fn remove_tree(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        let top = self.lookup(parent, name)?;
+        let top = self.vol.lookup(parent, name)?;
         let mut stack = vec![(parent, name.to_vec(), top.ino, false)];
         while let Some((p, n, ino, visited)) = stack.pop() {
             if visited {
-                self.rmdir(p, &n)?;
+                self.vol.rmdir(p, &n)?;
                 continue;
             }
             stack.push((p, n, ino, true));
-            for e in self.dir_entries(ino)? {
+            for e in self.vol.dir_entries(ino)? {
                 if e.kind == Kind::Dir {
                     stack.push((ino, e.name, e.ino, false));
                 } else {
-                    self.unlink(ino, &e.name)?;
+                    self.vol.unlink(ino, &e.name)?;
                 }
             }
         }

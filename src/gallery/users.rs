@@ -4,17 +4,17 @@
 //! it is compared in constant time. A session opened from a share link is bound to the
 //! link and dies with it.
 
+use super::error::{Error, Result};
 use super::links::LinkRecord;
-use super::{now, random_id, Gallery, Role, Volume};
-use crate::crypto::keys::keyed_hash;
+use super::{now, random_id, Galleries, Gallery, Role};
 use crate::ids::{hex, unhex};
-use crate::store::{Cf, Durability};
-use crate::volume::error::{Error, Result};
+use crate::volume::Durability;
+use crate::volume::HookBatch;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 
-const USER_PREFIX: &[u8] = b"user/";
-const SESSION_PREFIX: &[u8] = b"session/";
+pub(crate) const USER_PREFIX: &[u8] = b"user/";
+pub(crate) const SESSION_PREFIX: &[u8] = b"session/";
 /// Prefix of session tokens.
 pub const SESSION_TOKEN_PREFIX: &str = "nss_";
 
@@ -138,35 +138,32 @@ fn equal_ct(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y)) == 0
 }
 
-impl Volume {
-    /// Keyed hash of a session or link secret (`context` separates the two).
-    pub(crate) fn gallery_secret_hash(&self, context: &[u8], secret: &[u8]) -> [u8; 32] {
-        *keyed_hash(self.keys.name_hash.as_ref(), &[context, b"\0", secret].concat())
-    }
-
+impl Galleries {
     fn user_key(name: &str) -> Vec<u8> {
         [USER_PREFIX, name.as_bytes()].concat()
     }
 
     /// The user `name`, if there is one.
     pub fn user(&self, name: &str) -> Result<Option<User>> {
-        self.meta_get(&Self::user_key(name))
+        Ok(self.vol.record(&Self::user_key(name))?)
+    }
+
+    /// The user `name`, or `Rejected` naming who is missing.
+    pub fn require_user(&self, name: &str) -> Result<User> {
+        self.user(name)?.ok_or_else(|| Error::Rejected(format!("no user {name:?}")))
     }
 
     /// Adds a user.
     pub fn user_add(&self, name: &str, password: &str) -> Result<()> {
         check_user_name(name)?;
         let hash = hash_password(password)?;
-        let mut txn = self.txn()?;
-        if self.user(name)?.is_some() {
-            return Err(Error::Exists);
-        }
-        self.meta_put(
-            &mut txn.batch,
-            &Self::user_key(name),
-            &User { name: name.into(), password: hash, created: now() },
-        );
-        txn.commit(Durability::Synced)
+        self.update(|b| {
+            if self.user(name)?.is_some() {
+                return Err(Error::Exists);
+            }
+            b.put(&Self::user_key(name), &User { name: name.into(), password: hash, created: now() });
+            Ok(())
+        })
     }
 
     /// Sets a user's password and ends their sessions.
@@ -174,15 +171,15 @@ impl Volume {
         let hash = hash_password(password)?;
         let mut user = self.user(name)?.ok_or(Error::NotFound)?;
         user.password = hash;
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &Self::user_key(name), &user);
-        self.end_sessions(&mut txn.batch, |s| s.user.as_deref() == Some(name))?;
-        txn.commit(Durability::Synced)
+        self.update(|b| {
+            b.put(&Self::user_key(name), &user);
+            self.end_sessions(b, |s| s.user.as_deref() == Some(name)).map(drop)
+        })
     }
 
     /// Every user name.
     pub fn user_list(&self) -> Result<Vec<String>> {
-        Ok(self.meta_scan::<User>(USER_PREFIX)?.into_iter().map(|(_, u)| u.name).collect())
+        Ok(self.scan::<User>(USER_PREFIX)?.into_iter().map(|(_, u)| u.name).collect())
     }
 
     /// Removes a user: their sessions end and their memberships go. Refused while they own
@@ -197,24 +194,35 @@ impl Volume {
                 owned.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ")
             )));
         }
-        let mut txn = self.txn()?;
-        for mut g in self.galleries_of(name)? {
-            g.members.remove(name);
-            self.meta_put(&mut txn.batch, &[b"gallery/".as_slice(), g.id.as_bytes()].concat(), &g);
-            txn.gallery_event(&g.id, "member.changed", None, None, serde_json::json!({ "user": name, "role": null }));
-        }
-        self.end_sessions(&mut txn.batch, |s| s.user.as_deref() == Some(name))?;
-        txn.batch.delete(Cf::Meta, &Self::user_key(name));
-        txn.commit(Durability::Synced)
+        self.update(|b| {
+            for mut g in self.galleries_of(name)? {
+                g.members.remove(name);
+                b.put(&Self::gallery_key(&g.id), &g);
+                self.state.event(
+                    b,
+                    &g.id,
+                    "member.changed",
+                    None,
+                    None,
+                    serde_json::json!({ "user": name, "role": null }),
+                )?;
+            }
+            self.end_sessions(b, |s| s.user.as_deref() == Some(name))?;
+            b.delete(&Self::user_key(name));
+            Ok(())
+        })
     }
 
-    fn end_sessions(&self, batch: &mut crate::store::Batch<'_>, which: impl Fn(&Session) -> bool) -> Result<()> {
-        for (k, s) in self.meta_scan::<Session>(SESSION_PREFIX)? {
+    /// Ends the sessions `which` selects, in `b`; returns how many.
+    fn end_sessions(&self, b: &mut HookBatch<'_, '_>, which: impl Fn(&Session) -> bool) -> Result<usize> {
+        let mut n = 0;
+        for (k, s) in self.scan::<Session>(SESSION_PREFIX)? {
             if which(&s) {
-                batch.delete(Cf::Meta, &k);
+                b.delete(&k);
+                n += 1;
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Checks a user's password and opens a session; returns the token and its expiry.
@@ -225,7 +233,7 @@ impl Volume {
         if !verify_password(phc, password) || user.is_none() {
             return Err(Error::Unauthenticated("wrong user name or password".into()));
         }
-        let ttl = i64::from(self.config.media.collaboration.session_ttl_hours) * 3600;
+        let ttl = i64::from(self.vol.config().media.collaboration.session_ttl_hours) * 3600;
         self.session_open(Some(name.to_string()), None, now() + ttl)
     }
 
@@ -238,11 +246,17 @@ impl Volume {
         let id = random_id(8);
         let mut secret = [0u8; 32];
         crate::crypto::keys::random_bytes(&mut secret);
-        let s =
-            Session { user, link, hash: hex(&self.gallery_secret_hash(b"session", &secret)), created: now(), expires };
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &[SESSION_PREFIX, id.as_bytes()].concat(), &s);
-        txn.commit(Durability::Synced)?;
+        let s = Session {
+            user,
+            link,
+            hash: hex(&self.vol.keyed_secret_hash(b"session", &secret)),
+            created: now(),
+            expires,
+        };
+        self.update(|b| {
+            b.put(&[SESSION_PREFIX, id.as_bytes()].concat(), &s);
+            Ok(())
+        })?;
         Ok((format!("{SESSION_TOKEN_PREFIX}{id}_{}", hex(&secret)), expires))
     }
 
@@ -250,9 +264,10 @@ impl Volume {
     pub fn logout(&self, token: &str) -> Result<()> {
         if let Some((id, _)) = split_token(token, SESSION_TOKEN_PREFIX) {
             if let Ok(Ok(_)) = self.session_verify(token) {
-                let mut batch = self.store.batch();
-                batch.delete(Cf::Meta, &[SESSION_PREFIX, id.as_bytes()].concat());
-                self.store.commit(batch, Durability::Synced)?;
+                self.update(|b| {
+                    b.delete(&[SESSION_PREFIX, id.as_bytes()].concat());
+                    Ok(())
+                })?;
             }
         }
         Ok(())
@@ -263,11 +278,11 @@ impl Volume {
         let Some((id, secret)) = split_token(token, SESSION_TOKEN_PREFIX) else {
             return Ok(Err(SessionRefusal::Invalid));
         };
-        let Some(s) = self.meta_get::<Session>(&[SESSION_PREFIX, id.as_bytes()].concat())? else {
+        let Some(s) = self.vol.record::<Session>(&[SESSION_PREFIX, id.as_bytes()].concat())? else {
             return Ok(Err(SessionRefusal::Invalid));
         };
         let expected = unhex(&s.hash).unwrap_or_default();
-        if !equal_ct(&expected, &self.gallery_secret_hash(b"session", &secret)) {
+        if !equal_ct(&expected, &self.vol.keyed_secret_hash(b"session", &secret)) {
             return Ok(Err(SessionRefusal::Invalid));
         }
         if now() >= s.expires {
@@ -284,7 +299,7 @@ impl Volume {
 
     /// The principal of link `id` if it still works.
     pub fn link_principal(&self, id: &str) -> Result<std::result::Result<Principal, SessionRefusal>> {
-        let Some(l) = self.meta_get::<LinkRecord>(&super::links::link_key(id))? else {
+        let Some(l) = self.vol.record::<LinkRecord>(&super::links::link_key(id))? else {
             return Ok(Err(SessionRefusal::Revoked));
         };
         if now() >= l.expires {
@@ -296,18 +311,7 @@ impl Volume {
     /// Deletes sessions past their expiry; returns how many.
     pub fn session_sweep(&self) -> Result<usize> {
         let t = now();
-        let mut batch = self.store.batch();
-        let mut n = 0;
-        for (k, s) in self.meta_scan::<Session>(SESSION_PREFIX)? {
-            if s.expires <= t {
-                batch.delete(Cf::Meta, &k);
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.store.commit(batch, Durability::Buffered)?;
-        }
-        Ok(n)
+        self.vol.update(self.hook, Durability::Buffered, |b| self.end_sessions(b, |s| s.expires <= t))
     }
 }
 

@@ -6,22 +6,24 @@
 //! the hidden `/.thumbnails` directory, so they are chunked, deduplicated and sealed like
 //! any data.
 
-use super::collab::{COMMENT, REACTION};
-use super::{now, Action, Actor, Gallery, Volume};
+use super::collab::{Comment, COMMENT, REACTION};
+use super::error::{Error, Result};
+use super::{now, Action, Actor, Galleries, Gallery};
 use crate::ids::Ino;
 use crate::media::MediaInfo;
-use crate::store::format::META_THUMBNAILS_DIR;
-use crate::store::{Cf, Durability};
-use crate::volume::error::{Error, Result};
-use crate::volume::records::{Inode, Kind, Timestamp};
-use crate::volume::Txn;
+use crate::volume::records::Inode;
+use crate::volume::Timestamp;
+use crate::volume::{Durability, Kind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub(crate) const ITEM_PREFIX: &[u8] = b"gitem/";
-const INFO_PREFIX: &[u8] = b"ginfo/";
+pub(crate) const INFO_PREFIX: &[u8] = b"ginfo/";
+pub(crate) const COLLAB_PREFIX: &[u8] = b"gx/";
 /// Name under which the root reaches the thumbnails directory (not listed).
 pub const THUMBNAILS_NAME: &[u8] = b".thumbnails";
+/// Format: the `meta` key that keeps the thumbnails directory's inode (u64 BE).
+pub(crate) const THUMBNAILS_KEY: &[u8] = b"thumbnails_dir";
 /// Thumbnail sizes (longest side, px).
 pub const THUMBNAIL_SIZES: [u32; 2] = [256, 1024];
 
@@ -29,13 +31,13 @@ pub(crate) fn item_key(ino: Ino) -> Vec<u8> {
     [ITEM_PREFIX, &ino.0.to_be_bytes()[..]].concat()
 }
 
-fn info_key(ino: Ino) -> Vec<u8> {
+pub(crate) fn info_key(ino: Ino) -> Vec<u8> {
     [INFO_PREFIX, &ino.0.to_be_bytes()[..]].concat()
 }
 
 /// `gx/<ino>/`: the comments, annotations and reactions of an item.
 pub(crate) fn collab_prefix(ino: Ino) -> Vec<u8> {
-    [b"gx/".as_slice(), &ino.0.to_be_bytes(), b"/"].concat()
+    [COLLAB_PREFIX, &ino.0.to_be_bytes(), b"/"].concat()
 }
 
 /// Which gallery a file belongs to and who added it.
@@ -165,18 +167,10 @@ struct Entry {
     guess: String,
 }
 
-impl Volume {
-    /// The gallery whose tree holds `dir` in the committed tree.
-    pub fn gallery_of(&self, dir: Ino) -> Result<Option<String>> {
-        self.find_gallery(dir, |d| {
-            let i = self.load_inode(d)?;
-            Ok((i.kind == Kind::Dir && i.parent != 0).then_some(Ino(i.parent)))
-        })
-    }
-
+impl Galleries {
     /// The item record of `ino` if it is an item of `gallery` (else `NotFound`).
     pub fn gallery_item(&self, gallery: &Gallery, ino: Ino) -> Result<ItemRecord> {
-        match self.meta_get::<ItemRecord>(&item_key(ino))? {
+        match self.vol.record::<ItemRecord>(&item_key(ino))? {
             Some(r) if r.gallery == gallery.id => Ok(r),
             _ => Err(Error::NotFound),
         }
@@ -184,14 +178,14 @@ impl Volume {
 
     /// The gallery an item belongs to.
     pub fn gallery_of_item(&self, ino: Ino) -> Result<Gallery> {
-        let rec = self.meta_get::<ItemRecord>(&item_key(ino))?.ok_or(Error::NotFound)?;
+        let rec = self.vol.record::<ItemRecord>(&item_key(ino))?.ok_or(Error::NotFound)?;
         self.gallery(&rec.gallery)
     }
 
     /// Every item inode of a gallery.
     pub fn gallery_item_inos(&self, g: &Gallery) -> Result<Vec<Ino>> {
         Ok(self
-            .meta_scan::<ItemRecord>(ITEM_PREFIX)?
+            .scan::<ItemRecord>(ITEM_PREFIX)?
             .into_iter()
             .filter(|(_, r)| r.gallery == g.id)
             .filter_map(|(k, _)| {
@@ -209,12 +203,12 @@ impl Volume {
         }
         let mut files = Vec::new();
         let mut folders = Vec::new();
-        for e in self.dir_entries(folder)? {
+        for e in self.vol.dir_entries(folder)? {
             let name = String::from_utf8_lossy(&e.name).into_owned();
             match e.kind {
                 Kind::Dir => folders.push(FolderView { id: e.ino.0.to_string(), name }),
                 Kind::File => {
-                    let inode = self.getattr(e.ino)?.inode;
+                    let inode = self.vol.getattr(e.ino)?.inode;
                     let guess = mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string();
                     files.push(Entry { ino: e.ino, folded: name.to_lowercase(), name, inode, guess });
                 }
@@ -242,7 +236,7 @@ impl Volume {
         let mut unregistered = Vec::new();
         let mut items = Vec::with_capacity(page.len());
         for e in page {
-            let record = self.meta_get::<ItemRecord>(&item_key(e.ino))?;
+            let record = self.vol.record::<ItemRecord>(&item_key(e.ino))?;
             if record.as_ref().is_none_or(|r| r.gallery != gallery.id) {
                 unregistered.push(e.ino);
             }
@@ -250,13 +244,13 @@ impl Volume {
         }
         // Files that reached the tree without passing the namespace hook (a clone into the
         // gallery) become items when first listed.
-        if !unregistered.is_empty() && !self.read_only {
-            let mut txn = self.txn()?;
-            for ino in unregistered {
-                let rec = ItemRecord { gallery: gallery.id.clone(), author: None, added: now() };
-                self.meta_put(&mut txn.batch, &item_key(ino), &rec);
-            }
-            txn.commit(Durability::Buffered)?;
+        if !unregistered.is_empty() && !self.vol.is_read_only() {
+            self.vol.update(self.hook, Durability::Buffered, |b| {
+                for ino in unregistered {
+                    b.put(&item_key(ino), &ItemRecord { gallery: gallery.id.clone(), author: None, added: now() });
+                }
+                Ok::<_, Error>(())
+            })?;
         }
         Ok(Listing { folder: folder.0.to_string(), total, offset: q.offset, items, folders })
     }
@@ -265,7 +259,7 @@ impl Volume {
     pub fn gallery_item_view(&self, gallery: &Gallery, actor: &Actor, ino: Ino) -> Result<ItemView> {
         actor.require(Action::Read)?;
         let rec = self.gallery_item(gallery, ino)?;
-        let inode = self.getattr(ino)?.inode;
+        let inode = self.vol.getattr(ino)?.inode;
         let (folder, name) = self.locate_item(gallery, ino)?;
         let guess = mime_guess::from_path(&name).first_or_octet_stream().essence_str().to_string();
         self.item_view(ino, name, folder, &inode, guess, rec.author)
@@ -273,7 +267,8 @@ impl Volume {
 
     /// The folder and name of an item (searching the gallery's tree).
     pub fn locate_item(&self, gallery: &Gallery, ino: Ino) -> Result<(Ino, String)> {
-        self.files_below(gallery.dir())?
+        self.vol
+            .files_below(gallery.dir())?
             .into_iter()
             .find(|(_, e)| e.ino == ino)
             .map(|(d, e)| (d, String::from_utf8_lossy(&e.name).into_owned()))
@@ -293,13 +288,10 @@ impl Volume {
         let mut comments = 0;
         let mut reactions = BTreeMap::new();
         let prefix = collab_prefix(ino);
-        for kv in self.store.scan(Cf::Meta, &prefix, &prefix) {
-            let (k, v) = kv?;
+        for k in self.vol.record_keys(&prefix)? {
             match k.get(prefix.len()..prefix.len() + 2) {
                 Some(t) if t == COMMENT => {
-                    let c: super::collab::Comment = serde_json::from_slice(&self.meta.open(Cf::Meta.name(), &k, &v)?)
-                        .map_err(|e| Error::CorruptMeta(format!("comment: {e}")))?;
-                    comments += usize::from(!c.deleted);
+                    comments += usize::from(self.vol.record::<Comment>(&k)?.is_some_and(|c| !c.deleted));
                 }
                 Some(t) if t == REACTION => {
                     let rest = &k[prefix.len() + 2..];
@@ -329,37 +321,30 @@ impl Volume {
 
     /// The cached media facts of `ino`, if still valid for its current content.
     pub fn item_info(&self, ino: Ino, inode: &Inode) -> Result<Option<ItemInfo>> {
-        Ok(self.meta_get::<ItemInfo>(&info_key(ino))?.filter(|i| i.stamp == stamp_of(inode)))
+        Ok(self.vol.record::<ItemInfo>(&info_key(ino))?.filter(|i| i.stamp == stamp_of(inode)))
     }
 
     /// Records media facts (the indexer). Ignored when the content changed meanwhile.
     pub fn item_info_put(&self, ino: Ino, info: &ItemInfo) -> Result<()> {
-        let mut txn = self.txn()?;
-        match self.meta_get::<ItemRecord>(&item_key(ino))? {
-            Some(item) if stamp_of(txn.inode(ino)?) == info.stamp => {
-                self.meta_put(&mut txn.batch, &info_key(ino), info);
-                txn.gallery_event(
-                    &item.gallery,
-                    "item.indexed",
-                    None,
-                    Some(ino),
-                    serde_json::to_value(info_public(info)).unwrap_or_default(),
-                );
-                txn.commit(Durability::Buffered)
+        self.vol.update(self.hook, Durability::Buffered, |b| match self.vol.record::<ItemRecord>(&item_key(ino))? {
+            Some(item) if stamp_of(&b.inode(ino)?) == info.stamp => {
+                b.put(&info_key(ino), info);
+                let data = serde_json::to_value(info_public(info)).unwrap_or_default();
+                self.state.event(b, &item.gallery, "item.indexed", None, Some(ino), data)
             }
             _ => Ok(()),
-        }
+        })
     }
 
     /// The items still to index (no valid facts), of every gallery.
     pub fn items_to_index(&self) -> Result<Vec<Ino>> {
         let mut out = Vec::new();
-        for (k, _) in self.meta_scan::<ItemRecord>(ITEM_PREFIX)? {
+        for (k, _) in self.scan::<ItemRecord>(ITEM_PREFIX)? {
             let Some(ino) = k.get(ITEM_PREFIX.len()..).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) else {
                 continue;
             };
             let ino = Ino(ino);
-            if let Ok(a) = self.getattr(ino) {
+            if let Ok(a) = self.vol.getattr(ino) {
                 if self.item_info(ino, &a.inode)?.is_none() {
                     out.push(ino);
                 }
@@ -368,57 +353,50 @@ impl Volume {
         Ok(out)
     }
 
-    pub(crate) fn thumbnails_dir(&self) -> Result<Option<Ino>> {
-        self.meta_ino(META_THUMBNAILS_DIR)
-    }
-
-    fn thumbnails_dir_or_create(&self) -> Result<Ino> {
-        self.hidden_dir_or_create(META_THUMBNAILS_DIR, THUMBNAILS_NAME)
-    }
-
     fn thumbnail_name(ino: Ino, px: u32) -> Vec<u8> {
         format!("{}-{px}.jpg", ino.0).into_bytes()
     }
 
     /// Stores the thumbnail of `ino` at `px` (replacing an older one).
     pub fn thumbnail_put(&self, ino: Ino, px: u32, jpeg: &[u8]) -> Result<()> {
-        let dir = self.thumbnails_dir_or_create()?;
+        let dir = self.vol.hidden_dir_or_create(THUMBNAILS_NAME)?;
         let name = Self::thumbnail_name(ino, px);
-        match self.unlink(dir, &name) {
-            Ok(()) | Err(Error::NotFound) => {}
-            Err(e) => return Err(e),
+        match self.vol.unlink(dir, &name) {
+            Ok(()) | Err(crate::volume::Error::NotFound) => {}
+            Err(e) => return Err(e.into()),
         }
-        let file = self.create(dir, &name, Kind::File, 0o600, 0, 0, 0)?.ino;
-        self.open_file(file, true)?;
-        let written = self.write(file, 0, jpeg, false, false);
-        let closed = self.release(file);
+        let file = self.vol.create(dir, &name, Kind::File, 0o600, 0, 0, 0)?.ino;
+        self.vol.open_file(file, true)?;
+        let written = self.vol.write(file, 0, jpeg, false, false);
+        let closed = self.vol.release(file);
         written?;
-        closed
+        Ok(closed?)
     }
 
     /// The stored thumbnail of `ino` at `px`, if any.
     pub fn thumbnail_get(&self, ino: Ino, px: u32) -> Result<Option<Vec<u8>>> {
-        let Some(dir) = self.thumbnails_dir()? else { return Ok(None) };
-        let Some(entry) = self.dirent(dir, &Self::thumbnail_name(ino, px))? else { return Ok(None) };
-        let size = self.getattr(entry.ino)?.inode.size;
-        Ok(Some(self.read(entry.ino, 0, u32::try_from(size).map_err(|_| Error::Invalid)?)?.to_vec()))
+        let Some(dir) = self.vol.hidden_dir(THUMBNAILS_NAME)? else { return Ok(None) };
+        let file = match self.vol.lookup(dir, &Self::thumbnail_name(ino, px)) {
+            Ok(a) => a,
+            Err(crate::volume::Error::NotFound) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = u32::try_from(file.inode.size).map_err(|_| Error::Corrupt("a thumbnail over 4 GiB".into()))?;
+        Ok(Some(self.vol.read(file.ino, 0, size)?.to_vec()))
     }
 
-    /// Deletes an item's records and thumbnails in `txn`.
-    pub(crate) fn purge_item(&self, txn: &mut Txn<'_>, ino: Ino) -> Result<()> {
-        txn.batch.delete(Cf::Meta, &item_key(ino));
-        txn.batch.delete(Cf::Meta, &info_key(ino));
-        self.meta_delete_prefix(&mut txn.batch, &collab_prefix(ino))?;
-        if let Some(dir) = self.thumbnails_dir()? {
+    /// Deletes the thumbnails of `items` (after their records went). A failure leaves
+    /// files that the sweep removes later.
+    pub(crate) fn remove_thumbnails(&self, items: &[Ino]) {
+        let Ok(Some(dir)) = self.vol.hidden_dir(THUMBNAILS_NAME) else { return };
+        for ino in items {
             for px in THUMBNAIL_SIZES {
-                let name = Self::thumbnail_name(ino, px);
-                if let Some(e) = self.dirent(dir, &name)? {
-                    txn.delete_dirent(dir, &name);
-                    self.drop_link(txn, e.ino, Timestamp::now())?;
+                match self.vol.unlink(dir, &Self::thumbnail_name(*ino, px)) {
+                    Ok(()) | Err(crate::volume::Error::NotFound) => {}
+                    Err(e) => tracing::warn!(inode = %ino, error = %e, "a thumbnail was not deleted"),
                 }
             }
         }
-        Ok(())
     }
 }
 

@@ -1,11 +1,10 @@
 //! Comments (threaded), annotations (an image region or a time range) and reactions of an
 //! item, stored under `gx/<ino>/` so they go with their item.
 
+use super::error::{Error, Result};
 use super::items::collab_prefix;
-use super::{check_text, now, time_id, Action, Actor, Gallery, Volume};
+use super::{check_text, now, time_id, Action, Actor, Galleries, Gallery};
 use crate::ids::Ino;
-use crate::store::{Cf, Durability};
-use crate::volume::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 pub(crate) const COMMENT: &[u8] = b"c/";
@@ -137,15 +136,15 @@ fn parse_ino(id: &str) -> Result<Ino> {
     id.parse::<u64>().map(Ino).map_err(|_| Error::NotFound)
 }
 
-impl Volume {
+impl Galleries {
     /// Comments, annotations and reactions of an item.
     pub fn item_discussion(&self, g: &Gallery, actor: &Actor, ino: Ino) -> Result<Discussion> {
         actor.require(Action::Read)?;
         self.gallery_item(g, ino)?;
         let prefix = collab_prefix(ino);
-        let comments = self.meta_scan::<Comment>(&[prefix.as_slice(), COMMENT].concat())?;
-        let annotations = self.meta_scan::<Annotation>(&[prefix.as_slice(), ANNOTATION].concat())?;
-        let reactions = self.meta_scan::<Reaction>(&[prefix.as_slice(), REACTION].concat())?;
+        let comments = self.scan::<Comment>(&[prefix.as_slice(), COMMENT].concat())?;
+        let annotations = self.scan::<Annotation>(&[prefix.as_slice(), ANNOTATION].concat())?;
+        let reactions = self.scan::<Reaction>(&[prefix.as_slice(), REACTION].concat())?;
         Ok(Discussion {
             comments: comments.into_iter().map(|(_, c)| c).collect(),
             annotations: annotations.into_iter().map(|(_, a)| a).collect(),
@@ -166,7 +165,7 @@ impl Volume {
         check_text("the comment", text, MAX_TEXT)?;
         self.gallery_item(g, ino)?;
         if let Some(p) = parent {
-            if self.meta_get::<Comment>(&key(ino, COMMENT, p.as_bytes()))?.is_none() {
+            if self.vol.record::<Comment>(&key(ino, COMMENT, p.as_bytes()))?.is_none() {
                 return Err(Error::Rejected(format!("no comment {p} on this item to reply to")));
             }
         }
@@ -209,17 +208,24 @@ impl Volume {
         record: &T,
         kind: &str,
     ) -> Result<()> {
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, key, record);
-        txn.gallery_event(&g.id, kind, actor.name.clone(), Some(ino), serde_json::to_value(record).unwrap_or_default());
-        txn.commit(Durability::Synced)
+        self.update(|b| {
+            b.put(key, record);
+            self.state.event(
+                b,
+                &g.id,
+                kind,
+                actor.name.clone(),
+                Some(ino),
+                serde_json::to_value(record).unwrap_or_default(),
+            )
+        })
     }
 
     /// The comment `id` of item `item`.
     fn comment_of(&self, g: &Gallery, item: &str, id: &str) -> Result<(Ino, Comment)> {
         let ino = parse_ino(item)?;
         self.gallery_item(g, ino)?;
-        let c = self.meta_get::<Comment>(&key(ino, COMMENT, id.as_bytes()))?.ok_or(Error::NotFound)?;
+        let c = self.vol.record::<Comment>(&key(ino, COMMENT, id.as_bytes()))?.ok_or(Error::NotFound)?;
         Ok((ino, c))
     }
 
@@ -237,18 +243,25 @@ impl Volume {
         }
         // Any reply, deleted or not, keeps its parent as a tombstone: the thread holds.
         let prefix = [collab_prefix(ino).as_slice(), COMMENT].concat();
-        let has_replies = self.meta_scan::<Comment>(&prefix)?.iter().any(|(_, r)| r.parent.as_deref() == Some(id));
-        let mut txn = self.txn()?;
-        let k = key(ino, COMMENT, id.as_bytes());
-        if has_replies {
-            c.deleted = true;
-            c.text.clear();
-            self.meta_put(&mut txn.batch, &k, &c);
-        } else {
-            txn.batch.delete(Cf::Meta, &k);
-        }
-        txn.gallery_event(&g.id, "comment.deleted", actor.name.clone(), Some(ino), serde_json::json!({ "id": id }));
-        txn.commit(Durability::Synced)
+        let has_replies = self.scan::<Comment>(&prefix)?.iter().any(|(_, r)| r.parent.as_deref() == Some(id));
+        self.update(|b| {
+            let k = key(ino, COMMENT, id.as_bytes());
+            if has_replies {
+                c.deleted = true;
+                c.text.clear();
+                b.put(&k, &c);
+            } else {
+                b.delete(&k);
+            }
+            self.state.event(
+                b,
+                &g.id,
+                "comment.deleted",
+                actor.name.clone(),
+                Some(ino),
+                serde_json::json!({ "id": id }),
+            )
+        })
     }
 
     /// Adds an annotation.
@@ -280,7 +293,7 @@ impl Volume {
     fn annotation_of(&self, g: &Gallery, item: &str, id: &str) -> Result<(Ino, Annotation)> {
         let ino = parse_ino(item)?;
         self.gallery_item(g, ino)?;
-        let a = self.meta_get::<Annotation>(&key(ino, ANNOTATION, id.as_bytes()))?.ok_or(Error::NotFound)?;
+        let a = self.vol.record::<Annotation>(&key(ino, ANNOTATION, id.as_bytes()))?.ok_or(Error::NotFound)?;
         Ok((ino, a))
     }
 
@@ -320,10 +333,17 @@ impl Volume {
         } else {
             actor.require(Action::Moderate)?;
         }
-        let mut txn = self.txn()?;
-        txn.batch.delete(Cf::Meta, &key(ino, ANNOTATION, id.as_bytes()));
-        txn.gallery_event(&g.id, "annotation.deleted", actor.name.clone(), Some(ino), serde_json::json!({ "id": id }));
-        txn.commit(Durability::Synced)
+        self.update(|b| {
+            b.delete(&key(ino, ANNOTATION, id.as_bytes()));
+            self.state.event(
+                b,
+                &g.id,
+                "annotation.deleted",
+                actor.name.clone(),
+                Some(ino),
+                serde_json::json!({ "id": id }),
+            )
+        })
     }
 
     /// Toggles the actor's `emoji` on an item; returns whether it is now on and the count.
@@ -335,19 +355,19 @@ impl Volume {
         let user = actor.name.clone().ok_or_else(|| Error::Rejected("reactions need a user".into()))?;
         self.gallery_item(g, ino)?;
         let k = key(ino, REACTION, &[emoji.as_bytes(), b"\0", user.as_bytes()].concat());
-        let mut txn = self.txn()?;
-        let on = !self.store.contains(Cf::Meta, &k)?;
-        if on {
-            self.meta_put(&mut txn.batch, &k, &Reaction { emoji: emoji.into(), user: user.clone(), created: now() });
-        } else {
-            txn.batch.delete(Cf::Meta, &k);
-        }
-        let prefix = key(ino, REACTION, &[emoji.as_bytes(), b"\0"].concat());
-        let before = self.store.scan(Cf::Meta, &prefix, &prefix).count();
-        let count = if on { before + 1 } else { before.saturating_sub(1) };
-        let data = serde_json::json!({ "emoji": emoji, "user": user, "on": on, "count": count });
-        txn.gallery_event(&g.id, "reaction.changed", actor.name.clone(), Some(ino), data);
-        txn.commit(Durability::Synced)?;
-        Ok((on, count))
+        self.update(|b| {
+            // Read under the commit lock: two toggles at once count right.
+            let on = !self.vol.record_exists(&k)?;
+            if on {
+                b.put(&k, &Reaction { emoji: emoji.into(), user: user.clone(), created: now() });
+            } else {
+                b.delete(&k);
+            }
+            let before = self.vol.record_keys(&key(ino, REACTION, &[emoji.as_bytes(), b"\0"].concat()))?.len();
+            let count = if on { before + 1 } else { before.saturating_sub(1) };
+            let data = serde_json::json!({ "emoji": emoji, "user": user, "on": on, "count": count });
+            self.state.event(b, &g.id, "reaction.changed", actor.name.clone(), Some(ino), data)?;
+            Ok((on, count))
+        })
     }
 }

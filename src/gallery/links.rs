@@ -3,14 +3,13 @@
 //! it gives a session bound to the link, which stops working when the link expires or is
 //! revoked.
 
+use super::error::{Error, Result};
 use super::users::{split_token, verify_password, Principal};
-use super::{now, random_id, Action, Actor, Gallery, Role, Volume};
+use super::{now, random_id, Action, Actor, Galleries, Gallery, Role};
 use crate::ids::{hex, unhex};
-use crate::store::{Cf, Durability};
-use crate::volume::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-const LINK_PREFIX: &[u8] = b"glink/";
+pub(crate) const LINK_PREFIX: &[u8] = b"glink/";
 /// Prefix of share-link tokens.
 pub const LINK_TOKEN_PREFIX: &str = "nsl_";
 /// Longest life of a link: one year.
@@ -71,7 +70,7 @@ impl From<&LinkRecord> for LinkInfo {
     }
 }
 
-impl Volume {
+impl Galleries {
     /// Creates a link; returns it and its token (shown once).
     pub fn link_create(
         &self,
@@ -107,26 +106,27 @@ impl Volume {
             expires: created + ttl_secs,
             created_by: actor.name.clone(),
             password,
-            hash: hex(&self.gallery_secret_hash(b"link", &secret)),
+            hash: hex(&self.vol.keyed_secret_hash(b"link", &secret)),
         };
         let info = LinkInfo::from(&rec);
-        let mut txn = self.txn()?;
-        self.meta_put(&mut txn.batch, &link_key(&id), &rec);
-        txn.gallery_event(
-            &g.id,
-            "link.created",
-            actor.name.clone(),
-            None,
-            serde_json::to_value(&info).unwrap_or_default(),
-        );
-        txn.commit(Durability::Synced)?;
+        self.update(|b| {
+            b.put(&link_key(&id), &rec);
+            self.state.event(
+                b,
+                &g.id,
+                "link.created",
+                actor.name.clone(),
+                None,
+                serde_json::to_value(&info).unwrap_or_default(),
+            )
+        })?;
         Ok((info, format!("{LINK_TOKEN_PREFIX}{id}_{}", hex(&secret))))
     }
 
     /// The links of a gallery (expired ones included until revoked), oldest first.
     pub(crate) fn links_of(&self, gallery: &str) -> Result<Vec<LinkRecord>> {
         let mut v: Vec<LinkRecord> = self
-            .meta_scan::<LinkRecord>(LINK_PREFIX)?
+            .scan::<LinkRecord>(LINK_PREFIX)?
             .into_iter()
             .map(|(_, l)| l)
             .filter(|l| l.gallery == gallery)
@@ -144,14 +144,14 @@ impl Volume {
     /// Revokes a link: it and every session opened with it stop working at once.
     pub fn link_revoke(&self, g: &Gallery, actor: &Actor, id: &str) -> Result<()> {
         actor.require(Action::ManageLinks)?;
-        match self.meta_get::<LinkRecord>(&link_key(id))? {
-            Some(l) if l.gallery == g.id => {}
-            _ => return Err(Error::NotFound),
-        }
-        let mut txn = self.txn()?;
-        txn.batch.delete(Cf::Meta, &link_key(id));
-        txn.gallery_event(&g.id, "link.revoked", actor.name.clone(), None, serde_json::json!({ "id": id }));
-        txn.commit(Durability::Synced)
+        self.update(|b| {
+            match self.vol.record::<LinkRecord>(&link_key(id))? {
+                Some(l) if l.gallery == g.id => {}
+                _ => return Err(Error::NotFound),
+            }
+            b.delete(&link_key(id));
+            self.state.event(b, &g.id, "link.revoked", actor.name.clone(), None, serde_json::json!({ "id": id }))
+        })
     }
 
     /// Opens a share link: checks its secret, expiry and password, and returns a session
@@ -159,9 +159,9 @@ impl Volume {
     pub fn link_open(&self, token: &str, password: Option<&str>) -> Result<(String, i64, Principal)> {
         let invalid = || Error::Unauthenticated("this share link is invalid or has been revoked".into());
         let (id, secret) = split_token(token, LINK_TOKEN_PREFIX).ok_or_else(invalid)?;
-        let l = self.meta_get::<LinkRecord>(&link_key(id))?.ok_or_else(invalid)?;
+        let l = self.vol.record::<LinkRecord>(&link_key(id))?.ok_or_else(invalid)?;
         let expected = unhex(&l.hash).unwrap_or_default();
-        let got = self.gallery_secret_hash(b"link", &secret);
+        let got = self.vol.keyed_secret_hash(b"link", &secret);
         let same =
             expected.iter().zip(got.iter()).fold(expected.len() ^ got.len(), |a, (x, y)| a | usize::from(x ^ y)) == 0;
         if !same {

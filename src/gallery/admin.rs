@@ -2,10 +2,10 @@
 //! per operation, answered by the mount daemon over its control socket or, when the
 //! volume is not mounted, by opening it. The administrator acts as owner of every gallery.
 
+use super::error::{Error, Result};
 use super::users::Principal;
-use super::{Actor, Gallery, Role, Volume};
+use super::{Actor, Galleries, Gallery, Role};
 use crate::crypto::hybrid::{Identity, Recipient};
-use crate::volume::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -46,11 +46,11 @@ pub fn admin() -> Actor {
     Actor { name: None, role: Role::Owner }
 }
 
-impl Volume {
+impl Galleries {
     /// A gallery by id, or by the volume path of its directory.
     pub fn gallery_by_id_or_path(&self, key: &str) -> Result<Gallery> {
         if key.starts_with('/') {
-            let dir = self.resolve(key)?;
+            let dir = self.vol.resolve(key)?;
             let id = self.gallery_root(dir).ok_or(Error::NotFound)?;
             self.gallery(&id)
         } else {
@@ -60,7 +60,7 @@ impl Volume {
 
     /// A gallery as the API and the CLI show it.
     pub fn gallery_json(&self, g: &Gallery, principal: &Principal) -> Result<Value> {
-        let path = self.dir_path(g.dir()).unwrap_or_default();
+        let path = self.vol.dir_path(g.dir()).unwrap_or_default();
         Ok(json!({
             "id": g.id, "title": g.title, "path": path, "owner": g.owner(),
             "created": crate::utc::rfc3339(g.created),
