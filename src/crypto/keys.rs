@@ -259,6 +259,25 @@ mod tests {
         assert_ne!(*k.derive(Purpose::ChunkId), *other.derive(Purpose::ChunkId));
     }
 
+    /// The purpose labels are part of the format: every subkey of key `[9; 32]` pinned to
+    /// keyed BLAKE2b-256 of its label (computed independently, with Python's hashlib).
+    #[test]
+    fn subkeys_are_pinned() {
+        let k = DataKey::from_bytes(Zeroizing::new([9; 32]));
+        let pinned = [
+            (Purpose::ChunkId, "cbd040039505b29bc6cbc438c56e3dfbb382228a5dadc498f09a40816d58c2cc"),
+            (Purpose::ChunkSeal, "95c834ab991c86662c899900f92e342c333fe8ee76d667c66b7ccedb3e854eeb"),
+            (Purpose::MetaSeal, "f86ec54d6ca65439d7ff8d685a1d7e532e9134c9dc2afe044fa948253ad3d523"),
+            (Purpose::NameHash, "e666f22720c89f53d8aeb4f5856492a535816aa0c9138368f3238dcff3359127"),
+            (Purpose::HeaderMac, "a4ad464ac2e965dca20eb1ed37d23f29bb792807f8a504619fe86ef627401bf8"),
+            (Purpose::Keyring, "fa3e2a6c33bf227b3ee4d873aea2c692f615baa2ccfdf5f6035cf078470eb05f"),
+        ];
+        for (purpose, hex) in pinned {
+            assert_eq!(crate::ids::hex(k.derive(purpose).as_ref()), hex, "{purpose:?}");
+        }
+        assert_eq!(crate::ids::hex(&k.subkeys().name_hash(b"photos")), "d0205eeb44a26b9ee864d975481bc97b");
+    }
+
     #[test]
     fn keyring_rotates_seals_and_forgets() {
         let mut ring = Keyring::generate();
