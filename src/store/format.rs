@@ -20,3 +20,10 @@ pub const META_UPLOADS_DIR: &[u8] = b"uploads_dir";
 
 /// `meta` key of the inode of the hidden thumbnails directory (u64 BE), once made.
 pub const META_THUMBNAILS_DIR: &[u8] = b"thumbnails_dir";
+
+/// `meta` key: how chunk boundaries are placed, u32 BE. Absent in volumes made before
+/// keyed chunking, which keep FastCDC's public gear table (so that new data still
+/// deduplicates against theirs); `CHUNKER_KEYED` in every volume made since.
+pub const META_CHUNKER: &[u8] = b"chunker";
+/// `meta/chunker` value: FastCDC with the gear table drawn from the root key's chunker subkey.
+pub const CHUNKER_KEYED: u32 = 1;

@@ -493,7 +493,7 @@ impl Volume {
 
     /// Hands the final chunks of the window's tail to the worker pool.
     fn stream(&self, w: &mut Window) -> Result<()> {
-        let lens = cut_points(&w.tail, self.params, false);
+        let lens = cut_points(&w.tail, &self.params, false);
         let consumed: usize = lens.iter().sum();
         if consumed == 0 {
             return Ok(());
@@ -566,7 +566,7 @@ impl Volume {
             let plain = self.chunks.chunk(ino, &e.chunk)?;
             w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
         }
-        let lens = cut_points(&w.tail, self.params, true);
+        let lens = cut_points(&w.tail, &self.params, true);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
         let pinned: Vec<ChunkId> =
             w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();
@@ -646,7 +646,7 @@ impl Volume {
                     // The chunk across the new end keeps its head, re-chunked.
                     let plain = self.chunks.chunk(ino, &e.chunk)?;
                     let head = &plain[..(size - off) as usize];
-                    let lens = cut_points(head, self.params, true);
+                    let lens = cut_points(head, &self.params, true);
                     let prepared = self.chunks.prepare(head, &lens)?;
                     // `txn` holds the commit lock, which garbage collection needs too: the
                     // dedup hits cannot be collected before this commits, so no pins are kept.

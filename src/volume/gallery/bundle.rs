@@ -230,7 +230,7 @@ impl Volume {
             }
             let last = offset >= size;
             let mut start = 0;
-            for len in cut_points(&pending, self.params, last) {
+            for len in cut_points(&pending, &self.params, last) {
                 let end = start + len;
                 let chunk = &pending[start..end];
                 let hash = crate::volume::plain_hash(chunk);
