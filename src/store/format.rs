@@ -27,3 +27,13 @@ pub const META_THUMBNAILS_DIR: &[u8] = b"thumbnails_dir";
 pub const META_CHUNKER: &[u8] = b"chunker";
 /// `meta/chunker` value: FastCDC with the gear table drawn from the root key's chunker subkey.
 pub const CHUNKER_KEYED: u32 = 1;
+
+/// `meta` key prefix of inconsistencies a change met and could not fix on its own; `check`
+/// reports each and `check --repair` deletes it after recounting.
+pub const META_ANOMALY: &[u8] = b"anomaly/";
+/// `meta` key: space counters that a change would have taken below zero (value: their
+/// names, comma-separated); they were kept at zero.
+pub const META_ANOMALY_SPACE: &[u8] = b"anomaly/space";
+/// `meta` key prefix: `"anomaly/refs/" + chunk id [32]`, a reference count that a change
+/// would have taken below zero (value: that count, i64 BE); it was kept at zero.
+pub const META_ANOMALY_REFS: &[u8] = b"anomaly/refs/";
