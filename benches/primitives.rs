@@ -4,7 +4,7 @@
 //! `cargo bench --bench primitives`; figures in docs/benchmarks.md.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use nanofs::chunk::{cut_points, ChunkHasher, ChunkParams};
+use nanofs::chunk::{cut_points, ChunkHasher, ChunkParams, Gear};
 use nanofs::config::Compression;
 use nanofs::crypto::aead::SealKey;
 use nanofs::volume::chunks::ChunkCodec;
@@ -28,7 +28,9 @@ fn chunking(c: &mut Criterion) {
     let mut g = c.benchmark_group("chunking");
     g.throughput(Throughput::Bytes(data.len() as u64));
     g.sample_size(10);
-    g.bench_function("fastcdc_256k_1m_4m", |b| b.iter(|| black_box(cut_points(&data, ChunkParams::default(), true))));
+    g.bench_function("fastcdc_256k_1m_4m", |b| b.iter(|| black_box(cut_points(&data, &ChunkParams::default(), true))));
+    let keyed = ChunkParams::default().with_gear(Gear::keyed(&[7; 32]));
+    g.bench_function("fastcdc_keyed_256k_1m_4m", |b| b.iter(|| black_box(cut_points(&data, &keyed, true))));
     g.finish();
 }
 

@@ -289,6 +289,30 @@ mod tests {
         assert_eq!(Config::parse(&Config::default_file_text()).unwrap(), Config::default());
     }
 
+    /// Dotted paths of the leaf keys of a TOML document.
+    fn leaf_keys(prefix: &str, table: &toml::Table, out: &mut std::collections::BTreeSet<String>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+            match v {
+                toml::Value::Table(t) => leaf_keys(&path, t, out),
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    /// `init` writes the example file so that every key is there to edit: it must name
+    /// every key the configuration has, and no other.
+    #[test]
+    fn example_file_names_every_key() {
+        let mut written = std::collections::BTreeSet::new();
+        leaf_keys("", &toml::from_str(&Config::default_file_text()).unwrap(), &mut written);
+        let mut known = std::collections::BTreeSet::new();
+        leaf_keys("", &toml::Table::try_from(Config::default()).unwrap(), &mut known);
+        assert_eq!(written, known, "docs/nanofs.toml.example against Config");
+    }
+
     #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[media.deduplication]\nchunk_sise_kb = 3\n").unwrap_err();

@@ -1,14 +1,20 @@
 //! Content-defined chunking (FastCDC 2020) and chunk identity (keyed BLAKE2b-256).
 //!
-//! Pure functions, no I/O. Boundaries depend only on content, so an insertion shifts the
-//! cut points near it and the rest of the file resynchronises and deduplicates. Ids are
+//! Pure functions, no I/O. Boundaries depend only on content and the gear table, so an
+//! insertion shifts the cut points near it and the rest of the file resynchronises and
+//! deduplicates. The gear table of a new volume is drawn from its key (`Gear::keyed`), so
+//! that the sequence of chunk sizes of a known file does not show whether a volume holds it
+//! (docs/crypto.md); volumes made before that keep the public table of FastCDC. Ids are
 //! keyed with a secret derived from the data key, so an id reveals nothing about content to
 //! someone without the key.
 
 use crate::ids::ChunkId;
+use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
+use std::borrow::Cow;
+use std::sync::{Arc, LazyLock};
 
-/// FastCDC size parameters, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// FastCDC parameters: sizes in bytes and the gear table.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkParams {
     /// No cut before this many bytes (except at the end of the data).
     pub min: usize,
@@ -16,13 +22,21 @@ pub struct ChunkParams {
     pub avg: usize,
     /// A cut is forced at this many bytes.
     pub max: usize,
+    /// The table the rolling hash draws from.
+    pub gear: Gear,
 }
 
 impl ChunkParams {
-    /// From the `[media.deduplication]` sizes in KiB.
+    /// From the `[media.deduplication]` sizes in KiB, with the public gear table.
     #[must_use]
     pub fn from_kib(min: u32, avg: u32, max: u32) -> Self {
-        Self { min: min as usize * 1024, avg: avg as usize * 1024, max: max as usize * 1024 }
+        Self { min: min as usize * 1024, avg: avg as usize * 1024, max: max as usize * 1024, gear: Gear::Public }
+    }
+
+    /// The same sizes with another gear table.
+    #[must_use]
+    pub fn with_gear(self, gear: Gear) -> Self {
+        Self { gear, ..self }
     }
 }
 
@@ -32,14 +46,84 @@ impl Default for ChunkParams {
     }
 }
 
+/// The gear table of FastCDC's rolling hash, which decides where chunks are cut.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Gear {
+    /// The table published with FastCDC (and the `fastcdc` crate): the same for everyone.
+    #[default]
+    Public,
+    /// 256 entries drawn from a volume's secret.
+    Keyed(Arc<GearTables>),
+}
+
+/// A gear table and its left-shifted twin (FastCDC 2020, section 3.7).
+#[derive(PartialEq, Eq)]
+pub struct GearTables {
+    gear: [u64; 256],
+    gear_ls: [u64; 256],
+}
+
+/// A gear table and its shifted twin as the `fastcdc` crate hands out its own.
+type CrateTables = (Cow<'static, [u64]>, Cow<'static, [u64]>);
+static PUBLIC: LazyLock<CrateTables> = LazyLock::new(|| get_gear_with_seed(0));
+
+impl Gear {
+    /// The table of a volume whose chunker key is `key`. Format: entry `4j + k` is bytes
+    /// `8k..8k+8`, little-endian, of keyed BLAKE2b-256(key, the byte `j`), for j in 0..64.
+    ///
+    /// Every entry is independent and secret. fastcdc's own seed (`with_level_and_seed`)
+    /// only XORs the public table with one u64, which keeps the XOR of any two entries
+    /// public and leaves 64 bits to guess.
+    #[must_use]
+    pub fn keyed(key: &[u8; 32]) -> Self {
+        let mut params = blake2b_simd::Params::new();
+        params.hash_length(32).key(key);
+        let mut gear = [0u64; 256];
+        for (j, four) in gear.chunks_exact_mut(4).enumerate() {
+            let hash = params.hash(&[j as u8]);
+            for (k, entry) in four.iter_mut().enumerate() {
+                *entry = u64::from_le_bytes(hash.as_bytes()[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+            }
+        }
+        Gear::Keyed(Arc::new(GearTables { gear, gear_ls: gear.map(|g| g << 1) }))
+    }
+
+    fn tables(&self) -> (&[u64], &[u64]) {
+        match self {
+            Gear::Public => (&PUBLIC.0, &PUBLIC.1),
+            Gear::Keyed(t) => (&t.gear, &t.gear_ls),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gear {
+    // The entries are secret: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Gear::Public => "Gear::Public",
+            Gear::Keyed(_) => "Gear::Keyed",
+        })
+    }
+}
+
 /// Lengths of the chunks that `data` splits into.
 ///
 /// With `at_end == false` the data is a prefix of a longer stream: the last piece is not
 /// returned, because more data could move its cut point. Every returned length is final.
 #[must_use]
-pub fn cut_points(data: &[u8], params: ChunkParams, at_end: bool) -> Vec<usize> {
-    let mut lengths: Vec<usize> =
-        fastcdc::v2020::FastCDC::new(data, params.min, params.avg, params.max).map(|c| c.length).collect();
+pub fn cut_points(data: &[u8], params: &ChunkParams, at_end: bool) -> Vec<usize> {
+    // The scan of `fastcdc::v2020::FastCDC`, which cannot take a table of its own.
+    let (gear, gear_ls) = params.gear.tables();
+    let (mask_s, mask_l) = select_masks(params.avg, Normalization::Level1);
+    let mut lengths = Vec::with_capacity(data.len() / params.avg + 1);
+    let mut start = 0;
+    while start < data.len() {
+        let rest = &data[start..];
+        let (_, len) =
+            cut_gear(rest, params.min, params.avg, params.max, mask_s, mask_l, mask_s << 1, mask_l << 1, gear, gear_ls);
+        lengths.push(len);
+        start += len;
+    }
     if !at_end {
         lengths.pop();
     }
@@ -95,7 +179,7 @@ mod tests {
     fn chunks_cover_the_data_within_bounds() {
         let data = stream(7, 32 << 20);
         let p = ChunkParams::default();
-        let lens = cut_points(&data, p, true);
+        let lens = cut_points(&data, &p, true);
         assert_eq!(lens.iter().sum::<usize>(), data.len());
         for l in &lens[..lens.len() - 1] {
             assert!((p.min..=p.max).contains(l), "chunk of {l} bytes");
@@ -109,7 +193,7 @@ mod tests {
     #[test]
     fn golden_boundaries() {
         let data = stream(42, 32 << 20);
-        let lens = cut_points(&data, ChunkParams::default(), true);
+        let lens = cut_points(&data, &ChunkParams::default(), true);
         let hasher = ChunkHasher::new([7; 32]);
         let first = hasher.id(&data[..lens[0]]);
         assert_eq!(lens.len(), GOLDEN_COUNT, "chunk count changed");
@@ -123,10 +207,57 @@ mod tests {
     #[test]
     fn prefix_cuts_are_final() {
         let data = stream(3, 12 << 20);
-        let p = ChunkParams::default();
-        let whole = cut_points(&data, p, true);
-        let prefix = cut_points(&data[..7 << 20], p, false);
-        assert_eq!(&whole[..prefix.len()], &prefix[..]);
+        for p in [ChunkParams::default(), ChunkParams::default().with_gear(Gear::keyed(&[5; 32]))] {
+            let whole = cut_points(&data, &p, true);
+            let prefix = cut_points(&data[..7 << 20], &p, false);
+            assert_eq!(&whole[..prefix.len()], &prefix[..]);
+        }
+    }
+
+    /// The boundaries of a keyed volume are pinned too (key `[5; 32]`): a change of the
+    /// table's derivation would stop dedup against everything such volumes hold.
+    #[test]
+    fn golden_keyed_boundaries() {
+        let data = stream(42, 32 << 20);
+        let p = ChunkParams::default().with_gear(Gear::keyed(&[5; 32]));
+        let lens = cut_points(&data, &p, true);
+        assert_eq!(lens.len(), GOLDEN_KEYED_COUNT, "chunk count changed");
+        assert_eq!(&lens[..4], &GOLDEN_KEYED_FIRST_LENS, "chunk boundaries changed");
+        let Gear::Keyed(t) = &p.gear else { unreachable!() };
+        // Entries 0 and 255, from keyed BLAKE2b computed independently (Python's hashlib).
+        assert_eq!((t.gear[0], t.gear[255]), (0x8773_e50e_445d_0015, 0xb6be_5778_6cd0_1b57));
+        assert!(t.gear.iter().zip(&t.gear_ls).all(|(g, ls)| *ls == g << 1));
+    }
+    const GOLDEN_KEYED_COUNT: usize = 28;
+    const GOLDEN_KEYED_FIRST_LENS: [usize; 4] = [665_228, 1_305_567, 3_297_008, 303_957];
+
+    /// Set of chunk end offsets.
+    fn ends(data: &[u8], p: &ChunkParams) -> std::collections::HashSet<usize> {
+        cut_points(data, p, true)
+            .iter()
+            .scan(0, |s, l| {
+                *s += l;
+                Some(*s)
+            })
+            .collect()
+    }
+
+    /// The point of keying: two volumes (and the public table) cut the same data at
+    /// different places, so a chunk-size sequence says nothing without the key. Within one
+    /// key, the same data cuts the same way (dedup).
+    #[test]
+    fn different_keys_cut_the_same_data_differently() {
+        let data = stream(9, 8 << 20);
+        let sizes = ChunkParams::from_kib(16, 64, 256);
+        let public = ends(&data, &sizes);
+        let a = ends(&data, &sizes.clone().with_gear(Gear::keyed(&[1; 32])));
+        let b = ends(&data, &sizes.clone().with_gear(Gear::keyed(&[2; 32])));
+        assert_eq!(a, ends(&data, &sizes.clone().with_gear(Gear::keyed(&[1; 32]))));
+        for (x, y, what) in [(&a, &b, "two keys"), (&a, &public, "key and public table")] {
+            let shared = x.intersection(y).count();
+            // Of about 128 cut points a few coincide by chance; the end of the data always does.
+            assert!(shared * 10 < x.len(), "{what}: {shared} of {} cut points shared", x.len());
+        }
     }
 
     #[test]
@@ -142,13 +273,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(24))]
         /// An insertion changes only the chunks near it: the cut points after it come back.
         #[test]
-        fn boundaries_resynchronise_after_insertion(seed: u64, at in 0usize..(6 << 20), insert in proptest::collection::vec(any::<u8>(), 1..5000)) {
+        fn boundaries_resynchronise_after_insertion(seed: u64, at in 0usize..(6 << 20), insert in proptest::collection::vec(any::<u8>(), 1..5000), keyed: bool) {
             let p = ChunkParams::from_kib(16, 64, 256);
+            let p = if keyed { p.with_gear(Gear::keyed(&[seed as u8; 32])) } else { p };
             let data = stream(seed, 8 << 20);
             let mut edited = data[..at].to_vec();
             edited.extend_from_slice(&insert);
             edited.extend_from_slice(&data[at..]);
-            let ends = |d: &[u8]| cut_points(d, p, true).iter().scan(0, |s, l| { *s += l; Some(*s) }).collect::<Vec<_>>();
+            let ends = |d: &[u8]| cut_points(d, &p, true).iter().scan(0, |s, l| { *s += l; Some(*s) }).collect::<Vec<_>>();
             let before: std::collections::HashSet<usize> = ends(&data).into_iter().filter(|e| *e > at + 2 * p.max).collect();
             let after: std::collections::HashSet<usize> = ends(&edited).into_iter().map(|e| e - insert.len()).filter(|e| *e > at + 2 * p.max).collect();
             let common = before.intersection(&after).count();

@@ -102,7 +102,7 @@ fn settings(remote: &Remote, o: &TransferArgs) -> Settings {
         .and_then(|mut r| r.body_mut().read_to_string().ok())
         .and_then(|t| serde_json::from_str::<crate::http::TransferInfo>(&t).ok());
     let mut s = match server {
-        Some(info) => Settings::from_config(&info.chunking, info.cdc_kib),
+        Some(info) => Settings { chunker_key: info.chunker_key, ..Settings::from_config(&info.chunking, info.cdc_kib) },
         None => {
             let mut s = Settings::from_config(&crate::config::Chunking::default(), [256, 1024, 4096]);
             s.delta = false;

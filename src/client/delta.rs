@@ -3,7 +3,7 @@
 
 use super::http::{check, Remote, Retry};
 use super::Settings;
-use crate::chunk::{cut_points, ChunkParams};
+use crate::chunk::{cut_points, ChunkParams, Gear};
 use serde::Deserialize;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -25,11 +25,11 @@ struct Plan {
 
 /// The file cut exactly as the volume would cut it, streaming: FastCDC over a buffer that
 /// keeps the undecided tail, each chunk hashed with plain BLAKE2b-256.
-fn manifest(path: &Path, params: ChunkParams) -> std::io::Result<Vec<Chunk>> {
+fn manifest(path: &Path, params: &ChunkParams) -> std::io::Result<Vec<Chunk>> {
     manifest_in_blocks(path, params, 16 << 20)
 }
 
-fn manifest_in_blocks(path: &Path, params: ChunkParams, block: usize) -> std::io::Result<Vec<Chunk>> {
+fn manifest_in_blocks(path: &Path, params: &ChunkParams, block: usize) -> std::io::Result<Vec<Chunk>> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
     let mut out = Vec::new();
@@ -83,8 +83,15 @@ pub fn push(
     if !exists {
         return Ok(None);
     }
-    let params = ChunkParams::from_kib(cdc_kib[0], cdc_kib[1], cdc_kib[2]);
-    let chunks = manifest(local, params)?;
+    // A volume with keyed boundaries gives its key to clients that may write; without it
+    // the manifest would be cut elsewhere and nothing would be reused.
+    let gear = match s.chunker_key.as_deref().map(|k| crate::ids::unhex(k).and_then(|b| <[u8; 32]>::try_from(b).ok())) {
+        None => Gear::Public,
+        Some(Some(key)) => Gear::keyed(&key),
+        Some(None) => anyhow::bail!("the server sent a malformed chunker key"),
+    };
+    let params = ChunkParams::from_kib(cdc_kib[0], cdc_kib[1], cdc_kib[2]).with_gear(gear);
+    let chunks = manifest(local, &params)?;
     let body = serde_json::json!({
         "target": target,
         "base": base,
@@ -153,12 +160,15 @@ mod tests {
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let params = crate::chunk::ChunkParams::from_kib(16, 64, 256);
-        let whole = crate::chunk::cut_points(&data, params, true);
-        // Read in small blocks, so that cuts are decided across block boundaries.
-        for block in [100_000, 1 << 20, 16 << 20] {
-            let m = super::manifest_in_blocks(&path, params, block).unwrap();
-            assert_eq!(m.iter().map(|c| c.len as usize).collect::<Vec<_>>(), whole, "block {block}");
+        let public = crate::chunk::ChunkParams::from_kib(16, 64, 256);
+        let keyed = public.clone().with_gear(super::Gear::keyed(&[4; 32]));
+        for params in [public, keyed] {
+            let whole = crate::chunk::cut_points(&data, &params, true);
+            // Read in small blocks, so that cuts are decided across block boundaries.
+            for block in [100_000, 1 << 20, 16 << 20] {
+                let m = super::manifest_in_blocks(&path, &params, block).unwrap();
+                assert_eq!(m.iter().map(|c| c.len as usize).collect::<Vec<_>>(), whole, "block {block}");
+            }
         }
     }
 }

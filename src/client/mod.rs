@@ -32,6 +32,8 @@ pub struct Settings {
     pub base: Option<String>,
     /// The volume's FastCDC sizes in KiB, for delta manifests.
     pub cdc_kib: [u32; 3],
+    /// The volume's chunker key (hex), for delta manifests of a volume with keyed boundaries.
+    pub chunker_key: Option<String>,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
             delta: true,
             base: None,
             cdc_kib,
+            chunker_key: None,
         }
     }
 }

@@ -47,6 +47,7 @@ impl DataKey {
             chunk_id: *self.derive(Purpose::ChunkId),
             meta_seal: SealKey::new(&self.derive(Purpose::MetaSeal)),
             name_hash: self.derive(Purpose::NameHash),
+            chunker: self.derive(Purpose::ChunkerGear),
         }
     }
 }
@@ -66,6 +67,8 @@ pub enum Purpose {
     HeaderMac,
     /// Seals the keyring (root and older epoch keys) under the current epoch key.
     Keyring,
+    /// Draws the gear table that places chunk boundaries (`chunk::Gear::keyed`).
+    ChunkerGear,
 }
 
 impl Purpose {
@@ -77,6 +80,7 @@ impl Purpose {
             Purpose::NameHash => "nanofs/v1/name-hash",
             Purpose::HeaderMac => "nanofs/v1/header-mac",
             Purpose::Keyring => "nanofs/v1/keyring",
+            Purpose::ChunkerGear => "nanofs/v1/chunker-gear",
         }
     }
 }
@@ -209,6 +213,10 @@ pub struct Subkeys {
     pub meta_seal: SealKey,
     /// Keys `name_hash`.
     pub name_hash: Zeroizing<[u8; 32]>,
+    /// Draws the gear table of volumes with keyed chunk boundaries. From the root key, like
+    /// the chunk-id key, so rotation and rekeying never move a boundary (which would stop
+    /// new data from deduplicating against old).
+    pub chunker: Zeroizing<[u8; 32]>,
 }
 
 impl Drop for Subkeys {
@@ -252,11 +260,32 @@ mod tests {
             Purpose::NameHash,
             Purpose::HeaderMac,
             Purpose::Keyring,
+            Purpose::ChunkerGear,
         ];
         let derived: std::collections::HashSet<[u8; 32]> = labels.iter().map(|p| *k.derive(*p)).collect();
         assert_eq!(derived.len(), labels.len());
         let other = DataKey::from_bytes(Zeroizing::new([8; 32]));
         assert_ne!(*k.derive(Purpose::ChunkId), *other.derive(Purpose::ChunkId));
+    }
+
+    /// The purpose labels are part of the format: every subkey of key `[9; 32]` pinned to
+    /// keyed BLAKE2b-256 of its label (computed independently, with Python's hashlib).
+    #[test]
+    fn subkeys_are_pinned() {
+        let k = DataKey::from_bytes(Zeroizing::new([9; 32]));
+        let pinned = [
+            (Purpose::ChunkId, "cbd040039505b29bc6cbc438c56e3dfbb382228a5dadc498f09a40816d58c2cc"),
+            (Purpose::ChunkSeal, "95c834ab991c86662c899900f92e342c333fe8ee76d667c66b7ccedb3e854eeb"),
+            (Purpose::MetaSeal, "f86ec54d6ca65439d7ff8d685a1d7e532e9134c9dc2afe044fa948253ad3d523"),
+            (Purpose::NameHash, "e666f22720c89f53d8aeb4f5856492a535816aa0c9138368f3238dcff3359127"),
+            (Purpose::HeaderMac, "a4ad464ac2e965dca20eb1ed37d23f29bb792807f8a504619fe86ef627401bf8"),
+            (Purpose::Keyring, "fa3e2a6c33bf227b3ee4d873aea2c692f615baa2ccfdf5f6035cf078470eb05f"),
+            (Purpose::ChunkerGear, "9e120696aa70fb660f441f52ed3427b11b7ef14942847da45543ec88bd75b04b"),
+        ];
+        for (purpose, hex) in pinned {
+            assert_eq!(crate::ids::hex(k.derive(purpose).as_ref()), hex, "{purpose:?}");
+        }
+        assert_eq!(crate::ids::hex(&k.subkeys().name_hash(b"photos")), "d0205eeb44a26b9ee864d975481bc97b");
     }
 
     #[test]
@@ -280,5 +309,9 @@ mod tests {
         assert!(matches!(Keyring::open(1, old, Some(&sealed), b"ctx"), Err(Error::Auth)));
         ring.forget(&[0, 1]);
         assert_eq!(ring.epochs(), vec![1]);
+        // What places chunk boundaries and names chunks survives rotation and forgetting.
+        let first_ring = DataKey::from_bytes(Zeroizing::new(root)).subkeys();
+        assert_eq!(*ring.root().subkeys().chunker, *first_ring.chunker);
+        assert_eq!(ring.root().subkeys().chunk_id, first_ring.chunk_id);
     }
 }

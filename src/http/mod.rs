@@ -208,6 +208,10 @@ pub struct TransferInfo {
     pub chunking: crate::config::Chunking,
     /// FastCDC sizes in KiB (min, avg, max), for delta manifests.
     pub cdc_kib: [u32; 3],
+    /// The key of the volume's gear table (hex), for delta manifests: only to a token that
+    /// may write, and absent for a volume with FastCDC's public table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunker_key: Option<String>,
 }
 
 /// `GET /api/transfer`.
@@ -215,12 +219,19 @@ async fn transfer_settings(
     axum::extract::State(state): axum::extract::State<Arc<Sidecar>>,
     headers: axum::http::HeaderMap,
 ) -> ApiResult<axum::Json<TransferInfo>> {
-    auth::authenticate(&state, &headers).await?;
+    let token = auth::authenticate(&state, &headers).await?;
     let c = state.vol.config();
     let d = &c.media.deduplication;
     Ok(axum::Json(TransferInfo {
         chunking: c.media.chunking.clone(),
         cdc_kib: [d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb],
+        // It protects the boundaries from whoever holds a copy of the volume, not from
+        // someone who may write to it (who could probe them with chosen data anyway).
+        chunker_key: token
+            .allow
+            .contains(&crate::volume::Permission::Write)
+            .then(|| state.vol.chunker_key_hex())
+            .flatten(),
     }))
 }
 

@@ -26,3 +26,20 @@ pub const META_UPLOADS_DIR: &[u8] = b"uploads_dir";
 
 /// `meta` key of the inode of the hidden thumbnails directory (u64 BE), once made.
 pub const META_THUMBNAILS_DIR: &[u8] = b"thumbnails_dir";
+
+/// `meta` key: how chunk boundaries are placed, u32 BE. Absent in volumes made before
+/// keyed chunking, which keep FastCDC's public gear table (so that new data still
+/// deduplicates against theirs); `CHUNKER_KEYED` in every volume made since.
+pub const META_CHUNKER: &[u8] = b"chunker";
+/// `meta/chunker` value: FastCDC with the gear table drawn from the root key's chunker subkey.
+pub const CHUNKER_KEYED: u32 = 1;
+
+/// `meta` key prefix of inconsistencies a change met and could not fix on its own; `check`
+/// reports each and `check --repair` deletes it after recounting.
+pub const META_ANOMALY: &[u8] = b"anomaly/";
+/// `meta` key: space counters that a change would have taken below zero (value: their
+/// names, comma-separated); they were kept at zero.
+pub const META_ANOMALY_SPACE: &[u8] = b"anomaly/space";
+/// `meta` key prefix: `"anomaly/refs/" + chunk id [32]`, a reference count that a change
+/// would have taken below zero (value: that count, i64 BE); it was kept at zero.
+pub const META_ANOMALY_REFS: &[u8] = b"anomaly/refs/";

@@ -193,6 +193,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn hex(b: &[u8]) -> String {
+        crate::ids::hex(b)
+    }
+
+    /// The key layouts are the on-disk format (docs/format.md): a change that moved a byte
+    /// would make every existing volume unreadable, so each is pinned to its bytes.
+    #[test]
+    fn key_layouts_are_pinned() {
+        assert_eq!(hex(&ino_key(Ino(0x0102_0304_0506_0708))), "0102030405060708");
+        let hash: [u8; 16] = std::array::from_fn(|i| 0xa0 + i as u8);
+        assert_eq!(hex(&named_key(Ino(2), &hash)), "0000000000000002a0a1a2a3a4a5a6a7a8a9aaabacadaeaf");
+        assert_eq!(hex(&extent_key(Ino(5), 0x1122_3344_5566_7788)), "00000000000000051122334455667788");
+        assert_eq!(extent_offset(&extent_key(Ino(5), 0x1122_3344_5566_7788)), 0x1122_3344_5566_7788);
+    }
+
+    #[test]
+    fn value_encodings_are_pinned() {
+        let inline = RefRecord { count: 3, stored_len: 0x0102_0304, plain_len: 0x0506_0708, location: None };
+        assert_eq!(hex(&inline.encode()), "00000000000000030102030405060708");
+        let packed = RefRecord { location: Some(Location { pack: 9, offset: 0x0a0b_0c0d, len: 0x10 }), ..inline };
+        assert_eq!(hex(&packed.encode()), "0000000000000003010203040506070800000009000000000a0b0c0d00000010");
+        assert_eq!(RefRecord::decode(&packed.encode()), Some(packed));
+        let space =
+            SpaceCounters { logical_bytes: 1, unique_bytes: 2, stored_bytes: 3, chunks: 4, reclaimable_bytes: 5 };
+        assert_eq!(
+            hex(&space.encode()),
+            "0000000000000001000000000000000200000000000000030000000000000004\
+             0000000000000005"
+        );
+    }
+
     proptest! {
         #[test]
         fn extent_keys_order_by_inode_then_offset(a: u64, b: u64, x: u64, y: u64) {

@@ -668,6 +668,46 @@ mod tests {
         assert_eq!(c.open(&id, &s[..10]).err(), Some(OpenError::Malformed));
     }
 
+    /// A fixed keyring (epoch 0, key `[7; 32]`) so that envelopes made by an earlier build
+    /// can be opened.
+    fn golden_codec() -> ChunkCodec {
+        let key = crate::crypto::keys::DataKey::from_bytes(zeroize::Zeroizing::new([7; 32]));
+        let ring = crate::crypto::keys::Keyring::open(0, key, None, b"").unwrap();
+        ChunkCodec::new(ChunkHasher::new([1; 32]), &ring, Compression::Auto, 3)
+    }
+
+    /// Envelopes of format 1, one raw and one zstd, sealed by an earlier build: the
+    /// header bytes (version, epoch), the AEAD layout, the associated data and both codecs
+    /// stay readable.
+    #[test]
+    fn envelopes_of_format_1_open() {
+        let c = golden_codec();
+        let raw = b"golden chunk, stored raw";
+        let zstd = b"golden chunk, compressed with zstd. ".repeat(40);
+        for (plain, golden, codec) in [(&raw[..], GOLDEN_RAW, CODEC_RAW), (&zstd[..], GOLDEN_ZSTD, CODEC_ZSTD)] {
+            let envelope = crate::ids::unhex(golden).unwrap();
+            assert_eq!(&envelope[..5], &[ENVELOPE_VERSION, 0, 0, 0, 0], "version 1, epoch 0");
+            let id = c.id(plain);
+            assert_eq!(&*c.open(&id, &envelope).unwrap(), plain);
+            // The codec byte is the first byte of the sealed payload.
+            let key = crate::crypto::aead::SealKey::new(
+                &crate::crypto::keys::DataKey::from_bytes(zeroize::Zeroizing::new([7; 32]))
+                    .derive(crate::crypto::keys::Purpose::ChunkSeal),
+            );
+            assert_eq!(key.open(&aad(1, 0, &id), &envelope[5..]).unwrap()[0], codec);
+        }
+        assert_eq!(ENVELOPE_OVERHEAD, 46);
+        let ad = crate::ids::hex(&aad(1, 0x0102_0304, &ChunkId([0xab; 32])));
+        assert_eq!(ad, format!("0101020304{}", "ab".repeat(32)), "version | epoch | chunk id");
+    }
+    const GOLDEN_RAW: &str = "\
+        0100000000bbede9bc46cc524b83df256e863fd7fd5fa4b84a31944a9f5746dc7e0381e32d20c46b9c392a8c9f610e77\
+        ae1be99089d78f96d040b8865655e2bc226ea5b0bc77";
+    const GOLDEN_ZSTD: &str = "\
+        0100000000b462608d656a1a09781ba56de51f4a80e1c3252c9ac882e2601df953081e4bd2ebe6486d7e60703433971b\
+        95bf4cdffae3eff2a2f0344348e1ba4e182bfb402569abb406cc798113135720a8cedabf01fe8768c5eedb960466d4d9\
+        4de737f06e";
+
     #[test]
     fn cache_stays_within_budget() {
         let cache = ChunkCache::new(10);

@@ -443,7 +443,7 @@ impl Volume {
 
     /// Hands the final chunks of the window's tail to the worker pool.
     fn stream(&self, w: &mut Window) -> Result<()> {
-        let lens = cut_points(&w.tail, self.params, false);
+        let lens = cut_points(&w.tail, &self.params, false);
         let consumed: usize = lens.iter().sum();
         if consumed == 0 {
             return Ok(());
@@ -515,7 +515,7 @@ impl Volume {
                 w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
             }
         }
-        let lens = cut_points(&w.tail, self.params, true);
+        let lens = cut_points(&w.tail, &self.params, true);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
         let pinned: Vec<ChunkId> =
             w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();

@@ -442,6 +442,22 @@ mod tests {
         assert!(matches!(h.unlock(&pass("other")), Err(Error::WrongPassphrase)));
     }
 
+    /// A header written by an earlier build (Argon2id at test cost, passphrase "pw", one
+    /// rotation, so it has a keyring): the JSON layout, the slot and keyring contexts, the
+    /// key wrapping and the MAC all stay readable, and yield the same keys.
+    #[test]
+    fn a_header_of_version_1_unlocks() {
+        let h: Header = serde_json::from_str(GOLDEN_HEADER).unwrap();
+        let (keys, slot) = h.unlock(&pass("pw")).unwrap();
+        assert_eq!((slot, keys.current_epoch(), keys.epochs()), (0, 1, vec![0, 1]));
+        assert_eq!(hex(keys.root().expose()), GOLDEN_ROOT);
+        assert_eq!(hex(keys.current_key().expose()), GOLDEN_EPOCH_1);
+        assert!(matches!(h.unlock(&pass("pW")), Err(Error::WrongPassphrase)));
+    }
+    const GOLDEN_HEADER: &str = r#"{"magic":"nanofs-volume","version":1,"volume_id":"10f62cb49fca2a045d20128768a3066d","created":1796464026,"epoch":1,"keyring":"c0fe24c0ba4188fa9df7727edbdeaa7b1fb68ee2114e48787f585a0e9a79f5653dd09f5cbf948fa90b7086ba330d4e19f14ae7961654bf275e53d1b91a8d850395bd919c92051896ce143e96fc459d58814fa7b886cc7cfedbe882d74451c30342afce57f845236dd1887fad6b69a0f2","slots":[{"kind":"passphrase","id":0,"argon2":{"m_kib":256,"t":1,"p":1},"salt":"38e0cd150b3eb1e735ed673711109dcd","wrapped_key":"75ff5045bd1c73b0814f8ac5b3acc58b3a615cd82b88b4fde3fee4bc74a56b3fd8404a3c37665219b4de102f939f8e4ddab4859d2cf1c4a006cf4fb6f52ab411fa6e5d793d60c8fd"}],"mac":"1151e3082a74cf2fd1867242759792e91d49912b299862a9a14070b04ca72392"}"#;
+    const GOLDEN_ROOT: &str = "45ac0f1f76e43ae2bc338acaa58d1e6418f60f8ab6ccc00867ab851431b0656e";
+    const GOLDEN_EPOCH_1: &str = "b0ddda2bc66a38c6515969db6a6980e907af01d1d7fa6f6e3f1debd8bc67b222";
+
     #[test]
     fn foreign_directory_is_named() {
         let dir = tempfile::tempdir().unwrap();

@@ -48,14 +48,14 @@ pub use tokens::{normalise_prefix, Permission, TokenInfo, TokenRefusal, TOKEN_PR
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs, NAME_MAX};
 pub use uploads::{plain_hash, Piece, UploadState};
 
-use crate::chunk::{ChunkHasher, ChunkParams};
+use crate::chunk::{ChunkHasher, ChunkParams, Gear};
 use crate::config::{Config, CONFIG_FILE};
 use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{Keyring, Subkeys};
 use crate::ids::Ino;
 use crate::store::format::{
-    FORMAT_OLDEST, FORMAT_VERSION, META_CLEAN, META_FORMAT, META_NEXT_INO, META_SNAPSHOTS_DIR, META_SPACE,
-    META_UPLOADS_DIR,
+    CHUNKER_KEYED, FORMAT_OLDEST, FORMAT_VERSION, META_CHUNKER, META_CLEAN, META_FORMAT, META_NEXT_INO,
+    META_SNAPSHOTS_DIR, META_SPACE, META_UPLOADS_DIR,
 };
 use crate::store::keys::{self, SpaceCounters};
 use crate::store::{Cf, OpenMode, Store};
@@ -181,6 +181,7 @@ impl Volume {
         let root_key = keys::ino_key(Ino::ROOT);
         batch.put(Cf::Inodes, &root_key, &meta.seal(Cf::Inodes.name(), &root_key, &root.encode()));
         batch.put(Cf::Meta, META_FORMAT, &FORMAT_VERSION.to_be_bytes());
+        batch.put(Cf::Meta, META_CHUNKER, &CHUNKER_KEYED.to_be_bytes());
         batch.put(Cf::Meta, META_NEXT_INO, &2u64.to_be_bytes());
         batch.put(Cf::Meta, META_SPACE, &SpaceCounters::default().encode());
         batch.put(Cf::Meta, META_CLEAN, &[]);
@@ -222,6 +223,11 @@ impl Volume {
             .and_then(|v| SpaceCounters::decode(&v))
             .ok_or_else(|| Error::CorruptMeta("space counters missing".into()))?;
         let keys = keyring.root().subkeys();
+        let gear = match store.get(Cf::Meta, META_CHUNKER)?.as_deref() {
+            None => Gear::Public,
+            Some(v) if v == CHUNKER_KEYED.to_be_bytes() => Gear::keyed(&keys.chunker),
+            Some(v) => return Err(Error::NotAVolume(format!("unknown chunker {}", crate::ids::hex(v)))),
+        };
         let d = &config.media.deduplication;
         let codec = ChunkCodec::new(
             ChunkHasher::new(keys.chunk_id),
@@ -237,7 +243,8 @@ impl Volume {
             chunks: Arc::new(chunks::Chunks::new(store.clone(), codec, ChunkCache::new(cache_mb as usize * (1 << 20)))),
             store,
             keys,
-            params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb),
+            params: ChunkParams::from_kib(d.min_chunk_size_kb, d.avg_chunk_size_kb, d.max_chunk_size_kb)
+                .with_gear(gear),
             window_limit: u64::from(config.storage.write_window_mb) << 20,
             read_only: opts.read_only,
             txn_state: Mutex::new(TxnState { next_ino, space }),
@@ -291,6 +298,14 @@ impl Volume {
     #[must_use]
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The secret that places chunk boundaries, hex; `None` for a volume that uses FastCDC's
+    /// public table. A transfer client that may write needs it to cut a delta push where
+    /// the volume cuts.
+    #[must_use]
+    pub fn chunker_key_hex(&self) -> Option<String> {
+        matches!(self.params.gear, Gear::Keyed(_)).then(|| crate::ids::hex(self.keys.chunker.as_ref()))
     }
 
     /// Whether the volume refuses changes.

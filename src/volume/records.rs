@@ -319,6 +319,52 @@ mod tests {
         }
     }
 
+    /// The record layouts of docs/format.md, byte for byte (expected values computed from
+    /// the table there, not from this code): existing volumes hold these bytes.
+    #[test]
+    fn record_encodings_are_pinned() {
+        let t = |secs, nanos| Timestamp { secs, nanos };
+        let inode = Inode {
+            kind: Kind::File,
+            perm: 0o4755,
+            uid: 1000,
+            gid: 100,
+            nlink: 2,
+            rdev: 0,
+            size: 0x01_0203_0405,
+            allocated: 0x1000,
+            parent: 0,
+            atime: t(1, 2),
+            mtime: t(-1, 999_999_999),
+            ctime: t(1_764_108_000, 500),
+            crtime: t(0, 0),
+            frozen: true,
+        };
+        let expected = "0101800009ed000003e80000006400000002000000000000000102030405000000000000100000000000\
+                        00000000000000000000000100000002ffffffffffffffff3b9ac9ff00000000692626e0000001f40000\
+                        00000000000000000000";
+        assert_eq!(crate::ids::hex(&inode.encode()), expected);
+        assert_eq!(Inode::decode(&inode.encode()).unwrap(), inode);
+        let dirent = DirentRecord { ino: Ino(7), kind: Kind::Dir, name: b"photos".to_vec() };
+        assert_eq!(crate::ids::hex(&dirent.encode()), "00000000000000070270686f746f73");
+        assert_eq!(crate::ids::hex(&encode_xattr(b"user.comment", b"v1")), "000c757365722e636f6d6d656e747631");
+        assert_eq!(crate::ids::hex(&aad("inodes", &2u64.to_be_bytes())), "696e6f646573000000000000000002");
+    }
+
+    /// A record sealed by an earlier build (key `[3; 32]`) still opens: pins the AEAD, the
+    /// nonce/tag layout and the associated data together.
+    #[test]
+    fn a_sealed_record_of_format_1_opens() {
+        let s = MetaSealer::new(SealKey::new(&[3; 32]));
+        let sealed = crate::ids::unhex(GOLDEN_SEALED_DIRENT).unwrap();
+        let plain = s.open("dirents", &GOLDEN_DIRENT_KEY, &sealed).unwrap();
+        assert_eq!(DirentRecord::decode(&plain).unwrap().name, b"photos");
+    }
+    const GOLDEN_DIRENT_KEY: [u8; 24] = [0, 0, 0, 0, 0, 0, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9];
+    const GOLDEN_SEALED_DIRENT: &str =
+        "525bb2fb1248773e79db732b2b2a7d1eb807223aa19a0d460c62d7178dc233a84332307d0a53d17a3ed848e40dc37133\
+                                        bdebcfffd7d064";
+
     #[test]
     fn record_moved_to_another_key_fails() {
         let s = MetaSealer::new(SealKey::new(&[3; 32]));

@@ -12,7 +12,7 @@ use super::observer;
 use super::records::{DirentRecord, Inode};
 use super::Volume;
 use crate::ids::{ChunkId, Ino};
-use crate::store::format::{META_NEXT_INO, META_SPACE};
+use crate::store::format::{META_ANOMALY_REFS, META_ANOMALY_SPACE, META_NEXT_INO, META_SPACE};
 use crate::store::keys::{self, ExtentValue, RefRecord, SpaceCounters};
 use crate::store::packs::Location;
 use crate::store::{Batch, Cf, Durability};
@@ -225,8 +225,20 @@ impl<'a> Txn<'a> {
     }
 
     /// Applies the change atomically.
+    ///
+    /// A count that would go below zero means the records disagree already (a corrupt
+    /// volume or a bug): it is kept at zero, logged, and recorded under `meta/anomaly/`, so
+    /// that `check` reports it even after the change hid the disagreement; `check
+    /// --repair` recounts.
     pub fn commit(mut self, durability: Durability) -> Result<()> {
         let mut space = self.state.space;
+        let mut underflow: Vec<&str> = Vec::new();
+        let mut sub = |counter: &mut u64, by: u64, name: &'static str| {
+            *counter = counter.checked_sub(by).unwrap_or_else(|| {
+                underflow.push(name);
+                0
+            });
+        };
         for (id, d) in std::mem::take(&mut self.refs) {
             let old = match self.vol.store.get(Cf::Refs, &id.0)? {
                 Some(v) => {
@@ -248,7 +260,8 @@ impl<'a> Txn<'a> {
             let was_live = rec.count > 0;
             let count = rec.count as i64 + d.delta;
             if count < 0 {
-                tracing::error!(chunk = %id, count, "reference count would go negative; clamped to 0");
+                tracing::error!(chunk = %id, count, "corrupt reference count: it would go below zero; kept at 0, run `nanofs check --repair`");
+                self.batch.put(Cf::Meta, &[META_ANOMALY_REFS, &id.0[..]].concat(), &count.to_be_bytes());
             }
             rec.count = count.max(0) as u64;
             match (was_live, rec.count > 0) {
@@ -259,17 +272,24 @@ impl<'a> Txn<'a> {
                     space.reclaimable_bytes = space.reclaimable_bytes.saturating_sub(u64::from(rec.stored_len));
                 }
                 (true, false) => {
-                    space.chunks -= 1;
-                    space.unique_bytes -= u64::from(rec.plain_len);
-                    space.stored_bytes -= u64::from(rec.stored_len);
+                    sub(&mut space.chunks, 1, "chunks");
+                    sub(&mut space.unique_bytes, u64::from(rec.plain_len), "unique_bytes");
+                    sub(&mut space.stored_bytes, u64::from(rec.stored_len), "stored_bytes");
                     space.reclaimable_bytes += u64::from(rec.stored_len);
                 }
                 _ => {}
             }
             self.batch.put(Cf::Refs, &id.0, &rec.encode());
         }
-        space.logical_bytes = (space.logical_bytes as i64 + self.logical).max(0) as u64;
+        match space.logical_bytes.checked_add_signed(self.logical) {
+            Some(n) => space.logical_bytes = n,
+            None => sub(&mut space.logical_bytes, self.logical.unsigned_abs(), "logical_bytes"),
+        }
         space.reclaimable_bytes = space.reclaimable_bytes.saturating_sub(self.garbage_released);
+        if !underflow.is_empty() {
+            tracing::error!(counters = ?underflow, "corrupt space counters: they would go below zero; kept at 0, run `nanofs check --repair`");
+            self.batch.put(Cf::Meta, META_ANOMALY_SPACE, underflow.join(",").as_bytes());
+        }
         if let Some(s) = self.space_override {
             space = s;
         }

@@ -63,7 +63,7 @@ impl Volume {
     /// with `at_end == false` the data continues and its last piece is left out.
     #[must_use]
     pub fn cut_points(&self, data: &[u8], at_end: bool) -> Vec<usize> {
-        crate::chunk::cut_points(data, self.params, at_end)
+        crate::chunk::cut_points(data, &self.params, at_end)
     }
 
     /// A keyed hash of `secret` (a session or link secret) under a volume key, `context`

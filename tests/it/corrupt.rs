@@ -121,3 +121,43 @@ fn check_repairs_a_wrong_reference_count_and_space_counters() {
     assert_eq!(std::fs::read(m.p("a")).unwrap().len(), 5 << 20);
     m.unmount();
 }
+
+/// A change that would take a reference count or a space counter below zero keeps it at
+/// zero (no wrap, no panic) and records that: after the deletion below, the counts agree
+/// with the extents again, and only the record lets `check` tell that the volume was
+/// inconsistent. `check --repair` recounts and clears it.
+#[test]
+fn counts_taken_below_zero_are_recorded_for_check() {
+    use nanofs::store::keys::{RefRecord, SpaceCounters};
+    let v = TestVolume::new();
+    let m = v.mount();
+    write_random_file(&m.p("a"), 5, 5 << 20);
+    m.unmount();
+    let store = Store::open(&v.dir, OpenMode::ReadWrite).unwrap();
+    let (key, value) = store.scan(Cf::Refs, &[], &[]).map(|kv| kv.unwrap()).next().unwrap();
+    let mut rec = RefRecord::decode(&value).unwrap();
+    rec.count = 0;
+    let mut batch = store.batch();
+    batch.put(Cf::Refs, &key, &rec.encode());
+    batch.put(Cf::Meta, b"space", &SpaceCounters::default().encode());
+    store.commit(batch, Durability::Synced).unwrap();
+    drop(store);
+    let report = String::from_utf8_lossy(&v.run(&["check", v.path()]).stdout).into_owned();
+    assert!(report.contains("reference count 0, counted 1"), "{report}");
+
+    let m = v.mount();
+    std::fs::remove_file(m.p("a")).unwrap();
+    let log = m.log.clone();
+    m.unmount();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("corrupt reference count") && log.contains("corrupt space counters"), "{log}");
+    let out = v.run(&["check", v.path()]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    let id = ChunkIdHex(&key).to_string();
+    assert!(report.contains(&format!("chunk {id}: a change took its reference count below zero (to -1)")), "{report}");
+    assert!(report.contains("a change took space counters below zero (chunks,unique_bytes,stored_bytes"), "{report}");
+    assert!(!report.contains("reference count 0, counted"), "the deletion made the counts agree: {report}");
+    v.run_ok(&["check", v.path(), "--repair"]);
+    v.assert_clean(&["--read-data"]);
+}

@@ -112,3 +112,54 @@ fn gc_frees_the_space_of_deleted_files_but_not_of_live_ones() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     m.unmount();
 }
+
+/// Writes `data` as file `name` of the root through the engine API; returns its inode.
+fn engine_write(vol: &nanofs::volume::Volume, name: &str, data: &[u8]) -> nanofs::ids::Ino {
+    use nanofs::ids::Ino;
+    let ino = vol.create(Ino::ROOT, name.as_bytes(), nanofs::volume::Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    vol.open_file(ino, true).unwrap();
+    vol.write(ino, 0, data, false, false).unwrap();
+    vol.release(ino).unwrap();
+    ino
+}
+
+/// The plain hashes of a file's chunks: equal sets mean equal cut points.
+fn chunk_set(vol: &nanofs::volume::Volume, ino: nanofs::ids::Ino) -> std::collections::HashSet<[u8; 32]> {
+    vol.chunks_by_plain_hash(ino).unwrap().into_keys().collect()
+}
+
+/// New volumes draw their chunk boundaries from their key: two volumes cut the same data at
+/// different places, neither where FastCDC's public table would; inside one volume the
+/// same data written twice is stored once, as before.
+#[test]
+fn keyed_volumes_cut_the_same_data_differently_and_still_dedup() {
+    let data = random_bytes(21, 3 << 20);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut sets = Vec::new();
+    for d in &dirs {
+        let vol = small_chunk_engine_volume(&d.path().join("v"));
+        let first = engine_write(&vol, "first", &data);
+        let stored = vol.stats().unwrap().stored_bytes;
+        let second = engine_write(&vol, "second", &data);
+        assert_eq!(vol.stats().unwrap().stored_bytes, stored, "the second copy stores nothing");
+        assert_eq!(chunk_set(&vol, first), chunk_set(&vol, second));
+        sets.push(chunk_set(&vol, first));
+        vol.close().unwrap();
+    }
+    let public: std::collections::HashSet<[u8; 32]> = {
+        let params = nanofs::chunk::ChunkParams::from_kib(16, 64, 256);
+        let mut at = 0;
+        nanofs::chunk::cut_points(&data, &params, true)
+            .into_iter()
+            .map(|len| {
+                at += len;
+                nanofs::volume::plain_hash(&data[at - len..at])
+            })
+            .collect()
+    };
+    assert!(sets[0].len() > 20, "{} chunks", sets[0].len());
+    for (x, y, what) in [(&sets[0], &sets[1], "two volumes"), (&sets[0], &public, "a volume and the public table")] {
+        let shared = x.intersection(y).count();
+        assert!(shared * 10 < x.len(), "{what} share {shared} of {} chunks", x.len());
+    }
+}

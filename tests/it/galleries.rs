@@ -51,13 +51,11 @@ impl World {
         Self::with_config("")
     }
 
-    pub fn with_config(extra_toml: &str) -> Self {
+    /// A world whose `nanofs.toml` is `toml` (every key left out keeps its default).
+    pub fn with_config(toml: &str) -> Self {
         let v = TestVolume::new();
-        if !extra_toml.is_empty() {
-            let cfg = v.dir.join("nanofs.toml");
-            let mut text = std::fs::read_to_string(&cfg).unwrap_or_default();
-            text.push_str(extra_toml);
-            std::fs::write(&cfg, text).unwrap();
+        if !toml.is_empty() {
+            std::fs::write(v.dir.join("nanofs.toml"), toml).unwrap();
         }
         for (name, pass) in USERS {
             let f = v.tmp.path().join(format!("{name}.pw"));
@@ -626,7 +624,7 @@ fn items_list_with_paging_sorting_media_facts_and_thumbnails() {
 
 #[test]
 fn users_create_galleries_within_their_limit() {
-    let w = World::with_config("\n[media.collaboration]\nmax_galleries_per_user = 2\n");
+    let w = World::with_config("[media.collaboration]\nmax_galleries_per_user = 2\n");
     let erin = w.login("erin");
     let a = w.call("POST", "/api/galleries", Some(&erin), Some(json!({"title": "Erin's Cats"})));
     assert_eq!(a.status, 201, "{}", String::from_utf8_lossy(&a.body));

@@ -26,9 +26,7 @@ fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vol");
     Volume::init(&dir, b"pw", Argon2Params::TEST_ONLY).unwrap();
-    let cfg = dir.join("nanofs.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}\n[media.collaboration]\nevent_log_len = 100\n")).unwrap();
+    std::fs::write(dir.join("nanofs.toml"), "[media.collaboration]\nevent_log_len = 100\n").unwrap();
     let gs = open(&dir);
     let vol = gs.volume().clone();
     gs.user_add("alice", "alice-password").unwrap();

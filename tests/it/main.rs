@@ -11,6 +11,7 @@ mod crash;
 mod dedup;
 mod enospc;
 mod fingerprints;
+mod format_compat;
 pub mod galleries;
 mod gallery_damage;
 mod gallery_log;
