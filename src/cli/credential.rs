@@ -16,7 +16,7 @@ pub const NEW_ENV: &str = "NANOFS_NEW_PASSPHRASE";
 /// `--identity FILE` when given, else the passphrase (see `passphrase`).
 pub fn get(args: &UnlockArgs) -> anyhow::Result<Credential> {
     match &args.identity {
-        Some(path) => Ok(Credential::Identity(read_identity(path)?)),
+        Some(path) => Ok(Credential::Identity(Box::new(read_identity(path)?))),
         None => Ok(Credential::Passphrase(passphrase(args, false)?)),
     }
 }

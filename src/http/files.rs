@@ -126,13 +126,17 @@ pub(super) async fn serve_file(
     }
 }
 
+/// The parts of a `multipart/byteranges` answer: each range with its part header, and
+/// the closing boundary.
+type Multipart = (Vec<(u64, u64, Vec<u8>)>, Vec<u8>);
+
 /// A response whose body streams `ranges` of `ino` (or multipart parts) from the engine,
 /// one piece at a time, read on the blocking pool.
 fn stream(
     state: &Arc<Sidecar>,
     ino: crate::Ino,
     ranges: Vec<(u64, u64)>,
-    multipart: Option<(Vec<(u64, u64, Vec<u8>)>, Vec<u8>)>,
+    multipart: Option<Multipart>,
     head: bool,
 ) -> Response {
     if head {

@@ -63,14 +63,14 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Every request but OPTIONS must speak our version.
-fn check_version(h: &HeaderMap) -> Result<(), Response> {
+/// Every request but OPTIONS must speak our version: the refusal for one that does not.
+fn version_refused(h: &HeaderMap) -> Option<Response> {
     if header(h, "tus-resumable") == Some(VERSION) {
-        return Ok(());
+        return None;
     }
     let mut r = respond(StatusCode::PRECONDITION_FAILED, vec![("tus-version", VERSION.into())]);
     r.headers_mut().remove("tus-resumable");
-    Err(r)
+    Some(r)
 }
 
 fn expires_header(at: i64) -> String {
@@ -132,7 +132,7 @@ fn id_of_url(url: &str) -> &str {
 
 /// `POST /uploads`: creation (with an optional first piece), or a final concatenation.
 pub async fn create(State(state): State<Arc<Sidecar>>, headers: HeaderMap, body: Body) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     match create_inner(&state, &headers, body).await {
@@ -314,7 +314,7 @@ async fn upload_for(state: &Arc<Sidecar>, headers: &HeaderMap, id: &str) -> ApiR
 
 /// `HEAD /uploads/<id>`: how much arrived.
 pub async fn head(State(state): State<Arc<Sidecar>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     match upload_for(&state, &headers, &id).await {
@@ -346,7 +346,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     match patch_inner(&state, &id, &headers, body).await {
@@ -547,7 +547,7 @@ async fn complete(state: &Arc<Sidecar>, headers: &HeaderMap, st: &UploadState, i
 
 /// `DELETE /uploads/<id>`: termination.
 pub async fn terminate(State(state): State<Arc<Sidecar>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
-    if let Err(r) = check_version(&headers) {
+    if let Some(r) = version_refused(&headers) {
         return r;
     }
     let result = async {

@@ -118,6 +118,9 @@ pub enum OpenMode {
     ReadOnly,
 }
 
+/// A key and its value, as RocksDB hands them out.
+pub type Pair = (Box<[u8]>, Box<[u8]>);
+
 /// The RocksDB database of one volume.
 pub struct Store {
     db: DB,
@@ -298,12 +301,7 @@ impl Store {
         Ok(keys)
     }
 
-    pub fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        start: &[u8],
-    ) -> impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>)>> + '_ {
+    pub fn scan(&self, cf: Cf, prefix: &[u8], start: &[u8]) -> impl Iterator<Item = Result<Pair>> + '_ {
         let prefix = prefix.to_vec();
         self.db
             .iterator_cf(self.cf(cf), IteratorMode::From(start, Direction::Forward))
@@ -312,7 +310,7 @@ impl Store {
     }
 
     /// The last pair with key `<= key` that still starts with `prefix`.
-    pub fn floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> Result<Option<(Box<[u8]>, Box<[u8]>)>> {
+    pub fn floor(&self, cf: Cf, prefix: &[u8], key: &[u8]) -> Result<Option<Pair>> {
         let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ReadOptions::default());
         it.seek_for_prev(key);
         if it.valid() {

@@ -34,7 +34,7 @@ pub enum AccessAcl {
 /// `tag u16 LE | perm u16 LE | id u32 LE`.
 #[must_use]
 pub fn parse_access(value: &[u8]) -> AccessAcl {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return AccessAcl::Malformed;
     }
     if u32::from_le_bytes(value[..4].try_into().expect("4 bytes")) != ACL_VERSION {

@@ -92,13 +92,15 @@ pub enum Credential {
     /// A passphrase (opens passphrase slots).
     Passphrase(Zeroizing<Vec<u8>>),
     /// A private identity (opens the slot of its recipient).
-    Identity(Identity),
+    Identity(Box<Identity>),
 }
 
 impl Credential {
     /// An identity credential from the text of an identity file.
     pub fn identity_from_text(text: &str) -> Result<Self> {
-        Identity::parse(text).map(Credential::Identity).map_err(|e| Error::NotAVolume(format!("identity: {e}")))
+        Identity::parse(text)
+            .map(|i| Credential::Identity(Box::new(i)))
+            .map_err(|e| Error::NotAVolume(format!("identity: {e}")))
     }
 
     /// The text of an identity file for an identity credential (to send to the daemon).
@@ -410,11 +412,11 @@ mod tests {
         let p = h.add_passphrase_slot(&keys, b"second", Argon2Params::TEST_ONLY).unwrap();
         assert!(matches!(h.add_recipient_slot(&keys, &alice.recipient()), Err(Error::Exists)));
         let root = *keys.root().expose();
-        for (cred, slot) in [(Credential::Identity(alice), a), (pass("second"), p), (pass("first"), 0)] {
+        for (cred, slot) in [(Credential::Identity(Box::new(alice)), a), (pass("second"), p), (pass("first"), 0)] {
             let (k, s) = h.unlock(&cred).unwrap();
             assert_eq!((*k.root().expose(), s), (root, slot));
         }
-        assert!(matches!(h.unlock(&Credential::Identity(Identity::generate())), Err(Error::WrongIdentity)));
+        assert!(matches!(h.unlock(&Credential::Identity(Box::new(Identity::generate()))), Err(Error::WrongIdentity)));
         h.remove_slot(&keys, p).unwrap();
         assert!(matches!(h.unlock(&pass("second")), Err(Error::WrongPassphrase)));
         h.remove_slot(&keys, a).unwrap();
@@ -432,7 +434,7 @@ mod tests {
         let dropped = h.rotate(&mut keys, &pass("pw"), 0).unwrap();
         assert_eq!(dropped, vec![2], "the passphrase that was not given cannot be re-wrapped");
         assert_eq!((h.epoch, keys.epochs()), (1, vec![0, 1]));
-        let (k, _) = h.unlock(&Credential::Identity(bob)).unwrap();
+        let (k, _) = h.unlock(&Credential::Identity(Box::new(bob))).unwrap();
         assert_eq!((k.root().expose(), k.current_epoch()), (keys.root().expose(), 1));
         let (k, _) = h.unlock(&pass("pw")).unwrap();
         assert_eq!(k.current_key().expose(), keys.current_key().expose());

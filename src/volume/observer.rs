@@ -15,12 +15,15 @@ use crate::ids::Ino;
 use std::cell::RefCell;
 use std::sync::Arc;
 
+/// A directory and a name in it.
+type Entry = (Ino, Vec<u8>);
+
 /// Receives `(directory, name)` of each entry changed outside the mount.
 pub type EntryObserver = Arc<dyn Fn(Ino, &[u8]) + Send + Sync>;
 
 thread_local! {
     /// Entries changed by this thread's current foreign call; `None` outside one.
-    static CHANGED: RefCell<Option<Vec<(Ino, Vec<u8>)>>> = const { RefCell::new(None) };
+    static CHANGED: RefCell<Option<Vec<Entry>>> = const { RefCell::new(None) };
 }
 
 /// Whether this thread is in a foreign call, so its changes must be noted.

@@ -146,6 +146,8 @@ impl Volume {
     }
 
     /// Creates a file, directory, device node, fifo or socket `name` in `parent`.
+    // The arguments of mknod(2) and their context, as every front-end has them.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &self,
         parent: Ino,

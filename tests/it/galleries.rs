@@ -180,7 +180,7 @@ impl Ws {
     }
 
     /// The next JSON message, or `Err(close code)` when the server closes.
-    pub fn next(&mut self) -> Result<Value, u16> {
+    pub fn receive(&mut self) -> Result<Value, u16> {
         loop {
             match self.socket.read() {
                 Ok(tungstenite::Message::Text(t)) => return Ok(serde_json::from_str(&t).unwrap()),
@@ -195,7 +195,7 @@ impl Ws {
     pub fn until(&mut self, kind: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            let m = self.next().unwrap_or_else(|code| panic!("closed ({code}) while waiting for {kind}"));
+            let m = self.receive().unwrap_or_else(|code| panic!("closed ({code}) while waiting for {kind}"));
             if m["type"] == kind {
                 return m;
             }
@@ -379,10 +379,10 @@ fn share_links_expire_are_revoked_and_close_open_streams() {
     assert_eq!(w.call("GET", "/api/galleries", Some(&ls), None).json()["galleries"].as_array().unwrap().len(), 1);
     // Revocation closes an open stream at once and stops the session.
     let mut ws = Ws::connect(&w.base, &w.g("/events"), &ls).unwrap();
-    assert_eq!(ws.next().unwrap()["type"], "hello");
+    assert_eq!(ws.receive().unwrap()["type"], "hello");
     assert_eq!(w.call("DELETE", &w.g(&format!("/links/{link_id}")), Some(&alice), None).status, 204);
     let code = loop {
-        match ws.next() {
+        match ws.receive() {
             Ok(_) => continue,
             Err(code) => break code,
         }
@@ -399,10 +399,10 @@ fn share_links_expire_are_revoked_and_close_open_streams() {
         .unwrap()
         .to_string();
     let mut ws = Ws::connect(&w.base, &w.g("/events"), &st).unwrap();
-    assert_eq!(ws.next().unwrap()["type"], "hello");
+    assert_eq!(ws.receive().unwrap()["type"], "hello");
     let t0 = Instant::now();
     let code = loop {
-        match ws.next() {
+        match ws.receive() {
             Ok(_) => continue,
             Err(code) => break code,
         }
@@ -453,7 +453,7 @@ fn events_replay_after_reconnect_and_report_mount_changes() {
     let item = item.unwrap();
     let comments = w.g(&format!("/items/{item}/comments"));
     let mut ws = Ws::connect(&w.base, &w.g("/events"), &bob).unwrap();
-    let hello = ws.next().unwrap();
+    let hello = ws.receive().unwrap();
     assert_eq!(hello["type"], "hello");
     let start = hello["seq"].as_u64().unwrap();
     w.call("POST", &comments, Some(&alice), Some(json!({"text": "first"})));
@@ -469,10 +469,10 @@ fn events_replay_after_reconnect_and_report_mount_changes() {
     w.call("POST", &w.g(&format!("/items/{item}/reactions")), Some(&alice), Some(json!({"emoji": "💖"})));
     let seen = first["seq"].as_u64().unwrap();
     let mut ws = Ws::connect(&w.base, &w.g(&format!("/events?since={seen}")), &bob).unwrap();
-    assert_eq!(ws.next().unwrap()["type"], "hello");
+    assert_eq!(ws.receive().unwrap()["type"], "hello");
     let mut got = Vec::new();
     while got.len() < 3 {
-        let m = ws.next().unwrap();
+        let m = ws.receive().unwrap();
         if m["type"] == "item.indexed" {
             continue;
         }

@@ -279,7 +279,7 @@ fn truncate_down_and_up_reads_zeros() {
 fn sparse_files_and_large_offsets() {
     let v = TestVolume::new();
     let m = v.mount();
-    let mut f = OpenOptions::new().create(true).read(true).write(true).open(m.p("sparse")).unwrap();
+    let mut f = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(m.p("sparse")).unwrap();
     let six_gib = 6u64 << 30;
     f.write_all_at(b"head", 0).unwrap();
     f.write_all_at(b"far away", six_gib).unwrap();
