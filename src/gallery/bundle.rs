@@ -502,9 +502,7 @@ impl Galleries {
         for (n, list) in &talk.reactions {
             let Some(ino) = target(n) else { continue };
             for r in list {
-                let key =
-                    [collab_prefix(ino).as_slice(), REACTION, r.emoji.as_bytes(), b"\0", r.user.as_bytes()].concat();
-                b.put(&key, r);
+                b.put(&self.reaction_key(ino, &r.emoji, &r.user), r);
             }
         }
         Ok(())

@@ -128,6 +128,13 @@ pub struct Discussion {
     pub reactions: Vec<Reaction>,
 }
 
+impl Galleries {
+    /// `gx/<ino>/r/<emoji>\0<name tag>`: one user's reaction, counted by its prefix.
+    pub(crate) fn reaction_key(&self, ino: Ino, emoji: &str, user: &str) -> Vec<u8> {
+        key(ino, REACTION, &[emoji.as_bytes(), b"\0", self.name_tag(user).as_bytes()].concat())
+    }
+}
+
 fn key(ino: Ino, kind: &[u8], rest: &[u8]) -> Vec<u8> {
     [collab_prefix(ino).as_slice(), kind, rest].concat()
 }
@@ -354,7 +361,7 @@ impl Galleries {
         }
         let user = actor.name.clone().ok_or_else(|| Error::Rejected("reactions need a user".into()))?;
         self.gallery_item(g, ino)?;
-        let k = key(ino, REACTION, &[emoji.as_bytes(), b"\0", user.as_bytes()].concat());
+        let k = self.reaction_key(ino, emoji, &user);
         self.update(|b| {
             // Read under the commit lock: two toggles at once count right.
             let on = !self.vol.record_exists(&k)?;

@@ -80,7 +80,9 @@ impl Galleries {
         }
         let state = Arc::new(State::new(roots));
         let hook = vol.register_hook(&PREFIXES, state.clone());
-        Ok(Arc::new(Self { vol, state, hook, edits: std::sync::Mutex::default() }))
+        let galleries = Arc::new(Self { vol, state, hook, edits: std::sync::Mutex::default() });
+        galleries.hash_name_keys()?;
+        Ok(galleries)
     }
 
     /// The volume.

@@ -134,18 +134,79 @@ pub(crate) fn split_token<'a>(token: &'a str, prefix: &str) -> Option<(&'a str, 
     (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && secret.len() == 32).then_some((id, secret))
 }
 
+/// A record whose key `hash_name_keys` rewrites.
+enum Record {
+    User(User),
+    Reaction(super::collab::Reaction),
+}
+
+/// Whether `key` (under `gx/`) is a reaction's: `gx/` + ino (8 bytes) + `/r/`.
+fn is_reaction_key(key: &[u8]) -> bool {
+    key.len() > 14 && &key[11..12] == b"/" && &key[12..14] == super::collab::REACTION
+}
+
 fn equal_ct(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b.iter()).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y)) == 0
 }
 
 impl Galleries {
-    fn user_key(name: &str) -> Vec<u8> {
-        [USER_PREFIX, name.as_bytes()].concat()
+    fn user_key(&self, name: &str) -> Vec<u8> {
+        [USER_PREFIX, self.name_tag(name).as_bytes()].concat()
+    }
+
+    /// What keys hold instead of a person's name: 32 hex digits of a keyed BLAKE2b of it,
+    /// so the database files show no names (docs/crypto.md). Values are sealed already.
+    pub(crate) fn name_tag(&self, name: &str) -> String {
+        hex(&self.vol.keyed_secret_hash(b"person name", name.as_bytes())[..16])
+    }
+
+    /// Volumes written before names were hashed have `user/<name>` keys and reaction keys
+    /// that end in a name: rewritten once, at the first writable open. Returns how many.
+    pub(crate) fn hash_name_keys(&self) -> Result<usize> {
+        if self.vol.is_read_only() {
+            return Ok(0);
+        }
+        let mut moves: Vec<(Vec<u8>, Vec<u8>, Record)> = Vec::new();
+        for (key, user) in self.scan::<User>(USER_PREFIX)? {
+            let new = self.user_key(&user.name);
+            if key != new {
+                moves.push((key, new, Record::User(user)));
+            }
+        }
+        for (key, r) in self
+            .scan::<super::collab::Reaction>(super::items::COLLAB_PREFIX)?
+            .into_iter()
+            .filter(|(k, _)| is_reaction_key(k))
+        {
+            let ino = crate::ids::Ino(u64::from_be_bytes(key[3..11].try_into().expect("8 bytes")));
+            let new = self.reaction_key(ino, &r.emoji, &r.user);
+            if key != new {
+                moves.push((key, new, Record::Reaction(r)));
+            }
+        }
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        let n = moves.len();
+        self.update(|b| {
+            for (old, new, rec) in &moves {
+                b.delete(old);
+                match rec {
+                    Record::User(u) => b.put(new, u),
+                    Record::Reaction(r) => b.put(new, r),
+                }
+            }
+            Ok(())
+        })?;
+        // The old keys leave the database files only when compaction drops them.
+        self.vol.compact_records()?;
+        tracing::info!(records = n, "keys that held names now hold keyed hashes");
+        Ok(n)
     }
 
     /// The user `name`, if there is one.
     pub fn user(&self, name: &str) -> Result<Option<User>> {
-        Ok(self.vol.record(&Self::user_key(name))?)
+        Ok(self.vol.record(&self.user_key(name))?)
     }
 
     /// The user `name`, or `Rejected` naming who is missing.
@@ -161,7 +222,7 @@ impl Galleries {
             if self.user(name)?.is_some() {
                 return Err(Error::Exists);
             }
-            b.put(&Self::user_key(name), &User { name: name.into(), password: hash, created: now() });
+            b.put(&self.user_key(name), &User { name: name.into(), password: hash, created: now() });
             Ok(())
         })
     }
@@ -172,7 +233,7 @@ impl Galleries {
         let mut user = self.user(name)?.ok_or(Error::NotFound)?;
         user.password = hash;
         self.update(|b| {
-            b.put(&Self::user_key(name), &user);
+            b.put(&self.user_key(name), &user);
             self.end_sessions(b, |s| s.user.as_deref() == Some(name)).map(drop)
         })
     }
@@ -208,7 +269,7 @@ impl Galleries {
                 )?;
             }
             self.end_sessions(b, |s| s.user.as_deref() == Some(name))?;
-            b.delete(&Self::user_key(name));
+            b.delete(&self.user_key(name));
             Ok(())
         })
     }

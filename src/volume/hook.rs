@@ -285,6 +285,12 @@ impl Volume {
         Ok(out)
     }
 
+    /// Compacts the metadata, so records deleted or moved leave the database files (a
+    /// record's key is in clear there until compaction drops its old version).
+    pub fn compact_records(&self) -> Result<()> {
+        Ok(self.store.compact_metadata()?)
+    }
+
     /// The keys under `prefix`, in order, without opening the records.
     pub fn record_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.store.scan(Cf::Meta, prefix, prefix).map(|kv| -> Result<Vec<u8>> { Ok(kv?.0.to_vec()) }).collect()

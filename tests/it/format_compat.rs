@@ -115,6 +115,11 @@ fn volume_v1_opens_reads_and_takes_writes() {
 
     let users = v.run_ok(&["user", "list", v.path()]);
     assert!(users.contains("alice"), "{users}");
+    // Format 1 kept `user/alice` as a key in clear; the first writable open hashed it.
+    assert!(
+        !sh_status(&format!("grep -rqa alice '{}'", v.dir.join("db").display())),
+        "a user name is still readable in the database files"
+    );
     let galleries = v.run_ok(&["gallery", "list", v.path()]);
     assert!(galleries.contains("Trip") && galleries.contains("/galleries/trip"), "{galleries}");
     let snapshots = v.run_ok(&["snapshot", "list", v.path()]);

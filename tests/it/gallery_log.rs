@@ -83,3 +83,35 @@ fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree
     // The administrator acts as owner of every gallery.
     assert_eq!(admin().role, nanofs::gallery::Role::Owner);
 }
+
+#[test]
+fn names_of_people_are_not_readable_in_the_database_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    Volume::init(&dir, b"pw", Argon2Params::TEST_ONLY).unwrap();
+    let gs = open(&dir);
+    let vol = gs.volume().clone();
+    let name = "zoe-wants-privacy";
+    gs.user_add(name, "zoe-password").unwrap();
+    let g_dir = vol.create(Ino::ROOT, b"g", Kind::Dir, 0o755, 0, 0, 0).unwrap().ino;
+    let g = gs.gallery_create("/g", "G", name).unwrap();
+    let item = vol.create(g_dir, b"photo.jpg", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let zoe = nanofs::gallery::Actor { name: Some(name.into()), role: nanofs::gallery::Role::Owner };
+    assert_eq!(gs.reaction_toggle(&g, &zoe, item, "🔥").unwrap(), (true, 1));
+    assert!(gs.user(name).unwrap().is_some(), "found again by name");
+    assert_eq!(gs.user_list().unwrap(), [name]);
+    vol.close().unwrap();
+    drop((vol, gs));
+    let mut found = Vec::new();
+    for f in std::fs::read_dir(dir.join("db")).unwrap() {
+        let path = f.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        if bytes.windows(name.len()).any(|w| w == name.as_bytes()) {
+            found.push(path);
+        }
+    }
+    assert!(found.is_empty(), "the name is readable in {found:?}");
+    // Reopened, the reaction still counts and toggles off.
+    let gs = open(&dir);
+    assert_eq!(gs.reaction_toggle(&g, &zoe, item, "🔥").unwrap(), (false, 0));
+}
