@@ -5,23 +5,8 @@ use std::io::Write;
 
 #[test]
 fn full_disk_gives_enospc_and_keeps_the_volume_intact() {
-    let outer = tempfile::tempdir().unwrap();
-    let small = outer.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    sh(&format!("mount -t tmpfs -o size=400m nanofs-enospc '{}'", small.display()));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(small.clone());
-    let pass = small.join("pass");
-    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-    let vol = small.join("vol");
-    let out = nanofs(&["init", vol.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
-    assert!(out.status.success());
-    let v = TestVolume { tmp: tempfile::tempdir().unwrap(), dir: vol, pass_file: pass };
+    let disk = SmallDisk::new("400m");
+    let v = disk.volume();
     let m = v.mount();
     std::fs::write(m.p("keep.txt"), b"written before the disk filled").unwrap();
     let mut f = std::fs::File::create(m.p("filler.bin")).unwrap();

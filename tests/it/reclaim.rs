@@ -38,23 +38,8 @@ fn garbage_over_the_disk_budget_is_due_and_reclaiming_brings_the_volume_back_wit
 
 #[test]
 fn a_small_disk_takes_file_after_deleted_file_without_a_manual_gc() {
-    let outer = tempfile::tempdir().unwrap();
-    let small = outer.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    sh(&format!("mount -t tmpfs -o size=700m nanofs-reclaim '{}'", small.display()));
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).output();
-        }
-    }
-    let _guard = Unmount(small.clone());
-    let pass = small.join("pass");
-    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
-    let dir = small.join("vol");
-    let out = nanofs(&["init", dir.to_str().unwrap(), "--passphrase-file", pass.to_str().unwrap()]);
-    assert!(out.status.success());
-    let v = TestVolume { tmp: tempfile::tempdir().unwrap(), dir, pass_file: pass };
+    let disk = SmallDisk::new("700m");
+    let v = disk.volume();
     let m = v.mount();
     // 5 × 250 MiB through a 700 MiB disk, each file deleted right after it is written:
     // only collecting the garbage of the last makes room for the next.
@@ -65,7 +50,7 @@ fn a_small_disk_takes_file_after_deleted_file_without_a_manual_gc() {
         std::fs::remove_file(&f).unwrap();
     }
     write_random_file(&m.p("last.bin"), 9, 100 << 20);
-    let expected = outer.path().join("last.bin");
+    let expected = v.tmp.path().join("last.bin");
     write_random_file(&expected, 9, 100 << 20);
     sh(&format!("cmp '{}' '{}'", expected.display(), m.p("last.bin").display()));
     m.unmount();

@@ -310,3 +310,36 @@ pub fn open_engine_volume(dir: &Path) -> nanofs::volume::Volume {
 pub fn repeating_blocks(len: u32, seed: u8) -> Vec<u8> {
     (0..len as usize).map(|i| ((i / 65536) as u8 % 3).wrapping_mul(seed).wrapping_add((i % 251) as u8)).collect()
 }
+
+/// A tmpfs of `size` (such as "400m") mounted in a temporary directory and lazily unmounted
+/// on drop: a small disk to fill.
+pub struct SmallDisk {
+    pub path: PathBuf,
+    _outer: TempDir,
+}
+
+impl SmallDisk {
+    pub fn new(size: &str) -> Self {
+        let outer = tempfile::tempdir().unwrap();
+        let path = outer.path().join("small");
+        std::fs::create_dir(&path).unwrap();
+        sh(&format!("mount -t tmpfs -o size={size} nanofs-small '{}'", path.display()));
+        Self { path, _outer: outer }
+    }
+
+    /// A volume made with `nanofs init` on this disk (passphrase file beside it).
+    pub fn volume(&self) -> TestVolume {
+        let pass_file = self.path.join("pass");
+        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).unwrap();
+        let dir = self.path.join("vol");
+        let out = nanofs(&["init", dir.to_str().unwrap(), "--passphrase-file", pass_file.to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        TestVolume { tmp: tempfile::tempdir().unwrap(), dir, pass_file }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).output();
+    }
+}
