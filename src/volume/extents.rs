@@ -138,7 +138,7 @@ impl Volume {
         let end = checked_end(offset, len)?;
         self.with_committed(&[ino], || {
             let mut txn = self.txn()?;
-            let size = txn.inode(ino)?.size;
+            let size = regular_file(txn.inode(ino)?)?.size;
             let allocated = self.clear_range(&mut txn, ino, offset, end.min(size))?;
             let now = Timestamp::now();
             let i = txn.inode_mut(ino)?;
@@ -162,7 +162,8 @@ impl Volume {
         checked_end(dst_offset, len)?;
         self.with_committed(&[src, dst], || {
             let mut txn = self.txn()?;
-            let src_size = txn.inode(src)?.size;
+            regular_file(txn.inode(dst)?)?;
+            let src_size = regular_file(txn.inode(src)?)?.size;
             let len = len.min(MAX_COPY).min(src_size.saturating_sub(src_offset));
             if len == 0 {
                 return Ok(0);
@@ -216,6 +217,15 @@ impl Volume {
                 Seek::Hole => Ok(at.min(size)),
             }
         })
+    }
+}
+
+/// `inode`, if it is a regular file: ranges of anything else are refused as Linux does.
+fn regular_file(inode: &super::records::Inode) -> Result<&super::records::Inode> {
+    match inode.kind {
+        super::records::Kind::File => Ok(inode),
+        super::records::Kind::Dir => Err(Error::IsDir),
+        _ => Err(Error::Invalid),
     }
 }
 

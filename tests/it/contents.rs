@@ -168,3 +168,15 @@ proptest! {
         vol.close().unwrap();
     }
 }
+
+#[test]
+fn ranges_of_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = small_chunk_engine_volume(&tmp.path().join("vol"));
+    let f = vol.create(Ino::ROOT, b"f", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    assert!(matches!(vol.copy_range(Ino::ROOT, 0, f, 0, 10), Err(Error::IsDir)));
+    assert!(matches!(vol.copy_range(f, 0, Ino::ROOT, 0, 10), Err(Error::IsDir)));
+    assert!(matches!(vol.punch_hole(Ino::ROOT, 0, 10), Err(Error::IsDir)));
+    assert_eq!(vol.getattr(Ino::ROOT).unwrap().inode.kind, Kind::Dir);
+    vol.close().unwrap();
+}
