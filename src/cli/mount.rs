@@ -220,29 +220,7 @@ fn serve(
             }
         }
     })?;
-    // Commit idle writes every few seconds, so a crash loses at most that much unsynced
-    // data; collect garbage when it makes the volume outgrow its disk budget or the disk
-    // runs low (`Volume::reclaim_if_due`), and in any case every `gc_interval_hours`.
-    let worker = vol.clone();
-    std::thread::Builder::new().name("maintenance".into()).spawn(move || {
-        let gc_every =
-            std::time::Duration::from_secs(u64::from(worker.config().media.deduplication.gc_interval_hours) * 3600);
-        let mut last_gc = std::time::Instant::now();
-        loop {
-            std::thread::sleep(COMMIT_INTERVAL);
-            if let Err(e) = worker.commit_idle(COMMIT_INTERVAL) {
-                tracing::error!(error = %e, "background commit failed");
-            }
-            if !gc_every.is_zero() && last_gc.elapsed() >= gc_every && !worker.is_read_only() {
-                last_gc = std::time::Instant::now();
-                if let Err(e) = worker.gc() {
-                    tracing::error!(error = %e, "scheduled garbage collection failed");
-                }
-            } else if let Err(e) = worker.reclaim_if_due() {
-                tracing::error!(error = %e, "garbage collection for space failed");
-            }
-        }
-    })?;
+    spawn_maintenance(vol.clone())?;
     let joined = background.join();
     if let Some(s) = sidecar {
         s.stop();
@@ -264,6 +242,33 @@ fn limit_malloc_arenas() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+}
+
+/// Starts the daemon's maintenance thread. It commits idle writes every few seconds, so a
+/// crash loses at most that much unsynced data. It collects garbage when garbage makes the
+/// volume outgrow its disk budget or the disk runs low (`Volume::reclaim_if_due`), and in
+/// any case every `gc_interval_hours`. Used by `mount` and by `serve`.
+pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("maintenance".into()).spawn(move || {
+        let gc_every =
+            std::time::Duration::from_secs(u64::from(worker.config().media.deduplication.gc_interval_hours) * 3600);
+        let mut last_gc = std::time::Instant::now();
+        loop {
+            std::thread::sleep(COMMIT_INTERVAL);
+            if let Err(e) = worker.commit_idle(COMMIT_INTERVAL) {
+                tracing::error!(error = %e, "background commit failed");
+            }
+            if !gc_every.is_zero() && last_gc.elapsed() >= gc_every && !worker.is_read_only() {
+                last_gc = std::time::Instant::now();
+                if let Err(e) = worker.gc() {
+                    tracing::error!(error = %e, "scheduled garbage collection failed");
+                }
+            } else if let Err(e) = worker.reclaim_if_due() {
+                tracing::error!(error = %e, "garbage collection for space failed");
+            }
+        }
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let galleries = super::open_volume(&dir, keys, &OpenOptions::default())?;
     let vol = galleries.volume().clone();
     control::serve(galleries.clone(), PathBuf::new()).context("cannot open the control socket")?;
+    super::mount::spawn_maintenance(vol.clone())?;
     let handle = match start(galleries, args.listen, &args.tls) {
         Ok(h) => h,
         Err(e) => {
