@@ -90,21 +90,30 @@ impl std::fmt::Display for ChunkIdHex<'_> {
     }
 }
 
-#[test]
-fn check_repairs_a_wrong_reference_count_and_space_counters() {
-    use nanofs::store::keys::RefRecord;
+/// A volume holding one 5 MiB file `a` (bytes from `seed`), unmounted, whose first chunk's
+/// reference record `damage` changed, directly in the store (with anything else it puts
+/// in the same batch); returns it with that chunk's id.
+fn volume_with_a_damaged_count(
+    seed: u64,
+    damage: impl FnOnce(&mut nanofs::store::keys::RefRecord, &mut nanofs::store::Batch<'_>),
+) -> (TestVolume, Box<[u8]>) {
     let v = TestVolume::new();
     let m = v.mount();
-    write_random_file(&m.p("a"), 4, 5 << 20);
+    write_random_file(&m.p("a"), seed, 5 << 20);
     m.unmount();
     let store = Store::open(&v.dir, OpenMode::ReadWrite).unwrap();
     let (key, value) = store.scan(Cf::Refs, &[], &[]).map(|kv| kv.unwrap()).next().unwrap();
-    let mut rec = RefRecord::decode(&value).unwrap();
-    rec.count += 5;
+    let mut rec = nanofs::store::keys::RefRecord::decode(&value).unwrap();
     let mut batch = store.batch();
+    damage(&mut rec, &mut batch);
     batch.put(Cf::Refs, &key, &rec.encode());
     store.commit(batch, Durability::Synced).unwrap();
-    drop(store);
+    (v, key)
+}
+
+#[test]
+fn check_repairs_a_wrong_reference_count_and_space_counters() {
+    let (v, _) = volume_with_a_damaged_count(4, |rec, _| rec.count += 5);
     let pass = v.pass_file.to_str().unwrap();
     let out = nanofs(&["check", v.path(), "--passphrase-file", pass]);
     assert_eq!(out.status.code(), Some(1));
@@ -128,20 +137,11 @@ fn check_repairs_a_wrong_reference_count_and_space_counters() {
 /// inconsistent. `check --repair` recounts and clears it.
 #[test]
 fn counts_taken_below_zero_are_recorded_for_check() {
-    use nanofs::store::keys::{RefRecord, SpaceCounters};
-    let v = TestVolume::new();
-    let m = v.mount();
-    write_random_file(&m.p("a"), 5, 5 << 20);
-    m.unmount();
-    let store = Store::open(&v.dir, OpenMode::ReadWrite).unwrap();
-    let (key, value) = store.scan(Cf::Refs, &[], &[]).map(|kv| kv.unwrap()).next().unwrap();
-    let mut rec = RefRecord::decode(&value).unwrap();
-    rec.count = 0;
-    let mut batch = store.batch();
-    batch.put(Cf::Refs, &key, &rec.encode());
-    batch.put(Cf::Meta, b"space", &SpaceCounters::default().encode());
-    store.commit(batch, Durability::Synced).unwrap();
-    drop(store);
+    use nanofs::store::keys::SpaceCounters;
+    let (v, key) = volume_with_a_damaged_count(5, |rec, batch| {
+        rec.count = 0;
+        batch.put(Cf::Meta, b"space", &SpaceCounters::default().encode());
+    });
     let report = String::from_utf8_lossy(&v.run(&["check", v.path()]).stdout).into_owned();
     assert!(report.contains("reference count 0, counted 1"), "{report}");
 
