@@ -36,6 +36,8 @@ struct Queue {
     /// The volume is closing: no committer starts any more.
     stopped: bool,
     files: VecDeque<Ino>,
+    /// Files with queued random writes (`file::queued`), each once.
+    writes: VecDeque<Ino>,
     /// The committer is committing a file it took off the queue.
     busy: bool,
 }
@@ -51,17 +53,24 @@ impl Volume {
         }
         q.running = true;
         loop {
-            let Some(ino) = q.files.pop_front() else {
-                if !q.running {
-                    break;
+            // Closed files first: a close may be waiting for room in their queue.
+            let (ino, closed) = match (q.files.pop_front(), q.writes.pop_front()) {
+                (Some(ino), _) => (ino, true),
+                (None, Some(ino)) => (ino, false),
+                (None, None) if !q.running => break,
+                (None, None) => {
+                    q = closing.changed.wait(q).expect("closing lock");
+                    continue;
                 }
-                q = closing.changed.wait(q).expect("closing lock");
-                continue;
             };
             q.busy = true;
             closing.changed.notify_all();
             drop(q);
-            self.commit_closed(ino);
+            if closed {
+                self.commit_closed(ino);
+            } else {
+                self.commit_queued_in_background(ino);
+            }
             q = closing.state.lock().expect("closing lock");
             q.busy = false;
             closing.changed.notify_all();
@@ -101,10 +110,24 @@ impl Volume {
         true
     }
 
+    /// Asks the committer to commit the queued writes of `ino`; false if there is none (the
+    /// writer commits them).
+    pub(crate) fn defer_queued_writes(&self, ino: Ino) -> bool {
+        let mut q = self.closing.state.lock().expect("closing lock");
+        if !q.running {
+            return false;
+        }
+        if !q.writes.contains(&ino) {
+            q.writes.push_back(ino);
+            self.closing.changed.notify_all();
+        }
+        true
+    }
+
     /// Waits until every closed file handed to the committer is committed.
     pub(crate) fn wait_for_closed_commits(&self) {
         let mut q = self.closing.state.lock().expect("closing lock");
-        while !q.files.is_empty() || q.busy {
+        while !q.files.is_empty() || !q.writes.is_empty() || q.busy {
             q = self.closing.changed.wait(q).expect("closing lock");
         }
     }

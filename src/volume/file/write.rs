@@ -1,0 +1,250 @@
+//! Writing: filling windows, streaming blocks to the worker pool, and commits.
+
+use super::window::{Handoff, Job, Segment, Window, MAX_JOBS};
+use super::FileState;
+use crate::chunk::cut_points;
+use crate::ids::{ChunkId, Ino};
+use crate::store::keys::ExtentValue;
+use crate::store::Durability;
+use crate::volume::chunks::Prepared;
+use crate::volume::error::{Error, Result};
+use crate::volume::records::Timestamp;
+use crate::volume::txn::Txn;
+use crate::volume::Volume;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Unchunked bytes a window collects before its final cut points are taken.
+const STREAM_THRESHOLD: usize = 8 << 20;
+/// Free space kept on the volume's disk so RocksDB can always flush and compact.
+const SPACE_RESERVE: u64 = 96 << 20;
+
+impl Volume {
+    /// Writes `data` at `offset` (or at the end of the file with `append`); returns the
+    /// offset written at. `kill_suid` clears setuid/setgid (a write by a non-owner).
+    pub fn write(&self, ino: Ino, offset: u64, data: &[u8], append: bool, kill_suid: bool) -> Result<u64> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        self.make_room(data.len() as u64, SPACE_RESERVE)?;
+        let state = self.file_state(ino);
+        let mut st = state.lock().expect("file lock");
+        st.changed = true;
+        // A synced segment is committed by the next write, so a crash loses no more than
+        // one window.
+        if st.segment.as_ref().is_some_and(Segment::synced) {
+            self.finish_segment(ino, &mut st)?;
+        }
+        let offset = if append {
+            let committed = self.load_inode(ino)?.size;
+            let queued = committed.max(st.queued_writes.end());
+            st.window.as_ref().map_or(queued, |w| queued.max(w.end()))
+        } else {
+            offset
+        };
+        offset.checked_add(data.len() as u64).filter(|end| *end <= i64::MAX as u64).ok_or(Error::Invalid)?;
+        if !st.window.as_ref().is_some_and(|w| w.takes(offset)) {
+            self.set_window_aside(ino, &mut st)?;
+            let takes_back = st.queued_writes.is_empty();
+            st.window = Some(self.open_window(ino, offset, takes_back)?);
+        }
+        let w = st.window.as_mut().expect("window is open");
+        w.put(offset, data);
+        if w.tail.len() >= STREAM_THRESHOLD {
+            self.stream(w)?;
+        }
+        let full = w.pending_len >= self.window_limit;
+        st.mtime = Some(Timestamp::now());
+        st.kill_suid |= kill_suid;
+        st.last_write = Some(Instant::now());
+        if full {
+            self.split_window(ino, &mut st)?;
+        }
+        Ok(offset)
+    }
+
+    /// A window for a write at `offset`. A write inside a committed extent starts the
+    /// window right there: its commit keeps the extent's head as a partial extent
+    /// (`clear_range`) instead of reading and re-chunking it, so a small write into a
+    /// large file costs a small chunk.
+    fn open_window(&self, ino: Ino, offset: u64, takes_back: bool) -> Result<Window> {
+        let mut w = Window::new(offset);
+        // An append right after the last chunk: take that chunk back into the window, so
+        // the cut points come out as if the file had been written in one go (a file sent
+        // in pieces, by tus or `>>`, dedups like one written at once). Only at the end: a
+        // write inside the file that starts where an extent ends takes nothing back. Not
+        // while writes are queued: they may lie over that chunk's committed bytes.
+        if takes_back && offset > 0 && offset == self.load_inode(ino)?.size {
+            if let Some((off, e)) = self.extents_between(ino, offset - 1, offset)?.into_iter().next() {
+                if off + u64::from(e.len) == offset {
+                    let plain = self.chunks.extent(ino, &e)?;
+                    w.start = off;
+                    w.tail.extend_from_slice(&plain);
+                }
+            }
+        }
+        Ok(w)
+    }
+
+    /// Hands the final chunks of the window's tail to the worker pool.
+    fn stream(&self, w: &mut Window) -> Result<()> {
+        let lens = cut_points(&w.tail, &self.params, false);
+        let consumed: usize = lens.iter().sum();
+        if consumed == 0 {
+            return Ok(());
+        }
+        while w.jobs.len() >= MAX_JOBS {
+            w.finish_oldest_job()?;
+        }
+        // The next block grows in a buffer sized for it, so appends never reallocate.
+        let mut rest = Vec::with_capacity(STREAM_THRESHOLD + self.params.max);
+        rest.extend_from_slice(&w.tail[consumed..]);
+        let mut block = std::mem::replace(&mut w.tail, rest);
+        block.truncate(consumed);
+        let block = Arc::new(block);
+        let offset = w.tail_start();
+        w.pending_len += consumed as u64;
+        let done = Arc::new(Handoff::default());
+        let (reader, data, slot, bodies) = (self.chunks.clone(), block.clone(), done.clone(), w.bodies.clone());
+        rayon::spawn(move || slot.fill(reader.store_block(offset, &data, &lens, &bodies)));
+        w.jobs.push_back(Job { offset, data: block, done });
+        Ok(())
+    }
+
+    /// Splits a full window into a segment, committed once its bodies are synced, and the
+    /// rest, which the writer goes on filling. A committed extent across the split point
+    /// (an overwrite inside a file) keeps its far part through the segment's commit.
+    fn split_window(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        // A segment is younger than every queued write: they go first.
+        self.commit_queued_writes(ino, st)?;
+        self.finish_segment(ino, st)?;
+        let w = st.window.as_mut().expect("window is open");
+        // The jobs in flight take a few milliseconds: the segment then holds no buffers.
+        if let Err(e) = w.finish_jobs() {
+            st.window = None;
+            return Err(e);
+        }
+        st.segment = Some(Segment::split_off(w, self.store.clone())?);
+        Ok(())
+    }
+
+    /// Commits the segment split off `ino`'s window once its bodies are synced. If that
+    /// fails, the window after it goes too: the file keeps its last committed contents,
+    /// as after a crash, rather than a gap where the segment was.
+    fn finish_segment(&self, ino: Ino, st: &mut FileState) -> Result<()> {
+        let Some(segment) = st.segment.take() else { return Ok(()) };
+        let synced = segment.synced.take();
+        let w = segment.window;
+        let pinned: Vec<ChunkId> = w.dedup_hits().collect();
+        let result = synced.and_then(|()| self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered));
+        self.chunks.unpin(pinned.iter());
+        if let Err(e) = &result {
+            tracing::error!(inode = %ino, error = %e, "could not commit the first part of a large write");
+            st.window = None;
+        }
+        result
+    }
+
+    /// Makes the window part of the file: see the module docs.
+    pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
+        self.commit_queued_writes(ino, st)?;
+        self.finish_segment(ino, st)?;
+        let Some(mut w) = st.window.take() else {
+            return if durability == Durability::Synced { self.sync() } else { Ok(()) };
+        };
+        w.finish_jobs()?;
+        let written_end = w.end();
+        // After a long write, the committed extent across the window's end is re-chunked
+        // with it: one more chunk read is noise there, and the cut points stay those of the
+        // content. After a short one (a random write), it keeps its far part as it is.
+        if w.streamed() {
+            if let Some((off, e)) = self.extent_across(ino, written_end)? {
+                let plain = self.chunks.extent(ino, &e)?;
+                w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
+            }
+        }
+        let lens = cut_points(&w.tail, &self.params, true);
+        let prepared = self.chunks.prepare(&w.tail, &lens)?;
+        let pinned: Vec<ChunkId> =
+            w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();
+        let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
+        self.chunks.unpin(pinned.iter());
+        result
+    }
+
+    fn store_tail_and_commit(
+        &self,
+        ino: Ino,
+        st: &mut FileState,
+        mut w: Window,
+        written_end: u64,
+        mut prepared: Vec<Prepared>,
+        durability: Durability,
+    ) -> Result<()> {
+        if w.packed() {
+            // The packs are synced for this commit anyway: the tail's bodies go there too
+            // rather than through the write-ahead log.
+            let mut tail = self.chunks.pack(w.tail_start(), std::mem::take(&mut prepared), &w.bodies)?;
+            w.pending.append(&mut tail);
+            w.pending_len += w.tail.len() as u64;
+            w.tail.clear();
+            self.store.sync_bodies()?;
+        }
+        crate::volume::faults::crash_point("write-chunks-stored");
+        self.commit_extents(ino, st, &w, written_end, prepared, durability)
+    }
+
+    pub(super) fn commit_extents(
+        &self,
+        ino: Ino,
+        st: &mut FileState,
+        w: &Window,
+        written_end: u64,
+        prepared: Vec<Prepared>,
+        durability: Durability,
+    ) -> Result<()> {
+        let end = w.end();
+        let mut txn = self.txn()?;
+        let mut allocated = self.clear_range(&mut txn, ino, w.start, end)?;
+        for p in &w.pending {
+            txn.put_extent(ino, p.offset, ExtentValue::whole(p.id, p.len), p.body);
+            allocated += i64::from(p.len);
+        }
+        allocated += txn.put_prepared(ino, w.tail_start(), prepared);
+        let inode = txn.inode_mut(ino)?;
+        inode.size = inode.size.max(written_end);
+        inode.allocated = (inode.allocated as i64 + allocated).max(0) as u64;
+        if let Some(t) = st.mtime.take() {
+            inode.mtime = t;
+            inode.ctime = t;
+        }
+        if std::mem::take(&mut st.kill_suid) {
+            inode.perm &= !libc::S_ISUID;
+            if inode.perm & libc::S_IXGRP != 0 {
+                inode.perm &= !libc::S_ISGID;
+            }
+        }
+        txn.commit(durability)
+    }
+
+    /// Cuts a committed file to `size` (or extends it with a hole), inside `txn`. The
+    /// extent across the new end keeps its head as a partial extent.
+    pub(crate) fn truncate(&self, txn: &mut Txn<'_>, ino: Ino, size: u64) -> Result<()> {
+        let old = txn.inode(ino)?.size;
+        let allocated = if size < old { self.clear_range(txn, ino, size, u64::MAX)? } else { 0 };
+        let i = txn.inode_mut(ino)?;
+        i.size = size;
+        i.allocated = i.allocated.saturating_add_signed(allocated);
+        Ok(())
+    }
+
+    /// Extends the file to `offset + len` if it is shorter (`fallocate` mode 0). The new
+    /// range is a hole: it reads as zeros and costs no storage until written.
+    pub fn allocate(&self, ino: Ino, offset: u64, len: u64) -> Result<()> {
+        let end = offset.checked_add(len).ok_or(Error::Invalid)?;
+        if self.getattr(ino)?.inode.size >= end {
+            return Ok(());
+        }
+        self.setattr(ino, &crate::volume::SetAttr { size: Some(end), ..Default::default() }).map(|_| ())
+    }
+}
