@@ -1,0 +1,29 @@
+//! Engine tests: a volume in a temporary directory opened through `nanofs::volume::Volume`
+//! (real RocksDB, real crypto), the gallery layer over it, and the HTTP router called in
+//! process (`tower::ServiceExt::oneshot`, no socket). They need no root, no FUSE and no
+//! network; the tests that mount, run the `nanofs` binary or drive real tools are in
+//! `tests/it`.
+//!
+//! To confirm that nothing here needs privileges, run the binary as `nobody` with FUSE out
+//! of reach:
+//!
+//! ```sh
+//! cargo test --release --test engine --no-run   # prints the binary's path
+//! mkdir -m 1777 -p /tmp/engine-nobody
+//! unshare --mount sh -c 'mount --bind /dev/null /dev/fuse && exec setpriv --reuid=65534 \
+//!     --regid=65534 --clear-groups env TMPDIR=/tmp/engine-nobody HOME=/tmp/engine-nobody \
+//!     PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 target/release/deps/engine-<hash>'
+//! ```
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod common;
+
+mod contents;
+mod dedup;
+mod gallery_damage;
+mod gallery_log;
+mod layering;
+mod reclaim;
+mod refcounts;
