@@ -24,6 +24,7 @@ mod contents;
 mod dedup;
 mod gallery_damage;
 mod gallery_log;
+mod http;
 mod layering;
 mod reclaim;
 mod refcounts;
