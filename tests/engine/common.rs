@@ -97,24 +97,43 @@ pub fn open_galleries(dir: &Path) -> Arc<Galleries> {
     Galleries::open(Arc::new(Volume::open(dir, keys, &OpenOptions::default()).unwrap())).unwrap()
 }
 
-/// Runs `f` and returns what it returned with the log lines it wrote on this thread (where
-/// the engine logs what it tells the operator: damage found, counts kept at zero).
-pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
     }
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8_lossy(&sink.0.lock().unwrap()).into_owned();
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn subscriber(sink: Sink) -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish()
+}
+
+/// Where the log lines of threads other than a test's own go (the engine's read-ahead
+/// and commit workers): one sink for the whole binary, installed on first use.
+fn shared_sink() -> &'static Sink {
+    static SHARED: std::sync::OnceLock<Sink> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let sink = Sink::default();
+        tracing::subscriber::set_global_default(subscriber(sink.clone())).expect("no other global subscriber");
+        sink
+    })
+}
+
+/// Runs `f` and returns what it returned with the log lines written meanwhile: all those
+/// of this thread, and those of other threads (which may include other tests' lines, so
+/// look for something of the test's own, such as a chunk id).
+pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+    let shared = shared_sink();
+    let start = shared.0.lock().unwrap().len();
+    let own = Sink::default();
+    let out = tracing::subscriber::with_default(subscriber(own.clone()), f);
+    let mut text = String::from_utf8_lossy(&own.0.lock().unwrap()).into_owned();
+    text.push_str(&String::from_utf8_lossy(&shared.0.lock().unwrap()[start..]));
     (out, text)
 }

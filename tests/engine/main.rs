@@ -21,6 +21,7 @@ mod support;
 mod common;
 
 mod contents;
+mod corrupt;
 mod dedup;
 mod gallery_damage;
 mod gallery_log;
