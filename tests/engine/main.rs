@@ -4,15 +4,15 @@
 //! network; the tests that mount, run the `nanofs` binary or drive real tools are in
 //! `tests/it`.
 //!
-//! To confirm that nothing here needs privileges, run the binary as `nobody` with FUSE out
-//! of reach:
+//! To confirm that nothing here needs privileges, run the binary as `nobody` with
+//! `/dev/fuse` out of reach (a copy of it: the target directory may not be readable):
 //!
 //! ```sh
-//! cargo test --release --test engine --no-run   # prints the binary's path
-//! mkdir -m 1777 -p /tmp/engine-nobody
+//! B=$(cargo test --release --test engine --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\))$/\1/p')
+//! mkdir -m 1777 -p /tmp/engine-nobody && cp "$B" /tmp/engine-nobody/engine
 //! unshare --mount sh -c 'mount --bind /dev/null /dev/fuse && exec setpriv --reuid=65534 \
 //!     --regid=65534 --clear-groups env TMPDIR=/tmp/engine-nobody HOME=/tmp/engine-nobody \
-//!     PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 target/release/deps/engine-<hash>'
+//!     PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 /tmp/engine-nobody/engine'
 //! ```
 
 #[path = "../support/mod.rs"]
