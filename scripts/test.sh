@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, then unit, property and integration tests
-# (real FUSE mounts), twice: optimised, and with overflow checks and debug assertions.
+# (tests/engine on volumes in temporary directories, tests/it on real FUSE mounts), twice:
+# optimised, and with overflow checks and debug assertions.
 # Needs root for FUSE mounts and the tests that change users; installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,4 +1,7 @@
-//! A damaged chunk gives EIO and a log line, never wrong bytes.
+//! Through a mount and the command line: a damaged chunk gives `EIO` and a line in the
+//! daemon's log, `nanofs check --read-data` names it, `nanofs check --repair` fixes a
+//! wrong count. Damaged chunks in packs and counts taken below zero are tested on the
+//! engine: `tests/engine/corrupt.rs`.
 
 use crate::common::*;
 use nanofs::store::{Cf, Durability, OpenMode, Store};
@@ -40,48 +43,6 @@ fn flipped_byte_in_a_stored_chunk_gives_eio_and_a_log_line() {
     m.unmount();
 }
 
-#[test]
-fn flipped_byte_in_a_packed_chunk_gives_eio_and_check_names_it() {
-    use nanofs::store::keys::RefRecord;
-    use std::os::unix::fs::FileExt;
-    let v = TestVolume::new();
-    let m = v.mount();
-    // Large enough to stream: its bodies go to a pack file, not into the database.
-    let data = random_bytes(9, 24 << 20);
-    std::fs::write(m.p("big.bin"), &data).unwrap();
-    std::fs::write(m.p("small.txt"), b"inline and unharmed").unwrap();
-    m.unmount();
-
-    let store = Store::open(&v.dir, OpenMode::ReadOnly).unwrap();
-    let packed: Vec<(Box<[u8]>, RefRecord)> = store
-        .scan(Cf::Refs, &[], &[])
-        .map(|kv| kv.unwrap())
-        .filter_map(|(k, v)| RefRecord::decode(&v).filter(|r| r.location.is_some()).map(|r| (k, r)))
-        .collect();
-    assert!(packed.len() >= 10, "a 24 MiB file is stored in packs: {} packed chunks", packed.len());
-    let (key, rec) = &packed[packed.len() / 2];
-    let loc = rec.location.unwrap();
-    let path = store.packs().pack_path(loc.pack);
-    drop(store);
-    let pack = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-    let at = loc.offset + u64::from(loc.len) / 2;
-    let mut byte = [0u8];
-    pack.read_exact_at(&mut byte, at).unwrap();
-    pack.write_all_at(&[byte[0] ^ 0x80], at).unwrap();
-    drop(pack);
-
-    let m = v.mount();
-    let err = std::fs::read(m.p("big.bin")).unwrap_err();
-    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert_eq!(std::fs::read(m.p("small.txt")).unwrap(), b"inline and unharmed");
-    assert!(m.log_text().contains("failed verification"), "{}", m.log_text());
-    m.unmount();
-    let out = nanofs(&["check", v.path(), "--read-data", "--passphrase-file", v.pass_file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&ChunkIdHex(key).to_string()) && text.matches("missing or damaged").count() == 1, "{text}");
-}
-
 /// Hex of a chunk key, as `check` prints ids.
 struct ChunkIdHex<'a>(&'a [u8]);
 impl std::fmt::Display for ChunkIdHex<'_> {
@@ -96,7 +57,7 @@ impl std::fmt::Display for ChunkIdHex<'_> {
 fn volume_with_a_damaged_count(
     seed: u64,
     damage: impl FnOnce(&mut nanofs::store::keys::RefRecord, &mut nanofs::store::Batch<'_>),
-) -> (TestVolume, Box<[u8]>) {
+) -> TestVolume {
     let v = TestVolume::new();
     let m = v.mount();
     write_random_file(&m.p("a"), seed, 5 << 20);
@@ -108,12 +69,12 @@ fn volume_with_a_damaged_count(
     damage(&mut rec, &mut batch);
     batch.put(Cf::Refs, &key, &rec.encode());
     store.commit(batch, Durability::Synced).unwrap();
-    (v, key)
+    v
 }
 
 #[test]
 fn check_repairs_a_wrong_reference_count_and_space_counters() {
-    let (v, _) = volume_with_a_damaged_count(4, |rec, _| rec.count += 5);
+    let v = volume_with_a_damaged_count(4, |rec, _| rec.count += 5);
     let pass = v.pass_file.to_str().unwrap();
     let out = nanofs(&["check", v.path(), "--passphrase-file", pass]);
     assert_eq!(out.status.code(), Some(1));
@@ -129,35 +90,4 @@ fn check_repairs_a_wrong_reference_count_and_space_counters() {
     let m = v.mount();
     assert_eq!(std::fs::read(m.p("a")).unwrap().len(), 5 << 20);
     m.unmount();
-}
-
-/// A change that would take a reference count or a space counter below zero keeps it at
-/// zero (no wrap, no panic) and records that: after the deletion below, the counts agree
-/// with the extents again, and only the record lets `check` tell that the volume was
-/// inconsistent. `check --repair` recounts and clears it.
-#[test]
-fn counts_taken_below_zero_are_recorded_for_check() {
-    use nanofs::store::keys::SpaceCounters;
-    let (v, key) = volume_with_a_damaged_count(5, |rec, batch| {
-        rec.count = 0;
-        batch.put(Cf::Meta, b"space", &SpaceCounters::default().encode());
-    });
-    let report = String::from_utf8_lossy(&v.run(&["check", v.path()]).stdout).into_owned();
-    assert!(report.contains("reference count 0, counted 1"), "{report}");
-
-    let m = v.mount();
-    std::fs::remove_file(m.p("a")).unwrap();
-    let log = m.log.clone();
-    m.unmount();
-    let log = std::fs::read_to_string(log).unwrap();
-    assert!(log.contains("corrupt reference count") && log.contains("corrupt space counters"), "{log}");
-    let out = v.run(&["check", v.path()]);
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{report}");
-    let id = ChunkIdHex(&key).to_string();
-    assert!(report.contains(&format!("chunk {id}: a change took its reference count below zero (to -1)")), "{report}");
-    assert!(report.contains("a change took space counters below zero (chunks,unique_bytes,stored_bytes"), "{report}");
-    assert!(!report.contains("reference count 0, counted"), "the deletion made the counts agree: {report}");
-    v.run_ok(&["check", v.path(), "--repair"]);
-    v.assert_clean(&["--read-data"]);
 }

@@ -9,6 +9,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+#[path = "../../support/mod.rs"]
+mod support;
+pub use support::*;
+
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// Path of the `nanofs` binary under test.
@@ -251,31 +255,12 @@ impl Drop for Mounted {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*): incompressible, reproducible.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// Writes `len` pseudo-random bytes to `path` in 4 MiB pieces (bounded memory).
+/// Writes `len` pseudo-random bytes (`random_file_parts`) to `path` (bounded memory).
 pub fn write_random_file(path: &Path, seed: u64, len: usize) {
     use std::io::Write;
     let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
-    let mut done = 0;
-    let mut part = 0u64;
-    while done < len {
-        let n = (len - done).min(4 << 20);
-        f.write_all(&random_bytes(seed ^ (part << 32), n)).unwrap();
-        done += n;
-        part += 1;
+    for part in random_file_parts(seed, len) {
+        f.write_all(&part).unwrap();
     }
     f.flush().unwrap();
 }
@@ -283,32 +268,6 @@ pub fn write_random_file(path: &Path, seed: u64, len: usize) {
 /// SHA-256 of a file, via sha256sum.
 pub fn sha256(path: &Path) -> String {
     sh(&format!("sha256sum '{}'", path.display())).split_whitespace().next().unwrap().to_string()
-}
-
-/// `nanofs.toml` with small chunks (16/64/256 KiB), so that files of a few hundred KiB
-/// have several.
-pub const SMALL_CHUNKS_TOML: &str =
-    "[media.deduplication]\nmin_chunk_size_kb = 16\navg_chunk_size_kb = 64\nmax_chunk_size_kb = 256\n";
-
-/// A new volume in `dir` with `SMALL_CHUNKS_TOML`, opened on the engine API (no mount, no
-/// daemon): for property tests.
-pub fn small_chunk_engine_volume(dir: &Path) -> nanofs::volume::Volume {
-    nanofs::volume::Volume::init(dir, b"pw", nanofs::crypto::kdf::Argon2Params::TEST_ONLY).unwrap();
-    std::fs::write(dir.join("nanofs.toml"), SMALL_CHUNKS_TOML).unwrap();
-    open_engine_volume(dir)
-}
-
-/// Opens the volume that `small_chunk_engine_volume` made (after it was closed and dropped).
-pub fn open_engine_volume(dir: &Path) -> nanofs::volume::Volume {
-    use nanofs::volume::{Credential, OpenOptions, Volume};
-    let keys = Volume::unlock(dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
-    Volume::open(dir, keys, &OpenOptions::default()).unwrap()
-}
-
-/// `len` bytes made of 64 KiB blocks that repeat across seeds, so that writes with
-/// different seeds share chunks.
-pub fn repeating_blocks(len: u32, seed: u8) -> Vec<u8> {
-    (0..len as usize).map(|i| ((i / 65536) as u8 % 3).wrapping_mul(seed).wrapping_add((i % 251) as u8)).collect()
 }
 
 /// A tmpfs of `size` (such as "400m") mounted in a temporary directory and lazily unmounted

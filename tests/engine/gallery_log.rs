@@ -2,17 +2,12 @@
 //! reopen, trimming to `event_log_len` with a `reset` for clients that fell behind, and
 //! the item records of a gallery's tree following renames, moves and deletions.
 
+use crate::common::{open_galleries as open, ENGINE_PASSPHRASE};
 use nanofs::crypto::kdf::Argon2Params;
 use nanofs::gallery::admin::admin;
-use nanofs::gallery::{Galleries, Since};
-use nanofs::volume::{Credential, Kind, OpenOptions, RenameMode, Volume};
+use nanofs::gallery::Since;
+use nanofs::volume::{Kind, RenameMode, Volume};
 use nanofs::Ino;
-use std::sync::Arc;
-
-fn open(dir: &std::path::Path) -> Arc<Galleries> {
-    let keys = Volume::unlock(dir, &Credential::Passphrase(b"pw".to_vec().into())).unwrap();
-    Galleries::open(Arc::new(Volume::open(dir, keys, &OpenOptions::default()).unwrap())).unwrap()
-}
 
 fn seqs(s: Since) -> Vec<u64> {
     match s {
@@ -25,7 +20,7 @@ fn seqs(s: Since) -> Vec<u64> {
 fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vol");
-    Volume::init(&dir, b"pw", Argon2Params::TEST_ONLY).unwrap();
+    Volume::init(&dir, ENGINE_PASSPHRASE, Argon2Params::TEST_ONLY).unwrap();
     std::fs::write(dir.join("nanofs.toml"), "[media.collaboration]\nevent_log_len = 100\n").unwrap();
     let gs = open(&dir);
     let vol = gs.volume().clone();
@@ -88,7 +83,7 @@ fn the_log_numbers_survive_reopen_trim_to_their_length_and_items_follow_the_tree
 fn names_of_people_are_not_readable_in_the_database_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vol");
-    Volume::init(&dir, b"pw", Argon2Params::TEST_ONLY).unwrap();
+    Volume::init(&dir, ENGINE_PASSPHRASE, Argon2Params::TEST_ONLY).unwrap();
     let gs = open(&dir);
     let vol = gs.volume().clone();
     let name = "zoe-wants-privacy";
