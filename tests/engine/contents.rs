@@ -4,18 +4,40 @@
 //! RocksDB, no mount), read back against a plain byte model after every operation, and
 //! again after the volume is closed and reopened (cold caches, committed state only). The
 //! model also knows which bytes are holes: `SEEK_DATA`/`SEEK_HOLE` must find exactly those.
+//! A committer thread runs, as in a mount: a write elsewhere in an open file queues the
+//! window before it, and reads, copies, truncates and closes meet those queued writes.
 
 use crate::common::{open_engine_volume, repeating_blocks, small_chunk_engine_volume};
 use nanofs::volume::{Error, Kind, Seek, SetAttr, Volume};
 use nanofs::Ino;
 use proptest::prelude::*;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { file: u8, offset: u32, len: u32, seed: u8 },
-    Truncate { file: u8, size: u32 },
-    Copy { src: u8, src_offset: u32, dst: u8, dst_offset: u32, len: u32 },
-    Zero { file: u8, offset: u32, len: u32, keep_size: bool },
+    /// Writes through one open handle, in order.
+    Write {
+        file: u8,
+        pieces: Vec<(u32, u32, u8)>,
+    },
+    Truncate {
+        file: u8,
+        size: u32,
+    },
+    Copy {
+        src: u8,
+        src_offset: u32,
+        dst: u8,
+        dst_offset: u32,
+        len: u32,
+    },
+    Zero {
+        file: u8,
+        offset: u32,
+        len: u32,
+        keep_size: bool,
+    },
     Reopen,
 }
 
@@ -49,7 +71,7 @@ impl ModelFile {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0u8..3, 0u32..900_000, 1u32..300_000, any::<u8>()).prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
+        6 => (0u8..3, proptest::collection::vec((0u32..900_000, 1u32..300_000, any::<u8>()), 1..5)).prop_map(|(file, pieces)| Op::Write { file, pieces }),
         2 => (0u8..3, 0u32..1_000_000).prop_map(|(file, size)| Op::Truncate { file, size }),
         3 => (0u8..3, 0u32..900_000, 0u8..3, 0u32..900_000, 0u32..400_000).prop_map(|(src, src_offset, dst, dst_offset, len)| Op::Copy { src, src_offset, dst, dst_offset, len }),
         2 => (0u8..3, 0u32..900_000, 1u32..300_000, any::<bool>()).prop_map(|(file, offset, len, keep_size)| Op::Zero { file, offset, len, keep_size }),
@@ -59,6 +81,19 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn name(i: u8) -> Vec<u8> {
     format!("f{i}").into_bytes()
+}
+
+/// `vol` with a committer thread, as mounted.
+fn with_committer(vol: Volume) -> (Arc<Volume>, JoinHandle<()>) {
+    let vol = Arc::new(vol);
+    let committer = vol.clone();
+    (vol, std::thread::spawn(move || committer.run_committer()))
+}
+
+/// Closes `vol` (which stops its committer) and waits for the committer thread.
+fn close(vol: Arc<Volume>, committer: JoinHandle<()>) {
+    vol.close().unwrap();
+    committer.join().unwrap();
 }
 
 fn read_all(vol: &Volume, ino: Ino) -> Vec<u8> {
@@ -80,7 +115,7 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vol");
         // Small chunks: writes cut through committed ones.
-        let mut vol = small_chunk_engine_volume(&dir);
+        let (mut vol, mut committer) = with_committer(small_chunk_engine_volume(&dir));
         let mut model: Vec<ModelFile> = vec![ModelFile::default(); 3];
         let mut inos = Vec::new();
         for i in 0..3 {
@@ -88,16 +123,19 @@ proptest! {
         }
         for op in &ops {
             match *op {
-                Op::Write { file, offset, len, seed } => {
-                    let (ino, bytes) = (inos[file as usize], repeating_blocks(len, seed));
+                Op::Write { file, ref pieces } => {
+                    let ino = inos[file as usize];
                     vol.open_file(ino, true).unwrap();
-                    vol.write(ino, u64::from(offset), &bytes, false, false).unwrap();
+                    for &(offset, len, seed) in pieces {
+                        let bytes = repeating_blocks(len, seed);
+                        vol.write(ino, u64::from(offset), &bytes, false, false).unwrap();
+                        let m = &mut model[file as usize];
+                        let range = offset as usize..offset as usize + bytes.len();
+                        m.grow(range.end);
+                        m.bytes[range.clone()].copy_from_slice(&bytes);
+                        m.data[range].fill(true);
+                    }
                     vol.release(ino).unwrap();
-                    let m = &mut model[file as usize];
-                    let range = offset as usize..offset as usize + bytes.len();
-                    m.grow(range.end);
-                    m.bytes[range.clone()].copy_from_slice(&bytes);
-                    m.data[range].fill(true);
                 }
                 Op::Truncate { file, size } => {
                     vol.setattr(inos[file as usize], &SetAttr { size: Some(u64::from(size)), ..Default::default() }).unwrap();
@@ -138,9 +176,8 @@ proptest! {
                     }
                 }
                 Op::Reopen => {
-                    vol.close().unwrap();
-                    drop(vol);
-                    vol = open_engine_volume(&dir);
+                    close(vol, committer);
+                    (vol, committer) = with_committer(open_engine_volume(&dir));
                 }
             }
             for (i, ino) in inos.iter().enumerate() {
@@ -157,8 +194,7 @@ proptest! {
                 }
             }
         }
-        vol.close().unwrap();
-        drop(vol);
+        close(vol, committer);
         let vol = open_engine_volume(&dir);
         for (i, ino) in inos.iter().enumerate() {
             prop_assert!(read_all(&vol, *ino) == model[i].bytes, "file {i} differs after reopening, after {ops:?}");
@@ -179,4 +215,33 @@ fn ranges_of_directories_are_refused() {
     assert!(matches!(vol.punch_hole(Ino::ROOT, 0, 10), Err(Error::IsDir)));
     assert_eq!(vol.getattr(Ino::ROOT).unwrap().inode.kind, Kind::Dir);
     vol.close().unwrap();
+}
+
+/// An append takes the file's last chunk back into its window (so a file written in pieces
+/// cuts like one written at once); a queued write into that chunk must not be undone by it.
+#[test]
+fn an_append_keeps_a_queued_write_into_the_last_chunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vol, committer) = with_committer(small_chunk_engine_volume(&tmp.path().join("vol")));
+    let ino = vol.create(Ino::ROOT, b"f", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let mut model = repeating_blocks(100_000, 1);
+    vol.open_file(ino, true).unwrap();
+    vol.write(ino, 0, &model, false, false).unwrap();
+    vol.release(ino).unwrap();
+    vol.fsync(ino).unwrap();
+    for round in 0..20u8 {
+        vol.open_file(ino, true).unwrap();
+        // Into the last bytes, then an append right at the committed end.
+        let at = model.len() - 50;
+        vol.write(ino, at as u64, &[round; 10], false, false).unwrap();
+        model[at..at + 10].fill(round);
+        let tail = repeating_blocks(3_000, round);
+        vol.write(ino, model.len() as u64, &tail, false, false).unwrap();
+        model.extend_from_slice(&tail);
+        assert!(read_all(&vol, ino) == model, "round {round}: wrong bytes while queued");
+        vol.release(ino).unwrap();
+        vol.fsync(ino).unwrap();
+        assert!(read_all(&vol, ino) == model, "round {round}: wrong bytes once committed");
+    }
+    close(vol, committer);
 }
