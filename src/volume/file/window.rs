@@ -70,6 +70,14 @@ impl Window {
         copy_overlap(out, out_at, self.tail_start(), &self.tail);
         Ok(())
     }
+    /// The whole tail was chunked and stored as `pending` (laid end to end from the
+    /// tail's start): the window holds them instead of the bytes.
+    pub(super) fn tail_stored(&mut self, mut pending: Vec<Pending>) {
+        debug_assert_eq!(pending.iter().map(|p| u64::from(p.len)).sum::<u64>(), self.tail.len() as u64);
+        self.pending_len += self.tail.len() as u64;
+        self.tail = vec![];
+        self.pending.append(&mut pending);
+    }
     /// Nothing chunked yet: all of it is in the tail.
     pub(super) fn unchunked(&self) -> bool {
         self.pending_len == 0
@@ -217,6 +225,15 @@ impl QueuedWrites {
     pub(super) fn front(&self) -> Option<&QueuedWrite> {
         self.writes.front()
     }
+    /// The oldest writes, about `max_bytes` of them (at least one if any).
+    pub(super) fn oldest(&self, max_bytes: usize) -> impl Iterator<Item = &QueuedWrite> {
+        let mut taken = 0;
+        self.writes.iter().take_while(move |q| {
+            let first = taken == 0;
+            taken += q.data.len();
+            first || taken <= max_bytes
+        })
+    }
     /// Takes the oldest write back as a window, if it is `seq`.
     pub(super) fn pop_if(&mut self, seq: u64) -> Option<Window> {
         if self.writes.front()?.seq != seq {
@@ -339,6 +356,8 @@ mod tests {
             queue.push(w);
         }
         assert_eq!((queue.bytes(), queue.end()), (35, 120));
+        let starts = |max| queue.oldest(max).map(|q| q.start).collect::<Vec<_>>();
+        assert_eq!((starts(0), starts(30), starts(35)), (vec![0], vec![0, 100], vec![0, 100, 50]));
         let first = queue.front().unwrap().seq;
         // Someone else (an fsync) committed the oldest while the committer sealed a copy.
         let w = queue.pop_if(first).unwrap();
