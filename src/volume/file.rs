@@ -383,10 +383,45 @@ impl Volume {
         let state = self.file_state(ino);
         let mut st = state.lock().expect("file lock");
         st.changed = true;
+        let result = self.write_locked(ino, &mut st, offset, data, append, kill_suid);
+        if let Err(e) = &result {
+            self.discard_window(ino, &mut st, e);
+        }
+        result
+    }
+
+    /// After a write failed storing or committing earlier writes: the window's writes are
+    /// lost (the file keeps its committed contents, as after a crash), and the next fsync
+    /// or close of the file reports it too, since some of them had been acknowledged.
+    /// (A window left in place after a failed block would commit with a hole of zeros
+    /// where the block was.)
+    fn discard_window(&self, ino: Ino, st: &mut FileState, e: &Error) {
+        let lost = match e {
+            Error::NoSpace => Error::NoSpace,
+            Error::Store(_) | Error::Io(_) => Error::Io(std::io::Error::from_raw_os_error(libc::EIO)),
+            // Refused before anything was stored (a bad offset): the window stands.
+            _ => return,
+        };
+        tracing::error!(inode = %ino, error = %e, "uncommitted writes to the file are lost");
+        if let Some(w) = st.window.take() {
+            self.chunks.unpin(w.dedup_hits().collect::<Vec<_>>().iter());
+        }
+        st.deferred_error.get_or_insert(lost);
+    }
+
+    fn write_locked(
+        &self,
+        ino: Ino,
+        st: &mut FileState,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+        kill_suid: bool,
+    ) -> Result<u64> {
         // A synced segment is committed by the next write, so a crash loses no more than
         // one window.
         if st.segment.as_ref().is_some_and(Segment::synced) {
-            self.finish_segment(ino, &mut st)?;
+            self.finish_segment(ino, st)?;
         }
         let offset = if append {
             let committed = self.load_inode(ino)?.size;
@@ -397,7 +432,7 @@ impl Volume {
         offset.checked_add(data.len() as u64).filter(|end| *end <= i64::MAX as u64).ok_or(Error::Invalid)?;
         let fits = st.window.as_ref().is_some_and(|w| offset >= w.tail_start() && offset <= w.end());
         if !fits {
-            self.commit_window(ino, &mut st, Durability::Buffered)?;
+            self.commit_window(ino, st, Durability::Buffered)?;
             st.window = Some(self.open_window(ino, offset)?);
         }
         let w = st.window.as_mut().expect("window is open");
@@ -414,7 +449,7 @@ impl Volume {
         st.kill_suid |= kill_suid;
         st.last_write = Some(Instant::now());
         if full {
-            self.split_window(ino, &mut st)?;
+            self.split_window(ino, st)?;
         }
         Ok(offset)
     }
