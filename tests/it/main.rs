@@ -10,6 +10,7 @@ mod corrupt;
 mod crash;
 mod dedup;
 mod enospc;
+mod faults;
 mod fingerprints;
 mod format_compat;
 pub mod galleries;
