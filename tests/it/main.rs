@@ -20,6 +20,7 @@ pub mod http;
 mod keys;
 mod layering;
 mod posix;
+mod powercut;
 mod ranges;
 mod reclaim;
 mod refcounts;
