@@ -524,7 +524,11 @@ impl Volume {
         let synced = segment.synced.take();
         let w = segment.window;
         let pinned: Vec<ChunkId> = w.dedup_hits().collect();
-        let result = synced.and_then(|()| self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered));
+        let result = synced.and_then(|()| {
+            // The segment's bodies are durable; no extent points at them yet.
+            super::faults::crash_point("segment-synced");
+            self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered)
+        });
         self.chunks.unpin(pinned.iter());
         if let Err(e) = &result {
             tracing::error!(inode = %ino, error = %e, "could not commit the first part of a large write");
