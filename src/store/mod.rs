@@ -5,6 +5,7 @@
 //! (docs/format.md lists every key and value). Durability is the caller's choice per
 //! batch: `Durability::Synced` syncs the write-ahead log before returning.
 
+mod faults;
 pub mod format;
 pub mod keys;
 pub mod packs;
@@ -345,6 +346,10 @@ impl Store {
     pub fn commit(&self, batch: Batch<'_>, durability: Durability) -> Result<()> {
         let mut wo = WriteOptions::default();
         wo.set_sync(durability == Durability::Synced);
+        faults::fail(faults::Op::Commit)?;
+        if durability == Durability::Synced {
+            faults::fail(faults::Op::WalSync)?;
+        }
         self.db.write_opt(batch.wb, &wo)?;
         Ok(())
     }
@@ -383,6 +388,7 @@ impl Store {
 
     /// Syncs the write-ahead log: every batch committed so far becomes durable.
     pub fn sync_wal(&self) -> Result<()> {
+        faults::fail(faults::Op::WalSync)?;
         self.db.flush_wal(true)?;
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! Like the rest of the store, packs hold only sealed bytes (the envelope's associated
 //! data binds a body to its chunk id, so a body read from a wrong place fails to open).
 
+use super::faults::{Fault, Op};
 use super::{Error, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
@@ -74,6 +75,8 @@ pub struct Packs {
     /// Held by `sync` for its whole run, so a second caller waits for a sync in progress
     /// instead of returning while the first one's packs are still being synced.
     syncing: Mutex<()>,
+    /// The error of a failed pack sync (see `sync`).
+    sync_failed: Mutex<Option<i32>>,
 }
 
 struct Tail {
@@ -96,6 +99,7 @@ impl Packs {
             unsynced: Mutex::new(BTreeSet::new()),
             dir_unsynced: AtomicBool::new(false),
             syncing: Mutex::new(()),
+            sync_failed: Mutex::new(None),
         })
     }
 
@@ -183,7 +187,9 @@ impl Packs {
             t.len += body.len() as u64;
             (t.pack, t.file.clone(), offset)
         };
-        file.write_all_at(body, offset).map_err(io_error)?;
+        // A failed write leaves dead bytes in the range reserved for it, which no location
+        // points at and later appends go past; garbage collection reclaims them.
+        write_body(&file, body, offset)?;
         start_writeback(&file, offset, body.len() as u64);
         self.unsynced.lock().expect("unsynced lock").insert(pack);
         Ok(Location { pack, offset, len })
@@ -192,11 +198,31 @@ impl Packs {
     /// Makes every body appended before this call durable.
     pub fn sync(&self) -> Result<()> {
         let _one_at_a_time = self.syncing.lock().expect("pack sync lock");
+        if let Some(errno) = *self.sync_failed.lock().expect("sync failure lock") {
+            return Err(io_error(std::io::Error::from_raw_os_error(errno)));
+        }
         let packs = std::mem::take(&mut *self.unsynced.lock().expect("unsynced lock"));
         for pack in packs {
-            if let Err(e) = self.reader(pack).and_then(|f| f.sync_data().map_err(io_error)) {
-                // Still owed: a later sync retries it.
-                self.unsynced.lock().expect("unsynced lock").insert(pack);
+            let file = match self.reader(pack) {
+                Ok(f) => f,
+                Err(e) => {
+                    // Nothing was lost: a later sync retries it.
+                    self.unsynced.lock().expect("unsynced lock").insert(pack);
+                    return Err(e);
+                }
+            };
+            if let Err(e) = super::faults::fail(Op::PackSync).and_then(|()| file.sync_data().map_err(io_error)) {
+                // After a failed `fdatasync` the kernel may have dropped the pages it could
+                // not write and marked them clean, so a retry would succeed without them
+                // on disk. No later sync in this process can vouch for the bodies
+                // appended before, whoever appended them: every one fails from now on.
+                let errno = match &e {
+                    Error::NoSpace => libc::ENOSPC,
+                    Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+                    _ => libc::EIO,
+                };
+                *self.sync_failed.lock().expect("sync failure lock") = Some(errno);
+                tracing::error!(pack, error = %e, "a pack could not be synced: bodies are no longer made durable until the volume is opened again");
                 return Err(e);
             }
         }
@@ -254,6 +280,18 @@ impl Packs {
     #[must_use]
     pub fn pack_path(&self, pack: u32) -> PathBuf {
         self.path(pack)
+    }
+}
+
+/// Writes `body` at `offset`, or an injected failure (a short write: part of it).
+fn write_body(file: &File, body: &[u8], offset: u64) -> Result<()> {
+    match super::faults::check(Op::PackWrite) {
+        None => file.write_all_at(body, offset).map_err(io_error),
+        Some(Fault::Short) => {
+            file.write_all_at(&body[..body.len() / 2], offset).map_err(io_error)?;
+            Err(Fault::Short.error())
+        }
+        Some(fault) => Err(fault.error()),
     }
 }
 

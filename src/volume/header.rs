@@ -180,6 +180,8 @@ impl Header {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(serde_json::to_string_pretty(self).expect("header serialises").as_bytes())?;
         f.sync_all()?;
+        // The new header is whole on disk; until the rename the old one is in force.
+        super::faults::crash_point("header-tmp-written");
         std::fs::rename(&tmp, dir.join(HEADER_FILE))?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(())

@@ -53,6 +53,7 @@ impl Volume {
             }
             h.rotate(&mut next, cred, slot)
         })?;
+        super::faults::crash_point("rotate-header-stored");
         // Only now that the header holding the new key is durable may chunks use it.
         *ring = next;
         self.chunks.codec.set_keys(&ring);
@@ -108,11 +109,13 @@ impl Volume {
                 }
             }
         }
+        super::faults::crash_point("rekey-resealed");
         // The new bodies are durable before the header forgets the keys that open the old
         // copies; then the old copies go, from blob files and packs.
         self.store.sync_wal()?;
         self.store.reclaim_chunk_space()?;
         self.compact_packs()?;
+        super::faults::crash_point("rekey-old-copies-gone");
         let unused: Vec<u32> = ring.epochs().into_iter().filter(|e| !in_use.contains(e)).collect();
         if !unused.is_empty() {
             let mut next = ring.clone();

@@ -116,3 +116,160 @@ fn a_crash_at_every_kill_point_of_writes_and_gc_leaves_a_clean_volume() {
         v.assert_clean(&["--read-data"]);
     }
 }
+
+/// Runs `nanofs ARGS --passphrase-file F` set to abort at `point`, and asserts that it did.
+fn run_crashing_at(v: &TestVolume, args: &[&str], point: &str) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .args(["--passphrase-file", v.pass_file.to_str().unwrap()])
+        .env_remove("NANOFS_PASSPHRASE")
+        .env("NANOFS_CRASH_AT", point)
+        .output()
+        .unwrap();
+    assert!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status).is_some(),
+        "{point}: nanofs {args:?} did not crash: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn key_epoch(v: &TestVolume) -> u64 {
+    let out = nanofs(&["key", "list", v.path(), "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("key list prints JSON");
+    list["epoch"].as_u64().expect("an epoch")
+}
+
+/// A volume with one file written under key epoch 0 and one under epoch 1.
+fn volume_with_two_epochs() -> (TestVolume, String, String) {
+    let v = TestVolume::new();
+    let m = v.mount();
+    write_random_file(&m.p("old.bin"), 21, 6 << 20);
+    let old = sha256(&m.p("old.bin"));
+    m.unmount();
+    v.run_ok(&["key", "rotate", v.path()]);
+    let m = v.mount();
+    write_random_file(&m.p("new.bin"), 22, 6 << 20);
+    let new = sha256(&m.p("new.bin"));
+    m.unmount();
+    (v, old, new)
+}
+
+fn assert_files(v: &TestVolume, files: &[(&str, &str)]) {
+    v.assert_clean(&["--read-data"]);
+    let m = v.mount();
+    for (name, sum) in files {
+        assert_eq!(sha256(&m.p(name)), *sum, "{name}");
+    }
+    m.unmount();
+}
+
+/// A crash while the header is replaced leaves the old header or the new one, whole: the
+/// passphrase that opens the volume is exactly the old or exactly the new one.
+#[test]
+fn a_crash_changing_the_passphrase_leaves_the_old_one_or_the_new_one() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    write_random_file(&m.p("keep.bin"), 20, 4 << 20);
+    let keep = sha256(&m.p("keep.bin"));
+    m.unmount();
+    let new_pass = v.tmp.path().join("new.pass");
+    std::fs::write(&new_pass, "a new passphrase\n").unwrap();
+    let change = ["key", "change-passphrase", v.path(), "--new-passphrase-file", new_pass.to_str().unwrap()];
+    let opens = |pass: &std::path::Path| nanofs(&["check", v.path(), "--passphrase-file", pass.to_str().unwrap()]);
+
+    run_crashing_at(&v, &change, "header-tmp-written");
+    assert!(
+        opens(&v.pass_file).status.success(),
+        "the old passphrase stopped working before the new header was in place"
+    );
+    assert!(!opens(&new_pass).status.success(), "the new passphrase works without the new header");
+    assert_files(&v, &[("keep.bin", &keep)]);
+
+    // Then done for real: now only the new one opens.
+    v.run_ok(&change);
+    assert!(opens(&new_pass).status.success());
+    assert!(!opens(&v.pass_file).status.success());
+}
+
+/// A crash during key rotation: before the new header is in place the volume stays at its
+/// epoch; after, it is at the next one (with the keys of both). Either way it opens with
+/// its passphrase, checks clean and reads every file, and new writes use the new epoch.
+#[test]
+fn a_crash_during_key_rotation_leaves_the_old_or_the_new_epoch() {
+    for (point, epoch) in [("header-tmp-written", 0), ("rotate-header-stored", 1)] {
+        let v = TestVolume::new();
+        let m = v.mount();
+        write_random_file(&m.p("old.bin"), 21, 6 << 20);
+        let old = sha256(&m.p("old.bin"));
+        m.unmount();
+        run_crashing_at(&v, &["key", "rotate", v.path()], point);
+        assert_eq!(key_epoch(&v), epoch, "{point}");
+        assert_files(&v, &[("old.bin", &old)]);
+        // Rotating again works from there.
+        v.run_ok(&["key", "rotate", v.path()]);
+        assert_eq!(key_epoch(&v), epoch + 1, "{point}");
+        let m = v.mount();
+        write_random_file(&m.p("after.bin"), 23, 6 << 20);
+        let after = sha256(&m.p("after.bin"));
+        m.unmount();
+        assert_files(&v, &[("old.bin", &old), ("after.bin", &after)]);
+    }
+}
+
+/// A crash at each step of a rekey (chunks re-sealed but not yet durable; old copies
+/// collected; the header forgetting old keys half written) keeps every file readable and
+/// the volume clean; the old epoch's key is kept until the rekey that completes forgets it.
+#[test]
+fn a_crash_during_rekey_keeps_every_file_and_the_old_key_until_done() {
+    for point in ["rekey-resealed", "rekey-old-copies-gone", "header-tmp-written"] {
+        let (v, old, new) = volume_with_two_epochs();
+        run_crashing_at(&v, &["rekey", v.path()], point);
+        assert_eq!(key_epoch(&v), 1, "{point}");
+        assert_files(&v, &[("old.bin", &old), ("new.bin", &new)]);
+        let out = v.run_ok(&["rekey", v.path()]);
+        assert!(out.contains("forgot the keys of epochs [0]"), "{point}: the crashed rekey forgot a key: {out}");
+        assert_files(&v, &[("old.bin", &old), ("new.bin", &new)]);
+    }
+}
+
+/// A crash once a large write's first segment is synced but not committed: the file keeps
+/// what was committed (nothing of it here), the rest of the volume is intact, and the
+/// segment's bodies are garbage that the next collection frees.
+#[test]
+fn a_crash_between_a_segments_sync_and_its_commit_loses_only_that_write() {
+    let v = TestVolume::new();
+    std::fs::write(v.dir.join("nanofs.toml"), "[storage]\nwrite_window_mb = 16\n").unwrap();
+    let m = v.mount();
+    write_random_file(&m.p("keep.bin"), 11, 12 << 20);
+    std::fs::File::open(m.p("keep.bin")).unwrap().sync_all().unwrap();
+    let keep = sha256(&m.p("keep.bin"));
+    m.unmount();
+
+    let m = v.mount_with_env(&[], &[("NANOFS_CRASH_AT", "segment-synced")]);
+    let path = m.p("large.bin");
+    let writer = std::thread::spawn(move || {
+        let mut f = std::fs::File::create(path).ok()?;
+        for i in 0..12u64 {
+            f.write_all(&random_bytes(i, 4 << 20)).ok()?;
+        }
+        f.sync_all().ok()
+    });
+    m.expect_crash("segment-synced");
+    assert!(writer.join().unwrap().is_none(), "the write crossing the crash succeeded");
+
+    v.assert_clean(&["--read-data"]);
+    let m = v.mount();
+    assert_eq!(sha256(&m.p("keep.bin")), keep);
+    if let Ok(data) = std::fs::read(m.p("large.bin")) {
+        for (i, piece) in data.chunks(4 << 20).enumerate() {
+            assert_eq!(piece, &random_bytes(i as u64, 4 << 20)[..piece.len()], "piece {i} of the crashed write");
+        }
+        let _ = std::fs::remove_file(m.p("large.bin"));
+    }
+    m.unmount();
+    v.run_ok(&["gc", v.path()]);
+    let stored = v.stat_u64("stored_bytes");
+    assert!(((12 << 20)..(12 << 20) + (64 << 10)).contains(&stored), "{stored}");
+    v.assert_clean(&["--read-data"]);
+}

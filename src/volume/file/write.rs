@@ -30,10 +30,45 @@ impl Volume {
         let state = self.file_state(ino);
         let mut st = state.lock().expect("file lock");
         st.changed = true;
+        let result = self.write_locked(ino, &mut st, offset, data, append, kill_suid);
+        if let Err(e) = &result {
+            self.discard_window(ino, &mut st, e);
+        }
+        result
+    }
+
+    /// After a write failed storing or committing earlier writes: the window's writes are
+    /// lost (the file keeps its committed contents, as after a crash), and the next fsync
+    /// or close of the file reports it too, since some of them had been acknowledged.
+    /// (A window left in place after a failed block would commit with a hole of zeros
+    /// where the block was.)
+    fn discard_window(&self, ino: Ino, st: &mut FileState, e: &Error) {
+        let lost = match e {
+            Error::NoSpace => Error::NoSpace,
+            Error::Store(_) | Error::Io(_) => Error::Io(std::io::Error::from_raw_os_error(libc::EIO)),
+            // Refused before anything was stored (a bad offset): the window stands.
+            _ => return,
+        };
+        tracing::error!(inode = %ino, error = %e, "uncommitted writes to the file are lost");
+        if let Some(w) = st.window.take() {
+            self.chunks.unpin(w.dedup_hits().collect::<Vec<_>>().iter());
+        }
+        st.deferred_error.get_or_insert(lost);
+    }
+
+    fn write_locked(
+        &self,
+        ino: Ino,
+        st: &mut FileState,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+        kill_suid: bool,
+    ) -> Result<u64> {
         // A synced segment is committed by the next write, so a crash loses no more than
         // one window.
         if st.segment.as_ref().is_some_and(Segment::synced) {
-            self.finish_segment(ino, &mut st)?;
+            self.finish_segment(ino, st)?;
         }
         let offset = if append {
             let committed = self.load_inode(ino)?.size;
@@ -44,7 +79,7 @@ impl Volume {
         };
         offset.checked_add(data.len() as u64).filter(|end| *end <= i64::MAX as u64).ok_or(Error::Invalid)?;
         if !st.window.as_ref().is_some_and(|w| w.takes(offset)) {
-            self.set_window_aside(ino, &mut st)?;
+            self.set_window_aside(ino, st)?;
             let takes_back = st.queued_writes.is_empty();
             st.window = Some(self.open_window(ino, offset, takes_back)?);
         }
@@ -58,7 +93,7 @@ impl Volume {
         st.kill_suid |= kill_suid;
         st.last_write = Some(Instant::now());
         if full {
-            self.split_window(ino, &mut st)?;
+            self.split_window(ino, st)?;
         }
         Ok(offset)
     }
@@ -136,7 +171,11 @@ impl Volume {
         let synced = segment.synced.take();
         let w = segment.window;
         let pinned: Vec<ChunkId> = w.dedup_hits().collect();
-        let result = synced.and_then(|()| self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered));
+        let result = synced.and_then(|()| {
+            // The segment's bodies are durable; no extent points at them yet.
+            crate::volume::faults::crash_point("segment-synced");
+            self.commit_extents(ino, st, &w, w.end(), vec![], Durability::Buffered)
+        });
         self.chunks.unpin(pinned.iter());
         if let Err(e) = &result {
             tracing::error!(inode = %ino, error = %e, "could not commit the first part of a large write");

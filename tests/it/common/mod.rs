@@ -302,3 +302,26 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg("-l").arg(&self.path).output();
     }
 }
+
+pub mod lazyfs;
+
+impl TestVolume {
+    /// A volume made with `nanofs init` at `dir` (which may lie on another file system),
+    /// with its passphrase file and the daemon's logs in a temporary directory.
+    pub fn init_at(dir: &Path) -> Self {
+        let tmp = tempfile::Builder::new().prefix("nanofs-it-").tempdir().expect("tempdir");
+        let pass_file = tmp.path().join("pass");
+        std::fs::write(&pass_file, format!("{PASSPHRASE}\n")).unwrap();
+        let out = nanofs(&["init", dir.to_str().unwrap(), "--passphrase-file", pass_file.to_str().unwrap()]);
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        Self { tmp, dir: dir.to_path_buf(), pass_file }
+    }
+
+    /// The same volume found at `dir` (such as the disk under a file system it was made on).
+    pub fn moved_to(&self, dir: &Path) -> Self {
+        let tmp = tempfile::Builder::new().prefix("nanofs-it-").tempdir().expect("tempdir");
+        let pass_file = tmp.path().join("pass");
+        std::fs::copy(&self.pass_file, &pass_file).unwrap();
+        Self { tmp, dir: dir.to_path_buf(), pass_file }
+    }
+}
