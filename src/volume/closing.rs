@@ -110,6 +110,11 @@ impl Volume {
         true
     }
 
+    /// Whether a committer thread runs.
+    pub(crate) fn committer_runs(&self) -> bool {
+        self.closing.state.lock().expect("closing lock").running
+    }
+
     /// Asks the committer to commit the queued writes of `ino`; false if there is none (the
     /// writer commits them).
     pub(crate) fn defer_queued_writes(&self, ino: Ino) -> bool {

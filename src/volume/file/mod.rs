@@ -30,7 +30,7 @@ use super::Volume;
 use crate::ids::Ino;
 use crate::store::keys;
 use crate::store::{Cf, Durability};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use window::{QueuedWrites, Segment, Window};
 
@@ -45,6 +45,8 @@ pub(crate) struct FileState {
     /// Small windows set aside by writes elsewhere in the file, committed in the
     /// background; older than `segment` and `window`.
     queued_writes: QueuedWrites,
+    /// Told when the committer took writes off the queue: a writer waiting for room.
+    drained: Arc<Condvar>,
     window: Option<Window>,
     /// The chunked part of a full window, split off and being synced; it lies just
     /// before `window` and is committed before anything else touches the file.
@@ -191,7 +193,10 @@ impl Volume {
             // A file busy with a write or read is skipped; it is picked up next time.
             let Ok(mut st) = state.try_lock() else { continue };
             if st.window.is_some() && st.last_write.is_some_and(|t| t.elapsed() >= idle) {
-                self.commit_window(ino, &mut st, Durability::Buffered)?;
+                // A failure is kept for the file's next fsync or close (`commit_window`).
+                if let Err(e) = self.commit_window(ino, &mut st, Durability::Buffered) {
+                    tracing::error!(inode = %ino, error = %e, "committing an idle file failed");
+                }
             }
         }
         Ok(())
@@ -217,7 +222,7 @@ impl Volume {
             st = state.lock().expect("file lock");
             st.queued = false;
         }
-        self.commit_window(ino, &mut st, Durability::Buffered)
+        self.commit_reporting(ino, &mut st, Durability::Buffered)
     }
 
     /// Commits the writes of `ino` and makes them durable.
@@ -236,10 +241,20 @@ impl Volume {
                 if let Some(e) = st.deferred_error.take() {
                     return Err(e);
                 }
-                self.commit_window(ino, &mut st, durability)
+                self.commit_reporting(ino, &mut st, durability)
             }
             None if durability == Durability::Synced => self.sync(),
             None => Ok(()),
         }
+    }
+
+    /// `commit_window` for a caller that reports its failure to the writer itself (its
+    /// `close` or `fsync`): the error is not kept for a second report.
+    fn commit_reporting(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
+        let result = self.commit_window(ino, st, durability);
+        if result.is_err() {
+            st.deferred_error = None;
+        }
+        result
     }
 }

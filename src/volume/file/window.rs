@@ -222,9 +222,6 @@ impl QueuedWrites {
         self.writes.push_back(QueuedWrite { seq: self.next_seq, start: w.start, data: Arc::new(w.tail) });
         self.next_seq += 1;
     }
-    pub(super) fn front(&self) -> Option<&QueuedWrite> {
-        self.writes.front()
-    }
     /// The oldest writes, about `max_bytes` of them (at least one if any).
     pub(super) fn oldest(&self, max_bytes: usize) -> impl Iterator<Item = &QueuedWrite> {
         let mut taken = 0;
@@ -358,12 +355,12 @@ mod tests {
         assert_eq!((queue.bytes(), queue.end()), (35, 120));
         let starts = |max| queue.oldest(max).map(|q| q.start).collect::<Vec<_>>();
         assert_eq!((starts(0), starts(30), starts(35)), (vec![0], vec![0, 100], vec![0, 100, 50]));
-        let first = queue.front().unwrap().seq;
+        let first = queue.oldest(0).next().unwrap().seq;
         // Someone else (an fsync) committed the oldest while the committer sealed a copy.
         let w = queue.pop_if(first).unwrap();
         assert_eq!((w.start, w.end()), (0, 10));
         assert!(queue.pop_if(first).is_none(), "a stale copy must not commit again");
-        let second = queue.front().unwrap().seq;
+        let second = queue.oldest(0).next().unwrap().seq;
         assert_ne!(first, second);
         assert_eq!(queue.pop_if(second).map(|w| w.start), Some(100));
         queue.clear();

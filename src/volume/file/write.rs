@@ -28,7 +28,7 @@ impl Volume {
         }
         self.make_room(data.len() as u64, SPACE_RESERVE)?;
         let state = self.file_state(ino);
-        let mut st = state.lock().expect("file lock");
+        let mut st = self.wait_for_queue_room(state.lock().expect("file lock"));
         st.changed = true;
         let result = self.write_locked(ino, &mut st, offset, data, append, kill_suid);
         if let Err(e) = &result {
@@ -43,12 +43,8 @@ impl Volume {
     /// (A window left in place after a failed block would commit with a hole of zeros
     /// where the block was.)
     fn discard_window(&self, ino: Ino, st: &mut FileState, e: &Error) {
-        let lost = match e {
-            Error::NoSpace => Error::NoSpace,
-            Error::Store(_) | Error::Io(_) => Error::Io(std::io::Error::from_raw_os_error(libc::EIO)),
-            // Refused before anything was stored (a bad offset): the window stands.
-            _ => return,
-        };
+        // Refused before anything was stored (a bad offset): the window stands.
+        let Some(lost) = lost_writes(e) else { return };
         tracing::error!(inode = %ino, error = %e, "uncommitted writes to the file are lost");
         if let Some(w) = st.window.take() {
             self.chunks.unpin(w.dedup_hits().collect::<Vec<_>>().iter());
@@ -184,8 +180,22 @@ impl Volume {
         result
     }
 
-    /// Makes the window part of the file: see the module docs.
+    /// Makes the queued writes, the segment and the window part of the file: see the
+    /// module docs. What fails to commit is lost, and the error is also kept for the
+    /// file's next `fsync` or `close`: the caller may be someone other than the writer
+    /// (idle commits, snapshots, range operations, the volume's close), and the writer was
+    /// told its writes succeeded.
     pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
+        let result = self.commit_uncommitted(ino, st, durability);
+        if let Err(e) = &result {
+            if let Some(lost) = lost_writes(e) {
+                st.deferred_error.get_or_insert(lost);
+            }
+        }
+        result
+    }
+
+    fn commit_uncommitted(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
         self.commit_queued_writes(ino, st)?;
         self.finish_segment(ino, st)?;
         let Some(mut w) = st.window.take() else {
@@ -285,5 +295,15 @@ impl Volume {
             return Ok(());
         }
         self.setattr(ino, &crate::volume::SetAttr { size: Some(end), ..Default::default() }).map(|_| ())
+    }
+}
+
+/// The error a writer gets for writes lost to a failed store or commit; `None` for errors
+/// that lose nothing (the file is gone, the request was refused).
+fn lost_writes(e: &Error) -> Option<Error> {
+    match e {
+        Error::NoSpace => Some(Error::NoSpace),
+        Error::Store(_) | Error::Io(_) => Some(Error::Io(std::io::Error::from_raw_os_error(libc::EIO))),
+        _ => None,
     }
 }
