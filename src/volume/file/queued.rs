@@ -109,7 +109,8 @@ impl Volume {
         let pinned = stored.iter().flat_map(|(_, found, _)| found.iter().copied()).collect();
         let writes = stored.into_iter().map(|(seq, _, pending)| pending.map(|p| (seq, p))).collect::<Result<_>>();
         let writes = writes.and_then(|w| self.store.sync_bodies().map(|()| w).map_err(Error::from));
-        StoredBatch { pinned, writes }
+        let last_seq = batch.last().map_or(0, |(seq, _, _)| *seq);
+        StoredBatch { pinned, writes, last_seq }
     }
 
     /// Commits the writes of a stored batch in order, each only while it is still the
@@ -128,6 +129,11 @@ impl Volume {
         });
         self.chunks.unpin(stored.pinned.iter());
         if result.is_err() {
+            // A batch that failed after another thread committed all its writes (through
+            // a batch of its own) lost nothing.
+            if st.queued_writes.oldest(0).next().is_none_or(|q| q.seq > stored.last_seq) {
+                return Ok(());
+            }
             st.queued_writes.clear();
         }
         result
@@ -138,6 +144,8 @@ impl Volume {
 struct StoredBatch {
     /// Stored chunks the writes found, pinned until committed.
     pinned: Vec<ChunkId>,
+    /// The newest write of the batch.
+    last_seq: u64,
     /// Per write (by `seq`), its chunks laid end to end.
     writes: Result<Vec<(u64, Vec<Pending>)>>,
 }
