@@ -3,7 +3,7 @@
 use super::attr::{file_attr, file_type, negative_entry};
 use super::errno::to_errno;
 use crate::ids::Ino;
-use crate::volume::{Error as VolumeError, Kind, RenameMode, Seek, SetAttr, SetTime, Volume};
+use crate::volume::{Error as VolumeError, Handle, Kind, RenameMode, Seek, SetAttr, SetTime, Volume};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
@@ -13,7 +13,6 @@ use fuser::{
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +31,6 @@ const READDIR_BATCH: usize = 256;
 /// The FUSE file system of one volume.
 pub struct NanoFs {
     vol: Arc<Volume>,
-    next_fh: AtomicU64,
     /// The kernel takes `ENOSYS` from `opendir` as "no directory handles needed" and
     /// sends neither `opendir` nor `releasedir` again (`FUSE_NO_OPENDIR_SUPPORT`).
     no_opendir: bool,
@@ -42,11 +40,7 @@ impl NanoFs {
     /// Serves `vol`.
     #[must_use]
     pub fn new(vol: Arc<Volume>) -> Self {
-        Self { vol, next_fh: AtomicU64::new(1), no_opendir: false }
-    }
-
-    fn fh(&self) -> FileHandle {
-        FileHandle(self.next_fh.fetch_add(1, Ordering::Relaxed))
+        Self { vol, no_opendir: false }
     }
 }
 
@@ -226,11 +220,11 @@ impl fuser::Filesystem for NanoFs {
 
     fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        try_reply!(reply, self.vol.open_file(ino(i), write));
+        let h = try_reply!(reply, self.vol.open_file(ino(i), write));
         // Closing a handle that cannot have written has nothing to commit: the kernel can
         // skip the flush round trip (`rsync` opens every file read-only to `fchmod` it).
         let open_flags = if write { FopenFlags::empty() } else { FopenFlags::FOPEN_NOFLUSH };
-        reply.opened(self.fh(), open_flags);
+        reply.opened(FileHandle(h.0), open_flags);
     }
 
     fn read(
@@ -266,8 +260,8 @@ impl fuser::Filesystem for NanoFs {
         reply.written(data.len() as u32);
     }
 
-    fn flush(&self, _req: &Request, i: INodeNo, _fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        try_reply!(reply, self.vol.flush(ino(i)));
+    fn flush(&self, _req: &Request, i: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        try_reply!(reply, self.vol.flush(ino(i), Handle(fh.0)));
         reply.ok();
     }
 
@@ -275,18 +269,18 @@ impl fuser::Filesystem for NanoFs {
         &self,
         _req: &Request,
         i: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        try_reply!(reply, self.vol.release(ino(i)));
+        try_reply!(reply, self.vol.release(ino(i), Handle(fh.0)));
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, i: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        try_reply!(reply, self.vol.fsync(ino(i)));
+    fn fsync(&self, _req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        try_reply!(reply, self.vol.fsync(ino(i), Some(Handle(fh.0))));
         reply.ok();
     }
 
@@ -432,8 +426,8 @@ impl fuser::Filesystem for NanoFs {
     ) {
         let a =
             try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::File, mode, req.uid(), req.gid(), 0));
-        try_reply!(reply, self.vol.open_file(a.ino, true));
-        reply.created(&TTL, &file_attr(&a), Generation(0), self.fh(), FopenFlags::empty());
+        let h = try_reply!(reply, self.vol.open_file(a.ino, true));
+        reply.created(&TTL, &file_attr(&a), Generation(0), FileHandle(h.0), FopenFlags::empty());
     }
 
     fn fallocate(

@@ -21,7 +21,7 @@ use crate::crypto::hybrid::{Identity, Recipient};
 use crate::crypto::stream::{DecryptReader, EncryptWriter, StreamError};
 use crate::ids::Ino;
 use crate::volume::HookBatch;
-use crate::volume::{Kind, Timestamp};
+use crate::volume::{Handle, Kind, Timestamp};
 use crate::volume::{RenameMode, SetAttr, SetTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -60,6 +60,14 @@ struct FileRecord {
     mtime: (i64, u32),
     perm: u32,
     author: Option<String>,
+}
+
+/// The file an import is writing.
+struct Importing {
+    ino: Ino,
+    handle: Handle,
+    written: u64,
+    rec: FileRecord,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -338,7 +346,7 @@ impl Galleries {
         let mut files: HashMap<u32, (Ino, Option<String>)> = HashMap::new();
         // Where each chunk was first written, to copy it for later references.
         let mut chunks: Vec<(Ino, u64, u32)> = Vec::new();
-        let mut current: Option<(Ino, u64, FileRecord)> = None;
+        let mut current: Option<Importing> = None;
         let mut talk = None;
         let result = self.import_records(
             r,
@@ -351,9 +359,9 @@ impl Galleries {
             &mut current,
             &mut talk,
         );
-        if let Some((ino, _, _)) = current.take() {
+        if let Some(f) = current.take() {
             // A refused bundle: close the half-written file so its removal reclaims it.
-            let _ = self.vol.release(ino);
+            let _ = self.vol.release(f.ino, f.handle);
         }
         result?;
         let talk = talk.ok_or_else(|| Error::Rejected("the bundle has no discussion record".into()))?;
@@ -370,12 +378,12 @@ impl Galleries {
         dirs: &mut HashMap<String, Ino>,
         files: &mut HashMap<u32, (Ino, Option<String>)>,
         chunks: &mut Vec<(Ino, u64, u32)>,
-        current: &mut Option<(Ino, u64, FileRecord)>,
+        current: &mut Option<Importing>,
         talk: &mut Option<Talk>,
     ) -> Result<()> {
-        let finish_file = |vol: &crate::volume::Volume, cur: Option<(Ino, u64, FileRecord)>| -> Result<()> {
-            if let Some((ino, written, rec)) = cur {
-                vol.release(ino)?;
+        let finish_file = |vol: &crate::volume::Volume, cur: Option<Importing>| -> Result<()> {
+            if let Some(Importing { ino, handle, written, rec }) = cur {
+                vol.release(ino, handle)?;
                 if written != rec.size {
                     return Err(Error::Rejected(format!(
                         "{}: the bundle holds {written} bytes, not {}",
@@ -412,14 +420,14 @@ impl Galleries {
                     let parent = self.import_parent(root, &parts, dirs)?;
                     let ino =
                         self.vol.create(parent, parts[parts.len() - 1].as_bytes(), Kind::File, 0o644, 0, 0, 0)?.ino;
-                    self.vol.open_file(ino, true)?;
+                    let handle = self.vol.open_file(ino, true)?;
                     files.insert(f.n, (ino, f.author.clone()));
                     report.items += 1;
                     report.bytes += f.size;
-                    *current = Some((ino, 0, f));
+                    *current = Some(Importing { ino, handle, written: 0, rec: f });
                 }
                 CHUNK | REF => {
-                    let (ino, written, rec) =
+                    let Importing { ino, written, rec, .. } =
                         current.as_mut().ok_or_else(|| Error::Rejected("file content outside a file".into()))?;
                     let data = if kind == CHUNK {
                         chunks.push((*ino, *written, buf.len() as u32));

@@ -366,9 +366,9 @@ impl Galleries {
             Err(e) => return Err(e.into()),
         }
         let file = self.vol.create(dir, &name, Kind::File, 0o600, 0, 0, 0)?.ino;
-        self.vol.open_file(file, true)?;
+        let h = self.vol.open_file(file, true)?;
         let written = self.vol.write(file, 0, jpeg, false, false);
-        let closed = self.vol.release(file);
+        let closed = self.vol.release(file, h);
         written?;
         Ok(closed?)
     }

@@ -508,7 +508,7 @@ async fn receive(
         state
             .blocking(move |vol| {
                 vol.setattr(ino, &SetAttr { size: Some(offset), ..Default::default() })?;
-                vol.fsync(ino)
+                vol.fsync(ino, None)
             })
             .await?;
         if mismatch {
@@ -518,7 +518,7 @@ async fn receive(
             ));
         }
     } else {
-        state.blocking(move |vol| vol.fsync(ino)).await?;
+        state.blocking(move |vol| vol.fsync(ino, None)).await?;
     }
     match broken {
         Some(e) => Err(e),

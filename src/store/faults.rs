@@ -12,7 +12,11 @@
 //! A commit with `Durability::Synced` counts as a `commit` and then a `wal-sync`. Faults
 //! are injected before RocksDB is called, so a failed commit has written nothing.
 //!
-//! The variable is read once; without it every check is one `OnceLock` load.
+//! With `NANOFS_STORE_FAULTS_ARMED_BY=PATH`, calls count only while `PATH` exists, so a
+//! test can set a file up first and then make the next commit fail, however many commits
+//! the set-up took.
+//!
+//! The variables are read once; without them every check is one `OnceLock` load.
 
 use super::Error;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +73,7 @@ struct Rule {
 
 struct Plan {
     rules: Vec<Rule>,
+    armed_by: Option<std::path::PathBuf>,
     /// Calls so far, per operation (indexed as `Op::ALL`).
     calls: [AtomicU64; 4],
 }
@@ -103,7 +108,8 @@ fn plan() -> Option<&'static Plan> {
         // A test that mistypes its faults must not pass by testing nothing.
         let rules = parse(&spec).unwrap_or_else(|e| panic!("{e}"));
         tracing::warn!(spec, "store fault injection is on");
-        Some(Plan { rules, calls: Default::default() })
+        let armed_by = std::env::var_os("NANOFS_STORE_FAULTS_ARMED_BY").map(Into::into);
+        Some(Plan { rules, armed_by, calls: Default::default() })
     })
     .as_ref()
 }
@@ -111,6 +117,9 @@ fn plan() -> Option<&'static Plan> {
 /// Counts a call of `op`; the fault to inject into it, if one is planned.
 pub(crate) fn check(op: Op) -> Option<Fault> {
     let plan = plan()?;
+    if plan.armed_by.as_ref().is_some_and(|p| !p.exists()) {
+        return None;
+    }
     let i = Op::ALL.iter().position(|o| *o == op).expect("every operation is listed");
     let n = plan.calls[i].fetch_add(1, Ordering::Relaxed) + 1;
     let rule = plan.rules.iter().find(|r| r.op == op && (n == r.nth || (r.onward && n > r.nth)))?;

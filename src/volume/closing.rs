@@ -7,7 +7,7 @@
 //! a closed file's dirty pages to writeback: the window stays in the file's state until
 //! then, so every read, `stat` and later write sees the data, and `fsync`, snapshots,
 //! `stats`, garbage collection and unmount commit or wait for it first. A commit that
-//! fails is logged and returned by the file's next `close` or `fsync`.
+//! fails is logged and reported as a writeback error (`file::errors`).
 //!
 //! Only files with bodies in packs are deferred: a small file's commit is one logged
 //! batch, cheaper than the hand-over.
@@ -86,8 +86,8 @@ impl Volume {
             // Unlinked and released meanwhile: its data went with it.
             Err(Error::NotFound) => {}
             Err(e) => {
+                // `commit_window` recorded the loss for the file's handles.
                 tracing::error!(inode = %ino, error = %e, "committing a closed file failed");
-                st.deferred_error = Some(e);
             }
         }
         drop(st);

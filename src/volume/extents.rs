@@ -111,9 +111,6 @@ impl Volume {
             let mut guards: Vec<MutexGuard<'_, FileState>> = Vec::new();
             for (ino, state) in &states {
                 let mut st = state.lock().expect("file lock");
-                if let Some(e) = st.deferred_error.take() {
-                    return Err(e);
-                }
                 self.commit_window(*ino, &mut st, Durability::Buffered)?;
                 guards.push(st);
             }

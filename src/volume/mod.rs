@@ -35,6 +35,7 @@ pub use crate::store::Durability;
 pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use extents::{Seek, MAX_COPY};
+pub use file::Handle;
 pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
@@ -147,6 +148,8 @@ pub struct Volume {
     /// Closed files whose commit runs in the background (`closing`).
     closing: closing::Closing,
     opens: Mutex<HashMap<Ino, u32>>,
+    /// The next `file::Handle` to hand out.
+    next_handle: std::sync::atomic::AtomicU64,
     /// Where the last read of each recently read file ended (read-ahead detects
     /// sequential readers); bounded, since reads over HTTP open no handle to clean up after.
     last_read_end: Mutex<lru::LruCache<Ino, u64>>,
@@ -252,6 +255,7 @@ impl Volume {
             files: Mutex::new(HashMap::new()),
             closing: closing::Closing::default(),
             opens: Mutex::new(HashMap::new()),
+            next_handle: std::sync::atomic::AtomicU64::new(1),
             last_read_end: Mutex::new(lru::LruCache::new(READ_POSITIONS.try_into().expect("non-zero"))),
             reclaimer: reclaim::Reclaimer::default(),
             hooks: RwLock::default(),

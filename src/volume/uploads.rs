@@ -105,7 +105,7 @@ impl Volume {
     /// Moves a complete upload to `target` (creating missing directories), atomically.
     /// `by`: the user hooks record as having made the change.
     pub fn upload_finish(&self, id: &str, ino: Ino, target: &str, by: Option<&str>) -> Result<Attr> {
-        self.fsync(ino)?;
+        self.fsync(ino, None)?;
         let (parent, name) = self.mkdir_parents(target)?;
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
         // The state goes only once the file is at its target: if the rename fails (the

@@ -14,18 +14,18 @@ use std::sync::{Arc, Mutex};
 /// mount would send them) and closes it; returns its inode.
 pub fn write_file(vol: &Volume, parent: Ino, name: &str, data: &[u8]) -> Ino {
     let ino = vol.create(parent, name.as_bytes(), Kind::File, 0o644, 0, 0, 0).unwrap().ino;
-    vol.open_file(ino, true).unwrap();
+    let h = vol.open_file(ino, true).unwrap();
     for (i, piece) in data.chunks(1 << 20).enumerate() {
         vol.write(ino, (i as u64) << 20, piece, false, false).unwrap();
     }
-    vol.release(ino).unwrap();
+    vol.release(ino, h).unwrap();
     ino
 }
 
 /// `write_file` of `random_file_parts(seed, len)`, without holding the whole file.
 pub fn write_random(vol: &Volume, parent: Ino, name: &str, seed: u64, len: usize) -> Ino {
     let ino = vol.create(parent, name.as_bytes(), Kind::File, 0o644, 0, 0, 0).unwrap().ino;
-    vol.open_file(ino, true).unwrap();
+    let h = vol.open_file(ino, true).unwrap();
     let mut at = 0u64;
     for part in random_file_parts(seed, len) {
         for piece in part.chunks(1 << 20) {
@@ -33,7 +33,7 @@ pub fn write_random(vol: &Volume, parent: Ino, name: &str, seed: u64, len: usize
             at += piece.len() as u64;
         }
     }
-    vol.release(ino).unwrap();
+    vol.release(ino, h).unwrap();
     ino
 }
 

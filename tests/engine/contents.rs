@@ -125,7 +125,7 @@ proptest! {
             match *op {
                 Op::Write { file, ref pieces } => {
                     let ino = inos[file as usize];
-                    vol.open_file(ino, true).unwrap();
+                    let h = vol.open_file(ino, true).unwrap();
                     for &(offset, len, seed) in pieces {
                         let bytes = repeating_blocks(len, seed);
                         vol.write(ino, u64::from(offset), &bytes, false, false).unwrap();
@@ -135,7 +135,7 @@ proptest! {
                         m.bytes[range.clone()].copy_from_slice(&bytes);
                         m.data[range].fill(true);
                     }
-                    vol.release(ino).unwrap();
+                    vol.release(ino, h).unwrap();
                 }
                 Op::Truncate { file, size } => {
                     vol.setattr(inos[file as usize], &SetAttr { size: Some(u64::from(size)), ..Default::default() }).unwrap();
@@ -225,12 +225,12 @@ fn an_append_keeps_a_queued_write_into_the_last_chunk() {
     let (vol, committer) = with_committer(small_chunk_engine_volume(&tmp.path().join("vol")));
     let ino = vol.create(Ino::ROOT, b"f", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
     let mut model = repeating_blocks(100_000, 1);
-    vol.open_file(ino, true).unwrap();
+    let h = vol.open_file(ino, true).unwrap();
     vol.write(ino, 0, &model, false, false).unwrap();
-    vol.release(ino).unwrap();
-    vol.fsync(ino).unwrap();
+    vol.release(ino, h).unwrap();
+    vol.fsync(ino, None).unwrap();
     for round in 0..20u8 {
-        vol.open_file(ino, true).unwrap();
+        let h = vol.open_file(ino, true).unwrap();
         // Into the last bytes, then an append right at the committed end.
         let at = model.len() - 50;
         vol.write(ino, at as u64, &[round; 10], false, false).unwrap();
@@ -239,8 +239,8 @@ fn an_append_keeps_a_queued_write_into_the_last_chunk() {
         vol.write(ino, model.len() as u64, &tail, false, false).unwrap();
         model.extend_from_slice(&tail);
         assert!(read_all(&vol, ino) == model, "round {round}: wrong bytes while queued");
-        vol.release(ino).unwrap();
-        vol.fsync(ino).unwrap();
+        vol.release(ino, h).unwrap();
+        vol.fsync(ino, None).unwrap();
         assert!(read_all(&vol, ino) == model, "round {round}: wrong bytes once committed");
     }
     close(vol, committer);

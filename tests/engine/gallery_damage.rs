@@ -53,9 +53,9 @@ fn damaged_gallery_records_fail_no_file_operation_and_check_repairs_them() {
     let vol = gs.volume().clone();
     let ((), log) = capture_logs(|| {
         let a = vol.lookup(trip, b"a.jpg").unwrap().ino;
-        vol.open_file(a, true).unwrap();
+        let h = vol.open_file(a, true).unwrap();
         vol.write(a, 5, b" and more", true, false).unwrap();
-        vol.release(a).unwrap();
+        vol.release(a, h).unwrap();
         let sub = vol.create(trip, b"sub", Kind::Dir, 0o755, 0, 0, 0).unwrap().ino;
         crate::common::write_file(&vol, sub, "new.jpg", b"new");
         vol.unlink(trip, b"c.jpg").unwrap();
@@ -110,9 +110,9 @@ fn a_failed_gallery_hook_writes_nothing_and_is_counted() {
     let vol = gs.volume().clone();
     vol.create(g_dir, b"new", Kind::File, 0o644, 0, 0, 0).unwrap(); // 1: item.added
     assert_eq!(gs.failures(), 0);
-    vol.open_file(f, true).unwrap();
+    let h = vol.open_file(f, true).unwrap();
     vol.write(f, 0, b"changed", false, false).unwrap();
-    vol.release(f).unwrap(); // item.changed reads the damaged record: the hook fails
+    vol.release(f, h).unwrap(); // item.changed reads the damaged record: the hook fails
     assert_eq!(gs.failures(), 1);
     assert_eq!(vol.read(f, 0, 7).unwrap().as_ref(), b"changed");
     vol.create(g_dir, b"newer", Kind::File, 0o644, 0, 0, 0).unwrap(); // 2: item.added

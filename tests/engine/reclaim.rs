@@ -15,13 +15,13 @@ fn garbage_over_the_disk_budget_is_due_and_reclaiming_brings_the_volume_back_wit
     let keep = vol.create(Ino::ROOT, b"keep", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
     let gone = vol.create(Ino::ROOT, b"gone", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
     for (ino, seed, mib) in [(keep, 1, 64u64), (gone, 2, 384)] {
-        vol.open_file(ino, true).unwrap();
+        let h = vol.open_file(ino, true).unwrap();
         for i in 0..mib {
             vol.write(ino, i << 20, &random_bytes(seed << 32 | i, 1 << 20), false, false).unwrap();
         }
-        vol.release(ino).unwrap();
+        vol.release(ino, h).unwrap();
     }
-    vol.fsync(keep).unwrap();
+    vol.fsync(keep, None).unwrap();
     assert_eq!(vol.reclaim_due().unwrap(), None, "no garbage, nothing due");
     vol.unlink(Ino::ROOT, b"gone").unwrap();
     assert_eq!(vol.reclaim_due().unwrap(), Some(ReclaimReason::OverBudget));

@@ -46,9 +46,9 @@ fn run(vol: &Volume, op: &Op) {
                 Some(i) => i,
                 None => vol.create(Ino::ROOT, &name(file), Kind::File, 0o644, 0, 0, 0).unwrap().ino,
             };
-            vol.open_file(ino, true).unwrap();
+            let h = vol.open_file(ino, true).unwrap();
             vol.write(ino, u64::from(offset), &repeating_blocks(len, seed), false, false).unwrap();
-            vol.release(ino).unwrap();
+            vol.release(ino, h).unwrap();
         }
         Op::Truncate { file, size } => {
             if let Some(ino) = lookup(file) {

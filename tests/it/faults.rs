@@ -64,7 +64,6 @@ fn reopen_and_verify(v: &TestVolume, intact: &[(&str, u64, usize)], failed: &[(&
 /// Failed pack appends (the bodies of large files): the writer gets the error, and a
 /// fault that passes leaves the volume usable at once.
 #[test]
-#[ignore = "known bug: now and then under load, a large file's fsync succeeds after a one-off failed pack append, and its bytes are gone after the crash"]
 fn failed_pack_writes_reach_the_writer_and_leave_packs_readable() {
     for (spec, want, persists) in [
         ("pack-write:eio@3", libc::EIO, false),
@@ -108,7 +107,6 @@ fn failed_pack_writes_reach_the_writer_and_leave_packs_readable() {
 /// A one-off ENOSPC from a pack append may be retried away or reach the writer as ENOSPC;
 /// either way nothing acknowledged is lost and the next write works.
 #[test]
-#[ignore = "known bug: now and then under load, a large file's fsync succeeds after a one-off ENOSPC from a pack append, and its bytes are gone after the crash"]
 fn a_one_off_enospc_is_absorbed_or_reported_as_enospc() {
     let v = TestVolume::new();
     let m = mount_with_faults(&v, "pack-write:enospc@3");
@@ -166,7 +164,6 @@ fn a_failed_pack_sync_fails_every_later_pack_sync_of_the_session() {
 /// workload: each operation either succeeds or reports the error, a lasting fault reaches
 /// the writers, and what was fsync'd survives.
 #[test]
-#[ignore = "known bug: with commit:enospc@25, about one run in five under load, the last large file's fsync succeeds and its bytes are gone after the crash"]
 fn failed_commits_and_log_syncs_lose_nothing_fsynced() {
     for spec in ["commit:eio@12", "commit:enospc@25", "commit:eio@18+", "wal-sync:eio@3", "wal-sync:eio@6+"] {
         let v = TestVolume::new();
@@ -199,4 +196,30 @@ fn failed_commits_and_log_syncs_lose_nothing_fsynced() {
         m.kill9();
         reopen_and_verify(&v, &intact, &failed);
     }
+}
+
+/// A process that forks while writing shares its open file with the child, and the child's
+/// copy closes at `exec`: the mount commits the file then. When that commit fails, the
+/// writer's own `fsync` still reports it, once.
+#[test]
+fn a_close_by_a_forked_child_does_not_hide_lost_writes_from_the_writer() {
+    let v = TestVolume::new();
+    let armed = v.tmp.path().join("faults-armed");
+    let m = v.mount_with_env(
+        &[],
+        &[("NANOFS_STORE_FAULTS", "commit:eio@1+"), ("NANOFS_STORE_FAULTS_ARMED_BY", armed.to_str().unwrap())],
+    );
+    let mut f = std::fs::File::create(m.p("shared.bin")).unwrap();
+    f.write_all(&random_bytes(1, 100_000)).unwrap();
+    // From here on every commit fails.
+    std::fs::write(&armed, b"").unwrap();
+    assert!(std::process::Command::new("true").status().unwrap().success());
+    let first = f.sync_all();
+    assert_eq!(errno(&first), Some(libc::EIO), "the writer's fsync after its writes were lost: {first:?}");
+    // Told once: a second fsync has nothing new to report.
+    f.sync_all().unwrap();
+    std::fs::remove_file(&armed).unwrap();
+    drop(f);
+    m.unmount();
+    reopen_and_verify(&v, &[], &[("shared.bin", 1, 100_000)]);
 }

@@ -34,6 +34,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use window::{QueuedWrites, Segment, Window};
 
+pub use errors::Handle;
+pub(crate) use errors::LostWrites;
+
+mod errors;
 mod queued;
 mod read;
 mod window;
@@ -58,8 +62,8 @@ pub(crate) struct FileState {
     changed: bool,
     /// Handed to the committer by a close (`closing`), not committed yet.
     pub(crate) queued: bool,
-    /// Why a commit in the background failed: the next close or fsync reports it.
-    pub(crate) deferred_error: Option<Error>,
+    /// Acknowledged writes lost to a failed store or commit, and the handles to tell.
+    pub(crate) errors: errors::WriteErrors,
 }
 
 impl FileState {
@@ -89,7 +93,7 @@ impl Volume {
                         && st.segment.is_none()
                         && st.queued_writes.is_empty()
                         && !st.queued
-                        && st.deferred_error.is_none()
+                        && st.errors.idle()
                 };
                 if Arc::strong_count(s) == 1 && idle(&s.lock().expect("file lock")) {
                     files.remove(&ino);
@@ -122,20 +126,22 @@ impl Volume {
         Ok(inode)
     }
 
-    /// Registers an open handle of `ino`; `write`: opened for writing, refused on a
-    /// read-only volume and on a snapshot's files.
-    pub fn open_file(&self, ino: Ino, write: bool) -> Result<()> {
+    /// Opens `ino`; `write`: for writing, refused on a read-only volume and on a
+    /// snapshot's files. The handle is for `flush`, `fsync` and `release`.
+    pub fn open_file(&self, ino: Ino, write: bool) -> Result<Handle> {
         let inode = self.load_inode(ino)?;
         if write && (self.read_only || inode.frozen) {
             return Err(Error::ReadOnly);
         }
+        let h = Handle(self.next_handle.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         *self.opens.lock().expect("opens lock").entry(ino).or_default() += 1;
-        Ok(())
+        self.file_state(ino).lock().expect("file lock").errors.opened(h);
+        Ok(h)
     }
 
-    /// Closes a handle of `ino`: commits its writes, and deletes the inode if this was the
+    /// Closes handle `h` of `ino`: commits its writes, and deletes the inode if this was the
     /// last handle of a file without names.
-    pub fn release(&self, ino: Ino) -> Result<()> {
+    pub fn release(&self, ino: Ino, h: Handle) -> Result<()> {
         let last = {
             let mut opens = self.opens.lock().expect("opens lock");
             let n = opens.entry(ino).or_default();
@@ -146,9 +152,16 @@ impl Volume {
             }
             last
         };
-        let result = self.flush(ino);
-        let changed = last
-            && self.open_file_state(ino).is_some_and(|s| std::mem::take(&mut s.lock().expect("file lock").changed));
+        let (result, changed) = match self.open_file_state(ino) {
+            Some(state) => {
+                let committed = self.commit_at_release(ino, &state);
+                let mut st = state.lock().expect("file lock");
+                let lost = st.errors.peek_for(h);
+                st.errors.closed(h);
+                (committed.and(lost.map_or(Ok(()), Err)), last && std::mem::take(&mut st.changed))
+            }
+            None => (Ok(()), false),
+        };
         if changed {
             // Announcing the change must not fail the close that made it.
             if let Err(e) = self.notify_written(ino) {
@@ -193,7 +206,7 @@ impl Volume {
             // A file busy with a write or read is skipped; it is picked up next time.
             let Ok(mut st) = state.try_lock() else { continue };
             if st.window.is_some() && st.last_write.is_some_and(|t| t.elapsed() >= idle) {
-                // A failure is kept for the file's next fsync or close (`commit_window`).
+                // A failure is recorded for the file's handles (`commit_window`).
                 if let Err(e) = self.commit_window(ino, &mut st, Durability::Buffered) {
                     tracing::error!(inode = %ino, error = %e, "committing an idle file failed");
                 }
@@ -202,18 +215,32 @@ impl Volume {
         Ok(())
     }
 
-    /// Commits the writes of `ino` (close), or hands a large file's commit to the
-    /// committer (`closing`).
-    pub fn flush(&self, ino: Ino) -> Result<()> {
+    /// A close of a descriptor of handle `h` (FUSE `flush`; a handle shared by forked
+    /// processes sees one per process): commits a small file's writes, one logged batch, so
+    /// the close reports its failure, and reports writes lost since `h` last `fsync`ed.
+    /// Writes that need the packs synced are left to the handle's release: a child closing
+    /// its copy must not break up the parent's large write.
+    pub fn flush(&self, ino: Ino, h: Handle) -> Result<()> {
         let Some(state) = self.open_file_state(ino) else { return Ok(()) };
         let mut st = state.lock().expect("file lock");
-        if let Some(e) = st.deferred_error.take() {
-            return Err(e);
-        }
+        let committed = if st.queued || needs_packs_synced(&st) {
+            Ok(())
+        } else {
+            self.commit_window(ino, &mut st, Durability::Buffered)
+        };
+        let lost = st.errors.peek_for(h);
+        committed?;
+        lost.map_or(Ok(()), Err)
+    }
+
+    /// At a release: commits the writes of `ino`, or hands them to the committer if they
+    /// need the packs synced (`closing`).
+    fn commit_at_release(&self, ino: Ino, state: &Mutex<FileState>) -> Result<()> {
+        let mut st = state.lock().expect("file lock");
         if st.queued {
             return Ok(());
         }
-        if st.segment.is_some() || !st.queued_writes.is_empty() || st.window.as_ref().is_some_and(Window::streamed) {
+        if needs_packs_synced(&st) {
             st.queued = true;
             drop(st);
             if self.defer_commit(ino) {
@@ -222,39 +249,36 @@ impl Volume {
             st = state.lock().expect("file lock");
             st.queued = false;
         }
-        self.commit_reporting(ino, &mut st, Durability::Buffered)
+        self.commit_window(ino, &mut st, Durability::Buffered)
     }
 
-    /// Commits the writes of `ino` and makes them durable.
-    pub fn fsync(&self, ino: Ino) -> Result<()> {
+    /// Commits the writes of `ino` and makes them durable; reports writes lost since
+    /// handle `h` last `fsync`ed (without a handle: lost writes nobody was told of).
+    pub fn fsync(&self, ino: Ino, h: Option<Handle>) -> Result<()> {
         if self.read_only {
             return Ok(());
         }
-        self.commit_file(ino, Durability::Synced)
+        let Some(state) = self.open_file_state(ino) else { return self.sync() };
+        let mut st = state.lock().expect("file lock");
+        let committed = self.commit_window(ino, &mut st, Durability::Synced);
+        // A failure of this very commit is recorded too, and told once.
+        let lost = st.errors.take_for(h);
+        committed?;
+        lost.map_or(Ok(()), Err)
     }
 
     /// Commits the writes of `ino` now (the close path may leave that to the committer).
+    /// What fails is returned and recorded for the file's handles.
     pub(crate) fn commit_file(&self, ino: Ino, durability: Durability) -> Result<()> {
         match self.open_file_state(ino) {
-            Some(state) => {
-                let mut st = state.lock().expect("file lock");
-                if let Some(e) = st.deferred_error.take() {
-                    return Err(e);
-                }
-                self.commit_reporting(ino, &mut st, durability)
-            }
+            Some(state) => self.commit_window(ino, &mut state.lock().expect("file lock"), durability),
             None if durability == Durability::Synced => self.sync(),
             None => Ok(()),
         }
     }
+}
 
-    /// `commit_window` for a caller that reports its failure to the writer itself (its
-    /// `close` or `fsync`): the error is not kept for a second report.
-    fn commit_reporting(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
-        let result = self.commit_window(ino, st, durability);
-        if result.is_err() {
-            st.deferred_error = None;
-        }
-        result
-    }
+/// Whether committing the file's writes means an `fdatasync` of the packs.
+fn needs_packs_synced(st: &FileState) -> bool {
+    st.segment.is_some() || !st.queued_writes.is_empty() || st.window.as_ref().is_some_and(Window::streamed)
 }

@@ -9,7 +9,7 @@
 //! write only while it is still the oldest: an `fsync` or any other commit of the file,
 //! which commits the queue first and itself, may have come first.
 
-use super::FileState;
+use super::{FileState, LostWrites};
 use crate::chunk::cut_points;
 use crate::ids::{ChunkId, Ino};
 use crate::store::Durability;
@@ -63,8 +63,7 @@ impl Volume {
     }
 
     /// The committer's part: commits the queued writes of `ino` in batches, storing each
-    /// batch outside the file's lock. A failure is kept for the file's next `fsync` or
-    /// `close`.
+    /// batch outside the file's lock. A failure is recorded for the file's handles.
     pub(crate) fn commit_queued_in_background(&self, ino: Ino) {
         let Some(state) = self.open_file_state(ino) else { return };
         loop {
@@ -82,7 +81,9 @@ impl Volume {
                 Err(Error::NotFound) => break,
                 Err(e) => {
                     tracing::error!(inode = %ino, error = %e, "committing queued writes failed");
-                    st.deferred_error.get_or_insert(e);
+                    if let Some(lost) = LostWrites::of(&e) {
+                        st.errors.record(lost);
+                    }
                     break;
                 }
             }

@@ -1,7 +1,7 @@
 //! Writing: filling windows, streaming blocks to the worker pool, and commits.
 
 use super::window::{Handoff, Job, Segment, Window, MAX_JOBS};
-use super::FileState;
+use super::{FileState, LostWrites};
 use crate::chunk::cut_points;
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
@@ -38,18 +38,18 @@ impl Volume {
     }
 
     /// After a write failed storing or committing earlier writes: the window's writes are
-    /// lost (the file keeps its committed contents, as after a crash), and the next fsync
-    /// or close of the file reports it too, since some of them had been acknowledged.
+    /// lost (the file keeps its committed contents, as after a crash), and the file's
+    /// handles are told at their next `fsync` (`errors`), since some had been acknowledged.
     /// (A window left in place after a failed block would commit with a hole of zeros
     /// where the block was.)
     fn discard_window(&self, ino: Ino, st: &mut FileState, e: &Error) {
         // Refused before anything was stored (a bad offset): the window stands.
-        let Some(lost) = lost_writes(e) else { return };
+        let Some(lost) = LostWrites::of(e) else { return };
         tracing::error!(inode = %ino, error = %e, "uncommitted writes to the file are lost");
         if let Some(w) = st.window.take() {
             self.chunks.unpin(w.dedup_hits().collect::<Vec<_>>().iter());
         }
-        st.deferred_error.get_or_insert(lost);
+        st.errors.record(lost);
     }
 
     fn write_locked(
@@ -181,15 +181,15 @@ impl Volume {
     }
 
     /// Makes the queued writes, the segment and the window part of the file: see the
-    /// module docs. What fails to commit is lost, and the error is also kept for the
-    /// file's next `fsync` or `close`: the caller may be someone other than the writer
-    /// (idle commits, snapshots, range operations, the volume's close), and the writer was
-    /// told its writes succeeded.
+    /// module docs. What fails to commit is lost, and the loss is also recorded for the
+    /// file's handles (`errors`): the caller may be someone other than the writer (idle
+    /// commits, snapshots, range operations, the volume's close), and the writer was told
+    /// its writes succeeded.
     pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
         let result = self.commit_uncommitted(ino, st, durability);
         if let Err(e) = &result {
-            if let Some(lost) = lost_writes(e) {
-                st.deferred_error.get_or_insert(lost);
+            if let Some(lost) = LostWrites::of(e) {
+                st.errors.record(lost);
             }
         }
         result
@@ -295,15 +295,5 @@ impl Volume {
             return Ok(());
         }
         self.setattr(ino, &crate::volume::SetAttr { size: Some(end), ..Default::default() }).map(|_| ())
-    }
-}
-
-/// The error a writer gets for writes lost to a failed store or commit; `None` for errors
-/// that lose nothing (the file is gone, the request was refused).
-fn lost_writes(e: &Error) -> Option<Error> {
-    match e {
-        Error::NoSpace => Some(Error::NoSpace),
-        Error::Store(_) | Error::Io(_) => Some(Error::Io(std::io::Error::from_raw_os_error(libc::EIO))),
-        _ => None,
     }
 }

@@ -91,9 +91,9 @@ fn conditional_requests_use_the_etag_and_the_modification_time() {
     assert_eq!((fresh.status, fresh.body.len()), (206, 10));
     // A change of content changes the validator.
     let ino = s.vol.resolve("/pub/sub/film.mp4").unwrap();
-    s.vol.open_file(ino, true).unwrap();
+    let h = s.vol.open_file(ino, true).unwrap();
     s.vol.write(ino, 0, b"changed", false, false).unwrap();
-    s.vol.release(ino).unwrap();
+    s.vol.release(ino, h).unwrap();
     let after = s.get(FILM, Some(&t), &[("if-none-match", &etag)]);
     assert_eq!(after.status, 200);
     assert_ne!(after.header("etag"), Some(etag.as_str()));
