@@ -21,8 +21,8 @@ use crate::crypto::hybrid::{Identity, Recipient};
 use crate::crypto::stream::{DecryptReader, EncryptWriter, StreamError};
 use crate::ids::Ino;
 use crate::volume::HookBatch;
+use crate::volume::{Durability, RenameMode, SetAttr, SetTime};
 use crate::volume::{Handle, Kind, Timestamp};
-use crate::volume::{RenameMode, SetAttr, SetTime};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -35,6 +35,9 @@ const REF: u8 = 5;
 const TALK: u8 = 6;
 const END: u8 = 7;
 /// Largest record accepted on import (the largest chunk is 16 MiB).
+/// Names of import staging directories in the uploads directory start so.
+pub(super) const IMPORT_STAGING: &str = "import-";
+
 const MAX_RECORD: u32 = 32 << 20;
 /// Bytes read from a file at a time while exporting.
 const READ_BLOCK: u32 = 4 << 20;
@@ -301,30 +304,52 @@ impl Galleries {
         }
         let mut r = DecryptReader::open(input, identity).map_err(stream_error)?;
         let staging_parent = self.vol.uploads_dir_or_create()?;
-        let staging_name = format!("import-{}", super::random_id(8));
-        let staging = self.vol.create(staging_parent, staging_name.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
-        match self.import_into(&mut r, staging) {
-            Ok((title, files, talk, mut report)) => {
-                let (parent, leaf) = self.vol.mkdir_parents(dest)?;
-                self.vol.rename(
-                    staging_parent,
-                    staging_name.as_bytes(),
-                    parent,
-                    leaf.as_bytes(),
-                    RenameMode::NoReplace,
-                )?;
-                let g = self.gallery_create_at(staging, &title, owner)?;
-                self.import_talk(&g, &files, talk)?;
-                report.gallery = Some(g.id.clone());
-                Ok((g, report))
-            }
-            Err(e) => {
-                if let Err(cleanup) = self.remove_tree(staging_parent, staging_name.as_bytes()) {
-                    tracing::warn!(error = %cleanup, "removing a refused import left a staging directory; gc --check sees it");
-                }
-                Err(e)
+        let staging_name = format!("{IMPORT_STAGING}{}", super::random_id(8));
+        self.importing.lock().expect("imports").insert(staging_name.clone());
+        let result = self.import_staged(&mut r, dest, owner, staging_parent, &staging_name);
+        if result.is_err() {
+            if let Err(cleanup) = self.remove_tree(staging_parent, staging_name.as_bytes()) {
+                tracing::warn!(error = %cleanup, "removing a refused import left its staging directory; the next sweep removes it");
             }
         }
+        self.importing.lock().expect("imports").remove(&staging_name);
+        result
+    }
+
+    /// Writes the bundle's tree into a staging directory, then moves it to `dest` in one
+    /// batch with the gallery's record and its discussion: a crash leaves no gallery (and a
+    /// staging directory that `sweep` removes) or all of it.
+    fn import_staged(
+        &self,
+        r: &mut impl Read,
+        dest: &str,
+        owner: &str,
+        staging_parent: Ino,
+        staging_name: &str,
+    ) -> Result<(Gallery, BundleReport)> {
+        let staging = self.vol.create(staging_parent, staging_name.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
+        let (title, files, talk, mut report) = self.import_into(r, staging)?;
+        self.check_new_gallery(&title, owner)?;
+        let (parent, leaf) = self.vol.mkdir_parents(dest)?;
+        crate::volume::crash_point("import-staged");
+        let to = (parent, leaf.as_bytes());
+        let g = self.vol.rename_updating(
+            staging_parent,
+            staging_name.as_bytes(),
+            to,
+            RenameMode::NoReplace,
+            None,
+            self.hook,
+            Durability::Synced,
+            |b, moved| {
+                let g = self.put_new_gallery(b, moved, &title, owner)?;
+                self.put_talk(b, &g, &files, talk)?;
+                Ok::<_, Error>(g)
+            },
+        )?;
+        crate::volume::crash_point("import-committed");
+        report.gallery = Some(g.id.clone());
+        Ok((g, report))
     }
 
     #[allow(clippy::type_complexity)]
@@ -473,10 +498,6 @@ impl Galleries {
         dirs.get(&parent)
             .copied()
             .ok_or_else(|| Error::Rejected(format!("the bundle's folder {parent:?} comes after its content")))
-    }
-
-    fn import_talk(&self, g: &Gallery, files: &HashMap<u32, (Ino, Option<String>)>, talk: Talk) -> Result<()> {
-        self.update(|b| self.put_talk(b, g, files, talk))
     }
 
     fn put_talk(

@@ -49,7 +49,25 @@ impl Galleries {
             self.fix(stale.iter())?;
         }
         self.sweep_thumbnails()?;
+        self.sweep_import_staging()?;
         Ok(stale.len())
+    }
+
+    /// Removes the staging directories of bundle imports that are not running (left by a
+    /// crash before the import's last batch).
+    fn sweep_import_staging(&self) -> Result<()> {
+        let Some(dir) = self.vol.uploads_dir()? else { return Ok(()) };
+        for e in self.vol.dir_entries(dir)? {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            if e.kind == Kind::Dir
+                && name.starts_with(super::bundle::IMPORT_STAGING)
+                && !self.importing.lock().expect("imports").contains(&name)
+            {
+                tracing::warn!(staging = name, "removing the staging directory of an interrupted import");
+                self.remove_tree(dir, &e.name)?;
+            }
+        }
+        Ok(())
     }
 
     fn fix<'a>(&self, fixes: impl Iterator<Item = &'a Fix>) -> Result<()> {

@@ -60,6 +60,8 @@ pub struct Galleries {
     hook: HookId,
     /// Held by a person's change of an item from its permission check to its end.
     edits: std::sync::Mutex<()>,
+    /// Staging directories of bundle imports in progress (`bundle`), which `sweep` spares.
+    importing: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Galleries {
@@ -80,7 +82,7 @@ impl Galleries {
         }
         let state = Arc::new(State::new(roots));
         let hook = vol.register_hook(&PREFIXES, state.clone());
-        let galleries = Arc::new(Self { vol, state, hook, edits: std::sync::Mutex::default() });
+        let galleries = Arc::new(Self { vol, state, hook, edits: Default::default(), importing: Default::default() });
         galleries.hash_name_keys()?;
         Ok(galleries)
     }
@@ -265,11 +267,18 @@ impl Galleries {
     }
 
     fn gallery_create_at(&self, dir: Ino, title: &str, owner: &str) -> Result<Gallery> {
-        check_text("the title", title, 200)?;
-        self.require_user(owner)?;
+        self.check_new_gallery(title, owner)?;
         if self.vol.getattr(dir)?.inode.kind != Kind::Dir {
             return Err(crate::volume::Error::NotDir.into());
         }
+        self.update(|b| self.put_new_gallery(b, dir, title, owner))
+    }
+
+    /// Refuses a new gallery with a bad title, or for an owner who is no user or owns the
+    /// most galleries allowed.
+    fn check_new_gallery(&self, title: &str, owner: &str) -> Result<()> {
+        check_text("the title", title, 200)?;
+        self.require_user(owner)?;
         let limit = self.vol.config().media.collaboration.max_galleries_per_user as usize;
         let owned = self.gallery_list()?.iter().filter(|g| g.owner() == Some(owner)).count();
         if owned >= limit {
@@ -277,26 +286,29 @@ impl Galleries {
                 "{owner} owns {owned} galleries already, the most allowed ([media.collaboration] max_galleries_per_user = {limit})"
             )));
         }
-        self.update(|b| {
-            if let Some(g) = self.state.gallery_of_dir(b, dir)? {
-                return Err(Error::Rejected(format!("the directory is inside gallery {g} already")));
-            }
-            if self.state.roots.read().expect("gallery roots").keys().any(|r| self.is_below(*r, dir)) {
-                return Err(Error::Rejected("the directory holds a gallery already".into()));
-            }
-            let g = Gallery {
-                id: format!("g{}", random_id(8)),
-                ino: dir.0,
-                title: title.trim().to_string(),
-                created: now(),
-                members: BTreeMap::from([(owner.to_string(), Role::Owner)]),
-            };
-            b.put(&Self::gallery_key(&g.id), &g);
-            // Files already in the directory become items, without events (nobody listens yet).
-            self.state.register_tree(b, &g.id, dir, None, false)?;
-            State::add_root(b, &g);
-            Ok(g)
-        })
+        Ok(())
+    }
+
+    /// Records a new gallery at `dir` in `b`: refused inside or around another one.
+    fn put_new_gallery(&self, b: &mut HookBatch<'_, '_>, dir: Ino, title: &str, owner: &str) -> Result<Gallery> {
+        if let Some(g) = self.state.gallery_of_dir(b, dir)? {
+            return Err(Error::Rejected(format!("the directory is inside gallery {g} already")));
+        }
+        if self.state.roots.read().expect("gallery roots").keys().any(|r| self.is_below(*r, dir)) {
+            return Err(Error::Rejected("the directory holds a gallery already".into()));
+        }
+        let g = Gallery {
+            id: format!("g{}", random_id(8)),
+            ino: dir.0,
+            title: title.trim().to_string(),
+            created: now(),
+            members: BTreeMap::from([(owner.to_string(), Role::Owner)]),
+        };
+        b.put(&Self::gallery_key(&g.id), &g);
+        // Files already in the directory become items, without events (nobody listens yet).
+        self.state.register_tree(b, &g.id, dir, None, false)?;
+        State::add_root(b, &g);
+        Ok(g)
     }
 
     /// Whether `ino` lies strictly below directory `top`.

@@ -312,12 +312,24 @@ async fn upload_for(state: &Arc<Sidecar>, headers: &HeaderMap, id: &str) -> ApiR
     Ok((st, ino, offset))
 }
 
-/// `HEAD /uploads/<id>`: how much arrived.
+/// `HEAD /uploads/<id>`: how much arrived. An upload whose every byte arrived but that
+/// is still here (the server stopped between its last byte and its move) is moved to its
+/// target now: a client that finds the offset at the length resumes no further.
 pub async fn head(State(state): State<Arc<Sidecar>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     if let Some(r) = version_refused(&headers) {
         return r;
     }
-    match upload_for(&state, &headers, &id).await {
+    let found = async {
+        let (st, ino, offset) = upload_for(&state, &headers, &id).await?;
+        if st.length == Some(offset) && !st.partial {
+            // A PATCH holding the upload completes it itself.
+            if let Ok(_busy) = Busy::take(&state, &id) {
+                complete(&state, &headers, &st, ino).await?;
+            }
+        }
+        Ok::<_, ApiError>((st, ino, offset))
+    };
+    match found.await {
         Ok((st, _, offset)) => {
             let mut extra = vec![("upload-offset", offset.to_string()), ("upload-expires", expires_header(st.expires))];
             match st.length {

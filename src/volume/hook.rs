@@ -263,6 +263,30 @@ impl Volume {
         Ok(out)
     }
 
+    /// Renames `name` in `parent` to `to` and runs `f` with the batch of hook `id` and the
+    /// inode moved: the rename and the hook's records commit together, with `durability`,
+    /// or nothing does (also when the hook failed its own part of the rename).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rename_updating<T, E: From<Error>>(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        to: (Ino, &[u8]),
+        mode: super::RenameMode,
+        by: Option<&str>,
+        id: HookId,
+        durability: Durability,
+        f: impl FnOnce(&mut HookBatch<'_, '_>, Ino) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.rename_with(parent, name, to, mode, by, durability, |txn, moved| {
+            if txn.hook_slot(id.0).failed {
+                let e = std::io::Error::other("a hook failed its part of the rename; nothing was changed");
+                return Err(Error::Io(e).into());
+            }
+            f(&mut HookBatch { txn, hook: id.0 }, moved)
+        })
+    }
+
     /// The sealed JSON record under `key` in `meta`.
     pub fn record<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         let Some(sealed) = self.store.get(Cf::Meta, key)? else { return Ok(None) };

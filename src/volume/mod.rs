@@ -35,6 +35,7 @@ pub use crate::store::Durability;
 pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use extents::{Seek, MAX_COPY};
+pub(crate) use faults::crash_point;
 pub use file::Handle;
 pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;

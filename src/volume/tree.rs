@@ -8,6 +8,7 @@ use super::acl;
 use super::error::{Error, Result};
 use super::hook::Change;
 use super::records::{decode_xattr, encode_xattr, DirentRecord, Inode, Kind, Timestamp};
+use super::txn::Txn;
 use super::Volume;
 use crate::ids::Ino;
 use crate::store::keys;
@@ -352,11 +353,48 @@ impl Volume {
         mode: RenameMode,
         by: Option<&str>,
     ) -> Result<()> {
+        let to = (newparent, newname);
+        self.rename_with(parent, name, to, mode, by, Durability::Buffered, |_, _| Ok::<_, Error>(()))
+    }
+
+    /// `rename_by` with `also` adding changes of its own to the rename's batch, given the
+    /// inode moved: both commit, with `durability`, or neither does.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn rename_with<T, E: From<Error>>(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        (newparent, newname): (Ino, &[u8]),
+        mode: RenameMode,
+        by: Option<&str>,
+        durability: Durability,
+        also: impl FnOnce(&mut Txn<'_>, Ino) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let mut txn = self.txn()?;
+        let (moved, orphan) = self.stage_rename(&mut txn, parent, name, newparent, newname, mode, by)?;
+        let out = also(&mut txn, moved)?;
+        txn.commit(durability)?;
+        orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))?;
+        Ok(out)
+    }
+
+    /// Stages a rename in `txn`; the inode moved, and the one it replaced if that was its
+    /// last name (deleted after the commit unless open).
+    #[allow(clippy::too_many_arguments)]
+    fn stage_rename(
+        &self,
+        txn: &mut Txn<'_>,
+        parent: Ino,
+        name: &[u8],
+        newparent: Ino,
+        newname: &[u8],
+        mode: RenameMode,
+        by: Option<&str>,
+    ) -> Result<(Ino, Option<Ino>)> {
         check_name(newname)?;
         if self.is_reserved_name(parent, name) || self.is_reserved_name(newparent, newname) {
             return Err(Error::NotPermitted);
         }
-        let mut txn = self.txn()?;
         let src = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
         if txn.inode(newparent)?.kind != Kind::Dir {
             return Err(Error::NotDir);
@@ -366,7 +404,7 @@ impl Volume {
             return Err(Error::Invalid);
         }
         if parent == newparent && name == newname {
-            return if mode == RenameMode::NoReplace { Err(Error::Exists) } else { Ok(()) };
+            return if mode == RenameMode::NoReplace { Err(Error::Exists) } else { Ok((src.ino, None)) };
         }
         let now = Timestamp::now();
         let mut orphan = None;
@@ -379,11 +417,11 @@ impl Volume {
                 }
                 txn.put_dirent(parent, &DirentRecord { ino: d.ino, kind: d.kind, name: name.to_vec() });
                 txn.put_dirent(newparent, &DirentRecord { ino: src.ino, kind: src.kind, name: newname.to_vec() });
-                self.move_dir(&mut txn, &src, parent, newparent)?;
-                self.move_dir(&mut txn, d, newparent, parent)?;
+                self.move_dir(txn, &src, parent, newparent)?;
+                self.move_dir(txn, d, newparent, parent)?;
                 txn.inode_mut(d.ino)?.ctime = now;
             }
-            (_, Some(d)) if d.ino == src.ino => return Ok(()),
+            (_, Some(d)) if d.ino == src.ino => return Ok((src.ino, None)),
             (_, Some(d)) => {
                 match (src.kind == Kind::Dir, d.kind == Kind::Dir) {
                     (true, false) => return Err(Error::NotDir),
@@ -395,16 +433,16 @@ impl Volume {
                         txn.delete_inode(d.ino)?;
                         txn.inode_mut(newparent)?.nlink -= 1;
                     }
-                    (false, false) => orphan = self.drop_link(&mut txn, d.ino, now)?,
+                    (false, false) => orphan = self.drop_link(txn, d.ino, now)?,
                 }
                 txn.delete_dirent(parent, name);
                 txn.put_dirent(newparent, &DirentRecord { ino: src.ino, kind: src.kind, name: newname.to_vec() });
-                self.move_dir(&mut txn, &src, parent, newparent)?;
+                self.move_dir(txn, &src, parent, newparent)?;
             }
             (_, None) => {
                 txn.delete_dirent(parent, name);
                 txn.put_dirent(newparent, &DirentRecord { ino: src.ino, kind: src.kind, name: newname.to_vec() });
-                self.move_dir(&mut txn, &src, parent, newparent)?;
+                self.move_dir(txn, &src, parent, newparent)?;
             }
         }
         txn.inode_mut(src.ino)?.ctime = now;
@@ -416,7 +454,7 @@ impl Volume {
         let moved = Change::Moved { from: parent, name, to: newparent, newname, ino: src.ino, kind: src.kind };
         match (mode, &dst) {
             (RenameMode::Exchange, Some(d)) => {
-                self.notify(&mut txn, moved, by);
+                self.notify(txn, moved, by);
                 let back = Change::Moved {
                     from: newparent,
                     name: newname,
@@ -425,20 +463,15 @@ impl Volume {
                     ino: d.ino,
                     kind: d.kind,
                 };
-                self.notify(&mut txn, back, by);
+                self.notify(txn, back, by);
             }
             (_, Some(d)) => {
-                self.notify(
-                    &mut txn,
-                    Change::Removed { parent: newparent, name: newname, ino: d.ino, kind: d.kind },
-                    by,
-                );
-                self.notify(&mut txn, moved, by);
+                self.notify(txn, Change::Removed { parent: newparent, name: newname, ino: d.ino, kind: d.kind }, by);
+                self.notify(txn, moved, by);
             }
-            (_, None) => self.notify(&mut txn, moved, by),
+            (_, None) => self.notify(txn, moved, by),
         }
-        txn.commit(Durability::Buffered)?;
-        orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))
+        Ok((src.ino, orphan))
     }
 
     /// Bookkeeping when a directory changes parent: its `..` and both parents' link counts.

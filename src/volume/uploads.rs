@@ -106,15 +106,20 @@ impl Volume {
     /// `by`: the user hooks record as having made the change.
     pub fn upload_finish(&self, id: &str, ino: Ino, target: &str, by: Option<&str>) -> Result<Attr> {
         self.fsync(ino, None)?;
+        // Every byte is durable; the upload is still where a client resumes it.
+        super::faults::crash_point("upload-data-synced");
         let (parent, name) = self.mkdir_parents(target)?;
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
-        // The state goes only once the file is at its target: if the rename fails (the
-        // target is a directory, say), the upload stays whole, resumable and expirable.
-        self.rename_by(dir, id.as_bytes(), parent, name.as_bytes(), RenameMode::Replace, by)?;
-        let key = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
-        let mut batch = self.store.batch();
-        batch.delete(Cf::Xattrs, &key);
-        self.store.commit(batch, Durability::Synced)?;
+        // The state goes in the rename's batch: a crash leaves either the upload, whole and
+        // resumable (and a failed rename, say onto a directory, leaves it expirable), or the
+        // file at its target without it.
+        let state = keys::named_key(ino, &self.keys.name_hash(STATE_XATTR));
+        let to = (parent, name.as_bytes());
+        self.rename_with(dir, id.as_bytes(), to, RenameMode::Replace, by, Durability::Synced, |txn, _| {
+            txn.batch.delete(Cf::Xattrs, &state);
+            Ok::<_, Error>(())
+        })?;
+        super::faults::crash_point("upload-moved");
         self.getattr(ino)
     }
 

@@ -279,3 +279,110 @@ fn a_crash_between_a_segments_sync_and_its_commit_loses_only_that_write() {
     assert!(((12 << 20)..(12 << 20) + (64 << 10)).contains(&stored), "{stored}");
     v.assert_clean(&["--read-data"]);
 }
+
+/// A crash while an upload completes: between its last byte's `fsync` and its move, the
+/// client's `HEAD` after the restart (how a tus client resumes) finds every byte and moves
+/// it; after the move, the upload is gone and the file is at its target. Either way the
+/// volume checks clean and the file holds the bytes sent.
+#[test]
+fn a_crash_while_an_upload_completes_leaves_it_resumable_or_at_its_target() {
+    use crate::http::Server;
+    for point in ["upload-data-synced", "upload-moved"] {
+        let v = TestVolume::new();
+        let token = v.run_ok(&["token", "create", v.path(), "--allow", "read,write"]).trim().to_string();
+        let auth = format!("Authorization: Bearer {token}");
+        let data = v.tmp.path().join("clip.bin");
+        write_random_file(&data, 5, 3 << 20);
+        let server = Server::start_env(&v, &[("NANOFS_CRASH_AT", point)]);
+        let meta = format!("Upload-Metadata: path {}", sh("printf /clips/clip.bin | base64 -w0").trim());
+        let created = sh(&format!(
+            "curl -s -D- -o /dev/null -X POST -H 'Tus-Resumable: 1.0.0' -H '{auth}' -H 'Upload-Length: {}' -H '{meta}' {}/uploads",
+            3 << 20,
+            server.base
+        ));
+        let location = created.lines().find_map(|l| l.strip_prefix("location: ")).expect(&created).trim().to_string();
+        let url = format!("{}{location}", server.base);
+        // The server dies while answering.
+        let sent = sh_status(&format!(
+            "curl -sf -X PATCH -H 'Tus-Resumable: 1.0.0' -H '{auth}' -H 'Upload-Offset: 0' \
+             -H 'Content-Type: application/offset+octet-stream' --data-binary @{} {url}",
+            data.display()
+        ));
+        assert!(!sent, "{point}: the PATCH crossing the crash succeeded");
+        server.expect_crash(point);
+        v.assert_clean(&["--read-data"]);
+
+        let server = Server::start(&v);
+        let url = format!("{}{location}", server.base);
+        let head =
+            sh(&format!("curl -s -o /dev/null -w '%{{http_code}}' -I -H 'Tus-Resumable: 1.0.0' -H '{auth}' {url}"));
+        let want = if point == "upload-data-synced" { "200" } else { "404" };
+        assert_eq!(head.trim(), want, "{point}: HEAD after the restart");
+        let got = v.tmp.path().join("got.bin");
+        assert!(sh_status(&format!("curl -sf -H '{auth}' -o {} {}/files/clips/clip.bin", got.display(), server.base)));
+        assert!(std::fs::read(&got).unwrap() == std::fs::read(&data).unwrap(), "{point}: the file at its target");
+        server.stop();
+        v.assert_clean(&["--read-data"]);
+    }
+}
+
+/// A crash while a bundle is imported: before the last batch, no gallery and nothing at the
+/// target path, and the staging directory goes at the next start; after it, the whole
+/// gallery. The volume checks clean, and an import afterwards works.
+#[test]
+fn a_crash_while_a_bundle_is_imported_leaves_no_gallery_or_all_of_it() {
+    let v = TestVolume::new();
+    let pw = v.tmp.path().join("bob.pw");
+    std::fs::write(&pw, "bob-password\n").unwrap();
+    v.run_ok(&["user", "add", v.path(), "bob", "--password-file", pw.to_str().unwrap()]);
+    let m = v.mount();
+    std::fs::create_dir(m.p("trip")).unwrap();
+    write_random_file(&m.p("trip/video.bin"), 3, 3 << 20);
+    std::fs::write(m.p("trip/note.txt"), b"day one").unwrap();
+    m.unmount();
+    v.run_ok(&["gallery", "create", v.path(), "/trip", "--title", "Trip", "--owner", "bob"]);
+    let key = v.tmp.path().join("one.key");
+    let out = nanofs(&["keygen", key.to_str().unwrap()]);
+    let recipient = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+    let bundle = v.tmp.path().join("trip.bundle");
+    v.run_ok(&["gallery", "export", v.path(), "/trip", "--recipient", &recipient, "-o", bundle.to_str().unwrap()]);
+    let galleries = |v: &TestVolume| -> usize {
+        serde_json::from_str::<serde_json::Value>(&v.run_ok(&["gallery", "list", v.path()]))
+            .unwrap()
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(galleries(&v), 1);
+
+    for (point, dest) in [("import-staged", "/staged"), ("import-committed", "/committed")] {
+        let import = ["gallery", "import", v.path(), bundle.to_str().unwrap(), "--identity", key.to_str().unwrap()];
+        let args = [&import[..], &["--path", dest, "--owner", "bob"]].concat();
+        run_crashing_at(&v, &args, point);
+        v.assert_clean(&["--read-data"]);
+        let addr = format!("127.0.0.1:{}", crate::http::free_port());
+        let m = v.mount_with(&["--serve", &addr]);
+        let imported = m.p(dest.trim_start_matches('/'));
+        if point == "import-staged" {
+            assert!(!imported.exists(), "{point}: the target exists");
+            assert_eq!(galleries(&v), 1, "{point}");
+            // The sidecar's housekeeping removes the staging directory at start.
+            let swept = (0..100).any(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                m.log_text().contains("removing the staging directory of an interrupted import")
+            });
+            assert!(swept, "{point}: staging directory not removed:\n{}", m.log_text());
+        } else {
+            assert_eq!(galleries(&v), 2, "{point}");
+            assert_eq!(std::fs::read(imported.join("note.txt")).unwrap(), b"day one");
+            assert!(
+                std::fs::read(imported.join("video.bin")).unwrap() == std::fs::read(m.p("trip/video.bin")).unwrap()
+            );
+        }
+        m.unmount();
+        v.assert_clean(&["--read-data"]);
+    }
+    let args = ["gallery", "import", v.path(), bundle.to_str().unwrap(), "--identity", key.to_str().unwrap()];
+    v.run_ok(&[&args[..], &["--path", "/again", "--owner", "bob"]].concat());
+    assert_eq!(galleries(&v), 3);
+    v.assert_clean(&["--read-data"]);
+}

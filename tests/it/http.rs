@@ -250,10 +250,20 @@ impl Server {
     }
 
     pub fn start_with(v: &TestVolume, addr: &str, extra: &[&str]) -> Self {
+        Self::start_full(v, addr, extra, &[])
+    }
+
+    /// On a free loopback port, with `env` set for the server.
+    pub fn start_env(v: &TestVolume, env: &[(&str, &str)]) -> Self {
+        Self::start_full(v, "127.0.0.1:0", &[], env)
+    }
+
+    fn start_full(v: &TestVolume, addr: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let mut child = Command::new(bin())
             .args(["serve", v.path(), "--listen", addr, "--passphrase-file", v.pass_file.to_str().unwrap()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -263,6 +273,22 @@ impl Server {
         let base =
             line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("no address: {line:?}")).to_string();
         Self { child, base }
+    }
+
+    /// Waits until the server dies by a signal (an injected crash).
+    pub fn expect_crash(mut self, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: the server did not crash within 60 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(
+            std::os::unix::process::ExitStatusExt::signal(&status).is_some(),
+            "{what}: server exited with {status}"
+        );
     }
 
     pub fn kill9(&mut self) {
