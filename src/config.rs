@@ -130,10 +130,11 @@ impl Default for Chunking {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// `auto` compresses a chunk with zstd when a sample shows it pays; `off` never does.
+    /// `auto` compresses a chunk with zstd unless it looks incompressible; `off` never does.
     pub compression: Compression,
-    /// zstd level for compressed chunks. 1 by measurement: on `/usr/share/doc` level 3
-    /// stores 1 % less and costs 7 % more daemon CPU, on the path of every close.
+    /// zstd level for compressed chunks. 3 by measurement on a tree from `/usr`: 10 % less
+    /// stored than level 1 for half again its compression time; 5 stores 3 % less than 3
+    /// for twice its time (docs/benchmarks.md, "compression level and probe").
     pub compression_level: i32,
     /// Budget of the decrypted-chunk cache, MiB (overridden by `-o cache_mb=N`).
     pub cache_mb: u32,
@@ -144,7 +145,7 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { compression: Compression::Auto, compression_level: 1, cache_mb: 32, write_window_mb: 512 }
+        Self { compression: Compression::Auto, compression_level: 3, cache_mb: 32, write_window_mb: 512 }
     }
 }
 
@@ -152,7 +153,7 @@ impl Default for Storage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// zstd when a sample of the chunk compresses well.
+    /// zstd, unless the chunk looks random or starts like a compressed format.
     Auto,
     /// Never compress.
     Off,

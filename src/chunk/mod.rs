@@ -8,6 +8,8 @@
 //! keyed with a secret derived from the data key, so an id reveals nothing about content to
 //! someone without the key.
 
+pub mod compress;
+
 use crate::ids::ChunkId;
 use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
 use std::borrow::Cow;

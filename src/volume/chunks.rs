@@ -19,7 +19,6 @@ use crate::store::packs::Location;
 use crate::store::{Cf, Store};
 use lru::LruCache;
 use rayon::prelude::*;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -31,8 +30,6 @@ pub const ENVELOPE_OVERHEAD: usize = 5 + 1 + OVERHEAD;
 
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
-/// Bytes of a chunk compressed to decide whether the whole chunk is worth compressing.
-const SAMPLE: usize = 64 << 10;
 
 /// Why an envelope did not open.
 #[derive(Debug, PartialEq, Eq)]
@@ -123,26 +120,12 @@ impl ChunkCodec {
         SealedChunk { id, plain_len: plain.len() as u32, envelope }
     }
 
-    /// zstd output when the chunk shrinks by at least 10 %. Media is mostly incompressible:
-    /// bytes that look random (`looks_random`) are not tried at all, which spares a zstd
-    /// pass over encrypted, compressed or encoded data (a third of the daemon's CPU on
-    /// random writes of such data); a chunk larger than the sample is compressed only if a level-1 probe of the sample
-    /// shrinks; a smaller one (a small file, mostly) only if it does not start like a
-    /// compressed format, which spares compressing `.gz` and `.png` files for nothing.
+    /// The chunk compressed, when the policy (`chunk::compress`) finds that it pays.
     fn compress(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        if self.compression == Compression::Off || plain.len() < 512 || looks_random(plain) {
-            return None;
+        match self.compression {
+            Compression::Off => None,
+            Compression::Auto => crate::chunk::compress::compress(plain, self.level),
         }
-        if plain.len() > SAMPLE {
-            let probe = zstd_compress(&plain[..SAMPLE], 1)?;
-            if probe.len() * 10 > SAMPLE * 9 {
-                return None;
-            }
-        } else if looks_compressed(plain) {
-            return None;
-        }
-        let z = zstd_compress(plain, self.level)?;
-        (z.len() * 10 <= plain.len() * 9).then_some(z)
     }
 
     /// Opens an envelope stored under `id`. The ciphertext is read where it lies and
@@ -223,82 +206,6 @@ impl std::ops::Deref for Plain {
     fn deref(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
-}
-
-thread_local! {
-    /// One zstd context per thread, reused: setting one up cost more than compressing a
-    /// small file (a profile of `rsync` of small files had 5 % of the daemon in it).
-    static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
-}
-
-/// Whether `data` looks random: the Shannon entropy of the bytes of 16 slices of 256, taken
-/// across it, is at least 7.9 bits per byte (4,096 random bytes measure about 7.95; text
-/// about 4.5, machine code about 6), and the slices' 4-byte sequences do not repeat (a
-/// periodic run has uniform bytes too, and zstd shrinks it to nothing). Costs a few
-/// microseconds, against a zstd pass of about 200 µs per 64 KiB that would find nothing.
-fn looks_random(data: &[u8]) -> bool {
-    const SLICES: usize = 16;
-    const SLICE: usize = 256;
-    if data.len() < SLICES * SLICE {
-        return false;
-    }
-    let mut counts = [0u32; 256];
-    let step = (data.len() - SLICE) / (SLICES - 1);
-    for i in 0..SLICES {
-        for b in &data[i * step..i * step + SLICE] {
-            counts[*b as usize] += 1;
-        }
-    }
-    let n = (SLICES * SLICE) as f64;
-    let entropy: f64 = counts.iter().filter(|c| **c > 0).map(|c| f64::from(*c) / n).map(|p| -p * p.log2()).sum();
-    if entropy < 7.9 {
-        return false;
-    }
-    // 1,024 sequences hashed into 65,536 bits: random data collides about 8 times.
-    let mut seen = [0u64; 1024];
-    let mut repeats = 0;
-    for i in 0..SLICES {
-        for word in data[i * step..i * step + SLICE].chunks_exact(4) {
-            let h = (u32::from_le_bytes(word.try_into().expect("4 bytes")).wrapping_mul(0x9E37_79B1) >> 16) as usize;
-            repeats += u32::from(seen[h / 64] & (1 << (h % 64)) != 0);
-            seen[h / 64] |= 1 << (h % 64);
-        }
-    }
-    repeats <= 64
-}
-
-/// Whether `data` starts like a compressed file or media format.
-fn looks_compressed(data: &[u8]) -> bool {
-    const MAGIC: &[&[u8]] = &[
-        b"\x1f\x8b",           // gzip
-        b"BZh",                // bzip2
-        b"\xfd7zXZ\x00",       // xz
-        b"\x28\xb5\x2f\xfd",   // zstd
-        b"\x04\x22\x4d\x18",   // lz4
-        b"PK\x03\x04",         // zip, jar, docx, odt, epub
-        b"7z\xbc\xaf\x27\x1c", // 7-zip
-        b"\x89PNG",            // PNG
-        b"\xff\xd8\xff",       // JPEG
-        b"GIF8",               // GIF
-        b"OggS",               // Ogg
-        b"fLaC",               // FLAC
-        b"ID3",                // MP3
-    ];
-    MAGIC.iter().any(|m| data.starts_with(m))
-        || (data.len() >= 12 && &data[4..8] == b"ftyp") // MP4, MOV, HEIC
-        || (data.len() >= 12 && &data[..4] == b"RIFF" && &data[8..12] == b"WEBP")
-}
-
-fn zstd_compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
-    ZSTD.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.is_none() {
-            *cell = zstd::bulk::Compressor::new(level).ok();
-        }
-        let z = cell.as_mut()?;
-        z.set_compression_level(level).ok()?;
-        z.compress(data).ok()
-    })
 }
 
 fn aad(version: u8, epoch: u32, id: &ChunkId) -> [u8; 37] {
@@ -604,20 +511,6 @@ mod tests {
 
     fn codec(c: Compression) -> ChunkCodec {
         ChunkCodec::new(ChunkHasher::new([1; 32]), &crate::crypto::keys::Keyring::generate(), c, 3)
-    }
-
-    #[test]
-    fn random_bytes_look_random_and_text_code_and_patterns_do_not() {
-        let mut random = vec![0u8; 64 << 10];
-        crate::crypto::keys::random_bytes(&mut random);
-        assert!(looks_random(&random));
-        let text = b"The quick brown fox jumps over the lazy dog, again and again. ".repeat(2000);
-        assert!(!looks_random(&text));
-        let pattern: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
-        assert!(!looks_random(&pattern), "uniform bytes, but periodic");
-        let code = std::fs::read("/proc/self/exe").expect("own binary");
-        assert!(!looks_random(&code[..code.len().min(1 << 20)]));
-        assert!(!looks_random(&random[..1000]), "too short to judge: compressed as before");
     }
 
     #[test]
