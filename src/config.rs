@@ -48,6 +48,43 @@ pub struct Media {
     pub chunking: Chunking,
     /// `[media.collaboration]`: shared galleries.
     pub collaboration: Collaboration,
+    /// `[media.streaming]`: adaptive HLS and DASH renditions of videos.
+    pub streaming: Streaming,
+}
+
+/// `[media.streaming]`: videos packaged into an adaptive ladder (docs/streaming.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Streaming {
+    /// Serve `/stream` at all.
+    pub enabled: bool,
+    /// Serve the HLS playlists.
+    pub enable_hls: bool,
+    /// Serve the DASH manifest.
+    pub enable_dash: bool,
+    /// Heights of the renditions, highest first; none taller than the source is made.
+    pub ladder: Vec<u32>,
+    /// Target segment length, seconds (segments start on keyframes, aligned across
+    /// renditions).
+    pub segment_seconds: u32,
+    /// Package videos that land in a gallery, by upload or through the mount.
+    pub package_on_upload: bool,
+    /// Packaging jobs at once.
+    pub max_jobs: u32,
+}
+
+impl Default for Streaming {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            enable_hls: true,
+            enable_dash: true,
+            ladder: vec![1080, 720, 480, 360],
+            segment_seconds: 2,
+            package_on_upload: false,
+            max_jobs: 1,
+        }
+    }
 }
 
 /// `[media.collaboration]`: shared galleries (docs/galleries.md).
@@ -198,6 +235,19 @@ impl Config {
 
     /// Checks the values that types alone cannot.
     pub fn validate(&self) -> Result<(), String> {
+        let st = &self.media.streaming;
+        if st.ladder.is_empty() || st.ladder.iter().any(|h| !(144..=4320).contains(h)) {
+            return Err(format!("media.streaming.ladder = {:?}: one to eight heights of 144 to 4320", st.ladder));
+        }
+        if st.ladder.len() > 8 {
+            return Err(format!("media.streaming.ladder = {:?}: at most eight renditions", st.ladder));
+        }
+        if !(1..=10).contains(&st.segment_seconds) {
+            return Err(format!("media.streaming.segment_seconds = {}: must be 1 to 10", st.segment_seconds));
+        }
+        if !(1..=16).contains(&st.max_jobs) {
+            return Err(format!("media.streaming.max_jobs = {}: must be 1 to 16", st.max_jobs));
+        }
         let d = &self.media.deduplication;
         if d.hash_algorithm != "blake2b-256" {
             return Err(format!(

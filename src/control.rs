@@ -70,6 +70,13 @@ pub enum Request {
     },
     /// Administer users and galleries.
     Admin(crate::gallery::admin::AdminOp),
+    /// Package a video into its adaptive ladder (blocks until done).
+    Package {
+        /// Volume path of the video.
+        path: String,
+        /// Heights; `None`: `[media.streaming] ladder`.
+        ladder: Option<Vec<u32>>,
+    },
     /// Create an HTTP token.
     TokenCreate {
         /// Label.
@@ -302,6 +309,9 @@ fn answer(
             Response::Token { info, token }
         }
         Request::Admin(op) => Response::Json { value: galleries.admin(&op)? },
+        Request::Package { path, ladder } => {
+            Response::Json { value: serde_json::to_value(crate::stream::package(galleries.volume(), &path, ladder)?)? }
+        }
         Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
         Request::TokenRevoke { id } => {
             vol.token_revoke(&id)?;

@@ -19,6 +19,7 @@ pub mod http;
 pub mod ids;
 pub mod media;
 pub mod store;
+pub mod stream;
 pub mod utc;
 pub mod volume;
 

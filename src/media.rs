@@ -456,14 +456,14 @@ pub fn ffmpeg_available() -> bool {
 }
 
 /// What a finished child process produced.
-struct Finished {
-    status: ExitStatus,
-    stdout: Vec<u8>,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: Vec<u8>,
     stderr: String,
 }
 
 /// Run `cmd` to completion, killing it if it is still running at `deadline`.
-fn run_with_deadline(mut cmd: Command, deadline: Instant) -> Result<Finished, MediaError> {
+pub(crate) fn run_with_deadline(mut cmd: Command, deadline: Instant) -> Result<Finished, MediaError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -517,7 +517,7 @@ fn drain(mut pipe: impl Read + Send + 'static, cap: u64) -> thread::JoinHandle<V
 }
 
 /// The error to report for a failed run: the tool's own message when it gave one.
-fn failure(program: &str, finished: &Finished) -> MediaError {
+pub(crate) fn failure(program: &str, finished: &Finished) -> MediaError {
     if finished.stderr.is_empty() {
         MediaError::Ffmpeg(format!("{program} failed ({})", finished.status))
     } else {
@@ -528,7 +528,7 @@ fn failure(program: &str, finished: &Finished) -> MediaError {
 /// Input options that confine ffmpeg to the one resource we name: URLs may only use the web
 /// protocols, local paths only files, and only media demuxers are allowed (see [`FORMAT_WHITELIST`]).
 /// Returns the options and the input argument to pass after them.
-fn input_args(input: &str) -> Result<(Vec<String>, String), MediaError> {
+pub(crate) fn input_args(input: &str) -> Result<(Vec<String>, String), MediaError> {
     if input.is_empty() {
         return Err(MediaError::Unsupported("empty input".into()));
     }

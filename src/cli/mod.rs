@@ -9,6 +9,7 @@ mod gallery;
 mod gc;
 mod init;
 mod key;
+mod media;
 mod mount;
 mod mounts;
 mod serve;
@@ -65,6 +66,8 @@ enum Command {
     User(gallery::UserArgs),
     /// Manage shared galleries: create, list, show, delete, member, owner.
     Gallery(gallery::GalleryArgs),
+    /// Adaptive streaming: package videos into HLS and DASH renditions.
+    Media(media::Args),
     /// Upload a file or tree to a sidecar (parallel, resumable, verified).
     Push(transfer::PushArgs),
     /// Download a file or tree from a sidecar (parallel, resumable, verified).
@@ -98,6 +101,7 @@ pub fn main() -> i32 {
         Command::Fingerprint(a) => fingerprint::run(a),
         Command::Keygen(a) => key::keygen(a),
         Command::Key(a) => key::run(a),
+        Command::Media(a) => media::run(a),
         Command::Rekey(a) => key::rekey(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),
@@ -131,6 +135,7 @@ fn open_volume(
 ) -> anyhow::Result<Arc<Galleries>> {
     use anyhow::Context;
     let vol = crate::volume::Volume::open(dir, keys, opts).with_context(|| format!("cannot open {}", dir.display()))?;
+    crate::stream::register(&vol);
     Ok(Galleries::open(Arc::new(vol))?)
 }
 

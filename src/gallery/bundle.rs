@@ -308,7 +308,7 @@ impl Galleries {
         self.importing.lock().expect("imports").insert(staging_name.clone());
         let result = self.import_staged(&mut r, dest, owner, staging_parent, &staging_name);
         if result.is_err() {
-            if let Err(cleanup) = self.remove_tree(staging_parent, staging_name.as_bytes()) {
+            if let Err(cleanup) = self.vol.remove_tree(staging_parent, staging_name.as_bytes()) {
                 tracing::warn!(error = %cleanup, "removing a refused import left its staging directory; the next sweep removes it");
             }
         }
@@ -532,27 +532,6 @@ impl Galleries {
             let Some(ino) = target(n) else { continue };
             for r in list {
                 b.put(&self.reaction_key(ino, &r.emoji, &r.user), r);
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes the tree `name` in `parent`, files and directories.
-    pub(crate) fn remove_tree(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        let top = self.vol.lookup(parent, name)?;
-        let mut stack = vec![(parent, name.to_vec(), top.ino, false)];
-        while let Some((p, n, ino, visited)) = stack.pop() {
-            if visited {
-                self.vol.rmdir(p, &n)?;
-                continue;
-            }
-            stack.push((p, n, ino, true));
-            for e in self.vol.dir_entries(ino)? {
-                if e.kind == Kind::Dir {
-                    stack.push((ino, e.name, e.ino, false));
-                } else {
-                    self.vol.unlink(ino, &e.name)?;
-                }
             }
         }
         Ok(())

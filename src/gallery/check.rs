@@ -64,7 +64,7 @@ impl Galleries {
                 && !self.importing.lock().expect("imports").contains(&name)
             {
                 tracing::warn!(staging = name, "removing the staging directory of an interrupted import");
-                self.remove_tree(dir, &e.name)?;
+                self.vol.remove_tree(dir, &e.name)?;
             }
         }
         Ok(())

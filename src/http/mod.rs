@@ -14,6 +14,7 @@ mod files;
 mod gallery;
 mod media;
 mod path;
+mod stream;
 pub mod tls;
 mod tus;
 mod ui;
@@ -144,6 +145,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files", get(files::get).head(files::get))
         .route("/files/", get(files::get).head(files::get))
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
+        .route("/stream/{*path}", get(stream::get).head(stream::get))
         .route("/api/transfer", get(transfer_settings))
         .route("/openapi.json", get(openapi))
         .route("/api/delta", post(delta::start).layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST)))

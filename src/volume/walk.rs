@@ -43,6 +43,27 @@ impl Volume {
         }
     }
 
+    /// Deletes the tree `name` in `parent`, files and directories.
+    pub fn remove_tree(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        let top = self.lookup(parent, name)?;
+        let mut stack = vec![(parent, name.to_vec(), top.ino, false)];
+        while let Some((p, n, ino, visited)) = stack.pop() {
+            if visited {
+                self.rmdir(p, &n)?;
+                continue;
+            }
+            stack.push((p, n, ino, true));
+            for e in self.dir_entries(ino)? {
+                if e.kind == Kind::Dir {
+                    stack.push((ino, e.name, e.ino, false));
+                } else {
+                    self.unlink(ino, &e.name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every regular file below `top` (depth first) with the directory that holds it.
     pub fn files_below(&self, top: Ino) -> Result<Vec<(Ino, DirEntry)>> {
         let mut out = Vec::new();

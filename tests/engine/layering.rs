@@ -13,8 +13,17 @@ struct Rule {
 }
 
 const RULES: &[Rule] = &[
-    Rule { dir: "volume", forbidden: &["gallery", "http", "fs", "control", "client", "cli"], exceptions: &[] },
+    Rule {
+        dir: "volume",
+        forbidden: &["gallery", "stream", "http", "fs", "control", "client", "cli"],
+        exceptions: &[],
+    },
     Rule { dir: "gallery", forbidden: &["store", "chunk", "http", "fs", "control", "client", "cli"], exceptions: &[] },
+    Rule {
+        dir: "stream",
+        forbidden: &["store", "chunk", "gallery", "http", "fs", "control", "client", "cli"],
+        exceptions: &[],
+    },
     Rule { dir: "fs", forbidden: &["gallery", "store", "crypto", "chunk", "http", "cli"], exceptions: &[] },
     Rule { dir: "control.rs", forbidden: &["store", "crypto", "chunk", "http", "fs"], exceptions: &[] },
     Rule { dir: "http", forbidden: &["store", "chunk", "fs", "control", "cli"], exceptions: &[] },

@@ -20,6 +20,7 @@ mod powercut;
 mod ranges;
 mod reclaim;
 mod snapshots;
+mod streaming;
 mod tls;
 mod tools;
 mod transfer;

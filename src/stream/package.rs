@@ -1,0 +1,409 @@
+//! Packaging one video into its ladder. ffmpeg reads the video from, and writes the
+//! renditions to, a loopback HTTP server of this process (127.0.0.1, a random key in every
+//! URL) that reads and writes the volume: neither the video nor its renditions reach the
+//! local disk in clear, and ffmpeg reads the source with range requests as it seeks.
+//!
+//! One ffmpeg run makes every rung: the video is decoded once, scaled per rung, encoded
+//! with H.264 with a keyframe forced at every segment boundary (so segments align across
+//! rungs and a player switches at any of them), the audio once as AAC, and the `dash`
+//! muxer writes CMAF segments with both the DASH manifest and the HLS playlists over them.
+
+use super::ladder::{self, AUDIO_KBPS};
+use super::{random_suffix, Error, Renditions, Result, RENDITIONS_NAME, SOURCE_FILE};
+use crate::ids::Ino;
+use crate::media;
+use crate::volume::{Kind, SetAttr, Volume};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::Router;
+use serde::Serialize;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one packaging run may take before ffmpeg is stopped.
+const PACKAGE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// Largest file ffmpeg may write (a segment or a playlist).
+const MAX_OUTPUT: usize = 256 << 20;
+/// Bytes read from the volume per piece of a response to ffmpeg.
+const READ_PIECE: u32 = 1 << 20;
+
+/// What a packaging run made.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct PackageReport {
+    /// Heights of the video renditions, highest first.
+    pub renditions: Vec<u32>,
+    /// Whether an audio rendition was made.
+    pub audio: bool,
+    /// Files written (segments, init segments, playlists, manifest).
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Seconds the run took.
+    pub seconds: f64,
+}
+
+impl Renditions {
+    /// Packages the video at volume path `path` into `ladder` (heights) with segments of
+    /// about `segment_seconds`, replacing its renditions when done. Blocks for as long as
+    /// ffmpeg takes.
+    pub fn package(&self, path: &str, ladder: &[u32], segment_seconds: u32) -> Result<PackageReport> {
+        let started = Instant::now();
+        let source = self.vol.resolve(path)?;
+        if self.vol.getattr(source)?.inode.kind != Kind::File {
+            return Err(Error::NotAVideo(format!("{path} is not a regular file")));
+        }
+        // Taken first: a video changed while it is packaged gets renditions that are not served.
+        let stamp = super::source_stamp(&self.vol, source)?;
+        let root = self.vol.hidden_dir_or_create(RENDITIONS_NAME)?;
+        let staging = format!("{}.staging-{}", super::dir_name(source), random_suffix());
+        let out = self.vol.create(root, staging.as_bytes(), Kind::Dir, 0o700, 0, 0, 0)?.ino;
+        let made = self.package_into(source, out, ladder, segment_seconds).and_then(|report| {
+            write_file(&self.vol, out, SOURCE_FILE, stamp.as_bytes())?;
+            self.publish(root, &staging, source)?;
+            Ok(report)
+        });
+        if made.is_err() {
+            if let Err(e) = self.vol.remove_tree(root, staging.as_bytes()) {
+                tracing::warn!(error = %e, "removing the staging directory of a failed packaging run");
+            }
+        }
+        let mut report = made?;
+        report.seconds = started.elapsed().as_secs_f64();
+        tracing::info!(path, ?report, "packaged");
+        Ok(report)
+    }
+
+    fn package_into(&self, source: Ino, out: Ino, ladder: &[u32], segment_seconds: u32) -> Result<PackageReport> {
+        let io = IoServer::start(self.vol.clone(), source, out)?;
+        let input = io.url("in");
+        let info = media::probe_av(&input).map_err(|e| match e {
+            media::MediaError::Ffmpeg(why) | media::MediaError::Unsupported(why) => Error::NotAVideo(why),
+            e => Error::Media(e),
+        })?;
+        let height = info.height.ok_or_else(|| Error::NotAVideo("no video stream".into()))?;
+        let audio = has_audio(&input)?;
+        let rungs = ladder::plan(height, ladder);
+        let (options, target) = media::input_args(&input)?;
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-nostdin", "-v", "error", "-y"]).args(&options).args(["-i", &target]);
+        let split: String = (0..rungs.len()).map(|i| format!("[s{i}]")).collect();
+        let mut graph = format!("[0:v:0]split={}{split}", rungs.len());
+        for (i, r) in rungs.iter().enumerate() {
+            graph.push_str(&format!(";[s{i}]scale=-2:{}[v{i}]", r.height));
+        }
+        cmd.args(["-filter_complex", &graph]);
+        for (i, r) in rungs.iter().enumerate() {
+            cmd.args(["-map", &format!("[v{i}]")])
+                .arg(format!("-b:v:{i}"))
+                .arg(format!("{}k", r.video_kbps))
+                .arg(format!("-maxrate:v:{i}"))
+                .arg(format!("{}k", r.video_kbps * 6 / 5))
+                .arg(format!("-bufsize:v:{i}"))
+                .arg(format!("{}k", r.video_kbps * 2));
+        }
+        cmd.args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p"]).args([
+            "-force_key_frames",
+            &format!("expr:gte(t,n_forced*{segment_seconds})"),
+            "-sc_threshold",
+            "0",
+        ]);
+        if audio {
+            cmd.args(["-map", "0:a:0", "-c:a", "aac", "-b:a", &format!("{AUDIO_KBPS}k"), "-ac", "2"]);
+        }
+        let sets = if audio { "id=0,streams=v id=1,streams=a" } else { "id=0,streams=v" };
+        cmd.args(["-f", "dash", "-seg_duration", &segment_seconds.to_string()])
+            .args(["-use_template", "1", "-use_timeline", "0", "-hls_playlist", "1", "-adaptation_sets", sets])
+            .args(["-init_seg_name", "init-$RepresentationID$.m4s"])
+            .args(["-media_seg_name", "seg-$RepresentationID$-$Number%05d$.m4s"])
+            .args(["-method", "PUT", &io.url("out/manifest.mpd")]);
+        let finished = media::run_with_deadline(cmd, Instant::now() + PACKAGE_TIMEOUT)?;
+        if !finished.status.success() {
+            return Err(media::failure("ffmpeg", &finished).into());
+        }
+        drop(io);
+        let mut report = PackageReport {
+            renditions: rungs.iter().map(|r| r.height).collect(),
+            audio,
+            files: 0,
+            bytes: 0,
+            seconds: 0.0,
+        };
+        for e in self.vol.dir_entries(out)? {
+            report.files += 1;
+            report.bytes += self.vol.getattr(e.ino)?.inode.size;
+        }
+        for name in ["manifest.mpd", "master.m3u8"] {
+            if self.vol.lookup(out, name.as_bytes()).is_err() {
+                return Err(Error::Io(std::io::Error::other(format!("ffmpeg wrote no {name}"))));
+            }
+        }
+        // A variant playlist without its end marker would make players wait for more.
+        for e in self.vol.dir_entries(out)? {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            if name.starts_with("media_") && name.ends_with(".m3u8") {
+                let size = self.vol.getattr(e.ino)?.inode.size;
+                let text = self.vol.read(e.ino, 0, size.min(1 << 24) as u32)?;
+                if !String::from_utf8_lossy(&text).trim_end().ends_with("#EXT-X-ENDLIST") {
+                    return Err(Error::Io(std::io::Error::other(format!("{name} is incomplete"))));
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Whether the video at `input` has an audio stream.
+fn has_audio(input: &str) -> Result<bool> {
+    let (options, target) = media::input_args(input)?;
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error"]).args(&options).args([
+        "-select_streams",
+        "a",
+        "-show_entries",
+        "stream=index",
+        "-of",
+        "csv=p=0",
+        &target,
+    ]);
+    let finished = media::run_with_deadline(cmd, Instant::now() + Duration::from_secs(60))?;
+    if !finished.status.success() {
+        return Err(media::failure("ffprobe", &finished).into());
+    }
+    Ok(!finished.stdout.iter().all(u8::is_ascii_whitespace))
+}
+
+/// Writes `data` as file `name` in `dir`, replacing what it held.
+fn write_file(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume::Result<()> {
+    let ino = match vol.lookup(dir, name.as_bytes()) {
+        Ok(a) => {
+            vol.setattr(a.ino, &SetAttr { size: Some(0), ..SetAttr::default() })?;
+            a.ino
+        }
+        Err(crate::volume::Error::NotFound) => vol.create(dir, name.as_bytes(), Kind::File, 0o600, 0, 0, 0)?.ino,
+        Err(e) => return Err(e),
+    };
+    let h = vol.open_file(ino, true)?;
+    let written = vol.write(ino, 0, data, false, false);
+    let closed = vol.release(ino, h);
+    written?;
+    closed
+}
+
+/// The loopback server that feeds ffmpeg the source and takes its output; stops on drop.
+struct IoServer {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct IoState {
+    vol: Arc<Volume>,
+    source: Ino,
+    out: Ino,
+    key: String,
+    /// Per file, the newest version stored (`SendOrder`): ffmpeg rewrites the playlists and
+    /// the manifest as segments come, and a version on another connection may arrive later
+    /// than a newer one.
+    stored: std::sync::Mutex<std::collections::HashMap<String, SendOrder>>,
+}
+
+/// The order in which ffmpeg sent a request: its connection's place among connections,
+/// then the request's place on that connection (a connection's requests are sequential).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct SendOrder(u64, u64);
+
+impl IoServer {
+    fn start(vol: Arc<Volume>, source: Ino, out: Ino) -> std::io::Result<Self> {
+        let key = random_suffix() + &random_suffix();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let base = format!("http://{}/{key}", listener.local_addr()?);
+        let state = Arc::new(IoState { vol, source, out, key, stored: Default::default() });
+        let router = Router::new()
+            .route("/{key}/in", get(read_source))
+            .route("/{key}/out/{name}", put(write_output))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_OUTPUT))
+            .with_state(state);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let thread = std::thread::Builder::new().name("package-io".into()).spawn(move || {
+            if let Err(e) = runtime.block_on(serve(listener, router, stopped)) {
+                tracing::error!(error = %e, "packaging I/O server");
+            }
+        })?;
+        Ok(Self { base, stop: Some(stop), thread: Some(thread) })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.base)
+    }
+}
+
+/// Serves `router` until `stopped`, then until every request already sent is answered.
+/// ffmpeg closes a connection right after the body of its last request without reading
+/// the answer, so connections are half-closed rather than dropped at the end of the input
+/// (hyper's default would drop that request), and after the stop (ffmpeg has exited) the
+/// connections still queued are accepted and every one is read to its end.
+async fn serve(
+    listener: std::net::TcpListener,
+    router: Router,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let mut connections = tokio::task::JoinSet::new();
+    let mut accepted_count = 0u64;
+    let mut serve_one = |stream: tokio::net::TcpStream| {
+        use tower::ServiceExt;
+        accepted_count += 1;
+        let (connection, requests) = (accepted_count, Arc::new(std::sync::atomic::AtomicU64::new(0)));
+        let tagged = router.clone().map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            let n = requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            req.extensions_mut().insert(SendOrder(connection, n));
+            req
+        });
+        let service = hyper_util::service::TowerToHyperService::new(tagged);
+        let io = hyper_util::rt::TokioIo::new(stream);
+        async move {
+            let conn = hyper::server::conn::http1::Builder::new().half_close(true).serve_connection(io, service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "packaging I/O connection");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => {
+                connections.spawn(serve_one(accepted?.0));
+            }
+        }
+    }
+    while let Ok(Ok((stream, _))) = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await {
+        connections.spawn(serve_one(stream));
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+impl Drop for IoServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `GET /KEY/in`: the source's bytes, from a single range (`bytes=A-` or `bytes=A-B`).
+async fn read_source(State(st): State<Arc<IoState>>, Path(key): Path<String>, headers: HeaderMap) -> Response {
+    if key != st.key {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let (vol, source) = (st.vol.clone(), st.source);
+    let size = match tokio::task::spawn_blocking(move || vol.getattr(source)).await {
+        Ok(Ok(a)) => a.inode.size,
+        _ => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|r| single_range(r, size));
+    let (start, end, status) = match range {
+        Some((a, b)) => (a, b, StatusCode::PARTIAL_CONTENT),
+        None if headers.contains_key(header::RANGE) && size > 0 => {
+            return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))])
+                .into_response()
+        }
+        None => (0, size, StatusCode::OK),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let vol = st.vol.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut at = start;
+        while at < end {
+            let len = (end - at).min(u64::from(READ_PIECE)) as u32;
+            let piece = vol.read(source, at, len).map(|p| Bytes::copy_from_slice(&p)).map_err(std::io::Error::other);
+            let failed = piece.is_err();
+            // ffmpeg closes the connection when it seeks: stop reading then.
+            if tx.blocking_send(piece).is_err() || failed {
+                return;
+            }
+            at += u64::from(len);
+        }
+    });
+    let pieces = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|piece| (piece, rx)) });
+    let body = Body::from_stream(pieces);
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_LENGTH, (end - start).into());
+    h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
+    if status == StatusCode::PARTIAL_CONTENT {
+        let range = format!("bytes {start}-{}/{size}", end - 1);
+        h.insert(header::CONTENT_RANGE, header::HeaderValue::from_str(&range).expect("digits"));
+    }
+    response
+}
+
+/// `bytes=A-` or `bytes=A-B` within `size`, as `[start, end)`.
+fn single_range(spec: &str, size: u64) -> Option<(u64, u64)> {
+    let (a, b) = spec.strip_prefix("bytes=")?.split_once('-')?;
+    let start: u64 = a.trim().parse().ok()?;
+    let end = match b.trim() {
+        "" => size,
+        b => b.parse::<u64>().ok()?.saturating_add(1).min(size),
+    };
+    (start < end).then_some((start, end))
+}
+
+/// `PUT /KEY/out/NAME`: a file ffmpeg wrote (a segment, a playlist, the manifest).
+async fn write_output(
+    State(st): State<Arc<IoState>>,
+    Path((key, name)): Path<(String, String)>,
+    axum::Extension(order): axum::Extension<SendOrder>,
+    body: Bytes,
+) -> StatusCode {
+    tracing::debug!(name, bytes = body.len(), ?order, "rendition file from ffmpeg");
+    if key != st.key {
+        return StatusCode::NOT_FOUND;
+    }
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain || name.starts_with('.') || name == SOURCE_FILE {
+        return StatusCode::BAD_REQUEST;
+    }
+    let store = move || {
+        let mut stored = st.stored.lock().expect("stored versions");
+        if stored.get(&name).is_some_and(|newer| *newer > order) {
+            tracing::debug!(name, "an older version of a rendition file arrived late; dropped");
+            return Ok::<(), crate::volume::Error>(());
+        }
+        write_file(&st.vol, st.out, &name, &body)?;
+        stored.insert(name, order);
+        Ok(())
+    };
+    match tokio::task::spawn_blocking(store).await {
+        Ok(Ok(())) => StatusCode::CREATED,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storing a rendition file");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::single_range;
+
+    #[test]
+    fn ranges_ffmpeg_sends_are_read_and_others_refused() {
+        assert_eq!(single_range("bytes=0-", 100), Some((0, 100)));
+        assert_eq!(single_range("bytes=10-19", 100), Some((10, 20)));
+        assert_eq!(single_range("bytes=90-500", 100), Some((90, 100)));
+        assert_eq!(single_range("bytes=100-", 100), None);
+        assert_eq!(single_range("bytes=-5", 100), None);
+        assert_eq!(single_range("items=0-", 100), None);
+    }
+}
