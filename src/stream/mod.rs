@@ -85,17 +85,19 @@ impl Renditions {
         Ok(())
     }
 
-    /// Removes renditions whose video is gone, and staging directories of runs that did
-    /// not finish (none runs while this does); returns how many directories went.
+    /// Removes the renditions of videos that are gone and the old ladders a crash left
+    /// behind while replacing them; returns how many directories went. Staging directories
+    /// are left alone: a run may be writing into one.
     pub fn sweep(&self) -> Result<usize> {
         let Some(root) = self.vol.hidden_dir(RENDITIONS_NAME)? else { return Ok(0) };
         let mut removed = 0;
         for e in self.vol.dir_entries(root)? {
             let name = String::from_utf8_lossy(&e.name).into_owned();
-            let live = name.parse::<u64>().ok().is_some_and(|ino| {
-                self.vol.getattr(Ino(ino)).is_ok_and(|a| a.inode.kind == Kind::File && a.inode.nlink > 0)
-            });
-            if !live {
+            let gone = match name.parse::<u64>() {
+                Ok(ino) => !self.vol.getattr(Ino(ino)).is_ok_and(|a| a.inode.kind == Kind::File && a.inode.nlink > 0),
+                Err(_) => name.contains(".old-"),
+            };
+            if gone {
                 self.vol.remove_tree(root, &e.name)?;
                 removed += 1;
             }

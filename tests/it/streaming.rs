@@ -102,5 +102,18 @@ fn a_packaged_video_plays_over_hls_and_dash_and_bad_requests_get_clear_answers()
     let status = sh(&format!("curl -s -o /dev/null -w '%{{http_code}}' -H '{auth}' '{}'", url("master.m3u8")));
     assert_eq!(status.trim(), "409", "stale renditions are not served");
     server.stop();
+
+    // A deleted video's renditions go at the sidecar's next housekeeping (here at start).
+    let m = v.mount();
+    std::fs::remove_file(m.p("videos/clip.mp4")).unwrap();
+    m.unmount();
+    let addr = format!("127.0.0.1:{}", crate::http::free_port());
+    let m = v.mount_with(&["--serve", &addr]);
+    let swept = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        m.log_text().contains("renditions of deleted videos removed")
+    });
+    assert!(swept, "renditions of the deleted video stayed:\n{}", m.log_text());
+    m.unmount();
     v.assert_clean(&["--read-data"]);
 }
