@@ -170,9 +170,10 @@ impl Volume {
         }
         // Only a file unlinked while open (recorded in `orphans`) is deleted here; the
         // lookup keeps the commit lock off the path of every other close.
-        if last && !self.read_only {
+        if last {
+            // Every open makes a state (for its handle's errors): a read-only volume's too.
             self.forget_idle_state(ino);
-            if self.store.contains(Cf::Orphans, &keys::ino_key(ino))? {
+            if !self.read_only && self.store.contains(Cf::Orphans, &keys::ino_key(ino))? {
                 self.reclaim_closed_orphan(ino)?;
             }
         }
