@@ -7,6 +7,7 @@
 //! sidecar) and `client` (push and pull over HTTP), and `cli`, which wires them together.
 //! docs/design.md is the map.
 
+pub mod adapt;
 pub mod chunk;
 pub mod cli;
 pub mod client;

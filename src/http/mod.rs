@@ -6,6 +6,7 @@
 //! pool; bodies stream through in constant memory. When the sidecar runs inside the mount
 //! daemon, the names its changes touch are dropped from the kernel's caches.
 
+mod adapt;
 mod auth;
 mod delta;
 mod error;
@@ -147,6 +148,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
         .route("/stream/{*path}", get(stream::get).head(stream::get))
         .route("/api/transfer", get(transfer_settings))
+        .route("/api/adapt", get(adapt::get))
         .route("/openapi.json", get(openapi))
         .route("/api/delta", post(delta::start).layer(axum::extract::DefaultBodyLimit::max(MAX_MANIFEST)))
         .route("/api/delta/{id}/{index}", axum::routing::put(delta::put_chunk))

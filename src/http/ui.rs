@@ -29,8 +29,12 @@ fn page(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// `/`, `/g/{id}`, `/s/{token}`.
+/// The page asks for the device's client hints, so the pictures and streams it loads
+/// can follow the screen and the network (`crate::adapt`).
 pub async fn index() -> Response {
-    page(INDEX, "text/html; charset=utf-8")
+    let mut r = page(INDEX, "text/html; charset=utf-8");
+    r.headers_mut().insert("accept-ch", HeaderValue::from_static(super::adapt::ACCEPT_CH));
+    r
 }
 
 /// `/app.js`.
