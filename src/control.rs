@@ -6,6 +6,7 @@
 //! of opening the database a second time.
 
 use crate::gallery::Galleries;
+use crate::stream::jobs::Jobs;
 use crate::volume::{
     CheckReport, Credential, GcReport, PathStats, Permission, RekeyReport, RotateReport, SnapshotInfo, Stats,
     TokenInfo, Volume,
@@ -70,13 +71,22 @@ pub enum Request {
     },
     /// Administer users and galleries.
     Admin(crate::gallery::admin::AdminOp),
-    /// Package a video into its adaptive ladder (blocks until done).
+    /// Queue a video for packaging into its adaptive ladder; answers with the job.
     Package {
         /// Volume path of the video.
         path: String,
         /// Heights; `None`: `[media.streaming] ladder`.
         ladder: Option<Vec<u32>>,
     },
+    /// The packaging job of a video, once it has finished or `wait_ms` have passed.
+    MediaJob {
+        /// The video's inode (`Job::source`).
+        source: u64,
+        /// How long to wait for it to finish.
+        wait_ms: u64,
+    },
+    /// Every packaging job.
+    MediaJobs,
     /// Create an HTTP token.
     TokenCreate {
         /// Label.
@@ -229,7 +239,7 @@ pub fn ask(dir: &Path, req: &Request) -> Option<Response> {
 
 /// Listens on the control socket of `vol` in a background thread. A stale socket left by
 /// a killed daemon is replaced; a live one means the volume is in use.
-pub fn serve(galleries: Arc<Galleries>, mountpoint: PathBuf) -> std::io::Result<()> {
+pub fn serve(galleries: Arc<Galleries>, jobs: Arc<Jobs>, mountpoint: PathBuf) -> std::io::Result<()> {
     let path = socket_path(galleries.volume().dir());
     if path.exists() {
         if UnixStream::connect(&path).is_ok() {
@@ -241,15 +251,15 @@ pub fn serve(galleries: Arc<Galleries>, mountpoint: PathBuf) -> std::io::Result<
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     std::thread::Builder::new().name("control".into()).spawn(move || {
         for conn in listener.incoming().flatten() {
-            let galleries = galleries.clone();
+            let (galleries, jobs) = (galleries.clone(), jobs.clone());
             let mountpoint = mountpoint.clone();
-            std::thread::spawn(move || handle(&galleries, &mountpoint, conn));
+            std::thread::spawn(move || handle(&galleries, &jobs, &mountpoint, conn));
         }
     })?;
     Ok(())
 }
 
-fn handle(galleries: &Galleries, mountpoint: &Path, conn: UnixStream) {
+fn handle(galleries: &Galleries, jobs: &Jobs, mountpoint: &Path, conn: UnixStream) {
     let mut reader = BufReader::new(match conn.try_clone() {
         Ok(c) => c,
         Err(_) => return,
@@ -262,7 +272,7 @@ fn handle(galleries: &Galleries, mountpoint: &Path, conn: UnixStream) {
         // The mount's kernel caches drop the names a command changes (`Volume::foreign`).
         Ok(req) => {
             let vol = galleries.volume();
-            vol.foreign(|| answer(vol, galleries, mountpoint, req))
+            vol.foreign(|| answer(vol, galleries, jobs, mountpoint, req))
                 .unwrap_or_else(|e| Response::Error { message: e.to_string() })
         }
         Err(e) => Response::Error { message: format!("bad request: {e}") },
@@ -277,12 +287,17 @@ fn handle(galleries: &Galleries, mountpoint: &Path, conn: UnixStream) {
 fn answer(
     vol: &Volume,
     galleries: &Galleries,
+    jobs: &Jobs,
     mountpoint: &Path,
     req: Request,
 ) -> Result<Response, Box<dyn std::error::Error>> {
     Ok(match req {
         Request::Status => Response::Status { pid: std::process::id(), mountpoint: mountpoint.to_path_buf() },
-        Request::Stats => Response::Stats(vol.stats()?),
+        Request::Stats => {
+            let mut stats = vol.stats()?;
+            stats.areas = vol.area_stats()?;
+            Response::Stats(stats)
+        }
         Request::Gc => Response::Gc(vol.gc()?),
         Request::Check { read_data, repair } => {
             let mut report = vol.check(read_data, repair, &|_, _| {})?;
@@ -310,8 +325,15 @@ fn answer(
         }
         Request::Admin(op) => Response::Json { value: galleries.admin(&op)? },
         Request::Package { path, ladder } => {
-            Response::Json { value: serde_json::to_value(crate::stream::package(galleries.volume(), &path, ladder)?)? }
+            Response::Json { value: serde_json::to_value(jobs.queue(&path, ladder, false)?)? }
         }
+        Request::MediaJob { source, wait_ms } => {
+            let job = jobs
+                .wait_timeout(crate::ids::Ino(source), Duration::from_millis(wait_ms.min(60_000)))
+                .ok_or_else(|| format!("no packaging job for inode {source}"))?;
+            Response::Json { value: serde_json::to_value(job)? }
+        }
+        Request::MediaJobs => Response::Json { value: serde_json::to_value(jobs.list())? },
         Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
         Request::TokenRevoke { id } => {
             vol.token_revoke(&id)?;

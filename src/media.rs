@@ -82,6 +82,9 @@ pub enum MediaError {
     /// `ffprobe` or `ffmpeg` ran past its deadline and was killed.
     #[error("ffmpeg timed out")]
     Timeout,
+    /// The run was stopped on request (`Watch::stop`) and ffmpeg killed.
+    #[error("stopped")]
+    Stopped,
 }
 
 /// What kind of preview applies to a media type.
@@ -463,7 +466,21 @@ pub(crate) struct Finished {
 }
 
 /// Run `cmd` to completion, killing it if it is still running at `deadline`.
-pub(crate) fn run_with_deadline(mut cmd: Command, deadline: Instant) -> Result<Finished, MediaError> {
+pub(crate) fn run_with_deadline(cmd: Command, deadline: Instant) -> Result<Finished, MediaError> {
+    run_watched(cmd, deadline, &Watch::default())
+}
+
+/// What a long run reports and obeys: a stop flag (set from another thread, the child is
+/// killed within 50 ms) and, when set, a function that gets each line of the child's
+/// standard output as it comes (then `Finished::stdout` is empty).
+#[derive(Default)]
+pub(crate) struct Watch<'a> {
+    pub(crate) stop: Option<&'a std::sync::atomic::AtomicBool>,
+    pub(crate) on_line: Option<&'a dyn Fn(&str)>,
+}
+
+/// Run `cmd` to completion, killing it at `deadline` or when `watch.stop` is set.
+pub(crate) fn run_watched(mut cmd: Command, deadline: Instant, watch: &Watch<'_>) -> Result<Finished, MediaError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -473,20 +490,39 @@ pub(crate) fn run_with_deadline(mut cmd: Command, deadline: Instant) -> Result<F
         }
     })?;
     // Drain both pipes on their own threads: a child blocked on a full pipe would never exit.
-    let stdout = child.stdout.take().map(|pipe| drain(pipe, MAX_STDOUT));
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().map(|pipe| match watch.on_line {
+        Some(_) => thread::spawn(move || {
+            for line in io::BufRead::lines(io::BufReader::new(pipe)).map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+            Vec::new()
+        }),
+        None => drain(pipe, MAX_STDOUT),
+    });
     let stderr = child.stderr.take().map(|pipe| drain(pipe, MAX_STDERR));
     let collect = |handle: Option<thread::JoinHandle<Vec<u8>>>| handle.and_then(|h| h.join().ok()).unwrap_or_default();
+    let deliver = || {
+        if let Some(f) = watch.on_line {
+            lines.try_iter().for_each(|line| f(&line));
+        }
+    };
+    let stopped = || watch.stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed));
 
     let mut pause = Duration::from_millis(1);
     let status = loop {
+        deliver();
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if Instant::now() >= deadline || stopped() => {
                 // Killing closes the pipes, which ends the drain threads.
                 let _ = child.kill();
                 let _ = child.wait();
                 collect(stdout);
                 collect(stderr);
+                if stopped() {
+                    return Err(MediaError::Stopped);
+                }
                 tracing::warn!(%program, "killed after running past its deadline");
                 return Err(MediaError::Timeout);
             }
@@ -502,6 +538,7 @@ pub(crate) fn run_with_deadline(mut cmd: Command, deadline: Instant) -> Result<F
         }
     };
     let stdout = collect(stdout);
+    deliver();
     let stderr = String::from_utf8_lossy(&collect(stderr)).trim().to_owned();
     Ok(Finished { status, stdout, stderr })
 }

@@ -186,14 +186,16 @@ fn serve(
         let session = crate::fs::mount::mount(vol.clone(), mountpoint, cfg)
             .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
         vol.set_entry_observer(crate::fs::mount::entry_invalidator(&session));
-        control::serve(galleries.clone(), mountpoint.to_path_buf()).context("cannot open the control socket")?;
+        let jobs = crate::stream::jobs::Jobs::start(vol.clone())?;
+        control::serve(galleries.clone(), jobs.clone(), mountpoint.to_path_buf())
+            .context("cannot open the control socket")?;
         let sidecar = match http.listen {
-            Some(addr) => Some(super::serve::start(galleries, addr, &http.tls)?),
+            Some(addr) => Some(super::serve::start(galleries, jobs.clone(), addr, &http.tls)?),
             None => None,
         };
-        Ok((vol, session, sidecar))
+        Ok((vol, session, sidecar, jobs))
     })();
-    let (vol, session, sidecar) = match started {
+    let (vol, session, sidecar, jobs) = match started {
         Ok(s) => s,
         Err(e) => {
             if let Some(fd) = ready {
@@ -225,6 +227,7 @@ fn serve(
     if let Some(s) = sidecar {
         s.stop();
     }
+    jobs.shutdown();
     let closed = vol.close();
     control::remove_socket(dir);
     joined.context("FUSE session failed")?;

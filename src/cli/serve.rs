@@ -5,6 +5,7 @@ use super::{credential, UnlockArgs};
 use crate::control;
 use crate::gallery::Galleries;
 use crate::http::{Sidecar, SidecarConfig};
+use crate::stream::jobs::Jobs;
 use crate::volume::{OpenOptions, Volume};
 use anyhow::{bail, Context};
 use nix::sys::signal::{SigSet, Signal};
@@ -83,7 +84,12 @@ impl SidecarHandle {
 
 /// Binds `addr` (refusing plain HTTP off loopback unless allowed) and serves `vol` on a
 /// runtime thread of its own.
-pub fn start(galleries: Arc<Galleries>, addr: SocketAddr, tls: &TlsArgs) -> anyhow::Result<SidecarHandle> {
+pub fn start(
+    galleries: Arc<Galleries>,
+    jobs: Arc<Jobs>,
+    addr: SocketAddr,
+    tls: &TlsArgs,
+) -> anyhow::Result<SidecarHandle> {
     let vol = galleries.volume().clone();
     let tls_config = match tls.files(vol.dir())? {
         Some((cert, key)) => Some(crate::http::tls::server_config(&cert, &key)?),
@@ -117,7 +123,7 @@ pub fn start(galleries: Arc<Galleries>, addr: SocketAddr, tls: &TlsArgs) -> anyh
         addr
     };
     config.self_url = Some(format!("{scheme}://{local}"));
-    let state = Sidecar::new(galleries, config);
+    let state = Sidecar::new(galleries, Some(jobs), config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {
             let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -155,12 +161,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     signals.thread_block()?;
     let galleries = super::open_volume(&dir, keys, &OpenOptions::default())?;
     let vol = galleries.volume().clone();
-    control::serve(galleries.clone(), PathBuf::new()).context("cannot open the control socket")?;
+    let jobs = Jobs::start(vol.clone())?;
+    control::serve(galleries.clone(), jobs.clone(), PathBuf::new()).context("cannot open the control socket")?;
     super::mount::spawn_maintenance(vol.clone())?;
-    let handle = match start(galleries, args.listen, &args.tls) {
+    let handle = match start(galleries, jobs.clone(), args.listen, &args.tls) {
         Ok(h) => h,
         Err(e) => {
             control::remove_socket(&dir);
+            jobs.shutdown();
             vol.close()?;
             return Err(e);
         }
@@ -172,6 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(signal = ?sig, "stopping");
     handle.stop();
     control::remove_socket(&dir);
+    jobs.shutdown();
     vol.close()?;
     Ok(())
 }

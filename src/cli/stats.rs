@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn human(s: &Stats) -> String {
-    format!(
+    let mut out = format!(
         "logical bytes      {}\nunique bytes       {}\nstored bytes       {}\nchunks             {} (mean {})\n\
          dedup ratio        {:.2}\nspace saved        {:.1} %\nreclaimable by GC  {}\ndatabase on disk   {}\n",
         size(s.logical_bytes),
@@ -85,7 +85,18 @@ fn human(s: &Stats) -> String {
         s.space_saved_percent,
         size(s.reclaimable_bytes),
         size(s.disk_bytes),
-    )
+    );
+    for a in &s.areas {
+        let label = format!("in {}", a.name);
+        out.push_str(&format!(
+            "{label:<19}{} stored, {} of files ({} files; {} only there)\n",
+            size(a.stored_bytes),
+            size(a.logical_bytes),
+            a.files,
+            size(a.exclusive_bytes)
+        ));
+    }
+    out
 }
 
 fn size(b: u64) -> String {

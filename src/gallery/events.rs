@@ -81,6 +81,22 @@ pub(crate) fn log_key(gallery: &str, seq: u64) -> Vec<u8> {
 }
 
 impl Galleries {
+    /// Tells the live subscribers of `item`'s gallery of `kind` with `data`, outside the
+    /// log (`seq` 0): news that is stale a moment later, such as a packaging job's
+    /// progress. Nothing when the file is no gallery's item.
+    pub fn announce(&self, item: crate::ids::Ino, kind: &str, data: serde_json::Value) -> Result<()> {
+        let gallery = match self.gallery_of_item(item) {
+            Ok(g) => g,
+            Err(super::Error::NotFound) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let event =
+            Event { seq: 0, kind: kind.into(), at: at_now(), actor: None, item: Some(item.0.to_string()), data };
+        // Nobody listening is fine.
+        let _ = self.state.live.send(Arc::new(LiveEvent::new(gallery.id, event)));
+        Ok(())
+    }
+
     /// What a client that saw events up to `since` missed.
     pub fn events_since(&self, gallery: &str, since: u64) -> Result<Since> {
         let last = last_seq(&self.vol, gallery)?;

@@ -175,13 +175,14 @@ async fn pump(
                         let _ = tx.send(Out::Close(CLOSE_GONE, "the gallery was deleted".into())).await;
                         return;
                     }
-                    if e.event.seq <= sent {
+                    // Unlogged news (seq 0, e.g. packaging progress) passes; logged events once.
+                    if e.event.seq != 0 && e.event.seq <= sent {
                         continue;
                     }
                     if tx.send(Out::Text(e.event.seq, Arc::from(e.json.as_str()))).await.is_err() {
                         return;
                     }
-                    sent = e.event.seq;
+                    sent = sent.max(e.event.seq);
                     if matches!(e.event.kind.as_str(), "member.changed" | "link.revoked") {
                         if let Err(why) = still_allowed(&state, &caller, &gallery).await {
                             let _ = tx.send(Out::Close(CLOSE_ACCESS, why)).await;

@@ -55,10 +55,10 @@ pub async fn index_loop(state: Arc<Sidecar>) {
     }
     loop {
         while let Some(ino) = state.index_queue.pop() {
-            if let Err(e) = index(&state, ino).await {
-                if e.status != StatusCode::NOT_FOUND {
-                    tracing::warn!(inode = %ino, error = %e.message, "indexing failed");
-                }
+            match index(&state, ino).await {
+                Ok(info) => super::renditions::after_index(&state, ino, &info).await,
+                Err(e) if e.status == StatusCode::NOT_FOUND => {}
+                Err(e) => tracing::warn!(inode = %ino, error = %e.message, "indexing failed"),
             }
         }
         tokio::select! {

@@ -15,6 +15,7 @@ mod files;
 mod gallery;
 mod media;
 mod path;
+mod renditions;
 mod stream;
 pub mod tls;
 mod tus;
@@ -81,12 +82,18 @@ pub struct Sidecar {
     indexing: tokio::sync::Mutex<()>,
     /// Key of `/internal/items`, random per process.
     internal_key: String,
+    /// The packaging queue (`None` in tests of the HTTP layer alone).
+    jobs: Option<Arc<crate::stream::jobs::Jobs>>,
 }
 
 impl Sidecar {
     /// A sidecar over the volume of `galleries`.
     #[must_use]
-    pub fn new(galleries: Arc<Galleries>, config: SidecarConfig) -> Arc<Self> {
+    pub fn new(
+        galleries: Arc<Galleries>,
+        jobs: Option<Arc<crate::stream::jobs::Jobs>>,
+        config: SidecarConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             vol: galleries.volume().clone(),
             galleries,
@@ -97,6 +104,7 @@ impl Sidecar {
             index_queue: media::IndexQueue::default(),
             indexing: tokio::sync::Mutex::new(()),
             internal_key: crate::gallery::random_id(32),
+            jobs,
         })
     }
 
@@ -253,9 +261,11 @@ where
     let sweeper = tokio::spawn(tus::expire_loop(state.clone()));
     let indexer = tokio::spawn(media::index_loop(state.clone()));
     let housekeeping = tokio::spawn(gallery::housekeeping(state.clone()));
+    let job_events = tokio::spawn(renditions::events_loop(state.clone()));
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     sweeper.abort();
     indexer.abort();
     housekeeping.abort();
+    job_events.abort();
     result
 }

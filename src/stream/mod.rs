@@ -1,32 +1,47 @@
 //! Adaptive streaming of the volume's videos: an HLS and DASH ladder per video, packaged by
-//! ffmpeg (`package`) and kept in the volume, beside the engine as galleries are.
+//! ffmpeg (`package`) in a queue of jobs (`jobs`) and kept in the volume, beside the engine
+//! as galleries are.
 //!
 //! A video's renditions live in the hidden directory `.renditions` (not listed in the
-//! mount, in galleries or in `?list`), in a directory named after the source's inode:
-//! CMAF segments (`seg-R-N.m4s`) and init segments (`init-R.m4s`) once, referenced by the
-//! HLS playlists (`master.m3u8`, `media_R.m3u8`) and the DASH manifest (`manifest.mpd`),
-//! and `source`, the content fingerprint of the video they were made from. They are
-//! ordinary files, so their chunks are deduplicated, encrypted and counted like any other.
-//! Renditions whose `source` no longer matches the video (it was replaced or rewritten)
-//! are not served; packaging again replaces them.
+//! mount, in galleries or in `?list`), in a directory named after the content fingerprint
+//! of the video they were made from: CMAF segments (`seg-R-N.m4s`) and init segments
+//! (`init-R.m4s`) once, referenced by the HLS playlists (`master.m3u8`, `media_R.m3u8`) and
+//! the DASH manifest (`manifest.mpd`), and `source`, which names the file packaged and its
+//! size. They are ordinary files, so their chunks are deduplicated, encrypted and counted
+//! like any other. Keyed by content, renditions follow the bytes: a clone, a copy or a
+//! snapshot of a video plays from the same ladder, and a replaced or rewritten video has
+//! none until it is packaged again. A ladder goes when no file holds its content any more.
 //!
 //! A packaging run writes into a staging directory and renames it into place when ffmpeg
 //! has finished, so a crash or a failure never leaves half a ladder published.
 
+pub mod jobs;
 pub mod ladder;
 mod package;
 
 use crate::ids::Ino;
 use crate::volume::{Kind, RenameMode, Volume};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-pub use package::PackageReport;
+pub use package::{PackageReport, Run};
 
 /// The hidden directory of renditions, and its key in `meta`.
 pub const RENDITIONS_NAME: &[u8] = b".renditions";
 const RENDITIONS_KEY: &[u8] = b"renditions-dir";
-/// The file in a rendition directory that names the source's fingerprint.
+/// The file in a rendition directory that names what was packaged (`SourceFile`).
 const SOURCE_FILE: &str = "source";
+
+/// What a rendition directory records of the file it was made from: enough to find the
+/// files that still hold its content without hashing the whole volume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SourceFile {
+    /// The inode packaged.
+    ino: u64,
+    /// Its size, bytes.
+    size: u64,
+}
 
 /// Why streaming failed.
 #[derive(Debug, thiserror::Error)]
@@ -69,33 +84,57 @@ impl Renditions {
         Self { vol }
     }
 
-    /// Puts the finished staging directory `staging` in place of `source`'s renditions.
-    fn publish(&self, root: Ino, staging: &str, source: Ino) -> Result<()> {
-        let name = dir_name(source);
-        let old = format!("{name}.old-{}", random_suffix());
-        let had_old = match self.vol.rename(root, name.as_bytes(), root, old.as_bytes(), RenameMode::NoReplace) {
+    /// Puts the finished staging directory `staging` in place as the renditions of the
+    /// content `key`.
+    fn publish(&self, root: Ino, staging: &str, key: &str) -> Result<()> {
+        let old = format!("{key}.old-{}", random_suffix());
+        let had_old = match self.vol.rename(root, key.as_bytes(), root, old.as_bytes(), RenameMode::NoReplace) {
             Ok(()) => true,
             Err(crate::volume::Error::NotFound) => false,
             Err(e) => return Err(e.into()),
         };
-        self.vol.rename(root, staging.as_bytes(), root, name.as_bytes(), RenameMode::NoReplace)?;
+        self.vol.rename(root, staging.as_bytes(), root, key.as_bytes(), RenameMode::NoReplace)?;
         if had_old {
             self.vol.remove_tree(root, old.as_bytes())?;
         }
         Ok(())
     }
 
-    /// Removes the renditions of videos that are gone and the old ladders a crash left
-    /// behind while replacing them; returns how many directories went. Staging directories
-    /// are left alone: a run may be writing into one.
-    pub fn sweep(&self) -> Result<usize> {
+    /// Removes the ladders whose content no file holds any more (the video was deleted,
+    /// replaced or rewritten, in the tree and in every snapshot), old ladders a crash left
+    /// while replacing them, and staging directories of runs that are not `running` (a
+    /// crash mid-run); returns how many directories went.
+    pub fn sweep(&self, running: &dyn Fn(&str) -> bool) -> Result<usize> {
         let Some(root) = self.vol.hidden_dir(RENDITIONS_NAME)? else { return Ok(0) };
-        let mut removed = 0;
-        for e in self.vol.dir_entries(root)? {
+        let entries = self.vol.dir_entries(root)?;
+        // The sizes of the packaged files narrow the files to hash to a handful.
+        let mut ladders = Vec::new();
+        for e in &entries {
             let name = String::from_utf8_lossy(&e.name).into_owned();
-            let gone = match name.parse::<u64>() {
-                Ok(ino) => !self.vol.getattr(Ino(ino)).is_ok_and(|a| a.inode.kind == Kind::File && a.inode.nlink > 0),
-                Err(_) => name.contains(".old-"),
+            if is_content_key(&name) {
+                ladders.push((name, read_source(&self.vol, e.ino)?));
+            }
+        }
+        let sizes: HashSet<u64> = ladders.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.size)).collect();
+        let mut held = HashSet::new();
+        for ino in self.vol.files_of_sizes(&sizes)? {
+            match self.vol.fingerprint(ino) {
+                Ok(fp) => {
+                    held.insert(crate::ids::hex(&fp));
+                }
+                // Gone meanwhile, or unreadable: its ladder is judged by the other files.
+                Err(e) => tracing::debug!(inode = %ino, error = %e, "no fingerprint while sweeping renditions"),
+            }
+        }
+        let mut removed = 0;
+        for e in entries {
+            let name = String::from_utf8_lossy(&e.name).into_owned();
+            let gone = if is_content_key(&name) {
+                !held.contains(&name)
+            } else if let Some((key, _)) = name.split_once(".staging-") {
+                !running(key)
+            } else {
+                name.contains(".old-")
             };
             if gone {
                 self.vol.remove_tree(root, &e.name)?;
@@ -104,6 +143,33 @@ impl Renditions {
         }
         Ok(removed)
     }
+
+    /// The inodes packaged into the current ladders: the files whose deletion may free one.
+    pub fn packaged_sources(&self) -> Result<Vec<Ino>> {
+        let Some(root) = self.vol.hidden_dir(RENDITIONS_NAME)? else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for e in self.vol.dir_entries(root)? {
+            if is_content_key(&String::from_utf8_lossy(&e.name)) {
+                out.extend(read_source(&self.vol, e.ino)?.map(|s| Ino(s.ino)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether a name in `.renditions` is a content key (a published ladder).
+fn is_content_key(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The `source` file of a ladder directory, if it has a readable one.
+fn read_source(vol: &Volume, dir: Ino) -> Result<Option<SourceFile>> {
+    let ino = match vol.lookup(dir, SOURCE_FILE.as_bytes()) {
+        Ok(a) => a.ino,
+        Err(crate::volume::Error::NotFound) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(serde_json::from_slice(&vol.read(ino, 0, 4096)?).ok())
 }
 
 /// A random suffix for names that must not collide.
@@ -113,7 +179,7 @@ fn random_suffix() -> String {
     crate::ids::hex(&bytes)
 }
 
-/// The rendition file `name` of video `source`, if its renditions are current.
+/// The rendition file `name` of video `source`, if its content has renditions.
 pub fn find(vol: &Volume, source: Ino, name: &str) -> Result<Option<Ino>> {
     let Some(dir) = current_dir(vol, source)? else { return Ok(None) };
     match vol.lookup(dir, name.as_bytes()) {
@@ -123,38 +189,35 @@ pub fn find(vol: &Volume, source: Ino, name: &str) -> Result<Option<Ino>> {
     }
 }
 
-/// The rendition directory of `source`, if it was made from the source as it is now.
+/// The ladder directory of `source`'s content, if it has one.
 fn current_dir(vol: &Volume, source: Ino) -> Result<Option<Ino>> {
     let Some(root) = vol.hidden_dir(RENDITIONS_NAME)? else { return Ok(None) };
-    let dir = match vol.lookup(root, dir_name(source).as_bytes()) {
-        Ok(a) => a.ino,
-        Err(crate::volume::Error::NotFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let stamp = match vol.lookup(dir, SOURCE_FILE.as_bytes()) {
-        Ok(a) => vol.read(a.ino, 0, 64)?.to_vec(),
-        Err(crate::volume::Error::NotFound) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    Ok((stamp == source_stamp(vol, source)?.as_bytes()).then_some(dir))
+    match vol.lookup(root, content_key(vol, source)?.as_bytes()) {
+        Ok(a) => Ok(Some(a.ino)),
+        Err(crate::volume::Error::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// What a rendition directory records of its video: the content fingerprint, in hex.
-fn source_stamp(vol: &Volume, source: Ino) -> Result<String> {
+/// The name of the ladder of `source`'s content: its fingerprint, in hex.
+fn content_key(vol: &Volume, source: Ino) -> Result<String> {
     Ok(crate::ids::hex(&vol.fingerprint(source)?))
 }
 
-/// Packages the video at `path` with `ladder` (default: the volume's `[media.streaming]`).
-pub fn package(vol: &Arc<Volume>, path: &str, ladder: Option<Vec<u32>>) -> Result<PackageReport> {
-    let cfg = vol.config().media.streaming.clone();
-    let ladder = ladder.unwrap_or(cfg.ladder);
-    if ladder.is_empty() || ladder.iter().any(|h| !(144..=4320).contains(h)) {
-        return Err(Error::Invalid(format!("ladder {ladder:?}: heights of 144 to 4320")));
+/// Checks a ladder given on the command line or in a request.
+pub fn check_ladder(ladder: &[u32]) -> Result<()> {
+    if ladder.is_empty() || ladder.len() > 8 || ladder.iter().any(|h| !(144..=4320).contains(h)) {
+        return Err(Error::Invalid(format!("ladder {ladder:?}: one to eight heights of 144 to 4320")));
     }
-    Renditions::open(vol.clone()).package(path, &ladder, cfg.segment_seconds)
+    Ok(())
 }
 
-/// The name of `source`'s rendition directory.
-fn dir_name(source: Ino) -> String {
-    source.0.to_string()
+/// Packages the video at `path` with `ladder` (default: the volume's `[media.streaming]`)
+/// here and now, without a job queue: the command line when no daemon serves the volume.
+pub fn package_now(vol: &Arc<Volume>, path: &str, ladder: Option<Vec<u32>>) -> Result<PackageReport> {
+    let cfg = vol.config().media.streaming.clone();
+    let ladder = ladder.unwrap_or(cfg.ladder);
+    check_ladder(&ladder)?;
+    let source = vol.resolve(path)?;
+    Run::unwatched(|run| Renditions::open(vol.clone()).package(source, &ladder, cfg.segment_seconds, run))
 }

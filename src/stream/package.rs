@@ -9,7 +9,7 @@
 //! muxer writes CMAF segments with both the DASH manifest and the HLS playlists over them.
 
 use super::ladder::{self, AUDIO_KBPS};
-use super::{random_suffix, Error, Renditions, Result, RENDITIONS_NAME, SOURCE_FILE};
+use super::{random_suffix, Error, Renditions, Result, SourceFile, RENDITIONS_NAME, SOURCE_FILE};
 use crate::ids::Ino;
 use crate::media;
 use crate::volume::{Kind, SetAttr, Volume};
@@ -21,6 +21,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use serde::Serialize;
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,22 @@ const PACKAGE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 const MAX_OUTPUT: usize = 256 << 20;
 /// Bytes read from the volume per piece of a response to ffmpeg.
 const READ_PIECE: u32 = 1 << 20;
+
+/// What a packaging run obeys and reports to whoever runs it (`jobs`).
+pub struct Run<'a> {
+    /// Set from another thread to stop the run: ffmpeg is killed, nothing is published.
+    pub stop: &'a AtomicBool,
+    /// Called with the share of the video done so far, 0 to 1.
+    pub progress: &'a (dyn Fn(f64) + Sync),
+}
+
+impl Run<'_> {
+    /// A run nobody stops or watches (the command line without a daemon).
+    pub fn unwatched(f: impl FnOnce(&Run<'_>) -> Result<PackageReport>) -> Result<PackageReport> {
+        let stop = AtomicBool::new(false);
+        f(&Run { stop: &stop, progress: &|_| {} })
+    }
+}
 
 /// What a packaging run made.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -50,20 +67,22 @@ impl Renditions {
     /// Packages the video at volume path `path` into `ladder` (heights) with segments of
     /// about `segment_seconds`, replacing its renditions when done. Blocks for as long as
     /// ffmpeg takes.
-    pub fn package(&self, path: &str, ladder: &[u32], segment_seconds: u32) -> Result<PackageReport> {
+    pub fn package(&self, source: Ino, ladder: &[u32], segment_seconds: u32, run: &Run<'_>) -> Result<PackageReport> {
         let started = Instant::now();
-        let source = self.vol.resolve(path)?;
         if self.vol.getattr(source)?.inode.kind != Kind::File {
-            return Err(Error::NotAVideo(format!("{path} is not a regular file")));
+            return Err(Error::NotAVideo("not a regular file".into()));
         }
-        // Taken first: a video changed while it is packaged gets renditions that are not served.
-        let stamp = super::source_stamp(&self.vol, source)?;
+        // Taken first: a video changed while it is packaged gets renditions that name its
+        // old content, which it no longer has.
+        let key = super::content_key(&self.vol, source)?;
+        let size = self.vol.getattr(source)?.inode.size;
         let root = self.vol.hidden_dir_or_create(RENDITIONS_NAME)?;
-        let staging = format!("{}.staging-{}", super::dir_name(source), random_suffix());
+        let staging = format!("{key}.staging-{}", random_suffix());
         let out = self.vol.create(root, staging.as_bytes(), Kind::Dir, 0o700, 0, 0, 0)?.ino;
-        let made = self.package_into(source, out, ladder, segment_seconds).and_then(|report| {
-            write_file(&self.vol, out, SOURCE_FILE, stamp.as_bytes())?;
-            self.publish(root, &staging, source)?;
+        let made = self.package_into(source, out, ladder, segment_seconds, run).and_then(|report| {
+            let record = serde_json::to_vec(&SourceFile { ino: source.0, size }).expect("serialises");
+            write_file(&self.vol, out, SOURCE_FILE, &record)?;
+            self.publish(root, &staging, &key)?;
             Ok(report)
         });
         if made.is_err() {
@@ -73,11 +92,18 @@ impl Renditions {
         }
         let mut report = made?;
         report.seconds = started.elapsed().as_secs_f64();
-        tracing::info!(path, ?report, "packaged");
+        tracing::info!(inode = %source, ?report, "packaged");
         Ok(report)
     }
 
-    fn package_into(&self, source: Ino, out: Ino, ladder: &[u32], segment_seconds: u32) -> Result<PackageReport> {
+    fn package_into(
+        &self,
+        source: Ino,
+        out: Ino,
+        ladder: &[u32],
+        segment_seconds: u32,
+        run: &Run<'_>,
+    ) -> Result<PackageReport> {
         let io = IoServer::start(self.vol.clone(), source, out)?;
         let input = io.url("in");
         let info = media::probe_av(&input).map_err(|e| match e {
@@ -120,7 +146,17 @@ impl Renditions {
             .args(["-init_seg_name", "init-$RepresentationID$.m4s"])
             .args(["-media_seg_name", "seg-$RepresentationID$-$Number%05d$.m4s"])
             .args(["-method", "PUT", &io.url("out/manifest.mpd")]);
-        let finished = media::run_with_deadline(cmd, Instant::now() + PACKAGE_TIMEOUT)?;
+        // ffmpeg reports the time it has reached on stdout; over the duration, the progress.
+        cmd.args(["-progress", "pipe:1", "-nostats"]);
+        let duration = info.duration.filter(|d| *d > 0.0);
+        let on_line = |line: &str| {
+            let reached = line.strip_prefix("out_time_us=").and_then(|v| v.parse::<f64>().ok());
+            if let (Some(us), Some(d)) = (reached, duration) {
+                (run.progress)((us / 1e6 / d).clamp(0.0, 1.0));
+            }
+        };
+        let watch = media::Watch { stop: Some(run.stop), on_line: Some(&on_line) };
+        let finished = media::run_watched(cmd, Instant::now() + PACKAGE_TIMEOUT, &watch)?;
         if !finished.status.success() {
             return Err(media::failure("ffmpeg", &finished).into());
         }

@@ -65,6 +65,24 @@ impl Volume {
         }
     }
 
+    /// Every linked regular file (snapshots' too) whose size is in `sizes`: the candidates
+    /// for a content looked up by fingerprint, found by one scan of the inode table.
+    pub fn files_of_sizes(&self, sizes: &HashSet<u64>) -> Result<Vec<Ino>> {
+        let mut out = Vec::new();
+        if sizes.is_empty() {
+            return Ok(out);
+        }
+        for kv in self.store.scan(Cf::Inodes, &[], &[]) {
+            let (k, _) = kv?;
+            let ino = Ino::from_key(&k).ok_or_else(|| Error::CorruptMeta("inode key".into()))?;
+            let inode = self.load_inode(ino)?;
+            if inode.kind == Kind::File && inode.nlink > 0 && sizes.contains(&inode.size) {
+                out.push(ino);
+            }
+        }
+        Ok(out)
+    }
+
     fn file_fingerprint(&self, ino: Ino) -> Result<[u8; 32]> {
         if !self.read_only {
             self.commit_file(ino, Durability::Buffered)?;

@@ -71,4 +71,23 @@ impl Volume {
         txn.commit(Durability::Buffered)?;
         Ok(d)
     }
+
+    /// The space of each hidden directory that exists, but the snapshots (whose walk
+    /// would read every snapshot's tree, and whose chunks the live tree mostly shares).
+    pub fn area_stats(&self) -> Result<Vec<super::AreaStats>> {
+        let hidden: Vec<Hidden> = self.hidden.read().expect("hidden names").clone();
+        let mut out = Vec::new();
+        for h in hidden.into_iter().filter(|h| h.name != super::snapshot::SNAPSHOTS_NAME) {
+            let Some(dir) = self.meta_ino(h.key)? else { continue };
+            let s = self.path_stats(dir)?;
+            out.push(super::AreaStats {
+                name: String::from_utf8_lossy(h.name).into_owned(),
+                files: s.files,
+                logical_bytes: s.logical_bytes,
+                stored_bytes: s.stored_bytes,
+                exclusive_bytes: s.exclusive_bytes,
+            });
+        }
+        Ok(out)
+    }
 }

@@ -83,7 +83,7 @@ pub struct OpenOptions {
 }
 
 /// Space figures of a volume.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Bytes of file data (holes excluded; a shared chunk counts once per use).
     pub logical_bytes: u64,
@@ -103,6 +103,26 @@ pub struct Stats {
     pub reclaimable_bytes: u64,
     /// Bytes of RocksDB's files (SST and blob files), all overheads included.
     pub disk_bytes: u64,
+    /// The hidden directories of derived data (renditions, thumbnails, incomplete
+    /// uploads), each on its own line: their files count in the figures above too. Only
+    /// with the key (`Volume::area_stats`); snapshots are not walked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub areas: Vec<AreaStats>,
+}
+
+/// The space of one hidden directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AreaStats {
+    /// Its name under the root, e.g. `.renditions`.
+    pub name: String,
+    /// Its files.
+    pub files: u64,
+    /// Bytes of its file data.
+    pub logical_bytes: u64,
+    /// Stored bytes of the distinct chunks it uses.
+    pub stored_bytes: u64,
+    /// Stored bytes of chunks only it uses: what removing it (and a GC) frees.
+    pub exclusive_bytes: u64,
 }
 
 /// `logical / unique` (1.0 when nothing is stored) and `1 - stored / logical` in percent:
@@ -126,6 +146,7 @@ impl Stats {
             space_saved_percent,
             reclaimable_bytes: c.reclaimable_bytes,
             disk_bytes,
+            areas: Vec::new(),
         }
     }
 }

@@ -33,15 +33,19 @@ fn a_packaged_video_plays_over_hls_and_dash_and_bad_requests_get_clear_answers()
     ));
     std::fs::write(m.p("videos/notes.mp4"), b"a text file with a video's name").unwrap();
     std::fs::write(m.p("other.txt"), b"outside the token").unwrap();
-    // Through the daemon while mounted.
-    let report: serde_json::Value =
-        serde_json::from_str(&v.run_ok(&["media", "package", v.path(), "/videos/clip.mp4", "--ladder", "720,360,240"]))
-            .unwrap();
-    assert_eq!(report["renditions"], serde_json::json!([360, 240]), "no rung above the source: {report}");
-    assert_eq!(report["audio"], true);
-    let refused = v.run(&["media", "package", v.path(), "/videos/notes.mp4"]);
+    // A job of the daemon while mounted.
+    let job = package(&v, "/videos/clip.mp4", &["--ladder", "720,360,240"]);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["report"]["renditions"], serde_json::json!([360, 240]), "no rung above the source: {job}");
+    assert_eq!(job["report"]["audio"], true);
+    let refused = v.run(&["media", "package", v.path(), "/videos/notes.mp4", "--wait"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a video"), "{refused:?}");
+    let jobs = jobs(&v);
+    let failed = jobs.iter().find(|j| j["path"] == "/videos/notes.mp4").expect("the failed job is listed");
+    assert_eq!(failed["state"], "failed");
+    assert!(failed["error"].as_str().unwrap().contains("not a video"), "ffmpeg's reason is kept: {failed}");
+    assert_eq!(std::fs::read(m.p("videos/notes.mp4")).unwrap(), b"a text file with a video's name", "untouched");
     // The renditions are in the volume but hidden from the mount.
     assert_eq!(
         sh(&format!("ls -A '{}'", m.p("").display())).split_whitespace().collect::<Vec<_>>(),
@@ -101,19 +105,149 @@ fn a_packaged_video_plays_over_hls_and_dash_and_bad_requests_get_clear_answers()
     let url = |file: &str| format!("{}/stream/videos/clip.mp4/{file}", server.base);
     let status = sh(&format!("curl -s -o /dev/null -w '%{{http_code}}' -H '{auth}' '{}'", url("master.m3u8")));
     assert_eq!(status.trim(), "409", "stale renditions are not served");
-    server.stop();
 
-    // A deleted video's renditions go at the sidecar's next housekeeping (here at start).
+    // Renditions follow the content: a snapshot keeps the ladder of a video deleted from
+    // the tree, and it goes with the last file that holds those bytes.
+    // (The new clip is 180 lines high: below every rung, so one rendition at its height.)
+    let job = package(&v, "/videos/clip.mp4", &["--ladder", "240"]);
+    assert_eq!(job["state"], "done", "{job}");
+    v.run_ok(&["snapshot", "create", v.path(), "before-delete"]);
+    server.stop();
     let m = v.mount();
     std::fs::remove_file(m.p("videos/clip.mp4")).unwrap();
     m.unmount();
-    let addr = format!("127.0.0.1:{}", crate::http::free_port());
-    let m = v.mount_with(&["--serve", &addr]);
-    let swept = (0..100).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        m.log_text().contains("renditions of deleted videos removed")
-    });
-    assert!(swept, "renditions of the deleted video stayed:\n{}", m.log_text());
+    let root_token = v.run_ok(&["token", "create", v.path(), "--path", "/"]).trim().to_string();
+    let root_auth = format!("Authorization: Bearer {root_token}");
+    let server = Server::start(&v);
+    let snap = format!("{}/stream/.snapshots/before-delete/videos/clip.mp4/master.m3u8", server.base);
+    let (streams, _) = probe(&snap, &root_auth);
+    assert!(streams.iter().any(|(t, h)| t == "video" && *h == 180), "the snapshot's video still streams: {streams:?}");
+    v.run_ok(&["snapshot", "delete", v.path(), "before-delete"]);
+    server.stop();
+    let m = v.mount();
+    assert!(
+        m.log_text().contains("renditions of deleted videos and of interrupted runs removed"),
+        "the ladder no file holds went at start:\n{}",
+        m.log_text()
+    );
+    assert_eq!(rendition_files(&v), 0, "nothing is left in .renditions");
     m.unmount();
     v.assert_clean(&["--read-data"]);
+}
+
+/// `nanofs media package VOLUME PATH ARGS --wait`: the finished job.
+fn package(v: &TestVolume, path: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["media", "package", v.path(), path, "--wait"];
+    all.extend(args);
+    serde_json::from_str(&v.run_ok(&all)).unwrap()
+}
+
+/// `nanofs media jobs VOLUME --json`.
+fn jobs(v: &TestVolume) -> Vec<serde_json::Value> {
+    serde_json::from_str(&v.run_ok(&["media", "jobs", v.path(), "--json"])).unwrap()
+}
+
+/// Files in `.renditions`, from `nanofs stats` (a served volume's figures have its areas).
+fn rendition_files(v: &TestVolume) -> u64 {
+    let stats: serde_json::Value = serde_json::from_str(&v.run_ok(&["stats", v.path(), "--json"])).unwrap();
+    stats["areas"]
+        .as_array()
+        .map(|a| a.iter().find(|x| x["name"] == ".renditions").map_or(0, |x| x["files"].as_u64().unwrap()))
+        .unwrap_or(0)
+}
+
+/// An H.264/AAC clip of `seconds` at `size` written to `path`.
+fn clip(path: &std::path::Path, size: &str, seconds: u32) {
+    sh(&format!(
+        "ffmpeg -nostdin -v error -y -f lavfi -i testsrc2=size={size}:rate=25 -f lavfi -i sine=frequency=440 -t {seconds} \
+         -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest '{}'",
+        path.display()
+    ));
+}
+
+/// Polls `media jobs` until `done` says so of the job of `path`; returns that job.
+fn wait_for_job(
+    v: &TestVolume,
+    path: &str,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(j) = jobs(v).into_iter().find(|j| j["path"] == path && done(j)) {
+            return j;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: never {what}: {:?}", jobs(v));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn packaging_jobs_queue_report_progress_cancel_with_their_video_and_survive_a_crash() {
+    let v = TestVolume::new();
+    std::fs::write(v.dir.join("nanofs.toml"), "[media.streaming]\nladder = [360, 240]\nmax_jobs = 1\n").unwrap();
+    let m = v.mount();
+    // Long enough to be caught mid-run on any machine: 90 s of video.
+    clip(&m.p("long.mp4"), "640x360", 90);
+    clip(&m.p("short.mp4"), "320x180", 3);
+    let queued: serde_json::Value =
+        serde_json::from_str(&v.run_ok(&["media", "package", v.path(), "/long.mp4"])).unwrap();
+    assert!(matches!(queued["state"].as_str(), Some("queued" | "running")), "{queued}");
+    v.run_ok(&["media", "package", v.path(), "/short.mp4"]);
+    // One job at a time: the long one runs and reports progress while the short one waits.
+    let running = wait_for_job(&v, "/long.mp4", "running with progress", |j| {
+        j["state"] == "running" && j["progress"].as_f64().unwrap() > 0.0
+    });
+    assert!(running["progress"].as_f64().unwrap() < 1.0);
+    let table = v.run_ok(&["media", "jobs", v.path()]);
+    assert!(table.lines().any(|l| l.starts_with("queued") && l.ends_with("/short.mp4")), "{table}");
+    // Deleting a waiting video cancels its job.
+    std::fs::remove_file(m.p("short.mp4")).unwrap();
+    let cancelled = wait_for_job(&v, "/short.mp4", "cancelled", |j| j["state"] == "cancelled");
+    assert!(cancelled["error"].as_str().unwrap().contains("deleted"), "{cancelled}");
+    // A crash mid-run: the job is run again at the next start, and what the first run
+    // wrote is swept, not published.
+    m.kill9();
+    let m = v.mount();
+    let done = wait_for_job(&v, "/long.mp4", "done", |j| j["state"] == "done");
+    assert_eq!(done["runs"], 2, "run again after the crash: {done}");
+    let files = done["report"]["files"].as_u64().unwrap();
+    assert_eq!(rendition_files(&v), files + 1, "the ladder and its source record, nothing of the first run");
+    // Deleting a packaged video sweeps its ladder within seconds.
+    std::fs::remove_file(m.p("long.mp4")).unwrap();
+    let swept = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        m.log_text().contains("renditions no file holds any more removed")
+    });
+    assert!(swept, "the deleted video's ladder stayed:\n{}", m.log_text());
+    assert_eq!(rendition_files(&v), 0);
+    m.unmount();
+    v.assert_clean(&["--read-data"]);
+}
+
+#[test]
+fn a_video_that_lands_in_a_gallery_is_packaged_and_its_clients_hear_of_it() {
+    let w = crate::galleries::World::with_config("[media.streaming]\npackage_on_upload = true\nladder = [240]\n");
+    let alice = w.login("alice");
+    let mut events = crate::galleries::Ws::connect(&w.base, &w.g("/events"), &alice).unwrap();
+    // Through the mount, as a camera import or rsync would.
+    let staged = w.v.tmp.path().join("holiday.mp4");
+    clip(&staged, "320x240", 3);
+    std::fs::copy(&staged, w.m.p("trip/holiday.mp4")).unwrap();
+    let queued = events.until("rendition.queued");
+    let item = queued["item"].as_str().unwrap().to_string();
+    let ready = events.until("rendition.ready");
+    assert_eq!(ready["item"], item.as_str());
+    assert_eq!(ready["data"]["renditions"], serde_json::json!([240]), "{ready}");
+    let job = jobs(&w.v).into_iter().find(|j| j["path"] == "/trip/holiday.mp4").expect("the job is listed");
+    assert_eq!((job["state"].as_str(), job["automatic"].as_bool()), (Some("done"), Some(true)), "{job}");
+    // Its ladder streams.
+    let token = w.v.run_ok(&["token", "create", w.v.path(), "--path", "/trip"]).trim().to_string();
+    let (streams, _) =
+        probe(&format!("{}/stream/trip/holiday.mp4/master.m3u8", w.base), &format!("Authorization: Bearer {token}"));
+    assert!(streams.iter().any(|(t, h)| t == "video" && *h == 240), "{streams:?}");
+    // Pictures are not videos: nothing is queued for them.
+    std::fs::write(w.m.p("trip/notes.txt"), b"not a video").unwrap();
+    events.until("item.indexed");
+    assert_eq!(jobs(&w.v).len(), 1, "only the video was queued");
 }

@@ -77,7 +77,7 @@ impl Served {
         let vol = galleries.volume().clone();
         let mut config = SidecarConfig::from_volume(&vol);
         configure(&mut config);
-        let router = router(Sidecar::new(galleries.clone(), config));
+        let router = router(Sidecar::new(galleries.clone(), None, config));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         Self { router, rt, galleries, vol, dir, _tmp: tmp }
     }

@@ -1,0 +1,569 @@
+//! The packaging queue of a process that serves a volume (the mount daemon, `nanofs
+//! serve`): jobs with progress, at most `[media.streaming] max_jobs` at once, cancelled when
+//! their video is deleted, restarted when it is rewritten, and kept across restarts.
+//!
+//! Every job is a sealed record in `meta` (`stream-job/<inode>`), written at each change of
+//! state and synced, so a job queued survives a crash: at start, jobs that were queued or
+//! running are queued again (a run cut short left only a staging directory, which the
+//! sweep removes; nothing half-made is ever published). Progress lives in memory and goes
+//! to subscribers (the sidecar turns it into gallery events).
+//!
+//! A hook on the namespace watches the videos with a job and those packaged: deleting one
+//! stops its run and sweeps soon after (its ladder goes unless a clone or snapshot still
+//! holds the same content); rewriting one restarts its run on the new bytes.
+
+use super::{content_key, Error, PackageReport, Renditions, Result, Run};
+use crate::ids::Ino;
+use crate::store::Durability;
+use crate::volume::{Change, Hook, HookBatch, HookError, HookId, Kind, Note, Volume};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+/// Key prefix of job records.
+const JOB_PREFIX: &[u8] = b"stream-job/";
+/// Finished jobs kept for `media jobs`, newest first.
+const KEEP_FINISHED: usize = 100;
+/// How often the renditions of deleted videos are swept without a reason to sooner.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How long after a packaged video is deleted its ladder is swept: deletes come in bursts
+/// (`rm -r`), one sweep serves them all.
+const SWEEP_AFTER_DELETE: Duration = Duration::from_secs(2);
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for a free slot.
+    Queued,
+    /// ffmpeg is at work.
+    Running,
+    /// The ladder is published.
+    Done,
+    /// ffmpeg or the volume failed; `error` says why. The video is untouched.
+    Failed,
+    /// Stopped because the video was deleted.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will not change any more.
+    #[must_use]
+    pub fn finished(self) -> bool {
+        matches!(self, Self::Done | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// One video to package.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Job {
+    /// The video's inode.
+    pub source: u64,
+    /// Its volume path when the job was queued.
+    pub path: String,
+    /// Heights asked for.
+    pub ladder: Vec<u32>,
+    /// Where it is.
+    pub state: JobState,
+    /// Share done, 0 to 1 (of the current run).
+    pub progress: f64,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the run made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PackageReport>,
+    /// Queued by `package_on_upload`, not by a person.
+    #[serde(default)]
+    pub automatic: bool,
+    /// Runs started (more than one after a restart or a rewrite of the video).
+    #[serde(default)]
+    pub runs: u32,
+    /// When it was queued, Unix seconds.
+    pub queued_at: i64,
+    /// When it finished, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+}
+
+/// What the queue shares between its workers, the hook and its callers.
+#[derive(Default)]
+struct Queue {
+    /// Every job known, by video.
+    jobs: HashMap<Ino, Job>,
+    /// Videos waiting, oldest first.
+    waiting: VecDeque<Ino>,
+    /// The stop flag and content key of each run in progress.
+    running: HashMap<Ino, (Arc<AtomicBool>, String)>,
+    /// Runs to start again when they stop (their video was rewritten).
+    rerun: HashSet<Ino>,
+    /// Set at shutdown: workers leave and runs stop.
+    closing: bool,
+}
+
+/// Why the watcher wakes.
+enum Touched {
+    /// A name of the video went (maybe its last).
+    Unlinked(Ino),
+    /// The video was rewritten.
+    Rewritten(Ino),
+    /// The queue shuts down.
+    Closing,
+}
+
+/// The packaging queue of one volume.
+pub struct Jobs {
+    vol: Arc<Volume>,
+    hook: HookId,
+    queue: Mutex<Queue>,
+    /// Wakes workers (a job queued, closing) and waiters (a job finished).
+    changed: Condvar,
+    /// Videos with a job or a ladder: the hook reports their changes.
+    watched: Arc<RwLock<HashSet<Ino>>>,
+    events: tokio::sync::broadcast::Sender<Job>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Wakes the watcher thread.
+    touched: Mutex<mpsc::Sender<Touched>>,
+}
+
+/// The namespace hook: reports changes of watched videos to the watcher thread.
+struct Watch {
+    watched: Arc<RwLock<HashSet<Ino>>>,
+    touched: Mutex<mpsc::Sender<Touched>>,
+}
+
+impl Hook for Watch {
+    fn active(&self) -> bool {
+        !self.watched.read().expect("watched videos").is_empty()
+    }
+
+    fn changed(
+        &self,
+        change: &Change<'_>,
+        _by: Option<&str>,
+        b: &mut HookBatch<'_, '_>,
+    ) -> std::result::Result<(), HookError> {
+        let (ino, touched) = match *change {
+            Change::Removed { ino, kind: Kind::File, .. } => (ino, Touched::Unlinked(ino)),
+            Change::Written { ino } => (ino, Touched::Rewritten(ino)),
+            _ => return Ok(()),
+        };
+        if self.watched.read().expect("watched videos").contains(&ino) {
+            b.note::<Vec<Touched>>().push(touched);
+        }
+        Ok(())
+    }
+
+    fn committed(&self, note: Option<Note>) {
+        let Some(touched) = note.and_then(|n| n.downcast::<Vec<Touched>>().ok()) else { return };
+        let tx = self.touched.lock().expect("watcher channel");
+        for t in *touched {
+            let _ = tx.send(t);
+        }
+    }
+}
+
+impl Jobs {
+    /// Starts the queue of `vol`: loads its jobs, queues again those a stop interrupted,
+    /// sweeps what a crash left, and starts `max_jobs` workers and the watcher.
+    pub fn start(vol: Arc<Volume>) -> Result<Arc<Self>> {
+        super::register(&vol);
+        let watched = Arc::new(RwLock::new(HashSet::new()));
+        let (tx, rx) = mpsc::channel();
+        let hook = vol.register_hook(
+            &[JOB_PREFIX],
+            Arc::new(Watch { watched: watched.clone(), touched: Mutex::new(tx.clone()) }),
+        );
+        let jobs = Arc::new(Self {
+            vol: vol.clone(),
+            hook,
+            queue: Mutex::new(Queue::default()),
+            changed: Condvar::new(),
+            watched,
+            events: tokio::sync::broadcast::channel(256).0,
+            threads: Mutex::new(Vec::new()),
+            touched: Mutex::new(tx),
+        });
+        let records = Self::recorded(&vol)?;
+        let writable = !vol.is_read_only();
+        {
+            let mut q = jobs.queue.lock().expect("job queue");
+            for mut job in records {
+                if !job.state.finished() && writable {
+                    job.state = JobState::Queued;
+                    job.progress = 0.0;
+                    q.waiting.push_back(Ino(job.source));
+                    jobs.watched.write().expect("watched videos").insert(Ino(job.source));
+                    jobs.save(&job)?;
+                }
+                q.jobs.insert(Ino(job.source), job);
+            }
+        }
+        if !writable {
+            return Ok(jobs);
+        }
+        jobs.watched.write().expect("watched videos").extend(Renditions::open(vol.clone()).packaged_sources()?);
+        // Nothing runs yet: every staging directory is a crash's.
+        let swept = Renditions::open(vol.clone()).sweep(&|_| false)?;
+        if swept > 0 {
+            tracing::info!(directories = swept, "renditions of deleted videos and of interrupted runs removed");
+        }
+        let mut threads = jobs.threads.lock().expect("job threads");
+        for n in 0..vol.config().media.streaming.max_jobs {
+            let weak = Arc::downgrade(&jobs);
+            threads.push(std::thread::Builder::new().name(format!("package-{n}")).spawn(move || work(&weak))?);
+        }
+        let weak = Arc::downgrade(&jobs);
+        threads.push(std::thread::Builder::new().name("package-watch".into()).spawn(move || watch(&weak, &rx))?);
+        drop(threads);
+        Ok(jobs)
+    }
+
+    /// The jobs recorded in `vol`, oldest first, for a volume no daemon serves.
+    pub fn recorded(vol: &Volume) -> Result<Vec<Job>> {
+        let mut all: Vec<Job> = vol.records::<Job>(JOB_PREFIX, JOB_PREFIX)?.into_iter().map(|(_, j)| j).collect();
+        all.sort_by_key(|j| (j.queued_at, j.source));
+        Ok(all)
+    }
+
+    /// Queues the video at volume path `path` (a job already queued or running for it is
+    /// returned as it is, unless `ladder` differs: then it starts over with `ladder`).
+    pub fn queue(&self, path: &str, ladder: Option<Vec<u32>>, automatic: bool) -> Result<Job> {
+        if self.vol.is_read_only() {
+            return Err(Error::Invalid("the volume is read-only".into()));
+        }
+        let source = self.vol.resolve(path)?;
+        self.queue_source(source, path, ladder, automatic)
+    }
+
+    /// Queues the video `source`, known as `path`, as `queue` does.
+    pub fn queue_source(&self, source: Ino, path: &str, ladder: Option<Vec<u32>>, automatic: bool) -> Result<Job> {
+        let ladder = ladder.unwrap_or_else(|| self.vol.config().media.streaming.ladder.clone());
+        super::check_ladder(&ladder)?;
+        if self.vol.getattr(source)?.inode.kind != Kind::File {
+            return Err(Error::NotAVideo(format!("{path} is not a regular file")));
+        }
+        let mut q = self.queue.lock().expect("job queue");
+        if let Some(job) = q.jobs.get(&source).filter(|j| !j.state.finished()) {
+            if job.ladder == ladder {
+                return Ok(job.clone());
+            }
+            if let Some((stop, _)) = q.running.get(&source) {
+                stop.store(true, Ordering::Relaxed);
+                q.rerun.insert(source);
+            }
+        }
+        let job = Job {
+            source: source.0,
+            path: path.to_string(),
+            ladder,
+            state: JobState::Queued,
+            progress: 0.0,
+            error: None,
+            report: None,
+            automatic,
+            runs: 0,
+            queued_at: now(),
+            finished_at: None,
+        };
+        self.save(&job)?;
+        self.watched.write().expect("watched videos").insert(source);
+        if !q.waiting.contains(&source) && !q.running.contains_key(&source) {
+            q.waiting.push_back(source);
+        }
+        q.jobs.insert(source, job.clone());
+        self.prune(&mut q);
+        drop(q);
+        self.publish(&job);
+        self.changed.notify_all();
+        Ok(job)
+    }
+
+    /// Every job, oldest first.
+    #[must_use]
+    pub fn list(&self) -> Vec<Job> {
+        let mut all: Vec<Job> = self.queue.lock().expect("job queue").jobs.values().cloned().collect();
+        all.sort_by_key(|j| (j.queued_at, j.source));
+        all
+    }
+
+    /// The job of the video `source`, if it has one.
+    #[must_use]
+    pub fn get(&self, source: Ino) -> Option<Job> {
+        self.queue.lock().expect("job queue").jobs.get(&source).cloned()
+    }
+
+    /// The job of `source` once it has finished, the queue closes or `timeout` passes.
+    #[must_use]
+    pub fn wait_timeout(&self, source: Ino, timeout: Duration) -> Option<Job> {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.queue.lock().expect("job queue");
+        loop {
+            let job = q.jobs.get(&source)?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if job.state.finished() || q.closing || left.is_zero() {
+                return Some(job.clone());
+            }
+            q = self.changed.wait_timeout(q, left).expect("job queue").0;
+        }
+    }
+
+    /// Every change of a job (queued, started, progress, finished).
+    #[must_use]
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Job> {
+        self.events.subscribe()
+    }
+
+    /// Stops every run (their jobs stay queued for the next start) and waits for the
+    /// workers: call before the volume closes.
+    pub fn shutdown(&self) {
+        {
+            let mut q = self.queue.lock().expect("job queue");
+            q.closing = true;
+            for (stop, _) in q.running.values() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        self.changed.notify_all();
+        let _ = self.touched.lock().expect("watcher channel").send(Touched::Closing);
+        let threads = std::mem::take(&mut *self.threads.lock().expect("job threads"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Sweeps the renditions no file holds any more, sparing the runs in progress.
+    pub fn sweep(&self) -> Result<usize> {
+        let running: HashSet<String> =
+            self.queue.lock().expect("job queue").running.values().map(|(_, k)| k.clone()).collect();
+        let removed = Renditions::open(self.vol.clone()).sweep(&|key| running.contains(key))?;
+        let mut packaged: HashSet<Ino> = Renditions::open(self.vol.clone()).packaged_sources()?.into_iter().collect();
+        packaged.extend(
+            self.queue.lock().expect("job queue").jobs.values().filter(|j| !j.state.finished()).map(|j| Ino(j.source)),
+        );
+        *self.watched.write().expect("watched videos") = packaged;
+        Ok(removed)
+    }
+
+    fn save(&self, job: &Job) -> Result<()> {
+        let key = job_key(Ino(job.source));
+        self.vol.update(self.hook, Durability::Synced, |b| {
+            b.put(&key, job);
+            Ok::<_, Error>(())
+        })
+    }
+
+    fn publish(&self, job: &Job) {
+        // Nobody listening is fine: `media jobs` reads the records.
+        let _ = self.events.send(job.clone());
+    }
+
+    /// Forgets the oldest finished jobs beyond `KEEP_FINISHED`.
+    fn prune(&self, q: &mut Queue) {
+        let mut finished: Vec<(i64, Ino)> =
+            q.jobs.iter().filter(|(_, j)| j.state.finished()).map(|(i, j)| (j.finished_at.unwrap_or(0), *i)).collect();
+        if finished.len() <= KEEP_FINISHED {
+            return;
+        }
+        finished.sort_unstable();
+        for (_, ino) in &finished[..finished.len() - KEEP_FINISHED] {
+            q.jobs.remove(ino);
+            let key = job_key(*ino);
+            if let Err(e) = self.vol.update(self.hook, Durability::Buffered, |b| {
+                b.delete(&key);
+                Ok::<_, crate::volume::Error>(())
+            }) {
+                tracing::warn!(error = %e, "forgetting an old packaging job");
+            }
+        }
+    }
+
+    /// Runs the next job; false when the queue closes.
+    fn run_next(&self) -> bool {
+        let (source, ladder, stop) = {
+            let mut q = self.queue.lock().expect("job queue");
+            let source = loop {
+                if q.closing {
+                    return false;
+                }
+                match q.waiting.pop_front() {
+                    Some(s) => break s,
+                    None => q = self.changed.wait(q).expect("job queue"),
+                }
+            };
+            let Some(job) = q.jobs.get_mut(&source) else { return true };
+            job.state = JobState::Running;
+            job.progress = 0.0;
+            job.runs += 1;
+            job.error = None;
+            let job = job.clone();
+            // A video deleted while it waited has no content key: the run fails at once.
+            let key = content_key(&self.vol, source).unwrap_or_default();
+            let stop = Arc::new(AtomicBool::new(false));
+            q.running.insert(source, (stop.clone(), key));
+            if let Err(e) = self.save(&job) {
+                tracing::warn!(error = %e, "recording a packaging job");
+            }
+            self.publish(&job);
+            (source, job.ladder, stop)
+        };
+        let segment_seconds = self.vol.config().media.streaming.segment_seconds;
+        let last_sent = Mutex::new((Instant::now(), 0.0f64));
+        let progress = |p: f64| {
+            let mut last = last_sent.lock().expect("progress");
+            // At most a few events a second, and each a visible step.
+            if p - last.1 < 0.01 || last.0.elapsed() < Duration::from_millis(250) {
+                return;
+            }
+            *last = (Instant::now(), p);
+            drop(last);
+            let mut q = self.queue.lock().expect("job queue");
+            if let Some(job) = q.jobs.get_mut(&source) {
+                job.progress = p;
+                let job = job.clone();
+                drop(q);
+                self.publish(&job);
+            }
+        };
+        let result = Renditions::open(self.vol.clone()).package(
+            source,
+            &ladder,
+            segment_seconds,
+            &Run { stop: &stop, progress: &progress },
+        );
+        let mut q = self.queue.lock().expect("job queue");
+        q.running.remove(&source);
+        let stopped = matches!(result, Err(Error::Media(crate::media::MediaError::Stopped)));
+        let rerun = q.rerun.remove(&source);
+        let closing = q.closing;
+        let queue = &mut *q;
+        let Some(job) = queue.jobs.get_mut(&source) else { return true };
+        match result {
+            _ if stopped && closing => {
+                // Queued again at the next start.
+                job.state = JobState::Queued;
+                job.progress = 0.0;
+            }
+            _ if stopped && rerun => {
+                job.state = JobState::Queued;
+                job.progress = 0.0;
+                queue.waiting.push_back(source);
+            }
+            Err(Error::Volume(crate::volume::Error::NotFound)) => cancel(job),
+            _ if stopped => cancel(job),
+            Ok(report) => {
+                job.state = JobState::Done;
+                job.progress = 1.0;
+                job.report = Some(report);
+                job.finished_at = Some(now());
+            }
+            Err(e) => {
+                tracing::warn!(path = %job.path, error = %e, "packaging failed");
+                job.state = JobState::Failed;
+                job.error = Some(e.to_string());
+                job.finished_at = Some(now());
+            }
+        }
+        let job = job.clone();
+        if let Err(e) = self.save(&job) {
+            tracing::warn!(error = %e, "recording a packaging job");
+        }
+        if job.state == JobState::Done {
+            self.watched.write().expect("watched videos").insert(source);
+        }
+        self.prune(&mut q);
+        drop(q);
+        self.publish(&job);
+        self.changed.notify_all();
+        true
+    }
+
+    /// A watched video was unlinked or rewritten.
+    fn touched(&self, t: &Touched) -> bool {
+        match *t {
+            Touched::Unlinked(ino) => {
+                let gone = self.vol.getattr(ino).map_or(true, |a| a.inode.nlink == 0);
+                if gone {
+                    let mut q = self.queue.lock().expect("job queue");
+                    if let Some((stop, _)) = q.running.get(&ino) {
+                        stop.store(true, Ordering::Relaxed);
+                    } else if let Some(pos) = q.waiting.iter().position(|i| *i == ino) {
+                        q.waiting.remove(pos);
+                        if let Some(job) = q.jobs.get_mut(&ino) {
+                            cancel(job);
+                            let job = job.clone();
+                            drop(q);
+                            if let Err(e) = self.save(&job) {
+                                tracing::warn!(error = %e, "recording a packaging job");
+                            }
+                            self.publish(&job);
+                            self.changed.notify_all();
+                        }
+                    }
+                }
+                gone
+            }
+            Touched::Rewritten(ino) => {
+                let mut q = self.queue.lock().expect("job queue");
+                if let Some((stop, _)) = q.running.get(&ino) {
+                    stop.store(true, Ordering::Relaxed);
+                    q.rerun.insert(ino);
+                }
+                false
+            }
+            Touched::Closing => false,
+        }
+    }
+}
+
+fn cancel(job: &mut Job) {
+    job.state = JobState::Cancelled;
+    job.error = Some("the video was deleted".into());
+    job.finished_at = Some(now());
+}
+
+/// A worker: runs jobs until the queue closes.
+fn work(jobs: &Weak<Jobs>) {
+    while let Some(jobs) = jobs.upgrade() {
+        if !jobs.run_next() {
+            return;
+        }
+    }
+}
+
+/// The watcher: acts on changes of watched videos and sweeps, hourly and soon after a
+/// packaged video is deleted.
+fn watch(jobs: &Weak<Jobs>, touched: &mpsc::Receiver<Touched>) {
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
+    loop {
+        let wait = next_sweep.saturating_duration_since(Instant::now());
+        match touched.recv_timeout(wait) {
+            Ok(Touched::Closing) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Ok(t) => {
+                let Some(jobs) = jobs.upgrade() else { return };
+                if jobs.touched(&t) {
+                    next_sweep = next_sweep.min(Instant::now() + SWEEP_AFTER_DELETE);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let Some(jobs) = jobs.upgrade() else { return };
+                match jobs.sweep() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(directories = n, "renditions no file holds any more removed"),
+                    Err(e) => tracing::warn!(error = %e, "sweeping renditions failed"),
+                }
+                next_sweep = Instant::now() + SWEEP_EVERY;
+            }
+        }
+    }
+}
+
+fn job_key(source: Ino) -> Vec<u8> {
+    [JOB_PREFIX, &source.0.to_be_bytes()].concat()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
