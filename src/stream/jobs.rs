@@ -14,8 +14,7 @@
 
 use super::{content_key, Error, PackageReport, Renditions, Result, Run};
 use crate::ids::Ino;
-use crate::store::Durability;
-use crate::volume::{Change, Hook, HookBatch, HookError, HookId, Kind, Note, Volume};
+use crate::volume::{Change, Durability, Hook, HookBatch, HookError, HookId, Kind, Note, Volume};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
