@@ -141,6 +141,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/s/{token}", get(ui::index))
         .route("/app.js", get(ui::script))
         .route("/style.css", get(ui::style))
+        .route(ui::HLS_PATH, get(ui::hls))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/files", get(files::get).head(files::get))
