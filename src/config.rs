@@ -30,12 +30,32 @@ pub struct SidecarSection {
     pub upload_expiry_secs: u64,
     /// Largest upload accepted, GiB (`Tus-Max-Size`).
     pub max_upload_gib: u64,
+    /// Origins (`https://host[:port]`) whose pages may read `/stream` (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for SidecarSection {
     fn default() -> Self {
-        Self { upload_expiry_secs: 86_400, max_upload_gib: 1024 }
+        Self { upload_expiry_secs: 86_400, max_upload_gib: 1024, cors_origins: Vec::new() }
     }
+}
+
+/// Whether `s` is an origin as browsers send it (`Origin`): scheme, host, optional
+/// port, in lower case, nothing else (no path, not even a trailing slash).
+fn is_origin(s: &str) -> bool {
+    let Some(("http" | "https", rest)) = s.split_once("://") else { return false };
+    // An IPv6 host is bracketed; the port follows the last colon outside the brackets.
+    let (host, port) = match rest.rfind(':').filter(|i| !rest[*i..].contains(']')) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        !v6.is_empty() && v6.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+    } else {
+        !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    };
+    let port_ok = port.is_none_or(|p| !p.starts_with('0') && p.parse::<u16>().is_ok());
+    host_ok && port_ok && s == s.to_ascii_lowercase()
 }
 
 /// `[media]`.
@@ -321,6 +341,11 @@ impl Config {
         if !(1..=1 << 20).contains(&h.max_upload_gib) {
             return Err(format!("sidecar.max_upload_gib = {}: must be 1 to 1048576", h.max_upload_gib));
         }
+        if let Some(o) = h.cors_origins.iter().find(|o| !is_origin(o)) {
+            return Err(format!(
+                "sidecar.cors_origins: {o:?} is not an origin: want scheme://host[:port] in lower case, without a path"
+            ));
+        }
         Ok(())
     }
 
@@ -378,6 +403,29 @@ mod tests {
         assert!(err.to_string().contains("min < avg < max"), "{err}");
         let err = Config::parse("[media.chunking]\nparallel_chunks = 0\n").unwrap_err();
         assert!(err.to_string().contains("parallel_chunks"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_bare_origins() {
+        let ok = r#"[sidecar]
+cors_origins = ["https://player.example", "http://127.0.0.1:8080", "http://[::1]:3000"]
+"#;
+        assert_eq!(Config::parse(ok).unwrap().sidecar.cors_origins.len(), 3);
+        for bad in [
+            "https://a.example/",
+            "https://a.example/path",
+            "a.example",
+            "ftp://a.example",
+            "https://A.example",
+            "https://a.example:0x",
+            "https://user@a.example",
+            "*",
+            "null",
+            "https://",
+        ] {
+            let err = Config::parse(&format!("[sidecar]\ncors_origins = [{bad:?}]\n")).unwrap_err();
+            assert!(err.to_string().contains("cors_origins"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ const UPLOAD_RETRIES = 5;
 const app = {
   me: null, // principal name: "alice", or "link:<id>" for a share-link session
   gallery: null, // the open gallery's state, see openGallery()
+  player: null, // the viewer's video player, see playVideo()
 };
 
 // ---------------------------------------------------------------------------
@@ -361,7 +362,19 @@ async function openGallery(id) {
     teardownGallery();
     return e.status === 401 ? fail(e) : showMessage('Gallery unavailable', e.message);
   }
-  reloadListing(G).then(firstPage);
+  reloadListing(G).then(firstPage).then(() => openFromUrl(G));
+}
+
+/** `?item=ID[#t=S]`: the viewer on that item (at S seconds), as a reload or a shared URL asks. */
+async function openFromUrl(G) {
+  const id = new URLSearchParams(location.search).get('item');
+  if (!id || app.gallery !== G || G.viewer) return;
+  if (!G.byId.has(id)) { // not on the first page
+    const d = await api('GET', itemPath(G, id)).catch(() => null);
+    if (!d || app.gallery !== G) return setViewerUrl(null);
+    G.byId.set(id, listed(d));
+  }
+  openViewer(G, id, urlTime());
 }
 
 function teardownGallery() {
@@ -913,6 +926,216 @@ async function toggleReaction(G, emoji) {
 }
 
 // ---------------------------------------------------------------------------
+// Video player: the item's adaptive ladder through hls.js when it has been packaged
+// (docs/streaming.md), the original file otherwise. The device policy (/api/adapt)
+// chooses the starting rung and caps the highest; the position is kept in the URL (#t=).
+
+const HLS_URL = '/vendor/hls-1.7.4.min.js';
+let hlsLoading = null;
+
+/** hls.js, loaded once on the first packaged video (a classic script: it sets window.Hls). */
+function loadHls() {
+  hlsLoading = hlsLoading || new Promise((resolve, reject) => {
+    const s = h('script', { src: HLS_URL });
+    s.onload = () => (window.Hls ? resolve(window.Hls) : reject(new Error('hls.js did not load')));
+    s.onerror = () => { hlsLoading = null; reject(new Error('hls.js did not load')); };
+    document.head.append(s);
+  });
+  return hlsLoading;
+}
+
+let batteryManager = null;
+const battery = () => {
+  batteryManager = batteryManager || (navigator.getBattery ? navigator.getBattery().catch(() => null) : Promise.resolve(null));
+  return batteryManager;
+};
+
+let planRequest = null;
+/** The device's plan {start_height, cap_height, prefetch, …}; null when the server cannot be asked. */
+function devicePlan() {
+  planRequest = planRequest || (async () => {
+    const q = new URLSearchParams({ dpr: String(window.devicePixelRatio || 1), viewport: String(Math.round(window.innerWidth)) });
+    const c = navigator.connection;
+    if (c) {
+      if (c.effectiveType) q.set('ect', c.effectiveType);
+      if (Number.isFinite(c.downlink) && c.downlink > 0) q.set('downlink', String(c.downlink));
+      if (Number.isFinite(c.rtt) && c.rtt > 0) q.set('rtt', String(c.rtt));
+      if (c.saveData) q.set('save_data', 'on'); // absent: the Save-Data header decides
+    }
+    const b = await battery();
+    if (b && Number.isFinite(b.level)) { q.set('battery', String(b.level)); q.set('charging', String(!!b.charging)); }
+    try { return (await api('GET', `/api/adapt?${q}`)).plan; } catch { return null; }
+  })();
+  return planRequest;
+}
+
+/** The device changed (network, battery): ask again and apply it to the playing video. */
+async function replan(reason) {
+  planRequest = null;
+  const plan = await devicePlan();
+  if (plan && app.player) app.player.apply(plan, reason);
+}
+
+function watchDevice() {
+  navigator.connection?.addEventListener?.('change', () => replan('connection'));
+  battery().then((b) => {
+    b?.addEventListener?.('levelchange', () => replan('battery'));
+    b?.addEventListener?.('chargingchange', () => replan('battery'));
+  });
+}
+
+/** Index of the tallest level no taller than `height`; the lowest (hls.js sorts them by bit rate) if none is. */
+function levelAtOrBelow(levels, height) {
+  let best = -1;
+  levels.forEach((l, i) => { if (l.height <= height && (best < 0 || l.height > levels[best].height)) best = i; });
+  return Math.max(best, 0);
+}
+
+/** The position in the URL: `#t=12.3` (seconds). */
+const urlTime = () => {
+  const m = location.hash.match(/^#t=(\d+(?:\.\d+)?)$/);
+  return m ? Number(m[1]) : 0;
+};
+
+/** The open item (and its position) in the URL, so a reload or a shared URL comes back to it. */
+function setViewerUrl(id, t) {
+  const q = new URLSearchParams(location.search);
+  if (id) q.set('item', id); else q.delete('item');
+  const s = q.toString();
+  const url = `${location.pathname}${s ? `?${s}` : ''}${id && t > 0 ? `#t=${t.toFixed(1)}` : ''}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) history.replaceState(history.state, '', url);
+}
+
+function stopPlayer() {
+  if (app.player) app.player.destroy();
+  app.player = null;
+}
+
+/** Plays video item `it` in `video`; `startAt` seconds in. */
+async function playVideo(G, it, video, startAt) {
+  const v = G.viewer, e = v.els;
+  const state = window.__player = { item: it.id, engine: null, levels: [], playing: -1, cap: -1, start: -1, switches: [], plan: null };
+  const stale = () => G.viewer !== v;
+  let lastUrl = 0;
+  const keep = () => {
+    if (stale() || Date.now() - lastUrl < 1000 && !video.paused) return;
+    lastUrl = Date.now();
+    setViewerUrl(it.id, video.currentTime);
+  };
+  video.addEventListener('timeupdate', keep);
+  for (const ev of ['seeked', 'pause']) video.addEventListener(ev, () => { lastUrl = 0; keep(); });
+  const progressive = () => {
+    state.engine = 'progressive';
+    video.src = `${contentUrl(G, it.id)}${startAt ? `#t=${startAt}` : ''}`;
+  };
+  const master = itemPath(G, it.id, '/stream/master.m3u8');
+  const [packaged, plan] = await Promise.all([
+    fetch(master, { method: 'HEAD', credentials: 'same-origin', cache: 'no-store' }).then((r) => r.ok, () => false),
+    devicePlan(),
+  ]);
+  if (stale()) return;
+  state.plan = plan;
+  if (!packaged) return progressive();
+  const Hls = await loadHls().catch(() => null);
+  if (stale()) return;
+  if (!Hls || !Hls.isSupported()) {
+    // Safari plays HLS itself (without our quality menu).
+    if (video.canPlayType('application/vnd.apple.mpegurl')) {
+      state.engine = 'native';
+      video.src = `${master}${startAt ? `#t=${startAt}` : ''}`;
+      return;
+    }
+    return progressive();
+  }
+  state.engine = 'hls';
+  const hls = new Hls({
+    autoStartLoad: false, // once the plan has chosen the first level
+    enableWorker: false, // the CSP allows no blob: workers
+    maxBufferLength: 12, // people flip through a gallery: do not fetch far ahead of what is watched
+    backBufferLength: 30,
+    abrEwmaFastVoD: 2,
+    abrEwmaSlowVoD: 6,
+  });
+  // A ceiling from the network the browser reports, set when it reports a change.
+  let netCeiling = Infinity, restoreAuto = -1;
+  const player = app.player = {
+    hls,
+    destroy: () => { hls.destroy(); if (window.__player === state) state.engine = 'closed'; },
+    apply(p, reason) {
+      const levels = hls.levels;
+      if (!p || !levels.length) return;
+      state.plan = p;
+      if (reason === 'connection') {
+        const affordable = levelAtOrBelow(levels, p.start_height);
+        netCeiling = affordable >= levels.length - 1 ? Infinity : affordable;
+      }
+      const cap = Math.min(levelAtOrBelow(levels, p.cap_height), netCeiling);
+      hls.autoLevelCapping = state.cap = cap;
+      // Above the new ceiling now: switch at once rather than play out the buffer ahead,
+      // which the link or the battery can no longer afford to refill at that rung.
+      if (hls.autoLevelEnabled && state.playing > cap) {
+        restoreAuto = cap;
+        hls.currentLevel = cap;
+      }
+    },
+  };
+  const menu = e.quality;
+  const label = () => {
+    const playing = hls.levels[state.playing];
+    menu.options[0].textContent = playing && hls.autoLevelEnabled ? `Auto (${playing.height}p)` : 'Auto';
+  };
+  hls.on(Hls.Events.MANIFEST_PARSED, () => {
+    if (stale()) return;
+    const levels = hls.levels;
+    state.levels = levels.map((l) => ({ height: l.height, bitrate: l.bitrate }));
+    menu.replaceChildren(h('option', { value: 'auto', text: 'Auto' }),
+      ...[...levels.keys()].reverse().map((i) => h('option', { value: String(i), text: `${levels[i].height}p` })));
+    menu.value = 'auto';
+    menu.onchange = () => {
+      if (menu.value === 'auto') hls.loadLevel = -1; // back to ABR from the next segment
+      else hls.currentLevel = Number(menu.value); // the viewer asked for it: now
+      label();
+    };
+    e.qualityBox.hidden = levels.length < 2;
+    if (plan) {
+      player.apply(plan);
+      hls.startLevel = state.start = Math.min(levelAtOrBelow(levels, plan.start_height), state.cap);
+    }
+    hls.startLoad(startAt || -1);
+  });
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, { level }) => {
+    state.playing = level;
+    state.switches.push({ level, height: hls.levels[level]?.height, at: Date.now() });
+    if (level === restoreAuto) { restoreAuto = -1; if (menu.value === 'auto') hls.loadLevel = -1; }
+    label();
+  });
+  hls.on(Hls.Events.ERROR, (_, d) => {
+    if (!d.fatal || stale()) return;
+    state.error = d.details;
+    if (d.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+    // The ladder is unreadable: the original file still plays.
+    stopPlayer();
+    e.qualityBox.hidden = true;
+    progressive();
+  });
+  hls.loadSource(master);
+  hls.attachMedia(video);
+}
+
+/** Warms the browser cache with the next items' pictures, as far ahead as the plan says. */
+async function prefetchAround(G) {
+  const v = G.viewer;
+  const plan = await devicePlan();
+  if (G.viewer !== v || !plan) return;
+  const i = G.items.findIndex((x) => x.id === v.id);
+  for (const it of G.items.slice(i + 1, i + 1 + plan.prefetch)) {
+    const kind = kindOf(it);
+    if (kind === 'image') new Image().src = contentUrl(G, it.id);
+    else if (kind === 'video') new Image().src = thumbUrl(G, it, 1024);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Viewer
 
 function closeViewer() {
@@ -924,17 +1147,20 @@ function onViewerClose() {
   const dlg = $('#viewer');
   if (dlg.open) return; // reopened in the same task
   document.body.append($('#live'), $('#toasts')); // back out of the dialog
+  stopPlayer();
   dlg.replaceChildren(); // stops playback and frees the full-size image
   const G = app.gallery;
   if (!G || !G.viewer) return;
+  if (new URLSearchParams(location.search).get('item') === G.viewer.id) setViewerUrl(null);
   const btn = G.tiles.get(G.viewer.id);
   G.viewer = null;
   if (btn) btn.focus();
 }
 
-function openViewer(G, id) {
+function openViewer(G, id, startAt = 0) {
   const dlg = $('#viewer');
   G.viewer = newViewerState(G, id);
+  G.viewer.startAt = startAt;
   renderViewer(G);
   if (!dlg.open) dlg.showModal();
   G.viewer.els.close.focus();
@@ -986,6 +1212,7 @@ function refreshViewer(G, now = false) {
 }
 
 function renderViewer(G) {
+  stopPlayer();
   const v = G.viewer;
   const e = v.els = use('tpl-viewer');
   const it = G.byId.get(v.id);
@@ -1009,6 +1236,8 @@ function renderViewer(G) {
   buildCommentForm(G);
   // The live regions move into the modal dialog: outside it they are inert.
   $('#viewer').replaceChildren(e.frag, $('#live'), $('#toasts'));
+  setViewerUrl(v.id, v.startAt);
+  prefetchAround(G);
 }
 
 function mediaFor(G, it) {
@@ -1023,9 +1252,14 @@ function mediaFor(G, it) {
     drawHandlers(G, e.overlay);
     return h('div', { class: 'image-wrap', style: `background-image:url("${thumb}")` }, img, e.overlay);
   }
-  if (kind === 'video' || kind === 'audio') {
-    e.player = h(kind, { class: 'media', src, controls: true, preload: 'metadata', playsinline: kind === 'video',
-      poster: kind === 'video' ? thumbUrl(G, it, 1024) : null });
+  if (kind === 'video') {
+    e.player = h('video', { class: 'media', controls: true, preload: 'metadata', playsinline: true, poster: thumbUrl(G, it, 1024),
+      'data-testid': 'video' });
+    playVideo(G, it, e.player, G.viewer.startAt || 0);
+    return e.player;
+  }
+  if (kind === 'audio') {
+    e.player = h('audio', { class: 'media', src, controls: true, preload: 'metadata' });
     return e.player;
   }
   return h('p', { class: 'no-preview' }, 'No preview for this type. ', h('a', { href: src, download: it.name, text: `Download ${it.name}` }));
@@ -1551,6 +1785,7 @@ async function boot() {
   window.addEventListener('drop', (e) => { if (hasFiles(e)) e.preventDefault(); });
   $('#viewer').addEventListener('close', onViewerClose);
   $('#viewer').addEventListener('cancel', onViewerCancel);
+  watchDevice();
   if (!location.pathname.startsWith('/s/')) { // a share link opens its own session
     try {
       setMe(await api('GET', '/api/me'));

@@ -149,12 +149,16 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/s/{token}", get(ui::index))
         .route("/app.js", get(ui::script))
         .route("/style.css", get(ui::style))
+        .route(ui::HLS_PATH, get(ui::hls))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/files", get(files::get).head(files::get))
         .route("/files/", get(files::get).head(files::get))
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
-        .route("/stream/{*path}", get(stream::get).head(stream::get))
+        .route(
+            "/stream/{*path}",
+            get(stream::get).head(stream::get).layer(axum::middleware::from_fn_with_state(state.clone(), stream::cors)),
+        )
         .route("/api/transfer", get(transfer_settings))
         .route("/api/adapt", get(adapt::get))
         .route("/openapi.json", get(openapi))
@@ -186,6 +190,7 @@ fn gallery_routes() -> Router<Arc<Sidecar>> {
         .route(&format!("{G}/items"), get(gallery::items))
         .route(I, get(gallery::item).patch(gallery::rename).delete(gallery::delete_item))
         .route(&format!("{I}/content"), get(gallery::content).head(gallery::content))
+        .route(&format!("{I}/stream/{{file}}"), get(stream::gallery_item).head(stream::gallery_item))
         .route(&format!("{I}/thumbnail"), get(media::thumbnail))
         .route(&format!("{I}/comments"), post(gallery::comment))
         .route(&format!("{I}/comments/{{c}}"), patch(gallery::comment_edit).delete(gallery::comment_delete))

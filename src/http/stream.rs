@@ -1,42 +1,99 @@
 //! `GET /stream/PATH/FILE`: the HLS playlists (`master.m3u8`, `media_R.m3u8`), the DASH
 //! manifest (`manifest.mpd`) and the CMAF segments of the video at volume path PATH
-//! (docs/streaming.md), with the access rules of `GET /files/PATH`. Playlists and segments
-//! are files of the volume, served as `/files` serves files: ranges, strong ETags,
-//! conditional requests; segments never change under a name, so they are cached for good.
+//! (docs/streaming.md), with the access rules of `GET /files/PATH`; and the same files of
+//! a gallery item at `/api/galleries/{id}/items/{item}/stream/FILE`, for gallery sessions
+//! and share links. Playlists and segments are files of the volume, served as `/files`
+//! serves files: ranges, strong ETags, conditional requests; segments never change under
+//! a name, so they are cached for good. `/stream` answers the origins of `[sidecar]
+//! cors_origins` (players on other sites).
 
 use super::auth::authorize;
 use super::error::{ApiError, ApiResult};
 use super::files::serve_file;
 use super::path::volume_path;
 use super::Sidecar;
+use crate::ids::Ino;
 use crate::media;
 use crate::volume::{Attr, Kind, Permission};
-use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::response::Response;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// `GET` and `HEAD`.
+/// `GET` and `HEAD /stream/PATH/FILE`.
 pub async fn get(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResult<Response> {
-    let cfg = state.vol.config().media.streaming.clone();
     let full = volume_path(req.uri().path().strip_prefix("/stream").unwrap_or(""))?;
     let (source, file) = full.rsplit_once('/').filter(|(s, _)| !s.is_empty()).ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "want /stream/PATH/master.m3u8 or /stream/PATH/manifest.mpd")
     })?;
-    let content_type = match file.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("m3u8") if cfg.enable_hls => "application/vnd.apple.mpegurl",
-        Some("mpd") if cfg.enable_dash => "application/dash+xml",
-        Some("m4s") if cfg.enable_hls || cfg.enable_dash => "video/iso.segment",
-        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("{file}: no such stream file"))),
-    };
+    check_file(&state, file)?;
+    authorize(&state, req.headers(), source, Permission::Read).await?;
+    let src = source.to_string();
+    let ino = state.blocking(move |vol| vol.resolve(&src)).await?;
+    serve(&state, ino, source, file, req.headers(), req.method() == Method::HEAD).await
+}
+
+/// `GET` and `HEAD /api/galleries/{id}/items/{item}/stream/{file}`: authorized as the
+/// item's `content`.
+pub async fn gallery_item(
+    State(state): State<Arc<Sidecar>>,
+    headers: HeaderMap,
+    method: Method,
+    Path((id, item, file)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    // A file name only: the renditions directory has no sub-directories.
+    if file.is_empty() || file.contains('/') || file.starts_with('.') {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("{file}: not a stream file name")));
+    }
+    check_file(&state, &file)?;
+    let c = super::gallery::ctx(&state, &headers, &id).await?;
+    c.actor.require(crate::gallery::Action::Read)?;
+    let ino = item.parse::<u64>().map(Ino).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such item"))?;
+    let name = state
+        .gallery(move |gs| {
+            gs.gallery_item(&c.gallery, ino)?;
+            Ok(gs.locate_item(&c.gallery, ino)?.1)
+        })
+        .await?;
+    serve(&state, ino, &name, &file, &headers, method == Method::HEAD).await
+}
+
+/// Refuses a file no enabled format has, and everything when streaming is off.
+fn check_file(state: &Sidecar, file: &str) -> ApiResult<()> {
+    let cfg = &state.vol.config().media.streaming;
+    content_type(state, file)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("{file}: no such stream file")))?;
     if !cfg.enabled {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "streaming is off ([media.streaming] enabled = false)"));
     }
-    authorize(&state, req.headers(), source, Permission::Read).await?;
-    let (src, name) = (source.to_string(), file.to_string());
+    Ok(())
+}
+
+fn content_type(state: &Sidecar, file: &str) -> Option<&'static str> {
+    let cfg = &state.vol.config().media.streaming;
+    match file.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("m3u8") if cfg.enable_hls => Some("application/vnd.apple.mpegurl"),
+        Some("mpd") if cfg.enable_dash => Some("application/dash+xml"),
+        Some("m4s") if cfg.enable_hls || cfg.enable_dash => Some("video/iso.segment"),
+        _ => None,
+    }
+}
+
+/// Serves `file` of the renditions of the video `ino` (named `source` in errors), once
+/// the caller is authorized to read it.
+async fn serve(
+    state: &Arc<Sidecar>,
+    ino: Ino,
+    source: &str,
+    file: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult<Response> {
+    let content_type = content_type(state, file)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("{file}: no such stream file")))?;
+    let name = file.to_string();
     let found = state
         .blocking(move |vol| {
-            let ino = vol.resolve(&src)?;
             let attr = vol.getattr(ino)?;
             if attr.inode.kind != Kind::File {
                 return Ok(Found::NotAFile);
@@ -70,7 +127,7 @@ pub async fn get(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResult<R
             ))
         }
     };
-    let mut r = serve_file(&state, &attr, file, req.headers(), req.method() == Method::HEAD).await?;
+    let mut r = serve_file(state, &attr, file, headers, head).await?;
     let h = r.headers_mut();
     if h.contains_key(header::CONTENT_TYPE) {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -88,4 +145,48 @@ enum Found {
     NotAVideo,
     /// A video without current renditions.
     NotPackaged,
+}
+
+/// CORS for `/stream`: an origin of `[sidecar] cors_origins` may read the streams (with a
+/// bearer token; no cookies, so no credentials mode). Other origins get no CORS headers,
+/// and their browsers refuse them the answer.
+pub async fn cors(State(state): State<Arc<Sidecar>>, req: Request, next: axum::middleware::Next) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|o| state.vol.config().sidecar.cors_origins.iter().any(|a| a == o))
+        .and_then(|o| HeaderValue::from_str(o).ok());
+    let preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut r = if preflight {
+        if origin.is_some() {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            ApiError::new(StatusCode::FORBIDDEN, "this origin may not read streams ([sidecar] cors_origins)")
+                .into_response()
+        }
+    } else {
+        next.run(req).await
+    };
+    let h = r.headers_mut();
+    // Caches must keep one answer per origin, even the ones without CORS headers.
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    let Some(origin) = origin else { return r };
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    if preflight {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        // Players send a token and ranges; If-None-Match revalidates playlists.
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Authorization, Range, If-None-Match, If-Range, If-Modified-Since"),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    } else {
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Content-Length, Content-Range, ETag, Accept-Ranges"),
+        );
+    }
+    r
 }

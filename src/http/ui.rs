@@ -8,6 +8,11 @@ use axum::response::{IntoResponse, Response};
 const INDEX: &str = include_str!("../../web/index.html");
 const SCRIPT: &str = include_str!("../../web/app.js");
 const STYLE: &str = include_str!("../../web/style.css");
+/// hls.js, vendored from npm (web/vendor, docs/streaming.md); the version is in its URL,
+/// so browsers may keep it for good.
+const HLS: &str = include_str!("../../web/vendor/hls.min.js");
+/// Where the page loads hls.js from: change with the vendored file.
+pub const HLS_PATH: &str = "/vendor/hls-1.7.4.min.js";
 
 /// Only this origin's scripts, styles, images (and decoded placeholders), media and
 /// connections; never framed; share-link tokens in the path never leave in a Referer.
@@ -42,7 +47,24 @@ pub async fn script() -> Response {
     page(SCRIPT, "text/javascript; charset=utf-8")
 }
 
+/// `/vendor/hls-VERSION.min.js`.
+pub async fn hls() -> Response {
+    let mut r = page(HLS, "text/javascript; charset=utf-8");
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+    r
+}
+
 /// `/style.css`.
 pub async fn style() -> Response {
     page(STYLE, "text/css; charset=utf-8")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_page_loads_the_vendored_hls_js_by_its_versioned_path() {
+        assert!(super::SCRIPT.contains(super::HLS_PATH), "web/app.js must load {}", super::HLS_PATH);
+        let version = super::HLS_PATH.trim_start_matches("/vendor/hls-").trim_end_matches(".min.js");
+        assert!(super::HLS.contains(&format!("\"{version}\"")), "web/vendor/hls.min.js is not hls.js {version}");
+    }
 }

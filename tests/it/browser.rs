@@ -57,3 +57,45 @@ fn two_browsers_collaborate_live_and_a_dropped_file_lands_in_the_mount() {
     assert!(harbour["comments"].as_u64().unwrap() >= 1);
     assert_eq!(harbour["reactions"]["🔥"], 1);
 }
+
+/// The gallery viewer plays a packaged video through hls.js (tests/browser/streaming.mjs):
+/// adaptive switching under a throttled network, Save-Data, a low battery, the position in
+/// the URL.
+#[test]
+fn a_packaged_video_plays_adaptively_in_the_gallery_viewer() {
+    let w = World::with_config("[media.streaming]\nladder = [720, 480, 360, 240]\n");
+    // 24 s of 1280x720 with a tone: four rungs of twelve 2 s segments.
+    crate::common::sh(&format!(
+        "ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=1280x720:rate=24 -f lavfi -i sine=frequency=440 -t 24 \
+         -c:v libx264 -preset ultrafast -pix_fmt yuv420p -c:a aac -shortest '{}'",
+        w.m.p("trip/clip.mp4").display()
+    ));
+    let job: serde_json::Value =
+        serde_json::from_str(&w.v.run_ok(&["media", "package", w.v.path(), "/trip/clip.mp4", "--wait"])).unwrap();
+    assert_eq!(job["report"]["renditions"], serde_json::json!([720, 480, 360, 240]), "{job}");
+    let alice = w.login("alice");
+    let item = w.item_id(&alice, "clip.mp4").expect("the video is an item of the gallery");
+    let shots = w.v.tmp.path().join("screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/streaming.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .env("NANOFS_URL", &w.base)
+        .env("GALLERY_ID", &w.gallery)
+        .env("ITEM_ID", &item)
+        .env("USER1", "alice")
+        .env("PASS1", crate::galleries::USERS[0].1)
+        .env("SCREENSHOT_DIR", &shots)
+        .output()
+        .expect("node runs (scripts/setup.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}\nscreenshots in {}",
+        String::from_utf8_lossy(&out.stderr),
+        shots.display()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
+    assert_eq!(result["ok"], true, "{result}");
+    eprintln!("{result}");
+}

@@ -251,3 +251,90 @@ fn a_video_that_lands_in_a_gallery_is_packaged_and_its_clients_hear_of_it() {
     events.until("item.indexed");
     assert_eq!(jobs(&w.v).len(), 1, "only the video was queued");
 }
+
+/// Gallery sessions and share links reach the streams through the item's route, with the
+/// item's `content` rules; `/stream` answers the configured origins' preflights and reads.
+#[test]
+fn gallery_members_and_share_links_stream_items_and_configured_origins_get_cors() {
+    use crate::galleries::World;
+    use serde_json::json;
+    let w = World::with_config(
+        "[sidecar]\ncors_origins = [\"https://player.example\"]\n[media.streaming]\nladder = [360, 240]\n",
+    );
+    sh(&format!(
+        "ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 4 -c:v libx264 -preset ultrafast \
+         -pix_fmt yuv420p '{0}/clip.mp4' && ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=640x360:rate=25 -t 3 \
+         -c:v libx264 -preset ultrafast -pix_fmt yuv420p '{0}/raw.mp4'",
+        w.m.p("trip").display()
+    ));
+    std::fs::write(w.m.p("trip/notes.mp4"), b"a text file with a video's name").unwrap();
+    w.v.run_ok(&["media", "package", w.v.path(), "/trip/clip.mp4", "--wait"]);
+    let (alice, bob, erin) = (w.login("alice"), w.login("bob"), w.login("erin"));
+    let clip = w.item_id(&alice, "clip.mp4").unwrap();
+    let item = |id: &str, file: &str| w.g(&format!("/items/{id}/stream/{file}"));
+    // A viewer streams every file of the ladder.
+    let master = w.call("GET", &item(&clip, "master.m3u8"), Some(&bob), None);
+    assert_eq!(master.status, 200, "{}", String::from_utf8_lossy(&master.body));
+    let text = String::from_utf8_lossy(&master.body).to_string();
+    assert!(text.starts_with("#EXTM3U"), "{text}");
+    let variant = text.lines().find(|l| l.starts_with("media_") && l.ends_with(".m3u8")).expect("a variant playlist");
+    let variant = String::from_utf8_lossy(&w.call("GET", &item(&clip, variant), Some(&bob), None).body).to_string();
+    let segment = variant.lines().find(|l| l.ends_with(".m4s") && !l.starts_with('#')).expect("a segment").to_string();
+    assert_eq!(w.call("GET", &item(&clip, &segment), Some(&bob), None).status, 200);
+    assert_eq!(w.call("HEAD", &item(&clip, "manifest.mpd"), Some(&bob), None).status, 200);
+    let head =
+        sh(&format!("curl -sI -H 'Authorization: Bearer {bob}' '{}{}'", w.base, item(&clip, &segment))).to_lowercase();
+    assert!(head.contains("cache-control: public, max-age=31536000, immutable"), "{head}");
+    assert!(head.contains("content-type: video/iso.segment"), "{head}");
+    // The errors of /stream, and the gallery's rules.
+    let status = |file: &str, id: &str, token: Option<&str>| w.call("GET", &item(id, file), token, None).status;
+    assert_eq!(status("master.m3u8", &w.item_id(&alice, "notes.mp4").unwrap(), Some(&bob)), 415);
+    assert_eq!(status("master.m3u8", &w.item_id(&alice, "raw.mp4").unwrap(), Some(&bob)), 409);
+    assert_eq!(status("seg-9-00001.m4s", &clip, Some(&bob)), 404);
+    assert_eq!(status("notes.txt", &clip, Some(&bob)), 404);
+    assert_eq!(status("master.m3u8", &clip, Some(&erin)), 404, "no member: no such gallery");
+    assert_eq!(status("master.m3u8", &clip, None), 401);
+    assert_eq!(status("master.m3u8", "999999", Some(&bob)), 404);
+    // A share link's session streams too.
+    let link =
+        w.call("POST", &w.g("/links"), Some(&alice), Some(json!({"role": "viewer", "expires_in_secs": 600}))).json();
+    let opened =
+        w.call("POST", "/api/share/open", None, Some(json!({"token": link["token"].as_str().unwrap()}))).json();
+    assert_eq!(status("master.m3u8", &clip, opened["token"].as_str()), 200);
+
+    // CORS on /stream: the configured origin only, with the headers a player reads.
+    let token = w.v.run_ok(&["token", "create", w.v.path(), "--path", "/trip"]).trim().to_string();
+    let url = format!("{}/stream/trip/clip.mp4/master.m3u8", w.base);
+    let preflight = |origin: &str| {
+        sh(&format!(
+            "curl -s -i -X OPTIONS -H 'Origin: {origin}' -H 'Access-Control-Request-Method: GET' \
+             -H 'Access-Control-Request-Headers: authorization,range' '{url}'"
+        ))
+        .to_lowercase()
+    };
+    let ok = preflight("https://player.example");
+    assert!(ok.starts_with("http/1.1 204"), "{ok}");
+    assert!(ok.contains("access-control-allow-origin: https://player.example\r\n"), "{ok}");
+    assert!(ok.contains("access-control-allow-headers: authorization, range"), "{ok}");
+    assert!(ok.contains("vary: origin"), "{ok}");
+    let refused = preflight("https://elsewhere.example");
+    assert!(refused.starts_with("http/1.1 403"), "{refused}");
+    assert!(!refused.contains("access-control-allow-origin"), "{refused}");
+    let get = |origin: &str| {
+        sh(&format!("curl -s -i -o /dev/stderr -D - -H 'Origin: {origin}' -H 'Authorization: Bearer {token}' '{url}' 2>/dev/null"))
+            .to_lowercase()
+    };
+    let read = get("https://player.example");
+    assert!(read.starts_with("http/1.1 200"), "{read}");
+    assert!(read.contains("access-control-allow-origin: https://player.example\r\n"), "{read}");
+    assert!(
+        read.contains("access-control-expose-headers: content-length, content-range, etag, accept-ranges"),
+        "{read}"
+    );
+    assert!(read.contains("vary: origin"), "{read}");
+    let other = get("https://elsewhere.example");
+    assert!(other.starts_with("http/1.1 200") && !other.contains("access-control-allow-origin"), "{other}");
+    // Errors carry the CORS headers too, so a player on the origin can read why.
+    let denied = sh(&format!("curl -s -i -H 'Origin: https://player.example' '{url}'")).to_lowercase();
+    assert!(denied.starts_with("http/1.1 401") && denied.contains("access-control-allow-origin"), "{denied}");
+}
