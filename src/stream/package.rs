@@ -155,6 +155,7 @@ impl Renditions {
                 (run.progress)((us / 1e6 / d).clamp(0.0, 1.0));
             }
         };
+        tracing::debug!(args = ?cmd.get_args().collect::<Vec<_>>(), "packaging with ffmpeg");
         let watch = media::Watch { stop: Some(run.stop), on_line: Some(&on_line) };
         let finished = media::run_watched(cmd, Instant::now() + PACKAGE_TIMEOUT, &watch)?;
         if !finished.status.success() {
