@@ -118,10 +118,12 @@ stats() { "$NANOFS" stats "$W/vol" --json; }
 STATS_VIDEO=$(stats)
 
 # 1. Packaging, alternating: nanofs, by hand, nanofs, by hand, ...
-PACK_NANOFS=(); PACK_HAND=()
+PACK_NANOFS=(); PACK_HAND=(); LOADS=()
+load1() { cut -d' ' -f1 /proc/loadavg; }
 for i in $(seq "$RUNS"); do
   drop_caches
   log "packaging run $i: nanofs"
+  LOADS+=("$(load1)")
   t0=$(now)
   "$NANOFS" media package "$W/vol" /videos/clip.mp4 --ladder "$LADDER" --wait > "$W/job-$i.json"
   t1=$(now)
@@ -131,6 +133,7 @@ for i in $(seq "$RUNS"); do
   mapfile -t args < <(hand_args "$W/clip.mp4" "$W/hand-$i")
   drop_caches
   log "packaging run $i: by hand"
+  LOADS+=("$(load1)")
   t0=$(now)
   ffmpeg "${args[@]}" > /dev/null
   t1=$(now)
@@ -235,20 +238,22 @@ for s in "${SEGS[@]}"; do
   cmp -s "$W/fetched/$s" "$HAND/$s" && IDENTICAL=$((IDENTICAL + 1))
 done
 VOL_DU=$(du -sb "$W/vol" | cut -f1)
+"$NANOFS" gc "$W/vol" >/dev/null
+VOL_DU_GC=$(du -sb "$W/vol" | cut -f1)
 HAND_DU=$(du -sb "$HAND" | cut -f1)
 HAND_FILES=$(find "$HAND" -type f | wc -l)
 umount_vol
 stop_nginx; NGINX_CONF=""
 
 report=$(python3 - "$W" "$ROUNDS" "$CLIP_BYTES" "$HAND_DU" "$HAND_FILES" "$VOL_DU" "${#SEGS[@]}" "$IDENTICAL" \
-  "${PACK_NANOFS[*]}" "${PACK_HAND[*]}" "$STATS_VIDEO" "$STATS_LADDER" "$STATS_END" "$HAND_SAME" "$HAND_ALL" "$SECS" <<'PY'
+  "${PACK_NANOFS[*]}" "${PACK_HAND[*]}" "$STATS_VIDEO" "$STATS_LADDER" "$STATS_END" "$HAND_SAME" "$HAND_ALL" "$SECS" "$VOL_DU_GC" "${LOADS[*]}" <<'PY'
 import json, math, statistics, sys
 w, rounds, clip, hand_du, hand_files, vol_du, nseg, identical = sys.argv[1:9]
 rounds, clip, hand_du, hand_files, vol_du, nseg, identical = map(int, (rounds, clip, hand_du, hand_files, vol_du, nseg, identical))
 pack_n = [float(x) for x in sys.argv[9].split()]
 pack_h = [float(x) for x in sys.argv[10].split()]
 s_video, s_ladder, s_end = (json.loads(x) for x in sys.argv[11:14])
-hand_same, hand_all, secs = sys.argv[14:17]
+hand_same, hand_all, secs, vol_du_gc, loads = sys.argv[14:19]
 med = statistics.median
 def area(s, name):
     return next((a for a in s.get("areas", []) if a["name"] == name), {})
@@ -280,14 +285,16 @@ print("|---|---:|---:|---:|---|---|")
 for name, n, g, nr, gr, d in rows:
     print(f"| {name} | {n:,.{d}f} | {g:,.{d}f} | **{n / g:.2f}** | {nr} | {gr} |")
 print()
-print(f"- packaging: median of {len(pack_n)} runs each, alternating (nanofs first); peer = the same ffmpeg command by hand, ext4 file to ext4 directory")
+print(f"- packaging: median of {len(pack_n)} runs each, alternating (nanofs first); peer = the same ffmpeg command by hand, ext4 file to ext4 directory; "
+      f"1-minute load average at the start of each run, in order: {' / '.join(loads.split())}")
 print(f"- segment TTFB: {nseg} requests a pass (every init and media segment of every rung, one keep-alive connection), median over {rounds} alternating rounds of the pass's percentile; peer = nginx serving the by-hand directory")
 print(f"- volume after the video alone: stored {mib(s_video['stored_bytes'])} MiB (file {mib(clip)} MiB); after the first package run: stored {mib(s_ladder['stored_bytes'])} MiB, "
       f"`.renditions` {ren.get('files', '?')} files, logical {mib(ren.get('logical_bytes', 0))} MiB, stored {mib(ren.get('stored_bytes', 0))} MiB, only there {mib(ren.get('exclusive_bytes', 0))} MiB; "
       f"by-hand directory {hand_files} files, {mib(hand_du)} MiB")
 ren_end = area(s_end, ".renditions")
 print(f"- after all {len(pack_n)} package runs: stored {mib(s_end['stored_bytes'])} MiB, reclaimable by GC {mib(s_end.get('reclaimable_bytes', 0))} MiB, "
-      f"`.renditions` stored {mib(ren_end.get('stored_bytes', 0))} MiB; volume directory du -sb {mib(vol_du)} MiB (with the database)")
+      f"`.renditions` stored {mib(ren_end.get('stored_bytes', 0))} MiB; volume directory du -sb {mib(vol_du)} MiB (with the database), "
+      f"{mib(int(vol_du_gc))} MiB after `nanofs gc`")
 print(f"- segments nanofs serves that are byte-identical to the first by-hand run's: {identical} of {nseg}; "
       f"between the first two by-hand runs: {hand_same} of {hand_all}")
 whole = {(s, k): ttfb(s, k, 50, col=2)[0] for s in ("nanofs", "nginx") for k in ("cold", "warm")}
