@@ -186,7 +186,8 @@ fn wait_for_job(
 fn packaging_jobs_queue_report_progress_cancel_with_their_video_and_survive_a_crash() {
     let v = TestVolume::new();
     std::fs::write(v.dir.join("nanofs.toml"), "[media.streaming]\nladder = [360, 240]\nmax_jobs = 1\n").unwrap();
-    let m = v.mount();
+    let addr = format!("127.0.0.1:{}", crate::http::free_port());
+    let m = v.mount_with(&["--serve", &addr]);
     // Long enough to be caught mid-run on any machine: 90 s of video.
     clip(&m.p("long.mp4"), "640x360", 90);
     clip(&m.p("short.mp4"), "320x180", 3);
@@ -199,6 +200,16 @@ fn packaging_jobs_queue_report_progress_cancel_with_their_video_and_survive_a_cr
         j["state"] == "running" && j["progress"].as_f64().unwrap() > 0.0
     });
     assert!(running["progress"].as_f64().unwrap() < 1.0);
+    // A player asking meanwhile hears how far the job is, not a hang.
+    let token = v.run_ok(&["token", "create", v.path(), "--path", "/"]).trim().to_string();
+    let answer = sh(&format!(
+        "curl -s -w ' %{{http_code}}' -H 'Authorization: Bearer {token}' http://{addr}/stream/long.mp4/master.m3u8"
+    ));
+    let (body, code) = answer.rsplit_once(' ').unwrap();
+    assert_eq!(code, "409", "{answer}");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["job"]["state"], "running", "{body}");
+    assert!(body["job"]["progress"].as_f64().unwrap() > 0.0, "{body}");
     let table = v.run_ok(&["media", "jobs", v.path()]);
     assert!(table.lines().any(|l| l.starts_with("queued") && l.ends_with("/short.mp4")), "{table}");
     // Deleting a waiting video cancels its job.
