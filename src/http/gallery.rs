@@ -583,8 +583,9 @@ pub async fn link_revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes expired sessions, the records of items a crash left behind and the renditions
-/// of deleted videos, at start and then hourly.
+/// Deletes expired sessions, the records of items a crash left behind, the renditions
+/// of deleted videos and the renders of deleted or changed pictures, at start and then
+/// hourly.
 pub async fn housekeeping(state: Arc<Sidecar>) {
     if state.vol.is_read_only() {
         return;
@@ -603,6 +604,13 @@ pub async fn housekeeping(state: Arc<Sidecar>) {
             Ok(Ok(n)) => tracing::info!(directories = n, "renditions of deleted videos removed"),
             Ok(Err(e)) => tracing::warn!(error = %e, "removing renditions of deleted videos failed"),
             Err(e) => tracing::warn!(error = %e, "removing renditions of deleted videos failed"),
+        }
+        let vol = state.vol.clone();
+        match tokio::task::spawn_blocking(move || vol.foreign(|| crate::stream::render::sweep(&vol))).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(entries = n, "renders of deleted or changed pictures removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing renders of deleted pictures failed"),
+            Err(e) => tracing::warn!(error = %e, "removing renders of deleted pictures failed"),
         }
     }
 }

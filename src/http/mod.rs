@@ -15,6 +15,7 @@ mod files;
 mod gallery;
 mod media;
 mod path;
+mod render;
 mod stream;
 pub mod tls;
 mod tus;
@@ -147,6 +148,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/files/", get(files::get).head(files::get))
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
         .route("/stream/{*path}", get(stream::get).head(stream::get))
+        .route("/render/{*path}", get(render::get).head(render::get))
         .route("/api/transfer", get(transfer_settings))
         .route("/api/adapt", get(adapt::get))
         .route("/openapi.json", get(openapi))
@@ -179,6 +181,7 @@ fn gallery_routes() -> Router<Arc<Sidecar>> {
         .route(I, get(gallery::item).patch(gallery::rename).delete(gallery::delete_item))
         .route(&format!("{I}/content"), get(gallery::content).head(gallery::content))
         .route(&format!("{I}/thumbnail"), get(media::thumbnail))
+        .route(&format!("{I}/render"), get(render::item).head(render::item))
         .route(&format!("{I}/comments"), post(gallery::comment))
         .route(&format!("{I}/comments/{{c}}"), patch(gallery::comment_edit).delete(gallery::comment_delete))
         .route(&format!("{I}/annotations"), post(gallery::annotate))
