@@ -142,6 +142,26 @@ pub struct Plan {
     pub prefetch: u32,
 }
 
+/// Device pixels per CSS pixel that the plan spends: data saver and low battery both
+/// spend fewer than the screen has.
+fn effective_dpr(hints: &Hints) -> f64 {
+    let dpr = hints.dpr.unwrap_or(1.0).clamp(1.0, 4.0);
+    if hints.save_data {
+        1.0
+    } else if hints.battery.is_some_and(Battery::low) {
+        dpr.min(2.0)
+    } else {
+        dpr
+    }
+}
+
+/// Device pixels for a picture shown `css_px` CSS pixels wide on the device of `hints`,
+/// at the density [`plan`] spends (for `?w=` of `/render`, which is in CSS pixels).
+#[must_use]
+pub fn device_pixels(hints: &Hints, css_px: u32) -> u32 {
+    (f64::from(css_px) * effective_dpr(hints)).round() as u32
+}
+
 /// Share of the measured bandwidth a stream may use: players need head room to fill
 /// their buffer while playing.
 const BANDWIDTH_SHARE: f64 = 0.7;
@@ -155,15 +175,7 @@ pub fn plan(hints: &Hints, ladder: &[u32], kbps: impl Fn(u32) -> u32) -> Plan {
     heights.dedup();
     let lowest = heights.first().copied().unwrap_or(360);
     let low_battery = hints.battery.is_some_and(Battery::low);
-    // Data saver and low battery both spend fewer device pixels per CSS pixel.
-    let dpr = hints.dpr.unwrap_or(1.0).clamp(1.0, 4.0);
-    let dpr = if hints.save_data {
-        1.0
-    } else if low_battery {
-        dpr.min(2.0)
-    } else {
-        dpr
-    };
+    let dpr = effective_dpr(hints);
 
     // The screen caps the rendition at the first rung that fills it (a 16:9 video across
     // the viewport): taller ones spend bytes on lines the screen cannot show.
@@ -301,5 +313,16 @@ mod tests {
         let huge = Hints { width: Some(10_000), ..Hints::default() };
         assert_eq!(plan(&huge, &ladder, kbps).image_width, 3840);
         assert_eq!(plan(&slow, &[], kbps).start_height, 360, "an empty ladder still answers");
+    }
+
+    #[test]
+    fn css_pixels_become_device_pixels_at_the_density_the_plan_spends() {
+        let retina = Hints { dpr: Some(2.0), ..Hints::default() };
+        assert_eq!(device_pixels(&retina, 480), 960);
+        assert_eq!(device_pixels(&Hints { save_data: true, ..retina.clone() }, 480), 480);
+        let low = Battery { level: 0.1, charging: false };
+        assert_eq!(device_pixels(&Hints { dpr: Some(3.0), battery: Some(low), ..Hints::default() }, 400), 800);
+        assert_eq!(device_pixels(&Hints::default(), 333), 333, "no DPR hint: one device pixel each");
+        assert_eq!(device_pixels(&Hints { dpr: Some(9.0), ..Hints::default() }, 100), 400, "at most 4");
     }
 }
