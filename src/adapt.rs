@@ -138,6 +138,10 @@ pub struct Plan {
     pub image_format: ImageFormat,
     /// Picture width in device pixels, one of [`RENDER_WIDTHS`].
     pub image_width: u32,
+    /// Device pixels per CSS pixel to spend on pictures: the screen's, or fewer under
+    /// data saver (1) and on a low battery (at most 2). A page sizing its own pictures
+    /// (`srcset`) asks for this density rather than the screen's.
+    pub image_dpr: f64,
     /// Items (pictures, segments of the next video) to fetch ahead of the one shown.
     pub prefetch: u32,
 }
@@ -227,7 +231,7 @@ pub fn plan(hints: &Hints, ladder: &[u32], kbps: impl Fn(u32) -> u32) -> Plan {
     } else {
         ImageFormat::Jpeg
     };
-    Plan { start_height: start, cap_height: cap, image_format, image_width, prefetch }
+    Plan { start_height: start, cap_height: cap, image_format, image_width, image_dpr: dpr, prefetch }
 }
 
 #[cfg(test)]
@@ -280,17 +284,17 @@ mod tests {
             ..Hints::default()
         };
         let table = [
-            // (profile, start, cap, format, picture width, prefetch)
-            (phone_3g_save_data, 360, 360, ImageFormat::Avif, 480, 0),
-            (phone_4g_low_battery, 480, 480, ImageFormat::Webp, 960, 1),
-            (laptop_wifi, 1080, 1080, ImageFormat::Avif, 3840, 3),
-            (desktop_4k_ethernet, 1080, 1080, ImageFormat::Webp, 3840, 5),
+            // (profile, start, cap, format, picture width, picture density, prefetch)
+            (phone_3g_save_data, 360, 360, ImageFormat::Avif, 480, 1.0, 0),
+            (phone_4g_low_battery, 480, 480, ImageFormat::Webp, 960, 2.0, 1),
+            (laptop_wifi, 1080, 1080, ImageFormat::Avif, 3840, 2.0, 3),
+            (desktop_4k_ethernet, 1080, 1080, ImageFormat::Webp, 3840, 1.5, 5),
         ];
-        for (i, (hints, start, cap, format, width, prefetch)) in table.into_iter().enumerate() {
+        for (i, (hints, start, cap, format, width, dpr, prefetch)) in table.into_iter().enumerate() {
             let p = plan(&hints, &ladder, kbps);
             assert_eq!(
-                (p.start_height, p.cap_height, p.image_format, p.image_width, p.prefetch),
-                (start, cap, format, width, prefetch),
+                (p.start_height, p.cap_height, p.image_format, p.image_width, p.image_dpr, p.prefetch),
+                (start, cap, format, width, dpr, prefetch),
                 "profile {i}: {hints:?}"
             );
         }
