@@ -138,8 +138,32 @@ pub struct Plan {
     pub image_format: ImageFormat,
     /// Picture width in device pixels, one of [`RENDER_WIDTHS`].
     pub image_width: u32,
+    /// Device pixels per CSS pixel to spend on pictures: the screen's, or fewer under
+    /// data saver (1) and on a low battery (at most 2). A page sizing its own pictures
+    /// (`srcset`) asks for this density rather than the screen's.
+    pub image_dpr: f64,
     /// Items (pictures, segments of the next video) to fetch ahead of the one shown.
     pub prefetch: u32,
+}
+
+/// Device pixels per CSS pixel that the plan spends: data saver and low battery both
+/// spend fewer than the screen has.
+fn effective_dpr(hints: &Hints) -> f64 {
+    let dpr = hints.dpr.unwrap_or(1.0).clamp(1.0, 4.0);
+    if hints.save_data {
+        1.0
+    } else if hints.battery.is_some_and(Battery::low) {
+        dpr.min(2.0)
+    } else {
+        dpr
+    }
+}
+
+/// Device pixels for a picture shown `css_px` CSS pixels wide on the device of `hints`,
+/// at the density [`plan`] spends (for `?w=` of `/render`, which is in CSS pixels).
+#[must_use]
+pub fn device_pixels(hints: &Hints, css_px: u32) -> u32 {
+    (f64::from(css_px) * effective_dpr(hints)).round() as u32
 }
 
 /// Share of the measured bandwidth a stream may use: players need head room to fill
@@ -155,15 +179,7 @@ pub fn plan(hints: &Hints, ladder: &[u32], kbps: impl Fn(u32) -> u32) -> Plan {
     heights.dedup();
     let lowest = heights.first().copied().unwrap_or(360);
     let low_battery = hints.battery.is_some_and(Battery::low);
-    // Data saver and low battery both spend fewer device pixels per CSS pixel.
-    let dpr = hints.dpr.unwrap_or(1.0).clamp(1.0, 4.0);
-    let dpr = if hints.save_data {
-        1.0
-    } else if low_battery {
-        dpr.min(2.0)
-    } else {
-        dpr
-    };
+    let dpr = effective_dpr(hints);
 
     // The screen caps the rendition at the first rung that fills it (a 16:9 video across
     // the viewport): taller ones spend bytes on lines the screen cannot show.
@@ -215,7 +231,7 @@ pub fn plan(hints: &Hints, ladder: &[u32], kbps: impl Fn(u32) -> u32) -> Plan {
     } else {
         ImageFormat::Jpeg
     };
-    Plan { start_height: start, cap_height: cap, image_format, image_width, prefetch }
+    Plan { start_height: start, cap_height: cap, image_format, image_width, image_dpr: dpr, prefetch }
 }
 
 #[cfg(test)]
@@ -268,17 +284,17 @@ mod tests {
             ..Hints::default()
         };
         let table = [
-            // (profile, start, cap, format, picture width, prefetch)
-            (phone_3g_save_data, 360, 360, ImageFormat::Avif, 480, 0),
-            (phone_4g_low_battery, 480, 480, ImageFormat::Webp, 960, 1),
-            (laptop_wifi, 1080, 1080, ImageFormat::Avif, 3840, 3),
-            (desktop_4k_ethernet, 1080, 1080, ImageFormat::Webp, 3840, 5),
+            // (profile, start, cap, format, picture width, picture density, prefetch)
+            (phone_3g_save_data, 360, 360, ImageFormat::Avif, 480, 1.0, 0),
+            (phone_4g_low_battery, 480, 480, ImageFormat::Webp, 960, 2.0, 1),
+            (laptop_wifi, 1080, 1080, ImageFormat::Avif, 3840, 2.0, 3),
+            (desktop_4k_ethernet, 1080, 1080, ImageFormat::Webp, 3840, 1.5, 5),
         ];
-        for (i, (hints, start, cap, format, width, prefetch)) in table.into_iter().enumerate() {
+        for (i, (hints, start, cap, format, width, dpr, prefetch)) in table.into_iter().enumerate() {
             let p = plan(&hints, &ladder, kbps);
             assert_eq!(
-                (p.start_height, p.cap_height, p.image_format, p.image_width, p.prefetch),
-                (start, cap, format, width, prefetch),
+                (p.start_height, p.cap_height, p.image_format, p.image_width, p.image_dpr, p.prefetch),
+                (start, cap, format, width, dpr, prefetch),
                 "profile {i}: {hints:?}"
             );
         }
@@ -301,5 +317,16 @@ mod tests {
         let huge = Hints { width: Some(10_000), ..Hints::default() };
         assert_eq!(plan(&huge, &ladder, kbps).image_width, 3840);
         assert_eq!(plan(&slow, &[], kbps).start_height, 360, "an empty ladder still answers");
+    }
+
+    #[test]
+    fn css_pixels_become_device_pixels_at_the_density_the_plan_spends() {
+        let retina = Hints { dpr: Some(2.0), ..Hints::default() };
+        assert_eq!(device_pixels(&retina, 480), 960);
+        assert_eq!(device_pixels(&Hints { save_data: true, ..retina.clone() }, 480), 480);
+        let low = Battery { level: 0.1, charging: false };
+        assert_eq!(device_pixels(&Hints { dpr: Some(3.0), battery: Some(low), ..Hints::default() }, 400), 800);
+        assert_eq!(device_pixels(&Hints::default(), 333), 333, "no DPR hint: one device pixel each");
+        assert_eq!(device_pixels(&Hints { dpr: Some(9.0), ..Hints::default() }, 100), 400, "at most 4");
     }
 }

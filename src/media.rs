@@ -380,6 +380,28 @@ fn fit_within(width: u32, height: u32, max_px: u32) -> (u32, u32) {
 /// Decoding is bounded: images over [`MAX_IMAGE_PIXELS`] are refused with
 /// [`MediaError::TooLarge`] after reading only the header.
 pub fn image_thumbnail(bytes: &[u8], max_px: u32) -> Result<Thumbnail, MediaError> {
+    let rgb = decode_upright(bytes, |w, h| fit_within(w, h, max_px))?;
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY).encode_image(&rgb).map_err(image_error)?;
+    let placeholder = blurhash_of(&rgb)?;
+    Ok(Thumbnail { jpeg, width: rgb.width(), height: rgb.height(), placeholder })
+}
+
+/// A picture `width` pixels wide (at most its own width: never upscaled), aspect ratio
+/// kept, EXIF orientation applied and transparency flattened onto white; bounded like
+/// [`image_thumbnail`].
+pub fn image_scaled_to_width(bytes: &[u8], width: u32) -> Result<RgbImage, MediaError> {
+    decode_upright(bytes, |w, h| {
+        let target = width.clamp(1, w);
+        // Rounded; the result is at most `h`, so it fits in u32.
+        let height = ((u64::from(h) * u64::from(target) + u64::from(w) / 2) / u64::from(w)).max(1) as u32;
+        (target, height)
+    })
+}
+
+/// Decodes `bytes` within the limits, scales to the display size `size` picks from the
+/// display dimensions, and turns the result upright.
+fn decode_upright(bytes: &[u8], size: impl FnOnce(u32, u32) -> (u32, u32)) -> Result<RgbImage, MediaError> {
     let mut decoder = image_decoder(bytes)?;
     let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
@@ -399,17 +421,12 @@ pub fn image_thumbnail(bytes: &[u8], max_px: u32) -> Result<Thumbnail, MediaErro
     // Scale first, in stored orientation, then rotate the small result: same pixels, far less work.
     let swap = swaps_axes(orientation);
     let (display_w, display_h) = if swap { (height, width) } else { (width, height) };
-    let (target_w, target_h) = fit_within(display_w, display_h, max_px);
+    let (target_w, target_h) = size(display_w, display_h);
     let (stored_w, stored_h) = if swap { (target_h, target_w) } else { (target_w, target_h) };
     let mut small =
         if (stored_w, stored_h) == (width, height) { image } else { image.thumbnail_exact(stored_w, stored_h) };
     small.apply_orientation(orientation);
-    let rgb = flatten_onto_white(&small);
-
-    let mut jpeg = Vec::new();
-    JpegEncoder::new_with_quality(&mut jpeg, JPEG_QUALITY).encode_image(&rgb).map_err(image_error)?;
-    let placeholder = blurhash_of(&rgb)?;
-    Ok(Thumbnail { jpeg, width: rgb.width(), height: rgb.height(), placeholder })
+    Ok(flatten_onto_white(&small))
 }
 
 /// RGB pixels of `image`, with any alpha composited over white.
@@ -467,7 +484,7 @@ pub(crate) struct Finished {
 
 /// Run `cmd` to completion, killing it if it is still running at `deadline`.
 pub(crate) fn run_with_deadline(cmd: Command, deadline: Instant) -> Result<Finished, MediaError> {
-    run_watched(cmd, deadline, &Watch::default())
+    run(cmd, None, deadline, &Watch::default())
 }
 
 /// What a long run reports and obeys: a stop flag (set from another thread, the child is
@@ -479,16 +496,33 @@ pub(crate) struct Watch<'a> {
     pub(crate) on_line: Option<&'a dyn Fn(&str)>,
 }
 
+/// [`run_with_deadline`] with `input` written to the child's standard input.
+pub(crate) fn run_with_input(cmd: Command, input: Vec<u8>, deadline: Instant) -> Result<Finished, MediaError> {
+    run(cmd, Some(input), deadline, &Watch::default())
+}
+
 /// Run `cmd` to completion, killing it at `deadline` or when `watch.stop` is set.
-pub(crate) fn run_watched(mut cmd: Command, deadline: Instant, watch: &Watch<'_>) -> Result<Finished, MediaError> {
+pub(crate) fn run_watched(cmd: Command, deadline: Instant, watch: &Watch<'_>) -> Result<Finished, MediaError> {
+    run(cmd, None, deadline, watch)
+}
+
+fn run(mut cmd: Command, input: Option<Vec<u8>>, deadline: Instant, watch: &Watch<'_>) -> Result<Finished, MediaError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
+    let stdin = if input.is_some() { Stdio::piped() } else { Stdio::null() };
+    let mut child = cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             MediaError::FfmpegMissing
         } else {
             MediaError::Ffmpeg(format!("cannot start {program}: {e}"))
         }
     })?;
+    // Fed from a thread of its own: a child that stops reading early (or is killed) ends
+    // the write with an error instead of a hang. Dropping the pipe is its end of file.
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        thread::spawn(move || {
+            let _ = io::Write::write_all(&mut pipe, &input);
+        });
+    }
     // Drain both pipes on their own threads: a child blocked on a full pipe would never exit.
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
     let stdout = child.stdout.take().map(|pipe| match watch.on_line {
@@ -1036,6 +1070,17 @@ mod tests {
         assert_eq!(image_dimensions(&ccw).unwrap(), (800, 1200));
         let pixels = decode_jpeg(&image_thumbnail(&ccw, 256).unwrap().jpeg);
         assert!(is_reddish(*pixels.get_pixel(10, 250)));
+    }
+
+    #[test]
+    fn scaled_to_width_is_upright_keeps_the_aspect_and_never_upscales() {
+        let rotated = with_exif_orientation(&jpeg(1200, 800), 6);
+        let picture = image_scaled_to_width(&rotated, 400).unwrap();
+        assert_eq!(picture.dimensions(), (400, 600));
+        assert!(is_reddish(*picture.get_pixel(390, 10)), "top-right is red after rotation");
+        assert!(is_blueish(*picture.get_pixel(10, 10)));
+        assert_eq!(image_scaled_to_width(&rotated, 5000).unwrap().dimensions(), (800, 1200), "no upscaling");
+        assert_eq!(image_scaled_to_width(&png(333, 201), 100).unwrap().dimensions(), (100, 60));
     }
 
     #[test]

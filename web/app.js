@@ -17,6 +17,7 @@ const app = {
   me: null, // principal name: "alice", or "link:<id>" for a share-link session
   gallery: null, // the open gallery's state, see openGallery()
   player: null, // the viewer's video player, see playVideo()
+  plan: null, // the device's plan (/api/adapt), see devicePlan()
 };
 
 // ---------------------------------------------------------------------------
@@ -193,6 +194,64 @@ function placeholderCanvas(hash) {
   const c = h('canvas', { class: 'ph', width: 32, height: 32, 'aria-hidden': 'true' });
   if (hash) c.getContext('2d').putImageData(new ImageData(decodeBlurHash(hash, 32, 32), 32, 32), 0, 0);
   return c;
+}
+
+// ---------------------------------------------------------------------------
+// Pictures for the device (docs/streaming.md): a tile shows the item's BlurHash, then a
+// render sized by srcset/sizes; the viewer shows the BlurHash, the 1024 thumbnail over
+// it, then a render at the size it is displayed at. Render widths are device pixels
+// (`dpr=1`), so each candidate's `w` descriptor is exact; the device policy's density
+// (`image_dpr`: fewer pixels under data saver or on a low battery) scales `sizes`.
+
+/** Candidate widths, device pixels (some of the server's render widths). */
+const TILE_WIDTHS = [320, 480, 640, 960];
+const VIEWER_WIDTHS = [640, 960, 1280, 1920, 2560, 3840];
+/** The browser shows these itself (animation, vector): the viewer loads the original. */
+const ORIGINAL_TYPES = ['image/gif', 'image/svg+xml'];
+
+/** What pictures are sized by: the plan's density and the hints only the page knows. */
+function pictureTerms() {
+  const plan = app.plan;
+  return { density: plan?.image_dpr || window.devicePixelRatio || 1, query: plan?.pictureQuery || '' };
+}
+
+/** A render of `it` exactly `w` device pixels wide (the picture's own width when it is narrower). */
+const renderUrl = (G, it, w, query) =>
+  itemPath(G, it.id, `/render?w=${w}&dpr=1${query}${it.fingerprint ? `&v=${it.fingerprint.slice(0, 16)}` : ''}`);
+
+/** `srcset` of `it` over `widths`; the picture's own width ends it when it is among them. */
+function srcsetOf(G, it, widths, query) {
+  const own = it.width;
+  const ws = widths.filter((w) => w < own);
+  if (own <= widths[widths.length - 1]) ws.push(own);
+  return ws.map((w) => `${renderUrl(G, it, w, query)} ${w}w`).join(', ');
+}
+
+/** `sizes` for a slot `cssWidth` CSS pixels wide, at the density the plan spends. */
+const sizesOf = (cssWidth, density) => `${Math.max(1, Math.ceil((cssWidth * density) / (window.devicePixelRatio || 1)))}px`;
+
+/** Whether `it` can be rendered: a picture the indexer has measured. */
+const renderable = (it) => kindOf(it) === 'image' && it.width > 0 && it.height > 0 && !ORIGINAL_TYPES.includes(it.type);
+
+/** A tile's picture is shown `cover` in a square: a landscape one fills it by its height. */
+const tileSlot = (G, it) => (G.tileWidth || 180) * Math.max(1, it.width / it.height);
+
+/** The width of the grid's columns, CSS pixels (0 before layout). */
+function measureTiles(G) {
+  const w = parseFloat(getComputedStyle(G.els.grid).gridTemplateColumns);
+  return Number.isFinite(w) && w > 0 ? w : 0;
+}
+
+/** The grid's columns changed width: tiles ask for pictures of the new size. */
+function resizeTiles(G) {
+  const w = measureTiles(G);
+  if (!w || Math.abs(w - (G.tileWidth || 0)) < 1) return;
+  G.tileWidth = w;
+  const { density } = pictureTerms();
+  for (const img of G.els.grid.querySelectorAll('img[srcset]')) {
+    const it = G.byId.get(img.closest('.tile')?.dataset.itemId);
+    if (it) img.sizes = sizesOf(tileSlot(G, it), density);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -383,6 +442,7 @@ function teardownGallery() {
   app.gallery = null;
   G.stream.stop();
   G.observer.disconnect();
+  G.resizer.disconnect();
   closeViewer();
 }
 
@@ -416,6 +476,8 @@ function buildGalleryView(G) {
   setMain(e.frag);
   G.observer = new IntersectionObserver((en) => { if (en.some((x) => x.isIntersecting)) loadPage(G); }, { rootMargin: '1200px 0px' });
   G.observer.observe(e.sentinel);
+  G.resizer = new ResizeObserver(() => resizeTiles(G));
+  G.resizer.observe(e.grid);
 }
 
 function panelToggle(btn, panel, load) {
@@ -494,8 +556,10 @@ async function loadPage(G) {
   const q = new URLSearchParams({ sort: G.sort, order: G.order, offset: G.offset, limit: PAGE_SIZE });
   if (G.folder) q.set('folder', G.folder);
   try {
-    const res = await api('GET', gPath(G, `/items?${q}`));
+    // Tiles size their pictures by the device's plan: it is asked alongside the first page.
+    const [res] = await Promise.all([api('GET', gPath(G, `/items?${q}`)), devicePlan()]);
     if (gen !== G.gen || app.gallery !== G) return;
+    if (!G.tileWidth) G.tileWidth = measureTiles(G);
     if (G.offset === 0) {
       G.folder = res.folder; // the gallery's own folder when none was asked for
       renderFolders(G, res.folders);
@@ -564,10 +628,25 @@ function fillTile(G, btn, it) {
   const pictured = kind === 'image' || kind === 'video';
   const name = h('span', { class: 'name', 'aria-hidden': pictured ? 'true' : null, text: it.name }); // the img alt names it
   if (pictured) {
-    // The thumbnail is made on first request; a 404 says there is none (say, no ffmpeg for a video).
-    const img = h('img', { alt: it.name, loading: 'lazy', decoding: 'async', draggable: false, src: thumbUrl(G, it, 256) });
+    // A picture: a render sized for the tile (the BlurHash canvas shows until it loads),
+    // else the 256 thumbnail. The thumbnail is made on first request; a 404 says there is
+    // none (say, no ffmpeg for a video).
+    const thumb = thumbUrl(G, it, 256);
+    let picture = null;
+    if (renderable(it)) {
+      const { density, query } = pictureTerms();
+      picture = { sizes: sizesOf(tileSlot(G, it), density), srcset: srcsetOf(G, it, TILE_WIDTHS, query) };
+    }
+    const img = h('img', { alt: it.name, loading: 'lazy', decoding: 'async', draggable: false, ...picture,
+      src: picture ? renderUrl(G, it, TILE_WIDTHS[0], pictureTerms().query) : thumb });
     img.onload = () => btn.classList.add('loaded');
     img.onerror = () => {
+      if (img.srcset) { // no render (a format the server does not decode): the thumbnail
+        img.removeAttribute('srcset');
+        img.removeAttribute('sizes');
+        img.src = thumb;
+        return;
+      }
       img.replaceWith(h('span', { class: 'type-icon', 'aria-hidden': 'true', text: '🖼️' }));
       name.removeAttribute('aria-hidden');
     };
@@ -954,6 +1033,7 @@ let planRequest = null;
 /** The device's plan {start_height, cap_height, prefetch, …}; null when the server cannot be asked. */
 function devicePlan() {
   planRequest = planRequest || (async () => {
+    let pictureQuery = ''; // a discharging battery: the server may pick a format cheaper to decode
     const q = new URLSearchParams({ dpr: String(window.devicePixelRatio || 1), viewport: String(Math.round(window.innerWidth)) });
     const c = navigator.connection;
     if (c) {
@@ -963,8 +1043,17 @@ function devicePlan() {
       if (c.saveData) q.set('save_data', 'on'); // absent: the Save-Data header decides
     }
     const b = await battery();
-    if (b && Number.isFinite(b.level)) { q.set('battery', String(b.level)); q.set('charging', String(!!b.charging)); }
-    try { return (await api('GET', `/api/adapt?${q}`)).plan; } catch { return null; }
+    if (b && Number.isFinite(b.level)) {
+      q.set('battery', String(b.level));
+      q.set('charging', String(!!b.charging));
+      // In steps of 5 %, so picture URLs (and the browser's cache of them) rarely change.
+      if (!b.charging) pictureQuery = `&battery=${(Math.floor(b.level * 20) / 20).toFixed(2)}&charging=false`;
+    }
+    try {
+      const plan = (await api('GET', `/api/adapt?${q}`)).plan;
+      app.plan = { ...plan, pictureQuery };
+      return app.plan;
+    } catch { return null; }
   })();
   return planRequest;
 }
@@ -1122,16 +1211,66 @@ async function playVideo(G, it, video, startAt) {
   hls.attachMedia(video);
 }
 
-/** Warms the browser cache with the next items' pictures, as far ahead as the plan says. */
+/** The room the viewer shows a picture in, CSS pixels: {width, height}. */
+function viewerBox(G) {
+  const e = G.viewer.els, cs = getComputedStyle(e.stage);
+  const width = e.stage.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+  const media = e.stage.querySelector('.media');
+  const maxHeight = media ? parseFloat(getComputedStyle(media).maxHeight) : NaN; // the same rule for pictures and videos
+  return { width: Math.max(1, width), height: Number.isFinite(maxHeight) ? maxHeight : window.innerHeight * 0.7 };
+}
+
+/** The width `it` is displayed at in the viewer: its own, within the box, aspect kept. */
+const viewerSlot = (it, box) => Math.min(it.width, box.width, (box.height * it.width) / it.height);
+
+/** The viewer's picture attributes for `it`: the same for the viewer and for its prefetch. */
+function viewerPicture(G, it, box) {
+  const { density, query } = pictureTerms();
+  return { sizes: sizesOf(viewerSlot(it, box), density), srcset: srcsetOf(G, it, VIEWER_WIDTHS, query) };
+}
+
+/** Shows the open picture's render, once the viewer is laid out (it is sized by the room it has). */
+async function showViewerPicture(G) {
+  const v = G.viewer;
+  await devicePlan();
+  if (G.viewer !== v) return;
+  const it = G.byId.get(v.id), img = v.els.picture;
+  if (img && renderable(it)) fitViewerPicture(G);
+  else if (img) img.src = contentUrl(G, it.id);
+  v.box = v.box || viewerBox(G);
+  prefetchAround(G);
+}
+
+/**
+ * Sizes the viewer's render to the room it has now. Its CSS width is set: `sizes` is the
+ * slot at the plan's density, not the screen's, so the picture's intrinsic width is not
+ * the width to show it at.
+ */
+function fitViewerPicture(G) {
+  const v = G.viewer, img = v?.els.picture, it = v && G.byId.get(v.id);
+  if (!img || !renderable(it) || !img.isConnected) return;
+  v.box = viewerBox(G);
+  img.style.width = `${viewerSlot(it, v.box)}px`;
+  Object.assign(img, viewerPicture(G, it, v.box));
+}
+
+/**
+ * Warms the browser cache with the next items' pictures, as far ahead as the plan says:
+ * the renders the viewer will ask for (same srcset and sizes), so stepping on is a hit.
+ */
 async function prefetchAround(G) {
   const v = G.viewer;
   const plan = await devicePlan();
   if (G.viewer !== v || !plan) return;
   const i = G.items.findIndex((x) => x.id === v.id);
+  v.prefetched = []; // held, so the loads are not dropped with the elements
   for (const it of G.items.slice(i + 1, i + 1 + plan.prefetch)) {
-    const kind = kindOf(it);
-    if (kind === 'image') new Image().src = contentUrl(G, it.id);
-    else if (kind === 'video') new Image().src = thumbUrl(G, it, 1024);
+    const kind = kindOf(it), img = new Image();
+    if (renderable(it)) Object.assign(img, viewerPicture(G, it, v.box || viewerBox(G)));
+    else if (kind === 'image') img.src = contentUrl(G, it.id);
+    else if (kind === 'video') img.src = thumbUrl(G, it, 1024);
+    else continue;
+    v.prefetched.push(img);
   }
 }
 
@@ -1237,20 +1376,33 @@ function renderViewer(G) {
   // The live regions move into the modal dialog: outside it they are inert.
   $('#viewer').replaceChildren(e.frag, $('#live'), $('#toasts'));
   setViewerUrl(v.id, v.startAt);
-  prefetchAround(G);
+  showViewerPicture(G); // after the callers open the dialog: it measures the room
 }
 
 function mediaFor(G, it) {
   const e = G.viewer.els, kind = kindOf(it), src = contentUrl(G, it.id);
   if (kind === 'image') {
-    // The 1024 thumbnail shows behind the full image while it loads, and instead of it
-    // when the browser cannot decode the original (HEIC, RAW…).
+    // Progressive: the BlurHash, the 1024 thumbnail over it, then the render (its source
+    // set once the viewer is laid out, showViewerPicture). Without a render, the original;
+    // when the browser cannot decode that either (HEIC, RAW…), the thumbnail stays.
     const thumb = thumbUrl(G, it, 1024);
-    const img = h('img', { class: 'media', alt: it.name, src, draggable: false, width: it.width, height: it.height });
-    img.onerror = () => { img.onerror = null; img.src = thumb; };
+    const img = e.picture = h('img', { class: 'media', alt: it.name, draggable: false, decoding: 'async', width: it.width, height: it.height,
+      'data-testid': 'viewer-picture' });
+    img.onerror = () => {
+      if (img.srcset) { img.removeAttribute('srcset'); img.removeAttribute('sizes'); img.src = src; return; }
+      img.onerror = null;
+      img.src = thumb;
+    };
     e.overlay = h('div', { class: 'overlay', 'aria-hidden': 'true' });
     drawHandlers(G, e.overlay);
-    return h('div', { class: 'image-wrap', style: `background-image:url("${thumb}")` }, img, e.overlay);
+    const layers = [`url("${thumb}")`];
+    if (it.placeholder) layers.push(`url("${placeholderCanvas(it.placeholder).toDataURL()}")`);
+    const wrap = h('div', { class: 'image-wrap' }, img, e.overlay);
+    wrap.style.backgroundImage = layers.join(', ');
+    e.original.href = src;
+    e.original.textContent = `Open the original${it.width ? ` (${it.width}×${it.height}, ${fmtSize(it.size)})` : ''}`;
+    e.original.hidden = false;
+    return wrap;
   }
   if (kind === 'video') {
     e.player = h('video', { class: 'media', controls: true, preload: 'metadata', playsinline: true, poster: thumbUrl(G, it, 1024),
@@ -1786,6 +1938,7 @@ async function boot() {
   $('#viewer').addEventListener('close', onViewerClose);
   $('#viewer').addEventListener('cancel', onViewerCancel);
   watchDevice();
+  window.addEventListener('resize', () => { if (app.gallery?.viewer) fitViewerPicture(app.gallery); });
   if (!location.pathname.startsWith('/s/')) { // a share link opens its own session
     try {
       setMe(await api('GET', '/api/me'));

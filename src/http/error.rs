@@ -15,12 +15,21 @@ pub struct ApiError {
     pub message: String,
     /// A share link that needs a password (tells the web UI to ask for one).
     pub password_required: bool,
+    /// More fields of the JSON body, for clients that act on them (an object).
+    pub detail: Option<serde_json::Value>,
 }
 
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), password_required: false }
+        Self { status, message: message.into(), password_required: false, detail: None }
+    }
+
+    /// The same error with the fields of `detail` (an object) in its body.
+    #[must_use]
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
+        self
     }
 
     /// 400 Bad Request.
@@ -82,11 +91,13 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = if self.password_required {
-            serde_json::json!({ "error": self.message, "password_required": true })
-        } else {
-            serde_json::json!({ "error": self.message })
-        };
+        let mut body = serde_json::json!({ "error": self.message });
+        if self.password_required {
+            body["password_required"] = true.into();
+        }
+        if let Some(serde_json::Value::Object(fields)) = self.detail {
+            body.as_object_mut().expect("an object").extend(fields);
+        }
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));

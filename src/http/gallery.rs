@@ -583,8 +583,8 @@ pub async fn link_revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Deletes expired sessions and the records of items a crash left behind, at start and
-/// then hourly.
+/// Deletes expired sessions, the records of items a crash left behind and the renders of
+/// deleted or changed pictures, at start and then hourly.
 pub async fn housekeeping(state: Arc<Sidecar>) {
     if state.vol.is_read_only() {
         return;
@@ -596,6 +596,13 @@ pub async fn housekeeping(state: Arc<Sidecar>) {
             Ok((0, 0)) => {}
             Ok((sessions, items)) => tracing::info!(sessions, items, "expired sessions and stale item records deleted"),
             Err(e) => tracing::warn!(error = %e.message, "gallery housekeeping failed"),
+        }
+        let vol = state.vol.clone();
+        match tokio::task::spawn_blocking(move || vol.foreign(|| crate::stream::render::sweep(&vol))).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(entries = n, "renders of deleted or changed pictures removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing renders of deleted pictures failed"),
+            Err(e) => tracing::warn!(error = %e, "removing renders of deleted pictures failed"),
         }
     }
 }

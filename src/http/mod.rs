@@ -15,6 +15,7 @@ mod files;
 mod gallery;
 mod media;
 mod path;
+mod render;
 mod renditions;
 mod stream;
 pub mod tls;
@@ -159,6 +160,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
             "/stream/{*path}",
             get(stream::get).head(stream::get).layer(axum::middleware::from_fn_with_state(state.clone(), stream::cors)),
         )
+        .route("/render/{*path}", get(render::get).head(render::get))
         .route("/api/transfer", get(transfer_settings))
         .route("/api/adapt", get(adapt::get))
         .route("/openapi.json", get(openapi))
@@ -192,6 +194,7 @@ fn gallery_routes() -> Router<Arc<Sidecar>> {
         .route(&format!("{I}/content"), get(gallery::content).head(gallery::content))
         .route(&format!("{I}/stream/{{file}}"), get(stream::gallery_item).head(stream::gallery_item))
         .route(&format!("{I}/thumbnail"), get(media::thumbnail))
+        .route(&format!("{I}/render"), get(render::item).head(render::item))
         .route(&format!("{I}/comments"), post(gallery::comment))
         .route(&format!("{I}/comments/{{c}}"), patch(gallery::comment_edit).delete(gallery::comment_delete))
         .route(&format!("{I}/annotations"), post(gallery::annotate))

@@ -14,6 +14,7 @@ use super::path::volume_path;
 use super::Sidecar;
 use crate::ids::Ino;
 use crate::media;
+use crate::stream::jobs::JobState;
 use crate::volume::{Attr, Kind, Permission};
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -120,12 +121,7 @@ async fn serve(
         Found::NotPackaged if file.ends_with(".m4s") => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("{file}: no such segment of {source}")))
         }
-        Found::NotPackaged => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("{source} has no current renditions: package it (`nanofs media package`)"),
-            ))
-        }
+        Found::NotPackaged => return Err(not_packaged(state, ino, source)),
     };
     let mut r = serve_file(state, &attr, file, headers, head).await?;
     let h = r.headers_mut();
@@ -136,6 +132,24 @@ async fn serve(
     let cache = if file.ends_with(".m4s") { "public, max-age=31536000, immutable" } else { "no-cache" };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(r)
+}
+
+/// The answer for a video without renditions: `409`, with its packaging job's state and
+/// progress when it has one, so a player or a page can say how long to wait.
+fn not_packaged(state: &Sidecar, ino: Ino, source: &str) -> ApiError {
+    let job = state.jobs.as_ref().and_then(|j| j.get(ino)).filter(|j| !j.state.finished());
+    let message = match &job {
+        Some(j) if j.state == JobState::Running => {
+            format!("{source} is being packaged ({:.0} % done); its streams come when it is done", j.progress * 100.0)
+        }
+        Some(_) => format!("{source} is queued for packaging; its streams come when it is done"),
+        None => format!("{source} has no current renditions: package it (`nanofs media package`)"),
+    };
+    let mut e = ApiError::new(StatusCode::CONFLICT, message);
+    if let Some(j) = job {
+        e = e.with_detail(serde_json::json!({ "job": { "state": j.state, "progress": j.progress } }));
+    }
+    e
 }
 
 /// What a stream path names.

@@ -18,6 +18,7 @@
 pub mod jobs;
 pub mod ladder;
 mod package;
+pub mod render;
 
 use crate::ids::Ino;
 use crate::volume::{Kind, RenameMode, Volume};
@@ -71,10 +72,11 @@ pub struct Renditions {
     vol: Arc<Volume>,
 }
 
-/// Registers the renditions directory on `vol`, so it is hidden from every listing: call
+/// Registers the renditions and renders directories on `vol`, so it is hidden from every listing: call
 /// when the volume opens.
 pub fn register(vol: &Volume) {
     vol.register_hidden(RENDITIONS_NAME, RENDITIONS_KEY);
+    render::register(vol);
 }
 
 impl Renditions {

@@ -53,6 +53,9 @@ impl Run<'_> {
 pub struct PackageReport {
     /// Heights of the video renditions, highest first.
     pub renditions: Vec<u32>,
+    /// Whether the top rendition is the source's own video, copied rather than encoded.
+    #[serde(default)]
+    pub copied: bool,
     /// Whether an audio rendition was made.
     pub audio: bool,
     /// Files written (segments, init segments, playlists, manifest).
@@ -111,34 +114,52 @@ impl Renditions {
             e => Error::Media(e),
         })?;
         let height = info.height.ok_or_else(|| Error::NotAVideo("no video stream".into()))?;
-        let audio = has_audio(&input)?;
-        let rungs = ladder::plan(height, ladder);
+        let probed = probe_source(&input, height)?;
+        let audio = probed.audio.is_some();
+        // A phone's or camera's H.264 that fits the ladder is its own top rung: copied,
+        // not encoded again (faster, and no second generation of loss).
+        let (copied, rungs) = ladder::plan_with_copy(height, ladder, probed.video.copyable(segment_seconds));
         let (options, target) = media::input_args(&input)?;
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-nostdin", "-v", "error", "-y"]).args(&options).args(["-i", &target]);
-        let split: String = (0..rungs.len()).map(|i| format!("[s{i}]")).collect();
-        let mut graph = format!("[0:v:0]split={}{split}", rungs.len());
-        for (i, r) in rungs.iter().enumerate() {
-            graph.push_str(&format!(";[s{i}]scale=-2:{}[v{i}]", r.height));
+        if !rungs.is_empty() {
+            let split: String = (0..rungs.len()).map(|i| format!("[s{i}]")).collect();
+            let mut graph = format!("[0:v:0]split={}{split}", rungs.len());
+            for (i, r) in rungs.iter().enumerate() {
+                graph.push_str(&format!(";[s{i}]scale=-2:{}[v{i}]", r.height));
+            }
+            cmd.args(["-filter_complex", &graph]);
         }
-        cmd.args(["-filter_complex", &graph]);
+        let mut out_index = 0;
+        if copied.is_some() {
+            cmd.args(["-map", "0:v:0", "-c:v:0", "copy"]);
+            out_index = 1;
+        }
+        // Keyframes at every segment boundary align the rungs; beside a copy, the encoded
+        // rungs take their keyframes where the source has them.
+        let keyframes =
+            if copied.is_some() { "source".to_string() } else { format!("expr:gte(t,n_forced*{segment_seconds})") };
         for (i, r) in rungs.iter().enumerate() {
+            let o = out_index + i;
             cmd.args(["-map", &format!("[v{i}]")])
-                .arg(format!("-b:v:{i}"))
-                .arg(format!("{}k", r.video_kbps))
-                .arg(format!("-maxrate:v:{i}"))
-                .arg(format!("{}k", r.video_kbps * 6 / 5))
-                .arg(format!("-bufsize:v:{i}"))
-                .arg(format!("{}k", r.video_kbps * 2));
+                .args([format!("-c:v:{o}"), "libx264".into()])
+                .args([format!("-preset:v:{o}"), "veryfast".into()])
+                .args([format!("-profile:v:{o}"), "main".into()])
+                .args([format!("-pix_fmt:v:{o}"), "yuv420p".into()])
+                .args([format!("-b:v:{o}"), format!("{}k", r.video_kbps)])
+                .args([format!("-maxrate:v:{o}"), format!("{}k", r.video_kbps * 6 / 5)])
+                .args([format!("-bufsize:v:{o}"), format!("{}k", r.video_kbps * 2)])
+                .args([format!("-force_key_frames:v:{o}"), keyframes.clone()])
+                .args([format!("-sc_threshold:v:{o}"), "0".into()]);
         }
-        cmd.args(["-c:v", "libx264", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p"]).args([
-            "-force_key_frames",
-            &format!("expr:gte(t,n_forced*{segment_seconds})"),
-            "-sc_threshold",
-            "0",
-        ]);
-        if audio {
-            cmd.args(["-map", "0:a:0", "-c:a", "aac", "-b:a", &format!("{AUDIO_KBPS}k"), "-ac", "2"]);
+        match probed.audio.as_deref() {
+            Some("aac") => {
+                cmd.args(["-map", "0:a:0", "-c:a", "copy"]);
+            }
+            Some(_) => {
+                cmd.args(["-map", "0:a:0", "-c:a", "aac", "-b:a", &format!("{AUDIO_KBPS}k"), "-ac", "2"]);
+            }
+            None => {}
         }
         let sets = if audio { "id=0,streams=v id=1,streams=a" } else { "id=0,streams=v" };
         cmd.args(["-f", "dash", "-seg_duration", &segment_seconds.to_string()])
@@ -163,7 +184,8 @@ impl Renditions {
         }
         drop(io);
         let mut report = PackageReport {
-            renditions: rungs.iter().map(|r| r.height).collect(),
+            renditions: copied.into_iter().chain(rungs.iter().map(|r| r.height)).collect(),
+            copied: copied.is_some(),
             audio,
             files: 0,
             bytes: 0,
@@ -193,24 +215,84 @@ impl Renditions {
     }
 }
 
-/// Whether the video at `input` has an audio stream.
-fn has_audio(input: &str) -> Result<bool> {
+/// What packaging needs to know of a source beyond `probe_av`.
+struct Probed {
+    video: ladder::Source,
+    /// The first audio stream's codec, if there is one.
+    audio: Option<String>,
+}
+
+/// How far into the source its keyframes are looked at: the first half minute tells how
+/// a camera or an encoder places them.
+const KEYFRAME_PROBE: &str = "%+30";
+
+/// The video's codec, format, rotation and keyframe spacing, and the audio's codec.
+fn probe_source(input: &str, height: u32) -> Result<Probed> {
     let (options, target) = media::input_args(input)?;
-    let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error"]).args(&options).args([
-        "-select_streams",
-        "a",
+    let ffprobe = |args: &[&str]| -> Result<String> {
+        let mut cmd = Command::new("ffprobe");
+        cmd.args(["-v", "error"]).args(&options).args(args).arg(&target);
+        let finished = media::run_with_deadline(cmd, Instant::now() + Duration::from_secs(60))?;
+        if !finished.status.success() {
+            return Err(media::failure("ffprobe", &finished).into());
+        }
+        Ok(String::from_utf8_lossy(&finished.stdout).into_owned())
+    };
+    let streams: serde_json::Value = serde_json::from_str(&ffprobe(&[
         "-show_entries",
-        "stream=index",
+        "stream=codec_type,codec_name,pix_fmt,profile:stream_side_data=rotation:stream_tags=rotate",
+        "-of",
+        "json",
+    ])?)
+    .map_err(|e| Error::NotAVideo(format!("ffprobe: {e}")))?;
+    let streams = streams["streams"].as_array().cloned().unwrap_or_default();
+    let of_type = |t: &str| streams.iter().find(|s| s["codec_type"] == t);
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let video = of_type("video").ok_or_else(|| Error::NotAVideo("no video stream".into()))?;
+    let rotation = video["side_data_list"]
+        .as_array()
+        .and_then(|l| l.iter().find_map(|d| d["rotation"].as_i64()))
+        .or_else(|| video["tags"]["rotate"].as_str().and_then(|r| r.parse().ok()))
+        .unwrap_or(0);
+    let packets = ffprobe(&[
+        "-select_streams",
+        "v:0",
+        "-read_intervals",
+        KEYFRAME_PROBE,
+        "-show_entries",
+        "packet=pts_time,flags",
         "-of",
         "csv=p=0",
-        &target,
-    ]);
-    let finished = media::run_with_deadline(cmd, Instant::now() + Duration::from_secs(60))?;
-    if !finished.status.success() {
-        return Err(media::failure("ffprobe", &finished).into());
-    }
-    Ok(!finished.stdout.iter().all(u8::is_ascii_whitespace))
+    ])?;
+    Ok(Probed {
+        video: ladder::Source {
+            height,
+            codec: text(&video["codec_name"]),
+            pix_fmt: text(&video["pix_fmt"]),
+            profile: text(&video["profile"]),
+            rotation: rotation as i32,
+            keyframe_gap: keyframe_gap(&packets),
+        },
+        audio: of_type("audio").map(|a| text(&a["codec_name"])),
+    })
+}
+
+/// The longest time between keyframes in ffprobe's `pts_time,flags` lines (counting the
+/// time after the last keyframe seen); 0 when there is none.
+fn keyframe_gap(packets: &str) -> f64 {
+    let mut times: Vec<(f64, bool)> = packets
+        .lines()
+        .filter_map(|l| {
+            let (t, flags) = l.split_once(',')?;
+            Some((t.trim().parse::<f64>().ok()?, flags.starts_with('K')))
+        })
+        .collect();
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let keys: Vec<f64> = times.iter().filter(|(_, k)| *k).map(|(t, _)| *t).collect();
+    let (Some(first), Some(last)) = (keys.first(), keys.last()) else { return 0.0 };
+    let end = times.last().map_or(*last, |(t, _)| *t);
+    let between = keys.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+    between.max(end - last).max(first - times[0].0)
 }
 
 /// Writes `data` as file `name` in `dir`, replacing what it held.
@@ -432,7 +514,7 @@ async fn write_output(
 
 #[cfg(test)]
 mod tests {
-    use super::single_range;
+    use super::{keyframe_gap, single_range};
 
     #[test]
     fn ranges_ffmpeg_sends_are_read_and_others_refused() {
@@ -442,5 +524,18 @@ mod tests {
         assert_eq!(single_range("bytes=100-", 100), None);
         assert_eq!(single_range("bytes=-5", 100), None);
         assert_eq!(single_range("items=0-", 100), None);
+    }
+
+    #[test]
+    fn the_keyframe_gap_is_the_longest_stretch_without_one() {
+        assert!((keyframe_gap("0.000,K_\n0.040,__\n1.000,K_\n1.040,__\n3.500,K_\n3.540,__\n") - 2.5).abs() < 1e-9);
+        assert!(
+            (keyframe_gap("0.0,K_\n0.5,__\n9.0,__\n") - 9.0).abs() < 1e-9,
+            "the stretch after the last keyframe counts"
+        );
+        // Packets come in decoding order; B-frames make their times go back and forth.
+        assert!((keyframe_gap("0.08,K_\n0.00,__\n0.04,__\n2.08,K_\n2.0,__\n") - 2.0).abs() < 1e-9);
+        assert!(keyframe_gap("").abs() < 1e-9);
+        assert!(keyframe_gap("0.0,__\n1.0,__\n").abs() < 1e-9, "no keyframe: nothing to copy");
     }
 }

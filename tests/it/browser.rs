@@ -99,3 +99,53 @@ fn a_packaged_video_plays_adaptively_in_the_gallery_viewer() {
     assert_eq!(result["ok"], true, "{result}");
     eprintln!("{result}");
 }
+
+/// The gallery's pictures in the browser (tests/browser/pictures.mjs): tiles and the viewer
+/// load renders sized for the device (srcset/sizes, AVIF), never the originals, and the
+/// viewer's prefetch is a cache hit.
+#[test]
+fn tiles_and_the_viewer_load_pictures_sized_for_the_device() {
+    let w = World::new();
+    // Landscape pictures wider than the largest tile candidate, each a little different.
+    for i in 0..8u32 {
+        let img = image::RgbImage::from_fn(2400, 1600, |x, y| {
+            let v = (x ^ y).wrapping_mul(i + 3) >> 3;
+            image::Rgb([(x / 10 + i * 30) as u8, (y / 7) as u8, v as u8])
+        });
+        img.save(w.m.p(&format!("trip/photo-{i:02}.jpg"))).unwrap();
+    }
+    let alice = w.login("alice");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let l = w.call("GET", &w.g("/items?limit=100"), Some(&alice), None).json();
+        let items = l["items"].as_array().unwrap();
+        if items.len() == 8 && items.iter().all(|i| i["width"].as_u64() == Some(2400) && i["placeholder"].is_string()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "indexing never finished: {l}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let shots = w.v.tmp.path().join("screenshots");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/pictures.mjs");
+    let out = Command::new("node")
+        .arg(script)
+        .env("NANOFS_URL", &w.base)
+        .env("GALLERY_ID", &w.gallery)
+        .env("USER1", "alice")
+        .env("PASS1", crate::galleries::USERS[0].1)
+        .env("SCREENSHOT_DIR", &shots)
+        .output()
+        .expect("node runs (scripts/setup.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{stdout}\n{}\nscreenshots in {}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        shots.display(),
+        w.m.log_text()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
+    assert_eq!(result["ok"], true, "{result}");
+    eprintln!("{result}");
+}

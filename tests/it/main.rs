@@ -19,6 +19,7 @@ mod posix;
 mod powercut;
 mod ranges;
 mod reclaim;
+mod render;
 mod snapshots;
 mod streaming;
 mod tls;

@@ -186,7 +186,8 @@ fn wait_for_job(
 fn packaging_jobs_queue_report_progress_cancel_with_their_video_and_survive_a_crash() {
     let v = TestVolume::new();
     std::fs::write(v.dir.join("nanofs.toml"), "[media.streaming]\nladder = [360, 240]\nmax_jobs = 1\n").unwrap();
-    let m = v.mount();
+    let addr = format!("127.0.0.1:{}", crate::http::free_port());
+    let m = v.mount_with(&["--serve", &addr]);
     // Long enough to be caught mid-run on any machine: 90 s of video.
     clip(&m.p("long.mp4"), "640x360", 90);
     clip(&m.p("short.mp4"), "320x180", 3);
@@ -199,6 +200,16 @@ fn packaging_jobs_queue_report_progress_cancel_with_their_video_and_survive_a_cr
         j["state"] == "running" && j["progress"].as_f64().unwrap() > 0.0
     });
     assert!(running["progress"].as_f64().unwrap() < 1.0);
+    // A player asking meanwhile hears how far the job is, not a hang.
+    let token = v.run_ok(&["token", "create", v.path(), "--path", "/"]).trim().to_string();
+    let answer = sh(&format!(
+        "curl -s -w ' %{{http_code}}' -H 'Authorization: Bearer {token}' http://{addr}/stream/long.mp4/master.m3u8"
+    ));
+    let (body, code) = answer.rsplit_once(' ').unwrap();
+    assert_eq!(code, "409", "{answer}");
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["job"]["state"], "running", "{body}");
+    assert!(body["job"]["progress"].as_f64().unwrap() > 0.0, "{body}");
     let table = v.run_ok(&["media", "jobs", v.path()]);
     assert!(table.lines().any(|l| l.starts_with("queued") && l.ends_with("/short.mp4")), "{table}");
     // Deleting a waiting video cancels its job.
@@ -337,4 +348,43 @@ fn gallery_members_and_share_links_stream_items_and_configured_origins_get_cors(
     // Errors carry the CORS headers too, so a player on the origin can read why.
     let denied = sh(&format!("curl -s -i -H 'Origin: https://player.example' '{url}'")).to_lowercase();
     assert!(denied.starts_with("http/1.1 401") && denied.contains("access-control-allow-origin"), "{denied}");
+}
+
+#[test]
+fn a_source_that_fits_the_top_rung_is_copied_not_encoded_again() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    // As a phone makes it: H.264 High with a keyframe every second, and AAC.
+    sh(&format!(
+        "ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=854x480:rate=30 -f lavfi -i sine=frequency=440 -t 6 \
+         -c:v libx264 -preset veryfast -profile:v high -g 30 -pix_fmt yuv420p -c:a aac -shortest '{}'",
+        m.p("phone.mp4").display()
+    ));
+    let job = package(&v, "/phone.mp4", &["--ladder", "720,360"]);
+    assert_eq!(job["state"], "done", "{job}");
+    assert_eq!(job["report"]["copied"], true, "{job}");
+    assert_eq!(job["report"]["renditions"], serde_json::json!([480, 360]), "the source is the top rung: {job}");
+    m.unmount();
+    let token = v.run_ok(&["token", "create", v.path(), "--path", "/"]).trim().to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let server = Server::start(&v);
+    let u = format!("{}/stream/phone.mp4/master.m3u8", server.base);
+    let (streams, duration) = probe(&u, &auth);
+    assert!((duration - 6.0).abs() <= 2.0, "{duration}");
+    let mut heights: Vec<u32> = streams.iter().filter(|(t, _)| t == "video").map(|(_, h)| *h).collect();
+    heights.sort_unstable();
+    heights.dedup();
+    assert_eq!(heights, [360, 480], "{streams:?}");
+    for rung in 0..2 {
+        let decoded = sh(&format!(
+            "ffmpeg -nostdin -v error -xerror -headers '{auth}\r\n' -i '{u}' -map 0:p:{rung}:v -map 0:a:0 -f null - 2>&1 && echo decoded"
+        ));
+        assert!(decoded.trim().ends_with("decoded"), "rendition {rung}: {decoded}");
+    }
+    // The copy keeps the source's own encoding: its profile, not the ladder's Main.
+    let profiles =
+        sh(&format!("ffprobe -v error -headers '{auth}\r\n' -show_entries stream=height,profile -of csv=p=0 '{u}'"));
+    assert!(profiles.lines().any(|l| l.contains("High") && l.contains("480")), "{profiles}");
+    server.stop();
+    v.assert_clean(&["--read-data"]);
 }
