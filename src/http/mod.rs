@@ -85,7 +85,17 @@ pub struct Sidecar {
     internal_key: String,
     /// The packaging queue (`None` in tests of the HTTP layer alone).
     jobs: Option<Arc<crate::stream::jobs::Jobs>>,
+    /// Layouts of fragmented MP4s served by byte ranges, by inode, with the inode's
+    /// change stamp they were read at (`None`: not such a file).
+    fmp4_layouts: std::sync::Mutex<std::collections::HashMap<crate::ids::Ino, Fmp4Layout>>,
 }
+
+/// A cached `crate::stream::fmp4` layout and the (ctime, size) of the file it describes.
+type Fmp4Layout = ((i64, u32, u64), Option<Arc<crate::stream::fmp4::Layout>>);
+
+/// Layouts kept at most; past that the cache starts over (a layout is re-read in one
+/// pass over the file's fragment headers).
+const MAX_FMP4_LAYOUTS: usize = 256;
 
 impl Sidecar {
     /// A sidecar over the volume of `galleries`.
@@ -106,7 +116,42 @@ impl Sidecar {
             indexing: tokio::sync::Mutex::new(()),
             internal_key: crate::gallery::random_id(32),
             jobs,
+            fmp4_layouts: std::sync::Mutex::default(),
         })
+    }
+
+    /// The layout of the file `ino` if it is a fragmented MP4 (read once per version of
+    /// the file), with its attributes.
+    async fn fmp4_layout(
+        &self,
+        ino: crate::ids::Ino,
+    ) -> ApiResult<Option<(crate::volume::Attr, Arc<crate::stream::fmp4::Layout>)>> {
+        let attr = self.blocking(move |vol| vol.getattr(ino)).await?;
+        let stamp = (attr.inode.ctime.secs, attr.inode.ctime.nanos, attr.inode.size);
+        let cached = self.fmp4_layouts.lock().expect("layouts").get(&ino).filter(|(s, _)| *s == stamp).cloned();
+        let layout = match cached {
+            Some((_, layout)) => layout,
+            None => {
+                let segment_seconds = f64::from(self.vol.config().media.streaming.segment_seconds);
+                let size = attr.inode.size;
+                let layout = self
+                    .blocking(move |vol| {
+                        let mut read = |at: u64, len: u32| {
+                            vol.read(ino, at, len).map(|b| b.to_vec()).map_err(std::io::Error::other)
+                        };
+                        crate::stream::fmp4::layout(&mut read, size, segment_seconds).map_err(crate::volume::Error::Io)
+                    })
+                    .await?
+                    .map(Arc::new);
+                let mut cache = self.fmp4_layouts.lock().expect("layouts");
+                if cache.len() >= MAX_FMP4_LAYOUTS {
+                    cache.clear();
+                }
+                cache.insert(ino, (stamp, layout.clone()));
+                layout
+            }
+        };
+        Ok(layout.map(|l| (attr, l)))
     }
 
     /// Runs a blocking call on the blocking pool; the names it changes are dropped from a

@@ -76,6 +76,8 @@ fn content_type(state: &Sidecar, file: &str) -> Option<&'static str> {
         Some("m3u8") if cfg.enable_hls => Some("application/vnd.apple.mpegurl"),
         Some("mpd") if cfg.enable_dash => Some("application/dash+xml"),
         Some("m4s") if cfg.enable_hls || cfg.enable_dash => Some("video/iso.segment"),
+        // The original of a fragmented MP4 without renditions, played by byte ranges.
+        Some("mp4") if file == BYTE_RANGE_SOURCE && cfg.enable_hls => Some("video/mp4"),
         _ => None,
     }
 }
@@ -121,7 +123,16 @@ async fn serve(
         Found::NotPackaged if file.ends_with(".m4s") => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, format!("{file}: no such segment of {source}")))
         }
-        Found::NotPackaged => return Err(not_packaged(state, ino, source)),
+        Found::NotPackaged => {
+            return match by_byte_ranges(state, ino, file, headers, head).await? {
+                Some(r) => Ok(r),
+                None if file == "master.m3u8" => Err(not_packaged(state, ino, source)),
+                None if file.ends_with(".m3u8") || file == BYTE_RANGE_SOURCE => {
+                    Err(ApiError::new(StatusCode::NOT_FOUND, format!("{file}: no such stream file of {source}")))
+                }
+                None => Err(not_packaged(state, ino, source)),
+            }
+        }
     };
     let mut r = serve_file(state, &attr, file, headers, head).await?;
     let h = r.headers_mut();
@@ -132,6 +143,47 @@ async fn serve(
     let cache = if file.ends_with(".m4s") { "public, max-age=31536000, immutable" } else { "no-cache" };
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     Ok(r)
+}
+
+/// The name under which a video without renditions serves its own bytes to the byte-range
+/// playlist, and the playlist's name.
+const BYTE_RANGE_SOURCE: &str = "source.mp4";
+const BYTE_RANGE_PLAYLIST: &str = "source.m3u8";
+
+/// A video without renditions that is a fragmented MP4 plays as it is, as one HLS
+/// rendition over byte ranges of the file (`crate::stream::fmp4`): its master playlist,
+/// media playlist and bytes. `None` when it is not such a file or `file` is none of those.
+async fn by_byte_ranges(
+    state: &Arc<Sidecar>,
+    ino: Ino,
+    file: &str,
+    headers: &HeaderMap,
+    head: bool,
+) -> ApiResult<Option<Response>> {
+    if !state.vol.config().media.streaming.enable_hls
+        || !matches!(file, "master.m3u8" | BYTE_RANGE_PLAYLIST | BYTE_RANGE_SOURCE)
+    {
+        return Ok(None);
+    }
+    let Some((attr, layout)) = state.fmp4_layout(ino).await? else { return Ok(None) };
+    if file == BYTE_RANGE_SOURCE {
+        let mut r = serve_file(state, &attr, file, headers, head).await?;
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return Ok(Some(r));
+    }
+    let text = if file == "master.m3u8" {
+        layout.master_playlist(BYTE_RANGE_PLAYLIST, attr.inode.size)
+    } else {
+        layout.media_playlist(BYTE_RANGE_SOURCE)
+    };
+    let mut r = if head { Response::new(axum::body::Body::empty()) } else { text.clone().into_response() };
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.apple.mpegurl"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(Some(r))
 }
 
 /// The answer for a video without renditions: `409`, with its packaging job's state and

@@ -27,6 +27,9 @@ const JOB_PREFIX: &[u8] = b"stream-job/";
 const KEEP_FINISHED: usize = 100;
 /// How often the renditions of deleted videos are swept without a reason to sooner.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+/// How long a video must have gone unwritten before its run starts: a copy into the
+/// volume still in progress would make ffmpeg read half a file.
+const SETTLE: Duration = Duration::from_secs(1);
 /// How long after a packaged video is deleted its ladder is swept: deletes come in bursts
 /// (`rm -r`), one sweep serves them all.
 const SWEEP_AFTER_DELETE: Duration = Duration::from_secs(2);
@@ -398,16 +401,22 @@ impl Jobs {
             job.runs += 1;
             job.error = None;
             let job = job.clone();
-            // A video deleted while it waited has no content key: the run fails at once.
-            let key = content_key(&self.vol, source).unwrap_or_default();
             let stop = Arc::new(AtomicBool::new(false));
-            q.running.insert(source, (stop.clone(), key));
+            q.running.insert(source, (stop.clone(), String::new()));
             if let Err(e) = self.save(&job) {
                 tracing::warn!(error = %e, "recording a packaging job");
             }
             self.publish(&job);
             (source, job.ladder, stop)
         };
+        self.settle(source, &stop);
+        let before = self.stamp(source);
+        // Outside the lock: the first fingerprint of a large video reads all of it. A video
+        // deleted while it waited has none, and its run fails at once.
+        let key = content_key(&self.vol, source).unwrap_or_default();
+        if let Some(r) = self.queue.lock().expect("job queue").running.get_mut(&source) {
+            r.1 = key;
+        }
         let segment_seconds = self.vol.config().media.streaming.segment_seconds;
         let last_sent = Mutex::new((Instant::now(), 0.0f64));
         let progress = |p: f64| {
@@ -435,7 +444,10 @@ impl Jobs {
         let mut q = self.queue.lock().expect("job queue");
         q.running.remove(&source);
         let stopped = matches!(result, Err(Error::Media(crate::media::MediaError::Stopped)));
-        let rerun = q.rerun.remove(&source);
+        // A run that failed on a video written meanwhile (ffmpeg read it half-replaced)
+        // starts over on the new bytes, as a stopped one does.
+        let rewritten = result.is_err() && !stopped && self.stamp(source) != before;
+        let rerun = q.rerun.remove(&source) || rewritten;
         let closing = q.closing;
         let queue = &mut *q;
         let Some(job) = queue.jobs.get_mut(&source) else { return true };
@@ -445,7 +457,8 @@ impl Jobs {
                 job.state = JobState::Queued;
                 job.progress = 0.0;
             }
-            _ if stopped && rerun => {
+            // Also when the run got to its end first: its ladder is of the old bytes.
+            _ if rerun => {
                 job.state = JobState::Queued;
                 job.progress = 0.0;
                 queue.waiting.push_back(source);
@@ -477,6 +490,28 @@ impl Jobs {
         self.publish(&job);
         self.changed.notify_all();
         true
+    }
+
+    /// Waits until the video has not been written for `SETTLE` (a copy into the volume
+    /// is still going on), or the run is stopped.
+    fn settle(&self, source: Ino, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(attr) = self.vol.getattr(source) else { return };
+            let mtime = std::time::UNIX_EPOCH
+                + Duration::new(attr.inode.mtime.secs.max(0) as u64, attr.inode.mtime.nanos.min(999_999_999));
+            let age = std::time::SystemTime::now().duration_since(mtime).unwrap_or_default();
+            if age >= SETTLE {
+                return;
+            }
+            std::thread::sleep((SETTLE - age).min(Duration::from_millis(200)));
+        }
+    }
+
+    /// What tells one version of a video from the next without reading it: its change
+    /// time and size (`None`: gone).
+    fn stamp(&self, source: Ino) -> Option<(i64, u32, u64)> {
+        let a = self.vol.getattr(source).ok()?;
+        Some((a.inode.ctime.secs, a.inode.ctime.nanos, a.inode.size))
     }
 
     /// A watched video was unlinked or rewritten.

@@ -15,6 +15,7 @@
 //! A packaging run writes into a staging directory and renames it into place when ffmpeg
 //! has finished, so a crash or a failure never leaves half a ladder published.
 
+pub mod fmp4;
 pub mod jobs;
 pub mod ladder;
 mod package;

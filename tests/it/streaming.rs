@@ -388,3 +388,79 @@ fn a_source_that_fits_the_top_rung_is_copied_not_encoded_again() {
     server.stop();
     v.assert_clean(&["--read-data"]);
 }
+
+#[test]
+fn a_fragmented_mp4_without_renditions_plays_by_byte_ranges_of_itself() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    // As screen recorders and live archivers write it: a fragment at every keyframe.
+    sh(&format!(
+        "ffmpeg -nostdin -v error -f lavfi -i testsrc2=size=640x360:rate=25 -f lavfi -i sine=frequency=440 -t 8 \
+         -c:v libx264 -preset ultrafast -g 25 -pix_fmt yuv420p -c:a aac -shortest \
+         -movflags frag_keyframe+empty_moov+default_base_moof '{}'",
+        m.p("fragmented.mp4").display()
+    ));
+    clip(&m.p("plain.mp4"), "320x180", 3);
+    m.unmount();
+    let token = v.run_ok(&["token", "create", v.path(), "--path", "/"]).trim().to_string();
+    let auth = format!("Authorization: Bearer {token}");
+    let server = Server::start(&v);
+    let url = |path: &str, file: &str| format!("{}/stream/{path}/{file}", server.base);
+    let get = |u: &str| sh(&format!("curl -s -w '\\n%{{http_code}}' -H '{auth}' '{u}'"));
+    let master = get(&url("fragmented.mp4", "master.m3u8"));
+    assert!(master.ends_with("\n200") && master.contains("RESOLUTION=640x360\nsource.m3u8"), "{master}");
+    let media = get(&url("fragmented.mp4", "source.m3u8"));
+    assert!(
+        media.contains("#EXT-X-MAP:URI=\"source.mp4\",BYTERANGE=") && media.contains("#EXT-X-BYTERANGE:"),
+        "{media}"
+    );
+    assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
+    // Players read it to the end, range by range, from the original's own bytes.
+    let u = url("fragmented.mp4", "master.m3u8");
+    let (streams, duration) = probe(&u, &auth);
+    assert!(streams.iter().any(|(t, h)| t == "video" && *h == 360), "{streams:?}");
+    assert!((duration - 8.0).abs() <= 1.0, "{duration}");
+    let decoded =
+        sh(&format!("ffmpeg -nostdin -v error -xerror -headers '{auth}\r\n' -i '{u}' -f null - 2>&1 && echo decoded"));
+    assert!(decoded.trim().ends_with("decoded"), "{decoded}");
+    // A plain MP4 cannot be cut that way: 409 until it is packaged.
+    assert!(get(&url("plain.mp4", "master.m3u8")).ends_with("\n409"));
+    assert!(get(&url("plain.mp4", "source.m3u8")).ends_with("\n404"));
+    // Packaged, the same video has its ladder.
+    let job = package(&v, "/fragmented.mp4", &["--ladder", "360,240"]);
+    assert_eq!(job["state"], "done", "{job}");
+    let master = get(&url("fragmented.mp4", "master.m3u8"));
+    assert!(master.contains("media_0.m3u8") && !master.contains("source.m3u8"), "{master}");
+    server.stop();
+}
+
+#[test]
+fn a_video_rewritten_while_it_is_packaged_is_packaged_again_from_its_new_bytes() {
+    let v = TestVolume::new();
+    std::fs::write(v.dir.join("nanofs.toml"), "[media.streaming]\nladder = [240]\n").unwrap();
+    let m = v.mount();
+    clip(&m.p("take.mp4"), "640x360", 90);
+    v.run_ok(&["media", "package", v.path(), "/take.mp4"]);
+    wait_for_job(&v, "/take.mp4", "running", |j| j["state"] == "running" && j["progress"].as_f64().unwrap() > 0.0);
+    // The take is replaced in place by a short one while ffmpeg reads the long one.
+    let short = v.tmp.path().join("short.mp4");
+    clip(&short, "320x240", 2);
+    std::fs::copy(&short, m.p("take.mp4")).unwrap();
+    let done = wait_for_job(&v, "/take.mp4", "done", |j| j["state"] == "done");
+    assert_eq!(done["runs"], 2, "the first run stopped and a second one started: {done}");
+    // A video deleted while ffmpeg works on it: the run stops, the job ends cancelled.
+    clip(&m.p("gone.mp4"), "640x360", 90);
+    v.run_ok(&["media", "package", v.path(), "/gone.mp4"]);
+    wait_for_job(&v, "/gone.mp4", "running", |j| j["state"] == "running" && j["progress"].as_f64().unwrap() > 0.0);
+    std::fs::remove_file(m.p("gone.mp4")).unwrap();
+    let cancelled = wait_for_job(&v, "/gone.mp4", "cancelled", |j| j["state"] == "cancelled");
+    assert!(cancelled["progress"].as_f64().unwrap() < 1.0, "stopped before its end: {cancelled}");
+    m.unmount();
+    let token = v.run_ok(&["token", "create", v.path(), "--path", "/"]).trim().to_string();
+    let server = Server::start(&v);
+    let (_, duration) =
+        probe(&format!("{}/stream/take.mp4/master.m3u8", server.base), &format!("Authorization: Bearer {token}"));
+    assert!(duration < 5.0, "the ladder is of the new 2 s take, not the 90 s one: {duration} s");
+    server.stop();
+    v.assert_clean(&["--read-data"]);
+}
