@@ -295,8 +295,8 @@ fn keyframe_gap(packets: &str) -> f64 {
     between.max(end - last).max(first - times[0].0)
 }
 
-/// Writes `data` as file `name` in `dir`, replacing what it held.
-fn write_file(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume::Result<()> {
+/// Writes `data` as file `name` in `dir`, replacing what it held; returns its inode.
+fn write_file(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume::Result<Ino> {
     let ino = match vol.lookup(dir, name.as_bytes()) {
         Ok(a) => {
             vol.setattr(a.ino, &SetAttr { size: Some(0), ..SetAttr::default() })?;
@@ -309,7 +309,8 @@ fn write_file(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume:
     let written = vol.write(ino, 0, data, false, false);
     let closed = vol.release(ino, h);
     written?;
-    closed
+    closed?;
+    Ok(ino)
 }
 
 /// The loopback server that feeds ffmpeg the source and takes its output; stops on drop.
@@ -498,7 +499,12 @@ async fn write_output(
             tracing::debug!(name, "an older version of a rendition file arrived late; dropped");
             return Ok::<(), crate::volume::Error>(());
         }
-        write_file(&st.vol, st.out, &name, &body)?;
+        let ino = write_file(&st.vol, st.out, &name, &body)?;
+        if name.ends_with(".m4s") {
+            // Its ETag now, while the bytes are warm: the first player to ask for this
+            // segment then waits for one chunk read, not for a hash of the whole segment.
+            st.vol.fingerprint(ino)?;
+        }
         stored.insert(name, order);
         Ok(())
     };

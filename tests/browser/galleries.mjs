@@ -9,39 +9,9 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { harness } from './harness.mjs';
 
-const need = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`set ${k} (see the header of ${path.basename(import.meta.url)})`);
-  return v;
-};
-
-const results = { ok: false, steps: {} };
-const pages = {}; // name -> Page, for screenshots
-const pageErrors = [];
-const consoleErrors = [];
-let browser;
-
-/** Runs one named step and records its duration and outcome. */
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    const extra = await fn();
-    results.steps[name] = { ok: true, ms: Date.now() - t0, ...(extra || {}) };
-  } catch (e) {
-    results.steps[name] = { ok: false, ms: Date.now() - t0 };
-    e.step = name;
-    throw e;
-  }
-}
-
-function watch(name, page) {
-  pages[name] = page;
-  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error' && consoleErrors.length < 20) consoleErrors.push(`${name}: ${m.text()}`); });
-  return page;
-}
+const { results, pages, pageErrors, need, step, watch, launch, finish } = harness('galleries');
 
 const tile = (page, attrs) => page.locator(`[data-testid="tile"]${Object.entries(attrs).map(([k, v]) => `[data-${k}="${v}"]`).join('')}`);
 
@@ -106,11 +76,7 @@ async function main() {
   const galleryUrl = `${base}/g/${encodeURIComponent(gid)}`;
   Object.assign(results, { url: base, gallery: gid });
 
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const ctx1 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   for (const c of [ctx1, ctx2]) c.setDefaultTimeout(15000);
@@ -290,27 +256,4 @@ async function main() {
   results.ok = true;
 }
 
-async function screenshots() {
-  const dir = process.env.SCREENSHOT_DIR;
-  if (!dir) return;
-  fs.mkdirSync(dir, { recursive: true });
-  results.screenshots = [];
-  for (const [name, page] of Object.entries(pages)) {
-    const file = path.join(dir, `galleries-${name}.png`);
-    try { await page.screenshot({ path: file }); results.screenshots.push(file); } catch { /* page gone */ }
-  }
-}
-
-try {
-  await main();
-} catch (e) {
-  results.error = `${e.step ? `[${e.step}] ` : ''}${e.message.split('\n')[0]}`;
-  await screenshots();
-  process.exitCode = 1;
-} finally {
-  if (pageErrors.length) results.page_errors = pageErrors;
-  if (consoleErrors.length) results.console_errors = consoleErrors;
-  if (browser) await browser.close().catch(() => {});
-  console.log(JSON.stringify(results));
-  if (!results.ok) console.error(`FAILED: ${results.error}`);
-}
+await finish(main);

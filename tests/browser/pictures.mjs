@@ -12,35 +12,12 @@
 // JSON line; exits non-zero on failure.
 
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { harness } from './harness.mjs';
 
-const need = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`set ${k} (see the header of ${path.basename(import.meta.url)})`);
-  return v;
-};
+const { results, pageErrors, need, step, watch, launch, finish } = harness('pictures');
 
 const TILE_WIDTHS = [320, 480, 640, 960]; // as web/app.js
 const VIEWER_WIDTHS = [640, 960, 1280, 1920, 2560, 3840];
-
-const results = { ok: false, steps: {} };
-const pages = {};
-const pageErrors = [];
-let browser;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    const extra = await fn();
-    results.steps[name] = { ok: true, ms: Date.now() - t0, ...(extra || {}) };
-  } catch (e) {
-    results.steps[name] = { ok: false, ms: Date.now() - t0 };
-    e.step = name;
-    throw e;
-  }
-}
 
 /** The candidates of `widths` for a picture `own` pixels wide (as srcsetOf in web/app.js). */
 const candidates = (widths, own) => [...widths.filter((w) => w < own), ...(own <= widths[widths.length - 1] ? [own] : [])];
@@ -55,9 +32,7 @@ function adjacent(widths, own, slot, chosen) {
 
 /** A page of `ctx` that records every response (and whether the network or a cache answered it). */
 async function recorded(name, ctx) {
-  const page = await ctx.newPage();
-  pages[name] = page;
-  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
+  const page = watch(name, await ctx.newPage());
   const log = [];
   const cdp = await ctx.newCDPSession(page);
   await cdp.send('Network.enable');
@@ -100,11 +75,7 @@ async function main() {
   const [user, pass] = ['USER1', 'PASS1'].map(need);
   const galleryUrl = `${base}/g/${encodeURIComponent(gid)}`;
 
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launch();
   const login = await browser.newContext();
   const lp = await login.newPage();
   await lp.goto(`${base}/`);
@@ -245,19 +216,4 @@ async function main() {
   results.ok = true;
 }
 
-try {
-  await main();
-} catch (e) {
-  results.error = `${e.step ? `[${e.step}] ` : ''}${e.message.split('\n')[0]}`;
-  const dir = process.env.SCREENSHOT_DIR;
-  if (dir) {
-    fs.mkdirSync(dir, { recursive: true });
-    for (const [name, p] of Object.entries(pages)) await p.screenshot({ path: path.join(dir, `pictures-${name}.png`) }).catch(() => {});
-  }
-  process.exitCode = 1;
-} finally {
-  if (pageErrors.length) results.page_errors = pageErrors;
-  if (browser) await browser.close().catch(() => {});
-  console.log(JSON.stringify(results));
-  if (!results.ok) console.error(`FAILED: ${results.error}`);
-}
+await finish(main);

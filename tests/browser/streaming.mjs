@@ -10,41 +10,12 @@
 // exits non-zero on failure.
 
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { harness } from './harness.mjs';
 
-const need = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`set ${k} (see the header of ${path.basename(import.meta.url)})`);
-  return v;
-};
+const { results, pageErrors, need, step, watch, launch, finish } = harness('streaming');
 
 /** Longest time from throttling the network to playing a lower rung. */
 const SWITCH_MS = 2000;
-
-const results = { ok: false, steps: {} };
-const pages = {};
-const pageErrors = [];
-let browser;
-
-async function step(name, fn) {
-  const t0 = Date.now();
-  try {
-    const extra = await fn();
-    results.steps[name] = { ok: true, ms: Date.now() - t0, ...(extra || {}) };
-  } catch (e) {
-    results.steps[name] = { ok: false, ms: Date.now() - t0 };
-    e.step = name;
-    throw e;
-  }
-}
-
-function watch(name, page) {
-  pages[name] = page;
-  page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
-  return page;
-}
 
 const player = (page) => page.evaluate(() => {
   const p = window.__player;
@@ -89,11 +60,7 @@ async function main() {
   const [user, pass] = ['USER1', 'PASS1'].map(need);
   const itemUrl = `${base}/g/${encodeURIComponent(gid)}?item=${encodeURIComponent(item)}`;
 
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
-  });
+  const browser = await launch(['--autoplay-policy=no-user-gesture-required']);
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   ctx.setDefaultTimeout(20000);
   const page = watch('desktop', await ctx.newPage());
@@ -196,19 +163,4 @@ async function main() {
   results.ok = true;
 }
 
-try {
-  await main();
-} catch (e) {
-  results.error = `${e.step ? `[${e.step}] ` : ''}${e.message.split('\n')[0]}`;
-  const dir = process.env.SCREENSHOT_DIR;
-  if (dir) {
-    fs.mkdirSync(dir, { recursive: true });
-    for (const [name, p] of Object.entries(pages)) await p.screenshot({ path: path.join(dir, `streaming-${name}.png`) }).catch(() => {});
-  }
-  process.exitCode = 1;
-} finally {
-  if (pageErrors.length) results.page_errors = pageErrors;
-  if (browser) await browser.close().catch(() => {});
-  console.log(JSON.stringify(results));
-  if (!results.ok) console.error(`FAILED: ${results.error}`);
-}
+await finish(main);

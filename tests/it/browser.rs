@@ -5,6 +5,36 @@
 use crate::galleries::World;
 use std::process::Command;
 
+/// Runs the script tests/browser/NAME against `w`'s sidecar and gallery, signed in as
+/// alice, with `env` on top; returns the JSON line it prints last, once it says `ok`.
+fn run_script(w: &World, name: &str, env: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
+    let shots = w.v.tmp.path().join("screenshots");
+    let script = format!("{}/tests/browser/{name}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(script)
+        .env("NANOFS_URL", &w.base)
+        .env("GALLERY_ID", &w.gallery)
+        .env("USER1", "alice")
+        .env("PASS1", crate::galleries::USERS[0].1)
+        .env("SCREENSHOT_DIR", &shots)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node runs (scripts/setup.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "browser test {name} failed:\n{stdout}\n{}\nscreenshots in {}\ndaemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        shots.display(),
+        w.m.log_text()
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
+    assert_eq!(result["ok"], true, "{result}");
+    eprintln!("{result}");
+    result
+}
+
 #[test]
 fn two_browsers_collaborate_live_and_a_dropped_file_lands_in_the_mount() {
     let w = World::new();
@@ -16,31 +46,16 @@ fn two_browsers_collaborate_live_and_a_dropped_file_lands_in_the_mount() {
     assert_eq!(w.upload(&alice, "harbour.png", &png.into_inner()).0, 201);
     let upload = w.v.tmp.path().join("dropped.jpg");
     image::RgbImage::from_fn(320, 200, |x, _| image::Rgb([200, (x % 256) as u8, 40])).save(&upload).unwrap();
-    let shots = w.v.tmp.path().join("screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/galleries.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .env("NANOFS_URL", &w.base)
-        .env("GALLERY_ID", &w.gallery)
-        .env("USER1", "alice")
-        .env("PASS1", crate::galleries::USERS[0].1)
-        .env("USER2", "bob")
-        .env("PASS2", crate::galleries::USERS[1].1)
-        .env("UPLOAD_FILE", &upload)
-        .env("SCREENSHOT_DIR", &shots)
-        .env("KEEP", "1")
-        .output()
-        .expect("node runs (scripts/setup.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        w.m.log_text()
+    let result = run_script(
+        &w,
+        "galleries.mjs",
+        &[
+            ("USER2", "bob".as_ref()),
+            ("PASS2", crate::galleries::USERS[1].1.as_ref()),
+            ("UPLOAD_FILE", upload.as_os_str()),
+            ("KEEP", "1".as_ref()),
+        ],
     );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
-    assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["transport"], "websocket", "live updates came over the WebSocket");
     // Every file the browser uploaded is in the mount, byte for byte.
     let sent = std::fs::read(&upload).unwrap();
@@ -75,29 +90,7 @@ fn a_packaged_video_plays_adaptively_in_the_gallery_viewer() {
     assert_eq!(job["report"]["renditions"], serde_json::json!([720, 480, 360, 240]), "{job}");
     let alice = w.login("alice");
     let item = w.item_id(&alice, "clip.mp4").expect("the video is an item of the gallery");
-    let shots = w.v.tmp.path().join("screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/streaming.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .env("NANOFS_URL", &w.base)
-        .env("GALLERY_ID", &w.gallery)
-        .env("ITEM_ID", &item)
-        .env("USER1", "alice")
-        .env("PASS1", crate::galleries::USERS[0].1)
-        .env("SCREENSHOT_DIR", &shots)
-        .output()
-        .expect("node runs (scripts/setup.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{}\nscreenshots in {}",
-        String::from_utf8_lossy(&out.stderr),
-        shots.display()
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
-    assert_eq!(result["ok"], true, "{result}");
-    eprintln!("{result}");
+    run_script(&w, "streaming.mjs", &[("ITEM_ID", item.as_ref())]);
 }
 
 /// The gallery's pictures in the browser (tests/browser/pictures.mjs): tiles and the viewer
@@ -125,27 +118,5 @@ fn tiles_and_the_viewer_load_pictures_sized_for_the_device() {
         assert!(std::time::Instant::now() < deadline, "indexing never finished: {l}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let shots = w.v.tmp.path().join("screenshots");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/pictures.mjs");
-    let out = Command::new("node")
-        .arg(script)
-        .env("NANOFS_URL", &w.base)
-        .env("GALLERY_ID", &w.gallery)
-        .env("USER1", "alice")
-        .env("PASS1", crate::galleries::USERS[0].1)
-        .env("SCREENSHOT_DIR", &shots)
-        .output()
-        .expect("node runs (scripts/setup.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "browser test failed:\n{stdout}\n{}\nscreenshots in {}\ndaemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        shots.display(),
-        w.m.log_text()
-    );
-    let result: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script prints a JSON line");
-    assert_eq!(result["ok"], true, "{result}");
-    eprintln!("{result}");
+    run_script(&w, "pictures.mjs", &[]);
 }
