@@ -207,10 +207,11 @@ impl Jobs {
             return Ok(jobs);
         }
         jobs.watched.write().expect("watched videos").extend(Renditions::open(vol.clone()).packaged_sources()?);
-        // Nothing runs yet: every staging directory is a crash's.
-        let swept = Renditions::open(vol.clone()).sweep(&|_| false)?;
+        // Nothing runs yet: every staging directory is a crash's. (Ladders no file holds
+        // are the watcher's first sweep, in the background: it scans the inode table.)
+        let swept = Renditions::open(vol.clone()).sweep_interrupted()?;
         if swept > 0 {
-            tracing::info!(directories = swept, "renditions of deleted videos and of interrupted runs removed");
+            tracing::info!(directories = swept, "what interrupted packaging runs left removed");
         }
         let mut threads = jobs.threads.lock().expect("job threads");
         for n in 0..vol.config().media.streaming.max_jobs {
@@ -338,9 +339,11 @@ impl Jobs {
 
     /// Sweeps the renditions no file holds any more, sparing the runs in progress.
     pub fn sweep(&self) -> Result<usize> {
-        let running: HashSet<String> =
-            self.queue.lock().expect("job queue").running.values().map(|(_, k)| k.clone()).collect();
-        let removed = Renditions::open(self.vol.clone()).sweep(&|key| running.contains(key))?;
+        // Asked as the sweep meets each staging directory, not beforehand: a run that
+        // starts meanwhile has its key before it makes its directory.
+        let running =
+            |key: &str| self.queue.lock().expect("job queue").running.values().any(|(_, k)| !k.is_empty() && k == key);
+        let removed = Renditions::open(self.vol.clone()).sweep(&running)?;
         let mut packaged: HashSet<Ino> = Renditions::open(self.vol.clone()).packaged_sources()?.into_iter().collect();
         packaged.extend(
             self.queue.lock().expect("job queue").jobs.values().filter(|j| !j.state.finished()).map(|j| Ino(j.source)),
@@ -567,10 +570,10 @@ fn work(jobs: &Weak<Jobs>) {
     }
 }
 
-/// The watcher: acts on changes of watched videos and sweeps, hourly and soon after a
-/// packaged video is deleted.
+/// The watcher: acts on changes of watched videos and sweeps, at start, hourly and soon
+/// after a packaged video is deleted.
 fn watch(jobs: &Weak<Jobs>, touched: &mpsc::Receiver<Touched>) {
-    let mut next_sweep = Instant::now() + SWEEP_EVERY;
+    let mut next_sweep = Instant::now();
     loop {
         let wait = next_sweep.saturating_duration_since(Instant::now());
         match touched.recv_timeout(wait) {

@@ -98,7 +98,11 @@ impl Renditions {
         };
         self.vol.rename(root, staging.as_bytes(), root, key.as_bytes(), RenameMode::NoReplace)?;
         if had_old {
-            self.vol.remove_tree(root, old.as_bytes())?;
+            match self.vol.remove_tree(root, old.as_bytes()) {
+                // A sweep got there first.
+                Ok(()) | Err(crate::volume::Error::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -106,7 +110,8 @@ impl Renditions {
     /// Removes the ladders whose content no file holds any more (the video was deleted,
     /// replaced or rewritten, in the tree and in every snapshot), old ladders a crash left
     /// while replacing them, and staging directories of runs that are not `running` (a
-    /// crash mid-run); returns how many directories went.
+    /// crash mid-run; asked when the sweep meets each one, after it listed them); returns
+    /// how many directories went.
     pub fn sweep(&self, running: &dyn Fn(&str) -> bool) -> Result<usize> {
         let Some(root) = self.vol.hidden_dir(RENDITIONS_NAME)? else { return Ok(0) };
         let entries = self.vol.dir_entries(root)?;
@@ -140,6 +145,25 @@ impl Renditions {
                 name.contains(".old-")
             };
             if gone {
+                match self.vol.remove_tree(root, &e.name) {
+                    Ok(()) => removed += 1,
+                    // Published or removed by its run meanwhile.
+                    Err(crate::volume::Error::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the staging directories and old ladders an interrupted run left (call when
+    /// no run is in progress); returns how many went. Reads only `.renditions` itself.
+    pub fn sweep_interrupted(&self) -> Result<usize> {
+        let Some(root) = self.vol.hidden_dir(RENDITIONS_NAME)? else { return Ok(0) };
+        let mut removed = 0;
+        for e in self.vol.dir_entries(root)? {
+            let name = String::from_utf8_lossy(&e.name);
+            if name.contains(".staging-") || name.contains(".old-") {
                 self.vol.remove_tree(root, &e.name)?;
                 removed += 1;
             }
