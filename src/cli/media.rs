@@ -16,12 +16,14 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// Package one video into an adaptive ladder (H.264 and AAC in CMAF segments, HLS
-    /// playlists and a DASH manifest), replacing its renditions when done.
+    /// Package a video, or every video under a directory, into an adaptive ladder (H.264
+    /// and AAC in CMAF segments, HLS playlists and a DASH manifest), replacing its
+    /// renditions when done.
     Package {
         /// The volume directory.
         volume: PathBuf,
-        /// Volume path of the video, e.g. /videos/film.mp4.
+        /// Volume path of the video, e.g. /videos/film.mp4, or of a directory: every video
+        /// under it (by its first bytes, not its name).
         path: String,
         /// Heights of the renditions, comma-separated (default: `[media.streaming] ladder`);
         /// none taller than the video is made.
@@ -57,33 +59,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &unlock,
                 &Request::Package { path: path.clone(), ladder: ladder.clone() },
                 |reply| match reply {
-                    Response::Json { value } => Some(Queued::Job(serde_json::from_value(value).ok()?)),
+                    Response::Json { value } => Some(Queued::Jobs(serde_json::from_value(value).ok()?)),
                     _ => None,
                 },
                 |_, galleries| {
-                    Ok(Queued::Done(serde_json::to_value(crate::stream::package_now(
-                        galleries.volume(),
-                        &path,
-                        ladder,
-                    )?)?))
+                    let made = crate::stream::package_now(galleries.volume(), &path, ladder)?;
+                    Ok(Queued::Done(match made.as_slice() {
+                        [(_, report)] => serde_json::to_value(report)?,
+                        all => serde_json::Value::Array(
+                            all.iter()
+                                .map(|(path, report)| serde_json::json!({ "path": path, "report": report }))
+                                .collect(),
+                        ),
+                    }))
                 },
             )?;
-            match queued {
-                Queued::Done(report) => println!("{}", serde_json::to_string_pretty(&report)?),
-                Queued::Job(job) if !wait => println!("{}", serde_json::to_string_pretty(&job)?),
-                Queued::Job(job) => {
-                    let job = follow(&volume, job)?;
-                    println!("{}", serde_json::to_string_pretty(&job)?);
-                    match job.state {
-                        JobState::Done => {}
-                        state => anyhow::bail!(
-                            "packaging {} {}: {}",
-                            job.path,
-                            serde_json::to_value(state)?.as_str().unwrap_or("stopped"),
-                            job.error.as_deref().unwrap_or("the daemon stopped")
-                        ),
-                    }
+            let jobs = match queued {
+                Queued::Done(report) => {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    return Ok(());
                 }
+                Queued::Jobs(jobs) if !wait => jobs,
+                Queued::Jobs(jobs) => jobs.into_iter().map(|j| follow(&volume, j)).collect::<anyhow::Result<_>>()?,
+            };
+            // One video: its job; a directory's: the list (empty when each has its ladder).
+            match jobs.as_slice() {
+                [one] => println!("{}", serde_json::to_string_pretty(one)?),
+                all => println!("{}", serde_json::to_string_pretty(all)?),
+            }
+            let unfinished: Vec<String> = jobs
+                .iter()
+                .filter(|j| wait && j.state != JobState::Done)
+                .map(|j| {
+                    let state = serde_json::to_value(j.state).ok().and_then(|v| v.as_str().map(str::to_string));
+                    format!(
+                        "packaging {} {}: {}",
+                        j.path,
+                        state.unwrap_or_default(),
+                        j.error.as_deref().unwrap_or("the daemon stopped")
+                    )
+                })
+                .collect();
+            if !unfinished.is_empty() {
+                anyhow::bail!("{}", unfinished.join("\n"));
             }
             Ok(())
         }
@@ -116,9 +134,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// What `package` got: a job of the daemon, or the report of a run here.
+/// What `package` got: the jobs of the daemon, or the reports of a run here.
 enum Queued {
-    Job(Job),
+    Jobs(Vec<Job>),
     Done(serde_json::Value),
 }
 

@@ -35,7 +35,7 @@ pub async fn after_index(state: &Arc<Sidecar>, ino: Ino, info: &ItemInfo) {
             let g = gs.gallery_of_item(ino)?;
             let (dir, name) = gs.locate_item(&g, ino)?;
             let path = format!("{}/{name}", gs.volume().dir_path(dir)?.trim_end_matches('/'));
-            Ok(Some(jobs.queue_source(ino, &path, None, true).map_err(stream_error)?))
+            Ok(Some(jobs.queue_source(ino, &path, None, true, true).map_err(stream_error)?))
         })
         .await;
     match queued {

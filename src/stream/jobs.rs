@@ -80,6 +80,11 @@ pub struct Job {
     /// Queued by `package_on_upload`, not by a person.
     #[serde(default)]
     pub automatic: bool,
+    /// Done at once, without a run, if the video's bytes have a ladder by the time its
+    /// turn comes (queued with a directory, or on upload: another file with the same
+    /// bytes may have been packaged meanwhile). A video named alone is packaged again.
+    #[serde(default)]
+    pub if_missing: bool,
     /// Runs started (more than one after a restart or a rewrite of the video).
     #[serde(default)]
     pub runs: u32,
@@ -231,18 +236,35 @@ impl Jobs {
         Ok(all)
     }
 
-    /// Queues the video at volume path `path` (a job already queued or running for it is
-    /// returned as it is, unless `ladder` differs: then it starts over with `ladder`).
-    pub fn queue(&self, path: &str, ladder: Option<Vec<u32>>, automatic: bool) -> Result<Job> {
+    /// Queues the video at volume path `path`, or every video under the directory `path`
+    /// that has no ladder yet (a job already queued or running for one is returned as it
+    /// is, unless `ladder` differs: then it starts over with `ladder`).
+    pub fn queue(&self, path: &str, ladder: Option<Vec<u32>>, automatic: bool) -> Result<Vec<Job>> {
         if self.vol.is_read_only() {
             return Err(Error::Invalid("the volume is read-only".into()));
         }
-        let source = self.vol.resolve(path)?;
-        self.queue_source(source, path, ladder, automatic)
+        // Named one by one, a video is packaged again; under a directory, only those that
+        // have no ladder yet.
+        let whole_dir = self.vol.getattr(self.vol.resolve(path)?)?.inode.kind == Kind::Dir;
+        let mut queued = Vec::new();
+        for (source, path) in super::videos_at(&self.vol, path)? {
+            if whole_dir && super::find(&self.vol, source, "master.m3u8")?.is_some() {
+                continue;
+            }
+            queued.push(self.queue_source(source, &path, ladder.clone(), automatic, whole_dir)?);
+        }
+        Ok(queued)
     }
 
     /// Queues the video `source`, known as `path`, as `queue` does.
-    pub fn queue_source(&self, source: Ino, path: &str, ladder: Option<Vec<u32>>, automatic: bool) -> Result<Job> {
+    pub fn queue_source(
+        &self,
+        source: Ino,
+        path: &str,
+        ladder: Option<Vec<u32>>,
+        automatic: bool,
+        if_missing: bool,
+    ) -> Result<Job> {
         let ladder = ladder.unwrap_or_else(|| self.vol.config().media.streaming.ladder.clone());
         super::check_ladder(&ladder)?;
         if self.vol.getattr(source)?.inode.kind != Kind::File {
@@ -267,6 +289,7 @@ impl Jobs {
             error: None,
             report: None,
             automatic,
+            if_missing: if_missing || automatic,
             runs: 0,
             queued_at: now(),
             finished_at: None,
@@ -387,7 +410,7 @@ impl Jobs {
 
     /// Runs the next job; false when the queue closes.
     fn run_next(&self) -> bool {
-        let (source, ladder, stop) = {
+        let (source, ladder, stop, if_missing) = {
             let mut q = self.queue.lock().expect("job queue");
             let source = loop {
                 if q.closing {
@@ -410,7 +433,7 @@ impl Jobs {
                 tracing::warn!(error = %e, "recording a packaging job");
             }
             self.publish(&job);
-            (source, job.ladder, stop)
+            (source, job.ladder, stop, job.if_missing)
         };
         self.settle(source, &stop);
         let before = self.stamp(source);
@@ -438,12 +461,17 @@ impl Jobs {
                 self.publish(&job);
             }
         };
-        let result = Renditions::open(self.vol.clone()).package(
-            source,
-            &ladder,
-            segment_seconds,
-            &Run { stop: &stop, progress: &progress },
-        );
+        let has_ladder = || super::find(&self.vol, source, "master.m3u8").is_ok_and(|f| f.is_some());
+        let result = if if_missing && has_ladder() {
+            Err(Error::AlreadyPackaged)
+        } else {
+            Renditions::open(self.vol.clone()).package(
+                source,
+                &ladder,
+                segment_seconds,
+                &Run { stop: &stop, progress: &progress },
+            )
+        };
         let mut q = self.queue.lock().expect("job queue");
         q.running.remove(&source);
         let stopped = matches!(result, Err(Error::Media(crate::media::MediaError::Stopped)));
@@ -472,6 +500,12 @@ impl Jobs {
                 job.state = JobState::Done;
                 job.progress = 1.0;
                 job.report = Some(report);
+                job.finished_at = Some(now());
+            }
+            Err(Error::AlreadyPackaged) => {
+                job.state = JobState::Done;
+                job.progress = 1.0;
+                job.report = None;
                 job.finished_at = Some(now());
             }
             Err(e) => {

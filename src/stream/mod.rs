@@ -63,6 +63,9 @@ pub enum Error {
     /// The loopback server that feeds ffmpeg failed.
     #[error("packaging I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The video's bytes have a ladder already (a job that wanted one only if missing).
+    #[error("already packaged")]
+    AlreadyPackaged,
 }
 
 /// Result of streaming operations.
@@ -200,7 +203,7 @@ fn read_source(vol: &Volume, dir: Ino) -> Result<Option<SourceFile>> {
 }
 
 /// A random suffix for names that must not collide.
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     let mut bytes = [0u8; 6];
     crate::crypto::keys::random_bytes(&mut bytes);
     crate::ids::hex(&bytes)
@@ -227,7 +230,7 @@ fn current_dir(vol: &Volume, source: Ino) -> Result<Option<Ino>> {
 }
 
 /// The name of the ladder of `source`'s content: its fingerprint, in hex.
-fn content_key(vol: &Volume, source: Ino) -> Result<String> {
+pub(crate) fn content_key(vol: &Volume, source: Ino) -> crate::volume::Result<String> {
     Ok(crate::ids::hex(&vol.fingerprint(source)?))
 }
 
@@ -239,12 +242,68 @@ pub fn check_ladder(ladder: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// Packages the video at `path` with `ladder` (default: the volume's `[media.streaming]`)
-/// here and now, without a job queue: the command line when no daemon serves the volume.
-pub fn package_now(vol: &Arc<Volume>, path: &str, ladder: Option<Vec<u32>>) -> Result<PackageReport> {
+/// Packages the video at `path`, or every video under the directory `path`, with `ladder`
+/// (default: the volume's `[media.streaming]`) here and now, without a job queue: the
+/// command line when no daemon serves the volume. The reports, with each video's path.
+pub fn package_now(vol: &Arc<Volume>, path: &str, ladder: Option<Vec<u32>>) -> Result<Vec<(String, PackageReport)>> {
     let cfg = vol.config().media.streaming.clone();
     let ladder = ladder.unwrap_or(cfg.ladder);
     check_ladder(&ladder)?;
-    let source = vol.resolve(path)?;
-    Run::unwatched(|run| Renditions::open(vol.clone()).package(source, &ladder, cfg.segment_seconds, run))
+    let whole_dir = vol.getattr(vol.resolve(path)?)?.inode.kind == Kind::Dir;
+    let mut made = Vec::new();
+    for (source, path) in videos_at(vol, path)? {
+        // Under a directory, only videos whose bytes have no ladder yet (a copy of one
+        // packaged a moment ago has).
+        if whole_dir && find(vol, source, "master.m3u8")?.is_some() {
+            continue;
+        }
+        let report =
+            Run::unwatched(|run| Renditions::open(vol.clone()).package(source, &ladder, cfg.segment_seconds, run))?;
+        made.push((path, report));
+    }
+    Ok(made)
+}
+
+/// The file at `path`, or the videos under the directory `path` (by their first bytes, not
+/// their names), with their paths.
+pub fn videos_at(vol: &Volume, path: &str) -> Result<Vec<(Ino, String)>> {
+    let top = vol.resolve(path)?;
+    if vol.getattr(top)?.inode.kind != Kind::Dir {
+        return Ok(vec![(top, path.to_string())]);
+    }
+    let mut out = Vec::new();
+    for (dir, e) in vol.files_below(top)? {
+        let head = vol.read(e.ino, 0, 512)?;
+        if crate::media::kind_of(&crate::media::media_type("", &head)) == crate::media::Kind::Video {
+            let name = String::from_utf8_lossy(&e.name);
+            out.push((e.ino, format!("{}/{name}", vol.dir_path(dir)?.trim_end_matches('/'))));
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Writes `data` as file `name` in `dir`, replacing what it held (in pieces of the size a
+/// FUSE write has, as the engine expects); returns its inode.
+pub(crate) fn write_file(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume::Result<Ino> {
+    let ino = match vol.lookup(dir, name.as_bytes()) {
+        Ok(a) => {
+            vol.setattr(a.ino, &crate::volume::SetAttr { size: Some(0), ..crate::volume::SetAttr::default() })?;
+            a.ino
+        }
+        Err(crate::volume::Error::NotFound) => vol.create(dir, name.as_bytes(), Kind::File, 0o600, 0, 0, 0)?.ino,
+        Err(e) => return Err(e),
+    };
+    let h = vol.open_file(ino, true)?;
+    let mut written = Ok(0);
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        written = vol.write(ino, (i as u64) << 20, piece, false, false);
+        if written.is_err() {
+            break;
+        }
+    }
+    let closed = vol.release(ino, h);
+    written?;
+    closed?;
+    Ok(ino)
 }

@@ -9,10 +9,10 @@
 //! muxer writes CMAF segments with both the DASH manifest and the HLS playlists over them.
 
 use super::ladder::{self, AUDIO_KBPS};
-use super::{random_suffix, Error, Renditions, Result, SourceFile, RENDITIONS_NAME, SOURCE_FILE};
+use super::{random_suffix, write_file, Error, Renditions, Result, SourceFile, RENDITIONS_NAME, SOURCE_FILE};
 use crate::ids::Ino;
 use crate::media;
-use crate::volume::{Kind, SetAttr, Volume};
+use crate::volume::{Kind, Volume};
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -293,24 +293,6 @@ fn keyframe_gap(packets: &str) -> f64 {
     let end = times.last().map_or(*last, |(t, _)| *t);
     let between = keys.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
     between.max(end - last).max(first - times[0].0)
-}
-
-/// Writes `data` as file `name` in `dir`, replacing what it held; returns its inode.
-fn write_file(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume::Result<Ino> {
-    let ino = match vol.lookup(dir, name.as_bytes()) {
-        Ok(a) => {
-            vol.setattr(a.ino, &SetAttr { size: Some(0), ..SetAttr::default() })?;
-            a.ino
-        }
-        Err(crate::volume::Error::NotFound) => vol.create(dir, name.as_bytes(), Kind::File, 0o600, 0, 0, 0)?.ino,
-        Err(e) => return Err(e),
-    };
-    let h = vol.open_file(ino, true)?;
-    let written = vol.write(ino, 0, data, false, false);
-    let closed = vol.release(ino, h);
-    written?;
-    closed?;
-    Ok(ino)
 }
 
 /// The loopback server that feeds ffmpeg the source and takes its output; stops on drop.

@@ -14,6 +14,7 @@
 //! pixels over a pipe. AVIF's muxer needs a seekable output, so ffmpeg writes it into an
 //! anonymous in-memory file of this process: no plaintext reaches a disk.
 
+use super::{content_key, random_suffix, write_file};
 use crate::adapt::ImageFormat;
 use crate::ids::Ino;
 use crate::media::{self, MediaError};
@@ -168,7 +169,7 @@ struct Current {
 /// The render of `source` that `want` names, if one is stored for the source as it is now.
 /// Reads no pixels: answering from the cache costs a few lookups.
 pub fn find(vol: &Volume, source: Ino, want: Want) -> Result<Option<Render>> {
-    let stamp = source_stamp(vol, source)?;
+    let stamp = content_key(vol, source)?;
     match current(vol, source, &stamp)? {
         Some(cur) => find_in(vol, &cur, &stamp, want),
         None => Ok(None),
@@ -184,7 +185,7 @@ pub fn make(vol: &Volume, source: Ino, want: Want) -> Result<Render> {
     }
     // Taken before the bytes are read: a picture changed meanwhile gets a render that is
     // not served again.
-    let stamp = source_stamp(vol, source)?;
+    let stamp = content_key(vol, source)?;
     let cur = current(vol, source, &stamp)?;
     if let Some(cur) = &cur {
         if let Some(r) = find_in(vol, cur, &stamp, want)? {
@@ -213,7 +214,7 @@ pub fn make(vol: &Volume, source: Ino, want: Want) -> Result<Render> {
     };
     let name = file_name(want.format, width, want.quality);
     let temp = format!("{name}{TEMP_MARK}{}", random_suffix());
-    write_new(vol, cur.dir, &temp, &encoded)?;
+    write_file(vol, cur.dir, &temp, &encoded)?;
     if let Err(e) = vol.rename(cur.dir, temp.as_bytes(), cur.dir, name.as_bytes(), RenameMode::Replace) {
         let _ = vol.unlink(cur.dir, temp.as_bytes());
         return Err(e.into());
@@ -236,7 +237,7 @@ pub fn sweep(vol: &Volume) -> Result<usize> {
             Ok(ino) => {
                 let source = Ino(ino);
                 let live = vol.getattr(source).is_ok_and(|a| a.inode.kind == Kind::File && a.inode.nlink > 0);
-                !live || current(vol, source, &source_stamp(vol, source)?)?.is_none()
+                !live || current(vol, source, &content_key(vol, source)?)?.is_none()
             }
             Err(_) => name.contains(".old-") || old(e.ino),
         };
@@ -313,7 +314,7 @@ fn fresh_dir(vol: &Volume, source: Ino, stamp: &str, width: u32, height: u32) ->
     let name = source.0.to_string();
     let staging = format!("{name}.new-{}", random_suffix());
     let dir = vol.create(root, staging.as_bytes(), Kind::Dir, 0o700, 0, 0, 0)?.ino;
-    let placed = write_new(vol, dir, SOURCE_FILE, format!("{stamp} {width}x{height}").as_bytes()).and_then(|()| {
+    let placed = write_file(vol, dir, SOURCE_FILE, format!("{stamp} {width}x{height}").as_bytes()).and_then(|_| {
         let old = format!("{name}.old-{}", random_suffix());
         let had_old = match vol.rename(root, name.as_bytes(), root, old.as_bytes(), RenameMode::NoReplace) {
             Ok(()) => true,
@@ -333,22 +334,6 @@ fn fresh_dir(vol: &Volume, source: Ino, stamp: &str, width: u32, height: u32) ->
     Ok(Current { dir, width, height })
 }
 
-/// Creates file `name` in `dir` holding `data`.
-fn write_new(vol: &Volume, dir: Ino, name: &str, data: &[u8]) -> crate::volume::Result<()> {
-    let ino = vol.create(dir, name.as_bytes(), Kind::File, 0o600, 0, 0, 0)?.ino;
-    let h = vol.open_file(ino, true)?;
-    let mut written = Ok(0);
-    for (i, piece) in data.chunks(1 << 20).enumerate() {
-        written = vol.write(ino, (i as u64) << 20, piece, false, false);
-        if written.is_err() {
-            break;
-        }
-    }
-    let closed = vol.release(ino, h);
-    written?;
-    closed
-}
-
 /// The whole of file `ino`, `size` bytes.
 fn read_all(vol: &Volume, ino: Ino, size: u64) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(size as usize);
@@ -361,17 +346,6 @@ fn read_all(vol: &Volume, ino: Ino, size: u64) -> Result<Vec<u8>> {
         out.extend_from_slice(&piece);
     }
     Ok(out)
-}
-
-/// What a render directory records of its source: the content fingerprint, in hex.
-fn source_stamp(vol: &Volume, source: Ino) -> Result<String> {
-    Ok(crate::ids::hex(&vol.fingerprint(source)?))
-}
-
-fn random_suffix() -> String {
-    let mut bytes = [0u8; 6];
-    crate::crypto::keys::random_bytes(&mut bytes);
-    crate::ids::hex(&bytes)
 }
 
 /// `rgb` encoded as `format` at `quality`.

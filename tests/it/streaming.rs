@@ -61,19 +61,14 @@ fn a_packaged_video_plays_over_hls_and_dash_and_bad_requests_get_clear_answers()
     for manifest in ["master.m3u8", "manifest.mpd"] {
         let u = url("videos/clip.mp4", manifest);
         let (streams, duration) = probe(&u, &auth);
-        let mut heights: Vec<u32> = streams.iter().filter(|(t, _)| t == "video").map(|(_, h)| *h).collect();
-        heights.sort_unstable();
-        heights.dedup();
-        assert_eq!(heights, [240, 360], "{manifest}: {streams:?}");
+        assert_eq!(video_heights(&streams), [240, 360], "{manifest}: {streams:?}");
         assert!(streams.iter().any(|(t, _)| t == "audio"), "{manifest}: {streams:?}");
         assert!((duration - 6.0).abs() <= 2.0, "{manifest}: {duration} s, the clip lasts 6 s (segments of 2 s)");
         // Every rendition decodes to its end without an error.
         let programs = if manifest.ends_with("m3u8") { 2 } else { 1 };
         for rung in 0..2 {
             let map = if programs == 2 { format!("0:p:{rung}:v") } else { format!("0:v:{rung}") };
-            let decoded = sh(&format!(
-                "ffmpeg -nostdin -v error -xerror -headers '{auth}\r\n' -i '{u}' -map {map} -map 0:a:0 -f null - 2>&1 && echo decoded"
-            ));
+            let decoded = decode(&u, &auth, &format!("-map {map} -map 0:a:0"));
             assert!(decoded.trim().ends_with("decoded"), "{manifest} rendition {rung}: {decoded}");
         }
     }
@@ -133,6 +128,22 @@ fn a_packaged_video_plays_over_hls_and_dash_and_bad_requests_get_clear_answers()
     assert_eq!(rendition_files(&v), 0, "nothing is left in .renditions");
     m.unmount();
     v.assert_clean(&["--read-data"]);
+}
+
+/// The heights of the video streams ffprobe found, in order, each once.
+fn video_heights(streams: &[(String, u32)]) -> Vec<u32> {
+    let mut heights: Vec<u32> = streams.iter().filter(|(t, _)| t == "video").map(|(_, h)| *h).collect();
+    heights.sort_unstable();
+    heights.dedup();
+    heights
+}
+
+/// ffmpeg decoding the streams `maps` selects of `url` to their end: its errors, then
+/// `decoded` when it succeeded.
+fn decode(url: &str, auth: &str, maps: &str) -> String {
+    sh(&format!(
+        "ffmpeg -nostdin -v error -xerror -headers '{auth}\r\n' -i '{url}' {maps} -f null - 2>&1 && echo decoded"
+    ))
 }
 
 /// `nanofs media package VOLUME PATH ARGS --wait`: the finished job.
@@ -371,14 +382,9 @@ fn a_source_that_fits_the_top_rung_is_copied_not_encoded_again() {
     let u = format!("{}/stream/phone.mp4/master.m3u8", server.base);
     let (streams, duration) = probe(&u, &auth);
     assert!((duration - 6.0).abs() <= 2.0, "{duration}");
-    let mut heights: Vec<u32> = streams.iter().filter(|(t, _)| t == "video").map(|(_, h)| *h).collect();
-    heights.sort_unstable();
-    heights.dedup();
-    assert_eq!(heights, [360, 480], "{streams:?}");
+    assert_eq!(video_heights(&streams), [360, 480], "{streams:?}");
     for rung in 0..2 {
-        let decoded = sh(&format!(
-            "ffmpeg -nostdin -v error -xerror -headers '{auth}\r\n' -i '{u}' -map 0:p:{rung}:v -map 0:a:0 -f null - 2>&1 && echo decoded"
-        ));
+        let decoded = decode(&u, &auth, &format!("-map 0:p:{rung}:v -map 0:a:0"));
         assert!(decoded.trim().ends_with("decoded"), "rendition {rung}: {decoded}");
     }
     // The copy keeps the source's own encoding: its profile, not the ladder's Main.
@@ -420,8 +426,7 @@ fn a_fragmented_mp4_without_renditions_plays_by_byte_ranges_of_itself() {
     let (streams, duration) = probe(&u, &auth);
     assert!(streams.iter().any(|(t, h)| t == "video" && *h == 360), "{streams:?}");
     assert!((duration - 8.0).abs() <= 1.0, "{duration}");
-    let decoded =
-        sh(&format!("ffmpeg -nostdin -v error -xerror -headers '{auth}\r\n' -i '{u}' -f null - 2>&1 && echo decoded"));
+    let decoded = decode(&u, &auth, "");
     assert!(decoded.trim().ends_with("decoded"), "{decoded}");
     // A plain MP4 cannot be cut that way: 409 until it is packaged.
     assert!(get(&url("plain.mp4", "master.m3u8")).ends_with("\n409"));
@@ -463,4 +468,33 @@ fn a_video_rewritten_while_it_is_packaged_is_packaged_again_from_its_new_bytes()
     assert!(duration < 5.0, "the ladder is of the new 2 s take, not the 90 s one: {duration} s");
     server.stop();
     v.assert_clean(&["--read-data"]);
+}
+
+#[test]
+fn packaging_a_directory_queues_every_video_under_it_that_has_no_ladder() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    std::fs::create_dir_all(m.p("trip/day2")).unwrap();
+    clip(&m.p("trip/a.mp4"), "320x240", 2);
+    clip(&m.p("trip/day2/b.mov"), "320x240", 3);
+    std::fs::copy(m.p("trip/a.mp4"), m.p("trip/copy-of-a.mp4")).unwrap();
+    std::fs::write(m.p("trip/day2/notes.mp4"), b"a text file with a video's name").unwrap();
+    let out = v.run_ok(&["media", "package", v.path(), "/trip", "--ladder", "240", "--wait"]);
+    let jobs: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let paths: Vec<&str> = jobs.iter().map(|j| j["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        paths,
+        ["/trip/a.mp4", "/trip/copy-of-a.mp4", "/trip/day2/b.mov"],
+        "videos by their bytes, not their names: {out}"
+    );
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{out}");
+    // The copy's bytes had their ladder by its turn: no second run for them.
+    assert!(jobs[1]["report"].is_null() && jobs[0]["report"].is_object(), "{out}");
+    // Again: each has its ladder, so nothing is queued; a video named alone is redone.
+    let again: Vec<serde_json::Value> =
+        serde_json::from_str(&v.run_ok(&["media", "package", v.path(), "/trip", "--wait"])).unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    let redone = package(&v, "/trip/a.mp4", &["--ladder", "240"]);
+    assert_eq!(redone["state"], "done", "{redone}");
+    m.unmount();
 }
