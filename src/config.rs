@@ -91,6 +91,23 @@ pub struct Streaming {
     pub package_on_upload: bool,
     /// Packaging jobs at once.
     pub max_jobs: u32,
+    /// Live streams: WebRTC publishing (WHIP) and playback (WHEP).
+    pub enable_webrtc: bool,
+    /// Live streams published at once; one more is refused (503).
+    pub max_concurrent_streams: u32,
+    /// Viewers of one live stream (WebRTC and HLS); one more is refused (503).
+    pub max_viewers_per_stream: u32,
+    /// Record every live stream into its directory, as if created with `--record`.
+    pub record_live: bool,
+    /// UDP port of WebRTC media (0: a free one, chosen at start).
+    pub webrtc_port: u16,
+    /// Addresses offered to WebRTC peers as host candidates (empty: the sidecar's own
+    /// address when it listens on one, else every address of the machine's interfaces).
+    pub webrtc_addresses: Vec<std::net::IpAddr>,
+    /// STUN/TURN servers told to WebRTC clients (`stun:host:port`, ...).
+    pub ice_servers: Vec<String>,
+    /// Seconds a live stream waits for its publisher to come back before it ends.
+    pub live_grace_seconds: u32,
 }
 
 impl Default for Streaming {
@@ -103,6 +120,14 @@ impl Default for Streaming {
             segment_seconds: 2,
             package_on_upload: false,
             max_jobs: 1,
+            enable_webrtc: true,
+            max_concurrent_streams: 100,
+            max_viewers_per_stream: 1000,
+            record_live: false,
+            webrtc_port: 8189,
+            webrtc_addresses: Vec::new(),
+            ice_servers: Vec::new(),
+            live_grace_seconds: 10,
         }
     }
 }
@@ -267,6 +292,17 @@ impl Config {
         }
         if !(1..=16).contains(&st.max_jobs) {
             return Err(format!("media.streaming.max_jobs = {}: must be 1 to 16", st.max_jobs));
+        }
+        if st.max_concurrent_streams == 0 || st.max_viewers_per_stream == 0 {
+            return Err("media.streaming: max_concurrent_streams and max_viewers_per_stream must be at least 1".into());
+        }
+        if !(1..=3600).contains(&st.live_grace_seconds) {
+            return Err(format!("media.streaming.live_grace_seconds = {}: must be 1 to 3600", st.live_grace_seconds));
+        }
+        if let Some(bad) =
+            st.ice_servers.iter().find(|u| !["stun:", "stuns:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)))
+        {
+            return Err(format!("media.streaming.ice_servers: {bad:?} is not a stun:, stuns:, turn: or turns: URL"));
         }
         let d = &self.media.deduplication;
         if d.hash_algorithm != "blake2b-256" {

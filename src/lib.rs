@@ -18,6 +18,7 @@ pub mod fs;
 pub mod gallery;
 pub mod http;
 pub mod ids;
+pub mod live;
 pub mod media;
 pub mod store;
 pub mod stream;

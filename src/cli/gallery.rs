@@ -190,7 +190,7 @@ fn password(file: Option<&Path>) -> anyhow::Result<String> {
 }
 
 /// Runs `op` in the mount daemon, or on the volume opened here.
-fn admin(volume: &Path, unlock: &UnlockArgs, op: AdminOp) -> anyhow::Result<serde_json::Value> {
+pub(super) fn admin(volume: &Path, unlock: &UnlockArgs, op: AdminOp) -> anyhow::Result<serde_json::Value> {
     super::via_daemon_or_open(
         volume,
         unlock,

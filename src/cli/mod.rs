@@ -15,6 +15,7 @@ mod mounts;
 mod serve;
 mod snapshot;
 mod stats;
+mod stream;
 mod token;
 mod transfer;
 mod umount;
@@ -68,6 +69,8 @@ enum Command {
     Gallery(gallery::GalleryArgs),
     /// Adaptive streaming: package videos into HLS and DASH renditions.
     Media(media::Args),
+    /// Live streams: create, list, show, revoke-key, delete.
+    Stream(stream::Args),
     /// Upload a file or tree to a sidecar (parallel, resumable, verified).
     Push(transfer::PushArgs),
     /// Download a file or tree from a sidecar (parallel, resumable, verified).
@@ -102,6 +105,7 @@ pub fn main() -> i32 {
         Command::Keygen(a) => key::keygen(a),
         Command::Key(a) => key::run(a),
         Command::Media(a) => media::run(a),
+        Command::Stream(a) => stream::run(a),
         Command::Rekey(a) => key::rekey(a),
         Command::Serve(a) => serve::run(a),
         Command::Token(a) => token::run(a),

@@ -123,6 +123,7 @@ pub fn start(
         addr
     };
     config.self_url = Some(format!("{scheme}://{local}"));
+    config.listen = Some(addr);
     let state = Sidecar::new(galleries, Some(jobs), config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {

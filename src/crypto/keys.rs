@@ -241,6 +241,12 @@ pub fn keyed_hash(key: &[u8], message: &[u8]) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(hash.as_bytes().try_into().expect("32-byte hash"))
 }
 
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ.
+#[must_use]
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.iter().zip(b).fold(a.len() ^ b.len(), |acc, (x, y)| acc | usize::from(x ^ y)) == 0
+}
+
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn random_bytes(buf: &mut [u8]) {
     OsRng.fill_bytes(buf);

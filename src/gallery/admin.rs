@@ -38,6 +38,16 @@ pub enum AdminOp {
     /// Bring a bundle in as a new gallery (the identity's text travels over the root-only
     /// control socket, like a passphrase).
     GalleryImport { file: std::path::PathBuf, identity: String, path: String, owner: String },
+    /// Create a live stream owned by a gallery (id or path) or by a volume path.
+    StreamCreate { name: String, gallery: Option<String>, path: Option<String>, record: bool },
+    /// Every stream.
+    StreamList,
+    /// One stream.
+    StreamShow { name: String },
+    /// Replace a stream's publish key (its publisher is cut off).
+    StreamRevokeKey { name: String },
+    /// Delete a stream (its recordings stay).
+    StreamDelete { name: String },
 }
 
 /// The administrator, who acts as owner everywhere.
@@ -143,6 +153,24 @@ impl Galleries {
                 let mut v = self.gallery_json(&g, &Principal::Admin)?;
                 v["imported"] = json!(report);
                 v
+            }
+            AdminOp::StreamCreate { name, gallery, path, record } => {
+                let (s, key) = self.stream_create(name, gallery.as_deref(), path.as_deref(), *record, &a)?;
+                let mut v = self.stream_json(&s);
+                v["publish_key"] = json!(key);
+                v
+            }
+            AdminOp::StreamList => Value::Array(self.stream_list()?.iter().map(|s| self.stream_json(s)).collect()),
+            AdminOp::StreamShow { name } => self.stream_json(&self.stream(name)?),
+            AdminOp::StreamRevokeKey { name } => {
+                let key = self.stream_new_key(name)?;
+                let mut v = self.stream_json(&self.stream(name)?);
+                v["publish_key"] = json!(key);
+                v
+            }
+            AdminOp::StreamDelete { name } => {
+                self.stream_delete(name)?;
+                json!({ "deleted": name })
             }
         })
     }

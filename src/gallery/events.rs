@@ -97,6 +97,14 @@ impl Galleries {
         Ok(())
     }
 
+    /// Tells the live subscribers of gallery `id` of `kind` with `data`, outside the log
+    /// (`seq` 0): a live stream starting, its viewer count, its end.
+    pub fn announce_gallery(&self, id: &str, kind: &str, data: serde_json::Value) {
+        let event = Event { seq: 0, kind: kind.into(), at: at_now(), actor: None, item: None, data };
+        // Nobody listening is fine.
+        let _ = self.state.live.send(Arc::new(LiveEvent::new(id.to_string(), event)));
+    }
+
     /// What a client that saw events up to `since` missed.
     pub fn events_since(&self, gallery: &str, since: u64) -> Result<Since> {
         let last = last_seq(&self.vol, gallery)?;

@@ -23,12 +23,22 @@ pub(crate) struct State {
     seqs: Mutex<HashMap<String, u64>>,
     /// Every gallery's live events; receivers filter.
     pub live: tokio::sync::broadcast::Sender<Arc<LiveEvent>>,
+    /// Names of streams whose key changed or that went (`streams`).
+    pub stream_changes: tokio::sync::broadcast::Sender<String>,
+    /// Streams live now, as the sidecar reports them.
+    pub live_streams: super::streams::LiveMap,
 }
 
 impl State {
     /// The state of a volume whose gallery directories are `roots`.
     pub fn new(roots: HashMap<Ino, String>) -> Self {
-        Self { roots: RwLock::new(roots), seqs: Mutex::default(), live: tokio::sync::broadcast::channel(4096).0 }
+        Self {
+            roots: RwLock::new(roots),
+            seqs: Mutex::default(),
+            live: tokio::sync::broadcast::channel(4096).0,
+            stream_changes: tokio::sync::broadcast::channel(256).0,
+            live_streams: Mutex::default(),
+        }
     }
 }
 
@@ -258,6 +268,12 @@ impl State {
         }
         for key in b.volume().record_keys(links::LINK_PREFIX)? {
             if b.volume().record::<links::LinkRecord>(&key).ok().flatten().is_some_and(|l| l.gallery == g.id) {
+                b.delete(&key);
+            }
+        }
+        for key in b.volume().record_keys(super::streams::STREAM_PREFIX)? {
+            let rec = b.volume().record::<super::streams::StreamRecord>(&key).ok().flatten();
+            if rec.is_some_and(|s| s.gallery.as_deref() == Some(g.id.as_str())) {
                 b.delete(&key);
             }
         }

@@ -23,6 +23,7 @@ mod hook;
 pub mod items;
 pub mod links;
 pub mod roles;
+pub mod streams;
 pub mod users;
 
 use crate::crypto::keys::random_bytes;
@@ -40,7 +41,7 @@ pub use roles::{allows, Action, Role};
 const GALLERY_PREFIX: &[u8] = b"gallery/";
 
 /// Every `meta` prefix the galleries own (docs/format.md).
-const PREFIXES: [&[u8]; 8] = [
+const PREFIXES: [&[u8]; 9] = [
     GALLERY_PREFIX,
     items::ITEM_PREFIX,
     items::COLLAB_PREFIX,
@@ -49,6 +50,7 @@ const PREFIXES: [&[u8]; 8] = [
     links::LINK_PREFIX,
     users::USER_PREFIX,
     users::SESSION_PREFIX,
+    streams::STREAM_PREFIX,
 ];
 
 /// The galleries of one volume: their records, the in-memory map of gallery directories,
@@ -397,11 +399,16 @@ impl Galleries {
         actor.require(Action::Administer)?;
         let g = self.gallery(id)?;
         let items = self.gallery_item_inos(&g)?;
+        let streams: Vec<String> =
+            self.stream_list()?.into_iter().filter(|s| s.gallery.as_ref() == Some(&g.id)).map(|s| s.name).collect();
         self.update(|b| {
             self.state.purge_gallery(b, &g)?;
             State::send_at_commit(b, &g.id, Event::ephemeral("gallery.deleted", actor.name.clone()));
             Ok(())
         })?;
+        for name in streams {
+            self.stream_changed(&name);
+        }
         self.remove_thumbnails(&items);
         Ok(())
     }

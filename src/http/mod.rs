@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod files;
 mod gallery;
+mod live;
 mod media;
 mod path;
 mod render;
@@ -43,6 +44,8 @@ pub struct SidecarConfig {
     /// The sidecar's own loopback address (`http://127.0.0.1:PORT`), for ffmpeg to read
     /// videos by URL with range requests.
     pub self_url: Option<String>,
+    /// The address it listens on (offered to WebRTC peers when it is a specific one).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl SidecarConfig {
@@ -55,6 +58,7 @@ impl SidecarConfig {
             max_upload: s.max_upload_gib << 30,
             tls: false,
             self_url: None,
+            listen: None,
         }
     }
 }
@@ -88,6 +92,10 @@ pub struct Sidecar {
     /// Layouts of fragmented MP4s served by byte ranges, by inode, with the inode's
     /// change stamp they were read at (`None`: not such a file).
     fmp4_layouts: std::sync::Mutex<std::collections::HashMap<crate::ids::Ino, Fmp4Layout>>,
+    /// The WebRTC forwarding loop, started with the server (or why it could not start).
+    sfu: std::sync::OnceLock<Result<Arc<crate::live::Sfu>, String>>,
+    /// Who holds each live session, for the checks while it lasts.
+    live_holders: live::Holders,
 }
 
 /// A cached `crate::stream::fmp4` layout and the (ctime, size) of the file it describes.
@@ -117,6 +125,8 @@ impl Sidecar {
             internal_key: crate::gallery::random_id(32),
             jobs,
             fmp4_layouts: std::sync::Mutex::default(),
+            sfu: std::sync::OnceLock::new(),
+            live_holders: std::sync::Mutex::default(),
         })
     }
 
@@ -216,10 +226,23 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
         .merge(gallery_routes())
         .route("/internal/items/{ino}", get(media::internal_item).head(media::internal_item))
+        .merge(live_routes())
         // Upload bodies stream to the engine and are bounded by Upload-Length; the small
         // bodies that are read whole (manifest, a delta chunk) have limits of their own.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// Live streams over WebRTC (docs/live.md).
+fn live_routes() -> Router<Arc<Sidecar>> {
+    use axum::routing::delete;
+    let offers = axum::extract::DefaultBodyLimit::max(live::MAX_OFFER);
+    Router::new()
+        .route("/whip/{name}", post(live::whip).options(live::options).layer(offers))
+        .route("/whep/{name}", post(live::whep).options(live::options).layer(offers))
+        .route("/whip/{name}/{session}", delete(live::end).patch(live::patch))
+        .route("/whep/{name}/{session}", delete(live::end).patch(live::patch))
+        .route("/api/live/{name}", get(live::status))
 }
 
 /// The gallery API (docs/galleries.md).
@@ -300,6 +323,21 @@ async fn transfer_settings(
     }))
 }
 
+/// Starts the WebRTC loop when `[media.streaming] enable_webrtc` is on; a failure (the UDP
+/// port is taken, say) is logged and answers WHIP and WHEP with 503.
+async fn start_live(state: &Arc<Sidecar>) {
+    let st = &state.vol.config().media.streaming;
+    if !st.enable_webrtc {
+        return;
+    }
+    let config = crate::live::SfuConfig::from_config(st, state.config.listen.map(|a| a.ip()));
+    let sfu = crate::live::Sfu::start(config, state.galleries.clone()).await.map_err(|e| {
+        tracing::error!(error = %e, "WebRTC is unavailable");
+        e.to_string()
+    });
+    let _ = state.sfu.set(sfu);
+}
+
 /// Serves on `listener` (plain TCP or `tls::TlsListener`) until `shutdown` resolves;
 /// requests in flight then finish.
 pub async fn serve<L>(
@@ -315,7 +353,10 @@ where
     let indexer = tokio::spawn(media::index_loop(state.clone()));
     let housekeeping = tokio::spawn(gallery::housekeeping(state.clone()));
     let job_events = tokio::spawn(renditions::events_loop(state.clone()));
+    start_live(&state).await;
+    let live_access = tokio::spawn(live::watch_access(state.clone()));
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    live_access.abort();
     sweeper.abort();
     indexer.abort();
     housekeeping.abort();

@@ -159,6 +159,11 @@ impl Volume {
         Ok(())
     }
 
+    /// Whether the token with public id `id` exists (is not revoked).
+    pub fn token_exists(&self, id: &str) -> Result<bool> {
+        Ok(self.store.contains(Cf::Meta, &Self::token_key(id))?)
+    }
+
     /// What `token` allows, or why it is refused.
     pub fn token_verify(&self, token: &str) -> Result<std::result::Result<TokenInfo, TokenRefusal>> {
         let Some((id, secret)) = token.strip_prefix(TOKEN_PREFIX).and_then(|t| t.split_once('_')) else {
@@ -173,10 +178,7 @@ impl Volume {
             .map_err(|e| Error::CorruptMeta(format!("token record: {e}")))?;
         let expected = unhex(&stored.hash).unwrap_or_default();
         let got = self.secret_hash(&secret);
-        // Constant time: every byte is compared whatever the first difference.
-        let diff =
-            expected.iter().zip(got.iter()).fold(expected.len() ^ got.len(), |acc, (a, b)| acc | usize::from(a ^ b));
-        if diff != 0 {
+        if !crate::crypto::keys::constant_time_eq(&expected, &got[..]) {
             return Ok(Err(TokenRefusal::Invalid));
         }
         if now() >= stored.info.expires {

@@ -1,0 +1,751 @@
+//! The forwarding loop: one tokio task owns every WebRTC session (a `str0m::Rtc`) and
+//! the UDP sockets they share. Datagrams are handed to the session that accepts them; a
+//! publisher's frames are written to each viewer of its stream; keyframe requests go the
+//! other way. Work is queued and drained so a session is never borrowed twice.
+
+use super::{LiveStatus, Refusal, SessionId, StreamRef};
+use crate::gallery::streams::LiveState;
+use crate::gallery::Galleries;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
+use str0m::format::PayloadParams;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, MediaTime, Mid, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Addresses offered as host candidates, one UDP socket each.
+    pub addresses: Vec<IpAddr>,
+    /// Their UDP port (0: a free one).
+    pub port: u16,
+    /// Streams published at once.
+    pub max_streams: u32,
+    /// WebRTC viewers of one stream.
+    pub max_viewers: u32,
+    /// How long a stream outlives its publisher, waiting for it to come back.
+    pub grace: Duration,
+}
+
+impl SfuConfig {
+    /// The settings of `[media.streaming]`; `listen` is the sidecar's address, offered
+    /// when no addresses are configured and it is a specific one.
+    #[must_use]
+    pub fn from_config(st: &crate::config::Streaming, listen: Option<IpAddr>) -> Self {
+        let addresses = if !st.webrtc_addresses.is_empty() {
+            st.webrtc_addresses.clone()
+        } else {
+            match listen {
+                Some(ip) if !ip.is_unspecified() => vec![ip],
+                _ => interface_addresses(),
+            }
+        };
+        Self {
+            addresses,
+            port: st.webrtc_port,
+            max_streams: st.max_concurrent_streams,
+            max_viewers: st.max_viewers_per_stream,
+            grace: Duration::from_secs(u64::from(st.live_grace_seconds)),
+        }
+    }
+}
+
+/// IPv4 addresses of the interfaces that are up (loopback last), and global IPv6 ones.
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs {
+            let Some(sa) = a.address else { continue };
+            if let Some(v4) = sa.as_sockaddr_in() {
+                out.push(IpAddr::V4(v4.ip()));
+            } else if let Some(v6) = sa.as_sockaddr_in6() {
+                let ip = v6.ip();
+                // Link-local addresses need a scope id that candidates cannot carry.
+                if (ip.segments()[0] & 0xffc0) != 0xfe80 && !ip.is_loopback() {
+                    out.push(IpAddr::V6(ip));
+                }
+            }
+        }
+    }
+    out.sort_by_key(IpAddr::is_loopback);
+    out.dedup();
+    out
+}
+
+/// The handle of the loop.
+pub struct Sfu {
+    commands: mpsc::UnboundedSender<Command>,
+    candidates: Vec<SocketAddr>,
+    cert: DtlsCert,
+}
+
+/// What the loop is asked.
+enum Command {
+    Join {
+        stream: StreamRef,
+        publisher: bool,
+        id: SessionId,
+        rtc: Box<Rtc>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    End {
+        id: SessionId,
+        reply: oneshot::Sender<bool>,
+    },
+    EndStream {
+        name: String,
+        publisher_only: bool,
+    },
+    Status {
+        name: String,
+        reply: oneshot::Sender<Option<LiveStatus>>,
+    },
+    Sessions {
+        name: String,
+        reply: oneshot::Sender<Vec<SessionId>>,
+    },
+}
+
+impl Sfu {
+    /// Binds the UDP sockets and starts the loop on the current tokio runtime.
+    pub async fn start(config: SfuConfig, galleries: Arc<Galleries>) -> std::io::Result<Arc<Self>> {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider
+            .dtls_provider
+            .generate_certificate()
+            .ok_or_else(|| std::io::Error::other("cannot make a DTLS certificate"))?;
+        if config.addresses.is_empty() {
+            return Err(std::io::Error::other(
+                "no address to offer WebRTC peers (set media.streaming.webrtc_addresses)",
+            ));
+        }
+        let mut sockets = Vec::new();
+        let mut port = config.port;
+        for ip in &config.addresses {
+            let socket = UdpSocket::bind(SocketAddr::new(*ip, port))
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("WebRTC UDP {ip}:{port}: {e}")))?;
+            // Every address gets the port the first one got.
+            port = socket.local_addr()?.port();
+            sockets.push(Arc::new(socket));
+        }
+        let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect::<Result<_, _>>()?;
+        tracing::info!(?candidates, "WebRTC media sockets");
+        let (commands, rx) = mpsc::unbounded_channel();
+        let state = Loop::new(config, sockets, galleries);
+        tokio::spawn(state.run(rx));
+        Ok(Arc::new(Self { commands, candidates, cert }))
+    }
+
+    /// The addresses peers send media to.
+    #[must_use]
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    /// A session for `offer`, not yet in the loop: its answer and its `Rtc`.
+    fn answer(&self, offer: &str) -> Result<(String, Rtc), Refusal> {
+        // The parser's own message points into memory; people need to know where.
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|_| Refusal::BadOffer(malformed_line(offer)))?;
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_vp8(true)
+            .enable_opus(true, false)
+            .build(Instant::now());
+        for c in &self.candidates {
+            let cand = Candidate::host(*c, "udp").map_err(|e| Refusal::Unavailable(e.to_string()))?;
+            rtc.add_local_candidate(cand);
+        }
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| Refusal::BadOffer(e.to_string()))?;
+        Ok((answer.to_sdp_string(), rtc))
+    }
+
+    async fn join(&self, stream: StreamRef, offer: &str, publisher: bool) -> Result<(SessionId, String), Refusal> {
+        let (answer, rtc) = self.answer(offer)?;
+        let id = SessionId::random();
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Join { stream, publisher, id, rtc: Box::new(rtc), reply };
+        self.commands.send(cmd).map_err(|_| Refusal::Unavailable("the media loop has stopped".into()))?;
+        rx.await.map_err(|_| Refusal::Unavailable("the media loop has stopped".into()))??;
+        Ok((id, answer))
+    }
+
+    /// Answers a publisher's offer (WHIP); refused while another publishes to the stream
+    /// or when `max_streams` others are live.
+    pub async fn publish(&self, stream: StreamRef, offer: &str) -> Result<(SessionId, String), Refusal> {
+        self.join(stream, offer, true).await
+    }
+
+    /// Answers a viewer's offer (WHEP); refused when nobody publishes or the stream has
+    /// `max_viewers` viewers.
+    pub async fn view(&self, stream: StreamRef, offer: &str) -> Result<(SessionId, String), Refusal> {
+        self.join(stream, offer, false).await
+    }
+
+    /// Ends a session; false when there is no such session.
+    pub async fn end(&self, id: SessionId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::End { id, reply }).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Ends a stream's publisher (its key changed), or every session of it.
+    pub fn end_stream(&self, name: &str, publisher_only: bool) {
+        let _ = self.commands.send(Command::EndStream { name: name.into(), publisher_only });
+    }
+
+    /// Ends viewer sessions (their access ended).
+    pub fn kick(&self, ids: Vec<SessionId>) {
+        for id in ids {
+            let (reply, _) = oneshot::channel();
+            let _ = self.commands.send(Command::End { id, reply });
+        }
+    }
+
+    /// The stream's state in the loop, if it is live.
+    pub async fn status(&self, name: &str) -> Option<LiveStatus> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Status { name: name.into(), reply }).ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// The sessions of a stream, its publisher's included.
+    pub async fn sessions(&self, name: &str) -> Vec<SessionId> {
+        let (reply, rx) = oneshot::channel();
+        if self.commands.send(Command::Sessions { name: name.into(), reply }).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+/// A received datagram.
+struct Datagram {
+    local: SocketAddr,
+    source: SocketAddr,
+    data: Vec<u8>,
+}
+
+/// A publisher's frame, as forwarded.
+struct Frame {
+    kind: MediaKind,
+    rid: Option<Rid>,
+    params: PayloadParams,
+    network_time: Instant,
+    time: MediaTime,
+    keyframe: bool,
+    data: Arc<[u8]>,
+}
+
+/// Work drained by the loop.
+enum Work {
+    Poll(SessionId),
+    Forward(String, Arc<Frame>),
+    /// A viewer of the stream needs a keyframe (of the layer, if any).
+    Keyframe(String, Option<Rid>),
+}
+
+struct Session {
+    stream: StreamRef,
+    publisher: bool,
+    rtc: Rtc,
+    /// When it wants `Input::Timeout` next.
+    next: Instant,
+    connected: bool,
+    /// Media lines and their kinds: incoming for a publisher, outgoing for a viewer.
+    media: Vec<(Mid, MediaKind)>,
+    /// A viewer forwards video from a keyframe on.
+    waiting_keyframe: bool,
+    /// The simulcast layer a viewer receives.
+    layer: Option<Rid>,
+}
+
+/// One live stream in the loop.
+struct Live {
+    stream: StreamRef,
+    publisher: Option<SessionId>,
+    viewers: Vec<SessionId>,
+    /// Since when it has had no publisher.
+    orphaned: Option<Instant>,
+    since: i64,
+    codecs: Vec<String>,
+    layers: Vec<Rid>,
+    last_keyframe_request: Option<Instant>,
+    /// The viewer count last announced.
+    announced_viewers: u32,
+}
+
+/// Keyframe requests to a publisher, at most this often.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+struct Loop {
+    config: SfuConfig,
+    sockets: Vec<Arc<UdpSocket>>,
+    galleries: Arc<Galleries>,
+    sessions: HashMap<SessionId, Session>,
+    /// The session a remote address last reached, tried first.
+    by_source: HashMap<SocketAddr, SessionId>,
+    streams: HashMap<String, Live>,
+    work: VecDeque<Work>,
+}
+
+impl Loop {
+    fn new(config: SfuConfig, sockets: Vec<Arc<UdpSocket>>, galleries: Arc<Galleries>) -> Self {
+        Self {
+            config,
+            sockets,
+            galleries,
+            sessions: HashMap::new(),
+            by_source: HashMap::new(),
+            streams: HashMap::new(),
+            work: VecDeque::new(),
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let (tx, mut datagrams) = mpsc::channel::<Datagram>(4096);
+        let readers: Vec<_> = self.sockets.iter().map(|s| tokio::spawn(read_socket(s.clone(), tx.clone()))).collect();
+        drop(tx);
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let wake =
+                self.sessions.values().map(|s| s.next).min().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                Some(d) = datagrams.recv() => self.datagram(&d),
+                () = tokio::time::sleep_until(wake.into()) => self.timeouts(),
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+            self.drain();
+        }
+        for r in readers {
+            r.abort();
+        }
+        for name in self.streams.keys() {
+            self.galleries.set_live(name, None);
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Join { stream, publisher, id, rtc, reply } => {
+                let result = self.admit(&stream, publisher, id);
+                if result.is_ok() {
+                    let session = Session {
+                        stream,
+                        publisher,
+                        rtc: *rtc,
+                        next: Instant::now(),
+                        connected: false,
+                        media: Vec::new(),
+                        waiting_keyframe: true,
+                        layer: None,
+                    };
+                    self.sessions.insert(id, session);
+                    self.work.push_back(Work::Poll(id));
+                }
+                let _ = reply.send(result);
+            }
+            Command::End { id, reply } => {
+                let found = match self.sessions.get_mut(&id) {
+                    Some(s) => {
+                        s.rtc.disconnect();
+                        true
+                    }
+                    None => false,
+                };
+                self.reap();
+                let _ = reply.send(found);
+            }
+            Command::EndStream { name, publisher_only } => {
+                let Some(live) = self.streams.get(&name) else { return };
+                let ids: Vec<SessionId> = if publisher_only {
+                    live.publisher.into_iter().collect()
+                } else {
+                    live.publisher.into_iter().chain(live.viewers.iter().copied()).collect()
+                };
+                for id in ids {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.rtc.disconnect();
+                    }
+                }
+                if !publisher_only {
+                    self.end_live(&name);
+                }
+                self.reap();
+            }
+            Command::Status { name, reply } => {
+                let status = self.streams.get(&name).map(|l| LiveStatus {
+                    publishing: l.publisher.is_some(),
+                    viewers: l.viewers.len() as u32,
+                    codecs: l.codecs.clone(),
+                    layers: l.layers.iter().map(ToString::to_string).collect(),
+                });
+                let _ = reply.send(status);
+            }
+            Command::Sessions { name, reply } => {
+                let ids =
+                    self.streams.get(&name).map(|l| l.publisher.into_iter().chain(l.viewers.iter().copied()).collect());
+                let _ = reply.send(ids.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Whether a session may join, and its place in the stream if so.
+    fn admit(&mut self, stream: &StreamRef, publisher: bool, id: SessionId) -> Result<(), Refusal> {
+        if publisher {
+            match self.streams.get_mut(&stream.name) {
+                Some(live) if live.publisher.is_some() => return Err(Refusal::Busy(stream.name.clone())),
+                Some(live) => {
+                    live.publisher = Some(id);
+                    live.orphaned = None;
+                }
+                None => {
+                    if self.streams.len() >= self.config.max_streams as usize {
+                        return Err(Refusal::TooManyStreams(self.config.max_streams));
+                    }
+                    self.streams.insert(
+                        stream.name.clone(),
+                        Live {
+                            stream: stream.clone(),
+                            publisher: Some(id),
+                            viewers: Vec::new(),
+                            orphaned: None,
+                            since: crate::gallery::now(),
+                            codecs: Vec::new(),
+                            layers: Vec::new(),
+                            last_keyframe_request: None,
+                            announced_viewers: 0,
+                        },
+                    );
+                    self.galleries.set_live(
+                        &stream.name,
+                        Some(LiveState { since: crate::gallery::now(), viewers: 0, ingest: "whip".into() }),
+                    );
+                    if let Some(g) = &stream.gallery {
+                        self.galleries.announce_gallery(
+                            g,
+                            "live.started",
+                            serde_json::json!({ "stream": stream.name }),
+                        );
+                    }
+                }
+            }
+            tracing::info!(stream = %stream.name, session = %id, "publisher joined");
+            Ok(())
+        } else {
+            let Some(live) = self.streams.get_mut(&stream.name) else {
+                return Err(Refusal::NotLive(stream.name.clone()));
+            };
+            if live.viewers.len() >= self.config.max_viewers as usize {
+                return Err(Refusal::TooManyViewers(self.config.max_viewers));
+            }
+            live.viewers.push(id);
+            Ok(())
+        }
+    }
+
+    fn datagram(&mut self, d: &Datagram) {
+        let Ok(contents) = d.data.as_slice().try_into() else { return };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive { proto: Protocol::Udp, source: d.source, destination: d.local, contents },
+        );
+        let known = self
+            .by_source
+            .get(&d.source)
+            .copied()
+            .filter(|id| self.sessions.get(id).is_some_and(|s| s.rtc.accepts(&input)));
+        let Some(id) = known.or_else(|| self.sessions.iter().find(|(_, s)| s.rtc.accepts(&input)).map(|(id, _)| *id))
+        else {
+            return;
+        };
+        self.by_source.insert(d.source, id);
+        let s = self.sessions.get_mut(&id).expect("found above");
+        if let Err(e) = s.rtc.handle_input(input) {
+            tracing::debug!(session = %id, error = %e, "WebRTC input failed; ending the session");
+            s.rtc.disconnect();
+        }
+        self.work.push_back(Work::Poll(id));
+    }
+
+    fn timeouts(&mut self) {
+        let now = Instant::now();
+        let due: Vec<SessionId> = self.sessions.iter().filter(|(_, s)| s.next <= now).map(|(id, _)| *id).collect();
+        for id in due {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(session = %id, error = %e, "WebRTC timeout failed; ending the session");
+                    s.rtc.disconnect();
+                }
+                self.work.push_back(Work::Poll(id));
+            }
+        }
+    }
+
+    /// Drains the work queue, then drops dead sessions.
+    fn drain(&mut self) {
+        while let Some(w) = self.work.pop_front() {
+            match w {
+                Work::Poll(id) => self.poll(id),
+                Work::Forward(stream, frame) => self.forward(&stream, &frame),
+                Work::Keyframe(stream, rid) => self.request_keyframe(&stream, rid),
+            }
+        }
+        self.reap();
+    }
+
+    /// Takes a session's output until it wants a timeout.
+    fn poll(&mut self, id: SessionId) {
+        let Some(s) = self.sessions.get_mut(&id) else { return };
+        loop {
+            if !s.rtc.is_alive() {
+                return;
+            }
+            let out = match s.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(session = %id, error = %e, "WebRTC output failed; ending the session");
+                    s.rtc.disconnect();
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    s.next = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    if let Some(sock) = self.sockets.iter().find(|k| k.local_addr().ok() == Some(t.source)) {
+                        // A full socket buffer drops the datagram, as the network would.
+                        let _ = sock.try_send_to(&t.contents, t.destination);
+                    }
+                }
+                Output::Event(e) => match e {
+                    Event::Connected => {
+                        s.connected = true;
+                        if !s.publisher {
+                            self.work.push_back(Work::Keyframe(s.stream.name.clone(), s.layer));
+                        }
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => s.rtc.disconnect(),
+                    Event::MediaAdded(m) => {
+                        let ours = if s.publisher { Direction::RecvOnly } else { Direction::SendOnly };
+                        if m.direction == ours || m.direction == Direction::SendRecv {
+                            s.media.push((m.mid, m.kind));
+                        }
+                    }
+                    Event::MediaData(data) if s.publisher => {
+                        let Some(kind) = s.media.iter().find(|(mid, _)| *mid == data.mid).map(|(_, k)| *k) else {
+                            continue;
+                        };
+                        if !data.contiguous && kind == MediaKind::Video {
+                            self.work.push_back(Work::Keyframe(s.stream.name.clone(), data.rid));
+                        }
+                        let frame = Frame {
+                            kind,
+                            rid: data.rid,
+                            params: data.params,
+                            network_time: data.network_time,
+                            time: data.time,
+                            keyframe: kind == MediaKind::Video && data.is_keyframe(),
+                            data: data.data.clone(),
+                        };
+                        self.work.push_back(Work::Forward(s.stream.name.clone(), Arc::new(frame)));
+                    }
+                    Event::KeyframeRequest(_) if !s.publisher => {
+                        self.work.push_back(Work::Keyframe(s.stream.name.clone(), s.layer));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Writes a publisher's frame to every viewer of its stream.
+    fn forward(&mut self, stream: &str, frame: &Frame) {
+        let Some(live) = self.streams.get_mut(stream) else { return };
+        let codec = format!("{}/{}", kind_name(frame.kind), frame.params.spec().codec);
+        if !live.codecs.contains(&codec) {
+            live.codecs.push(codec);
+        }
+        if let Some(rid) = frame.rid {
+            if !live.layers.contains(&rid) {
+                live.layers.push(rid);
+            }
+        }
+        let best_layer = live.layers.first().copied();
+        for vid in live.viewers.clone() {
+            let Some(v) = self.sessions.get_mut(&vid) else { continue };
+            if !v.connected || !v.rtc.is_alive() {
+                continue;
+            }
+            let Some(mid) = v.media.iter().find(|(_, k)| *k == frame.kind).map(|(m, _)| *m) else { continue };
+            if frame.kind == MediaKind::Video {
+                if v.layer.is_none() {
+                    v.layer = best_layer;
+                }
+                if frame.rid.is_some() && frame.rid != v.layer {
+                    continue;
+                }
+                if v.waiting_keyframe {
+                    if !frame.keyframe {
+                        continue;
+                    }
+                    v.waiting_keyframe = false;
+                }
+            }
+            let Some(writer) = v.rtc.writer(mid) else { continue };
+            let Some(pt) = writer.match_params(frame.params) else { continue };
+            if let Err(e) = writer.write(pt, frame.network_time, frame.time, frame.data.clone()) {
+                tracing::debug!(session = %vid, error = %e, "writing to a viewer failed; ending the session");
+                v.rtc.disconnect();
+            }
+            self.work.push_back(Work::Poll(vid));
+        }
+    }
+
+    /// Asks the stream's publisher for a keyframe, at most every `KEYFRAME_INTERVAL`.
+    fn request_keyframe(&mut self, stream: &str, rid: Option<Rid>) {
+        let Some(live) = self.streams.get_mut(stream) else { return };
+        let Some(pid) = live.publisher else { return };
+        if live.last_keyframe_request.is_some_and(|t| t.elapsed() < KEYFRAME_INTERVAL) {
+            return;
+        }
+        let Some(p) = self.sessions.get_mut(&pid) else { return };
+        let videos: Vec<Mid> = p.media.iter().filter(|(_, k)| *k == MediaKind::Video).map(|(m, _)| *m).collect();
+        for mid in videos {
+            if let Some(mut w) = p.rtc.writer(mid) {
+                if w.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
+                    let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
+                }
+            }
+        }
+        live.last_keyframe_request = Some(Instant::now());
+        self.work.push_back(Work::Poll(pid));
+    }
+
+    /// Drops dead sessions from their streams.
+    fn reap(&mut self) {
+        let dead: Vec<SessionId> = self.sessions.iter().filter(|(_, s)| !s.rtc.is_alive()).map(|(id, _)| *id).collect();
+        for id in dead {
+            let Some(s) = self.sessions.remove(&id) else { continue };
+            self.by_source.retain(|_, v| *v != id);
+            let Some(live) = self.streams.get_mut(&s.stream.name) else { continue };
+            if live.publisher == Some(id) {
+                tracing::info!(stream = %s.stream.name, session = %id, "publisher left");
+                live.publisher = None;
+                live.orphaned = Some(Instant::now());
+                // A returning publisher starts on a keyframe for everyone.
+                for v in &live.viewers {
+                    if let Some(vs) = self.sessions.get_mut(v) {
+                        vs.waiting_keyframe = true;
+                    }
+                }
+            } else {
+                live.viewers.retain(|v| *v != id);
+            }
+        }
+    }
+
+    /// Ends streams whose publisher stayed away past the grace period, and tells galleries
+    /// of viewer counts that changed.
+    fn housekeeping(&mut self) {
+        let expired: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, l)| l.orphaned.is_some_and(|t| t.elapsed() >= self.config.grace))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expired {
+            let viewers = self.streams.get(&name).map(|l| l.viewers.clone()).unwrap_or_default();
+            for v in viewers {
+                if let Some(s) = self.sessions.get_mut(&v) {
+                    s.rtc.disconnect();
+                }
+            }
+            self.end_live(&name);
+        }
+        self.reap();
+        for (name, live) in &mut self.streams {
+            let n = live.viewers.len() as u32;
+            if n != live.announced_viewers {
+                live.announced_viewers = n;
+                self.galleries.set_live(
+                    name,
+                    Some(LiveState { since: live.since, viewers: u64::from(n), ingest: "whip".into() }),
+                );
+                if let Some(g) = &live.stream.gallery {
+                    self.galleries.announce_gallery(
+                        g,
+                        "live.viewers",
+                        serde_json::json!({ "stream": name, "viewers": n }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Forgets a stream and says so.
+    fn end_live(&mut self, name: &str) {
+        if let Some(live) = self.streams.remove(name) {
+            tracing::info!(stream = %name, "live stream ended");
+            self.galleries.set_live(name, None);
+            if let Some(g) = &live.stream.gallery {
+                self.galleries.announce_gallery(g, "live.ended", serde_json::json!({ "stream": name }));
+            }
+        }
+    }
+}
+
+/// Names the first line of an offer that is not `x=value`, or says it cannot be read.
+fn malformed_line(offer: &str) -> String {
+    let bad = offer.lines().enumerate().find(|(_, l)| {
+        let b = l.as_bytes();
+        !(b.len() >= 2 && b[0].is_ascii_lowercase() && b[1] == b'=')
+    });
+    match bad {
+        Some((n, l)) => format!("line {} is not an SDP line: {:?}", n + 1, l.chars().take(60).collect::<String>()),
+        None => "it is not a complete SDP session description".into(),
+    }
+}
+
+fn kind_name(k: MediaKind) -> &'static str {
+    match k {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+    }
+}
+
+/// Hands a socket's datagrams to the loop.
+async fn read_socket(socket: Arc<UdpSocket>, tx: mpsc::Sender<Datagram>) {
+    let Ok(local) = socket.local_addr() else { return };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, source)) => {
+                let d = Datagram { local, source, data: buf[..n].to_vec() };
+                if tx.send(d).await.is_err() {
+                    return;
+                }
+            }
+            // ICMP errors of earlier sends surface here; the socket goes on.
+            Err(e) => tracing::debug!(error = %e, "WebRTC socket"),
+        }
+    }
+}
