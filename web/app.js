@@ -422,6 +422,7 @@ async function openGallery(id) {
     return e.status === 401 ? fail(e) : showMessage('Gallery unavailable', e.message);
   }
   reloadListing(G).then(firstPage).then(() => openFromUrl(G));
+  loadStreams(G);
 }
 
 /** `?item=ID[#t=S]`: the viewer on that item (at S seconds), as a reload or a shared URL asks. */
@@ -444,6 +445,8 @@ function teardownGallery() {
   G.observer.disconnect();
   G.resizer.disconnect();
   closeViewer();
+  stopWatching(G);
+  stopSharing(G);
 }
 
 function buildGalleryView(G) {
@@ -470,6 +473,7 @@ function buildGalleryView(G) {
   };
   e.linkCreate.onsubmit = (ev) => { ev.preventDefault(); createLink(G); };
   e.linkCopy.onclick = () => copyLink(G);
+  e.shareScreen.onclick = () => (G.sharing ? stopSharing(G) : shareScreen(G));
   e.grid.onkeydown = (ev) => gridKeys(G, ev);
   e.more.onclick = () => { G.failed = false; loadPage(G); };
   dropHandlers(G, e.zone);
@@ -838,8 +842,150 @@ class EventStream {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Live streams: WebRTC playback (WHEP) of a gallery's live stream, and screen sharing
+// (WHIP) for contributors. One SDP offer and one answer each; the server is ICE-lite and
+// names its candidates in the answer, so no candidates are trickled.
+
+/** The gallery's streams: watch the one that is live; offer "Share screen" to publishers. */
+async function loadStreams(G) {
+  const r = await api('GET', gPath(G, '/streams')).catch(() => null);
+  if (!r || app.gallery !== G) return;
+  G.streams = r.streams;
+  const canShare = r.may_publish && r.streams.length > 0 && !!navigator.mediaDevices?.getDisplayMedia;
+  G.els.shareScreen.hidden = !canShare;
+  const live = r.streams.find((s) => s.live);
+  if (live && !G.live && !G.sharing) watchLive(G, live.name, live.live.viewers);
+}
+
+/** Waits until the connection has gathered its candidates (at most 2 s). */
+function iceGathered(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((done) => {
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') done(); });
+    setTimeout(done, 2000);
+  });
+}
+
+/** Sends the offer of `pc` to a WHIP or WHEP URL; returns the session's URL. */
+async function negotiate(pc, url) {
+  await pc.setLocalDescription(await pc.createOffer());
+  await iceGathered(pc);
+  const res = await fetch(url, {
+    method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp,
+  });
+  const text = await res.text();
+  if (res.status !== 201) {
+    let msg = text;
+    try { msg = JSON.parse(text).error; } catch { /* plain text */ }
+    throw Object.assign(new Error(msg || `${res.status} ${res.statusText}`), { status: res.status });
+  }
+  await pc.setRemoteDescription({ type: 'answer', sdp: text });
+  return res.headers.get('location');
+}
+
+/** What protects the media: the DTLS-SRTP ciphers the connection negotiated. */
+async function describeSecurity(pc) {
+  let t = null;
+  (await pc.getStats()).forEach((s) => { if (s.type === 'transport' && s.dtlsState === 'connected') t = s; });
+  if (!t) return 'Encrypted with DTLS-SRTP (WebRTC)';
+  const cipher = [t.srtpCipher, t.tlsVersion === 'FEFD' ? 'DTLS 1.2' : t.tlsVersion === 'FEFC' ? 'DTLS 1.3' : null, t.dtlsCipher].filter(Boolean).join(', ');
+  return `Encrypted with DTLS-SRTP (WebRTC${cipher ? `: ${cipher}` : ''})`;
+}
+
+function showViewers(G, n) {
+  G.els.liveViewers.textContent = `${n} watching`;
+}
+
+/** Plays the live stream `name` in the gallery's live panel. */
+async function watchLive(G, name, viewers = 0) {
+  const e = G.els;
+  const pc = new RTCPeerConnection();
+  G.live = { name, pc, session: null };
+  pc.addTransceiver('video', { direction: 'recvonly' });
+  pc.addTransceiver('audio', { direction: 'recvonly' });
+  const media = new MediaStream();
+  pc.ontrack = (ev) => { media.addTrack(ev.track); e.liveVideo.srcObject = media; };
+  const ended = () => {
+    if (G.live?.pc !== pc) return;
+    stopWatching(G);
+    announce(`The live stream ${name} stopped.`);
+  };
+  pc.onconnectionstatechange = async () => {
+    const s = pc.connectionState;
+    if (s === 'connected') e.liveSecurity.textContent = await describeSecurity(pc);
+    if (s === 'failed' || s === 'closed') ended();
+    // The server ends a session by closing DTLS; a blip of the network comes back.
+    if (s === 'disconnected') setTimeout(() => { if (pc.connectionState !== 'connected') ended(); }, 3000);
+  };
+  e.liveName.textContent = name;
+  showViewers(G, viewers);
+  e.liveSecurity.textContent = 'connecting…';
+  e.livePanel.hidden = false;
+  try {
+    G.live.session = await negotiate(pc, `/whep/${enc(name)}`);
+    announce(`Watching the live stream ${name}.`);
+  } catch (err) {
+    if (G.live?.pc === pc) stopWatching(G);
+    if (err.status !== 404) toast(`The live stream cannot be shown: ${err.message}`);
+  }
+}
+
+function stopWatching(G) {
+  const live = G.live;
+  if (!live) return;
+  G.live = null;
+  live.pc.close();
+  if (live.session) fetch(live.session, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
+  G.els.liveVideo.srcObject = null;
+  G.els.livePanel.hidden = true;
+}
+
+/** Publishes the screen (and its sound, if the browser offers it) to the gallery's first stream that is not live. */
+async function shareScreen(G) {
+  const name = G.streams?.find((s) => !s.live)?.name;
+  if (!name) return toast('Every live stream of this gallery is in use.', 'info');
+  let media;
+  try {
+    media = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: true });
+  } catch (err) {
+    return toast(`Screen sharing was not started: ${err.message}`, 'info');
+  }
+  stopWatching(G);
+  const pc = new RTCPeerConnection();
+  G.sharing = { name, pc, media, session: null };
+  for (const track of media.getTracks()) {
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+    track.onended = () => stopSharing(G); // the browser's own "Stop sharing"
+  }
+  const btn = G.els.shareScreen;
+  btn.dataset.sharing = 'true';
+  btn.textContent = 'Stop sharing';
+  try {
+    G.sharing.session = await negotiate(pc, `/whip/${enc(name)}`);
+    announce(`Your screen is live on ${name}.`);
+  } catch (err) {
+    stopSharing(G);
+    toast(`Screen sharing failed: ${err.message}`);
+  }
+}
+
+function stopSharing(G) {
+  const sharing = G.sharing;
+  if (!sharing) return;
+  G.sharing = null;
+  for (const t of sharing.media.getTracks()) t.stop();
+  sharing.pc.close();
+  if (sharing.session) fetch(sharing.session, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
+  const btn = G.els.shareScreen;
+  btn.dataset.sharing = 'false';
+  btn.textContent = 'Share screen';
+}
+
 function streamEnded(G, reason) {
   if (app.gallery !== G) return;
+  stopWatching(G);
+  stopSharing(G);
   if (isLinkSession()) {
     teardownGallery();
     return showMessage('Link unavailable', reason || 'This share link has expired or was revoked.');
@@ -890,6 +1036,15 @@ async function applyEvent(G, ev) {
       break;
     case 'link.created': case 'link.revoked':
       if (!G.els.links.hidden) loadLinks(G);
+      break;
+    case 'live.started':
+      if (!G.live) loadStreams(G);
+      break;
+    case 'live.viewers':
+      if (G.live?.name === d.stream) showViewers(G, d.viewers);
+      break;
+    case 'live.ended':
+      if (G.live?.name === d.stream) { stopWatching(G); announce(`The live stream ${d.stream} ended.`); }
       break;
     case 'gallery.deleted':
       toast('This gallery was deleted.', 'info');

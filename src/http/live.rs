@@ -268,6 +268,25 @@ pub async fn status(
     Ok(axum::Json(v))
 }
 
+/// `GET /api/galleries/{id}/streams`: the gallery's streams and which are live, for its
+/// viewers and up.
+pub async fn gallery_streams(
+    State(state): State<Arc<Sidecar>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let c = super::gallery::ctx_of(&state, caller(&state, &headers).await?, &id).await?;
+    c.actor.require(Action::Read)?;
+    let may_publish = crate::gallery::allows(c.actor.role, Action::Upload);
+    let list = state
+        .gallery(move |gs| {
+            let mine = gs.stream_list()?.into_iter().filter(|s| s.gallery.as_deref() == Some(id.as_str()));
+            Ok(mine.map(|s| gs.stream_json(&s)).collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "streams": list, "may_publish": may_publish })))
+}
+
 /// Ends sessions whose access ended: at once on a member change, a revoked link or a new
 /// publish key, and every `RECHECK` for tokens and links that expire or are revoked
 /// without an event.

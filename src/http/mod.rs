@@ -274,6 +274,7 @@ fn gallery_routes() -> Router<Arc<Sidecar>> {
         .route(&format!("{G}/links"), get(gallery::links).post(gallery::link_create))
         .route(&format!("{G}/links/{{link}}"), delete(gallery::link_revoke))
         .route(&format!("{G}/events"), get(events::events))
+        .route(&format!("{G}/streams"), get(live::gallery_streams))
 }
 
 async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>) -> ApiResult<&'static str> {

@@ -362,14 +362,8 @@ impl Loop {
                 let _ = reply.send(result);
             }
             Command::End { id, reply } => {
-                let found = match self.sessions.get_mut(&id) {
-                    Some(s) => {
-                        s.rtc.disconnect();
-                        true
-                    }
-                    None => false,
-                };
-                self.reap();
+                let found = self.sessions.contains_key(&id);
+                self.close(id);
                 let _ = reply.send(found);
             }
             Command::EndStream { name, publisher_only } => {
@@ -380,14 +374,11 @@ impl Loop {
                     live.publisher.into_iter().chain(live.viewers.iter().copied()).collect()
                 };
                 for id in ids {
-                    if let Some(s) = self.sessions.get_mut(&id) {
-                        s.rtc.disconnect();
-                    }
+                    self.close(id);
                 }
                 if !publisher_only {
                     self.end_live(&name);
                 }
-                self.reap();
             }
             Command::Status { name, reply } => {
                 let status = self.streams.get(&name).map(|l| LiveStatus {
@@ -640,6 +631,17 @@ impl Loop {
         self.work.push_back(Work::Poll(pid));
     }
 
+    /// Ends a session in order: the peer is told (RTCP BYE, DTLS close_notify), so its
+    /// connection closes at once instead of timing out.
+    fn close(&mut self, id: SessionId) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if s.rtc.close().is_err() {
+                s.rtc.disconnect();
+            }
+            self.work.push_back(Work::Poll(id));
+        }
+    }
+
     /// Drops dead sessions from their streams.
     fn reap(&mut self) {
         let dead: Vec<SessionId> = self.sessions.iter().filter(|(_, s)| !s.rtc.is_alive()).map(|(id, _)| *id).collect();
@@ -675,9 +677,7 @@ impl Loop {
         for name in expired {
             let viewers = self.streams.get(&name).map(|l| l.viewers.clone()).unwrap_or_default();
             for v in viewers {
-                if let Some(s) = self.sessions.get_mut(&v) {
-                    s.rtc.disconnect();
-                }
+                self.close(v);
             }
             self.end_live(&name);
         }

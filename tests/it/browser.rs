@@ -7,7 +7,7 @@ use std::process::Command;
 
 /// Runs the script tests/browser/NAME against `w`'s sidecar and gallery, signed in as
 /// alice, with `env` on top; returns the JSON line it prints last, once it says `ok`.
-fn run_script(w: &World, name: &str, env: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
+pub(crate) fn run_script(w: &World, name: &str, env: &[(&str, &std::ffi::OsStr)]) -> serde_json::Value {
     let shots = w.v.tmp.path().join("screenshots");
     let script = format!("{}/tests/browser/{name}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("node")

@@ -15,6 +15,7 @@ mod format_compat;
 pub mod galleries;
 pub mod http;
 mod keys;
+mod live;
 mod posix;
 mod powercut;
 mod ranges;

@@ -1,0 +1,183 @@
+//! Live streams over the real sidecar of a real mount: the `nanofs stream` commands, WHIP
+//! and WHEP refusals answered over loopback, and headless Chromium publishing a fake screen
+//! from the gallery UI and a fake camera with the publish key, watched by a second browser
+//! context, with limits and revocations (tests/browser/live.mjs).
+
+use crate::galleries::{World, USERS};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// `[media.streaming]` of these tests: a free UDP port, and limits small enough to reach.
+const CONFIG: &str = "[media.streaming]\nwebrtc_port = 0\nmax_concurrent_streams = 2\nmax_viewers_per_stream = 1\n";
+
+/// Creates a stream; returns its JSON and its publish key (the last line).
+fn create(w: &World, name: &str, owner: &[&str]) -> (Value, String) {
+    let mut args = vec!["stream", "create", w.v.path(), name];
+    args.extend_from_slice(owner);
+    let out = w.v.run_ok(&args);
+    let (json, key) = out.trim_end().rsplit_once('\n').expect("a stream, then its key");
+    assert!(key.starts_with("nsk_") && key.len() == 68, "a publish key: {key}");
+    (serde_json::from_str(json).expect("the stream as JSON"), key.to_string())
+}
+
+/// A WebRTC offer to receive video and audio, as a WHEP player makes one.
+fn viewer_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::new(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, _) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+/// POST of an SDP body; returns the status, the body and the headers that matter here.
+fn post_sdp(
+    w: &World,
+    path: &str,
+    bearer: Option<&str>,
+    content_type: &str,
+    sdp: &str,
+) -> (u16, String, Option<String>) {
+    let mut req = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}{path}", w.base))
+        .header("Content-Type", content_type);
+    if let Some(b) = bearer {
+        req = req.header("Authorization", format!("Bearer {b}"));
+    }
+    let resp = w.http.run(req.body(sdp.as_bytes().to_vec()).unwrap()).unwrap();
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    (status, resp.into_body().read_to_string().unwrap(), retry)
+}
+
+#[test]
+fn streams_are_managed_from_the_command_line_and_refuse_bad_requests_clearly() {
+    let w = World::with_config(CONFIG);
+    let (cam, key) = create(&w, "cam", &["--gallery", "/trip"]);
+    assert_eq!(cam["gallery"], w.gallery.as_str());
+    assert_eq!(cam["path"], "/trip");
+    assert!(cam.get("publish_key").is_none(), "the key is printed alone, last");
+    // A second stream of the same name, a bad name, a missing owner or a file as owner.
+    for bad in [
+        vec!["cam", "--gallery", "/trip"],
+        vec!["../x", "--gallery", "/trip"],
+        vec!["solo"],
+        vec!["mine", "--gallery", "/nope"],
+    ] {
+        let mut args = vec!["stream", "create", w.v.path()];
+        args.extend_from_slice(&bad);
+        let out = w.v.run(&args);
+        assert!(!out.status.success(), "{bad:?} is refused");
+        assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty(), "{bad:?} says why");
+    }
+    std::fs::write(w.m.p("trip/notes.txt"), b"x").unwrap();
+    assert!(!w.v.run(&["stream", "create", w.v.path(), "f", "--path", "/trip/notes.txt"]).status.success());
+    let (by_path, _) = create(&w, "lobby", &["--path", "/trip"]);
+    assert!(by_path["gallery"].is_null());
+    let list: Value = serde_json::from_str(&w.v.run_ok(&["stream", "list", w.v.path()])).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["cam", "lobby"]);
+    assert!(!w.v.run_ok(&["stream", "show", w.v.path(), "cam"]).contains("nsk_"), "show never prints the key");
+
+    let offer = viewer_offer();
+    let bob = w.login("bob");
+    let erin = w.login("erin");
+    // Publishing: no credential, a wrong key, the old key after a new one, a viewer's session.
+    assert_eq!(post_sdp(&w, "/whip/cam", None, "application/sdp", &offer).0, 401);
+    let (s, body, _) = post_sdp(&w, "/whip/cam", Some("nsk_00"), "application/sdp", &offer);
+    assert_eq!(s, 401, "{body}");
+    assert!(body.contains("wrong publish key"), "{body}");
+    let out = w.v.run_ok(&["stream", "revoke-key", w.v.path(), "cam"]);
+    let new_key = out.trim_end().rsplit('\n').next().unwrap().to_string();
+    assert_ne!(new_key, key);
+    assert_eq!(post_sdp(&w, "/whip/cam", Some(&key), "application/sdp", &offer).0, 401, "the old key is dead");
+    assert_eq!(post_sdp(&w, "/whip/cam", Some(&bob), "application/sdp", &offer).0, 403, "a viewer may not publish");
+    // Malformed requests: wrong media type, not SDP, SDP that cannot be read.
+    let (s, body, _) = post_sdp(&w, "/whip/cam", Some(&new_key), "application/json", "{}");
+    assert_eq!(s, 415, "{body}");
+    let (s, body, _) = post_sdp(&w, "/whip/cam", Some(&new_key), "application/sdp", "hello");
+    assert_eq!(s, 400, "{body}");
+    let (s, body, _) =
+        post_sdp(&w, "/whip/cam", Some(&new_key), "application/sdp", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nnonsense\r\n");
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("line 3"), "the bad line is named: {body}");
+    // Watching: a stranger does not see the gallery, nobody publishes yet, no such stream.
+    assert_eq!(post_sdp(&w, "/whep/cam", Some(&erin), "application/sdp", &offer).0, 404);
+    let (s, body, _) = post_sdp(&w, "/whep/cam", Some(&bob), "application/sdp", &offer);
+    assert_eq!(s, 404, "{body}");
+    assert!(body.contains("not live"), "{body}");
+    assert_eq!(post_sdp(&w, "/whep/nope", Some(&bob), "application/sdp", &offer).0, 404);
+    // A path stream: a token with read on the path watches, one on another path does not.
+    let token = |prefix: &str| {
+        let out = w.v.run_ok(&["token", "create", w.v.path(), "--name", "t", "--path", prefix, "--allow", "read"]);
+        out.trim().lines().last().unwrap().to_string()
+    };
+    let (s, body, _) = post_sdp(&w, "/whep/lobby", Some(&token("/trip")), "application/sdp", &offer);
+    assert_eq!((s, body.contains("not live")), (404, true), "{body}");
+    assert_eq!(post_sdp(&w, "/whep/lobby", Some(&token("/elsewhere")), "application/sdp", &offer).0, 403);
+    // Trickle ICE is not needed and says so.
+    let r = w.call("PATCH", "/whip/cam/00000000000000000000000000000000", Some(&new_key), None);
+    assert_eq!(r.status, 405);
+    assert_eq!(w.call("DELETE", "/whip/cam/00000000000000000000000000000000", None, None).status, 404);
+
+    // Deleting the gallery deletes its streams; the path stream stays.
+    w.v.run_ok(&["stream", "delete", w.v.path(), "lobby"]);
+    assert!(!w.v.run(&["stream", "show", w.v.path(), "lobby"]).status.success());
+    w.v.run_ok(&["gallery", "delete", w.v.path(), &w.gallery]);
+    let list: Value = serde_json::from_str(&w.v.run_ok(&["stream", "list", w.v.path()])).unwrap();
+    assert_eq!(list, serde_json::json!([]));
+    assert_eq!(w.call("GET", "/healthz", None, None).status, 200);
+}
+
+#[test]
+fn browsers_publish_and_watch_live_with_limits_and_revocation() {
+    let w = World::with_config(CONFIG);
+    let (_, _) = create(&w, "desk", &["--gallery", "/trip"]);
+    // The UI shares to the first stream (by name) that is not live.
+    let (_, cam_key) = create(&w, "studio", &["--gallery", "/trip"]);
+    let (_, extra_key) = create(&w, "zextra", &["--gallery", "/trip"]);
+    let signals = w.v.tmp.path().join("signals");
+    std::fs::create_dir(&signals).unwrap();
+    // The script asks for the key to be replaced mid-stream by writing `revoke`.
+    let revoker = {
+        let (volume, signal) = (w.v.path().to_string(), signals.join("revoke"));
+        let pass = w.v.pass_file.to_str().unwrap().to_string();
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(300);
+            while !signal.exists() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if signal.exists() {
+                let out =
+                    crate::common::nanofs(&["stream", "revoke-key", &volume, "studio", "--passphrase-file", &pass]);
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            }
+        })
+    };
+    let result = crate::browser::run_script(
+        &w,
+        "live.mjs",
+        &[
+            ("USER2", "bob".as_ref()),
+            ("PASS2", USERS[1].1.as_ref()),
+            ("USER3", "carol".as_ref()),
+            ("PASS3", USERS[2].1.as_ref()),
+            ("DESK", "desk".as_ref()),
+            ("CAM", "studio".as_ref()),
+            ("EXTRA", "zextra".as_ref()),
+            ("PUBLISH_KEY", cam_key.as_ref()),
+            ("EXTRA_KEY", extra_key.as_ref()),
+            ("SIGNAL_DIR", signals.as_os_str()),
+        ],
+    );
+    revoker.join().unwrap();
+    let codec = result["steps"]["the viewer plays the camera by WHEP and its frames advance"]["codec"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(["video/H264", "video/VP8"].contains(&codec), "forwarded as sent: {codec}");
+    // The streams are over once their publishers are gone and the grace period passed; the
+    // daemon is fine.
+    assert_eq!(w.call("GET", "/healthz", None, None).status, 200);
+}
