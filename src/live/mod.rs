@@ -7,8 +7,10 @@
 //! watch is decided before a session reaches the loop (`crate::http::live`); the loop only
 //! enforces the limits and the one-publisher rule, which need its state.
 
+pub mod media;
 mod sfu;
 
+pub use media::{Codec, MediaFrame};
 pub use sfu::{Sfu, SfuConfig};
 
 use std::fmt;
