@@ -7,6 +7,7 @@
 //! watch is decided before a session reaches the loop (`crate::http::live`); the loop only
 //! enforces the limits and the one-publisher rule, which need its state.
 
+pub mod cmaf;
 pub mod media;
 mod sfu;
 
