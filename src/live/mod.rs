@@ -9,6 +9,7 @@
 
 pub mod cmaf;
 pub mod media;
+pub mod packager;
 mod sfu;
 
 pub use media::{Codec, MediaFrame};
