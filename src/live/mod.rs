@@ -8,10 +8,13 @@
 //! enforces the limits and the one-publisher rule, which need its state.
 
 pub mod cmaf;
+pub mod hls;
+mod hub;
 pub mod media;
 pub mod packager;
 mod sfu;
 
+pub use hub::{Hub, HubConfig};
 pub use media::{Codec, MediaFrame};
 pub use sfu::{Sfu, SfuConfig};
 
