@@ -8,6 +8,7 @@
 //! enforces the limits and the one-publisher rule, which need its state.
 
 pub mod media;
+pub mod rtmp;
 mod sfu;
 
 pub use media::{Codec, MediaFrame};
