@@ -897,11 +897,25 @@ function showViewers(G, n) {
   G.els.liveViewers.textContent = `${n} watching`;
 }
 
-/** Plays the live stream `name` in the gallery's live panel. */
+/**
+ * How live streams play: `webrtc` (WHEP, under a second behind) or `hls` (low-latency HLS
+ * through hls.js, a few seconds behind, for networks that block WebRTC's UDP).
+ */
+const liveMode = () => (storage.get('nanofs.liveMode') === 'hls' || !window.RTCPeerConnection ? 'hls' : 'webrtc');
+
+/** Plays the live stream `name` in the gallery's live panel, the way the viewer chose. */
 async function watchLive(G, name, viewers = 0) {
   const e = G.els;
+  const mode = liveMode();
+  e.liveMode.textContent = mode === 'hls' ? 'Switch to WebRTC (lowest latency)' : 'Switch to HLS';
+  e.liveMode.onclick = () => {
+    storage.set('nanofs.liveMode', mode === 'hls' ? 'webrtc' : 'hls');
+    stopWatching(G);
+    watchLive(G, name, viewers);
+  };
+  if (mode === 'hls') return watchLiveHls(G, name, viewers);
   const pc = new RTCPeerConnection();
-  G.live = { name, pc, session: null };
+  G.live = { name, pc, session: null, mode };
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });
   const media = new MediaStream();
@@ -931,11 +945,42 @@ async function watchLive(G, name, viewers = 0) {
   }
 }
 
+/** Plays the live stream over low-latency HLS; the page says what protects it. */
+async function watchLiveHls(G, name, viewers) {
+  const e = G.els;
+  const live = G.live = window.__live = { name, mode: 'hls', hls: null };
+  e.liveName.textContent = name;
+  showViewers(G, viewers);
+  e.liveSecurity.textContent = location.protocol === 'https:'
+    ? 'Encrypted with TLS 1.3 (HTTPS; X25519MLKEM768 when the browser offers it)'
+    : 'Not encrypted: plain HTTP';
+  e.livePanel.hidden = false;
+  const url = `/live/${enc(name)}/master.m3u8`;
+  const Hls = await loadHls().catch(() => null);
+  if (G.live !== live) return;
+  if (Hls && Hls.isSupported()) {
+    live.hls = new Hls({ lowLatencyMode: true, enableWorker: false }); // the CSP allows no blob: workers
+    live.hls.on(Hls.Events.ERROR, (_, d) => {
+      if (!d.fatal) return;
+      if (d.type === Hls.ErrorTypes.MEDIA_ERROR) return live.hls.recoverMediaError();
+      if (G.live === live) { stopWatching(G); announce(`The live stream ${name} stopped.`); }
+    });
+    live.hls.loadSource(url);
+    live.hls.attachMedia(e.liveVideo);
+  } else {
+    e.liveVideo.src = url; // Safari plays HLS itself
+  }
+  e.liveVideo.play().catch(() => {});
+  announce(`Watching the live stream ${name} over HLS.`);
+}
+
 function stopWatching(G) {
   const live = G.live;
   if (!live) return;
   G.live = null;
-  live.pc.close();
+  if (live.hls) live.hls.destroy();
+  if (live.mode === 'hls') { G.els.liveVideo.removeAttribute('src'); G.els.liveVideo.load(); }
+  if (live.pc) live.pc.close();
   if (live.session) fetch(live.session, { method: 'DELETE', credentials: 'same-origin' }).catch(() => {});
   G.els.liveVideo.srcObject = null;
   G.els.livePanel.hidden = true;

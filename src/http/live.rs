@@ -15,6 +15,7 @@ use super::Sidecar;
 use crate::gallery::streams::StreamRecord;
 use crate::gallery::users::Principal;
 use crate::gallery::Action;
+use crate::live::hls::Wait;
 use crate::live::{Refusal, SessionId, StreamRef};
 use crate::volume::Permission;
 use axum::body::Bytes;
@@ -285,6 +286,170 @@ pub async fn gallery_streams(
         })
         .await?;
     Ok(axum::Json(serde_json::json!({ "streams": list, "may_publish": may_publish })))
+}
+
+/// The blocking-reload parameters of a playlist request.
+#[derive(serde::Deserialize)]
+pub struct BlockingReload {
+    #[serde(rename = "_HLS_msn")]
+    msn: Option<u64>,
+    #[serde(rename = "_HLS_part")]
+    part: Option<usize>,
+}
+
+/// Longest wait of a blocking request: three segment targets, as the HLS specification
+/// suggests.
+fn block_limit(state: &Sidecar) -> Duration {
+    Duration::from_secs(3 * u64::from(state.vol.config().media.streaming.segment_seconds))
+}
+
+/// Waits until `ready()` holds or the output changes no more within the limit; returns
+/// whether it holds.
+async fn wait_until(state: &Sidecar, out: &crate::live::hls::Output, ready: impl Fn() -> Wait) -> Wait {
+    let mut changes = out.subscribe();
+    let deadline = tokio::time::Instant::now() + block_limit(state);
+    loop {
+        match ready() {
+            Wait::Soon => {}
+            done => return done,
+        }
+        if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+            return Wait::Soon;
+        }
+    }
+}
+
+/// Checks a viewer of a live stream over HTTP, remembering the answer for `RECHECK` so a
+/// player's many requests cost one check; counts it among the stream's viewers.
+async fn http_viewer(
+    state: &Arc<Sidecar>,
+    name: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Arc<crate::live::hls::Output>> {
+    let credential = super::auth::credential_of(headers).unwrap_or_default();
+    let tag = crate::ids::hex(&state.vol.keyed_secret_hash(b"live viewer", credential.as_bytes())[..8]);
+    let key = (name.to_string(), tag.clone());
+    let fresh = state.live_checked.lock().expect("checked").get(&key).is_some_and(|t| t.elapsed() < RECHECK);
+    if !fresh {
+        let rec = stream_record(state, name).await?;
+        let c = caller(state, headers).await?;
+        allowed(state, &rec, &c, false).await?;
+        state.live_checked.lock().expect("checked").insert(key, std::time::Instant::now());
+    }
+    let out = state.hub.output(name).ok_or_else(|| refusal(Refusal::NotLive(name.to_string())))?;
+    let others = match state.sfu.get() {
+        Some(Ok(s)) => s.status(name).await.map_or(0, |st| st.viewers),
+        _ => 0,
+    };
+    let max = state.vol.config().media.streaming.max_viewers_per_stream;
+    if !out.touch_viewer(&tag, |hls| hls + others < max) {
+        return Err(refusal(Refusal::TooManyViewers(max)));
+    }
+    Ok(out)
+}
+
+/// `GET /live/{name}/{*file}`: low-latency HLS and DASH of a live stream.
+pub async fn http(
+    State(state): State<Arc<Sidecar>>,
+    Path((name, file)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<BlockingReload>,
+    headers: HeaderMap,
+) -> Response {
+    serve_file(&state, &name, &file, &q, &headers).await.unwrap_or_else(with_retry)
+}
+
+async fn serve_file(
+    state: &Arc<Sidecar>,
+    name: &str,
+    file: &str,
+    q: &BlockingReload,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let st = &state.vol.config().media.streaming;
+    let dash = file == "manifest.mpd";
+    if (dash && !st.enable_dash) || (!dash && !st.enable_hls) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            if dash { "DASH is off (media.streaming.enable_dash)" } else { "HLS is off (media.streaming.enable_hls)" },
+        ));
+    }
+    let out = http_viewer(state, name, headers).await?;
+    let not_yet = || {
+        ApiError::new(StatusCode::NOT_FOUND, "not yet: the stream has not sent its first keyframe")
+            .with_detail(serde_json::json!({ "retry": true }))
+    };
+    let has_init = || {
+        if out.init().is_some() {
+            Wait::Ready
+        } else if out.ended() {
+            Wait::Never
+        } else {
+            Wait::Soon
+        }
+    };
+    const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+    let (body, content_type, cache): (Vec<u8>, &str, &str) = match file {
+        "master.m3u8" | "index.m3u8" | "manifest.mpd" | "init.mp4" => {
+            if wait_until(state, &out, has_init).await != Wait::Ready {
+                return Err(not_yet());
+            }
+            match file {
+                "master.m3u8" => (out.master().unwrap_or_default().into_bytes(), PLAYLIST, "no-cache"),
+                "init.mp4" => (out.init().map(|b| b.to_vec()).unwrap_or_default(), "video/mp4", "max-age=3600"),
+                "manifest.mpd" => (out.mpd().ok_or_else(not_yet)?.into_bytes(), "application/dash+xml", "no-cache"),
+                _ => {
+                    if let Some(msn) = q.msn {
+                        let edge = out.edge().map_or(0, |(m, _)| m);
+                        if msn > edge + 2 {
+                            return Err(ApiError::bad_request(format!(
+                                "_HLS_msn={msn} is more than two segments past the live edge ({edge})"
+                            )));
+                        }
+                        // A playlist with that part, or any later segment.
+                        let part = q.part;
+                        wait_until(state, &out, || match out.edge() {
+                            Some((m, p)) if m > msn || (m == msn && part.is_some_and(|want| p > want)) => Wait::Ready,
+                            _ if out.ended() => Wait::Ready,
+                            _ => Wait::Soon,
+                        })
+                        .await;
+                    }
+                    (out.playlist().ok_or_else(not_yet)?.into_bytes(), PLAYLIST, "no-cache")
+                }
+            }
+        }
+        _ => {
+            let (msn, part) = media_name(file)
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such file of a live stream"))?;
+            match wait_until(state, &out, || out.wait_for(msn, part)).await {
+                Wait::Ready => {}
+                _ => return Err(ApiError::new(StatusCode::NOT_FOUND, format!("{file} is not in the live window"))),
+            }
+            let bytes = match part {
+                Some(i) => out.part(msn, i).map(|b| b.to_vec()),
+                None => out.segment(msn),
+            };
+            (
+                bytes.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "gone from the live window"))?,
+                "video/mp4",
+                "max-age=60",
+            )
+        }
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    Ok(r)
+}
+
+/// `seg/N.m4s` → (N, None); `part/N.I.m4s` → (N, Some(I)).
+fn media_name(file: &str) -> Option<(u64, Option<usize>)> {
+    if let Some(n) = file.strip_prefix("seg/").and_then(|f| f.strip_suffix(".m4s")) {
+        return Some((n.parse().ok()?, None));
+    }
+    let (n, i) = file.strip_prefix("part/")?.strip_suffix(".m4s")?.split_once('.')?;
+    Some((n.parse().ok()?, Some(i.parse().ok()?)))
 }
 
 /// Ends sessions whose access ended: at once on a member change, a revoked link or a new

@@ -96,6 +96,10 @@ pub struct Sidecar {
     sfu: std::sync::OnceLock<Result<Arc<crate::live::Sfu>, String>>,
     /// Who holds each live session, for the checks while it lasts.
     live_holders: live::Holders,
+    /// Live streams packaged for HTTP viewers.
+    hub: Arc<crate::live::Hub>,
+    /// When an HTTP viewer of a live stream (stream, credential tag) was last checked.
+    live_checked: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
 
 /// A cached `crate::stream::fmp4` layout and the (ctime, size) of the file it describes.
@@ -113,6 +117,8 @@ impl Sidecar {
         jobs: Option<Arc<crate::stream::jobs::Jobs>>,
         config: SidecarConfig,
     ) -> Arc<Self> {
+        let hub =
+            crate::live::Hub::new(crate::live::HubConfig::from_config(&galleries.volume().config().media.streaming));
         Arc::new(Self {
             vol: galleries.volume().clone(),
             galleries,
@@ -127,6 +133,8 @@ impl Sidecar {
             fmp4_layouts: std::sync::Mutex::default(),
             sfu: std::sync::OnceLock::new(),
             live_holders: std::sync::Mutex::default(),
+            hub,
+            live_checked: std::sync::Mutex::default(),
         })
     }
 
@@ -226,7 +234,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
         .merge(gallery_routes())
         .route("/internal/items/{ino}", get(media::internal_item).head(media::internal_item))
-        .merge(live_routes())
+        .merge(live_routes(&state))
         // Upload bodies stream to the engine and are bounded by Upload-Length; the small
         // bodies that are read whole (manifest, a delta chunk) have limits of their own.
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -234,7 +242,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
 }
 
 /// Live streams over WebRTC (docs/live.md).
-fn live_routes() -> Router<Arc<Sidecar>> {
+fn live_routes(state: &Arc<Sidecar>) -> Router<Arc<Sidecar>> {
     use axum::routing::delete;
     let offers = axum::extract::DefaultBodyLimit::max(live::MAX_OFFER);
     Router::new()
@@ -243,6 +251,10 @@ fn live_routes() -> Router<Arc<Sidecar>> {
         .route("/whip/{name}/{session}", delete(live::end).patch(live::patch))
         .route("/whep/{name}/{session}", delete(live::end).patch(live::patch))
         .route("/api/live/{name}", get(live::status))
+        .route(
+            "/live/{name}/{*file}",
+            get(live::http).layer(axum::middleware::from_fn_with_state(state.clone(), stream::cors)),
+        )
 }
 
 /// The gallery API (docs/galleries.md).
@@ -332,7 +344,7 @@ async fn start_live(state: &Arc<Sidecar>) {
         return;
     }
     let config = crate::live::SfuConfig::from_config(st, state.config.listen.map(|a| a.ip()));
-    let sfu = crate::live::Sfu::start(config, state.galleries.clone()).await.map_err(|e| {
+    let sfu = crate::live::Sfu::start(config, state.galleries.clone(), state.hub.clone()).await.map_err(|e| {
         tracing::error!(error = %e, "WebRTC is unavailable");
         e.to_string()
     });

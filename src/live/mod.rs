@@ -7,10 +7,15 @@
 //! watch is decided before a session reaches the loop (`crate::http::live`); the loop only
 //! enforces the limits and the one-publisher rule, which need its state.
 
+pub mod cmaf;
+pub mod hls;
+mod hub;
 pub mod media;
+pub mod packager;
 pub mod rtmp;
 mod sfu;
 
+pub use hub::{Hub, HubConfig};
 pub use media::{Codec, MediaFrame};
 pub use sfu::{Sfu, SfuConfig};
 

@@ -3,6 +3,8 @@
 //! publisher's frames are written to each viewer of its stream; keyframe requests go the
 //! other way. Work is queued and drained so a session is never borrowed twice.
 
+use super::hub::Hub;
+use super::media::{Codec, MediaFrame};
 use super::{LiveStatus, Refusal, SessionId, StreamRef};
 use crate::gallery::streams::LiveState;
 use crate::gallery::Galleries;
@@ -115,7 +117,7 @@ enum Command {
 
 impl Sfu {
     /// Binds the UDP sockets and starts the loop on the current tokio runtime.
-    pub async fn start(config: SfuConfig, galleries: Arc<Galleries>) -> std::io::Result<Arc<Self>> {
+    pub async fn start(config: SfuConfig, galleries: Arc<Galleries>, hub: Arc<Hub>) -> std::io::Result<Arc<Self>> {
         let provider = str0m::crypto::from_feature_flags();
         let cert = provider
             .dtls_provider
@@ -139,7 +141,7 @@ impl Sfu {
         let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect::<Result<_, _>>()?;
         tracing::info!(?candidates, "WebRTC media sockets");
         let (commands, rx) = mpsc::unbounded_channel();
-        let state = Loop::new(config, sockets, galleries);
+        let state = Loop::new(config, sockets, galleries, hub);
         tokio::spawn(state.run(rx));
         Ok(Arc::new(Self { commands, candidates, cert }))
     }
@@ -285,6 +287,13 @@ struct Live {
     last_keyframe_request: Option<Instant>,
     /// The viewer count last announced.
     announced_viewers: u32,
+    /// Where its frames are packaged for HTTP viewers and the recording.
+    tap: Option<mpsc::Sender<MediaFrame>>,
+    /// Each kind's first RTP time and arrival, microseconds: frames are timed on the
+    /// arrival clock, so audio and video stay together whatever their RTP origins.
+    clocks: HashMap<MediaKind, (i64, i64)>,
+    /// When the packager last asked the publisher for a keyframe (segments start on one).
+    last_segment_keyframe: Option<Instant>,
 }
 
 /// Keyframe requests to a publisher, at most this often.
@@ -299,14 +308,19 @@ struct Loop {
     by_source: HashMap<SocketAddr, SessionId>,
     streams: HashMap<String, Live>,
     work: VecDeque<Work>,
+    hub: Arc<Hub>,
+    /// Origin of the arrival clock.
+    epoch: Instant,
 }
 
 impl Loop {
-    fn new(config: SfuConfig, sockets: Vec<Arc<UdpSocket>>, galleries: Arc<Galleries>) -> Self {
+    fn new(config: SfuConfig, sockets: Vec<Arc<UdpSocket>>, galleries: Arc<Galleries>, hub: Arc<Hub>) -> Self {
         Self {
             config,
             sockets,
             galleries,
+            hub,
+            epoch: Instant::now(),
             sessions: HashMap::new(),
             by_source: HashMap::new(),
             streams: HashMap::new(),
@@ -405,6 +419,8 @@ impl Loop {
                 Some(live) => {
                     live.publisher = Some(id);
                     live.orphaned = None;
+                    // The new publisher's RTP clocks start anywhere.
+                    live.clocks.clear();
                 }
                 None => {
                     if self.streams.len() >= self.config.max_streams as usize {
@@ -422,6 +438,9 @@ impl Loop {
                             layers: Vec::new(),
                             last_keyframe_request: None,
                             announced_viewers: 0,
+                            tap: self.hub.begin(stream),
+                            clocks: HashMap::new(),
+                            last_segment_keyframe: None,
                         },
                     );
                     self.galleries.set_live(
@@ -443,7 +462,7 @@ impl Loop {
             let Some(live) = self.streams.get_mut(&stream.name) else {
                 return Err(Refusal::NotLive(stream.name.clone()));
             };
-            if live.viewers.len() >= self.config.max_viewers as usize {
+            if live.viewers.len() as u32 + self.hub.http_viewers(&stream.name) >= self.config.max_viewers {
                 return Err(Refusal::TooManyViewers(self.config.max_viewers));
             }
             live.viewers.push(id);
@@ -580,6 +599,16 @@ impl Loop {
                 live.layers.push(rid);
             }
         }
+        if let Some(tap) = &live.tap {
+            if frame.rid.is_none() || frame.rid == live.layers.first().copied() {
+                if let Some(f) = media_frame(frame, &mut live.clocks, self.epoch) {
+                    // A packager that cannot keep up loses frames, never the viewers'.
+                    if tap.try_send(f).is_err() {
+                        tracing::debug!(stream = %stream, "the live packager is behind; a frame is dropped");
+                    }
+                }
+            }
+        }
         let best_layer = live.layers.first().copied();
         for vid in live.viewers.clone() {
             let Some(v) = self.sessions.get_mut(&vid) else { continue };
@@ -682,8 +711,25 @@ impl Loop {
             self.end_live(&name);
         }
         self.reap();
+        let segment = self.hub.segment_target();
+        let due: Vec<String> = self
+            .streams
+            .iter_mut()
+            .filter(|(_, l)| l.tap.is_some() && l.publisher.is_some())
+            // Asked a little early, so the keyframe arrives as the segment is due.
+            .filter(|(_, l)| {
+                l.last_segment_keyframe.is_none_or(|t| t.elapsed() + Duration::from_millis(400) >= segment)
+            })
+            .map(|(n, l)| {
+                l.last_segment_keyframe = Some(Instant::now());
+                n.clone()
+            })
+            .collect();
+        for name in due {
+            self.work.push_back(Work::Keyframe(name, None));
+        }
         for (name, live) in &mut self.streams {
-            let n = live.viewers.len() as u32;
+            let n = live.viewers.len() as u32 + self.hub.http_viewers(name);
             if n != live.announced_viewers {
                 live.announced_viewers = n;
                 self.galleries.set_live(
@@ -711,6 +757,27 @@ impl Loop {
             }
         }
     }
+}
+
+/// A forwarded frame as the packager takes it, timed on the arrival clock.
+fn media_frame(f: &Frame, clocks: &mut HashMap<MediaKind, (i64, i64)>, epoch: Instant) -> Option<MediaFrame> {
+    let codec = match f.params.spec().codec {
+        str0m::format::Codec::H264 => Codec::H264,
+        str0m::format::Codec::Vp8 => Codec::Vp8,
+        str0m::format::Codec::Opus => Codec::Opus,
+        _ => return None,
+    };
+    let rtp_us = f.time.as_micros() as i64;
+    let arrived_us = f.network_time.saturating_duration_since(epoch).as_micros() as i64;
+    let (rtp0, arrived0) = *clocks.entry(f.kind).or_insert((rtp_us, arrived_us));
+    Some(MediaFrame {
+        codec,
+        dts_us: arrived0 + (rtp_us - rtp0),
+        cts_us: 0,
+        keyframe: f.keyframe,
+        data: f.data.clone(),
+        config: None,
+    })
 }
 
 /// Names the first line of an offer that is not `x=value`, or says it cannot be read.

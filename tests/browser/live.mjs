@@ -8,6 +8,8 @@
 //    refused (409), a third stream over the limit too (503); a page plays CAM by WHEP
 //    and its decoded frames advance;
 //  - the owner removes the viewer from the gallery: the viewer's session ends at once;
+//  - the test writes SIGNAL_DIR/hls and waits for SIGNAL_DIR/hls-done: ffmpeg decodes the
+//    camera over low-latency HLS meanwhile; the owner watches the screen over HLS in the UI;
 //  - the test writes SIGNAL_DIR/revoke, then the stream's key is replaced from outside:
 //    the camera's session ends.
 //
@@ -189,6 +191,30 @@ async function main() {
       return ['closed', 'failed', 'disconnected'].includes(s) && s;
     }, 15000);
     return { media_stopped_ms: stopped, panel_ms: panelMs, whep_state: ended, whep_ms: Date.now() - t0 };
+  });
+
+  await step('ffmpeg reads the camera back over low-latency HLS while it is live', async () => {
+    fs.writeFileSync(path.join(signals, 'hls'), '');
+    const done = path.join(signals, 'hls-done');
+    await until(page, 'ffmpeg is done', () => fs.existsSync(done), 60000);
+    const said = fs.readFileSync(done, 'utf8');
+    assert.match(said, /^ok/, said);
+    return { ffmpeg: said.trim() };
+  });
+
+  await step('the owner watches the screen over low-latency HLS in the UI', async () => {
+    await admin.addInitScript(() => localStorage.setItem('nanofs.liveMode', 'hls'));
+    await admin.goto(`${base}/g/${gid}`);
+    await admin.getByTestId('live-panel').waitFor({ state: 'visible' });
+    const frames = () => admin.evaluate(() => document.querySelector('[data-testid=live-video]').getVideoPlaybackQuality().totalVideoFrames);
+    const first = await until(admin, 'the first frames over HLS', frames, 20000);
+    await admin.waitForTimeout(2000);
+    const later = await frames();
+    assert.ok(later > first, `frames advance over HLS (${first} then ${later})`);
+    assert.match(await admin.getByTestId('live-security').textContent(), /plain HTTP/);
+    assert.match(await admin.getByTestId('live-mode').textContent(), /WebRTC/);
+    const latency = await admin.evaluate(() => window.__live?.hls?.latency);
+    return { frames: later, latency_s: latency };
   });
 
   await step('a replaced publish key ends the camera session', async () => {

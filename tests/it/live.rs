@@ -156,6 +156,43 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
             }
         })
     };
+    // When the script asks, ffmpeg decodes the camera over low-latency HLS, as alice.
+    let reader = {
+        let (signal, done) = (signals.join("hls"), signals.join("hls-done"));
+        let (base, alice) = (w.base.clone(), w.login("alice"));
+        std::thread::spawn(move || {
+            let end = Instant::now() + Duration::from_secs(300);
+            while !signal.exists() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !signal.exists() {
+                return;
+            }
+            let out = std::process::Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-headers"])
+                .arg(format!("Authorization: Bearer {alice}\r\n"))
+                .args([
+                    "-i",
+                    &format!("{base}/live/studio/master.m3u8"),
+                    "-t",
+                    "3",
+                    "-map",
+                    "0:v",
+                    "-f",
+                    "framecrc",
+                    "-",
+                ])
+                .output()
+                .expect("ffmpeg runs");
+            let frames = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count();
+            let said = if out.status.success() && frames >= 30 {
+                format!("ok {frames} frames decoded")
+            } else {
+                format!("ffmpeg failed ({}) with {frames} frames: {}", out.status, String::from_utf8_lossy(&out.stderr))
+            };
+            std::fs::write(done, said).unwrap();
+        })
+    };
     let result = crate::browser::run_script(
         &w,
         "live.mjs",
@@ -173,6 +210,7 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
         ],
     );
     revoker.join().unwrap();
+    reader.join().unwrap();
     let codec = result["steps"]["the viewer plays the camera by WHEP and its frames advance"]["codec"]
         .as_str()
         .unwrap_or_default();
