@@ -91,8 +91,16 @@ async fn stream_record(state: &Sidecar, name: &str) -> ApiResult<StreamRecord> {
     })
 }
 
-fn stream_ref(rec: &StreamRecord) -> StreamRef {
-    StreamRef { name: rec.name.clone(), gallery: rec.gallery.clone() }
+/// What the media plane needs of a stream: its directory resolved, whether to record it.
+async fn stream_ref(state: &Sidecar, rec: &StreamRecord) -> ApiResult<StreamRef> {
+    let r = rec.clone();
+    let dir = state.gallery(move |gs| gs.stream_dir_path(&r)).await?;
+    Ok(StreamRef {
+        name: rec.name.clone(),
+        gallery: rec.gallery.clone(),
+        record: rec.record || state.vol.config().media.streaming.record_live,
+        dir,
+    })
 }
 
 /// Whether `caller` may do `action` on the stream: in its gallery by role, on its path by
@@ -180,7 +188,7 @@ async fn publish(state: &Arc<Sidecar>, name: &str, headers: &HeaderMap, body: &B
         Some(c)
     };
     let offer = sdp_offer(headers, body)?;
-    let (id, answer) = sfu.publish(stream_ref(&rec), &offer).await.map_err(refusal)?;
+    let (id, answer) = sfu.publish(stream_ref(state, &rec).await?, &offer).await.map_err(refusal)?;
     state
         .live_holders
         .lock()
@@ -205,7 +213,7 @@ async fn view(state: &Arc<Sidecar>, name: &str, headers: &HeaderMap, body: &Byte
     let c = caller(state, headers).await?;
     allowed(state, &rec, &c, false).await?;
     let offer = sdp_offer(headers, body)?;
-    let (id, answer) = sfu.view(stream_ref(&rec), &offer).await.map_err(refusal)?;
+    let (id, answer) = sfu.view(stream_ref(state, &rec).await?, &offer).await.map_err(refusal)?;
     state
         .live_holders
         .lock()

@@ -117,8 +117,10 @@ impl Sidecar {
         jobs: Option<Arc<crate::stream::jobs::Jobs>>,
         config: SidecarConfig,
     ) -> Arc<Self> {
-        let hub =
-            crate::live::Hub::new(crate::live::HubConfig::from_config(&galleries.volume().config().media.streaming));
+        let hub = crate::live::Hub::new(
+            crate::live::HubConfig::from_config(&galleries.volume().config().media.streaming),
+            Some(galleries.volume().clone()),
+        );
         Arc::new(Self {
             vol: galleries.volume().clone(),
             galleries,
@@ -339,6 +341,17 @@ async fn transfer_settings(
 /// Starts the WebRTC loop when `[media.streaming] enable_webrtc` is on; a failure (the UDP
 /// port is taken, say) is logged and answers WHIP and WHEP with 503.
 async fn start_live(state: &Arc<Sidecar>) {
+    // Recordings a crash cut short go where they belong first.
+    let galleries = state.galleries.clone();
+    let recovered = tokio::task::spawn_blocking(move || {
+        crate::live::record::recover(galleries.volume(), |name| {
+            galleries.stream(name).and_then(|s| galleries.stream_dir_path(&s)).ok()
+        })
+    })
+    .await;
+    if let Ok(Err(e)) = recovered {
+        tracing::error!(error = %e, "cannot look for recordings cut short");
+    }
     let st = &state.vol.config().media.streaming;
     if !st.enable_webrtc {
         return;

@@ -3,7 +3,8 @@
 
 use super::hls::Output;
 use super::media::MediaFrame;
-use super::packager::Packager;
+use super::packager::{Emit, Packager};
+use super::record::Recorder;
 use super::StreamRef;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,13 +42,18 @@ impl HubConfig {
 pub struct Hub {
     config: HubConfig,
     outputs: Mutex<HashMap<String, Arc<Output>>>,
+    /// Where recordings go (`None`: nothing is recorded).
+    vol: Option<Arc<crate::volume::Volume>>,
 }
 
 impl Hub {
-    /// A hub packaging with `config`.
+    /// A hub packaging with `config`, recording into `vol`.
     #[must_use]
-    pub fn new(config: HubConfig) -> Arc<Self> {
-        Arc::new(Self { config, outputs: Mutex::default() })
+    pub fn new(config: HubConfig, vol: Option<Arc<crate::volume::Volume>>) -> Arc<Self> {
+        if let Some(v) = &vol {
+            super::record::register(v);
+        }
+        Arc::new(Self { config, outputs: Mutex::default(), vol })
     }
 
     /// The keyframe interval a packaged stream needs from its publisher.
@@ -60,24 +66,48 @@ impl Hub {
     /// packaging ends when the sender is dropped; its output then says the stream ended
     /// and stays readable until the stream starts again.
     pub fn begin(&self, stream: &StreamRef) -> Option<mpsc::Sender<MediaFrame>> {
-        if !self.config.enabled {
+        let record = stream.record && self.vol.is_some();
+        if !self.config.enabled && !record {
             return None;
         }
         let out = Output::new(self.config.part_target, self.config.segment_target);
         self.outputs.lock().expect("outputs").insert(stream.name.clone(), out.clone());
         let (tx, mut rx) = mpsc::channel::<MediaFrame>(QUEUE);
         let mut packager = Packager::new(self.config.part_target, self.config.segment_target);
-        let name = stream.name.clone();
+        let (name, dir, vol) = (stream.name.clone(), stream.dir.clone(), self.vol.clone().filter(|_| record));
         tokio::spawn(async move {
+            let recorder = match vol {
+                Some(vol) => {
+                    let n = name.clone();
+                    match tokio::task::spawn_blocking(move || Recorder::start(vol, &n, dir)).await {
+                        Ok(Ok(r)) => Some(r),
+                        Ok(Err(e)) => {
+                            tracing::error!(stream = %name, error = %e, "cannot record the stream");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+                None => None,
+            };
+            let emit = |e: Emit| {
+                if let (Some(r), Emit::Init { bytes, .. } | Emit::Part { bytes, .. }) = (&recorder, &e) {
+                    r.write(bytes.clone().into());
+                }
+                out.apply(e);
+            };
             while let Some(f) = rx.recv().await {
                 for e in packager.push(&f) {
-                    out.apply(e);
+                    emit(e);
                 }
             }
             for e in packager.finish() {
-                out.apply(e);
+                emit(e);
             }
             out.end();
+            if let Some(r) = recorder {
+                let _ = tokio::task::spawn_blocking(move || r.finish()).await;
+            }
             tracing::debug!(stream = %name, "live packaging ended");
         });
         Some(tx)

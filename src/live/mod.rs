@@ -12,6 +12,7 @@ pub mod hls;
 mod hub;
 pub mod media;
 pub mod packager;
+pub mod record;
 pub mod rtmp;
 mod sfu;
 
@@ -56,6 +57,10 @@ pub struct StreamRef {
     pub name: String,
     /// The owning gallery, told of the stream's start, viewers and end.
     pub gallery: Option<String>,
+    /// Record it into `dir`.
+    pub record: bool,
+    /// Volume path of its directory.
+    pub dir: String,
 }
 
 /// Why the loop refused a session.

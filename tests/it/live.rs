@@ -8,7 +8,8 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 /// `[media.streaming]` of these tests: a free UDP port, and limits small enough to reach.
-const CONFIG: &str = "[media.streaming]\nwebrtc_port = 0\nmax_concurrent_streams = 2\nmax_viewers_per_stream = 1\n";
+const CONFIG: &str =
+    "[media.streaming]\nwebrtc_port = 0\nmax_concurrent_streams = 2\nmax_viewers_per_stream = 1\nlive_grace_seconds = 2\n";
 
 /// Creates a stream; returns its JSON and its publish key (the last line).
 fn create(w: &World, name: &str, owner: &[&str]) -> (Value, String) {
@@ -136,7 +137,7 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
     let w = World::with_config(CONFIG);
     let (_, _) = create(&w, "desk", &["--gallery", "/trip"]);
     // The UI shares to the first stream (by name) that is not live.
-    let (_, cam_key) = create(&w, "studio", &["--gallery", "/trip"]);
+    let (_, cam_key) = create(&w, "studio", &["--gallery", "/trip", "--record"]);
     let (_, extra_key) = create(&w, "zextra", &["--gallery", "/trip"]);
     let signals = w.v.tmp.path().join("signals");
     std::fs::create_dir(&signals).unwrap();
@@ -215,7 +216,43 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
         .as_str()
         .unwrap_or_default();
     assert!(["video/H264", "video/VP8"].contains(&codec), "forwarded as sent: {codec}");
-    // The streams are over once their publishers are gone and the grace period passed; the
-    // daemon is fine.
+    // The camera's stream ends once its publisher has been gone for the grace period: its
+    // recording lands in the gallery as an ordinary MP4 that decodes, and is an item.
+    let end = Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        let found = std::fs::read_dir(w.m.p("trip"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with("studio-") && n.ends_with(".mp4"));
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(Instant::now() < end, "no recording in /trip: {}", w.m.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let path = w.m.p(&format!("trip/{recording}"));
+    let probe = crate::common::sh(&format!(
+        "ffprobe -v error -show_entries stream=codec_name:format=duration -of json '{}'",
+        path.display()
+    ));
+    let probe: Value = serde_json::from_str(&probe).unwrap();
+    let codecs: Vec<&str> =
+        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
+    assert_eq!(codecs, ["h264", "opus"], "{probe}");
+    let secs: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!(secs > 5.0, "the whole camera session is recorded: {secs} s");
+    let decode = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(decode.status.success() && decode.stderr.is_empty(), "{}", String::from_utf8_lossy(&decode.stderr));
+    let alice = w.login("alice");
+    let end = Instant::now() + Duration::from_secs(10);
+    while w.item_id(&alice, &recording).is_none() {
+        assert!(Instant::now() < end, "the recording is no gallery item");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(w.call("GET", "/healthz", None, None).status, 200);
 }
