@@ -13,6 +13,7 @@ mod hub;
 pub mod media;
 pub mod packager;
 pub mod record;
+pub mod rtmp;
 mod sfu;
 
 pub use hub::{Hub, HubConfig};
