@@ -24,6 +24,11 @@ const RULES: &[Rule] = &[
         forbidden: &["store", "chunk", "gallery", "http", "fs", "control", "client", "cli"],
         exceptions: &[],
     },
+    Rule {
+        dir: "live",
+        forbidden: &["store", "chunk", "stream", "http", "fs", "control", "client", "cli"],
+        exceptions: &[],
+    },
     Rule { dir: "fs", forbidden: &["gallery", "store", "crypto", "chunk", "http", "cli"], exceptions: &[] },
     Rule { dir: "control.rs", forbidden: &["store", "crypto", "chunk", "http", "fs"], exceptions: &[] },
     Rule { dir: "http", forbidden: &["store", "chunk", "fs", "control", "cli"], exceptions: &[] },
