@@ -108,6 +108,8 @@ pub struct Streaming {
     pub ice_servers: Vec<String>,
     /// Seconds a live stream waits for its publisher to come back before it ends.
     pub live_grace_seconds: u32,
+    /// Where RTMP publishers connect (`0.0.0.0:1935`; empty: no RTMP).
+    pub rtmp_listen: String,
 }
 
 impl Default for Streaming {
@@ -128,6 +130,7 @@ impl Default for Streaming {
             webrtc_addresses: Vec::new(),
             ice_servers: Vec::new(),
             live_grace_seconds: 10,
+            rtmp_listen: String::new(),
         }
     }
 }
@@ -298,6 +301,12 @@ impl Config {
         }
         if !(1..=3600).contains(&st.live_grace_seconds) {
             return Err(format!("media.streaming.live_grace_seconds = {}: must be 1 to 3600", st.live_grace_seconds));
+        }
+        if !st.rtmp_listen.is_empty() && st.rtmp_listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "media.streaming.rtmp_listen = {:?}: an address such as 0.0.0.0:1935, or empty",
+                st.rtmp_listen
+            ));
         }
         if let Some(bad) =
             st.ice_servers.iter().find(|u| !["stun:", "stuns:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)))

@@ -153,6 +153,14 @@ fn ice_links(state: &Sidecar, h: &mut HeaderMap) {
     }
 }
 
+/// The loop, for a WebRTC session.
+fn webrtc(state: &Sidecar) -> ApiResult<Arc<crate::live::Sfu>> {
+    if !state.vol.config().media.streaming.enable_webrtc {
+        return Err(refusal(Refusal::Unavailable("WebRTC is off (media.streaming.enable_webrtc)".into())));
+    }
+    sfu(state)
+}
+
 fn sfu(state: &Sidecar) -> ApiResult<Arc<crate::live::Sfu>> {
     match state.sfu.get() {
         Some(Ok(s)) => Ok(s.clone()),
@@ -172,7 +180,7 @@ pub async fn whip(
 }
 
 async fn publish(state: &Arc<Sidecar>, name: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
-    let sfu = sfu(state)?;
+    let sfu = webrtc(state)?;
     let rec = stream_record(state, name).await?;
     let credential = super::auth::credential_of(headers)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "send the stream's publish key as a bearer token"))?;
@@ -208,7 +216,7 @@ pub async fn whep(
 }
 
 async fn view(state: &Arc<Sidecar>, name: &str, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
-    let sfu = sfu(state)?;
+    let sfu = webrtc(state)?;
     let rec = stream_record(state, name).await?;
     let c = caller(state, headers).await?;
     allowed(state, &rec, &c, false).await?;
@@ -220,6 +228,40 @@ async fn view(state: &Arc<Sidecar>, name: &str, headers: &HeaderMap, body: &Byte
         .expect("holders")
         .insert(id, Holder { stream: rec.name.clone(), caller: Some(c), publisher: false });
     Ok(created(state, "whep", name, id, answer))
+}
+
+/// Decides on RTMP publishers: the application `live`, a stream that exists, its publish
+/// key in `?key=`; then the same loop as WHIP (one publisher, the stream limit).
+pub(super) struct RtmpPublishers(pub(super) Arc<Sidecar>);
+
+type Accepted = Result<tokio::sync::mpsc::Sender<crate::live::MediaFrame>, String>;
+
+impl crate::live::rtmp::Publishers for RtmpPublishers {
+    fn publish(
+        &self,
+        req: crate::live::rtmp::Publish,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Accepted> + Send>> {
+        let state = self.0.clone();
+        Box::pin(async move {
+            if req.app != "live" {
+                return Err(format!(
+                    "publish to rtmp://HOST:PORT/live/NAME?key=KEY, not to the application {:?}",
+                    req.app
+                ));
+            }
+            let rec = stream_record(&state, &req.name).await.map_err(|e| e.message)?;
+            let key = req.key.clone().ok_or("give the stream's publish key: rtmp://HOST:PORT/live/NAME?key=KEY")?;
+            let r = rec.clone();
+            if !state.gallery(move |gs| Ok(gs.stream_key_matches(&r, &key))).await.map_err(|e| e.message)? {
+                tracing::warn!(stream = %req.name, peer = %req.peer, "RTMP publisher with a wrong key");
+                return Err("wrong publish key for this stream".into());
+            }
+            let stream = stream_ref(&state, &rec).await.map_err(|e| e.message)?;
+            let tx = sfu(&state).map_err(|e| e.message)?.ingest(stream, "rtmp").await.map_err(|e| e.to_string())?;
+            tracing::info!(stream = %req.name, peer = %req.peer, "RTMP publisher joined");
+            Ok(tx)
+        })
+    }
 }
 
 /// `DELETE /whip/{name}/{session}` and `/whep/…`: ends the session.
@@ -406,7 +448,11 @@ async fn serve_file(
                 "init.mp4" => (out.init().map(|b| b.to_vec()).unwrap_or_default(), "video/mp4", "max-age=3600"),
                 "manifest.mpd" => (out.mpd().ok_or_else(not_yet)?.into_bytes(), "application/dash+xml", "no-cache"),
                 _ => {
-                    if let Some(msn) = q.msn {
+                    // A first request waits for a whole segment: players without partial
+                    // segments need one, and it comes within a segment target.
+                    let first = out.edge().is_none_or(|(m, _)| m == 0);
+                    let msn = q.msn.or(first.then_some(0));
+                    if let Some(msn) = msn {
                         let edge = out.edge().map_or(0, |(m, _)| m);
                         if msn > edge + 2 {
                             return Err(ApiError::bad_request(format!(
@@ -479,10 +525,15 @@ pub async fn watch_access(state: Arc<Sidecar>) {
             },
             k = keys.recv() => match k {
                 Ok(name) => {
-                    let ended: Vec<SessionId> = state.live_holders.lock().expect("holders").iter()
-                        .filter(|(_, h)| h.stream == name && h.caller.is_none())
-                        .map(|(id, _)| *id).collect();
-                    end_sessions(&state, ended, "its publish key was replaced");
+                    // A new key cuts the publisher off, however it came (WHIP, RTMP, the web
+                    // UI); a deleted stream ends for everyone.
+                    let n = name.clone();
+                    let gone = state.gallery(move |gs| gs.stream(&n)).await.is_err();
+                    if let Ok(sfu) = sfu(&state) {
+                        tracing::info!(stream = %name, deleted = gone, "ending the publisher of a stream whose key changed");
+                        sfu.end_stream(&name, !gone);
+                    }
+                    state.hub.forget_if(&name, gone);
                     recheck(&state, |h| h.stream == name).await;
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => recheck(&state, |_| true).await,

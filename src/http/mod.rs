@@ -353,15 +353,34 @@ async fn start_live(state: &Arc<Sidecar>) {
         tracing::error!(error = %e, "cannot look for recordings cut short");
     }
     let st = &state.vol.config().media.streaming;
-    if !st.enable_webrtc {
+    if !st.enable_webrtc && st.rtmp_listen.is_empty() {
         return;
     }
     let config = crate::live::SfuConfig::from_config(st, state.config.listen.map(|a| a.ip()));
     let sfu = crate::live::Sfu::start(config, state.galleries.clone(), state.hub.clone()).await.map_err(|e| {
-        tracing::error!(error = %e, "WebRTC is unavailable");
+        tracing::error!(error = %e, "live streams are unavailable");
         e.to_string()
     });
     let _ = state.sfu.set(sfu);
+}
+
+/// Serves RTMP publishers when `[media.streaming] rtmp_listen` is set; a failure to bind
+/// is logged and the rest goes on.
+async fn start_rtmp(state: &Arc<Sidecar>) -> Option<tokio::task::JoinHandle<()>> {
+    let addr = state.vol.config().media.streaming.rtmp_listen.clone();
+    if addr.is_empty() {
+        return None;
+    }
+    match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => {
+            tracing::info!(addr = %l.local_addr().map_or(addr, |a| a.to_string()), "RTMP publishers accepted");
+            Some(tokio::spawn(crate::live::rtmp::serve(l, Arc::new(live::RtmpPublishers(state.clone())))))
+        }
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen for RTMP publishers");
+            None
+        }
+    }
 }
 
 /// Serves on `listener` (plain TCP or `tls::TlsListener`) until `shutdown` resolves;
@@ -380,9 +399,13 @@ where
     let housekeeping = tokio::spawn(gallery::housekeeping(state.clone()));
     let job_events = tokio::spawn(renditions::events_loop(state.clone()));
     start_live(&state).await;
+    let rtmp = start_rtmp(&state).await;
     let live_access = tokio::spawn(live::watch_access(state.clone()));
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     live_access.abort();
+    if let Some(r) = rtmp {
+        r.abort();
+    }
     sweeper.abort();
     indexer.abort();
     housekeeping.abort();

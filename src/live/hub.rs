@@ -125,8 +125,10 @@ impl Hub {
         self.output(name).map_or(0, |o| o.viewers())
     }
 
-    /// Forgets a stream's output (it was deleted).
-    pub fn forget(&self, name: &str) {
-        self.outputs.lock().expect("outputs").remove(name);
+    /// Forgets a stream's output when `gone` (it was deleted).
+    pub fn forget_if(&self, name: &str, gone: bool) {
+        if gone {
+            self.outputs.lock().expect("outputs").remove(name);
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct SfuConfig {
     pub max_viewers: u32,
     /// How long a stream outlives its publisher, waiting for it to come back.
     pub grace: Duration,
+    /// WebRTC sessions are taken (else the loop serves RTMP publishers alone).
+    pub webrtc: bool,
 }
 
 impl SfuConfig {
@@ -41,7 +43,9 @@ impl SfuConfig {
     /// when no addresses are configured and it is a specific one.
     #[must_use]
     pub fn from_config(st: &crate::config::Streaming, listen: Option<IpAddr>) -> Self {
-        let addresses = if !st.webrtc_addresses.is_empty() {
+        let addresses = if !st.enable_webrtc {
+            Vec::new()
+        } else if !st.webrtc_addresses.is_empty() {
             st.webrtc_addresses.clone()
         } else {
             match listen {
@@ -55,6 +59,7 @@ impl SfuConfig {
             max_streams: st.max_concurrent_streams,
             max_viewers: st.max_viewers_per_stream,
             grace: Duration::from_secs(u64::from(st.live_grace_seconds)),
+            webrtc: st.enable_webrtc,
         }
     }
 }
@@ -84,6 +89,7 @@ fn interface_addresses() -> Vec<IpAddr> {
 /// The handle of the loop.
 pub struct Sfu {
     commands: mpsc::UnboundedSender<Command>,
+    ingested: mpsc::Sender<Ingested>,
     candidates: Vec<SocketAddr>,
     cert: DtlsCert,
 }
@@ -109,6 +115,15 @@ enum Command {
         name: String,
         reply: oneshot::Sender<Option<LiveStatus>>,
     },
+    /// A publisher from outside WebRTC (RTMP): its frames come as `Ingested`; dropping
+    /// `stop` ends its connection.
+    Ingest {
+        stream: StreamRef,
+        id: SessionId,
+        how: &'static str,
+        stop: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
     Sessions {
         name: String,
         reply: oneshot::Sender<Vec<SessionId>>,
@@ -123,7 +138,7 @@ impl Sfu {
             .dtls_provider
             .generate_certificate()
             .ok_or_else(|| std::io::Error::other("cannot make a DTLS certificate"))?;
-        if config.addresses.is_empty() {
+        if config.addresses.is_empty() && config.webrtc {
             return Err(std::io::Error::other(
                 "no address to offer WebRTC peers (set media.streaming.webrtc_addresses)",
             ));
@@ -141,9 +156,10 @@ impl Sfu {
         let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect::<Result<_, _>>()?;
         tracing::info!(?candidates, "WebRTC media sockets");
         let (commands, rx) = mpsc::unbounded_channel();
+        let (ingested, ingested_rx) = mpsc::channel(INGEST_QUEUE);
         let state = Loop::new(config, sockets, galleries, hub);
-        tokio::spawn(state.run(rx));
-        Ok(Arc::new(Self { commands, candidates, cert }))
+        tokio::spawn(state.run(rx, ingested_rx));
+        Ok(Arc::new(Self { commands, ingested, candidates, cert }))
     }
 
     /// The addresses peers send media to.
@@ -194,6 +210,38 @@ impl Sfu {
         self.join(stream, offer, false).await
     }
 
+    /// Takes a publisher from outside WebRTC (`how`: `rtmp`): returns where its frames go.
+    /// Its video reaches WebRTC viewers when it is H.264 (AAC audio does not: WebRTC
+    /// carries Opus), and everything reaches the packager and the recording. Dropping the
+    /// sender ends its session; the loop ends it (closing the sender) when its key changes.
+    pub async fn ingest(&self, stream: StreamRef, how: &'static str) -> Result<mpsc::Sender<MediaFrame>, Refusal> {
+        let id = SessionId::random();
+        let (stop, mut stopped) = oneshot::channel();
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Ingest { stream, id, how, stop, reply };
+        self.commands.send(cmd).map_err(|_| Refusal::Unavailable("the media loop has stopped".into()))?;
+        rx.await.map_err(|_| Refusal::Unavailable("the media loop has stopped".into()))??;
+        let (tx, mut frames) = mpsc::channel::<MediaFrame>(INGEST_QUEUE);
+        let to_loop = self.ingested.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    f = frames.recv() => match f {
+                        Some(f) => {
+                            if to_loop.send(Ingested::Frame(id, f)).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = &mut stopped => break,
+                }
+            }
+            let _ = to_loop.send(Ingested::End(id)).await;
+        });
+        Ok(tx)
+    }
+
     /// Ends a session; false when there is no such session.
     pub async fn end(&self, id: SessionId) -> bool {
         let (reply, rx) = oneshot::channel();
@@ -233,6 +281,15 @@ impl Sfu {
     }
 }
 
+/// Frames of publishers from outside WebRTC, queued to the loop.
+const INGEST_QUEUE: usize = 256;
+
+/// What an outside publisher's forwarder tells the loop.
+enum Ingested {
+    Frame(SessionId, MediaFrame),
+    End(SessionId),
+}
+
 /// A received datagram.
 struct Datagram {
     local: SocketAddr,
@@ -244,7 +301,10 @@ struct Datagram {
 struct Frame {
     kind: MediaKind,
     rid: Option<Rid>,
-    params: PayloadParams,
+    /// The publisher's payload type (`None`: from outside WebRTC, H.264 by construction).
+    params: Option<PayloadParams>,
+    /// The frame as an outside publisher gave it (the packager takes it as it is).
+    ingested: Option<MediaFrame>,
     network_time: Instant,
     time: MediaTime,
     keyframe: bool,
@@ -294,6 +354,8 @@ struct Live {
     clocks: HashMap<MediaKind, (i64, i64)>,
     /// When the packager last asked the publisher for a keyframe (segments start on one).
     last_segment_keyframe: Option<Instant>,
+    /// How its publisher sends (`whip`, `rtmp`).
+    ingest: String,
 }
 
 /// Keyframe requests to a publisher, at most this often.
@@ -311,6 +373,8 @@ struct Loop {
     hub: Arc<Hub>,
     /// Origin of the arrival clock.
     epoch: Instant,
+    /// Publishers from outside WebRTC, by session: dropping the handle ends them.
+    external: HashMap<SessionId, oneshot::Sender<()>>,
 }
 
 impl Loop {
@@ -321,6 +385,7 @@ impl Loop {
             galleries,
             hub,
             epoch: Instant::now(),
+            external: HashMap::new(),
             sessions: HashMap::new(),
             by_source: HashMap::new(),
             streams: HashMap::new(),
@@ -328,7 +393,7 @@ impl Loop {
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, mut ingested: mpsc::Receiver<Ingested>) {
         let (tx, mut datagrams) = mpsc::channel::<Datagram>(4096);
         let readers: Vec<_> = self.sockets.iter().map(|s| tokio::spawn(read_socket(s.clone(), tx.clone()))).collect();
         drop(tx);
@@ -342,6 +407,7 @@ impl Loop {
                     None => break,
                 },
                 Some(d) = datagrams.recv() => self.datagram(&d),
+                Some(i) = ingested.recv() => self.ingested(i),
                 () = tokio::time::sleep_until(wake.into()) => self.timeouts(),
                 _ = housekeeping.tick() => self.housekeeping(),
             }
@@ -358,7 +424,7 @@ impl Loop {
     fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Join { stream, publisher, id, rtc, reply } => {
-                let result = self.admit(&stream, publisher, id);
+                let result = self.admit(&stream, publisher, id, "whip");
                 if result.is_ok() {
                     let session = Session {
                         stream,
@@ -394,6 +460,13 @@ impl Loop {
                     self.end_live(&name);
                 }
             }
+            Command::Ingest { stream, id, how, stop, reply } => {
+                let result = self.admit(&stream, true, id, how);
+                if result.is_ok() {
+                    self.external.insert(id, stop);
+                }
+                let _ = reply.send(result);
+            }
             Command::Status { name, reply } => {
                 let status = self.streams.get(&name).map(|l| LiveStatus {
                     publishing: l.publisher.is_some(),
@@ -412,7 +485,7 @@ impl Loop {
     }
 
     /// Whether a session may join, and its place in the stream if so.
-    fn admit(&mut self, stream: &StreamRef, publisher: bool, id: SessionId) -> Result<(), Refusal> {
+    fn admit(&mut self, stream: &StreamRef, publisher: bool, id: SessionId, how: &str) -> Result<(), Refusal> {
         if publisher {
             match self.streams.get_mut(&stream.name) {
                 Some(live) if live.publisher.is_some() => return Err(Refusal::Busy(stream.name.clone())),
@@ -421,6 +494,7 @@ impl Loop {
                     live.orphaned = None;
                     // The new publisher's RTP clocks start anywhere.
                     live.clocks.clear();
+                    live.ingest = how.to_string();
                 }
                 None => {
                     if self.streams.len() >= self.config.max_streams as usize {
@@ -441,11 +515,12 @@ impl Loop {
                             tap: self.hub.begin(stream),
                             clocks: HashMap::new(),
                             last_segment_keyframe: None,
+                            ingest: how.to_string(),
                         },
                     );
                     self.galleries.set_live(
                         &stream.name,
-                        Some(LiveState { since: crate::gallery::now(), viewers: 0, ingest: "whip".into() }),
+                        Some(LiveState { since: crate::gallery::now(), viewers: 0, ingest: how.into() }),
                     );
                     if let Some(g) = &stream.gallery {
                         self.galleries.announce_gallery(
@@ -570,7 +645,8 @@ impl Loop {
                         let frame = Frame {
                             kind,
                             rid: data.rid,
-                            params: data.params,
+                            params: Some(data.params),
+                            ingested: None,
                             network_time: data.network_time,
                             time: data.time,
                             keyframe: kind == MediaKind::Video && data.is_keyframe(),
@@ -590,7 +666,11 @@ impl Loop {
     /// Writes a publisher's frame to every viewer of its stream.
     fn forward(&mut self, stream: &str, frame: &Frame) {
         let Some(live) = self.streams.get_mut(stream) else { return };
-        let codec = format!("{}/{}", kind_name(frame.kind), frame.params.spec().codec);
+        let codec = match (&frame.params, &frame.ingested) {
+            (Some(p), _) => format!("{}/{}", kind_name(frame.kind), p.spec().codec),
+            (None, Some(f)) => format!("{}/{:?}", kind_name(frame.kind), f.codec),
+            (None, None) => String::new(),
+        };
         if !live.codecs.contains(&codec) {
             live.codecs.push(codec);
         }
@@ -601,7 +681,11 @@ impl Loop {
         }
         if let Some(tap) = &live.tap {
             if frame.rid.is_none() || frame.rid == live.layers.first().copied() {
-                if let Some(f) = media_frame(frame, &mut live.clocks, self.epoch) {
+                let f = match &frame.ingested {
+                    Some(f) => Some(f.clone()),
+                    None => media_frame(frame, &mut live.clocks, self.epoch),
+                };
+                if let Some(f) = f {
                     // A packager that cannot keep up loses frames, never the viewers'.
                     if tap.try_send(f).is_err() {
                         tracing::debug!(stream = %stream, "the live packager is behind; a frame is dropped");
@@ -610,6 +694,10 @@ impl Loop {
             }
         }
         let best_layer = live.layers.first().copied();
+        // WebRTC carries H.264, VP8 and Opus: AAC from RTMP reaches HTTP viewers only.
+        if frame.ingested.as_ref().is_some_and(|f| f.codec != Codec::H264) {
+            return;
+        }
         for vid in live.viewers.clone() {
             let Some(v) = self.sessions.get_mut(&vid) else { continue };
             if !v.connected || !v.rtc.is_alive() {
@@ -631,7 +719,17 @@ impl Loop {
                 }
             }
             let Some(writer) = v.rtc.writer(mid) else { continue };
-            let Some(pt) = writer.match_params(frame.params) else { continue };
+            let pt = match frame.params {
+                Some(p) => writer.match_params(p),
+                // The viewer's H.264 with non-interleaved packets (every browser offers it).
+                None => writer
+                    .payload_params()
+                    .find(|p| {
+                        p.spec().codec == str0m::format::Codec::H264 && p.spec().format.packetization_mode == Some(1)
+                    })
+                    .map(|p| p.pt()),
+            };
+            let Some(pt) = pt else { continue };
             if let Err(e) = writer.write(pt, frame.network_time, frame.time, frame.data.clone()) {
                 tracing::debug!(session = %vid, error = %e, "writing to a viewer failed; ending the session");
                 v.rtc.disconnect();
@@ -663,6 +761,10 @@ impl Loop {
     /// Ends a session in order: the peer is told (RTCP BYE, DTLS close_notify), so its
     /// connection closes at once instead of timing out.
     fn close(&mut self, id: SessionId) {
+        if self.external.remove(&id).is_some() {
+            // Its forwarder stops, the connection closes and `Ingested::End` follows.
+            return;
+        }
         if let Some(s) = self.sessions.get_mut(&id) {
             if s.rtc.close().is_err() {
                 s.rtc.disconnect();
@@ -679,17 +781,54 @@ impl Loop {
             self.by_source.retain(|_, v| *v != id);
             let Some(live) = self.streams.get_mut(&s.stream.name) else { continue };
             if live.publisher == Some(id) {
-                tracing::info!(stream = %s.stream.name, session = %id, "publisher left");
-                live.publisher = None;
-                live.orphaned = Some(Instant::now());
-                // A returning publisher starts on a keyframe for everyone.
-                for v in &live.viewers {
-                    if let Some(vs) = self.sessions.get_mut(v) {
-                        vs.waiting_keyframe = true;
-                    }
-                }
+                self.publisher_left(&s.stream.name, id);
             } else {
                 live.viewers.retain(|v| *v != id);
+            }
+        }
+    }
+
+    /// The stream's publisher is gone: the stream waits out its grace period.
+    fn publisher_left(&mut self, name: &str, id: SessionId) {
+        let Some(live) = self.streams.get_mut(name) else { return };
+        if live.publisher != Some(id) {
+            return;
+        }
+        tracing::info!(stream = %name, session = %id, "publisher left");
+        live.publisher = None;
+        live.orphaned = Some(Instant::now());
+        // A returning publisher starts on a keyframe for everyone.
+        for v in &live.viewers {
+            if let Some(vs) = self.sessions.get_mut(v) {
+                vs.waiting_keyframe = true;
+            }
+        }
+    }
+
+    /// A frame or the end of a publisher from outside WebRTC.
+    fn ingested(&mut self, i: Ingested) {
+        let (Ingested::Frame(id, _) | Ingested::End(id)) = &i;
+        let Some(name) = self.streams.iter().find(|(_, l)| l.publisher == Some(*id)).map(|(n, _)| n.clone()) else {
+            return;
+        };
+        match i {
+            Ingested::End(id) => {
+                self.external.remove(&id);
+                self.publisher_left(&name, id);
+            }
+            Ingested::Frame(_, f) => {
+                let kind = if f.codec.is_video() { MediaKind::Video } else { MediaKind::Audio };
+                let frame = Frame {
+                    kind,
+                    rid: None,
+                    params: None,
+                    network_time: Instant::now(),
+                    time: MediaTime::from_90khz((f.dts_us.max(0) as u64) * 9 / 100),
+                    keyframe: f.keyframe,
+                    data: f.data.clone(),
+                    ingested: Some(f),
+                };
+                self.forward(&name, &frame);
             }
         }
     }
@@ -734,7 +873,7 @@ impl Loop {
                 live.announced_viewers = n;
                 self.galleries.set_live(
                     name,
-                    Some(LiveState { since: live.since, viewers: u64::from(n), ingest: "whip".into() }),
+                    Some(LiveState { since: live.since, viewers: u64::from(n), ingest: live.ingest.clone() }),
                 );
                 if let Some(g) = &live.stream.gallery {
                     self.galleries.announce_gallery(
@@ -761,7 +900,7 @@ impl Loop {
 
 /// A forwarded frame as the packager takes it, timed on the arrival clock.
 fn media_frame(f: &Frame, clocks: &mut HashMap<MediaKind, (i64, i64)>, epoch: Instant) -> Option<MediaFrame> {
-    let codec = match f.params.spec().codec {
+    let codec = match f.params?.spec().codec {
         str0m::format::Codec::H264 => Codec::H264,
         str0m::format::Codec::Vp8 => Codec::Vp8,
         str0m::format::Codec::Opus => Codec::Opus,

@@ -27,6 +27,5 @@ mod gallery_damage;
 mod gallery_log;
 mod http;
 mod layering;
-mod live_rtmp;
 mod reclaim;
 mod refcounts;

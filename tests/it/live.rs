@@ -256,3 +256,125 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
     }
     assert_eq!(w.call("GET", "/healthz", None, None).status, 200);
 }
+
+/// ffmpeg publishing a test pattern (H.264 and AAC) over RTMP to `name` with `key` for
+/// `secs` seconds, keyframes every second.
+fn rtmp_publisher(port: u16, name: &str, key: &str, secs: u32) -> std::process::Command {
+    let mut c = std::process::Command::new("ffmpeg");
+    c.args(["-nostdin", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-t", &secs.to_string(), "-f", "flv"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live/{name}?key={key}"));
+    c
+}
+
+#[test]
+fn ffmpeg_publishes_over_rtmp_is_read_back_over_ll_hls_and_recorded() {
+    let port = crate::http::free_port();
+    let w = World::with_config(&format!("{CONFIG}rtmp_listen = \"127.0.0.1:{port}\"\n"));
+    let (_, key) = create(&w, "feed", &["--gallery", "/trip", "--record"]);
+    let alice = w.login("alice");
+    // A wrong key is refused, and ffmpeg says why.
+    let wrong = rtmp_publisher(port, "feed", "nsk_00", 1).output().unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("wrong publish key"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    let mut publisher = rtmp_publisher(port, "feed", &key, 12).spawn().unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = w.call("GET", "/api/live/feed", Some(&alice), None).json();
+        if s["live"]["ingest"] == "rtmp" {
+            break;
+        }
+        assert!(Instant::now() < end, "the RTMP stream never went live: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second publisher of the same stream is refused while the first sends.
+    let second = rtmp_publisher(port, "feed", &key, 1).output().unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already has a publisher"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+
+    // ffmpeg reads the live stream back over low-latency HLS and decodes it.
+    let url = format!("{}/live/feed/master.m3u8", w.base);
+    let auth = format!("Authorization: Bearer {alice}\r\n");
+    let probe = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-headers",
+            &auth,
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "json",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let probe: Value = serde_json::from_slice(&probe.stdout).unwrap_or_default();
+    let codecs: Vec<&str> = probe["streams"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|s| s["codec_name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(codecs.contains(&"h264") && codecs.contains(&"aac"), "{probe}");
+    let read = std::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-headers",
+            &auth,
+            "-i",
+            &url,
+            "-t",
+            "4",
+            "-map",
+            "0:v",
+            "-f",
+            "framecrc",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let frames = String::from_utf8_lossy(&read.stdout).lines().filter(|l| !l.starts_with('#')).count();
+    assert!(read.status.success() && frames >= 75, "{frames} frames: {}", String::from_utf8_lossy(&read.stderr));
+    let mpd = w.call("GET", "/live/feed/manifest.mpd", Some(&alice), None);
+    assert_eq!(mpd.status, 200);
+    assert!(String::from_utf8_lossy(&mpd.body).contains("<SegmentTimeline><S t="));
+
+    assert!(publisher.wait().unwrap().success(), "the publisher ran to its end");
+    // The stream ends after the grace period; its recording is an MP4 in the gallery.
+    let end = Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        let found = std::fs::read_dir(w.m.p("trip"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with("feed-") && n.ends_with(".mp4"));
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(Instant::now() < end, "no recording in /trip: {}", w.m.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let path = w.m.p(&format!("trip/{recording}"));
+    let probe = crate::common::sh(&format!(
+        "ffprobe -v error -show_entries stream=codec_name:format=duration -of json '{}'",
+        path.display()
+    ));
+    let probe: Value = serde_json::from_str(&probe).unwrap();
+    let codecs: Vec<&str> =
+        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
+    assert_eq!(codecs, ["h264", "aac"], "{probe}");
+    let secs: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    assert!((10.0..=13.0).contains(&secs), "the whole publication is recorded: {secs} s");
+    assert_eq!(w.call("GET", "/healthz", None, None).status, 200);
+}

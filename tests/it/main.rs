@@ -16,6 +16,7 @@ pub mod galleries;
 pub mod http;
 mod keys;
 mod live;
+mod live_rtmp;
 mod posix;
 mod powercut;
 mod ranges;

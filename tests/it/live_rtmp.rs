@@ -253,7 +253,7 @@ fn rtmp_garbage_closes_only_its_connection() {
     let bad_clients = server.rt.spawn(async move {
         // Connected while the good publisher is on.
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        let random = crate::support::random_bytes(7, 4096);
+        let random = crate::common::random_bytes(7, 4096);
         let raw = closed_after(TcpStream::connect(addr).await.unwrap(), &random);
         let after_handshake = async {
             let mut socket = TcpStream::connect(addr).await.unwrap();
