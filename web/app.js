@@ -961,10 +961,13 @@ async function watchLiveHls(G, name, viewers) {
   if (Hls && Hls.isSupported()) {
     live.hls = new Hls({ lowLatencyMode: true, enableWorker: false }); // the CSP allows no blob: workers
     live.hls.on(Hls.Events.ERROR, (_, d) => {
+      live.errors = [...(live.errors || []).slice(-9), `${d.type}/${d.details}${d.fatal ? ' (fatal)' : ''}`];
       if (!d.fatal) return;
       if (d.type === Hls.ErrorTypes.MEDIA_ERROR) return live.hls.recoverMediaError();
       if (G.live === live) { stopWatching(G); announce(`The live stream ${name} stopped.`); }
     });
+    // Play as soon as there is something to play (autoplay alone may miss the moment).
+    live.hls.on(Hls.Events.MANIFEST_PARSED, () => e.liveVideo.play().catch(() => {}));
     live.hls.loadSource(url);
     live.hls.attachMedia(e.liveVideo);
   } else {

@@ -1,6 +1,8 @@
-//! Live streams over WebRTC: WHIP (`POST /whip/NAME`, RFC 9725) for publishers, WHEP
-//! (`POST /whep/NAME`) for viewers, each answering an SDP offer with `201 Created`, the
-//! SDP answer and the session's URL in `Location` (DELETE it to end the session).
+//! Live streams over HTTP (docs/live.md): WHIP (`POST /whip/NAME`, RFC 9725) for
+//! publishers and WHEP (`POST /whep/NAME`) for viewers, each answering an SDP offer with
+//! `201 Created`, the SDP answer and the session's URL in `Location` (DELETE it to end the
+//! session); low-latency HLS and DASH under `/live/NAME/`; and the decisions on RTMP
+//! publishers (`RtmpPublishers`).
 //!
 //! Who may publish: the stream's publish key as the bearer token, or a caller who may
 //! upload to its gallery (contributor and up; a token with write on its path). Who may
@@ -103,8 +105,8 @@ async fn stream_ref(state: &Sidecar, rec: &StreamRecord) -> ApiResult<StreamRef>
     })
 }
 
-/// Whether `caller` may do `action` on the stream: in its gallery by role, on its path by
-/// a token's permission (`Read` for watching, `Write` for publishing).
+/// Whether `caller` may watch the stream (or publish to it, `publish`): in its gallery by
+/// role (viewer, contributor), on its path by a token's permission (read, write).
 pub(super) async fn allowed(state: &Sidecar, rec: &StreamRecord, caller: &Caller, publish: bool) -> ApiResult<()> {
     if let Some(g) = &rec.gallery {
         let c = super::gallery::ctx_of(state, caller.clone(), g).await?;
@@ -384,7 +386,12 @@ async fn http_viewer(
         let rec = stream_record(state, name).await?;
         let c = caller(state, headers).await?;
         allowed(state, &rec, &c, false).await?;
-        state.live_checked.lock().expect("checked").insert(key, std::time::Instant::now());
+        let mut checked = state.live_checked.lock().expect("checked");
+        // Players that left are forgotten (a check is redone after `RECHECK` anyway).
+        if checked.len() > 4096 {
+            checked.retain(|_, t| t.elapsed() < RECHECK);
+        }
+        checked.insert(key, std::time::Instant::now());
     }
     let out = state.hub.output(name).ok_or_else(|| refusal(Refusal::NotLive(name.to_string())))?;
     let others = match state.sfu.get() {
@@ -517,6 +524,8 @@ pub async fn watch_access(state: Arc<Sidecar>) {
         tokio::select! {
             e = events.recv() => match e {
                 Ok(e) if matches!(e.event.kind.as_str(), "member.changed" | "link.revoked" | "gallery.deleted") => {
+                    // HTTP players are checked again at their next request.
+                    state.live_checked.lock().expect("checked").clear();
                     recheck(&state, |h| h.caller.is_some()).await;
                 }
                 Ok(_) => {}

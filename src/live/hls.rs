@@ -36,8 +36,6 @@ struct Segment {
     /// Seconds from the stream's first segment to its start, on the media clock.
     start: f64,
     parts: Vec<Arc<Part>>,
-    /// Wall-clock time of its start (`EXT-X-PROGRAM-DATE-TIME`).
-    started: SystemTime,
     complete: bool,
 }
 
@@ -118,9 +116,8 @@ impl Output {
                     }
                     let (msn, start) =
                         s.segments.back().map_or((0, 0.0), |seg| (seg.msn + 1, seg.start + seg.duration()));
-                    let started = SystemTime::now();
-                    s.first_started.get_or_insert(started);
-                    s.segments.push_back(Segment { msn, start, parts: Vec::new(), started, complete: false });
+                    s.first_started.get_or_insert_with(SystemTime::now);
+                    s.segments.push_back(Segment { msn, start, parts: Vec::new(), complete: false });
                     while s.segments.len() > WINDOW + 1 {
                         s.segments.pop_front();
                     }
@@ -276,7 +273,10 @@ impl Output {
         );
         let with_parts = s.segments.len().saturating_sub(PART_SEGMENTS);
         for (i, seg) in s.segments.iter().enumerate() {
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(seg.started));
+            // On the media clock from the first segment's wall-clock start: players align
+            // playlists by these dates, so they must differ exactly by the durations.
+            let date = s.first_started.unwrap_or(self.created) + Duration::from_secs_f64(seg.start);
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", rfc3339_ms(date));
             if i >= with_parts {
                 for (k, p) in seg.parts.iter().enumerate() {
                     let _ = writeln!(

@@ -41,6 +41,8 @@ struct Pending {
 struct TrackState {
     track: Track,
     queue: Vec<Pending>,
+    /// Decode time of the last sample taken in, ticks.
+    last_dts: Option<u64>,
     /// Ticks of the last sample's duration, for one whose successor never comes.
     last_duration: u32,
 }
@@ -145,14 +147,33 @@ impl Packager {
                 };
                 tracks.push(Track { id: 2, timescale, kind });
             }
-            self.video = Some(TrackState { track: tracks[0].clone(), queue: Vec::new(), last_duration: 3000 });
-            self.audio = tracks.get(1).map(|t| TrackState { track: t.clone(), queue: Vec::new(), last_duration: 0 });
+            self.video =
+                Some(TrackState { track: tracks[0].clone(), queue: Vec::new(), last_dts: None, last_duration: 3000 });
+            self.audio = tracks.get(1).map(|t| TrackState {
+                track: t.clone(),
+                queue: Vec::new(),
+                last_dts: None,
+                last_duration: 0,
+            });
             // Audio that came before the first keyframe is dropped.
             out.push(Emit::Init { bytes: cmaf::init_segment(&tracks), tracks });
         }
         let origin = self.origin.unwrap_or_default();
         if f.dts_us < origin {
             return out;
+        }
+        // Decode times must grow: a frame with its predecessor's time is the rest of it (a
+        // sender split it), merged into it; one from before it is dropped.
+        if let Some(video) = self.video.as_mut() {
+            let dts = video.ticks(f.dts_us - origin);
+            if video.last_dts.is_some_and(|last| dts <= last) {
+                if let Some(last) = video.queue.last_mut().filter(|p| p.dts == dts) {
+                    last.data = [&last.data[..], &sample[..]].concat().into();
+                    last.sync |= f.keyframe;
+                }
+                return out;
+            }
+            video.last_dts = Some(dts);
         }
         let at = f.dts_us;
         let segment_due = f.keyframe && at - self.segment_start >= self.segment_target_us;
@@ -192,9 +213,10 @@ impl Packager {
         }
         let dts = audio.ticks(f.dts_us - origin);
         // Out-of-order or repeated audio would give a negative duration.
-        if audio.queue.last().is_some_and(|p| p.dts >= dts) {
+        if audio.last_dts.is_some_and(|last| dts <= last) {
             return;
         }
+        audio.last_dts = Some(dts);
         audio.queue.push(Pending { dts, cts: 0, sync: true, data: f.data.clone() });
     }
 
@@ -348,6 +370,34 @@ mod tests {
             .map(|(k, &i)| parts[i..starts.get(k + 1).copied().unwrap_or(parts.len())].iter().map(|p| p.0).sum())
             .collect();
         assert!((seg_secs[0] - 3.2).abs() < 0.05 && (seg_secs[1] - 2.8).abs() < 0.05, "{seg_secs:?}");
+    }
+
+    #[test]
+    fn decode_times_always_grow() {
+        let mut p = Packager::new(Duration::from_millis(500), Duration::from_secs(2));
+        let mut emitted = Vec::new();
+        for ms in [0, 40, 40, 80, 60, 120, 160, 500, 540, 580] {
+            emitted.extend(p.push(&video(ms, ms == 0)));
+        }
+        emitted.extend(p.finish());
+        let mut starts = Vec::new();
+        for e in &emitted {
+            if let Emit::Part { bytes, .. } = e {
+                // tfdt and the trun's durations, read back.
+                let at = bytes.windows(4).position(|w| w == b"tfdt").unwrap();
+                let mut t = u64::from_be_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+                let trun = bytes.windows(4).position(|w| w == b"trun").unwrap();
+                let n = u32::from_be_bytes(bytes[trun + 8..trun + 12].try_into().unwrap()) as usize;
+                for i in 0..n {
+                    let d = u32::from_be_bytes(bytes[trun + 16 + i * 16..trun + 20 + i * 16].try_into().unwrap());
+                    assert!(d > 0, "no sample lasts nothing");
+                    starts.push(t);
+                    t += u64::from(d);
+                }
+            }
+        }
+        assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+        assert_eq!(starts.len(), 8, "the repeated frame is merged, the late one dropped: {starts:?}");
     }
 
     #[test]

