@@ -21,6 +21,33 @@ fn create(w: &World, name: &str, owner: &[&str]) -> (Value, String) {
     (serde_json::from_str(json).expect("the stream as JSON"), key.to_string())
 }
 
+/// Waits for the recording of stream `name` in /trip; returns its name, its path in the
+/// mount, its codecs and its duration in seconds.
+fn recording(w: &World, name: &str) -> (String, std::path::PathBuf, Vec<String>, f64) {
+    let end = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        let found = std::fs::read_dir(w.m.p("trip"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with(&format!("{name}-")) && n.ends_with(".mp4"));
+        if let Some(n) = found {
+            break n;
+        }
+        assert!(Instant::now() < end, "no recording of {name} in /trip: {}", w.m.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let path = w.m.p(&format!("trip/{file}"));
+    let probe = crate::common::sh(&format!(
+        "ffprobe -v error -show_entries stream=codec_name:format=duration -of json '{}'",
+        path.display()
+    ));
+    let probe: Value = serde_json::from_str(&probe).unwrap();
+    let codecs =
+        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap().to_string()).collect();
+    let secs = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    (file, path, codecs, secs)
+}
+
 /// A WebRTC offer to receive video and audio, as a WHEP player makes one.
 fn viewer_offer() -> String {
     use str0m::media::{Direction, MediaKind};
@@ -208,28 +235,8 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
     assert!(["video/H264", "video/VP8"].contains(&codec), "forwarded as sent: {codec}");
     // The camera's stream ends once its publisher has been gone for the grace period: its
     // recording lands in the gallery as an ordinary MP4 that decodes, and is an item.
-    let end = Instant::now() + Duration::from_secs(30);
-    let recording = loop {
-        let found = std::fs::read_dir(w.m.p("trip"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .find(|n| n.starts_with("studio-") && n.ends_with(".mp4"));
-        if let Some(n) = found {
-            break n;
-        }
-        assert!(Instant::now() < end, "no recording in /trip: {}", w.m.log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let path = w.m.p(&format!("trip/{recording}"));
-    let probe = crate::common::sh(&format!(
-        "ffprobe -v error -show_entries stream=codec_name:format=duration -of json '{}'",
-        path.display()
-    ));
-    let probe: Value = serde_json::from_str(&probe).unwrap();
-    let codecs: Vec<&str> =
-        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
-    assert_eq!(codecs, ["h264", "opus"], "{probe}");
-    let secs: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    let (file, path, codecs, secs) = recording(&w, "studio");
+    assert_eq!(codecs, ["h264", "opus"]);
     assert!(secs > 5.0, "the whole camera session is recorded: {secs} s");
     // Every frame decodes (frame checksums at the stream's own time base).
     let decode = std::process::Command::new("ffmpeg")
@@ -241,7 +248,7 @@ fn browsers_publish_and_watch_live_with_limits_and_revocation() {
     assert!(decode.status.success() && decode.stderr.is_empty(), "{}", String::from_utf8_lossy(&decode.stderr));
     let alice = w.login("alice");
     let end = Instant::now() + Duration::from_secs(10);
-    while w.item_id(&alice, &recording).is_none() {
+    while w.item_id(&alice, &file).is_none() {
         assert!(Instant::now() < end, "the recording is no gallery item");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -344,28 +351,8 @@ fn ffmpeg_publishes_over_rtmp_is_read_back_over_ll_hls_and_recorded() {
 
     assert!(publisher.wait().unwrap().success(), "the publisher ran to its end");
     // The stream ends after the grace period; its recording is an MP4 in the gallery.
-    let end = Instant::now() + Duration::from_secs(30);
-    let recording = loop {
-        let found = std::fs::read_dir(w.m.p("trip"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .find(|n| n.starts_with("feed-") && n.ends_with(".mp4"));
-        if let Some(n) = found {
-            break n;
-        }
-        assert!(Instant::now() < end, "no recording in /trip: {}", w.m.log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let path = w.m.p(&format!("trip/{recording}"));
-    let probe = crate::common::sh(&format!(
-        "ffprobe -v error -show_entries stream=codec_name:format=duration -of json '{}'",
-        path.display()
-    ));
-    let probe: Value = serde_json::from_str(&probe).unwrap();
-    let codecs: Vec<&str> =
-        probe["streams"].as_array().unwrap().iter().map(|s| s["codec_name"].as_str().unwrap()).collect();
-    assert_eq!(codecs, ["h264", "aac"], "{probe}");
-    let secs: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+    let (_, _, codecs, secs) = recording(&w, "feed");
+    assert_eq!(codecs, ["h264", "aac"]);
     assert!((10.0..=13.0).contains(&secs), "the whole publication is recorded: {secs} s");
     assert_eq!(w.call("GET", "/healthz", None, None).status, 200);
 }
