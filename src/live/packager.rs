@@ -52,12 +52,18 @@ impl TrackState {
         (us.max(0) as u128 * u128::from(self.track.timescale) / 1_000_000) as u64
     }
 
-    /// The samples before `cut` (all if `None`), with their durations.
-    fn take(&mut self, cut: Option<u64>, nominal: u32) -> (u64, Vec<Sample>) {
-        let n = match cut {
+    /// The samples before `cut` (all if `None`), with their durations. With
+    /// `hold_last`, a sample whose successor has not come yet waits for it: its duration
+    /// is the gap to that successor, where `cut` would be a guess that leaves a hole or an
+    /// overlap between parts (players stall on holes).
+    fn take(&mut self, cut: Option<u64>, nominal: u32, hold_last: bool) -> (u64, Vec<Sample>) {
+        let mut n = match cut {
             Some(c) => self.queue.iter().take_while(|p| p.dts < c).count(),
             None => self.queue.len(),
         };
+        if hold_last && cut.is_some() && n == self.queue.len() {
+            n = n.saturating_sub(1);
+        }
         let base = self.queue.first().map_or(0, |p| p.dts);
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
@@ -225,7 +231,8 @@ impl Packager {
         let origin = self.origin?;
         let video = self.video.as_mut()?;
         let vcut = cut.map(|c| video.ticks(c - origin));
-        let (vbase, vsamples) = video.take(vcut, 3000);
+        // The cut is the next video frame's time: the last frame's duration is exact.
+        let (vbase, vsamples) = video.take(vcut, 3000, false);
         if vsamples.is_empty() {
             return None;
         }
@@ -239,7 +246,8 @@ impl Packager {
                 TrackKind::Aac { .. } => 1024,
                 _ => 960,
             };
-            let (abase, samples) = audio.take(acut, nominal);
+            // Audio runs on its own clock and arrives in its own bursts.
+            let (abase, samples) = audio.take(acut, nominal, true);
             audio_samples = samples;
             runs.push(Run { track: 2, base_time: abase, samples: &audio_samples });
         }
@@ -398,6 +406,58 @@ mod tests {
         }
         assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
         assert_eq!(starts.len(), 8, "the repeated frame is merged, the late one dropped: {starts:?}");
+    }
+
+    /// Each track's (tfdt, sample durations) in a part.
+    fn runs(part: &[u8]) -> Vec<(u64, Vec<u32>)> {
+        let at =
+            |name: &[u8]| part.windows(4).enumerate().filter(|(_, w)| *w == name).map(|(i, _)| i).collect::<Vec<_>>();
+        at(b"tfdt")
+            .into_iter()
+            .zip(at(b"trun"))
+            .map(|(tfdt, trun)| {
+                let base = u64::from_be_bytes(part[tfdt + 8..tfdt + 16].try_into().unwrap());
+                let n = u32::from_be_bytes(part[trun + 8..trun + 12].try_into().unwrap()) as usize;
+                let durations = (0..n)
+                    .map(|i| u32::from_be_bytes(part[trun + 16 + i * 16..trun + 20 + i * 16].try_into().unwrap()))
+                    .collect();
+                (base, durations)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn audio_runs_on_across_parts_when_it_arrives_late_and_in_bursts() {
+        // A starved publisher: audio comes in bursts of 10 packets, 200 ms behind the video.
+        let mut p = Packager::new(Duration::from_millis(500), Duration::from_secs(2));
+        let mut emitted = Vec::new();
+        emitted.extend(p.push(&opus(-20)));
+        let mut audio_sent = -20;
+        for ms in (0..4000).step_by(40) {
+            emitted.extend(p.push(&video(ms, ms % 2000 == 0)));
+            if ms % 200 == 0 {
+                while audio_sent + 20 <= ms - 200 {
+                    audio_sent += 20;
+                    emitted.extend(p.push(&opus(audio_sent)));
+                }
+            }
+        }
+        emitted.extend(p.finish());
+        let mut audio_end = None;
+        let mut samples = 0;
+        for e in &emitted {
+            let Emit::Part { bytes, .. } = e else { continue };
+            // A part without audio has no audio run.
+            let Some((base, durations)) = runs(bytes).into_iter().nth(1) else { continue };
+            // No hole and no overlap between one part's audio and the next one's.
+            if let Some(end) = audio_end {
+                assert_eq!(base, end, "audio continues where it stopped");
+            }
+            assert!(durations.iter().all(|&d| d == 960), "every packet lasts its 20 ms: {durations:?}");
+            samples += durations.len();
+            audio_end = Some(base + durations.iter().map(|&d| u64::from(d)).sum::<u64>());
+        }
+        assert!(samples > 150, "the audio is packaged: {samples} packets");
     }
 
     #[test]
