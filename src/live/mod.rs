@@ -15,6 +15,7 @@ pub mod packager;
 pub mod record;
 pub mod rtmp;
 mod sfu;
+mod simulcast;
 
 pub use hub::{Hub, HubConfig};
 pub use media::{Codec, MediaFrame};

@@ -5,13 +5,16 @@
 
 use super::hub::Hub;
 use super::media::{Codec, MediaFrame};
+use super::simulcast::{self, LayerRates};
 use super::{LiveStatus, Refusal, SessionId, StreamRef};
 use crate::gallery::streams::LiveState;
 use crate::gallery::Galleries;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::PayloadParams;
@@ -169,10 +172,13 @@ impl Sfu {
     }
 
     /// A session for `offer`, not yet in the loop: its answer and its `Rtc`.
-    fn answer(&self, offer: &str) -> Result<(String, Rtc), Refusal> {
+    fn answer(&self, offer: &str, publisher: bool) -> Result<(String, Rtc), Refusal> {
         // The parser's own message points into memory; people need to know where.
         let offer = SdpOffer::from_sdp_string(offer).map_err(|_| Refusal::BadOffer(malformed_line(offer)))?;
-        let mut rtc = Rtc::builder()
+        let builder = Rtc::builder();
+        // A viewer's egress is estimated (TWCC) to choose its simulcast layer.
+        let builder = if publisher { builder } else { builder.enable_bwe(Some(INITIAL_ESTIMATE)) };
+        let mut rtc = builder
             .set_ice_lite(true)
             .set_dtls_cert(self.cert.clone())
             .clear_codecs()
@@ -189,7 +195,7 @@ impl Sfu {
     }
 
     async fn join(&self, stream: StreamRef, offer: &str, publisher: bool) -> Result<(SessionId, String), Refusal> {
-        let (answer, rtc) = self.answer(offer)?;
+        let (answer, rtc) = self.answer(offer, publisher)?;
         let id = SessionId::random();
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Join { stream, publisher, id, rtc: Box::new(rtc), reply };
@@ -317,6 +323,8 @@ enum Work {
     Forward(String, Arc<Frame>),
     /// A viewer of the stream needs a keyframe (of the layer, if any).
     Keyframe(String, Option<Rid>),
+    /// A viewer's simulcast layer is chosen again (its estimate or the layers changed).
+    Layer(SessionId),
 }
 
 struct Session {
@@ -332,6 +340,35 @@ struct Session {
     waiting_keyframe: bool,
     /// The simulcast layer a viewer receives.
     layer: Option<Rid>,
+    /// The layer it moves to at that layer's next keyframe.
+    pending_layer: Option<Rid>,
+    /// A viewer's estimated bandwidth, bits per second.
+    estimate: Option<u64>,
+    /// The minimum and desired rates last given to its bandwidth estimator.
+    bwe_rates: (u64, u64),
+    /// Added to forwarded video times, so that they run on across a layer switch (each
+    /// layer's RTP clock starts anywhere).
+    video_offset: i64,
+    /// The last video time written to a viewer, and when its frame arrived.
+    last_video: Option<(i64, Instant)>,
+}
+
+impl Session {
+    /// The time a video frame is written to this viewer with; `switched`: the first
+    /// frame of a new layer, whose clock is aligned on the frames' arrival.
+    fn video_time(&mut self, frame: &Frame, switched: bool) -> MediaTime {
+        let numer = frame.time.numer() as i64;
+        if switched {
+            if let Some((last, at)) = self.last_video {
+                let gap_us = frame.network_time.saturating_duration_since(at).as_micros() as i64;
+                let gap = (gap_us * i64::from(frame.time.denom()) / 1_000_000).max(1);
+                self.video_offset = last + gap - numer;
+            }
+        }
+        let out = (numer + self.video_offset).max(0);
+        self.last_video = Some((out, frame.network_time));
+        MediaTime::new(out as u64, frame.time.frequency())
+    }
 }
 
 /// One live stream in the loop.
@@ -344,7 +381,10 @@ struct Live {
     since: i64,
     codecs: Vec<String>,
     layers: Vec<Rid>,
-    last_keyframe_request: Option<Instant>,
+    /// The simulcast layers' measured rates.
+    rates: LayerRates,
+    /// When a keyframe of each layer was last asked for.
+    last_keyframe_request: HashMap<Option<Rid>, Instant>,
     /// The viewer count last announced.
     announced_viewers: u32,
     /// Where its frames are packaged for HTTP viewers and the recording.
@@ -358,7 +398,10 @@ struct Live {
     ingest: String,
 }
 
-/// Keyframe requests to a publisher, at most this often.
+/// A viewer's bandwidth estimate before its first feedback.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2500);
+
+/// Keyframe requests to a publisher, at most this often (per layer).
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 struct Loop {
@@ -370,6 +413,9 @@ struct Loop {
     by_source: HashMap<SocketAddr, SessionId>,
     streams: HashMap<String, Live>,
     work: VecDeque<Work>,
+    /// Sessions' timeouts, soonest first; an entry whose session has since moved its
+    /// timeout is stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, SessionId)>>,
     hub: Arc<Hub>,
     /// Origin of the arrival clock.
     epoch: Instant,
@@ -390,6 +436,7 @@ impl Loop {
             by_source: HashMap::new(),
             streams: HashMap::new(),
             work: VecDeque::new(),
+            timers: BinaryHeap::new(),
         }
     }
 
@@ -399,8 +446,7 @@ impl Loop {
         drop(tx);
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         loop {
-            let wake =
-                self.sessions.values().map(|s| s.next).min().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            let wake = self.next_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(c) => self.command(c),
@@ -435,6 +481,11 @@ impl Loop {
                         media: Vec::new(),
                         waiting_keyframe: true,
                         layer: None,
+                        pending_layer: None,
+                        estimate: None,
+                        bwe_rates: (0, 0),
+                        video_offset: 0,
+                        last_video: None,
                     };
                     self.sessions.insert(id, session);
                     self.work.push_back(Work::Poll(id));
@@ -510,7 +561,8 @@ impl Loop {
                             since: crate::gallery::now(),
                             codecs: Vec::new(),
                             layers: Vec::new(),
-                            last_keyframe_request: None,
+                            rates: LayerRates::default(),
+                            last_keyframe_request: HashMap::new(),
                             announced_viewers: 0,
                             tap: self.hub.begin(stream),
                             clocks: HashMap::new(),
@@ -569,9 +621,29 @@ impl Loop {
         self.work.push_back(Work::Poll(id));
     }
 
+    /// The soonest timeout of a session, dropping stale entries.
+    fn next_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if self.sessions.get(&id).is_some_and(|s| s.next == t) {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
     fn timeouts(&mut self) {
         let now = Instant::now();
-        let due: Vec<SessionId> = self.sessions.iter().filter(|(_, s)| s.next <= now).map(|(id, _)| *id).collect();
+        let mut due = Vec::new();
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.sessions.get(&id).is_some_and(|s| s.next == t) {
+                due.push(id);
+            }
+        }
         for id in due {
             if let Some(s) = self.sessions.get_mut(&id) {
                 if let Err(e) = s.rtc.handle_input(Input::Timeout(now)) {
@@ -590,6 +662,7 @@ impl Loop {
                 Work::Poll(id) => self.poll(id),
                 Work::Forward(stream, frame) => self.forward(&stream, &frame),
                 Work::Keyframe(stream, rid) => self.request_keyframe(&stream, rid),
+                Work::Layer(id) => self.choose_layer(id),
             }
         }
         self.reap();
@@ -612,7 +685,10 @@ impl Loop {
             };
             match out {
                 Output::Timeout(t) => {
-                    s.next = t;
+                    if s.next != t {
+                        s.next = t;
+                        self.timers.push(Reverse((t, id)));
+                    }
                     return;
                 }
                 Output::Transmit(t) => {
@@ -657,6 +733,12 @@ impl Loop {
                     Event::KeyframeRequest(_) if !s.publisher => {
                         self.work.push_back(Work::Keyframe(s.stream.name.clone(), s.layer));
                     }
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. })
+                        if !s.publisher =>
+                    {
+                        s.estimate = Some(estimate.as_u64());
+                        self.work.push_back(Work::Layer(id));
+                    }
                     _ => {}
                 },
             }
@@ -678,6 +760,7 @@ impl Loop {
             if !live.layers.contains(&rid) {
                 live.layers.push(rid);
             }
+            live.rates.add(rid, frame.data.len(), frame.network_time);
         }
         if let Some(tap) = &live.tap {
             if frame.rid.is_none() || frame.rid == live.layers.first().copied() {
@@ -693,7 +776,7 @@ impl Loop {
                 }
             }
         }
-        let best_layer = live.layers.first().copied();
+        let default_layer = live.rates.default_layer();
         // WebRTC carries H.264, VP8 and Opus: AAC from RTMP reaches HTTP viewers only.
         if frame.ingested.as_ref().is_some_and(|f| f.codec != Codec::H264) {
             return;
@@ -704,11 +787,16 @@ impl Loop {
                 continue;
             }
             let Some(mid) = v.media.iter().find(|(_, k)| *k == frame.kind).map(|(m, _)| *m) else { continue };
+            let mut switched = false;
             if frame.kind == MediaKind::Video {
                 if v.layer.is_none() {
-                    v.layer = best_layer;
+                    v.layer = default_layer;
                 }
-                if frame.rid.is_some() && frame.rid != v.layer {
+                if frame.rid.is_some() && frame.rid == v.pending_layer && frame.keyframe {
+                    tracing::info!(session = %vid, from = ?v.layer, to = ?frame.rid, "viewer switched simulcast layer");
+                    v.layer = v.pending_layer.take();
+                    switched = true;
+                } else if frame.rid.is_some() && frame.rid != v.layer {
                     continue;
                 }
                 if v.waiting_keyframe {
@@ -718,6 +806,7 @@ impl Loop {
                     v.waiting_keyframe = false;
                 }
             }
+            let time = if frame.kind == MediaKind::Video { v.video_time(frame, switched) } else { frame.time };
             let Some(writer) = v.rtc.writer(mid) else { continue };
             let pt = match frame.params {
                 Some(p) => writer.match_params(p),
@@ -730,7 +819,7 @@ impl Loop {
                     .map(|p| p.pt()),
             };
             let Some(pt) = pt else { continue };
-            if let Err(e) = writer.write(pt, frame.network_time, frame.time, frame.data.clone()) {
+            if let Err(e) = writer.write(pt, frame.network_time, time, frame.data.clone()) {
                 tracing::debug!(session = %vid, error = %e, "writing to a viewer failed; ending the session");
                 v.rtc.disconnect();
             }
@@ -742,7 +831,7 @@ impl Loop {
     fn request_keyframe(&mut self, stream: &str, rid: Option<Rid>) {
         let Some(live) = self.streams.get_mut(stream) else { return };
         let Some(pid) = live.publisher else { return };
-        if live.last_keyframe_request.is_some_and(|t| t.elapsed() < KEYFRAME_INTERVAL) {
+        if live.last_keyframe_request.get(&rid).is_some_and(|t| t.elapsed() < KEYFRAME_INTERVAL) {
             return;
         }
         let Some(p) = self.sessions.get_mut(&pid) else { return };
@@ -754,8 +843,36 @@ impl Loop {
                 }
             }
         }
-        live.last_keyframe_request = Some(Instant::now());
+        live.last_keyframe_request.insert(rid, Instant::now());
         self.work.push_back(Work::Poll(pid));
+    }
+
+    /// Chooses a viewer's simulcast layer again from its estimate and the layers' rates,
+    /// and tells its bandwidth estimator what to probe for.
+    fn choose_layer(&mut self, id: SessionId) {
+        let Some(v) = self.sessions.get_mut(&id) else { return };
+        let Some(live) = self.streams.get(&v.stream.name) else { return };
+        let ranked = live.rates.ranked();
+        if v.publisher || ranked.len() < 2 || v.layer.is_none() {
+            return;
+        }
+        let target = simulcast::choose(&ranked, v.estimate, v.layer);
+        // Probe towards the next better layer (padding up to its rate) and the best one.
+        let at = ranked.iter().position(|&(r, _)| Some(r) == target).unwrap_or(0);
+        let rates = (ranked[at.saturating_sub(1)].1, ranked[0].1 * 3 / 2);
+        // Small changes of the measured rates are not worth a new probe.
+        if rates.0.abs_diff(v.bwe_rates.0) * 4 > v.bwe_rates.0 || rates.1.abs_diff(v.bwe_rates.1) * 4 > v.bwe_rates.1 {
+            v.bwe_rates = rates;
+            v.rtc.bwe().set_bitrate(Bitrate::bps(rates.0), Bitrate::bps(rates.1));
+        }
+        if target == v.layer {
+            v.pending_layer = None;
+        } else if target != v.pending_layer {
+            tracing::debug!(session = %id, from = ?v.layer, to = ?target, estimate = ?v.estimate, "viewer changes simulcast layer");
+            v.pending_layer = target;
+            self.work.push_back(Work::Keyframe(v.stream.name.clone(), target));
+        }
+        self.work.push_back(Work::Poll(id));
     }
 
     /// Ends a session in order: the peer is told (RTCP BYE, DTLS close_notify), so its
@@ -851,7 +968,7 @@ impl Loop {
         }
         self.reap();
         let segment = self.hub.segment_target();
-        let due: Vec<String> = self
+        let due: Vec<(String, Option<Rid>)> = self
             .streams
             .iter_mut()
             .filter(|(_, l)| l.tap.is_some() && l.publisher.is_some())
@@ -861,11 +978,16 @@ impl Loop {
             })
             .map(|(n, l)| {
                 l.last_segment_keyframe = Some(Instant::now());
-                n.clone()
+                // Of the layer that is packaged.
+                (n.clone(), l.layers.first().copied())
             })
             .collect();
-        for name in due {
-            self.work.push_back(Work::Keyframe(name, None));
+        for (name, layer) in due {
+            self.work.push_back(Work::Keyframe(name, layer));
+        }
+        // Layers' rates move: their viewers' choices are made again.
+        for live in self.streams.values().filter(|l| l.layers.len() > 1) {
+            self.work.extend(live.viewers.iter().map(|&v| Work::Layer(v)));
         }
         for (name, live) in &mut self.streams {
             let n = live.viewers.len() as u32 + self.hub.http_viewers(name);
