@@ -205,7 +205,8 @@ fn parse_ranges(spec: &str, size: u64) -> Ranges {
     for part in list.split(',').map(str::trim) {
         let Some((a, b)) = part.split_once('-') else { return Ranges::Whole };
         let range = match (a.parse::<u64>().ok(), b.parse::<u64>().ok()) {
-            (Some(s), Some(e)) if s <= e => (s < size).then(|| (s, (e + 1).min(size))),
+            // `e` may be u64::MAX: the range runs to the end of the file.
+            (Some(s), Some(e)) if s <= e => (s < size).then(|| (s, e.saturating_add(1).min(size))),
             (Some(s), None) if b.is_empty() => (s < size).then_some((s, size)),
             (None, Some(n)) if a.is_empty() => (n > 0 && size > 0).then(|| (size.saturating_sub(n), size)),
             _ => return Ranges::Whole,
@@ -320,6 +321,9 @@ mod tests {
         assert_eq!(parse_ranges("bytes=0-0, 5-6", 100), Ranges::Some(vec![(0, 1), (5, 7)]));
         assert_eq!(parse_ranges("bytes=100-", 100), Ranges::Unsatisfiable);
         assert_eq!(parse_ranges("bytes=5-2", 100), Ranges::Whole);
+        let huge = format!("bytes=0-{}", u64::MAX);
+        assert_eq!(parse_ranges(&huge, 3_000_000), Ranges::Some(vec![(0, 3_000_000)]));
+        assert_eq!(parse_ranges(&format!("bytes=-{}", u64::MAX), 100), Ranges::Some(vec![(0, 100)]));
         assert_eq!(parse_ranges("items=0-1", 100), Ranges::Whole);
     }
 }
