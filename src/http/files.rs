@@ -14,6 +14,8 @@ use std::time::SystemTime;
 
 /// Bytes read from the engine per step of a download.
 const PIECE: u64 = 1 << 20;
+/// Most ranges served as the parts of one answer.
+const MAX_RANGES: usize = 200;
 
 fn raw_path(req: &Request) -> &str {
     req.uri().path().strip_prefix("/files").unwrap_or("")
@@ -68,7 +70,7 @@ pub(super) async fn serve_file(
     }
     let content_type = mime_guess::from_path(name).first_or_octet_stream().to_string();
     let ranges = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(spec) if if_range_holds(headers, &etag, mtime) => parse_ranges(spec, size),
+        Some(spec) if if_range_holds(headers, &etag, mtime) => bounded(parse_ranges(spec, size), size),
         _ => Ranges::Whole,
     };
     match ranges {
@@ -222,6 +224,24 @@ fn parse_ranges(spec: &str, size: u64) -> Ranges {
     }
 }
 
+/// The whole file instead of ranges that would cost more than it: more than `MAX_RANGES`
+/// parts, or overlaps that add up to more bytes than the file (`bytes=0-,0-,...` would
+/// send it many times over, and its length could pass u64). RFC 9110 lets a server
+/// ignore such a `Range`.
+fn bounded(ranges: Ranges, size: u64) -> Ranges {
+    match ranges {
+        Ranges::Some(list) => {
+            let total = list.iter().try_fold(0u64, |sum, &(s, e)| sum.checked_add(e - s));
+            if list.len() <= MAX_RANGES && total.is_some_and(|t| t <= size) {
+                Ranges::Some(list)
+            } else {
+                Ranges::Whole
+            }
+        }
+        other => other,
+    }
+}
+
 fn not_modified(headers: &HeaderMap, etag: &str, mtime: SystemTime) -> bool {
     if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
         return v.split(',').map(str::trim).any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag));
@@ -310,7 +330,7 @@ pub async fn delete(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResul
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_ranges, Ranges};
+    use super::{bounded, parse_ranges, Ranges};
 
     #[test]
     fn ranges_are_clipped_and_validated() {
@@ -325,5 +345,20 @@ mod tests {
         assert_eq!(parse_ranges(&huge, 3_000_000), Ranges::Some(vec![(0, 3_000_000)]));
         assert_eq!(parse_ranges(&format!("bytes=-{}", u64::MAX), 100), Ranges::Some(vec![(0, 100)]));
         assert_eq!(parse_ranges("items=0-1", 100), Ranges::Whole);
+    }
+
+    #[test]
+    fn costly_range_sets_give_the_whole_file() {
+        let two = parse_ranges("bytes=0-9, 20-29", 100);
+        assert_eq!(bounded(two, 100), Ranges::Some(vec![(0, 10), (20, 30)]));
+        assert_eq!(bounded(parse_ranges("bytes=90-", 100), 100), Ranges::Some(vec![(90, 100)]));
+        assert_eq!(bounded(parse_ranges("bytes=0-,0-", 100), 100), Ranges::Whole);
+        assert_eq!(bounded(parse_ranges("bytes=0-59,40-99", 100), 100), Ranges::Whole);
+        // A huge sparse file asked for twice: the lengths add up past u64.
+        let huge = u64::MAX - 1;
+        assert_eq!(bounded(Ranges::Some(vec![(0, huge), (0, huge)]), huge), Ranges::Whole);
+        let many = (0..=super::MAX_RANGES as u64).map(|i| format!("{i}-{i}")).collect::<Vec<_>>().join(",");
+        assert_eq!(bounded(parse_ranges(&format!("bytes={many}"), 1000), 1000), Ranges::Whole);
+        assert_eq!(bounded(Ranges::Unsatisfiable, 100), Ranges::Unsatisfiable);
     }
 }

@@ -65,6 +65,10 @@ fn single_multiple_and_unsatisfiable_ranges() {
     assert!(parts[2].contains("Content-Range: bytes 99998-99999/100000"), "{text:?}");
     assert!(parts[1].ends_with(&format!("\r\n\r\n{}\r\n", String::from_utf8_lossy(&data[..2]))), "{text:?}");
     assert_eq!(parts[3], "--\r\n");
+    // Ranges that add up to more than the file (here all of it twice) give it once.
+    let r = s.get(FILM, Some(&t), &[("range", "bytes=0-,0-")]);
+    assert_eq!((r.status, r.header("content-range")), (200, None));
+    assert!(r.body == data);
 
     let r = s.get(FILM, Some(&t), &[("range", "bytes=200000-")]);
     assert_eq!(r.status, 416);
