@@ -198,22 +198,24 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
     let id = crate::ids::hex(&id);
 
     if let Some(list) = concat.strip_prefix("final;") {
-        let parts: Vec<String> = list.split_whitespace().map(|u| id_of_url(u).to_string()).collect();
-        if parts.is_empty() {
-            return Err(ApiError::bad_request("Upload-Concat: final needs partial uploads"));
-        }
+        let parts = final_parts(list)?;
         let target = target.expect("a final upload has a target");
         let (tok, t, i, m) = (token.clone(), target.clone(), id.clone(), raw_meta.clone());
+        let max = state.config.max_upload;
         let size = state
-            .blocking(move |vol| {
+            .on_pool(move |g| -> ApiResult<u64> {
+                let vol = g.volume();
                 let mut inos = Vec::new();
+                let mut sizes = Vec::new();
                 for p in &parts {
                     let (s, ino, offset) = vol.upload_get(p)?;
                     if !s.partial || s.owner != tok.id || s.length != Some(offset) {
-                        return Err(crate::volume::Error::Invalid);
+                        return Err(crate::volume::Error::Invalid.into());
                     }
                     inos.push(ino);
+                    sizes.push(offset);
                 }
+                final_size(&sizes, max)?;
                 let st = UploadState {
                     id: i.clone(),
                     length: None,
@@ -247,6 +249,31 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
     }
 
     begin(state, headers, body, raw_meta, target, partial, token.id.clone(), None).await
+}
+
+/// The ids of the parts of `Upload-Concat: final;URL URL ...`. Each part is deleted once
+/// joined, so one named twice would fail after the final upload is in place.
+fn final_parts(list: &str) -> ApiResult<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for id in list.split_whitespace().map(id_of_url) {
+        if !seen.insert(id) {
+            return Err(ApiError::bad_request(format!("Upload-Concat: the partial upload {id} is named twice")));
+        }
+        parts.push(id.to_string());
+    }
+    if parts.is_empty() {
+        return Err(ApiError::bad_request("Upload-Concat: final needs partial uploads"));
+    }
+    Ok(parts)
+}
+
+/// The size of a final upload of parts of `sizes` bytes, which `Tus-Max-Size` bounds as
+/// it bounds any upload.
+fn final_size(sizes: &[u64], max: u64) -> ApiResult<u64> {
+    sizes.iter().try_fold(0u64, |sum, &n| sum.checked_add(n)).filter(|&total| total <= max).ok_or_else(|| {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Upload-Concat: the parts together are larger than Tus-Max-Size")
+    })
 }
 
 /// Creates an upload (with its first piece when the request carries one).
@@ -602,5 +629,27 @@ pub async fn expire_loop(state: Arc<Sidecar>) {
             Ok(n) => tracing::info!(uploads = n, "expired uploads deleted"),
             Err(e) => tracing::warn!(error = %e.message, "expiring uploads failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_uploads_name_each_part_once_and_stay_under_the_maximum() {
+        let a = "0123456789abcdef0123456789abcdef";
+        let b = "fedcba9876543210fedcba9876543210";
+        assert_eq!(final_parts(&format!("/uploads/{a} http://h/uploads/{b}")).unwrap(), [a, b]);
+        assert_eq!(final_parts("").unwrap_err().status, StatusCode::BAD_REQUEST);
+        let twice = final_parts(&format!("/uploads/{a} /uploads/{b} http://h/uploads/{a}")).unwrap_err();
+        assert_eq!(twice.status, StatusCode::BAD_REQUEST);
+        assert!(twice.message.contains(a), "{}", twice.message);
+
+        assert_eq!(final_size(&[5, 6], 11).unwrap(), 11);
+        assert_eq!(final_size(&[], 11).unwrap(), 0);
+        assert_eq!(final_size(&[6, 6], 11).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Parts each under the maximum whose sum passes u64.
+        assert_eq!(final_size(&[u64::MAX, 1], u64::MAX).unwrap_err().status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

@@ -160,6 +160,28 @@ fn creation_with_the_whole_body_and_concatenation_of_partial_uploads() {
 }
 
 #[test]
+fn a_final_upload_names_each_part_once_and_is_bounded_like_any_upload() {
+    let s = Served::with("", |c| c.max_upload = 10);
+    let t = s.admin_token();
+    let a = create(&s, &t, 6, None);
+    let b = create(&s, &t, 6, None);
+    assert_eq!(patch(&s, &t, &a, 0, b"hello ", &[]).status, 204);
+    assert_eq!(patch(&s, &t, &b, 0, b"world!", &[]).status, 204);
+    for (concat, status) in [(format!("final;{a} {b}"), 413), (format!("final;{a} {a}"), 400)] {
+        let r = s.send(
+            "POST",
+            "/uploads",
+            Some(&t),
+            &[TUS, ("upload-concat", &concat), ("upload-metadata", &meta_path("/parts/whole.bin"))],
+            Vec::new(),
+        );
+        assert_eq!(r.status, status, "{concat}: {}", String::from_utf8_lossy(&r.body));
+    }
+    assert!(s.vol.resolve("/parts/whole.bin").is_err(), "nothing was made");
+    assert_eq!((offset_of(&s, &t, &a), offset_of(&s, &t, &b)), (Some(6), Some(6)), "the parts are kept");
+}
+
+#[test]
 fn termination_and_uploads_of_another_token() {
     let s = Served::new("");
     let t = s.admin_token();
