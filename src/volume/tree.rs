@@ -112,6 +112,12 @@ fn cookie_of(hash: &[u8]) -> u64 {
     (u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) >> 1) + 3
 }
 
+/// The smallest name hash whose entry can come after `cookie`, where a scan resumes;
+/// `None` past the last cookie `cookie_of` gives (nothing comes after it).
+fn resume_hash(cookie: u64) -> Option<u64> {
+    cookie.checked_sub(3).map_or(Some(0), |c| c.checked_mul(2))
+}
+
 impl Volume {
     pub(super) fn dirent(&self, parent: Ino, name: &[u8]) -> Result<Option<DirentRecord>> {
         let key = keys::named_key(parent, &self.keys.name_hash(name));
@@ -494,7 +500,9 @@ impl Volume {
         }
         let prefix = ino.to_key();
         let mut start = prefix.to_vec();
-        let resume = if cookie > 2 { (cookie - 3) << 1 } else { 0 };
+        // A made-up cookie (`?after=` of `/files`, a seek on the directory) can be past
+        // them all; shifted, it would wrap to the start of the directory.
+        let Some(resume) = resume_hash(cookie) else { return Ok(Vec::new()) };
         start.extend_from_slice(&resume.to_be_bytes());
         let mut out = Vec::new();
         for kv in self.store.scan(Cf::Dirents, &prefix, &start) {
@@ -703,5 +711,22 @@ impl Volume {
     pub fn sync(&self) -> Result<()> {
         let txn = self.txn()?;
         txn.commit(Durability::Synced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{cookie_of, resume_hash};
+
+    #[test]
+    fn a_scan_resumes_at_the_cookie_and_nowhere_past_the_last() {
+        assert_eq!(resume_hash(0), Some(0));
+        assert_eq!(resume_hash(3), Some(0));
+        let hash = 0x1234_5678_9abc_def0_u64;
+        assert_eq!(resume_hash(cookie_of(&hash.to_be_bytes())), Some(hash));
+        let last = cookie_of(&[0xff; 8]);
+        assert_eq!(resume_hash(last), Some(u64::MAX - 1));
+        assert_eq!(resume_hash(last + 1), None);
+        assert_eq!(resume_hash(u64::MAX), None);
     }
 }
