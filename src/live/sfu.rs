@@ -177,7 +177,12 @@ impl Sfu {
         let offer = SdpOffer::from_sdp_string(offer).map_err(|_| Refusal::BadOffer(malformed_line(offer)))?;
         let builder = Rtc::builder();
         // A viewer's egress is estimated (TWCC) to choose its simulcast layer.
-        let builder = if publisher { builder } else { builder.enable_bwe(Some(INITIAL_ESTIMATE)) };
+        let builder = if publisher {
+            builder
+        } else {
+            // Its send statistics show loss (NACKs) sooner than the estimate falls.
+            builder.enable_bwe(Some(INITIAL_ESTIMATE)).set_stats_interval(Some(STATS_INTERVAL))
+        };
         let mut rtc = builder
             .set_ice_lite(true)
             .set_dtls_cert(self.cert.clone())
@@ -342,8 +347,17 @@ struct Session {
     layer: Option<Rid>,
     /// The layer it moves to at that layer's next keyframe.
     pending_layer: Option<Rid>,
+    /// The move is down: the current layer no longer fits, so it stops at once rather
+    /// than crowd out the keyframe of the lower one (the picture holds meanwhile).
+    pending_down: bool,
     /// A viewer's estimated bandwidth, bits per second.
     estimate: Option<u64>,
+    /// Video packets sent and NACKs received, as last counted.
+    egress: (u64, u64),
+    /// When its video last lost packets to congestion (NACKs for many of them).
+    congested_at: Option<Instant>,
+    /// When it last moved to another layer.
+    switched_at: Option<Instant>,
     /// The minimum and desired rates last given to its bandwidth estimator.
     bwe_rates: (u64, u64),
     /// Added to forwarded video times, so that they run on across a layer switch (each
@@ -400,6 +414,13 @@ struct Live {
 
 /// A viewer's bandwidth estimate before its first feedback.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(2500);
+
+/// How often a viewer's send statistics are taken.
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
+/// A viewer that lost packets to congestion stays below its layer this long.
+const CONGESTION_HOLD: Duration = Duration::from_secs(3);
+/// Loss this soon after a layer switch is not counted.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// Keyframe requests to a publisher, at most this often (per layer).
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
@@ -482,7 +503,11 @@ impl Loop {
                         waiting_keyframe: true,
                         layer: None,
                         pending_layer: None,
+                        pending_down: false,
                         estimate: None,
+                        egress: (0, 0),
+                        congested_at: None,
+                        switched_at: None,
                         bwe_rates: (0, 0),
                         video_offset: 0,
                         last_video: None,
@@ -736,8 +761,23 @@ impl Loop {
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. })
                         if !s.publisher =>
                     {
+                        tracing::trace!(session = %id, estimate = estimate.as_u64(), "egress estimate");
                         s.estimate = Some(estimate.as_u64());
                         self.work.push_back(Work::Layer(id));
+                    }
+                    Event::MediaEgressStats(st) if !s.publisher => {
+                        if !s.media.iter().any(|&(m, k)| m == st.mid && k == MediaKind::Video) {
+                            continue;
+                        }
+                        let (packets, nacks) =
+                            (st.packets - s.egress.0.min(st.packets), st.nacks - s.egress.1.min(st.nacks));
+                        s.egress = (st.packets, st.nacks);
+                        // Loss right after a switch is the old layer's packets draining.
+                        let settled = s.switched_at.is_none_or(|t| t.elapsed() >= SETTLE);
+                        if settled && packets >= 15 && nacks * 20 > packets {
+                            s.congested_at = Some(Instant::now());
+                            self.work.push_back(Work::Layer(id));
+                        }
                     }
                     _ => {}
                 },
@@ -795,8 +835,10 @@ impl Loop {
                 if frame.rid.is_some() && frame.rid == v.pending_layer && frame.keyframe {
                     tracing::info!(session = %vid, from = ?v.layer, to = ?frame.rid, "viewer switched simulcast layer");
                     v.layer = v.pending_layer.take();
+                    v.switched_at = Some(Instant::now());
                     switched = true;
-                } else if frame.rid.is_some() && frame.rid != v.layer {
+                } else if frame.rid.is_some() && (frame.rid != v.layer || (v.pending_down && v.pending_layer.is_some()))
+                {
                     continue;
                 }
                 if v.waiting_keyframe {
@@ -856,7 +898,16 @@ impl Loop {
         if v.publisher || ranked.len() < 2 || v.layer.is_none() {
             return;
         }
-        let target = simulcast::choose(&ranked, v.estimate, v.layer);
+        // Congestion caps the estimate below the current layer until it has passed: the
+        // estimator takes a second or two to see what NACKs show at once.
+        let current = ranked.iter().find(|&&(r, _)| Some(r) == v.layer).map(|&(_, bps)| bps);
+        let estimate = match (v.congested_at, current) {
+            (Some(t), Some(bps)) if t.elapsed() < CONGESTION_HOLD => {
+                Some(v.estimate.unwrap_or(u64::MAX).min(bps * 4 / 5))
+            }
+            _ => v.estimate,
+        };
+        let target = simulcast::choose(&ranked, estimate, v.layer);
         // Probe towards the next better layer (padding up to its rate) and the best one.
         let at = ranked.iter().position(|&(r, _)| Some(r) == target).unwrap_or(0);
         let rates = (ranked[at.saturating_sub(1)].1, ranked[0].1 * 3 / 2);
@@ -867,9 +918,14 @@ impl Loop {
         }
         if target == v.layer {
             v.pending_layer = None;
-        } else if target != v.pending_layer {
-            tracing::debug!(session = %id, from = ?v.layer, to = ?target, estimate = ?v.estimate, "viewer changes simulcast layer");
-            v.pending_layer = target;
+        } else {
+            if target != v.pending_layer {
+                tracing::debug!(session = %id, from = ?v.layer, to = ?target, ?estimate, ?ranked, "viewer changes simulcast layer");
+                v.pending_layer = target;
+                let rank = |r: Option<Rid>| ranked.iter().position(|&(x, _)| Some(x) == r);
+                v.pending_down = rank(target) > rank(v.layer);
+            }
+            // Asked again while it has not come (requests are rate limited per layer).
             self.work.push_back(Work::Keyframe(v.stream.name.clone(), target));
         }
         self.work.push_back(Work::Poll(id));
