@@ -154,6 +154,7 @@ impl Sfu {
                 .map_err(|e| std::io::Error::new(e.kind(), format!("WebRTC UDP {ip}:{port}: {e}")))?;
             // Every address gets the port the first one got.
             port = socket.local_addr()?.port();
+            enlarge_buffers(&socket);
             sockets.push(Arc::new(socket));
         }
         let candidates: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr()).collect::<Result<_, _>>()?;
@@ -1113,6 +1114,21 @@ fn kind_name(k: MediaKind) -> &'static str {
     match k {
         MediaKind::Audio => "audio",
         MediaKind::Video => "video",
+    }
+}
+
+/// Socket buffers for bursts: every publisher's packets arrive on one socket while the
+/// loop works, and a full buffer drops datagrams (NACKs recover them, but late).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn enlarge_buffers(socket: &UdpSocket) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // Past net.core.rmem_max takes CAP_NET_ADMIN; without it the plain option is capped there.
+    if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
     }
 }
 
