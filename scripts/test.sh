@@ -6,8 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# One persistent target directory outside the checkout keeps RocksDB's C++ build incremental.
+# One persistent target directory outside the checkout keeps builds incremental, and
+# RocksDB's C++ is compiled once and kept (scripts/rocksdb.sh).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}"
+source scripts/rocksdb.sh
 # Lints first: they take seconds and fail fast.
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
@@ -18,6 +20,6 @@ cargo clippy --release --workspace --all-targets --locked -- -D warnings
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked "$@"
 # Once more with overflow checks and debug assertions in our own code (profile `checked`:
-# dependencies as in release, so RocksDB is built once more, then cached).
+# dependencies as in release, linked with the same RocksDB).
 cargo build --profile checked --workspace --locked
 cargo test --profile checked --workspace --locked "$@"

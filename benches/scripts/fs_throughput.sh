@@ -46,12 +46,12 @@ until [[ -x $NANOFS_BIN ]]; do
   [[ $NANOFS_BIN == "$TARGET/release/nanofs" ]] || die "no nanofs binary at $NANOFS_BIN"
   (( SECONDS < deadline )) || die "could not build $NANOFS_BIN"
   log "building nanofs in $REPO"
-  (cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release >&2) || sleep 60
+  (cd "$REPO" && source scripts/rocksdb.sh && CARGO_TARGET_DIR=$TARGET cargo build --release >&2) || sleep 60
 done
 
 if [[ ! -x $FLOOR_BIN && $FLOOR_BIN == "$TARGET/release/examples/fuse_floor" ]]; then
   log "building the FUSE floor in $REPO"
-  (cd "$REPO" && CARGO_TARGET_DIR=$TARGET cargo build --release --example fuse_floor >&2) || true
+  (cd "$REPO" && source scripts/rocksdb.sh && CARGO_TARGET_DIR=$TARGET cargo build --release --example fuse_floor >&2) || true
 fi
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nanofs-bench.XXXXXX")

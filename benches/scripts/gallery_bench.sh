@@ -13,7 +13,7 @@ CLIENTS=${CLIENTS:-"50 500"}
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}
 NANOFS=${NANOFS_BIN:-$TARGET/release/nanofs}
 LOAD=${LOAD_BIN:-$TARGET/release/examples/gallery_load}
-[ -x "$LOAD" ] || cargo build --release --example gallery_load >&2
+[ -x "$LOAD" ] || { source scripts/rocksdb.sh && cargo build --release --example gallery_load >&2; }
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-gallery-bench.XXXXXX")
 MNT="$W/mnt"; mkdir -p "$MNT"
 DAEMON=""

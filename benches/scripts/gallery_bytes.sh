@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 ITEMS=${ITEMS:-100}
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}
 NANOFS=${NANOFS_BIN:-$TARGET/release/nanofs}
-[ -x "$NANOFS" ] || cargo build --release --bin nanofs >&2
+[ -x "$NANOFS" ] || { source scripts/rocksdb.sh && cargo build --release --bin nanofs >&2; }
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-gallery-bytes.XXXXXX")
 MNT="$W/mnt"; mkdir -p "$MNT" "$W/photos"
 DAEMON=""
