@@ -924,7 +924,8 @@ impl Loop {
                 tracing::debug!(session = %id, from = ?v.layer, to = ?target, ?estimate, ?ranked, "viewer changes simulcast layer");
                 v.pending_layer = target;
                 let rank = |r: Option<Rid>| ranked.iter().position(|&(x, _)| Some(x) == r);
-                v.pending_down = rank(target) > rank(v.layer);
+                // From a layer not yet measured, nothing is known to be down.
+                v.pending_down = matches!((rank(target), rank(v.layer)), (Some(t), Some(c)) if t > c);
             }
             // Asked again while it has not come (requests are rate limited per layer).
             self.work.push_back(Work::Keyframe(v.stream.name.clone(), target));
