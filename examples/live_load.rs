@@ -263,6 +263,21 @@ fn view_hls(base: &str, name: &str, token: &str, end: Instant) -> Result<Parts, 
     Ok(got)
 }
 
+/// What a viewer received, if anything; otherwise why not goes to `failed`.
+fn got_any<'a, T>(r: &'a Result<Vec<T>, String>, what: &str, failed: &mut Vec<String>) -> Option<&'a [T]> {
+    match r {
+        Ok(got) if !got.is_empty() => Some(got),
+        Ok(_) => {
+            failed.push(format!("no {what}"));
+            None
+        }
+        Err(e) => {
+            failed.push(e.clone());
+            None
+        }
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -335,17 +350,7 @@ fn main() {
     let mut delays = Vec::new();
     let (mut expected, mut received, mut failed, mut incomplete) = (0usize, 0usize, Vec::new(), 0usize);
     for (s, result) in &webrtc {
-        let got = match result {
-            Ok(g) if !g.is_empty() => g,
-            Ok(_) => {
-                failed.push("no frame".to_string());
-                continue;
-            }
-            Err(e) => {
-                failed.push(e.clone());
-                continue;
-            }
-        };
+        let Some(got) = got_any(result, "frame", &mut failed) else { continue };
         let sent = sent[*s].lock().unwrap();
         let first = got.iter().filter_map(|(ts, _)| sent.get(ts)).min().copied().expect("frames are known");
         let cutoff = end - Duration::from_secs(1);
@@ -377,17 +382,7 @@ fn main() {
     let mut spread = Vec::new();
     let (mut hls_expected, mut hls_received, mut hls_failed, mut hls_incomplete) = (0, 0, Vec::new(), 0);
     for (s, r) in &hls_results {
-        let got = match r {
-            Ok(g) if !g.is_empty() => g,
-            Ok(_) => {
-                hls_failed.push("no part".to_string());
-                continue;
-            }
-            Err(e) => {
-                hls_failed.push(e.clone());
-                continue;
-            }
-        };
+        let Some(got) = got_any(r, "part", &mut hls_failed) else { continue };
         let (lo, hi) = (got[0].0, got[got.len() - 1].0);
         let want = first_seen.keys().filter(|(x, p)| x == s && *p >= lo && *p <= hi).count();
         hls_expected += want;

@@ -10,28 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-20}
 ROUNDS=${ROUNDS:-3}
-NANOFS=${NANOFS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}/release/nanofs}
-W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-live-bench.XXXXXX")
-MNT="$W/mnt"; mkdir -p "$MNT"
-DAEMON=""
-cleanup() {
-  if [ -n "$DAEMON" ]; then "$NANOFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
-  rm -rf "$W"
-}
-trap cleanup EXIT
-export NANOFS_PASSPHRASE=bench
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
-
-"$NANOFS" init "$W/vol" >/dev/null
-printf '[media.streaming]\nwebrtc_port = 0\n' > "$W/vol/nanofs.toml"
-"$NANOFS" mount "$W/vol" "$MNT" --foreground --serve "127.0.0.1:$PORT" 2>"$W/daemon.log" &
-DAEMON=$!
-for _ in $(seq 300); do
-  mountpoint -q "$MNT" && curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-mkdir "$MNT/live"
+source benches/scripts/live_common.sh
+live_mount live-bench "$(printf '[media.streaming]\nwebrtc_port = 0')"
 KEY=$("$NANOFS" stream create "$W/vol" bench --path /live 2>/dev/null | tail -1)
 TOKEN=$("$NANOFS" token create "$W/vol" --path /live 2>/dev/null)
 

@@ -19,41 +19,18 @@ HLS_ONE=${HLS_ONE:-800}
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}
 source scripts/rocksdb.sh
 cargo build --release --quiet --bin nanofs --example live_load
-NANOFS=$TARGET/release/nanofs
+NANOFS_BIN=$TARGET/release/nanofs
 LOAD=$TARGET/release/examples/live_load
-W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-live-load.XXXXXX")
-MNT="$W/mnt"; mkdir -p "$MNT"
-DAEMON=""
-cleanup() {
-  if [ -n "$DAEMON" ]; then "$NANOFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
-  rm -rf "$W"
-}
-trap cleanup EXIT
+source benches/scripts/live_common.sh
 ulimit -n "$(ulimit -Hn)"
-export NANOFS_PASSPHRASE=bench
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-BASE="http://127.0.0.1:$PORT"
+live_mount live-load "$(printf '[media.streaming]\nwebrtc_port = 0\nmax_concurrent_streams = %s\nmax_viewers_per_stream = %s\nlive_grace_seconds = 2' \
+  $((STREAMS + 10)) $((WHEP_ONE + HLS_ONE + 100)))"
 
 ffmpeg -v error -f lavfi -i "testsrc2=size=640x360:rate=30" -t 10 -c:v libx264 -preset veryfast \
   -tune zerolatency -profile:v baseline -g 30 -b:v 600k -x264-params aud=1:repeat-headers=1 \
   -bsf:v h264_mp4toannexb -f h264 "$W/video.h264"
 
-"$NANOFS" init "$W/vol" >/dev/null
-cat > "$W/vol/nanofs.toml" <<EOF
-[media.streaming]
-webrtc_port = 0
-max_concurrent_streams = $((STREAMS + 10))
-max_viewers_per_stream = $((WHEP_ONE + HLS_ONE + 100))
-live_grace_seconds = 2
-EOF
-"$NANOFS" mount "$W/vol" "$MNT" --foreground --serve "127.0.0.1:$PORT" 2>"$W/daemon.log" &
-DAEMON=$!
-for _ in $(seq 300); do
-  mountpoint -q "$MNT" && curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-PID=$(pgrep -f "nanofs mount $W/vol" | head -1)
-mkdir "$MNT/live"
+PID=$DAEMON
 for i in $(seq "$STREAMS"); do
   echo "s$i $("$NANOFS" stream create "$W/vol" "s$i" --path /live 2>/dev/null | tail -1)"
 done > "$W/streams"

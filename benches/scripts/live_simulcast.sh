@@ -8,29 +8,10 @@ if [ -z "${NANOFS_NETNS:-}" ]; then
   exec env NANOFS_NETNS=1 unshare -n bash "$0" "$@"
 fi
 ip link set lo up
-NANOFS=${NANOFS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}/release/nanofs}
-W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-simulcast.XXXXXX")
-MNT="$W/mnt"; mkdir -p "$MNT"
-DAEMON=""
-cleanup() {
-  tc qdisc del dev lo root 2>/dev/null || true
-  if [ -n "$DAEMON" ]; then "$NANOFS" umount "$MNT" >/dev/null 2>&1 || fusermount3 -u "$MNT" 2>/dev/null || true; wait "$DAEMON" 2>/dev/null || true; fi
-  rm -rf "$W"
-}
-trap cleanup EXIT
-export NANOFS_PASSPHRASE=bench
-PORT=8080
+source benches/scripts/live_common.sh
+trap 'tc qdisc del dev lo root 2>/dev/null || true; live_cleanup' EXIT
 UDP=8189
-BASE="http://127.0.0.1:$PORT"
-"$NANOFS" init "$W/vol" >/dev/null
-printf '[media.streaming]\nwebrtc_port = %s\n' "$UDP" > "$W/vol/nanofs.toml"
-RUST_LOG=${RUST_LOG:-info} "$NANOFS" mount "$W/vol" "$MNT" --foreground --serve "127.0.0.1:$PORT" 2>"$W/daemon.log" &
-DAEMON=$!
-for _ in $(seq 300); do
-  mountpoint -q "$MNT" && curl -sf "$BASE/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-mkdir "$MNT/live"
+live_mount simulcast "$(printf '[media.streaming]\nwebrtc_port = %s' "$UDP")" 8080
 KEY=$("$NANOFS" stream create "$W/vol" layers --path /live 2>/dev/null | tail -1)
 TOKEN=$("$NANOFS" token create "$W/vol" --path /live 2>/dev/null)
 NANOFS_URL=$BASE STREAM=layers KEY=$KEY TOKEN=$TOKEN PORT=$UDP node benches/scripts/live_simulcast.mjs \
