@@ -9,6 +9,7 @@
 //
 // Prints one JSON line: {mode, frames, p50_ms, p90_ms, p99_ms, max_ms}.
 
+import { fileURLToPath } from 'node:url';
 import { chromium } from '../../tests/browser/node_modules/playwright-core/index.mjs';
 
 const base = process.env.NANOFS_URL.replace(/\/+$/, '');
@@ -23,9 +24,16 @@ const browser = await chromium.launch({
     '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
 });
 
-const publisher = await (await browser.newContext()).newPage();
+/** A browser context whose pages can signal (benches/scripts/signal.js). */
+async function context(options = {}) {
+  const c = await browser.newContext(options);
+  await c.addInitScript({ path: fileURLToPath(new URL('./signal.js', import.meta.url)) });
+  return c;
+}
+
+const publisher = await (await context()).newPage();
 await publisher.goto(`${base}/healthz`);
-const published = await publisher.evaluate(async ({ stream, key }) => {
+await publisher.evaluate(async ({ stream, key }) => {
   const canvas = document.createElement('canvas');
   canvas.width = 640; canvas.height = 360;
   const g = canvas.getContext('2d');
@@ -43,20 +51,11 @@ const published = await publisher.evaluate(async ({ stream, key }) => {
   const media = canvas.captureStream(30);
   const pc = new RTCPeerConnection();
   pc.addTransceiver(media.getVideoTracks()[0], { direction: 'sendonly' });
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => setTimeout(r, 500));
-  const res = await fetch(`/whip/${stream}`, {
-    method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${key}` }, body: pc.localDescription.sdp,
-  });
-  const answer = await res.text();
-  if (res.status !== 201) return { status: res.status, answer };
-  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  await window.signal(`/whip/${stream}`, key, pc);
   window.pc = pc;
-  return { status: 201 };
 }, { stream, key });
-if (published.status !== 201) throw new Error(`WHIP: ${JSON.stringify(published)}`);
 
-const ctx = await browser.newContext({ extraHTTPHeaders: mode === 'hls' ? { Authorization: `Bearer ${token}` } : {} });
+const ctx = await context({ extraHTTPHeaders: mode === 'hls' ? { Authorization: `Bearer ${token}` } : {} });
 const viewer = await ctx.newPage();
 await viewer.goto(`${base}/healthz`);
 if (mode === 'hls') {
@@ -70,13 +69,7 @@ const samples = await viewer.evaluate(async ({ stream, token, mode, seconds }) =
     const pc = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.ontrack = (e) => { video.srcObject = new MediaStream([e.track]); };
-    await pc.setLocalDescription(await pc.createOffer());
-    await new Promise((r) => setTimeout(r, 500));
-    const res = await fetch(`/whep/${stream}`, {
-      method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` }, body: pc.localDescription.sdp,
-    });
-    if (res.status !== 201) throw new Error(`WHEP ${res.status}: ${await res.text()}`);
-    await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+    await window.signal(`/whep/${stream}`, token, pc);
   } else {
     const hls = new window.Hls({ lowLatencyMode: true, enableWorker: false });
     hls.loadSource(`/live/${stream}/master.m3u8`);

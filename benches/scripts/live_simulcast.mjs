@@ -14,6 +14,7 @@
 // Prints one JSON line: {layers, layer_kbit, rate_kbit, down_ms: [...], up_ms: [...]}.
 
 import { execSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { chromium } from '../../tests/browser/node_modules/playwright-core/index.mjs';
 
 const base = process.env.NANOFS_URL.replace(/\/+$/, '');
@@ -30,9 +31,16 @@ const browser = await chromium.launch({
     '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
 });
 
-const publisher = await (await browser.newContext()).newPage();
+/** A browser context whose pages can signal (benches/scripts/signal.js). */
+async function context(options = {}) {
+  const c = await browser.newContext(options);
+  await c.addInitScript({ path: fileURLToPath(new URL('./signal.js', import.meta.url)) });
+  return c;
+}
+
+const publisher = await (await context()).newPage();
 await publisher.goto(`${base}/healthz`);
-const published = await publisher.evaluate(async ({ stream, key }) => {
+await publisher.evaluate(async ({ stream, key }) => {
   const media = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720, frameRate: 30 } });
   const pc = new RTCPeerConnection();
   pc.addTransceiver(media.getVideoTracks()[0], {
@@ -43,20 +51,11 @@ const published = await publisher.evaluate(async ({ stream, key }) => {
       { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 120_000 },
     ],
   });
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => setTimeout(r, 500));
-  const res = await fetch(`/whip/${stream}`, {
-    method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${key}` }, body: pc.localDescription.sdp,
-  });
-  const answer = await res.text();
-  if (res.status !== 201) return { status: res.status, answer };
-  await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+  await window.signal(`/whip/${stream}`, key, pc);
   window.pc = pc;
-  return { status: 201 };
 }, { stream, key });
-if (published.status !== 201) throw new Error(`WHIP: ${JSON.stringify(published)}`);
 
-const viewer = await (await browser.newContext()).newPage();
+const viewer = await (await context()).newPage();
 await viewer.goto(`${base}/healthz`);
 await viewer.evaluate(async ({ stream, token }) => {
   const video = document.createElement('video');
@@ -65,13 +64,7 @@ await viewer.evaluate(async ({ stream, token }) => {
   const pc = new RTCPeerConnection();
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.ontrack = (e) => { video.srcObject = new MediaStream([e.track]); };
-  await pc.setLocalDescription(await pc.createOffer());
-  await new Promise((r) => setTimeout(r, 500));
-  const res = await fetch(`/whep/${stream}`, {
-    method: 'POST', headers: { 'Content-Type': 'application/sdp', Authorization: `Bearer ${token}` }, body: pc.localDescription.sdp,
-  });
-  if (res.status !== 201) throw new Error(`WHEP ${res.status}: ${await res.text()}`);
-  await pc.setRemoteDescription({ type: 'answer', sdp: await res.text() });
+  await window.signal(`/whep/${stream}`, token, pc);
   window.width = 0;
   setInterval(async () => {
     for (const s of (await pc.getStats()).values()) {
