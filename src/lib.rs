@@ -20,6 +20,7 @@ pub mod http;
 pub mod ids;
 pub mod live;
 pub mod media;
+pub mod metrics;
 pub mod store;
 pub mod stream;
 pub mod utc;

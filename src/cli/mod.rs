@@ -181,5 +181,28 @@ fn progress_bar(what: &str) -> indicatif::ProgressBar {
 
 /// Logs to stderr.
 fn init_logging() {
-    let _ = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(std::io::stderr).try_init();
+    install_logging(LogFormat::Text, std::io::stderr, true);
+}
+
+/// How a daemon writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    #[default]
+    Text,
+    /// One JSON object per line; the fields of the request (`request_id`, `method`,
+    /// `route`) under `span`.
+    Json,
+}
+
+/// Logs to `writer` in `format`.
+fn install_logging<W>(format: LogFormat, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter()).with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(ansi).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+    };
 }

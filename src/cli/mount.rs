@@ -30,6 +30,9 @@ pub struct Args {
     /// Stay in the foreground and log to stderr.
     #[arg(short, long)]
     foreground: bool,
+    /// How log lines are written (to VOLUME/nanofs.log, or stderr in the foreground).
+    #[arg(long, value_enum, default_value_t)]
+    log_format: super::LogFormat,
     /// Mount options: allow_other, ro, cache_mb=N (comma-separated, repeatable).
     #[arg(short = 'o', value_name = "OPT,...")]
     options: Vec<String>,
@@ -96,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cfg =
         MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
     if args.foreground {
-        super::init_logging();
+        super::install_logging(args.log_format, std::io::stderr, true);
         return serve(&dir, &mountpoint, key, &open, &cfg, &args.http, None);
     }
     let (read_end, write_end) = nix::unistd::pipe()?;
@@ -114,11 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     drop(read_end);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("nanofs.log"))?;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(super::log_filter())
-        .with_ansi(false)
-        .with_writer(Mutex::new(log))
-        .try_init();
+    super::install_logging(args.log_format, Mutex::new(log), false);
     // stderr goes to /dev/null: a panic must reach the log instead.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

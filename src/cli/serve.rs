@@ -62,6 +62,9 @@ pub struct Args {
     tls: TlsArgs,
     #[command(flatten)]
     unlock: UnlockArgs,
+    /// How log lines are written (to stderr).
+    #[arg(long, value_enum, default_value_t)]
+    log_format: super::LogFormat,
 }
 
 /// A running sidecar: stop it to let requests in flight finish.
@@ -151,7 +154,7 @@ pub fn start(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging();
+    super::install_logging(args.log_format, std::io::stderr, true);
     let dir = std::fs::canonicalize(&args.volume)
         .with_context(|| format!("volume {} does not exist", args.volume.display()))?;
     let keys = Volume::unlock(&dir, &credential::get(&args.unlock)?)?;

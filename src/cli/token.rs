@@ -21,7 +21,7 @@ enum Action {
         /// Path prefix the token reaches.
         #[arg(long, default_value = "/")]
         path: String,
-        /// Allowed operations: read, write, delete (comma-separated).
+        /// Allowed operations: read, write, delete, metrics (comma-separated).
         #[arg(long, default_value = "read")]
         allow: String,
         /// Lifetime: e.g. 90s, 30m, 24h, 7d.

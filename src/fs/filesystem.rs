@@ -3,6 +3,7 @@
 use super::attr::{file_attr, file_type, negative_entry};
 use super::errno::to_errno;
 use crate::ids::Ino;
+use crate::metrics::FuseTimer;
 use crate::volume::{Error as VolumeError, Handle, Kind, RenameMode, Seek, SetAttr, SetTime, Volume};
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
@@ -94,6 +95,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _timer = FuseTimer::start("lookup");
         match self.vol.lookup(ino(parent), name.as_bytes()) {
             Ok(a) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &file_attr(&a), Generation(0)),
             // A miss is cached too (inode 0).
@@ -103,6 +105,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn getattr(&self, _req: &Request, i: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _timer = FuseTimer::start("getattr");
         let a = try_reply!(reply, self.vol.getattr(ino(i)));
         reply.attr(&TTL, &file_attr(&a));
     }
@@ -125,6 +128,7 @@ impl fuser::Filesystem for NanoFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let _timer = FuseTimer::start("setattr");
         let set = SetAttr {
             perm: mode.map(|m| m & 0o7777),
             uid,
@@ -138,6 +142,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn readlink(&self, _req: &Request, i: INodeNo, reply: ReplyData) {
+        let _timer = FuseTimer::start("readlink");
         let t = try_reply!(reply, self.vol.readlink(ino(i)));
         reply.data(&t);
     }
@@ -152,6 +157,7 @@ impl fuser::Filesystem for NanoFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _timer = FuseTimer::start("mknod");
         let Some(kind) = Kind::from_mode(mode) else {
             reply.error(Errno::EINVAL);
             return;
@@ -166,22 +172,26 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
+        let _timer = FuseTimer::start("mkdir");
         let a =
             try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::Dir, mode, req.uid(), req.gid(), 0));
         reply.entry(&TTL, &file_attr(&a), Generation(0));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("unlink");
         try_reply!(reply, self.vol.unlink(ino(parent), name.as_bytes()));
         reply.ok();
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("rmdir");
         try_reply!(reply, self.vol.rmdir(ino(parent), name.as_bytes()));
         reply.ok();
     }
 
     fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let _timer = FuseTimer::start("symlink");
         let a = try_reply!(
             reply,
             self.vol.symlink(ino(parent), link_name.as_bytes(), target.as_os_str().as_bytes(), req.uid(), req.gid())
@@ -199,6 +209,7 @@ impl fuser::Filesystem for NanoFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let _timer = FuseTimer::start("rename");
         let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
             RenameMode::Exchange
         } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
@@ -214,11 +225,13 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn link(&self, _req: &Request, i: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let _timer = FuseTimer::start("link");
         let a = try_reply!(reply, self.vol.link(ino(i), ino(newparent), newname.as_bytes()));
         reply.entry(&TTL, &file_attr(&a), Generation(0));
     }
 
     fn open(&self, _req: &Request, i: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let _timer = FuseTimer::start("open");
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let h = try_reply!(reply, self.vol.open_file(ino(i), write));
         // Closing a handle that cannot have written has nothing to commit: the kernel can
@@ -238,6 +251,7 @@ impl fuser::Filesystem for NanoFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _timer = FuseTimer::start("read");
         let data = try_reply!(reply, self.vol.read(ino(i), offset, size));
         reply.data(&data);
     }
@@ -254,6 +268,7 @@ impl fuser::Filesystem for NanoFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let _timer = FuseTimer::start("write");
         let append = flags.0 & libc::O_APPEND != 0;
         let kill = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
         try_reply!(reply, self.vol.write(ino(i), offset, data, append, kill));
@@ -261,6 +276,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn flush(&self, _req: &Request, i: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("flush");
         try_reply!(reply, self.vol.flush(ino(i), Handle(fh.0)));
         reply.ok();
     }
@@ -275,16 +291,19 @@ impl fuser::Filesystem for NanoFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _timer = FuseTimer::start("release");
         try_reply!(reply, self.vol.release(ino(i), Handle(fh.0)));
         reply.ok();
     }
 
     fn fsync(&self, _req: &Request, i: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("fsync");
         try_reply!(reply, self.vol.fsync(ino(i), Some(Handle(fh.0))));
         reply.ok();
     }
 
     fn opendir(&self, _req: &Request, _i: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let _timer = FuseTimer::start("opendir");
         if self.no_opendir {
             reply.error(Errno::ENOSYS);
         } else {
@@ -293,6 +312,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn readdir(&self, _req: &Request, i: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let _timer = FuseTimer::start("readdir");
         let dir = ino(i);
         let mut cookie = offset;
         if cookie < 1 {
@@ -323,6 +343,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn readdirplus(&self, _req: &Request, i: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        let _timer = FuseTimer::start("readdirplus");
         let dir = ino(i);
         let mut cookie = offset;
         if cookie < 2 {
@@ -360,6 +381,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn fsyncdir(&self, _req: &Request, _i: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("fsyncdir");
         if self.vol.is_read_only() {
             return reply.ok();
         }
@@ -368,6 +390,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn statfs(&self, _req: &Request, _i: INodeNo, reply: ReplyStatfs) {
+        let _timer = FuseTimer::start("statfs");
         let s = try_reply!(reply, self.vol.statfs());
         reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, 255, s.bsize);
     }
@@ -382,6 +405,7 @@ impl fuser::Filesystem for NanoFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _timer = FuseTimer::start("setxattr");
         let create = flags & libc::XATTR_CREATE != 0;
         let replace = flags & libc::XATTR_REPLACE != 0;
         try_reply!(reply, self.vol.setxattr(ino(i), name.as_bytes(), value, create, replace));
@@ -389,11 +413,13 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn getxattr(&self, _req: &Request, i: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _timer = FuseTimer::start("getxattr");
         let v = try_reply!(reply, self.vol.getxattr(ino(i), name.as_bytes()));
         xattr_reply(reply, size, &v);
     }
 
     fn listxattr(&self, _req: &Request, i: INodeNo, size: u32, reply: ReplyXattr) {
+        let _timer = FuseTimer::start("listxattr");
         let names = try_reply!(reply, self.vol.listxattr(ino(i)));
         let mut list = Vec::new();
         for n in names {
@@ -404,11 +430,13 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn removexattr(&self, _req: &Request, i: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("removexattr");
         try_reply!(reply, self.vol.removexattr(ino(i), name.as_bytes()));
         reply.ok();
     }
 
     fn access(&self, _req: &Request, i: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        let _timer = FuseTimer::start("access");
         // The kernel checks permissions itself (default_permissions); only existence is ours.
         try_reply!(reply, self.vol.getattr(ino(i)));
         reply.ok();
@@ -424,6 +452,7 @@ impl fuser::Filesystem for NanoFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let _timer = FuseTimer::start("create");
         let a =
             try_reply!(reply, self.vol.create(ino(parent), name.as_bytes(), Kind::File, mode, req.uid(), req.gid(), 0));
         let h = try_reply!(reply, self.vol.open_file(a.ino, true));
@@ -440,6 +469,7 @@ impl fuser::Filesystem for NanoFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _timer = FuseTimer::start("fallocate");
         // Linux passes only these modes to a FUSE file system (collapse and insert range
         // are refused before they reach it).
         const PUNCH: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
@@ -457,6 +487,7 @@ impl fuser::Filesystem for NanoFs {
     }
 
     fn lseek(&self, _req: &Request, i: INodeNo, _fh: FileHandle, offset: i64, whence: i32, reply: ReplyLseek) {
+        let _timer = FuseTimer::start("lseek");
         // The kernel answers SEEK_SET, SEEK_CUR and SEEK_END itself.
         let what = match whence {
             libc::SEEK_DATA => Seek::Data,
@@ -481,6 +512,7 @@ impl fuser::Filesystem for NanoFs {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        let _timer = FuseTimer::start("copy_file_range");
         // Chunks are shared, not copied: `cp` of a large file is a metadata change.
         let copied = try_reply!(reply, self.vol.copy_range(ino(ino_in), offset_in, ino(ino_out), offset_out, len));
         reply.written(copied as u32);

@@ -79,30 +79,40 @@ pub async fn events(
             .max_message_size(64 << 10);
         let pump = tokio::spawn(pump(state.clone(), caller, id, since, live, tx));
         Ok(ws.on_upgrade(move |socket| async move {
+            let _counted = client_counted("websocket");
             websocket(socket, rx).await;
             pump.abort();
         }))
     } else {
         tokio::spawn(pump(state.clone(), caller, id, since, live, tx));
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            match rx.recv().await {
+        // The count falls when the stream is dropped: the client went away.
+        let stream = futures_util::stream::unfold((rx, client_counted("sse")), |(mut rx, counted)| async move {
+            let out = rx.recv().await;
+            let event = match out {
                 Some(Out::Text(seq, json)) => {
                     let mut e = SseEvent::default().data(&*json);
                     if seq > 0 {
                         e = e.id(seq.to_string());
                     }
-                    Some((Ok::<_, std::convert::Infallible>(e), rx))
+                    e
                 }
                 Some(Out::Close(code, reason)) => {
                     let body = serde_json::json!({ "type": "closed", "code": code, "reason": reason }).to_string();
                     rx.close();
-                    Some((Ok(SseEvent::default().event("close").data(body)), rx))
+                    SseEvent::default().event("close").data(body)
                 }
-                None => None,
-            }
+                None => return None,
+            };
+            Some((Ok::<_, std::convert::Infallible>(event), (rx, counted)))
         });
         Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
     }
+}
+
+/// Counts an event client of `kind` while it lives.
+fn client_counted(kind: &'static str) -> crate::metrics::GaugeGuard {
+    let m = crate::metrics::get();
+    crate::metrics::GaugeGuard::hold(&m.event_clients.get_or_create(&crate::metrics::KindLabel { kind }))
 }
 
 fn last_event_id(h: &HeaderMap) -> Option<u64> {

@@ -15,6 +15,7 @@ mod files;
 mod gallery;
 mod live;
 mod media;
+mod observe;
 mod path;
 mod render;
 mod renditions;
@@ -184,7 +185,9 @@ impl Sidecar {
         ApiError: From<E>,
     {
         let galleries = self.galleries.clone();
-        tokio::task::spawn_blocking(move || galleries.volume().foreign(|| f(&galleries)))
+        // The request's id goes along to the log lines of the engine call.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| galleries.volume().foreign(|| f(&galleries))))
             .await
             .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(ApiError::from)
@@ -196,6 +199,29 @@ impl Sidecar {
         f: impl FnOnce(&Volume) -> crate::volume::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
         self.on_pool(move |g| f(g.volume())).await
+    }
+
+    /// Copies the figures of the services into the metrics, before a scrape.
+    async fn set_service_gauges(&self) {
+        let m = crate::metrics::get();
+        if let Some(jobs) = &self.jobs {
+            let list = jobs.list();
+            for (kind, state) in
+                [("queued", crate::stream::jobs::JobState::Queued), ("running", crate::stream::jobs::JobState::Running)]
+            {
+                let n = list.iter().filter(|j| j.state == state).count();
+                m.packaging_jobs.get_or_create(&crate::metrics::KindLabel { kind }).set(n as i64);
+            }
+        }
+        let live = self.hub.live();
+        let mut viewers: u64 = live.iter().map(|(_, n)| u64::from(*n)).sum();
+        if let Some(Ok(sfu)) = self.sfu.get() {
+            for (name, _) in &live {
+                viewers += sfu.status(name).await.map_or(0, |s| u64::from(s.viewers));
+            }
+        }
+        m.live_streams.set(live.len() as i64);
+        m.live_viewers.set(viewers as i64);
     }
 
     /// A gallery call, on the blocking pool.
@@ -218,6 +244,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route(ui::HLS_PATH, get(ui::hls))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(observe::metrics))
         .route("/files", get(files::get).head(files::get))
         .route("/files/", get(files::get).head(files::get))
         .route("/files/{*path}", get(files::get).head(files::get).delete(files::delete))
@@ -240,6 +267,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         // Upload bodies stream to the engine and are bounded by Upload-Length; the small
         // bodies that are read whole (manifest, a delta chunk) have limits of their own.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 
@@ -291,11 +319,11 @@ fn gallery_routes() -> Router<Arc<Sidecar>> {
         .route(&format!("{G}/streams"), get(live::gallery_streams))
 }
 
+/// `GET /readyz`: 200 while the volume takes writes, else 503 and why (read-only, disk
+/// full, the database failing).
 async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>) -> ApiResult<&'static str> {
-    if state.vol.is_read_only() {
-        return Err(ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, "the volume is read-only"));
-    }
     state.blocking(|vol| vol.stats()).await?;
+    state.vol.writable().map_err(|why| ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, why))?;
     Ok("ready\n")
 }
 

@@ -13,6 +13,7 @@ use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
 use super::Sidecar;
 use crate::gallery::Action;
+use crate::metrics::GaugeGuard;
 use crate::volume::{Permission, SetAttr, TokenInfo, UploadState};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -398,6 +399,7 @@ pub async fn patch(
 struct Busy<'a> {
     state: &'a Sidecar,
     id: String,
+    _counted: crate::metrics::GaugeGuard,
 }
 
 impl<'a> Busy<'a> {
@@ -405,7 +407,7 @@ impl<'a> Busy<'a> {
         if !state.busy_uploads.lock().expect("busy uploads").insert(id.to_string()) {
             return Err(ApiError::new(StatusCode::LOCKED, "another request is writing to this upload"));
         }
-        Ok(Self { state, id: id.to_string() })
+        Ok(Self { state, id: id.to_string(), _counted: GaugeGuard::hold(&crate::metrics::get().uploads_in_flight) })
     }
 }
 

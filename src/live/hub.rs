@@ -125,6 +125,13 @@ impl Hub {
         self.output(name).map_or(0, |o| o.viewers())
     }
 
+    /// The streams live now, with their HTTP viewers.
+    #[must_use]
+    pub fn live(&self) -> Vec<(String, u32)> {
+        let outputs = self.outputs.lock().expect("outputs");
+        outputs.iter().filter(|(_, o)| !o.ended()).map(|(name, o)| (name.clone(), o.viewers())).collect()
+    }
+
     /// Forgets a stream's output when `gone` (it was deleted).
     pub fn forget_if(&self, name: &str, gone: bool) {
         if gone {

@@ -352,6 +352,7 @@ impl Chunks {
     /// `chunk`, reading the body at `packed` if given instead of where `refs` says.
     fn chunk_at(&self, ino: Ino, id: &ChunkId, packed: Option<Location>) -> Result<Plain> {
         if let Some(p) = self.cache.get(id) {
+            crate::metrics::get().chunk_cache_hits.inc();
             return Ok(p);
         }
         // Decrypting it twice would only waste the core that read-ahead is using.
@@ -361,8 +362,10 @@ impl Chunks {
         }
         drop(inflight);
         if let Some(p) = self.cache.get(id) {
+            crate::metrics::get().chunk_cache_hits.inc();
             return Ok(p);
         }
+        crate::metrics::get().chunk_cache_misses.inc();
         let plain = match packed {
             Some(loc) => {
                 let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open(id, &envelope));

@@ -105,6 +105,9 @@ impl Volume {
             pack_bytes_moved,
         };
         tracing::info!(?report, "garbage collected");
+        let m = crate::metrics::get();
+        m.gc_runs.inc();
+        m.gc_freed_bytes.inc_by(stored_bytes_deleted);
         Ok(report)
     }
 

@@ -21,7 +21,7 @@ mod hook;
 mod inode_cache;
 mod keyslots;
 mod observer;
-mod reclaim;
+pub(crate) mod reclaim;
 pub mod records;
 mod snapshot;
 mod tokens;

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 /// write-ahead log and memtables of a small volume, and garbage too small to be worth a
 /// collection.
 pub const RECLAIM_SLACK: u64 = 256 << 20;
+/// Free space kept on the volume's disk so RocksDB can always flush and compact: a write
+/// that would leave less is refused (`NoSpace`).
+pub(crate) const SPACE_RESERVE: u64 = 96 << 20;
 /// Free space on the volume's disk below which any garbage is collected.
 const LOW_FREE: u64 = 1 << 30;
 
@@ -102,6 +105,22 @@ impl Volume {
     pub(crate) fn free_disk_bytes(&self) -> Result<u64> {
         let s = nix::sys::statvfs::statvfs(self.dir.as_path()).map_err(std::io::Error::from)?;
         Ok(s.blocks_available() * s.fragment_size())
+    }
+
+    /// Whether the volume takes writes now, and if not, why (for `/readyz`).
+    pub fn writable(&self) -> std::result::Result<(), String> {
+        if self.read_only {
+            return Err("the volume is open read-only".into());
+        }
+        let free = self.free_disk_bytes().map_err(|e| format!("cannot read the disk's free space: {e}"))?;
+        if free < SPACE_RESERVE {
+            let garbage = self.txn_state.lock().expect("commit lock").space.reclaimable_bytes;
+            return Err(format!(
+                "the disk is full: {free} bytes free, {SPACE_RESERVE} kept in reserve \
+                 ({garbage} bytes of garbage a collection may free)"
+            ));
+        }
+        Ok(())
     }
 
     /// Refuses a write of `incoming` bytes that would leave less than `reserve` free, after

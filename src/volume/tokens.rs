@@ -23,6 +23,8 @@ pub enum Permission {
     Write,
     /// Delete files and uploads.
     Delete,
+    /// Scrape `/metrics` (and nothing else it grants on its own).
+    Metrics,
 }
 
 impl std::str::FromStr for Permission {
@@ -32,7 +34,8 @@ impl std::str::FromStr for Permission {
             "read" => Ok(Permission::Read),
             "write" => Ok(Permission::Write),
             "delete" => Ok(Permission::Delete),
-            _ => Err(format!("unknown permission {s:?} (read, write, delete)")),
+            "metrics" => Ok(Permission::Metrics),
+            _ => Err(format!("unknown permission {s:?} (read, write, delete, metrics)")),
         }
     }
 }

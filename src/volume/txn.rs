@@ -315,7 +315,9 @@ impl<'a> Txn<'a> {
             self.hooks_committed();
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.vol.store.commit(batch, durability)?;
+        crate::metrics::get().commits.observe(started.elapsed().as_secs_f64());
         let written = self.inodes.iter().filter(|(_, (_, dirty))| *dirty).map(|(ino, (inode, _))| (*ino, Some(inode)));
         self.vol.inodes.committed(written.chain(self.deleted_inodes.iter().map(|ino| (*ino, None))));
         observer::note(std::mem::take(&mut self.changed_entries));

@@ -33,7 +33,7 @@ fn serve() -> Served {
 }
 
 /// `curl -s -D- ARGS`: (status, headers lowercased, body).
-fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
+pub fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
     let out = Command::new("curl").args(["-s", "-S", "--path-as-is", "-D", "/dev/stderr"]).args(args).output().unwrap();
     let headers = String::from_utf8_lossy(&out.stderr).to_lowercase();
     let status = headers
@@ -46,7 +46,7 @@ fn curl(args: &[&str]) -> (u16, String, Vec<u8>) {
     (status, headers, out.stdout)
 }
 
-fn bearer(token: &str) -> String {
+pub fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}")
 }
 

@@ -17,6 +17,7 @@ pub mod http;
 mod keys;
 mod live;
 mod live_rtmp;
+mod operations;
 mod posix;
 mod powercut;
 mod ranges;

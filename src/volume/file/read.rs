@@ -63,6 +63,7 @@ impl Volume {
         if offset == 0 && !self.read_only && needs_atime_update(&inode) {
             self.touch_atime(ino)?;
         }
+        crate::metrics::get().read_bytes.inc_by(data.len() as u64);
         Ok(data)
     }
 

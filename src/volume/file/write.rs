@@ -16,8 +16,6 @@ use std::time::Instant;
 
 /// Unchunked bytes a window collects before its final cut points are taken.
 const STREAM_THRESHOLD: usize = 8 << 20;
-/// Free space kept on the volume's disk so RocksDB can always flush and compact.
-const SPACE_RESERVE: u64 = 96 << 20;
 
 impl Volume {
     /// Writes `data` at `offset` (or at the end of the file with `append`); returns the
@@ -26,13 +24,16 @@ impl Volume {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.make_room(data.len() as u64, SPACE_RESERVE)?;
+        self.make_room(data.len() as u64, crate::volume::reclaim::SPACE_RESERVE)?;
         let state = self.file_state(ino);
         let mut st = self.wait_for_queue_room(state.lock().expect("file lock"));
         st.changed = true;
         let result = self.write_locked(ino, &mut st, offset, data, append, kill_suid);
-        if let Err(e) = &result {
-            self.discard_window(ino, &mut st, e);
+        match &result {
+            Ok(_) => {
+                crate::metrics::get().written_bytes.inc_by(data.len() as u64);
+            }
+            Err(e) => self.discard_window(ino, &mut st, e),
         }
         result
     }

@@ -1,0 +1,108 @@
+//! What every request passes through, and `GET /metrics`.
+//!
+//! Each request gets an id: the client's `X-Request-Id` when it is a short plain token
+//! (so a proxy's id follows the request through), else a random one. It is answered in
+//! `X-Request-Id` and carried by every log line the request causes, engine calls on the
+//! blocking pool included (`Sidecar::on_pool` enters the request's span there), so a
+//! client's report of a failure finds its cause in the log.
+
+use super::auth::authorize;
+use super::error::ApiResult;
+use super::Sidecar;
+use crate::metrics::{HttpLabels, RouteLabel};
+use crate::volume::Permission;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// The header that carries a request's id.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Longest request id taken from a client.
+const MAX_CLIENT_ID: usize = 64;
+
+/// The id a request is known by: the client's if it is plain, else a new one.
+fn request_id(req: &Request) -> String {
+    let plain = |s: &&str| {
+        !s.is_empty()
+            && s.len() <= MAX_CLIENT_ID
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    };
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(plain)
+        .map_or_else(|| crate::gallery::random_id(8), str::to_owned)
+}
+
+/// The middleware: id, span, count and latency (to the response's head; a streamed body
+/// may take longer), and one log line for each failed request.
+pub async fn observe(req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    // The pattern, not the path: one series per route however many files there are.
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let m = crate::metrics::get();
+    m.http_requests
+        .get_or_create(&HttpLabels { method: method.to_string(), route: route.clone(), status: status.as_u16() })
+        .inc();
+    m.http_latency.get_or_create(&RouteLabel { route }).observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let ms = elapsed.as_millis();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), ms, "request failed");
+        } else {
+            tracing::debug!(status = status.as_u16(), ms, "answered");
+        }
+    });
+    response.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&id).expect("an id of plain characters"));
+    response
+}
+
+/// `GET /metrics`: the Prometheus exposition, to a token that allows `metrics`.
+pub async fn metrics(State(state): State<Arc<Sidecar>>, headers: axum::http::HeaderMap) -> ApiResult<Response> {
+    authorize(&state, &headers, "/", Permission::Metrics).await?;
+    let stats = state.blocking(|vol| vol.stats()).await?;
+    let m = crate::metrics::get();
+    m.set_volume(&stats, state.vol.writable().is_ok());
+    state.set_service_gauges().await;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        m.encode(),
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_of(header: Option<&str>) -> String {
+        let mut b = Request::builder();
+        if let Some(h) = header {
+            b = b.header(REQUEST_ID, h);
+        }
+        request_id(&b.body(axum::body::Body::empty()).unwrap())
+    }
+
+    #[test]
+    fn client_ids_are_kept_only_when_plain() {
+        assert_eq!(id_of(Some("abc-123_x.y:z")), "abc-123_x.y:z");
+        for bad in ["", "a b", "x\"y", "é", &"a".repeat(65)] {
+            let id = id_of(Some(bad));
+            assert_ne!(id, bad);
+            assert_eq!(id.len(), 16, "{bad:?} gave {id:?}");
+        }
+        assert_ne!(id_of(None), id_of(None));
+    }
+}

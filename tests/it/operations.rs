@@ -1,0 +1,131 @@
+//! Running nanofs as a service: metrics that agree with `nanofs stats`, request ids in
+//! JSON logs, readiness that says why the volume does not take writes.
+
+use crate::common::*;
+use crate::http::{bearer, curl, free_port};
+
+/// A mount serving HTTP on a free loopback port, with `extra` arguments and `env`.
+fn mount_serving(v: &TestVolume, extra: &[&str], env: &[(&str, &str)]) -> (Mounted, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let m = v.mount_with_env(&[&["--serve", &addr][..], extra].concat(), env);
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    (m, format!("http://{addr}"))
+}
+
+/// The value of the sample `name` (with its labels, as written) in an exposition.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_agree_with_stats_and_need_their_own_scope() {
+    let v = TestVolume::new();
+    let scrape = v.run_ok(&["token", "create", v.path(), "--allow", "metrics"]).trim().to_string();
+    let reader = v.run_ok(&["token", "create", v.path(), "--allow", "read"]).trim().to_string();
+    let (m, base) = mount_serving(&v, &["--log-format", "json"], &[("RUST_LOG", "info,nanofs=debug")]);
+    // Two copies of one file: half the logical bytes are deduplicated.
+    write_random_file(&m.p("a.bin"), 7, 6 << 20);
+    std::fs::copy(m.p("a.bin"), m.p("b.bin")).unwrap();
+    assert_eq!(sha256(&m.p("b.bin")), sha256(&m.p("a.bin")));
+    sh("sync");
+    let url = format!("{base}/metrics");
+
+    let (status, _, _) = curl(&[&url]);
+    assert_eq!(status, 401, "no token");
+    let (status, headers, body) = curl(&["-H", &bearer(&reader), "-H", "X-Request-Id: scrape-try-1", &url]);
+    assert_eq!(status, 403, "a read token may not scrape: {}", String::from_utf8_lossy(&body));
+    assert!(headers.contains("x-request-id: scrape-try-1"), "the client's id is answered: {headers}");
+
+    let stats_before = v.stats();
+    let (status, headers, body) = curl(&["-H", &bearer(&scrape), &url]);
+    assert_eq!(status, 200);
+    assert!(headers.contains("content-type: application/openmetrics-text"), "{headers}");
+    let id = headers.lines().find_map(|l| l.strip_prefix("x-request-id: ")).expect("a request id").trim();
+    assert_eq!(id.len(), 16, "a fresh id: {id}");
+    let text = String::from_utf8(body).unwrap();
+    let stats = v.stats();
+    assert_eq!(stats, stats_before, "nothing changed between the two looks");
+    for (metric, key) in [
+        ("nanofs_logical_bytes", "logical_bytes"),
+        ("nanofs_unique_bytes", "unique_bytes"),
+        ("nanofs_stored_bytes", "stored_bytes"),
+        ("nanofs_chunks", "chunks"),
+        ("nanofs_reclaimable_bytes", "reclaimable_bytes"),
+    ] {
+        assert_eq!(sample(&text, metric), stats[key].as_u64().unwrap() as f64, "{metric} and stats.{key}");
+    }
+    let ratio = sample(&text, "nanofs_dedup_ratio");
+    assert!((ratio - stats["dedup_ratio"].as_f64().unwrap()).abs() < 1e-9, "{ratio} vs {}", stats["dedup_ratio"]);
+    assert!(ratio > 1.9, "two copies: {ratio}");
+    assert_eq!(sample(&text, "nanofs_writable"), 1.0);
+
+    // What happened is counted: the writes of the first file and the reads of the copy
+    // (made by copy_file_range, so never in the page cache), FUSE requests by operation,
+    // commits, and the refused scrape by route and status.
+    assert!(sample(&text, "nanofs_written_bytes_total") >= (6 << 20) as f64);
+    assert!(sample(&text, "nanofs_read_bytes_total") >= (6 << 20) as f64);
+    assert!(sample(&text, "nanofs_fuse_request_duration_seconds_count{op=\"write\"}") >= 6.0);
+    assert!(sample(&text, "nanofs_fuse_request_duration_seconds_count{op=\"copy_file_range\"}") >= 1.0);
+    assert!(sample(&text, "nanofs_fuse_request_duration_seconds_count{op=\"lookup\"}") >= 1.0);
+    assert!(sample(&text, "nanofs_commit_duration_seconds_count") >= 1.0);
+    let hits = sample(&text, "nanofs_chunk_cache_hits_total") + sample(&text, "nanofs_chunk_cache_misses_total");
+    assert!(hits >= 1.0, "chunk reads are counted");
+    assert_eq!(
+        sample(&text, "nanofs_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"403\"}"),
+        1.0,
+        "{text}"
+    );
+    assert!(text.contains("nanofs_http_request_duration_seconds_bucket{le="), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    // The log is JSON lines, and the refused scrape's line carries the client's id.
+    let log_path = m.log.clone();
+    m.unmount();
+    let log = std::fs::read_to_string(log_path).unwrap();
+    let lines: Vec<serde_json::Value> =
+        log.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+    assert!(lines.iter().any(|l| l["message"] == "mounted"), "{log}");
+    let refused = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "scrape-try-1")
+        .unwrap_or_else(|| panic!("no line of request scrape-try-1:\n{log}"));
+    assert_eq!(refused["span"]["route"], "/metrics");
+    assert_eq!(refused["status"], 403);
+}
+
+#[test]
+fn readiness_fails_while_the_disk_is_full_or_the_mount_read_only_and_says_why() {
+    let disk = SmallDisk::new("300m");
+    let v = disk.volume();
+    let (m, base) = mount_serving(&v, &[], &[]);
+    let ready = format!("{base}/readyz");
+    let (status, _, body) = curl(&[&ready]);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // Something else fills the disk: the volume can no longer take writes.
+    let filler = disk.path.join("filler");
+    assert!(!sh_status(&format!("dd if=/dev/zero of='{}' bs=1M status=none", filler.display())));
+    let (status, _, body) = curl(&[&ready]);
+    let why = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("the disk is full"), "{why}");
+    std::fs::remove_file(&filler).unwrap();
+    let (status, _, _) = curl(&[&ready]);
+    assert_eq!(status, 200, "ready again once there is room");
+    m.unmount();
+
+    let (m, base) = mount_serving(&v, &["-o", "ro"], &[]);
+    let (status, _, body) = curl(&[&format!("{base}/readyz")]);
+    let why = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("read-only"), "{why}");
+    m.unmount();
+}
