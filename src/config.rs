@@ -20,6 +20,22 @@ pub struct Config {
     pub storage: Storage,
     /// The HTTP sidecar.
     pub sidecar: SidecarSection,
+    /// The audit trail.
+    pub audit: Audit,
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// Append security-relevant acts to the volume's audit trail.
+    pub enabled: bool,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 /// `[sidecar]`.

@@ -8,8 +8,8 @@
 use crate::gallery::Galleries;
 use crate::stream::jobs::Jobs;
 use crate::volume::{
-    CheckReport, Credential, GcReport, PathStats, Permission, RekeyReport, RotateReport, SnapshotInfo, Stats,
-    TokenInfo, Volume,
+    AuditEvent, CheckReport, Credential, GcReport, PathStats, Permission, RekeyReport, RotateReport, SnapshotInfo,
+    Stats, TokenInfo, Volume,
 };
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -107,6 +107,18 @@ pub enum Request {
     TokenRevoke {
         /// Its id.
         id: String,
+    },
+    /// Walk the audit trail's chain (answers `Json` with an `AuditVerdict`).
+    AuditVerify,
+    /// The audit records from `since` (Unix milliseconds) on (answers `Json`).
+    AuditExport {
+        /// Earliest time.
+        since: Option<i64>,
+    },
+    /// Append an act of the administrator to the audit trail.
+    Audit {
+        /// The act.
+        event: AuditEvent,
     },
     /// Clone a file or tree (volume paths).
     Clone {
@@ -337,6 +349,12 @@ fn answer(
         Request::TokenList => Response::Tokens { tokens: vol.token_list()? },
         Request::TokenRevoke { id } => {
             vol.token_revoke(&id)?;
+            Response::Done
+        }
+        Request::AuditVerify => Response::Json { value: serde_json::to_value(vol.audit_verify()?)? },
+        Request::AuditExport { since } => Response::Json { value: serde_json::to_value(vol.audit_records(since)?)? },
+        Request::Audit { event } => {
+            vol.audit(event)?;
             Response::Done
         }
         Request::Clone { src, dst } => {

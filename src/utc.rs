@@ -16,6 +16,49 @@ pub fn now_rfc3339() -> String {
     rfc3339(secs as i64)
 }
 
+/// Unix seconds of `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM:SSZ`.
+#[must_use]
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = match s.split_once('T') {
+        Some((d, t)) => (d, Some(t.strip_suffix('Z')?)),
+        None => (s, None),
+    };
+    let num = |p: &str, len: usize| {
+        (p.len() == len && p.bytes().all(|b| b.is_ascii_digit())).then(|| p.parse::<i64>().ok()).flatten()
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let secs = match time {
+        None => 0,
+        Some(t) => {
+            let mut t = t.split(':');
+            let (h, mi, se) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+            if t.next().is_some() || h > 23 || mi > 59 || se > 60 {
+                return None;
+            }
+            h * 3600 + mi * 60 + se
+        }
+    };
+    let at = days_from_civil(y, m as u32, day as u32) * 86_400 + secs;
+    // A day past the month's end (February 30th) does not come back the same.
+    (rfc3339(at)[..10] == *date).then_some(at)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -34,6 +77,18 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parsed_times_round_trip_and_bad_ones_are_refused() {
+        for secs in [0, 951_782_400, 1_733_443_200, 1_796_000_123, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&rfc3339(secs)), Some(secs));
+        }
+        assert_eq!(parse_rfc3339("2026-12-06"), Some(1_796_515_200));
+        for bad in ["2026-02-30", "2026-13-01", "2026-1-01", "2026-12-06T25:00:00Z", "2026-12-06T10:00:00", "yesterday"]
+        {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn civil_dates() {

@@ -11,6 +11,7 @@ use crate::control::{Request, Response, WireCredential};
 use crate::crypto::hybrid::{Identity, Recipient};
 use crate::crypto::kdf::Argon2Params;
 use crate::volume::header::Header;
+use crate::volume::AuditEvent;
 use anyhow::{bail, Context};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -99,12 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::Add { volume, recipient, new_passphrase_file, unlock } => {
             let cred = credential::get(&unlock)?;
-            let id = match recipient {
+            let (id, keys, kind) = match recipient {
                 Some(r) => {
                     let r = Recipient::parse(&r).context("--recipient")?;
                     Header::modify(&volume, |h| {
                         let (keys, _) = h.unlock(&cred)?;
-                        h.add_recipient_slot(&keys, &r)
+                        Ok((h.add_recipient_slot(&keys, &r)?, keys, "recipient"))
                     })?
                 }
                 None => {
@@ -112,11 +113,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         credential::read_passphrase(new_passphrase_file.as_deref(), NEW_ENV, "New passphrase", true)?;
                     Header::modify(&volume, |h| {
                         let (keys, _) = h.unlock(&cred)?;
-                        h.add_passphrase_slot(&keys, &new, Argon2Params::DEFAULT)
+                        Ok((h.add_passphrase_slot(&keys, &new, Argon2Params::DEFAULT)?, keys, "passphrase"))
                     })?
                 }
             };
             println!("added key slot {id}");
+            super::audit::record_admin_act(
+                &volume,
+                keys,
+                AuditEvent::new("key.add", "admin", format!("slot {id}")).detail(kind),
+            )?;
         }
         Action::List { volume, json } => {
             let h = Header::load(&volume)?;
@@ -132,12 +138,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Action::Remove { volume, slot, unlock } => {
             let cred = credential::get(&unlock)?;
-            Header::modify(&volume, |h| {
+            let keys = Header::modify(&volume, |h| {
                 let (keys, _) = h.unlock(&cred)?;
-                h.remove_slot(&keys, slot)
+                h.remove_slot(&keys, slot)?;
+                Ok(keys)
             })
             .with_context(|| format!("key slot {slot}"))?;
             println!("removed key slot {slot}");
+            super::audit::record_admin_act(
+                &volume,
+                keys,
+                AuditEvent::new("key.remove", "admin", format!("slot {slot}")),
+            )?;
         }
         Action::ChangePassphrase { volume, new_passphrase_file, unlock } => {
             if unlock.identity.is_some() {
@@ -145,13 +157,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             let cred = credential::get(&unlock)?;
             let new = credential::read_passphrase(new_passphrase_file.as_deref(), NEW_ENV, "New passphrase", true)?;
-            let id = Header::modify(&volume, |h| {
+            let (id, old, keys) = Header::modify(&volume, |h| {
                 let (keys, old) = h.unlock(&cred)?;
                 let id = h.add_passphrase_slot(&keys, &new, Argon2Params::DEFAULT)?;
                 h.remove_slot(&keys, old)?;
-                Ok(id)
+                Ok((id, old, keys))
             })?;
             println!("passphrase changed (now key slot {id})");
+            let event = AuditEvent::new("key.change_passphrase", "admin", format!("slot {id}"))
+                .detail(format!("replaces slot {old}"));
+            super::audit::record_admin_act(&volume, keys, event)?;
         }
         Action::Rotate { volume, unlock } => {
             let cred = credential::get(&unlock)?;

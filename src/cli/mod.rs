@@ -1,6 +1,7 @@
 //! Command-line interface: argument parsing and one module per subcommand. The only
 //! place that wires the layers together.
 
+mod audit;
 mod check;
 mod clone;
 mod credential;
@@ -45,6 +46,8 @@ enum Command {
     Stats(stats::Args),
     /// Delete unreferenced chunks and reclaim their disk space.
     Gc(gc::Args),
+    /// Verify or export the audit trail of security-relevant acts.
+    Audit(audit::Args),
     /// Verify references, counts and the tree; with --read-data every chunk.
     Check(check::Args),
     /// Create, list and delete read-only snapshots of the whole tree.
@@ -99,6 +102,7 @@ pub fn main() -> i32 {
         Command::Stats(a) => stats::run(a),
         Command::Gc(a) => gc::run(a),
         Command::Check(a) => check::run(a),
+        Command::Audit(a) => audit::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),
@@ -167,6 +171,20 @@ fn via_daemon_or_open<T>(
     }
 }
 
+/// Seconds of `90s`, `30m`, `24h`, `7d` or a plain number of seconds.
+pub(crate) fn parse_duration(s: &str) -> anyhow::Result<i64> {
+    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: i64 = n.parse().map_err(|_| anyhow::anyhow!("bad duration {s:?}"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => anyhow::bail!("bad duration {s:?} (e.g. 90s, 30m, 24h, 7d)"),
+    };
+    Ok(n.saturating_mul(mult))
+}
+
 /// A progress bar on a terminal; hidden otherwise (plain output stays clean).
 fn progress_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
@@ -205,4 +223,16 @@ where
         LogFormat::Text => builder.with_ansi(ansi).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_parse() {
+        assert_eq!(super::parse_duration("90s").unwrap(), 90);
+        assert_eq!(super::parse_duration("24h").unwrap(), 86_400);
+        assert_eq!(super::parse_duration("7d").unwrap(), 604_800);
+        assert_eq!(super::parse_duration("15").unwrap(), 15);
+        assert!(super::parse_duration("3w").is_err());
+    }
 }

@@ -3,7 +3,7 @@
 use super::UnlockArgs;
 use crate::control::{Request, Response};
 use crate::volume::Permission;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -57,20 +57,6 @@ enum Action {
     },
 }
 
-/// Seconds of `90s`, `30m`, `24h`, `7d` or a plain number of seconds.
-fn parse_duration(s: &str) -> anyhow::Result<i64> {
-    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: i64 = n.parse().with_context(|| format!("bad duration {s:?}"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("bad duration {s:?} (e.g. 90s, 30m, 24h, 7d)"),
-    };
-    Ok(n.saturating_mul(mult))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::Create { volume, path, allow, expires, name, user, unlock } => {
@@ -79,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map(|p| p.trim().parse())
                 .collect::<Result<_, String>>()
                 .map_err(anyhow::Error::msg)?;
-            let ttl = parse_duration(&expires)?;
+            let ttl = crate::cli::parse_duration(&expires)?;
             let req = Request::TokenCreate {
                 name: name.clone(),
                 prefix: path.clone(),
@@ -151,16 +137,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_parse() {
-        assert_eq!(super::parse_duration("90s").unwrap(), 90);
-        assert_eq!(super::parse_duration("24h").unwrap(), 86_400);
-        assert_eq!(super::parse_duration("7d").unwrap(), 604_800);
-        assert_eq!(super::parse_duration("15").unwrap(), 15);
-        assert!(super::parse_duration("3w").is_err());
-    }
 }

@@ -50,6 +50,35 @@ pub enum AdminOp {
     StreamDelete { name: String },
 }
 
+impl AdminOp {
+    /// The audit record of an operation that changes something (never a password).
+    fn audit_event(&self) -> Option<crate::volume::AuditEvent> {
+        use crate::volume::AuditEvent as E;
+        let e = |action: &str, target: &str| E::new(action, "admin", target);
+        Some(match self {
+            AdminOp::UserAdd { name, .. } => e("user.add", name),
+            AdminOp::UserPasswd { name, .. } => e("user.passwd", name),
+            AdminOp::UserRemove { name } => e("user.remove", name),
+            AdminOp::GalleryCreate { path, owner, .. } => e("gallery.create", path).detail(format!("owner {owner}")),
+            AdminOp::GalleryDelete { gallery } => e("gallery.delete", gallery),
+            AdminOp::GalleryMember { gallery, user, role } => match role {
+                Some(r) => e("role.set", gallery).detail(format!("{user}: {}", r.as_str())),
+                None => e("role.remove", gallery).detail(user.clone()),
+            },
+            AdminOp::GalleryOwner { gallery, user } => e("gallery.transfer", gallery).detail(user.clone()),
+            AdminOp::GalleryExport { gallery, recipients, .. } => {
+                e("gallery.export", gallery).detail(format!("{} recipients", recipients.len()))
+            }
+            AdminOp::GalleryImport { path, owner, .. } => e("gallery.import", path).detail(format!("owner {owner}")),
+            AdminOp::StreamCreate { name, .. } => e("stream.create", name),
+            AdminOp::StreamRevokeKey { name } => e("stream.revoke_key", name),
+            AdminOp::StreamDelete { name } => e("stream.delete", name),
+            AdminOp::UserList | AdminOp::GalleryList | AdminOp::GalleryShow { .. } => return None,
+            AdminOp::StreamList | AdminOp::StreamShow { .. } => return None,
+        })
+    }
+}
+
 /// The administrator, who acts as owner everywhere.
 #[must_use]
 pub fn admin() -> Actor {
@@ -81,6 +110,14 @@ impl Galleries {
 
     /// Runs an administrative operation.
     pub fn admin(&self, op: &AdminOp) -> Result<Value> {
+        let done = self.admin_op(op)?;
+        if let Some(event) = op.audit_event() {
+            self.volume().audit_or_log(event);
+        }
+        Ok(done)
+    }
+
+    fn admin_op(&self, op: &AdminOp) -> Result<Value> {
         let a = admin();
         Ok(match op {
             AdminOp::UserAdd { name, password } => {

@@ -79,6 +79,17 @@ impl Caller {
         }
     }
 
+    /// Who acts, as the audit trail names them: a user, `link:ID`, `token:ID` or `admin`.
+    #[must_use]
+    pub fn who(&self) -> String {
+        match self {
+            Caller::Principal(Principal::User(u)) => u.clone(),
+            Caller::Principal(Principal::Link { id, .. }) => format!("link:{id}"),
+            Caller::Principal(Principal::Admin) => "admin".into(),
+            Caller::Scoped(t) => format!("token:{}", t.id),
+        }
+    }
+
     /// The user behind the call, if it is one.
     #[must_use]
     pub fn user(&self) -> Option<&str> {

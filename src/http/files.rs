@@ -308,12 +308,17 @@ async fn list(state: &Arc<Sidecar>, dir: crate::Ino, path: &str, query: &str) ->
 }
 
 /// `DELETE`: a file, or an empty directory.
-pub async fn delete(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<Arc<Sidecar>>,
+    client: super::observe::Client,
+    req: Request,
+) -> ApiResult<StatusCode> {
     let path = volume_path(raw_path(&req))?;
     if path == "/" {
         return Err(ApiError::bad_request("the root cannot be deleted"));
     }
-    authorize(&state, req.headers(), &path, Permission::Delete).await?;
+    let token = authorize(&state, req.headers(), &path, Permission::Delete).await?;
+    let event = crate::volume::AuditEvent::new("delete", format!("token:{}", token.id), &path);
     let (parent_path, name) = path.rsplit_once('/').expect("starts with /");
     let (parent_path, name) = (parent_path.to_string(), name.to_string());
     state
@@ -325,6 +330,7 @@ pub async fn delete(State(state): State<Arc<Sidecar>>, req: Request) -> ApiResul
             }
         })
         .await?;
+    state.audit(client, event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -4,12 +4,14 @@
 
 use super::auth::{caller, credential_of, Caller, SESSION_COOKIE};
 use super::error::{ApiError, ApiResult};
+use super::observe::Client;
 use super::Sidecar;
 use crate::gallery::collab::Target;
 use crate::gallery::items::{ListQuery, SortKey};
 use crate::gallery::users::Principal;
 use crate::gallery::{Action, Actor, Gallery, Role};
 use crate::ids::Ino;
+use crate::volume::AuditEvent;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +27,8 @@ pub(super) struct Ctx {
     pub gallery: Gallery,
     pub actor: Actor,
     pub path: String,
+    /// Who acts, for the audit trail (`Caller::who`).
+    pub who: String,
 }
 
 /// Resolves the caller and their role in gallery `id`; a gallery they have no role in is
@@ -45,7 +49,7 @@ pub(super) async fn ctx_of(state: &Sidecar, caller: Caller, id: &str) -> ApiResu
         .await?;
     let actor =
         caller.actor_in(&gallery, &path).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such gallery"))?;
-    Ok(Ctx { gallery, actor, path })
+    Ok(Ctx { gallery, actor, path, who: caller.who() })
 }
 
 fn item_ino(item: &str) -> ApiResult<Ino> {
@@ -68,9 +72,15 @@ pub struct Login {
 }
 
 /// `POST /api/login`.
-pub async fn login(State(state): S, Json(body): Json<Login>) -> ApiResult<Response> {
+pub async fn login(State(state): S, client: Client, Json(body): Json<Login>) -> ApiResult<Response> {
     let user = body.user.clone();
-    let (token, expires) = state.gallery(move |gs| gs.login(&body.user, &body.password)).await?;
+    let result = state.gallery(move |gs| gs.login(&body.user, &body.password)).await;
+    let event = match &result {
+        Ok(_) => AuditEvent::new("login", &user, ""),
+        Err(e) => AuditEvent::new("login.failed", &user, "").detail(&e.message),
+    };
+    state.audit(client, event).await;
+    let (token, expires) = result?;
     let mut r = Json(json!({ "token": token, "user": user, "expires": crate::utc::rfc3339(expires) })).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, expires, state.config.tls));
     Ok(r)
@@ -105,10 +115,17 @@ pub struct OpenLink {
 }
 
 /// `POST /api/share/open`: a session bound to a share link.
-pub async fn open_link(State(state): S, Json(body): Json<OpenLink>) -> ApiResult<Response> {
-    let (token, expires, principal) =
-        state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref())).await?;
+pub async fn open_link(State(state): S, client: Client, Json(body): Json<OpenLink>) -> ApiResult<Response> {
+    let result = state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref())).await;
+    let (token, expires, principal) = match result {
+        Ok(opened) => opened,
+        Err(e) => {
+            state.audit(client, AuditEvent::new("share.open.failed", "anonymous", "").detail(&e.message)).await;
+            return Err(e);
+        }
+    };
     let Principal::Link { id, gallery, role, .. } = principal else { unreachable!("a link opens a link session") };
+    state.audit(client, AuditEvent::new("share.open", format!("link:{id}"), &gallery).detail(role.as_str())).await;
     let mut r = Json(json!({
         "token": token, "gallery": gallery, "role": role, "link": id, "expires": crate::utc::rfc3339(expires),
     }))
@@ -162,7 +179,12 @@ pub struct NewGallery {
 /// `POST /api/galleries`: a user creates a new gallery directory under `galleries_root`,
 /// which they own; an API token that may write and delete under `path` marks that
 /// existing directory as a gallery of `owner`.
-pub async fn create(State(state): S, headers: HeaderMap, Json(body): Json<NewGallery>) -> ApiResult<Response> {
+pub async fn create(
+    State(state): S,
+    client: Client,
+    headers: HeaderMap,
+    Json(body): Json<NewGallery>,
+) -> ApiResult<Response> {
     let caller = caller(&state, &headers).await?;
     let g = match (&caller, body.path.clone()) {
         (Caller::Scoped(token), Some(path)) => {
@@ -192,6 +214,7 @@ pub async fn create(State(state): S, headers: HeaderMap, Json(body): Json<NewGal
         }
     };
     let c = ctx_of(&state, caller, &g.id).await?;
+    state.audit(client, AuditEvent::new("gallery.create", &c.who, &g.id).detail(&c.path)).await;
     Ok((StatusCode::CREATED, Json(gallery_json(&c.gallery, &c.path, &c.actor))).into_response())
 }
 
@@ -233,9 +256,16 @@ pub async fn retitle(
 }
 
 /// `DELETE /api/galleries/{id}`: sharing ends; the directory stays.
-pub async fn delete(State(state): S, headers: HeaderMap, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): S,
+    client: Client,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
+    let event = AuditEvent::new("gallery.delete", &c.who, &id).detail(&c.path);
     state.gallery(move |gs| gs.gallery_delete(&id, &c.actor)).await?;
+    state.audit(client, event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -337,12 +367,15 @@ pub async fn rename(
 /// `DELETE /api/galleries/{id}/items/{item}`.
 pub async fn delete_item(
     State(state): S,
+    client: Client,
     headers: HeaderMap,
     Path((id, item)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
     let ino = item_ino(&item)?;
+    let event = AuditEvent::new("delete", &c.who, format!("{}#{item}", c.path)).detail(format!("gallery {id}"));
     state.gallery(move |gs| gs.delete_item(&c.gallery, &c.actor, ino)).await?;
+    state.audit(client, event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -504,23 +537,29 @@ pub struct SetRole {
 /// `PUT /api/galleries/{id}/members/{user}`.
 pub async fn set_member(
     State(state): S,
+    client: Client,
     headers: HeaderMap,
     Path((id, user)): Path<(String, String)>,
     Json(b): Json<SetRole>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
+    let event = AuditEvent::new("role.set", &c.who, &id).detail(format!("{user}: {}", b.role.as_str()));
     let g = state.gallery(move |gs| gs.gallery_set_member(&id, &c.actor, &user, Some(b.role))).await?;
+    state.audit(client, event).await;
     Ok(Json(json!({ "members": g.members })))
 }
 
 /// `DELETE /api/galleries/{id}/members/{user}`.
 pub async fn remove_member(
     State(state): S,
+    client: Client,
     headers: HeaderMap,
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
+    let event = AuditEvent::new("role.remove", &c.who, &id).detail(&user);
     let g = state.gallery(move |gs| gs.gallery_set_member(&id, &c.actor, &user, None)).await?;
+    state.audit(client, event).await;
     Ok(Json(json!({ "members": g.members })))
 }
 
@@ -532,12 +571,15 @@ pub struct NewOwner {
 /// `POST /api/galleries/{id}/owner`.
 pub async fn transfer(
     State(state): S,
+    client: Client,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(b): Json<NewOwner>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
+    let event = AuditEvent::new("gallery.transfer", &c.who, &id).detail(&b.user);
     let g = state.gallery(move |gs| gs.gallery_transfer(&id, &c.actor, &b.user)).await?;
+    state.audit(client, event).await;
     Ok(Json(json!({ "owner": g.owner(), "members": g.members })))
 }
 
@@ -558,6 +600,7 @@ pub struct NewLink {
 /// `POST /api/galleries/{id}/links`.
 pub async fn link_create(
     State(state): S,
+    client: Client,
     headers: HeaderMap,
     Path(id): Path<String>,
     Json(b): Json<NewLink>,
@@ -566,8 +609,11 @@ pub async fn link_create(
     let role = b.role.unwrap_or(Role::Viewer);
     let ttl = b.expires_in_secs.unwrap_or(7 * 86_400);
     let password = b.password.filter(|p| !p.is_empty());
+    let (who, gallery) = (c.who.clone(), c.gallery.id.clone());
     let (info, token) =
         state.gallery(move |gs| gs.link_create(&c.gallery, &c.actor, role, ttl, password.as_deref())).await?;
+    let detail = format!("link {}: {}, {ttl} s", info.id, role.as_str());
+    state.audit(client, AuditEvent::new("share.create", who, gallery).detail(detail)).await;
     let url = format!("/s/{token}");
     Ok((StatusCode::CREATED, Json(json!({ "link": info, "token": token, "url": url }))).into_response())
 }
@@ -575,11 +621,14 @@ pub async fn link_create(
 /// `DELETE /api/galleries/{id}/links/{link}`.
 pub async fn link_revoke(
     State(state): S,
+    client: Client,
     headers: HeaderMap,
     Path((id, link)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let c = ctx(&state, &headers, &id).await?;
+    let event = AuditEvent::new("share.revoke", &c.who, &id).detail(format!("link {link}"));
     state.gallery(move |gs| gs.link_revoke(&c.gallery, &c.actor, &link)).await?;
+    state.audit(client, event).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

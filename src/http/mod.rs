@@ -224,6 +224,18 @@ impl Sidecar {
         m.live_viewers.set(viewers as i64);
     }
 
+    /// Appends `event`, with the client's address, to the audit trail (a failure to is
+    /// logged: the act itself has happened).
+    async fn audit(&self, client: observe::Client, event: crate::volume::AuditEvent) {
+        let event = event.from_address(client.0);
+        let _ = self
+            .blocking(move |vol| {
+                vol.audit_or_log(event);
+                Ok(())
+            })
+            .await;
+    }
+
     /// A gallery call, on the blocking pool.
     async fn gallery<T: Send + 'static>(
         &self,
@@ -421,6 +433,7 @@ pub async fn serve<L>(
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
+    for<'a> observe::PeerAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let sweeper = tokio::spawn(tus::expire_loop(state.clone()));
     let indexer = tokio::spawn(media::index_loop(state.clone()));
@@ -429,7 +442,8 @@ where
     start_live(&state).await;
     let rtmp = start_rtmp(&state).await;
     let live_access = tokio::spawn(live::watch_access(state.clone()));
-    let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let app = router(state).into_make_service_with_connect_info::<observe::PeerAddr>();
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     live_access.abort();
     if let Some(r) = rtmp {
         r.abort();

@@ -19,6 +19,34 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
+/// The peer address of a connection, as `axum::serve` hands it over (plain TCP or TLS).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, super::tls::TlsListener>> for PeerAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, super::tls::TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
+/// The client's address (`None` when the router runs without a listener, in tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Client>().copied().unwrap_or_default())
+    }
+}
+
 /// The header that carries a request's id.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -41,12 +69,14 @@ fn request_id(req: &Request) -> String {
 
 /// The middleware: id, span, count and latency (to the response's head; a streamed body
 /// may take longer), and one log line for each failed request.
-pub async fn observe(req: Request, next: Next) -> Response {
+pub async fn observe(mut req: Request, next: Next) -> Response {
     let id = request_id(&req);
+    let client = Client(req.extensions().get::<axum::extract::ConnectInfo<PeerAddr>>().map(|c| c.0 .0.ip()));
+    req.extensions_mut().insert(client);
     // The pattern, not the path: one series per route however many files there are.
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %id, %method, %route);
+    let span = tracing::info_span!("request", request_id = %id, %method, %route, client = client.0.map(tracing::field::display));
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();

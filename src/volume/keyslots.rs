@@ -58,7 +58,10 @@ impl Volume {
         *ring = next;
         self.chunks.codec.set_keys(&ring);
         tracing::info!(epoch = ring.current_epoch(), "key rotated");
-        Ok(RotateReport { epoch: ring.current_epoch(), dropped_slots: dropped })
+        let report = RotateReport { epoch: ring.current_epoch(), dropped_slots: dropped };
+        drop(ring);
+        self.audit_or_log(super::AuditEvent::new("key.rotate", "admin", format!("epoch {}", report.epoch)));
+        Ok(report)
     }
 
     /// Re-seals every chunk of an older epoch under the current key, then forgets the keys
@@ -129,6 +132,9 @@ impl Volume {
             report.epochs_forgotten = unused;
         }
         tracing::info!(?report, "rekey finished");
+        drop(ring);
+        let detail = format!("epochs forgotten: {:?}", report.epochs_forgotten);
+        self.audit_or_log(super::AuditEvent::new("key.rekey", "admin", "").detail(detail));
         Ok(report)
     }
 }

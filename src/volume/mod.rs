@@ -6,6 +6,7 @@
 //! and space counters exact. docs/design.md gives the overview.
 
 mod acl;
+mod audit;
 mod check;
 pub mod chunks;
 mod closing;
@@ -32,6 +33,7 @@ mod walk;
 
 /// How durable a commit is; the engine's own choice of the store's.
 pub use crate::store::Durability;
+pub use audit::{AuditEvent, AuditRecord, AuditVerdict};
 pub use check::CheckReport;
 pub use error::{Error, Result};
 pub use extents::{Seek, MAX_COPY};
@@ -414,5 +416,20 @@ impl Volume {
             txn.commit(Durability::Buffered)?;
         }
         Ok(())
+    }
+}
+
+/// A volume in a temporary directory, for the engine's unit tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::{OpenOptions, Volume};
+
+    pub(crate) fn scratch_volume() -> (tempfile::TempDir, Volume) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("vol");
+        Volume::init(&dir, b"unit-test", crate::crypto::kdf::Argon2Params::TEST_ONLY).unwrap();
+        let keys = Volume::unlock(&dir, &super::Credential::Passphrase(b"unit-test".to_vec().into())).unwrap();
+        let vol = Volume::open(&dir, keys, &OpenOptions::default()).unwrap();
+        (tmp, vol)
     }
 }

@@ -133,6 +133,12 @@ impl Volume {
         let json = serde_json::to_vec(&stored).expect("token serialises");
         batch.put(Cf::Meta, &key, &self.meta.seal(Cf::Meta.name(), &key, &json));
         self.store.commit(batch, Durability::Synced)?;
+        let scope = format!("{} {:?} until {}", info.prefix, info.allow, crate::utc::rfc3339(info.expires));
+        let scope = match &info.user {
+            Some(u) => format!("{scope}, as {u}"),
+            None => scope,
+        };
+        self.audit_or_log(super::AuditEvent::new("token.create", "admin", &info.id).detail(scope.to_lowercase()));
         Ok((info.clone(), format!("{TOKEN_PREFIX}{}_{}", info.id, hex(&secret))))
     }
 
@@ -159,6 +165,7 @@ impl Volume {
         let mut batch = self.store.batch();
         batch.delete(Cf::Meta, &key);
         self.store.commit(batch, Durability::Synced)?;
+        self.audit_or_log(super::AuditEvent::new("token.revoke", "admin", id));
         Ok(())
     }
 

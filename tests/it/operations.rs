@@ -129,3 +129,64 @@ fn readiness_fails_while_the_disk_is_full_or_the_mount_read_only_and_says_why() 
     assert!(why.contains("read-only"), "{why}");
     m.unmount();
 }
+
+/// `nanofs audit export`, parsed.
+fn audit_records(v: &TestVolume, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = v.run_ok(&[&["audit", "export", v.path()][..], extra].concat());
+    out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+#[test]
+fn security_acts_land_in_a_verified_audit_trail_and_tampering_is_named() {
+    let v = TestVolume::new();
+    let pw = v.tmp.path().join("alice.pw");
+    std::fs::write(&pw, "alice-password-1\n").unwrap();
+    v.run_ok(&["user", "add", v.path(), "alice", "--password-file", pw.to_str().unwrap()]);
+    let deleter =
+        v.run_ok(&["token", "create", v.path(), "--allow", "read,delete", "--name", "cleanup"]).trim().to_string();
+    let (m, base) = mount_serving(&v, &[], &[]);
+    std::fs::write(m.p("old.txt"), b"to be deleted over HTTP").unwrap();
+    let login = format!("{base}/api/login");
+    let json = "Content-Type: application/json";
+    let (status, _, _) = curl(&["-X", "POST", "-H", json, "-d", r#"{"user":"alice","password":"guess"}"#, &login]);
+    assert_eq!(status, 401);
+    let (status, _, _) =
+        curl(&["-X", "POST", "-H", json, "-d", r#"{"user":"alice","password":"alice-password-1"}"#, &login]);
+    assert_eq!(status, 200);
+    let (status, _, _) = curl(&["-X", "DELETE", "-H", &bearer(&deleter), &format!("{base}/files/old.txt")]);
+    assert_eq!(status, 204);
+    // A key slot added while mounted is recorded through the daemon.
+    let second = v.tmp.path().join("second.pass");
+    std::fs::write(&second, "a second passphrase for the audit test\n").unwrap();
+    v.run_ok(&["key", "add", v.path(), "--new-passphrase-file", second.to_str().unwrap()]);
+
+    let records = audit_records(&v, &[]);
+    let acts: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(acts, ["user.add", "token.create", "login.failed", "login", "delete", "key.add"], "{records:#?}");
+    let failed = &records[2];
+    assert_eq!((failed["actor"].as_str(), failed["address"].as_str()), (Some("alice"), Some("127.0.0.1")));
+    assert!(!failed.to_string().contains("guess"), "no password in the trail");
+    let token_id = deleter.trim_start_matches("nft_").split('_').next().unwrap();
+    assert_eq!(records[4]["actor"], format!("token:{token_id}"));
+    assert_eq!(records[4]["target"], "/old.txt");
+    assert!(records[4]["time"].as_str().unwrap().ends_with('Z'));
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"], i as u64);
+    }
+    assert!(audit_records(&v, &["--since", "2999-01-01"]).is_empty());
+    assert_eq!(audit_records(&v, &["--since", "1h"]).len(), records.len());
+    let verdict = v.run_ok(&["audit", "verify", v.path()]);
+    assert!(verdict.starts_with("audit trail intact: 6 records, head "), "{verdict}");
+    m.unmount();
+
+    // Deleting a record, even with full access to the database, is named by `verify`.
+    let store = nanofs::store::Store::open(&v.dir, nanofs::store::OpenMode::ReadWrite).unwrap();
+    let mut batch = store.batch();
+    batch.delete(nanofs::store::Cf::Meta, &[&b"audit/"[..], &3u64.to_be_bytes()].concat());
+    store.commit(batch, nanofs::store::Durability::Synced).unwrap();
+    drop(store);
+    let out = v.run(&["audit", "verify", v.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("broken at record 3: records 3 to 3 are missing"), "{err}");
+}
