@@ -392,8 +392,12 @@ mod tests {
         assert!(verify_password(&h, "correct horse"));
         assert!(!verify_password(&h, "correct horsf"));
         assert!(hash_password("short").is_err());
-        // The dummy parses, so an unknown user costs a real verification.
-        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+        // The dummy parses with the parameters of real hashes, so an unknown user costs
+        // the same verification as a known one.
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let real = PasswordHash::new(&h).unwrap();
+        assert_eq!((dummy.algorithm, dummy.version, &dummy.params), (real.algorithm, real.version, &real.params));
+        assert_eq!(dummy.hash.map(|o| o.len()), real.hash.map(|o| o.len()));
         assert!(!verify_password(DUMMY_HASH, "anything"));
     }
 

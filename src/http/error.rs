@@ -17,12 +17,14 @@ pub struct ApiError {
     pub password_required: bool,
     /// More fields of the JSON body, for clients that act on them (an object).
     pub detail: Option<serde_json::Value>,
+    /// When to try again (`Retry-After`, whole seconds rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     /// An error with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), password_required: false, detail: None }
+        Self { status, message: message.into(), password_required: false, detail: None, retry_after: None }
     }
 
     /// The same error with the fields of `detail` (an object) in its body.
@@ -30,6 +32,11 @@ impl ApiError {
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);
         self
+    }
+
+    /// 429 Too Many Requests, to try again after `wait`.
+    pub fn too_many(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, message) }
     }
 
     /// 400 Bad Request.
@@ -101,6 +108,10 @@ impl IntoResponse for ApiError {
         let mut r = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut().insert("www-authenticate", HeaderValue::from_static("Bearer"));
+        }
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            r.headers_mut().insert("retry-after", HeaderValue::from(secs.max(1)));
         }
         r
     }

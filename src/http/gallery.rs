@@ -74,12 +74,9 @@ pub struct Login {
 /// `POST /api/login`.
 pub async fn login(State(state): S, client: Client, Json(body): Json<Login>) -> ApiResult<Response> {
     let user = body.user.clone();
-    let result = state.gallery(move |gs| gs.login(&body.user, &body.password)).await;
-    let event = match &result {
-        Ok(_) => AuditEvent::new("login", &user, ""),
-        Err(e) => AuditEvent::new("login.failed", &user, "").detail(&e.message),
-    };
-    state.audit(client, event).await;
+    let login = state.gallery(move |gs| gs.login(&body.user, &body.password));
+    let result = state.password_try(&user, client, login).await;
+    state.audit_password_try(client, &result, || AuditEvent::new("login", &user, "")).await;
     let (token, expires) = result?;
     let mut r = Json(json!({ "token": token, "user": user, "expires": crate::utc::rfc3339(expires) })).into_response();
     r.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, expires, state.config.tls));
@@ -116,16 +113,17 @@ pub struct OpenLink {
 
 /// `POST /api/share/open`: a session bound to a share link.
 pub async fn open_link(State(state): S, client: Client, Json(body): Json<OpenLink>) -> ApiResult<Response> {
-    let result = state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref())).await;
-    let (token, expires, principal) = match result {
-        Ok(opened) => opened,
-        Err(e) => {
-            state.audit(client, AuditEvent::new("share.open.failed", "anonymous", "").detail(&e.message)).await;
-            return Err(e);
-        }
+    // Tries of a link's password are throttled by the link (its id, never its secret).
+    let link = format!("link:{}", body.token.split('_').nth(1).unwrap_or_default());
+    let open = state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref()));
+    let result = state.password_try(&link, client, open).await;
+    let gallery_of = |r: &ApiResult<(String, i64, Principal)>| match r {
+        Ok((_, _, Principal::Link { gallery, .. })) => gallery.clone(),
+        _ => String::new(),
     };
+    state.audit_password_try(client, &result, || AuditEvent::new("share.open", &link, gallery_of(&result))).await;
+    let (token, expires, principal) = result?;
     let Principal::Link { id, gallery, role, .. } = principal else { unreachable!("a link opens a link session") };
-    state.audit(client, AuditEvent::new("share.open", format!("link:{id}"), &gallery).detail(role.as_str())).await;
     let mut r = Json(json!({
         "token": token, "gallery": gallery, "role": role, "link": id, "expires": crate::utc::rfc3339(expires),
     }))

@@ -20,6 +20,7 @@ mod path;
 mod render;
 mod renditions;
 mod stream;
+mod throttle;
 pub mod tls;
 mod tus;
 mod ui;
@@ -99,6 +100,10 @@ pub struct Sidecar {
     live_holders: live::Holders,
     /// Live streams packaged for HTTP viewers.
     hub: Arc<crate::live::Hub>,
+    /// Failed password tries by name and network (`throttle`).
+    logins: throttle::LoginThrottle,
+    /// Password hashes computed at once.
+    password_work: tokio::sync::Semaphore,
     /// When an HTTP viewer of a live stream (stream, credential tag) was last checked.
     live_checked: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
 }
@@ -137,6 +142,8 @@ impl Sidecar {
             sfu: std::sync::OnceLock::new(),
             live_holders: std::sync::Mutex::default(),
             hub,
+            logins: throttle::LoginThrottle::default(),
+            password_work: tokio::sync::Semaphore::new(throttle::PASSWORD_WORKERS),
             live_checked: std::sync::Mutex::default(),
         })
     }
@@ -234,6 +241,56 @@ impl Sidecar {
                 Ok(())
             })
             .await;
+    }
+
+    /// Runs `check`, a call that verifies the password tried for `name` from `client`:
+    /// refused at once (429) while that name or network must wait, and counted when it
+    /// fails with 401 (but not when a password is only asked for). At most `PASSWORD_WORKERS` such calls run at once.
+    async fn password_try<T>(
+        &self,
+        name: &str,
+        client: observe::Client,
+        check: impl Future<Output = ApiResult<T>>,
+    ) -> ApiResult<T> {
+        if let Err(wait) = self.logins.check(name, client.0, std::time::Instant::now()) {
+            return Err(ApiError::too_many("too many failed tries: wait before trying again", wait));
+        }
+        let slot = tokio::time::timeout(throttle::PASSWORD_QUEUE_WAIT, self.password_work.acquire()).await;
+        let Ok(Ok(_slot)) = slot else {
+            return Err(ApiError::too_many("too many logins at once", Duration::from_secs(1)));
+        };
+        let result = check.await;
+        match &result {
+            Ok(_) => self.logins.succeeded(name),
+            // Asking for a link's password is not a wrong one.
+            Err(e) if e.status == axum::http::StatusCode::UNAUTHORIZED && !e.password_required => {
+                self.logins.failed(name, client.0, std::time::Instant::now());
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Records the outcome of a `password_try`: `success` when it passed, the same action
+    /// with `.failed` and the reason when the password was refused, nothing when the try
+    /// was turned away before any password was checked (a flood of those would fill the
+    /// trail).
+    async fn audit_password_try<T>(
+        &self,
+        client: observe::Client,
+        result: &ApiResult<T>,
+        success: impl FnOnce() -> crate::volume::AuditEvent,
+    ) {
+        let event = match result {
+            Ok(_) => success(),
+            Err(e) if e.status == axum::http::StatusCode::TOO_MANY_REQUESTS => return,
+            Err(e) => {
+                let mut event = success().detail(&e.message);
+                event.action.push_str(".failed");
+                event
+            }
+        };
+        self.audit(client, event).await;
     }
 
     /// A gallery call, on the blocking pool.

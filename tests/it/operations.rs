@@ -190,3 +190,30 @@ fn security_acts_land_in_a_verified_audit_trail_and_tampering_is_named() {
     assert!(!out.status.success());
     assert!(err.contains("broken at record 3: records 3 to 3 are missing"), "{err}");
 }
+
+#[test]
+fn password_guessing_is_slowed_with_429_and_retry_after() {
+    let v = TestVolume::new();
+    let pw = v.tmp.path().join("alice.pw");
+    std::fs::write(&pw, "alice-password-1\n").unwrap();
+    v.run_ok(&["user", "add", v.path(), "alice", "--password-file", pw.to_str().unwrap()]);
+    let (m, base) = mount_serving(&v, &[], &[]);
+    let login = |user: &str, password: &str| {
+        let body = serde_json::json!({ "user": user, "password": password }).to_string();
+        curl(&["-X", "POST", "-H", "Content-Type: application/json", "-d", &body, &format!("{base}/api/login")])
+    };
+    for i in 0..5 {
+        assert_eq!(login("alice", &format!("guess-{i}")).0, 401, "the first tries are only refused");
+    }
+    // Now every try waits, the right password too: it is not even checked.
+    let (status, headers, body) = login("alice", "alice-password-1");
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    let wait: u64 = headers.lines().find_map(|l| l.strip_prefix("retry-after: ")).unwrap().trim().parse().unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert_eq!(login("nobody", "anything").0, 429, "the address waits too, whatever the name");
+    std::thread::sleep(std::time::Duration::from_secs(wait));
+    assert_eq!(login("alice", "alice-password-1").0, 200, "after the wait the right password works");
+    m.unmount();
+    let failed = audit_records(&v, &[]).iter().filter(|r| r["action"] == "login.failed").count();
+    assert_eq!(failed, 5, "refused tries are recorded, turned-away ones are not");
+}
