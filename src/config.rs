@@ -155,6 +155,8 @@ impl Default for Streaming {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Collaboration {
+    /// Serve the gallery API (off: its routes answer 503).
+    pub enabled: bool,
     /// Galleries one user may own.
     pub max_galleries_per_user: u32,
     /// Volume directory under which users create gallery directories through the API.
@@ -168,6 +170,7 @@ pub struct Collaboration {
 impl Default for Collaboration {
     fn default() -> Self {
         Self {
+            enabled: true,
             max_galleries_per_user: 20,
             galleries_root: "/galleries".into(),
             session_ttl_hours: 168,
@@ -260,6 +263,66 @@ pub enum Compression {
     Off,
 }
 
+/// Keys that take effect while the volume is served: limits, intervals, feature flags,
+/// CORS. A name ending in `.` covers its whole section. The others (chunking, storage,
+/// listening sockets, worker counts) are read once, when the daemon starts.
+pub const LIVE_KEYS: &[&str] = &[
+    "audit.enabled",
+    "sidecar.upload_expiry_secs",
+    "sidecar.max_upload_gib",
+    "sidecar.cors_origins",
+    "media.chunking.",
+    "media.collaboration.",
+    "media.deduplication.gc_interval_hours",
+    "media.streaming.enabled",
+    "media.streaming.enable_hls",
+    "media.streaming.enable_dash",
+    "media.streaming.ladder",
+    "media.streaming.package_on_upload",
+    "media.streaming.max_viewers_per_stream",
+    "media.streaming.record_live",
+    "media.streaming.ice_servers",
+];
+
+fn is_live(key: &str) -> bool {
+    LIVE_KEYS.iter().any(|k| if k.ends_with('.') { key.starts_with(k) } else { key == *k })
+}
+
+/// The dotted keys whose values differ between `old` and `new` (arrays are values), with
+/// the new value.
+fn changed_leaves(
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    at: &str,
+    out: &mut Vec<(String, serde_json::Value)>,
+) {
+    match (old, new) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in b {
+                let key = if at.is_empty() { k.clone() } else { format!("{at}.{k}") };
+                match a.get(k) {
+                    Some(o) => changed_leaves(o, v, &key, out),
+                    None => out.push((key, v.clone())),
+                }
+            }
+        }
+        _ if old != new => out.push((at.to_string(), new.clone())),
+        _ => {}
+    }
+}
+
+/// The outcome of reloading the configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reload {
+    /// The configuration in force now.
+    #[serde(skip)]
+    pub config: Config,
+    /// Keys changed and in force.
+    pub applied: Vec<String>,
+    /// Keys changed in the file that only a restart applies; they keep their values.
+    pub kept: Vec<String>,
+}
+
 /// What is wrong with a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -291,10 +354,42 @@ impl Config {
 
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: String::new(), message: e.message().to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            // The line, so the key at fault can be found (the message names the key).
+            let line = e
+                .span()
+                .map(|s| text.as_bytes()[..s.start.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1);
+            let message = match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            };
+            ConfigError::Parse { path: String::new(), message }
+        })?;
         config.validate().map_err(|message| ConfigError::Invalid { path: String::new(), message })?;
         Ok(config)
+    }
+
+    /// This configuration with the keys of `new` that can change while the volume is
+    /// served (`LIVE_KEYS`); the others keep their values and are named in `kept`.
+    pub fn reloaded(&self, new: &Config) -> Result<Reload, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: String::new(), message };
+        let old = serde_json::to_value(self).expect("a configuration serialises");
+        let mut merged = old.clone();
+        let (mut applied, mut kept) = (Vec::new(), Vec::new());
+        let mut changed = Vec::new();
+        changed_leaves(&old, &serde_json::to_value(new).expect("a configuration serialises"), "", &mut changed);
+        for (key, value) in changed {
+            if is_live(&key) {
+                let pointer = format!("/{}", key.replace('.', "/"));
+                *merged.pointer_mut(&pointer).expect("a key of both") = value;
+                applied.push(key);
+            } else {
+                kept.push(key);
+            }
+        }
+        let config: Config = serde_json::from_value(merged).map_err(|e| invalid(e.to_string()))?;
+        config.validate().map_err(invalid)?;
+        Ok(Reload { config, applied, kept })
     }
 
     /// Checks the values that types alone cannot.
@@ -420,6 +515,33 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reloading_applies_live_keys_and_keeps_the_others() {
+        let new = Config::parse(
+            "[sidecar]\ncors_origins = [\"https://a.example\"]\n[storage]\ncache_mb = 64\n\
+             [media.collaboration]\nenabled = false\n[media.deduplication]\navg_chunk_size_kb = 512\n",
+        )
+        .unwrap();
+        let r = Config::default().reloaded(&new).unwrap();
+        assert_eq!(r.applied, ["media.collaboration.enabled", "sidecar.cors_origins"]);
+        assert_eq!(r.kept, ["media.deduplication.avg_chunk_size_kb", "storage.cache_mb"]);
+        assert!(!r.config.media.collaboration.enabled);
+        assert_eq!(r.config.sidecar.cors_origins, ["https://a.example"]);
+        assert_eq!(r.config.storage.cache_mb, 32, "kept as it was");
+        assert_eq!(
+            r.config.media.deduplication.avg_chunk_size_kb,
+            Config::default().media.deduplication.avg_chunk_size_kb
+        );
+        let same = Config::default().reloaded(&Config::default()).unwrap();
+        assert!(same.applied.is_empty() && same.kept.is_empty());
+    }
+
+    #[test]
+    fn a_parse_error_names_its_line_and_key() {
+        let e = Config::parse("[sidecar]\nupload_expiry_secs = 10\ncors_origin = []\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("cors_origin"), "{e}");
+    }
 
     #[test]
     fn example_file_parses_to_defaults() {

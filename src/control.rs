@@ -108,6 +108,8 @@ pub enum Request {
         /// Its id.
         id: String,
     },
+    /// Read `nanofs.toml` again (answers `Json` with a `config::Reload`).
+    ConfigReload,
     /// Walk the audit trail's chain (answers `Json` with an `AuditVerdict`).
     AuditVerify,
     /// The audit records from `since` (Unix milliseconds) on (answers `Json`).
@@ -351,6 +353,7 @@ fn answer(
             vol.token_revoke(&id)?;
             Response::Done
         }
+        Request::ConfigReload => Response::Json { value: serde_json::to_value(vol.reload_config()?)? },
         Request::AuditVerify => Response::Json { value: serde_json::to_value(vol.audit_verify()?)? },
         Request::AuditExport { since } => Response::Json { value: serde_json::to_value(vol.audit_records(since)?)? },
         Request::Audit { event } => {

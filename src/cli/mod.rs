@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod clone;
+mod config;
 mod credential;
 mod fingerprint;
 mod gallery;
@@ -46,6 +47,8 @@ enum Command {
     Stats(stats::Args),
     /// Delete unreferenced chunks and reclaim their disk space.
     Gc(gc::Args),
+    /// Check nanofs.toml, or reload it in the running daemon (as SIGHUP does).
+    Config(config::Args),
     /// Verify or export the audit trail of security-relevant acts.
     Audit(audit::Args),
     /// Verify references, counts and the tree; with --read-data every chunk.
@@ -103,6 +106,7 @@ pub fn main() -> i32 {
         Command::Gc(a) => gc::run(a),
         Command::Check(a) => check::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Config(a) => config::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),

@@ -212,8 +212,9 @@ fn serve(
         std::fs::File::from(fd).write_all(b"OK\n")?;
     }
     let mp = mountpoint.to_path_buf();
+    let reloader = vol.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
-        if let Ok(sig) = signals.wait() {
+        if let Ok(sig) = super::serve::wait_for_stop(&signals, &reloader) {
             tracing::info!(signal = ?sig, "unmounting");
             if let Err(e) = super::umount::unmount(&mp) {
                 tracing::error!(error = %e, "unmount failed; retrying lazily");
@@ -252,11 +253,12 @@ fn limit_malloc_arenas() {
 /// any case every `gc_interval_hours`. Used by `mount` and by `serve`.
 pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
     std::thread::Builder::new().name("maintenance".into()).spawn(move || {
-        let gc_every =
-            std::time::Duration::from_secs(u64::from(worker.config().media.deduplication.gc_interval_hours) * 3600);
         let mut last_gc = std::time::Instant::now();
         loop {
             std::thread::sleep(COMMIT_INTERVAL);
+            // Read each round: a configuration reload may change it.
+            let gc_every =
+                std::time::Duration::from_secs(u64::from(worker.config().media.deduplication.gc_interval_hours) * 3600);
             if let Err(e) = worker.commit_idle(COMMIT_INTERVAL) {
                 tracing::error!(error = %e, "background commit failed");
             }

@@ -153,6 +153,20 @@ pub fn start(
     Ok(SidecarHandle { stop, thread, addr, scheme })
 }
 
+/// Waits for SIGTERM or SIGINT (returned); each SIGHUP meanwhile reloads the volume's
+/// configuration, as daemons do.
+pub(super) fn wait_for_stop(signals: &SigSet, vol: &Volume) -> nix::Result<Signal> {
+    loop {
+        let sig = signals.wait()?;
+        if sig != Signal::SIGHUP {
+            return Ok(sig);
+        }
+        if let Err(e) = vol.reload_config() {
+            tracing::error!("configuration not reloaded, nothing changed: {e}");
+        }
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     super::install_logging(args.log_format, std::io::stderr, true);
     let dir = std::fs::canonicalize(&args.volume)
@@ -180,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!("listening on {}://{}", handle.scheme, handle.addr);
     use std::io::Write;
     std::io::stdout().flush()?;
-    let sig = signals.wait()?;
+    let sig = wait_for_stop(&signals, &vol)?;
     tracing::info!(signal = ?sig, "stopping");
     handle.stop();
     control::remove_socket(&dir);

@@ -122,7 +122,7 @@ pub async fn start(
     crate::crypto::keys::random_bytes(&mut id);
     let id = crate::ids::hex(&id);
     let mut sessions = state.deltas.lock().expect("sessions");
-    let expiry = state.config.upload_expiry;
+    let expiry = state.upload_expiry();
     sessions.retain(|_, s| s.created.elapsed() < expiry);
     sessions.insert(id.clone(), Session { owner: token.id, target, entries, created: Instant::now() });
     Ok(Json(Plan { session: id, missing, reused_bytes }))

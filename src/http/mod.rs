@@ -37,10 +37,11 @@ use std::time::Duration;
 /// Settings of the sidecar.
 #[derive(Debug, Clone)]
 pub struct SidecarConfig {
-    /// How long an incomplete upload is kept.
-    pub upload_expiry: Duration,
-    /// Largest upload accepted (`Tus-Max-Size`).
-    pub max_upload: u64,
+    /// How long an incomplete upload is kept; `None`: `[sidecar] upload_expiry_secs`,
+    /// read at each use (it may be reloaded).
+    pub upload_expiry: Option<Duration>,
+    /// Largest upload accepted (`Tus-Max-Size`); `None`: `[sidecar] max_upload_gib`.
+    pub max_upload: Option<u64>,
     /// Served over TLS (session cookies get `Secure`).
     pub tls: bool,
     /// The sidecar's own loopback address (`http://127.0.0.1:PORT`), for ffmpeg to read
@@ -53,15 +54,8 @@ pub struct SidecarConfig {
 impl SidecarConfig {
     /// The settings of a volume's `[sidecar]` section.
     #[must_use]
-    pub fn from_volume(vol: &Volume) -> Self {
-        let s = &vol.config().sidecar;
-        Self {
-            upload_expiry: Duration::from_secs(s.upload_expiry_secs),
-            max_upload: s.max_upload_gib << 30,
-            tls: false,
-            self_url: None,
-            listen: None,
-        }
+    pub fn from_volume(_vol: &Volume) -> Self {
+        Self { upload_expiry: None, max_upload: None, tls: false, self_url: None, listen: None }
     }
 }
 
@@ -208,6 +202,16 @@ impl Sidecar {
         self.on_pool(move |g| f(g.volume())).await
     }
 
+    /// How long an incomplete upload is kept.
+    fn upload_expiry(&self) -> Duration {
+        self.config.upload_expiry.unwrap_or_else(|| Duration::from_secs(self.vol.config().sidecar.upload_expiry_secs))
+    }
+
+    /// The largest upload accepted.
+    fn max_upload(&self) -> u64 {
+        self.config.max_upload.unwrap_or_else(|| self.vol.config().sidecar.max_upload_gib << 30)
+    }
+
     /// Copies the figures of the services into the metrics, before a scrape.
     async fn set_service_gauges(&self) {
         let m = crate::metrics::get();
@@ -330,7 +334,7 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .route("/api/delta/{id}/commit", post(delta::commit))
         .route("/uploads", post(tus::create).options(tus::options))
         .route("/uploads/{id}", axum::routing::head(tus::head).patch(tus::patch).delete(tus::terminate))
-        .merge(gallery_routes())
+        .merge(gallery_routes(&state))
         .route("/internal/items/{ino}", get(media::internal_item).head(media::internal_item))
         .merge(live_routes(&state))
         // Upload bodies stream to the engine and are bounded by Upload-Length; the small
@@ -357,7 +361,7 @@ fn live_routes(state: &Arc<Sidecar>) -> Router<Arc<Sidecar>> {
 }
 
 /// The gallery API (docs/galleries.md).
-fn gallery_routes() -> Router<Arc<Sidecar>> {
+fn gallery_routes(state: &Arc<Sidecar>) -> Router<Arc<Sidecar>> {
     use axum::routing::{delete, patch, put};
     const G: &str = "/api/galleries/{id}";
     const I: &str = "/api/galleries/{id}/items/{item}";
@@ -386,6 +390,21 @@ fn gallery_routes() -> Router<Arc<Sidecar>> {
         .route(&format!("{G}/links/{{link}}"), delete(gallery::link_revoke))
         .route(&format!("{G}/events"), get(events::events))
         .route(&format!("{G}/streams"), get(live::gallery_streams))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), galleries_enabled))
+}
+
+/// Turns the gallery API away while `[media.collaboration] enabled = false`.
+async fn galleries_enabled(
+    axum::extract::State(state): axum::extract::State<Arc<Sidecar>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !state.vol.config().media.collaboration.enabled {
+        let why = "shared galleries are turned off ([media.collaboration] enabled = false)";
+        return ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+    }
+    next.run(req).await
 }
 
 /// `GET /readyz`: 200 while the volume takes writes, else 503 and why (read-only, disk

@@ -85,7 +85,7 @@ pub async fn options(State(state): State<Arc<Sidecar>>) -> Response {
         vec![
             ("tus-version", VERSION.into()),
             ("tus-extension", EXTENSIONS.into()),
-            ("tus-max-size", state.config.max_upload.to_string()),
+            ("tus-max-size", state.max_upload().to_string()),
             ("tus-checksum-algorithm", "sha1,sha256".into()),
         ],
     );
@@ -193,7 +193,7 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
     let concat = header(headers, "upload-concat").unwrap_or("");
     let partial = concat == "partial";
     let target = if partial { None } else { Some(target_of(&meta, &token)?) };
-    let expires = now() + state.config.upload_expiry.as_secs() as i64;
+    let expires = now() + state.upload_expiry().as_secs() as i64;
     let mut id = [0u8; 16];
     crate::crypto::keys::random_bytes(&mut id);
     let id = crate::ids::hex(&id);
@@ -202,7 +202,7 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
         let parts = final_parts(list)?;
         let target = target.expect("a final upload has a target");
         let (tok, t, i, m) = (token.clone(), target.clone(), id.clone(), raw_meta.clone());
-        let max = state.config.max_upload;
+        let max = state.max_upload();
         let size = state
             .on_pool(move |g| -> ApiResult<u64> {
                 let vol = g.volume();
@@ -289,7 +289,7 @@ async fn begin(
     owner: String,
     author: Option<String>,
 ) -> ApiResult<Response> {
-    let expires = now() + state.config.upload_expiry.as_secs() as i64;
+    let expires = now() + state.upload_expiry().as_secs() as i64;
     let mut id = [0u8; 16];
     crate::crypto::keys::random_bytes(&mut id);
     let id = crate::ids::hex(&id);
@@ -298,7 +298,7 @@ async fn begin(
         (None, Some("1")) => None,
         _ => return Err(ApiError::bad_request("Upload-Length or Upload-Defer-Length: 1 is required")),
     };
-    if length.is_some_and(|l| l > state.config.max_upload) {
+    if length.is_some_and(|l| l > state.max_upload()) {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "larger than Tus-Max-Size"));
     }
     let st = UploadState { id: id.clone(), length, metadata: raw_meta, target, expires, partial, owner, author };
@@ -438,7 +438,7 @@ async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: 
     if st.length.is_none() {
         if let Some(l) = header(headers, "upload-length") {
             let l: u64 = l.parse().map_err(|_| ApiError::bad_request("Upload-Length must be a number"))?;
-            if l < offset || l > state.config.max_upload {
+            if l < offset || l > state.max_upload() {
                 return Err(ApiError::bad_request("Upload-Length is smaller than what arrived, or too large"));
             }
             st.length = Some(l);
@@ -490,7 +490,7 @@ async fn receive(
             })
         }
     };
-    let limit = st.length.unwrap_or(state.config.max_upload);
+    let limit = st.length.unwrap_or(state.max_upload());
     let _slot = state
         .upload_writers
         .acquire()
@@ -608,7 +608,7 @@ pub async fn terminate(State(state): State<Arc<Sidecar>>, Path(id): Path<String>
 /// chunks go to GC.
 pub async fn expire_loop(state: Arc<Sidecar>) {
     let every =
-        (state.config.upload_expiry / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
+        (state.upload_expiry() / 4).clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;

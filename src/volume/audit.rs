@@ -111,7 +111,7 @@ impl Volume {
     /// Appends `event` to the audit trail, durably. A read-only volume records nothing (the
     /// act is logged instead).
     pub fn audit(&self, event: AuditEvent) -> Result<()> {
-        if self.read_only || !self.config.audit.enabled {
+        if self.read_only || !self.config().audit.enabled {
             if self.read_only {
                 tracing::info!(action = %event.action, actor = %event.actor, target = %event.target, "not audited: the volume is read-only");
             }

@@ -156,7 +156,8 @@ impl Stats {
 /// An open, unlocked volume.
 pub struct Volume {
     dir: PathBuf,
-    config: Config,
+    /// `nanofs.toml`; its live keys change on `reload_config`.
+    config: RwLock<Arc<Config>>,
     store: Arc<Store>,
     keys: Subkeys,
     meta: MetaSealer,
@@ -265,7 +266,7 @@ impl Volume {
         let cache_mb = opts.cache_mb.unwrap_or(config.storage.cache_mb);
         let vol = Self {
             dir: dir.to_path_buf(),
-            config: config.clone(),
+            config: RwLock::new(Arc::new(config.clone())),
             meta: MetaSealer::new(keys.meta_seal.clone()),
             chunks: Arc::new(chunks::Chunks::new(store.clone(), codec, ChunkCache::new(cache_mb as usize * (1 << 20)))),
             store,
@@ -322,10 +323,22 @@ impl Volume {
         &self.dir
     }
 
-    /// The volume's configuration (`nanofs.toml`).
+    /// The volume's configuration (`nanofs.toml`) in force now. Read it where it is
+    /// used, not once at start, so a reload's live keys take effect.
     #[must_use]
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn config(&self) -> Arc<Config> {
+        self.config.read().expect("config").clone()
+    }
+
+    /// Reads `nanofs.toml` again and puts its live keys in force (`Config::reloaded`); an
+    /// invalid file changes nothing.
+    pub fn reload_config(&self) -> std::result::Result<crate::config::Reload, crate::config::ConfigError> {
+        let new = Config::load(&self.dir.join(CONFIG_FILE))?;
+        let mut current = self.config.write().expect("config");
+        let reload = current.reloaded(&new)?;
+        *current = Arc::new(reload.config.clone());
+        tracing::info!(applied = ?reload.applied, kept = ?reload.kept, "configuration reloaded");
+        Ok(reload)
     }
 
     /// The secret that places chunk boundaries, hex; `None` for a volume that uses FastCDC's

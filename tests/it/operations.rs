@@ -217,3 +217,44 @@ fn password_guessing_is_slowed_with_429_and_retry_after() {
     let failed = audit_records(&v, &[]).iter().filter(|r| r["action"] == "login.failed").count();
     assert_eq!(failed, 5, "refused tries are recorded, turned-away ones are not");
 }
+
+#[test]
+fn the_configuration_reloads_on_request_and_on_sighup_and_a_bad_file_changes_nothing() {
+    let v = TestVolume::new();
+    let token = v.run_ok(&["token", "create", v.path(), "--allow", "read"]).trim().to_string();
+    let (m, base) = mount_serving(&v, &[], &[]);
+    let galleries = || curl(&["-H", &bearer(&token), &format!("{base}/api/galleries")]);
+    assert_eq!(galleries().0, 200);
+    let toml = v.dir.join("nanofs.toml");
+
+    std::fs::write(&toml, "[media.collaboration]\nenabled = false\n\n[storage]\ncache_mb = 64\n").unwrap();
+    let out = nanofs(&["config", "reload", v.path()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("applied\tmedia.collaboration.enabled"), "{out}");
+    assert!(out.contains("needs a restart\tstorage.cache_mb"), "{out}");
+    let (status, _, body) = galleries();
+    assert_eq!(status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("[media.collaboration] enabled = false"));
+
+    // A wrong file is refused whole, naming the key; what was in force stays.
+    std::fs::write(&toml, "[media.collaboration]\nenabled = true\n\n[sidecar]\nmax_upload_gb = 5\n").unwrap();
+    let out = nanofs(&["config", "reload", v.path()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("nothing changed") && err.contains("line 5") && err.contains("max_upload_gb"), "{err}");
+    assert!(!nanofs(&["config", "check", v.path()]).status.success());
+    assert_eq!(galleries().0, 503, "still as before");
+
+    // SIGHUP does the same as `config reload`, and the mount stays.
+    std::fs::write(&toml, "[media.collaboration]\nenabled = true\n").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(m.pid() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while galleries().0 != 200 {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload:\n{}", m.log_text());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(is_mounted(&m.path), "SIGHUP does not unmount");
+    assert!(m.log_text().contains("configuration reloaded"));
+    m.unmount();
+}

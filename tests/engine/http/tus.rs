@@ -44,7 +44,7 @@ fn offset_of(s: &Served, token: &str, url: &str) -> Option<u64> {
 
 #[test]
 fn discovery_and_requests_tus_refuses() {
-    let s = Served::with("", |c| c.max_upload = 1000);
+    let s = Served::with("", |c| c.max_upload = Some(1000));
     let t = s.admin_token();
     let o = s.send("OPTIONS", "/uploads", None, &[], Vec::new());
     assert_eq!(o.status, 204);
@@ -161,7 +161,7 @@ fn creation_with_the_whole_body_and_concatenation_of_partial_uploads() {
 
 #[test]
 fn a_final_upload_names_each_part_once_and_is_bounded_like_any_upload() {
-    let s = Served::with("", |c| c.max_upload = 10);
+    let s = Served::with("", |c| c.max_upload = Some(10));
     let t = s.admin_token();
     let a = create(&s, &t, 6, None);
     let b = create(&s, &t, 6, None);
