@@ -27,12 +27,17 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo is missing; install Rust (https://rustup.rs) and run again" >&2
   exit 1
 fi
-# The reference tus client, from PyPI, in a venv of its own.
+# Python tools of the tests, from PyPI, in a venv of their own: the reference tus client.
 venv="$HOME/.cache/nanofs-venv"
 if ! "$venv/bin/python" -c "import tusclient" 2>/dev/null; then
   echo "setup: installing tuspy into $venv"
   /usr/bin/python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "tuspy==1.1.0"
+fi
+# Schemathesis, from PyPI, fuzzes the HTTP API from docs/openapi.json (tests/it/operations.rs).
+if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "4.32.5"; then
+  echo "setup: installing schemathesis into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 fi
 # playwright-core, from npm, for the browser tests (it drives Debian's Chromium; no
 # browser is downloaded).

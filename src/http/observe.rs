@@ -95,7 +95,31 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
         }
     });
     response.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&id).expect("an id of plain characters"));
-    response
+    as_json_error(response).await
+}
+
+/// Largest plain-text error body rewritten as JSON.
+const MAX_PLAIN_ERROR: usize = 64 << 10;
+
+/// The framework's own refusals (a body that is not JSON, a malformed query) come as plain
+/// text; every error of the API is `{"error": ...}`, so they are rewritten to match.
+async fn as_json_error(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !plain || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(text) = axum::body::to_bytes(body, MAX_PLAIN_ERROR).await else {
+        return (parts.status, axum::Json(serde_json::json!({ "error": "request refused" }))).into_response();
+    };
+    let json = serde_json::json!({ "error": String::from_utf8_lossy(&text).trim() }).to_string();
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(json))
 }
 
 /// `GET /metrics`: the Prometheus exposition, to a token that allows `metrics`.

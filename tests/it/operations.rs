@@ -258,3 +258,35 @@ fn the_configuration_reloads_on_request_and_on_sighup_and_a_bad_file_changes_not
     assert!(m.log_text().contains("configuration reloaded"));
     m.unmount();
 }
+
+/// The checks of the fuzzing pass: no 5xx, and every answer as documented (status,
+/// content type, headers, body schema), and no operation that needs a token works without.
+const FUZZ_CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                           response_schema_conformance,response_headers_conformance,ignored_auth";
+
+#[test]
+fn a_fuzzing_pass_from_the_openapi_description_finds_no_5xx_and_no_undocumented_answer() {
+    let v = TestVolume::new();
+    // Port 0: WebRTC on a port of its own, so WHIP and WHEP are fuzzed, not refused for a
+    // port another test holds.
+    std::fs::write(v.dir.join("nanofs.toml"), "[media.streaming]\nwebrtc_port = 0\n").unwrap();
+    let token = v.run_ok(&["token", "create", v.path(), "--allow", "read,write,delete,metrics"]).trim().to_string();
+    let server = crate::http::Server::start(&v);
+    let schemathesis = format!("{}/.cache/nanofs-venv/bin/schemathesis", std::env::var("HOME").unwrap());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(schemathesis)
+        .args(["run", &format!("{root}/docs/openapi.json"), "--url", &server.base])
+        .args(["-H", &bearer(&token), "--checks", FUZZ_CHECKS, "--max-time", "45", "--no-color"])
+        // Upload bytes and session descriptions are sent as generated (tests/fuzz/hooks.py).
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", format!("{root}/tests/fuzz"))
+        .current_dir(v.tmp.path())
+        .output()
+        .expect("schemathesis runs (scripts/setup.sh installs it)");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    let generated = report.lines().find(|l| l.contains(" generated, ")).unwrap_or_default();
+    assert!(generated.split_whitespace().next().and_then(|n| n.parse::<u32>().ok()).unwrap_or(0) >= 500, "{report}");
+    let (status, _, _) = curl(&[&format!("{}/healthz", server.base)]);
+    assert_eq!(status, 200, "the server outlives the pass");
+}

@@ -177,6 +177,35 @@ fn health_readiness_and_the_api_description() {
     ] {
         assert!(doc["paths"][route].is_object(), "{route} is documented");
     }
+    // What every operation of a kind can answer is documented for each: a client generator
+    // must know every status.
+    for (route, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            let has = |status: &str| op["responses"][status].is_object();
+            let what = format!("{} {route}", method.to_uppercase());
+            if op["requestBody"]["content"]["application/json"].is_object() {
+                assert!(has("400") && has("415") && has("422"), "{what}: a JSON body can be malformed");
+            }
+            let secured = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(|o| !o.is_empty())));
+            if secured {
+                assert!(has("401"), "{what}: needs a token, so answers 401");
+            }
+            for (media, body) in op["requestBody"]["content"].as_object().into_iter().flatten() {
+                assert!(body["schema"].is_object(), "{what}: the {media} body has a schema");
+            }
+        }
+    }
+    // The framework's own refusals are JSON errors like every other.
+    for (content_type, body, status) in
+        [("application/json", "{not json", 400), ("text/plain", "{}", 415), ("application/json", "{\"user\":1}", 422)]
+    {
+        let r = s.send("POST", "/api/login", None, &[("content-type", content_type)], body.as_bytes().to_vec());
+        assert_eq!(r.status, status, "{body}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(!r.json()["error"].as_str().unwrap().is_empty());
+    }
     // A read-only volume is alive but not ready for writes.
     let s = s.reopen(true, |_| {});
     assert_eq!(s.get("/healthz", None, &[]).status, 200);
