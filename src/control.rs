@@ -100,6 +100,9 @@ pub enum Request {
         /// The user it acts as in galleries.
         #[serde(default)]
         user: Option<String>,
+        /// The networks its requests must come from.
+        #[serde(default)]
+        networks: Vec<ipnet::IpNet>,
     },
     /// List HTTP tokens.
     TokenList,
@@ -330,11 +333,11 @@ fn answer(
             Response::Fingerprint { blake2b: crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?) }
         }
         Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
-        Request::TokenCreate { name, prefix, allow, ttl_secs, user } => {
+        Request::TokenCreate { name, prefix, allow, ttl_secs, user, networks } => {
             if let Some(u) = &user {
                 galleries.require_user(u)?;
             }
-            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref())?;
+            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref(), &networks)?;
             Response::Token { info, token }
         }
         Request::Admin(op) => Response::Json { value: galleries.admin(&op)? },

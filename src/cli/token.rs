@@ -33,6 +33,10 @@ enum Action {
         /// Act as this user in shared galleries (see `nanofs user`).
         #[arg(long)]
         user: Option<String>,
+        /// Accept the token only from this network (e.g. 10.0.0.0/8, 2001:db8::/32, or one
+        /// address); repeat for more.
+        #[arg(long = "cidr", value_name = "NETWORK")]
+        networks: Vec<String>,
         #[command(flatten)]
         unlock: UnlockArgs,
     },
@@ -59,7 +63,15 @@ enum Action {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
-        Action::Create { volume, path, allow, expires, name, user, unlock } => {
+        Action::Create { volume, path, allow, expires, name, user, networks, unlock } => {
+            let networks = networks
+                .iter()
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>()
+                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| anyhow::anyhow!("--cidr {n:?}: not a network (10.0.0.0/8) or an address"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let allow: Vec<Permission> = allow
                 .split(',')
                 .map(|p| p.trim().parse())
@@ -72,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 allow: allow.clone(),
                 ttl_secs: ttl,
                 user: user.clone(),
+                networks: networks.clone(),
             };
             let (info, token) = super::via_daemon_or_open(
                 &volume,
@@ -85,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     if let Some(u) = &user {
                         galleries.require_user(u)?;
                     }
-                    Ok(vol.token_create(&name, &path, &allow, ttl, user.as_deref())?)
+                    Ok(vol.token_create(&name, &path, &allow, ttl, user.as_deref(), &networks)?)
                 },
             )?;
             eprintln!(
@@ -113,8 +126,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             } else {
                 for t in list {
                     let allow: Vec<String> = t.allow.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+                    let nets: Vec<String> = t.networks.iter().map(ToString::to_string).collect();
+                    let from = if nets.is_empty() { "any".to_string() } else { nets.join(",") };
                     println!(
-                        "{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\tfrom {from}\t{}",
                         t.id,
                         t.prefix,
                         allow.join(","),

@@ -37,12 +37,27 @@ pub async fn authenticate(state: &Sidecar, headers: &HeaderMap) -> Result<TokenI
         .trim()
         .to_string();
     match state.blocking(move |vol| vol.token_verify(&token)).await? {
-        Ok(info) => Ok(info),
+        Ok(info) => bound_to_client(info),
         Err(TokenRefusal::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token")),
         Err(TokenRefusal::Expired(at)) => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, format!("token expired at {}", crate::utc::rfc3339(at))))
         }
     }
+}
+
+/// The token, if the client's address is in one of its networks; else 403 saying which
+/// rule refused.
+fn bound_to_client(info: TokenInfo) -> Result<TokenInfo, ApiError> {
+    let client = super::observe::current_client();
+    if info.allows_client(client) {
+        return Ok(info);
+    }
+    let nets: Vec<String> = info.networks.iter().map(ToString::to_string).collect();
+    let from = client.map_or_else(|| "an unknown address".to_string(), |c| c.to_string());
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        format!("the token is bound to the networks {}; this request comes from {from}", nets.join(", ")),
+    ))
 }
 
 /// Name of the session cookie the web UI uses.
@@ -126,7 +141,7 @@ pub async fn caller(state: &Sidecar, headers: &HeaderMap) -> Result<Caller, ApiE
 pub async fn caller_of_token(state: &Sidecar, token: String) -> Result<Caller, ApiError> {
     if token.starts_with(crate::volume::TOKEN_PREFIX) {
         let info = match state.blocking(move |vol| vol.token_verify(&token)).await? {
-            Ok(info) => info,
+            Ok(info) => bound_to_client(info)?,
             Err(TokenRefusal::Invalid) => {
                 return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token"))
             }

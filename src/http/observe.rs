@@ -47,6 +47,17 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
     }
 }
 
+tokio::task_local! {
+    /// The client's address while a request is served (`observe` sets it).
+    static CLIENT: Client;
+}
+
+/// The address of the client whose request the current task serves.
+#[must_use]
+pub fn current_client() -> Option<std::net::IpAddr> {
+    CLIENT.try_with(|c| c.0).ok().flatten()
+}
+
 /// The header that carries a request's id.
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -78,7 +89,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id, %method, %route, client = client.0.map(tracing::field::display));
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = CLIENT.scope(client, next.run(req).instrument(span.clone())).await;
     let elapsed = started.elapsed();
     let status = response.status();
     let m = crate::metrics::get();

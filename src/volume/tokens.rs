@@ -58,9 +58,19 @@ pub struct TokenInfo {
     /// The user it acts as in galleries (`None`: scope-based access only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The networks its requests must come from (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<ipnet::IpNet>,
 }
 
 impl TokenInfo {
+    /// Whether a request from `client` may use the token (`None`: an address not known,
+    /// which only a token bound to no network allows).
+    #[must_use]
+    pub fn allows_client(&self, client: Option<std::net::IpAddr>) -> bool {
+        self.networks.is_empty() || client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
+    }
+
     /// Whether `path` (normalised, starting with `/`) lies inside the token's prefix.
     #[must_use]
     pub fn covers(&self, path: &str) -> bool {
@@ -106,6 +116,7 @@ impl Volume {
         allow: &[Permission],
         ttl_secs: i64,
         user: Option<&str>,
+        networks: &[ipnet::IpNet],
     ) -> Result<(TokenInfo, String)> {
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -126,6 +137,7 @@ impl Volume {
             created,
             expires: created.saturating_add(ttl_secs),
             user: user.map(str::to_string),
+            networks: networks.iter().map(ipnet::IpNet::trunc).collect(),
         };
         let stored = Stored { info: info.clone(), hash: hex(&self.secret_hash(&secret)) };
         let key = Self::token_key(&info.id);
@@ -137,6 +149,12 @@ impl Volume {
         let scope = match &info.user {
             Some(u) => format!("{scope}, as {u}"),
             None => scope,
+        };
+        let scope = if info.networks.is_empty() {
+            scope
+        } else {
+            let nets: Vec<String> = info.networks.iter().map(ToString::to_string).collect();
+            format!("{scope}, from {}", nets.join(" "))
         };
         self.audit_or_log(super::AuditEvent::new("token.create", "admin", &info.id).detail(scope.to_lowercase()));
         Ok((info.clone(), format!("{TOKEN_PREFIX}{}_{}", info.id, hex(&secret))))

@@ -290,3 +290,31 @@ fn a_fuzzing_pass_from_the_openapi_description_finds_no_5xx_and_no_undocumented_
     let (status, _, _) = curl(&[&format!("{}/healthz", server.base)]);
     assert_eq!(status, 200, "the server outlives the pass");
 }
+
+#[test]
+fn a_token_bound_to_networks_works_only_from_them_and_a_refusal_names_the_rule() {
+    let v = TestVolume::new();
+    let token = |cidr: &str| {
+        v.run_ok(&["token", "create", v.path(), "--allow", "read", "--cidr", cidr, "--cidr", "10.0.0.0/8"])
+            .trim()
+            .to_string()
+    };
+    let near = token("127.0.0.2");
+    let far = token("192.0.2.0/24");
+    let bad = v.run(&["token", "create", v.path(), "--cidr", "127.0.0.300/8"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--cidr \"127.0.0.300/8\": not a network"));
+    let (m, base) = mount_serving(&v, &[], &[]);
+    std::fs::write(m.p("hello.txt"), b"hello").unwrap();
+    let url = format!("{base}/files/hello.txt");
+
+    let (status, _, body) = curl(&["-H", &bearer(&near), &url]);
+    let why = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 403, "{why}");
+    assert!(why.contains("bound to the networks 127.0.0.2/32, 10.0.0.0/8; this request comes from 127.0.0.1"), "{why}");
+    let (status, _, body) = curl(&["--interface", "127.0.0.2", "-H", &bearer(&near), &url]);
+    assert_eq!((status, body.as_slice()), (200, &b"hello"[..]), "from its network it works");
+    assert_eq!(curl(&["--interface", "127.0.0.2", "-H", &bearer(&far), &url]).0, 403);
+    let list = v.run_ok(&["token", "list", v.path()]);
+    assert!(list.contains("from 127.0.0.2/32,10.0.0.0/8") && list.contains("from 192.0.2.0/24,10.0.0.0/8"), "{list}");
+    m.unmount();
+}
