@@ -48,11 +48,19 @@ pub struct SidecarSection {
     pub max_upload_gib: u64,
     /// Origins (`https://host[:port]`) whose pages may read `/stream` (CORS).
     pub cors_origins: Vec<String>,
+    /// Also serve `/metrics`, `/healthz` and `/readyz` on this address (empty: only on
+    /// the sidecar's own).
+    pub metrics_listen: String,
 }
 
 impl Default for SidecarSection {
     fn default() -> Self {
-        Self { upload_expiry_secs: 86_400, max_upload_gib: 1024, cors_origins: Vec::new() }
+        Self {
+            upload_expiry_secs: 86_400,
+            max_upload_gib: 1024,
+            cors_origins: Vec::new(),
+            metrics_listen: String::new(),
+        }
     }
 }
 
@@ -394,6 +402,10 @@ impl Config {
 
     /// Checks the values that types alone cannot.
     pub fn validate(&self) -> Result<(), String> {
+        let m = &self.sidecar.metrics_listen;
+        if !m.is_empty() && m.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("sidecar.metrics_listen = {m:?}: an address and port, such as 127.0.0.1:9464"));
+        }
         let st = &self.media.streaming;
         if st.ladder.is_empty() || st.ladder.iter().any(|h| !(144..=4320).contains(h)) {
             return Err(format!("media.streaming.ladder = {:?}: one to eight heights of 144 to 4320", st.ladder));

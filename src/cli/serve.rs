@@ -107,6 +107,7 @@ pub fn start(
     let scheme = if tls_config.is_some() { "https" } else { "http" };
     let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
+    let ops = ops_listener(&vol, tls_config.is_some() || tls.allow_plain_http)?;
     let addr = listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,6 +138,28 @@ pub fn start(
             let shutdown = async {
                 let _ = stopped.await;
             };
+            let ops = ops.and_then(|l| match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot use the metrics socket");
+                    None
+                }
+            });
+            let ops = ops.map(|l| {
+                let (state, tls) = (state.clone(), tls_config.clone());
+                tokio::spawn(async move {
+                    let served = match tls {
+                        Some(config) => match crate::http::tls::TlsListener::new(l, config) {
+                            Ok(l) => crate::http::serve_ops(l, state).await,
+                            Err(e) => Err(e),
+                        },
+                        None => crate::http::serve_ops(l, state).await,
+                    };
+                    if let Err(e) = served {
+                        tracing::error!(error = %e, "the metrics listener failed");
+                    }
+                })
+            });
             let served = match tls_config {
                 Some(config) => match crate::http::tls::TlsListener::new(listener, config) {
                     Ok(l) => crate::http::serve(l, state, shutdown).await,
@@ -144,6 +167,9 @@ pub fn start(
                 },
                 None => crate::http::serve(listener, state, shutdown).await,
             };
+            if let Some(ops) = ops {
+                ops.abort();
+            }
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP sidecar failed");
             }
@@ -151,6 +177,23 @@ pub fn start(
     })?;
     tracing::info!(%addr, scheme, "HTTP sidecar listening");
     Ok(SidecarHandle { stop, thread, addr, scheme })
+}
+
+/// Binds `[sidecar] metrics_listen` if set: plain HTTP only on loopback unless the sidecar
+/// serves TLS (the same certificate serves it) or plain HTTP is allowed.
+fn ops_listener(vol: &Volume, tls_or_allowed: bool) -> anyhow::Result<Option<std::net::TcpListener>> {
+    let addr = vol.config().sidecar.metrics_listen.clone();
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let addr: SocketAddr = addr.parse().context("sidecar.metrics_listen")?;
+    if !addr.ip().is_loopback() && !tls_or_allowed {
+        bail!("refusing plain HTTP for metrics on {addr}, which is not loopback (serve TLS, or --allow-plain-http)");
+    }
+    let l = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    l.set_nonblocking(true)?;
+    tracing::info!(addr = %l.local_addr()?, "metrics listening");
+    Ok(Some(l))
 }
 
 /// Waits for SIGTERM or SIGINT (returned); each SIGHUP meanwhile reloads the volume's

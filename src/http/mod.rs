@@ -344,6 +344,27 @@ pub fn router(state: Arc<Sidecar>) -> Router {
         .with_state(state)
 }
 
+/// The routes of the operations listener (`[sidecar] metrics_listen`): metrics and
+/// health, nothing else.
+pub fn ops_router(state: Arc<Sidecar>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(observe::metrics))
+        .layer(axum::middleware::from_fn(observe::observe))
+        .with_state(state)
+}
+
+/// Serves `ops_router` on `listener` until the task is dropped.
+pub async fn serve_ops<L>(listener: L, state: Arc<Sidecar>) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+    for<'a> observe::PeerAddr: axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    axum::serve(listener, ops_router(state).into_make_service_with_connect_info::<observe::PeerAddr>()).await
+}
+
 /// Live streams over WebRTC (docs/live.md).
 fn live_routes(state: &Arc<Sidecar>) -> Router<Arc<Sidecar>> {
     use axum::routing::delete;

@@ -11,7 +11,7 @@
 //! Someone holding the volume key could rewrite the whole chain: the head hash that
 //! `verify` prints, kept elsewhere, is the anchor against that.
 
-use super::error::{Error, Result};
+use super::error::Result;
 use super::Volume;
 use crate::store::{Cf, Durability};
 use serde::{Deserialize, Serialize};
@@ -118,10 +118,7 @@ impl Volume {
             return Ok(());
         }
         let mut txn = self.txn()?;
-        let head = match self.store.get(Cf::Meta, HEAD)? {
-            Some(sealed) => Some(self.open_head(&sealed)?),
-            None => None,
-        };
+        let head: Option<AuditHead> = self.record(HEAD)?;
         let (seq, prev) = head.map_or((0, [0u8; 32]), |h| (h.seq + 1, h.hash));
         let record = AuditRecord { seq, at: now_ms(), prev: crate::ids::hex(&prev), event };
         let plain = serde_json::to_vec(&record).expect("a record serialises");
@@ -143,25 +140,11 @@ impl Volume {
         }
     }
 
-    fn open_head(&self, sealed: &[u8]) -> Result<AuditHead> {
-        let plain = self.meta.open(Cf::Meta.name(), HEAD, sealed)?;
-        serde_json::from_slice(&plain).map_err(|e| Error::CorruptMeta(format!("audit head: {e}")))
-    }
-
     /// The records from `since` (Unix milliseconds) on, in order. A record that does not
     /// open is an error: `verify` says which.
     pub fn audit_records(&self, since: Option<i64>) -> Result<Vec<AuditRecord>> {
-        let mut out = Vec::new();
-        for kv in self.store.scan(Cf::Meta, PREFIX, PREFIX) {
-            let (k, v) = kv?;
-            let plain = self.meta.open(Cf::Meta.name(), &k, &v)?;
-            let rec: AuditRecord =
-                serde_json::from_slice(&plain).map_err(|e| Error::CorruptMeta(format!("audit record: {e}")))?;
-            if since.is_none_or(|s| rec.at >= s) {
-                out.push(rec);
-            }
-        }
-        Ok(out)
+        let all = self.records::<AuditRecord>(PREFIX, PREFIX)?.into_iter().map(|(_, r)| r);
+        Ok(all.filter(|r| since.is_none_or(|s| r.at >= s)).collect())
     }
 
     /// Walks the whole chain and names the first break.
@@ -204,12 +187,9 @@ impl Volume {
             records += 1;
             expected_seq = seq + 1;
         }
-        let head = match self.store.get(Cf::Meta, HEAD)? {
-            Some(sealed) => match self.open_head(&sealed) {
-                Ok(h) => Some(h),
-                Err(_) => return broken(expected_seq, "the chain's head does not open".into(), records, &prev),
-            },
-            None => None,
+        let head: Option<AuditHead> = match self.record(HEAD) {
+            Ok(h) => h,
+            Err(_) => return broken(expected_seq, "the chain's head does not open".into(), records, &prev),
         };
         match head {
             None if records == 0 => {}

@@ -130,6 +130,13 @@ fn readiness_fails_while_the_disk_is_full_or_the_mount_read_only_and_says_why() 
     m.unmount();
 }
 
+/// Adds the user `alice` with the password `alice-password-1`.
+fn add_alice(v: &TestVolume) {
+    let pw = v.tmp.path().join("alice.pw");
+    std::fs::write(&pw, "alice-password-1\n").unwrap();
+    v.run_ok(&["user", "add", v.path(), "alice", "--password-file", pw.to_str().unwrap()]);
+}
+
 /// `nanofs audit export`, parsed.
 fn audit_records(v: &TestVolume, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = v.run_ok(&[&["audit", "export", v.path()][..], extra].concat());
@@ -139,9 +146,7 @@ fn audit_records(v: &TestVolume, extra: &[&str]) -> Vec<serde_json::Value> {
 #[test]
 fn security_acts_land_in_a_verified_audit_trail_and_tampering_is_named() {
     let v = TestVolume::new();
-    let pw = v.tmp.path().join("alice.pw");
-    std::fs::write(&pw, "alice-password-1\n").unwrap();
-    v.run_ok(&["user", "add", v.path(), "alice", "--password-file", pw.to_str().unwrap()]);
+    add_alice(&v);
     let deleter =
         v.run_ok(&["token", "create", v.path(), "--allow", "read,delete", "--name", "cleanup"]).trim().to_string();
     let (m, base) = mount_serving(&v, &[], &[]);
@@ -194,9 +199,7 @@ fn security_acts_land_in_a_verified_audit_trail_and_tampering_is_named() {
 #[test]
 fn password_guessing_is_slowed_with_429_and_retry_after() {
     let v = TestVolume::new();
-    let pw = v.tmp.path().join("alice.pw");
-    std::fs::write(&pw, "alice-password-1\n").unwrap();
-    v.run_ok(&["user", "add", v.path(), "alice", "--password-file", pw.to_str().unwrap()]);
+    add_alice(&v);
     let (m, base) = mount_serving(&v, &[], &[]);
     let login = |user: &str, password: &str| {
         let body = serde_json::json!({ "user": user, "password": password }).to_string();
@@ -316,5 +319,21 @@ fn a_token_bound_to_networks_works_only_from_them_and_a_refusal_names_the_rule()
     assert_eq!(curl(&["--interface", "127.0.0.2", "-H", &bearer(&far), &url]).0, 403);
     let list = v.run_ok(&["token", "list", v.path()]);
     assert!(list.contains("from 127.0.0.2/32,10.0.0.0/8") && list.contains("from 192.0.2.0/24,10.0.0.0/8"), "{list}");
+    m.unmount();
+}
+
+#[test]
+fn metrics_can_be_served_on_an_address_of_their_own() {
+    let v = TestVolume::new();
+    let ops = format!("127.0.0.1:{}", free_port());
+    std::fs::write(v.dir.join("nanofs.toml"), format!("[sidecar]\nmetrics_listen = \"{ops}\"\n")).unwrap();
+    let scrape = v.run_ok(&["token", "create", v.path(), "--allow", "metrics,read"]).trim().to_string();
+    let (m, _base) = mount_serving(&v, &[], &[]);
+    let (status, _, body) = curl(&["-H", &bearer(&scrape), &format!("http://{ops}/metrics")]);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("nanofs_stored_bytes "));
+    assert_eq!(curl(&[&format!("http://{ops}/metrics")]).0, 401, "the same token rule");
+    assert_eq!(curl(&[&format!("http://{ops}/readyz")]).0, 200);
+    assert_eq!(curl(&["-H", &bearer(&scrape), &format!("http://{ops}/files/")]).0, 404, "nothing else there");
     m.unmount();
 }
