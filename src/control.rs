@@ -111,6 +111,20 @@ pub enum Request {
         /// Its id.
         id: String,
     },
+    /// Put a directory under legal hold (answers `Json` with the `Hold`).
+    HoldSet {
+        /// Volume path of the directory.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Lift a legal hold.
+    HoldRelease {
+        /// Volume path of the directory.
+        path: String,
+    },
+    /// Every legal hold (answers `Json`).
+    HoldList,
     /// Read `nanofs.toml` again (answers `Json` with a `config::Reload`).
     ConfigReload,
     /// Walk the audit trail's chain (answers `Json` with an `AuditVerdict`).
@@ -356,6 +370,14 @@ fn answer(
             vol.token_revoke(&id)?;
             Response::Done
         }
+        Request::HoldSet { path, reason } => {
+            Response::Json { value: serde_json::to_value(vol.hold_set(&path, &reason)?)? }
+        }
+        Request::HoldRelease { path } => {
+            vol.hold_release(&path)?;
+            Response::Done
+        }
+        Request::HoldList => Response::Json { value: serde_json::to_value(vol.hold_list()?)? },
         Request::ConfigReload => Response::Json { value: serde_json::to_value(vol.reload_config()?)? },
         Request::AuditVerify => Response::Json { value: serde_json::to_value(vol.audit_verify()?)? },
         Request::AuditExport { since } => Response::Json { value: serde_json::to_value(vol.audit_records(since)?)? },

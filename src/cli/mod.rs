@@ -9,6 +9,7 @@ mod credential;
 mod fingerprint;
 mod gallery;
 mod gc;
+mod hold;
 mod init;
 mod key;
 mod media;
@@ -47,6 +48,8 @@ enum Command {
     Stats(stats::Args),
     /// Delete unreferenced chunks and reclaim their disk space.
     Gc(gc::Args),
+    /// Legal holds: set, release, list (nothing under a held directory can be deleted).
+    Hold(hold::Args),
     /// Check nanofs.toml, or reload it in the running daemon (as SIGHUP does).
     Config(config::Args),
     /// Verify or export the audit trail of security-relevant acts.
@@ -107,6 +110,7 @@ pub fn main() -> i32 {
         Command::Check(a) => check::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Config(a) => config::run(a),
+        Command::Hold(a) => hold::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),

@@ -30,6 +30,9 @@ pub enum Error {
     /// The operation is not allowed on this kind of object (hard link to a directory).
     #[error("operation not permitted")]
     NotPermitted,
+    /// The directory, or one above it, is under a legal hold: nothing in it may be deleted.
+    #[error("under a legal hold: nothing in it can be deleted until the hold is lifted")]
+    Held,
     /// The operation or mode is not supported.
     #[error("operation not supported")]
     Unsupported,

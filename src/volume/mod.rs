@@ -18,6 +18,7 @@ mod fingerprint;
 mod gc;
 pub mod header;
 mod hidden;
+mod hold;
 mod hook;
 mod inode_cache;
 mod keyslots;
@@ -42,6 +43,7 @@ pub use file::Handle;
 pub use fingerprint::{PathStats, XATTR_FINGERPRINT, XATTR_STATS};
 pub use gc::GcReport;
 pub use header::{Credential, SlotInfo};
+pub use hold::Hold;
 pub use hook::{Change, Hook, HookBatch, HookError, HookId, Note};
 pub use keyslots::{RekeyReport, RotateReport};
 pub use observer::EntryObserver;
@@ -188,6 +190,8 @@ pub struct Volume {
     inodes: inode_cache::InodeCache,
     /// Told of entries changed outside the mount (`observer`).
     entry_observer: std::sync::OnceLock<EntryObserver>,
+    /// Directories under a legal hold (`hold`).
+    holds: RwLock<std::collections::HashSet<Ino>>,
 }
 
 impl Volume {
@@ -287,7 +291,9 @@ impl Volume {
             hidden: RwLock::default(),
             inodes: inode_cache::InodeCache::default(),
             entry_observer: std::sync::OnceLock::new(),
+            holds: RwLock::default(),
         };
+        vol.load_holds()?;
         vol.register_hidden(snapshot::SNAPSHOTS_NAME, META_SNAPSHOTS_DIR);
         vol.register_hidden(uploads::UPLOADS_NAME, META_UPLOADS_DIR);
         if !vol.read_only {

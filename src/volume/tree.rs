@@ -276,6 +276,7 @@ impl Volume {
         if entry.kind == Kind::Dir {
             return Err(Error::IsDir);
         }
+        self.refuse_if_held(parent)?;
         txn.delete_dirent(parent, name);
         let now = Timestamp::now();
         let p = txn.inode_mut(parent)?;
@@ -320,6 +321,7 @@ impl Volume {
         if !self.dir_is_empty(entry.ino)? {
             return Err(Error::NotEmpty);
         }
+        self.refuse_if_held(entry.ino)?;
         txn.delete_dirent(parent, name);
         txn.delete_inode(entry.ino)?;
         let now = Timestamp::now();
@@ -408,6 +410,11 @@ impl Volume {
         let dst = self.dirent(newparent, newname)?;
         if src.kind == Kind::Dir && parent != newparent && self.is_ancestor(src.ino, newparent)? {
             return Err(Error::Invalid);
+        }
+        // Under a hold nothing leaves or is renamed, and nothing is replaced.
+        self.refuse_if_held(parent)?;
+        if dst.is_some() {
+            self.refuse_if_held(newparent)?;
         }
         if parent == newparent && name == newname {
             return if mode == RenameMode::NoReplace { Err(Error::Exists) } else { Ok((src.ino, None)) };

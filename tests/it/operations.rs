@@ -337,3 +337,38 @@ fn metrics_can_be_served_on_an_address_of_their_own() {
     assert_eq!(curl(&["-H", &bearer(&scrape), &format!("http://{ops}/files/")]).0, 404, "nothing else there");
     m.unmount();
 }
+
+#[test]
+fn a_legal_hold_refuses_deletes_through_the_mount_and_http_until_lifted() {
+    let v = TestVolume::new();
+    let token = v.run_ok(&["token", "create", v.path(), "--allow", "read,write,delete"]).trim().to_string();
+    let (m, base) = mount_serving(&v, &[], &[]);
+    std::fs::create_dir_all(m.p("case/mail")).unwrap();
+    std::fs::write(m.p("case/mail/a.eml"), b"evidence").unwrap();
+    std::fs::write(m.p("case/b.txt"), b"more").unwrap();
+    std::fs::write(m.p("free.txt"), b"not held").unwrap();
+    let out = v.run_ok(&["hold", "set", v.path(), "/case", "--reason", "matter 12"]);
+    assert!(out.contains("/case is under hold"), "{out}");
+
+    let eperm = |r: std::io::Result<()>| assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EPERM));
+    eperm(std::fs::remove_file(m.p("case/mail/a.eml")));
+    eperm(std::fs::rename(m.p("case/b.txt"), m.p("taken.txt")));
+    eperm(std::fs::rename(m.p("free.txt"), m.p("case/b.txt")));
+    eperm(std::fs::remove_dir_all(m.p("case")));
+    let (status, _, body) = curl(&["-X", "DELETE", "-H", &bearer(&token), &format!("{base}/files/case/b.txt")]);
+    assert_eq!(status, 423, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("legal hold"));
+    // Adding still works, and what is outside is not held.
+    std::fs::write(m.p("case/mail/c.eml"), b"new").unwrap();
+    std::fs::remove_file(m.p("free.txt")).unwrap();
+    assert_eq!(std::fs::read(m.p("case/mail/a.eml")).unwrap(), b"evidence");
+    let list = v.run_ok(&["hold", "list", v.path()]);
+    assert!(list.starts_with("/case\tsince ") && list.contains("matter 12"), "{list}");
+
+    v.run_ok(&["hold", "release", v.path(), "/case"]);
+    std::fs::remove_dir_all(m.p("case")).unwrap();
+    assert!(v.run_ok(&["hold", "list", v.path()]).is_empty());
+    m.unmount();
+    let acts: Vec<String> = audit_records(&v, &[]).iter().map(|r| r["action"].as_str().unwrap().to_string()).collect();
+    assert!(acts.ends_with(&["hold.set".to_string(), "hold.release".to_string()]), "{acts:?}");
+}
