@@ -116,8 +116,6 @@ pub fn start(
         .build()
         .context("cannot start the HTTP runtime")?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut config = SidecarConfig::from_volume(&vol);
-    config.tls = tls_config.is_some();
     let local = if addr.ip().is_unspecified() {
         SocketAddr::new(
             if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
@@ -126,8 +124,12 @@ pub fn start(
     } else {
         addr
     };
-    config.self_url = Some(format!("{scheme}://{local}"));
-    config.listen = Some(addr);
+    let config = SidecarConfig {
+        tls: tls_config.is_some(),
+        self_url: Some(format!("{scheme}://{local}")),
+        listen: Some(addr),
+        ..SidecarConfig::default()
+    };
     let state = Sidecar::new(galleries, Some(jobs), config);
     let thread = std::thread::Builder::new().name("sidecar".into()).spawn(move || {
         runtime.block_on(async move {

@@ -34,8 +34,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Settings of the sidecar.
-#[derive(Debug, Clone)]
+/// Settings of the sidecar beyond the volume's `[sidecar]` section (`Default`: none).
+#[derive(Debug, Clone, Default)]
 pub struct SidecarConfig {
     /// How long an incomplete upload is kept; `None`: `[sidecar] upload_expiry_secs`,
     /// read at each use (it may be reloaded).
@@ -49,14 +49,6 @@ pub struct SidecarConfig {
     pub self_url: Option<String>,
     /// The address it listens on (offered to WebRTC peers when it is a specific one).
     pub listen: Option<std::net::SocketAddr>,
-}
-
-impl SidecarConfig {
-    /// The settings of a volume's `[sidecar]` section.
-    #[must_use]
-    pub fn from_volume(_vol: &Volume) -> Self {
-        Self { upload_expiry: None, max_upload: None, tls: false, self_url: None, listen: None }
-    }
 }
 
 /// Largest delta manifest accepted (about 700,000 chunks: 700 GiB at the default size).
@@ -249,7 +241,8 @@ impl Sidecar {
 
     /// Runs `check`, a call that verifies the password tried for `name` from `client`:
     /// refused at once (429) while that name or network must wait, and counted when it
-    /// fails with 401 (but not when a password is only asked for). At most `PASSWORD_WORKERS` such calls run at once.
+    /// fails with 401 (but not when a password is only asked for). At most
+    /// `PASSWORD_WORKERS` such calls run at once.
     async fn password_try<T>(
         &self,
         name: &str,

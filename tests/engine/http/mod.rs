@@ -75,7 +75,7 @@ impl Served {
         let vol = Volume::open(&dir, keys, &OpenOptions { read_only, ..OpenOptions::default() }).unwrap();
         let galleries = Galleries::open(Arc::new(vol)).unwrap();
         let vol = galleries.volume().clone();
-        let mut config = SidecarConfig::from_volume(&vol);
+        let mut config = SidecarConfig::default();
         configure(&mut config);
         let router = router(Sidecar::new(galleries.clone(), None, config));
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
