@@ -22,6 +22,17 @@ pub struct Config {
     pub sidecar: SidecarSection,
     /// The audit trail.
     pub audit: Audit,
+    /// The trash and scheduled snapshots.
+    pub retention: Retention,
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Days a file deleted through the mount or over HTTP stays in `/.trash` before the
+    /// daemon deletes it for good; 0: deletes are final at once.
+    pub trash_days: u32,
 }
 
 /// `[audit]`.
@@ -276,6 +287,7 @@ pub enum Compression {
 /// listening sockets, worker counts) are read once, when the daemon starts.
 pub const LIVE_KEYS: &[&str] = &[
     "audit.enabled",
+    "retention.",
     "sidecar.upload_expiry_secs",
     "sidecar.max_upload_gib",
     "sidecar.cors_origins",

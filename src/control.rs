@@ -125,6 +125,22 @@ pub enum Request {
     },
     /// Every legal hold (answers `Json`).
     HoldList,
+    /// What is in the trash (answers `Json` with `TrashItem`s).
+    TrashList,
+    /// Put back what was deleted from a path (answers `Json` with the `TrashItem`s).
+    TrashRestore {
+        /// The path it had.
+        path: String,
+        /// One entry by its id.
+        id: Option<u64>,
+        /// Restore it here instead.
+        to: Option<String>,
+    },
+    /// Delete for good what was trashed before a time (answers `Json` with `TrashEmptied`).
+    TrashEmpty {
+        /// Unix seconds; `None`: everything.
+        before: Option<i64>,
+    },
     /// Read `nanofs.toml` again (answers `Json` with a `config::Reload`).
     ConfigReload,
     /// Walk the audit trail's chain (answers `Json` with an `AuditVerdict`).
@@ -378,6 +394,11 @@ fn answer(
             Response::Done
         }
         Request::HoldList => Response::Json { value: serde_json::to_value(vol.hold_list()?)? },
+        Request::TrashList => Response::Json { value: serde_json::to_value(vol.trash_list()?)? },
+        Request::TrashRestore { path, id, to } => {
+            Response::Json { value: serde_json::to_value(vol.trash_restore(&path, id, to.as_deref())?)? }
+        }
+        Request::TrashEmpty { before } => Response::Json { value: serde_json::to_value(vol.trash_empty(before)?)? },
         Request::ConfigReload => Response::Json { value: serde_json::to_value(vol.reload_config()?)? },
         Request::AuditVerify => Response::Json { value: serde_json::to_value(vol.audit_verify()?)? },
         Request::AuditExport { since } => Response::Json { value: serde_json::to_value(vol.audit_records(since)?)? },

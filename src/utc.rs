@@ -12,8 +12,13 @@ pub fn rfc3339(secs: i64) -> String {
 /// The current time, as `rfc3339`.
 #[must_use]
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    rfc3339(secs as i64)
+    rfc3339(now_secs())
+}
+
+/// The current time in Unix seconds (0 on a clock before 1970).
+#[must_use]
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Unix seconds of `YYYY-MM-DD` (midnight) or `YYYY-MM-DDTHH:MM:SSZ`.

@@ -21,6 +21,7 @@ mod stats;
 mod stream;
 mod token;
 mod transfer;
+mod trash;
 mod umount;
 
 use crate::gallery::Galleries;
@@ -50,6 +51,8 @@ enum Command {
     Gc(gc::Args),
     /// Legal holds: set, release, list (nothing under a held directory can be deleted).
     Hold(hold::Args),
+    /// The trash: list, restore, empty (deleted files kept for `[retention] trash_days`).
+    Trash(trash::Args),
     /// Check nanofs.toml, or reload it in the running daemon (as SIGHUP does).
     Config(config::Args),
     /// Verify or export the audit trail of security-relevant acts.
@@ -111,6 +114,7 @@ pub fn main() -> i32 {
         Command::Audit(a) => audit::run(a),
         Command::Config(a) => config::run(a),
         Command::Hold(a) => hold::run(a),
+        Command::Trash(a) => trash::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),

@@ -247,13 +247,18 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// How often the daemon applies the retention policies (trash expiry, scheduled snapshots).
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Starts the daemon's maintenance thread. It commits idle writes every few seconds, so a
 /// crash loses at most that much unsynced data. It collects garbage when garbage makes the
 /// volume outgrow its disk budget or the disk runs low (`Volume::reclaim_if_due`), and in
-/// any case every `gc_interval_hours`. Used by `mount` and by `serve`.
+/// any case every `gc_interval_hours`, and applies `[retention]` every minute. Used by
+/// `mount` and by `serve`.
 pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
     std::thread::Builder::new().name("maintenance".into()).spawn(move || {
         let mut last_gc = std::time::Instant::now();
+        let mut last_retention: Option<std::time::Instant> = None;
         loop {
             std::thread::sleep(COMMIT_INTERVAL);
             // Read each round: a configuration reload may change it.
@@ -269,6 +274,12 @@ pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
                 }
             } else if let Err(e) = worker.reclaim_if_due() {
                 tracing::error!(error = %e, "garbage collection for space failed");
+            }
+            if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) && !worker.is_read_only() {
+                last_retention = Some(std::time::Instant::now());
+                if let Err(e) = worker.trash_expire() {
+                    tracing::error!(error = %e, "emptying the trash of expired files failed");
+                }
             }
         }
     })?;

@@ -180,7 +180,7 @@ impl fuser::Filesystem for NanoFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let _timer = FuseTimer::start("unlink");
-        try_reply!(reply, self.vol.unlink(ino(parent), name.as_bytes()));
+        try_reply!(reply, self.vol.remove(ino(parent), name.as_bytes(), None));
         reply.ok();
     }
 

@@ -330,7 +330,7 @@ impl Galleries {
         let staging = self.vol.create(staging_parent, staging_name.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
         let (title, files, talk, mut report) = self.import_into(r, staging)?;
         self.check_new_gallery(&title, owner)?;
-        let (parent, leaf) = self.vol.mkdir_parents(dest)?;
+        let (parent, leaf) = self.vol.mkdir_parents(dest, (0, 0))?;
         crate::volume::crash_point("import-staged");
         let to = (parent, leaf.as_bytes());
         let g = self.vol.rename_updating(

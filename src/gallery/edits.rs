@@ -29,7 +29,7 @@ impl Galleries {
         let _edit = self.edits.lock().expect("gallery edits");
         Self::may_change(actor, self.gallery_item(g, ino)?.author.as_deref())?;
         let (folder, name) = self.locate_item(g, ino)?;
-        self.vol.unlink_by(folder, name.as_bytes(), actor.name.as_deref())?;
+        self.vol.remove(folder, name.as_bytes(), actor.name.as_deref())?;
         self.remove_thumbnails(&[ino]);
         Ok(())
     }

@@ -180,7 +180,7 @@ impl Gallery {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    crate::utc::now_secs()
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -263,7 +263,7 @@ impl Galleries {
         }
         let root = self.vol.config().media.collaboration.galleries_root.trim_end_matches('/').to_string();
         let path = format!("{root}/{name}");
-        let (parent, leaf) = self.vol.mkdir_parents(&path)?;
+        let (parent, leaf) = self.vol.mkdir_parents(&path, (0, 0))?;
         let dir = self.vol.create(parent, leaf.as_bytes(), Kind::Dir, 0o755, 0, 0, 0)?.ino;
         self.gallery_create_at(dir, title, owner)
     }

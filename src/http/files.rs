@@ -326,7 +326,7 @@ pub async fn delete(
             let parent = vol.resolve(&parent_path)?;
             match vol.lookup(parent, name.as_bytes())?.inode.kind {
                 Kind::Dir => vol.rmdir(parent, name.as_bytes()),
-                _ => vol.unlink(parent, name.as_bytes()),
+                _ => vol.remove(parent, name.as_bytes(), None),
             }
         })
         .await?;

@@ -35,7 +35,7 @@ const CHECKSUM_MISMATCH: u16 = 460;
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    crate::utc::now_secs()
 }
 
 fn tus_headers(h: &mut HeaderMap) {

@@ -23,6 +23,9 @@ pub const META_SNAPSHOTS_DIR: &[u8] = b"snapshots_dir";
 pub const META_CLEAN: &[u8] = b"clean";
 /// `meta` key: inode number of the directory of incomplete uploads (`/.uploads`), u64 BE.
 pub const META_UPLOADS_DIR: &[u8] = b"uploads_dir";
+/// `meta` key: inode number of the trash directory (`/.trash`), u64 BE; absent until the
+/// first file is trashed.
+pub const META_TRASH_DIR: &[u8] = b"trash_dir";
 
 /// `meta` key of the inode of the hidden thumbnails directory (u64 BE), once made.
 pub const META_THUMBNAILS_DIR: &[u8] = b"thumbnails_dir";

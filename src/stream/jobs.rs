@@ -636,5 +636,5 @@ fn job_key(source: Ino) -> Vec<u8> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    crate::utc::now_secs()
 }

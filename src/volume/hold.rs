@@ -47,8 +47,7 @@ impl Volume {
         if self.load_inode(ino)?.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
-        let since =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let since = crate::utc::now_secs();
         let hold = Hold { ino: ino.0, path: self.dir_path(ino)?, reason: reason.into(), since };
         let mut txn = self.txn()?;
         let k = key(ino);

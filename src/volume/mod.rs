@@ -27,6 +27,7 @@ pub(crate) mod reclaim;
 pub mod records;
 mod snapshot;
 mod tokens;
+mod trash;
 mod tree;
 mod txn;
 mod uploads;
@@ -51,6 +52,7 @@ pub use reclaim::{ReclaimReason, RECLAIM_SLACK};
 pub use records::{Kind, Timestamp};
 pub use snapshot::SnapshotInfo;
 pub use tokens::{normalise_prefix, Permission, TokenInfo, TokenRefusal, TOKEN_PREFIX};
+pub use trash::{TrashEmptied, TrashItem, TRASH_NAME};
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs, NAME_MAX};
 pub use uploads::{plain_hash, Piece, UploadState};
 
@@ -192,6 +194,8 @@ pub struct Volume {
     entry_observer: std::sync::OnceLock<EntryObserver>,
     /// Directories under a legal hold (`hold`).
     holds: RwLock<std::collections::HashSet<Ino>>,
+    /// The trash's ids and path cache (`trash`).
+    trash: trash::TrashState,
 }
 
 impl Volume {
@@ -292,10 +296,12 @@ impl Volume {
             inodes: inode_cache::InodeCache::default(),
             entry_observer: std::sync::OnceLock::new(),
             holds: RwLock::default(),
+            trash: trash::TrashState::default(),
         };
         vol.load_holds()?;
         vol.register_hidden(snapshot::SNAPSHOTS_NAME, META_SNAPSHOTS_DIR);
         vol.register_hidden(uploads::UPLOADS_NAME, META_UPLOADS_DIR);
+        vol.register_hidden(trash::TRASH_NAME, crate::store::format::META_TRASH_DIR);
         if !vol.read_only {
             vol.reclaim_orphans()?;
             if !vol.store.contains(Cf::Meta, META_CLEAN)? {

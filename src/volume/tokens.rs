@@ -95,7 +95,7 @@ pub enum TokenRefusal {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    crate::utc::now_secs()
 }
 
 impl Volume {

@@ -271,6 +271,17 @@ impl Volume {
 
     /// `unlink` on behalf of user `by`, whom hooks record.
     pub fn unlink_by(&self, parent: Ino, name: &[u8], by: Option<&str>) -> Result<()> {
+        self.unlink_with(parent, name, by, |_| ())
+    }
+
+    /// `unlink_by` with `also` adding changes of its own to the unlink's batch.
+    pub(crate) fn unlink_with(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        by: Option<&str>,
+        also: impl FnOnce(&mut Txn<'_>),
+    ) -> Result<()> {
         let mut txn = self.txn()?;
         let entry = self.dirent(parent, name)?.ok_or(Error::NotFound)?;
         if entry.kind == Kind::Dir {
@@ -284,6 +295,7 @@ impl Volume {
         p.ctime = now;
         let orphan = self.drop_link(&mut txn, entry.ino, now)?;
         self.notify(&mut txn, Change::Removed { parent, name, ino: entry.ino, kind: entry.kind }, by);
+        also(&mut txn);
         txn.commit(Durability::Buffered)?;
         orphan.map_or(Ok(()), |ino| self.reclaim_closed_orphan(ino))
     }
@@ -416,6 +428,11 @@ impl Volume {
         if dst.is_some() {
             self.refuse_if_held(newparent)?;
         }
+        if src.kind == Kind::Dir || dst.as_ref().is_some_and(|d| d.kind == Kind::Dir) {
+            self.trash.dir_renamed();
+        }
+        // Moved out of the trash through the mount: restored by hand.
+        self.forget_trashed(txn, parent, name)?;
         if parent == newparent && name == newname {
             return if mode == RenameMode::NoReplace { Err(Error::Exists) } else { Ok((src.ino, None)) };
         }

@@ -108,7 +108,7 @@ impl Volume {
         self.fsync(ino, None)?;
         // Every byte is durable; the upload is still where a client resumes it.
         super::faults::crash_point("upload-data-synced");
-        let (parent, name) = self.mkdir_parents(target)?;
+        let (parent, name) = self.mkdir_parents(target, (0, 0))?;
         let dir = self.uploads_dir()?.ok_or(Error::NotFound)?;
         // The state goes in the rename's batch: a crash leaves either the upload, whole and
         // resumable (and a failed rename, say onto a directory, leaves it expirable), or the
@@ -165,9 +165,9 @@ impl Volume {
         txn.commit(Durability::Synced)
     }
 
-    /// Creates the missing directories of `path`'s parent (mode 0755, owned by root);
-    /// returns the parent and the last name.
-    pub fn mkdir_parents<'a>(&self, path: &'a str) -> Result<(Ino, &'a str)> {
+    /// Creates the missing directories of `path`'s parent (mode 0755, owned by `owner`,
+    /// uid and gid); returns the parent and the last name.
+    pub fn mkdir_parents<'a>(&self, path: &'a str, (uid, gid): (u32, u32)) -> Result<(Ino, &'a str)> {
         let path = path.trim_matches('/');
         let (dirs, name) = path.rsplit_once('/').unwrap_or(("", path));
         let mut dir = Ino::ROOT;
@@ -175,7 +175,7 @@ impl Volume {
             dir = match self.lookup(dir, part.as_bytes()) {
                 Ok(a) if a.inode.kind == Kind::Dir => a.ino,
                 Ok(_) => return Err(Error::NotDir),
-                Err(Error::NotFound) => match self.create(dir, part.as_bytes(), Kind::Dir, 0o755, 0, 0, 0) {
+                Err(Error::NotFound) => match self.create(dir, part.as_bytes(), Kind::Dir, 0o755, uid, gid, 0) {
                     Ok(a) => a.ino,
                     Err(Error::Exists) => self.lookup(dir, part.as_bytes())?.ino,
                     Err(e) => return Err(e),

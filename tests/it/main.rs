@@ -23,6 +23,7 @@ mod powercut;
 mod ranges;
 mod reclaim;
 mod render;
+mod retention;
 mod snapshots;
 mod streaming;
 mod tls;

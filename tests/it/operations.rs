@@ -5,7 +5,7 @@ use crate::common::*;
 use crate::http::{bearer, curl, free_port};
 
 /// A mount serving HTTP on a free loopback port, with `extra` arguments and `env`.
-fn mount_serving(v: &TestVolume, extra: &[&str], env: &[(&str, &str)]) -> (Mounted, String) {
+pub(crate) fn mount_serving(v: &TestVolume, extra: &[&str], env: &[(&str, &str)]) -> (Mounted, String) {
     let addr = format!("127.0.0.1:{}", free_port());
     let m = v.mount_with_env(&[&["--serve", &addr][..], extra].concat(), env);
     for _ in 0..200 {
@@ -138,7 +138,7 @@ fn add_alice(v: &TestVolume) {
 }
 
 /// `nanofs audit export`, parsed.
-fn audit_records(v: &TestVolume, extra: &[&str]) -> Vec<serde_json::Value> {
+pub(crate) fn audit_records(v: &TestVolume, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = v.run_ok(&[&["audit", "export", v.path()][..], extra].concat());
     out.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
 }

@@ -144,7 +144,7 @@ impl Served {
 
     /// Writes `data` as the file at `path` (creating its directories) through the engine.
     pub fn put_file(&self, path: &str, data: &[u8]) -> nanofs::Ino {
-        let (dir, name) = self.vol.mkdir_parents(path).unwrap();
+        let (dir, name) = self.vol.mkdir_parents(path, (0, 0)).unwrap();
         crate::common::write_file(&self.vol, dir, name, data)
     }
 }
