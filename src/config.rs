@@ -33,6 +33,29 @@ pub struct Retention {
     /// Days a file deleted through the mount or over HTTP stays in `/.trash` before the
     /// daemon deletes it for good; 0: deletes are final at once.
     pub trash_days: u32,
+    /// Snapshots the daemon takes and thins out (`[[retention.snapshots]]`).
+    pub snapshots: Vec<SnapshotSchedule>,
+}
+
+/// `[[retention.snapshots]]`: a tree snapshotted on a schedule, and how many of its
+/// snapshots to keep, as restic's `forget --keep-*` counts (UTC calendar).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSchedule {
+    /// Its snapshots are named `NAME@YYYY-MM-DDTHHMMSSZ`.
+    pub name: String,
+    /// The directory snapshotted, from the volume's root (a gallery's folder, say).
+    pub path: String,
+    /// Keep the last snapshot of each of the last N hours that have one.
+    pub hourly: u32,
+    /// Likewise per day.
+    pub daily: u32,
+    /// Likewise per ISO week (Monday to Sunday).
+    pub weekly: u32,
+    /// Likewise per calendar month.
+    pub monthly: u32,
+    /// Also keep every snapshot taken within N days of the newest.
+    pub within_days: u32,
 }
 
 /// `[audit]`.
@@ -447,6 +470,31 @@ impl Config {
             st.ice_servers.iter().find(|u| !["stun:", "stuns:", "turn:", "turns:"].iter().any(|p| u.starts_with(p)))
         {
             return Err(format!("media.streaming.ice_servers: {bad:?} is not a stun:, stuns:, turn: or turns: URL"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.retention.snapshots {
+            let valid = !s.name.is_empty()
+                && s.name.len() <= 200
+                && s.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && !s.name.starts_with('.');
+            if !valid {
+                return Err(format!(
+                    "retention.snapshots: name = {:?}: 1 to 200 letters, digits, '-', '_' or '.', not first",
+                    s.name
+                ));
+            }
+            if !names.insert(&s.name) {
+                return Err(format!("retention.snapshots: the name {:?} is used twice", s.name));
+            }
+            if s.path.is_empty() {
+                return Err(format!("retention.snapshots {:?}: path is missing (\"/\" for the whole volume)", s.name));
+            }
+            if s.hourly + s.daily + s.weekly + s.monthly + s.within_days == 0 {
+                return Err(format!(
+                    "retention.snapshots {:?}: set at least one of hourly, daily, weekly, monthly, within_days",
+                    s.name
+                ));
+            }
         }
         let d = &self.media.deduplication;
         if d.hash_algorithm != "blake2b-256" {

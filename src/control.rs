@@ -39,13 +39,20 @@ pub enum Request {
         /// Fix what can be derived.
         repair: bool,
     },
-    /// Take a snapshot of the whole tree.
+    /// Take a snapshot of a directory (the whole tree: `/`).
     SnapshotCreate {
         /// Its name under `/.snapshots`.
         name: String,
+        /// Volume path of the directory.
+        path: String,
     },
     /// List the snapshots.
     SnapshotList,
+    /// Apply the snapshot schedules' counts (answers `Json` with a `ScheduleReport`).
+    SnapshotForget {
+        /// Only report.
+        dry_run: bool,
+    },
     /// Delete a snapshot.
     SnapshotDelete {
         /// Its name.
@@ -351,7 +358,10 @@ fn answer(
             galleries.check(repair, &mut report)?;
             Response::Check(report)
         }
-        Request::SnapshotCreate { name } => Response::Snapshot(vol.snapshot_create(&name)?),
+        Request::SnapshotForget { dry_run } => {
+            Response::Json { value: serde_json::to_value(vol.snapshot_schedules(false, dry_run)?)? }
+        }
+        Request::SnapshotCreate { name, path } => Response::Snapshot(vol.snapshot_create(&name, &path)?),
         Request::SnapshotList => Response::Snapshots { snapshots: vol.snapshot_list()? },
         Request::SnapshotDelete { name } => {
             vol.snapshot_delete(&name)?;

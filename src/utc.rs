@@ -64,6 +64,13 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The calendar month of Unix seconds as one number, `year * 12 + month - 1`.
+#[must_use]
+pub fn month_number(secs: i64) -> i64 {
+    let (y, m, _) = civil_from_days(secs.div_euclid(86_400));
+    y * 12 + i64::from(m) - 1
+}
+
 /// Proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
 /// (Howard Hinnant's `civil_from_days`).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {

@@ -259,6 +259,7 @@ pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
     std::thread::Builder::new().name("maintenance".into()).spawn(move || {
         let mut last_gc = std::time::Instant::now();
         let mut last_retention: Option<std::time::Instant> = None;
+        let mut last_schedule_error = String::new();
         loop {
             std::thread::sleep(COMMIT_INTERVAL);
             // Read each round: a configuration reload may change it.
@@ -277,8 +278,26 @@ pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
             }
             if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) && !worker.is_read_only() {
                 last_retention = Some(std::time::Instant::now());
-                if let Err(e) = worker.trash_expire() {
+                // Changes outside the mount's own requests: the kernel must drop what it cached.
+                if let Err(e) = worker.foreign(|| worker.trash_expire()) {
                     tracing::error!(error = %e, "emptying the trash of expired files failed");
+                }
+                match worker.foreign(|| worker.snapshot_schedules(true, false)) {
+                    Ok(r) => {
+                        for name in &r.taken {
+                            tracing::info!(snapshot = name, "scheduled snapshot taken");
+                        }
+                        for name in &r.forgotten {
+                            tracing::info!(snapshot = name, "scheduled snapshot deleted: no count keeps it");
+                        }
+                        last_schedule_error.clear();
+                    }
+                    // Said once, not every minute.
+                    Err(e) if e.to_string() == last_schedule_error => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "scheduled snapshots failed");
+                        last_schedule_error = e.to_string();
+                    }
                 }
             }
         }

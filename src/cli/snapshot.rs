@@ -1,8 +1,10 @@
-//! `nanofs snapshot create|list|delete VOLUME [NAME]`: read-only images of the whole tree,
-//! shown in the mount under `/.snapshots/NAME`.
+//! `nanofs snapshot create|list|delete|forget VOLUME [NAME]`: read-only images of the whole
+//! tree or of a directory, shown in the mount under `/.snapshots/NAME`; `forget` applies
+//! the `[[retention.snapshots]]` counts.
 
 use super::UnlockArgs;
 use crate::control::{Request, Response};
+use crate::volume::ScheduleReport;
 use anyhow::Context;
 use std::path::PathBuf;
 
@@ -14,12 +16,15 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Action {
-    /// Take a snapshot of the whole tree as /.snapshots/NAME.
+    /// Take a snapshot of the whole tree (or of --path) as /.snapshots/NAME.
     Create {
         /// The volume directory.
         volume: PathBuf,
         /// Name of the snapshot.
         name: String,
+        /// Snapshot only this directory (a path inside the volume).
+        #[arg(long, default_value = "/")]
+        path: String,
         #[command(flatten)]
         passphrase: UnlockArgs,
     },
@@ -32,6 +37,17 @@ enum Action {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Delete the scheduled snapshots that no count of their [[retention.snapshots]]
+    /// schedule keeps (the daemon does it too, every minute).
+    Forget {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Only say what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        passphrase: UnlockArgs,
     },
     /// Delete a snapshot (run `nanofs gc` to reclaim what only it held).
     Delete {
@@ -46,16 +62,16 @@ enum Action {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
-        Action::Create { volume, name, passphrase } => {
+        Action::Create { volume, name, path, passphrase } => {
             let info = super::via_daemon_or_open(
                 &volume,
                 &passphrase,
-                &Request::SnapshotCreate { name: name.clone() },
+                &Request::SnapshotCreate { name: name.clone(), path: path.clone() },
                 |reply| match reply {
                     Response::Snapshot(s) => Some(s),
                     _ => None,
                 },
-                |vol, _| Ok(vol.snapshot_create(&name)?),
+                |vol, _| Ok(vol.snapshot_create(&name, &path)?),
             )
             .with_context(|| format!("snapshot {name:?}"))?;
             println!("created snapshot {} (/.snapshots/{})", info.name, info.name);
@@ -77,6 +93,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 for s in list {
                     println!("{}\t{}", s.name, crate::utc::rfc3339(s.created));
                 }
+            }
+        }
+        Action::Forget { volume, dry_run, passphrase } => {
+            let report: ScheduleReport = super::via_daemon_or_open(
+                &volume,
+                &passphrase,
+                &Request::SnapshotForget { dry_run },
+                |reply| match reply {
+                    Response::Json { value } => serde_json::from_value(value).ok(),
+                    _ => None,
+                },
+                |vol, _| Ok(vol.snapshot_schedules(false, dry_run)?),
+            )?;
+            for name in &report.kept {
+                println!("keep\t{name}");
+            }
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for name in &report.forgotten {
+                println!("{verb}\t{name}");
             }
         }
         Action::Delete { volume, name, passphrase } => {

@@ -43,9 +43,14 @@ impl Volume {
         self.meta_ino(META_SNAPSHOTS_DIR)
     }
 
-    /// Takes a read-only snapshot of the whole tree as `/.snapshots/NAME`.
-    pub fn snapshot_create(&self, name: &str) -> Result<SnapshotInfo> {
+    /// Takes a read-only snapshot of the directory at volume path `path` (`/`: the whole
+    /// tree) as `/.snapshots/NAME`.
+    pub fn snapshot_create(&self, name: &str, path: &str) -> Result<SnapshotInfo> {
         check_name(name.as_bytes())?;
+        let src = self.resolve(path)?;
+        if self.load_inode(src)?.kind != Kind::Dir {
+            return Err(Error::NotDir);
+        }
         self.commit_all_windows()?;
         let mut txn = self.txn()?;
         txn.allow_frozen = true;
@@ -63,10 +68,15 @@ impl Volume {
         if self.dirent(dir, name.as_bytes())?.is_some() {
             return Err(Error::Exists);
         }
-        let ino = self.copy_tree(&mut txn, Ino::ROOT, dir, name.as_bytes(), true)?;
-        let created = txn.inode(ino)?.crtime.secs;
+        let ino = self.copy_tree(&mut txn, src, dir, name.as_bytes(), true)?;
+        let created = txn.inode(ino)?.crtime;
+        // The kernel keeps a listing until the directory's mtime changes.
+        let d = txn.inode_mut(dir)?;
+        d.mtime = created;
+        d.ctime = created;
+        let created = created.secs;
         txn.commit(Durability::Synced)?;
-        tracing::info!(snapshot = name, inode = %ino, "snapshot taken");
+        tracing::info!(snapshot = name, path, inode = %ino, "snapshot taken");
         Ok(SnapshotInfo { name: name.into(), created, ino: ino.0 })
     }
 

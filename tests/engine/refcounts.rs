@@ -67,7 +67,7 @@ fn run(vol: &Volume, op: &Op) {
             let _ = vol.rename(Ino::ROOT, &name(file), Ino::ROOT, &name(to), RenameMode::Replace);
         }
         Op::Snapshot { name } => {
-            let _ = vol.snapshot_create(&format!("s{name}"));
+            let _ = vol.snapshot_create(&format!("s{name}"), "/");
         }
         Op::DeleteSnapshot { name } => {
             let _ = vol.snapshot_delete(&format!("s{name}"));

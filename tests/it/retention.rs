@@ -100,3 +100,61 @@ fn without_trash_days_deletes_are_final() {
     m.unmount();
     assert!(trash_list(&v).is_empty(), "and offline the CLI opens the volume itself");
 }
+
+#[test]
+fn the_daemon_snapshots_a_directory_on_schedule_and_forget_thins_out_only_its_snapshots() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    std::fs::create_dir(m.p("photos")).unwrap();
+    std::fs::write(m.p("photos/a.jpg"), b"a photo").unwrap();
+    std::fs::write(m.p("elsewhere.txt"), b"not in the schedule's tree").unwrap();
+    m.unmount();
+    let schedule = "[[retention.snapshots]]\nname = \"photos\"\npath = \"/photos\"\nhourly = 1\ndaily = 7\n";
+    std::fs::write(v.dir.join("nanofs.toml"), schedule).unwrap();
+    let m = v.mount();
+    let snapshots = |m: &Mounted| -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(m.p(".snapshots"))
+            .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+            .unwrap_or_default();
+        n.sort();
+        n
+    };
+    let mut taken = Vec::new();
+    for _ in 0..120 {
+        taken = snapshots(&m);
+        if !taken.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    assert_eq!(taken.len(), 1, "one scheduled snapshot soon after the mount: {taken:?}");
+    let first = taken[0].clone();
+    assert!(first.starts_with("photos@") && first.ends_with('Z') && !first.contains(':'), "{first}");
+    assert_eq!(std::fs::read(m.p(&format!(".snapshots/{first}/a.jpg"))).unwrap(), b"a photo");
+    assert!(!m.p(&format!(".snapshots/{first}/elsewhere.txt")).exists(), "only the directory");
+
+    // Two more in the same hour (taken by hand under the schedule's name) and one of
+    // another name: `forget` keeps the newest of the hour and leaves the other alone.
+    v.run_ok(&["snapshot", "create", v.path(), "photos@by-hand-1", "--path", "/photos"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    v.run_ok(&["snapshot", "create", v.path(), "photos@by-hand-2", "--path", "/photos"]);
+    v.run_ok(&["snapshot", "create", v.path(), "manual"]);
+    let dry = v.run_ok(&["snapshot", "forget", v.path(), "--dry-run"]);
+    assert!(dry.contains("keep\tphotos@by-hand-2"), "{dry}");
+    assert_eq!(dry.matches("would delete\t").count(), 2, "{dry}");
+    assert_eq!(snapshots(&m).len(), 4, "a dry run deletes nothing");
+    v.run_ok(&["snapshot", "forget", v.path()]);
+    assert_eq!(snapshots(&m), ["manual", "photos@by-hand-2"]);
+    m.unmount();
+    v.assert_clean(&[]);
+}
+
+#[test]
+fn a_schedule_that_keeps_nothing_is_refused_with_its_name() {
+    let v = TestVolume::new();
+    std::fs::write(v.dir.join("nanofs.toml"), "[[retention.snapshots]]\nname = \"x\"\npath = \"/\"\n").unwrap();
+    let out = nanofs(&["config", "check", v.path()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retention.snapshots \"x\"") && err.contains("hourly"), "{err}");
+}
