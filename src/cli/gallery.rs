@@ -55,6 +55,37 @@ enum UserAction {
         #[command(flatten)]
         unlock: UnlockArgs,
     },
+    /// Write everything the volume holds about a user to a new directory (JSON and their
+    /// uploaded files), for a GDPR access or portability request.
+    Export {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Login name.
+        name: String,
+        /// The directory to write (new or empty).
+        #[arg(short, long)]
+        out: PathBuf,
+        #[command(flatten)]
+        unlock: UnlockArgs,
+    },
+    /// Erase a user (GDPR): account, memberships and sessions go, their comments become
+    /// anonymous, the audit trail's fields naming them become unreadable for good, and what
+    /// they own is deleted or transferred (docs/operations.md, "Erasing a user").
+    Erase {
+        /// The volume directory.
+        volume: PathBuf,
+        /// Login name.
+        name: String,
+        /// Delete the files they uploaded (with their copies in snapshots) and stop
+        /// sharing the galleries they own.
+        #[arg(long, conflicts_with = "transfer_to")]
+        delete_owned: bool,
+        /// Give the galleries they own and the files they uploaded to this user.
+        #[arg(long, value_name = "USER")]
+        transfer_to: Option<String>,
+        #[command(flatten)]
+        unlock: UnlockArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -228,6 +259,24 @@ pub fn run_user(args: UserArgs) -> anyhow::Result<()> {
         UserAction::Remove { volume, name, unlock } => {
             admin(&volume, &unlock, AdminOp::UserRemove { name: name.clone() })?;
             eprintln!("removed user {name}");
+        }
+        UserAction::Export { volume, name, out, unlock } => {
+            // The daemon writes the files: give it a path that does not depend on our cwd.
+            let out = std::path::absolute(&out)?;
+            let summary = admin(&volume, &unlock, AdminOp::UserExport { name, out: out.clone() })?;
+            print(&summary)?;
+            eprintln!("written to {}", out.display());
+        }
+        UserAction::Erase { volume, name, delete_owned, transfer_to, unlock } => {
+            use crate::gallery::privacy::Owned;
+            let owned = match (delete_owned, transfer_to) {
+                (true, _) => Some(Owned::Delete),
+                (false, Some(heir)) => Some(Owned::TransferTo(heir)),
+                (false, None) => None,
+            };
+            let receipt = admin(&volume, &unlock, AdminOp::UserErase { name: name.clone(), owned })?;
+            print(&receipt)?;
+            eprintln!("erased {name}; the receipt above is in the audit trail");
         }
     }
     Ok(())

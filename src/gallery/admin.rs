@@ -21,6 +21,10 @@ pub enum AdminOp {
     UserRemove { name: String },
     /// List users.
     UserList,
+    /// Write everything the volume holds about a user to a new directory.
+    UserExport { name: String, out: std::path::PathBuf },
+    /// Erase a user (GDPR); `owned` is required when they own anything.
+    UserErase { name: String, owned: Option<super::privacy::Owned> },
     /// Make a directory a gallery.
     GalleryCreate { path: String, title: String, owner: String },
     /// Every gallery.
@@ -56,20 +60,27 @@ impl AdminOp {
         use crate::volume::AuditEvent as E;
         let e = |action: &str, target: &str| E::new(action, "admin", target);
         Some(match self {
-            AdminOp::UserAdd { name, .. } => e("user.add", name),
-            AdminOp::UserPasswd { name, .. } => e("user.passwd", name),
-            AdminOp::UserRemove { name } => e("user.remove", name),
-            AdminOp::GalleryCreate { path, owner, .. } => e("gallery.create", path).detail(format!("owner {owner}")),
+            AdminOp::UserAdd { name, .. } => e("user.add", name).about(name),
+            AdminOp::UserPasswd { name, .. } => e("user.passwd", name).about(name),
+            AdminOp::UserRemove { name } => e("user.remove", name).about(name),
+            AdminOp::UserExport { name, .. } => e("user.export", name).about(name),
+            // The erasure writes its own receipt, which names no one.
+            AdminOp::UserErase { .. } => return None,
+            AdminOp::GalleryCreate { path, owner, .. } => {
+                e("gallery.create", path).detail(format!("owner {owner}")).about(owner)
+            }
             AdminOp::GalleryDelete { gallery } => e("gallery.delete", gallery),
             AdminOp::GalleryMember { gallery, user, role } => match role {
-                Some(r) => e("role.set", gallery).detail(format!("{user}: {}", r.as_str())),
-                None => e("role.remove", gallery).detail(user.clone()),
+                Some(r) => e("role.set", gallery).detail(format!("{user}: {}", r.as_str())).about(user),
+                None => e("role.remove", gallery).detail(user.clone()).about(user),
             },
-            AdminOp::GalleryOwner { gallery, user } => e("gallery.transfer", gallery).detail(user.clone()),
+            AdminOp::GalleryOwner { gallery, user } => e("gallery.transfer", gallery).detail(user.clone()).about(user),
             AdminOp::GalleryExport { gallery, recipients, .. } => {
                 e("gallery.export", gallery).detail(format!("{} recipients", recipients.len()))
             }
-            AdminOp::GalleryImport { path, owner, .. } => e("gallery.import", path).detail(format!("owner {owner}")),
+            AdminOp::GalleryImport { path, owner, .. } => {
+                e("gallery.import", path).detail(format!("owner {owner}")).about(owner)
+            }
             AdminOp::StreamCreate { name, .. } => e("stream.create", name),
             AdminOp::StreamRevokeKey { name } => e("stream.revoke_key", name),
             AdminOp::StreamDelete { name } => e("stream.delete", name),
@@ -133,6 +144,8 @@ impl Galleries {
                 json!({ "user": name })
             }
             AdminOp::UserList => json!(self.user_list()?),
+            AdminOp::UserExport { name, out } => json!(self.user_export(name, out)?),
+            AdminOp::UserErase { name, owned } => json!(self.user_erase(name, owned.as_ref())?),
             AdminOp::GalleryCreate { path, title, owner } => {
                 let g = self.gallery_create(path, title, owner)?;
                 self.gallery_json(&g, &Principal::Admin)?

@@ -22,6 +22,7 @@ pub mod events;
 mod hook;
 pub mod items;
 pub mod links;
+pub mod privacy;
 pub mod roles;
 pub mod streams;
 pub mod users;

@@ -157,7 +157,7 @@ impl Galleries {
     /// What keys hold instead of a person's name: 32 hex digits of a keyed BLAKE2b of it,
     /// so the database files show no names (docs/crypto.md). Values are sealed already.
     pub(crate) fn name_tag(&self, name: &str) -> String {
-        hex(&self.vol.keyed_secret_hash(b"person name", name.as_bytes())[..16])
+        self.vol.person_tag(name)
     }
 
     /// Volumes written before names were hashed have `user/<name>` keys and reaction keys
@@ -272,6 +272,20 @@ impl Galleries {
             b.delete(&self.user_key(name));
             Ok(())
         })
+    }
+
+    /// The open sessions of `name`: when each began and ends (never its secret).
+    pub(crate) fn sessions_of(&self, name: &str) -> Result<Vec<serde_json::Value>> {
+        Ok(self
+            .scan::<Session>(SESSION_PREFIX)?
+            .into_iter()
+            .filter(|(_, s)| s.user.as_deref() == Some(name))
+            .map(|(_, s)| {
+                serde_json::json!({
+                    "created": crate::utc::rfc3339(s.created), "expires": crate::utc::rfc3339(s.expires)
+                })
+            })
+            .collect())
     }
 
     /// Ends the sessions `which` selects, in `b`; returns how many.

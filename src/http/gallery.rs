@@ -541,7 +541,7 @@ pub async fn set_member(
     Json(b): Json<SetRole>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let event = AuditEvent::new("role.set", &c.who, &id).detail(format!("{user}: {}", b.role.as_str()));
+    let event = AuditEvent::new("role.set", &c.who, &id).detail(format!("{user}: {}", b.role.as_str())).about(&user);
     let g = state.gallery(move |gs| gs.gallery_set_member(&id, &c.actor, &user, Some(b.role))).await?;
     state.audit(client, event).await;
     Ok(Json(json!({ "members": g.members })))
@@ -555,7 +555,7 @@ pub async fn remove_member(
     Path((id, user)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let event = AuditEvent::new("role.remove", &c.who, &id).detail(&user);
+    let event = AuditEvent::new("role.remove", &c.who, &id).detail(&user).about(&user);
     let g = state.gallery(move |gs| gs.gallery_set_member(&id, &c.actor, &user, None)).await?;
     state.audit(client, event).await;
     Ok(Json(json!({ "members": g.members })))
@@ -575,7 +575,7 @@ pub async fn transfer(
     Json(b): Json<NewOwner>,
 ) -> ApiResult<Json<Value>> {
     let c = ctx(&state, &headers, &id).await?;
-    let event = AuditEvent::new("gallery.transfer", &c.who, &id).detail(&b.user);
+    let event = AuditEvent::new("gallery.transfer", &c.who, &id).detail(&b.user).about(&b.user);
     let g = state.gallery(move |gs| gs.gallery_transfer(&id, &c.actor, &b.user)).await?;
     state.audit(client, event).await;
     Ok(Json(json!({ "owner": g.owner(), "members": g.members })))

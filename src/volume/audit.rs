@@ -36,6 +36,10 @@ pub struct AuditEvent {
     /// More facts, short (a role given, why a login failed).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// Users whom `target` or `detail` name (`about`): those fields are stored sealed under
+    /// each one's key (`personal`). Never stored itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub about: Vec<String>,
 }
 
 impl AuditEvent {
@@ -57,6 +61,19 @@ impl AuditEvent {
         self.detail = detail.into();
         self
     }
+
+    /// The same event, saying that its target or detail names user `name`.
+    #[must_use]
+    pub fn about(mut self, name: impl Into<String>) -> Self {
+        self.about.push(name.into());
+        self
+    }
+
+    /// Whether the actor is a user: not `admin`, `retention`, or a `kind:ID` (user names
+    /// have no colon).
+    fn actor_is_person(&self) -> bool {
+        !self.actor.is_empty() && !self.actor.contains(':') && !["admin", "retention"].contains(&self.actor.as_str())
+    }
 }
 
 /// A record of the trail.
@@ -71,6 +88,9 @@ pub struct AuditRecord {
     /// The act.
     #[serde(flatten)]
     pub event: AuditEvent,
+    /// Tags of the users whose sealed fields the record holds (filled when read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub persons: Vec<String>,
 }
 
 /// The end of the chain.
@@ -117,10 +137,11 @@ impl Volume {
             }
             return Ok(());
         }
+        let event = self.seal_persons(event)?;
         let mut txn = self.txn()?;
         let head: Option<AuditHead> = self.record(HEAD)?;
         let (seq, prev) = head.map_or((0, [0u8; 32]), |h| (h.seq + 1, h.hash));
-        let record = AuditRecord { seq, at: now_ms(), prev: crate::ids::hex(&prev), event };
+        let record = AuditRecord { seq, at: now_ms(), prev: crate::ids::hex(&prev), event, persons: Vec::new() };
         let plain = serde_json::to_vec(&record).expect("a record serialises");
         let k = key(seq);
         txn.batch.put(Cf::Meta, &k, &self.meta.seal(Cf::Meta.name(), &k, &plain));
@@ -140,11 +161,45 @@ impl Volume {
         }
     }
 
-    /// The records from `since` (Unix milliseconds) on, in order. A record that does not
-    /// open is an error: `verify` says which.
+    /// The fields that name users, sealed under their keys: the actor and the client's
+    /// address when the actor is a user, and a target or detail that names a user of
+    /// `about`.
+    fn seal_persons(&self, mut e: AuditEvent) -> Result<AuditEvent> {
+        if e.actor_is_person() {
+            let person = e.actor.clone();
+            e.actor = self.seal_for_person(&person, &person)?;
+            if let Some(a) = e.address.take() {
+                e.address = Some(self.seal_for_person(&person, &a)?);
+            }
+        }
+        for person in std::mem::take(&mut e.about) {
+            for field in [&mut e.target, &mut e.detail] {
+                if !person.is_empty() && field.contains(&person) {
+                    *field = self.seal_for_person(&person, field)?;
+                }
+            }
+        }
+        Ok(e)
+    }
+
+    /// The records from `since` (Unix milliseconds) on, in order, with sealed fields opened
+    /// (`(erased)` where their user was erased). A record that does not open is an error:
+    /// `verify` says which.
     pub fn audit_records(&self, since: Option<i64>) -> Result<Vec<AuditRecord>> {
         let all = self.records::<AuditRecord>(PREFIX, PREFIX)?.into_iter().map(|(_, r)| r);
-        Ok(all.filter(|r| since.is_none_or(|s| r.at >= s)).collect())
+        all.filter(|r| since.is_none_or(|s| r.at >= s))
+            .map(|mut r| {
+                let e = &mut r.event;
+                let mut fields: Vec<&mut String> = vec![&mut e.actor, &mut e.target, &mut e.detail];
+                fields.extend(e.address.as_mut());
+                for f in fields {
+                    let mut tag = None;
+                    *f = self.open_for_person(f, &mut tag)?;
+                    r.persons.extend(tag.filter(|t| !r.persons.contains(t)));
+                }
+                Ok(r)
+            })
+            .collect()
     }
 
     /// Walks the whole chain and names the first break.

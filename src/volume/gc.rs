@@ -28,7 +28,7 @@ use crate::store::keys::RefRecord;
 use crate::store::packs::Location;
 use crate::store::{Cf, Durability};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What a collection did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,11 @@ const PACK_DEAD_MIN: f64 = 0.1;
 impl Volume {
     /// Deletes unreferenced chunks and reclaims their disk space.
     pub fn gc(&self) -> Result<GcReport> {
+        self.collect_garbage(&HashSet::new())
+    }
+
+    /// `gc`, rewriting the packs `purge` however much of them is alive.
+    pub(crate) fn collect_garbage(&self, purge: &HashSet<u32>) -> Result<GcReport> {
         self.wait_for_closed_commits();
         let disk_bytes_before = self.store.disk_bytes()?;
         let (mut chunks_deleted, mut stored_bytes_deleted, mut chunks_pinned) = (0, 0, 0);
@@ -93,7 +98,7 @@ impl Volume {
             self.store.compact_metadata()?;
         }
         super::faults::crash_point("gc-after-compaction");
-        let (packs_deleted, pack_bytes_moved) = self.compact_packs()?;
+        let (packs_deleted, pack_bytes_moved) = self.compact_packs(purge)?;
         let disk_bytes_after = self.store.disk_bytes()?;
         let report = GcReport {
             chunks_deleted,
@@ -111,9 +116,9 @@ impl Volume {
         Ok(report)
     }
 
-    /// Deletes the packs that are mostly dead, after moving their live bodies; returns the
-    /// packs deleted and the bytes moved.
-    pub(crate) fn compact_packs(&self) -> Result<(u64, u64)> {
+    /// Deletes the packs that are mostly dead, and those of `purge`, after moving their
+    /// live bodies; returns the packs deleted and the bytes moved.
+    pub(crate) fn compact_packs(&self, purge: &HashSet<u32>) -> Result<(u64, u64)> {
         // From here on, writes append to a new pack. Once every window is committed, the
         // packs below it hold only bodies that `refs` records point at, and dead bytes.
         let current = self.store.packs().rotate()?;
@@ -144,7 +149,8 @@ impl Volume {
         for (pack, size, live_bytes) in packs {
             let dead = size.saturating_sub(live_bytes);
             let mostly_dead = live_bytes == 0 || (live_bytes as f64) < size as f64 * PACK_LIVE_MIN;
-            if !mostly_dead && (projected <= budget || (dead as f64) < size as f64 * PACK_DEAD_MIN) {
+            let over_budget = projected > budget && (dead as f64) >= size as f64 * PACK_DEAD_MIN;
+            if !mostly_dead && !over_budget && !purge.contains(&pack) {
                 continue;
             }
             projected = projected.saturating_sub(dead);

@@ -117,7 +117,7 @@ impl Volume {
         // copies; then the old copies go, from blob files and packs.
         self.store.sync_wal()?;
         self.store.reclaim_chunk_space()?;
-        self.compact_packs()?;
+        self.compact_packs(&std::collections::HashSet::new())?;
         super::faults::crash_point("rekey-old-copies-gone");
         let unused: Vec<u32> = ring.epochs().into_iter().filter(|e| !in_use.contains(e)).collect();
         if !unused.is_empty() {

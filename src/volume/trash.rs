@@ -303,6 +303,22 @@ impl Volume {
         Ok(out)
     }
 
+    /// Forgets who deleted what is in the trash, for the entries user `by` deleted (their
+    /// erasure); returns how many.
+    pub fn trash_forget_deleter(&self, by: &str) -> Result<u64> {
+        let mine: Vec<TrashItem> = self.trash_list()?.into_iter().filter(|t| t.by.as_deref() == Some(by)).collect();
+        if mine.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = self.txn()?;
+        for mut t in mine.iter().cloned() {
+            t.by = None;
+            self.put_trash_record(&mut txn, &t);
+        }
+        txn.commit(Durability::Synced)?;
+        Ok(mine.len() as u64)
+    }
+
     /// Empties what has been in the trash longer than `[retention] trash_days` (the
     /// daemon calls it); with `trash_days = 0` the trash is kept until emptied by hand.
     pub fn trash_expire(&self) -> Result<TrashEmptied> {

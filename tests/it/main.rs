@@ -20,6 +20,7 @@ mod live_rtmp;
 mod operations;
 mod posix;
 mod powercut;
+mod privacy;
 mod ranges;
 mod reclaim;
 mod render;
