@@ -39,6 +39,11 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "4.32.5"; then
   echo "setup: installing schemathesis into $venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 fi
+# mmdb-writer, from PyPI, builds the small country database of tests/it/bindings.rs.
+if ! "$venv/bin/python" -c "import mmdb_writer" 2>/dev/null; then
+  echo "setup: installing mmdb-writer into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "mmdb-writer==0.2.7" "netaddr==1.3.0"
+fi
 # playwright-core, from npm, for the browser tests (it drives Debian's Chromium; no
 # browser is downloaded).
 browser_tests="$(dirname "$0")/../tests/browser"

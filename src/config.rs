@@ -24,6 +24,18 @@ pub struct Config {
     pub audit: Audit,
     /// The trash and scheduled snapshots.
     pub retention: Retention,
+    /// Where requests come from: the country database.
+    pub access: Access,
+}
+
+/// `[access]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Access {
+    /// A MaxMind-format (`.mmdb`) country database, such as GeoLite2-Country, which tokens
+    /// and share links bound to countries are checked against; empty: none (such tokens
+    /// are then refused).
+    pub geoip_db: String,
 }
 
 /// `[retention]`.
@@ -309,6 +321,7 @@ pub enum Compression {
 /// CORS. A name ending in `.` covers its whole section. The others (chunking, storage,
 /// listening sockets, worker counts) are read once, when the daemon starts.
 pub const LIVE_KEYS: &[&str] = &[
+    "access.geoip_db",
     "audit.enabled",
     "retention.",
     "sidecar.upload_expiry_secs",

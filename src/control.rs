@@ -107,9 +107,9 @@ pub enum Request {
         /// The user it acts as in galleries.
         #[serde(default)]
         user: Option<String>,
-        /// The networks its requests must come from.
+        /// Where it may be used from.
         #[serde(default)]
-        networks: Vec<ipnet::IpNet>,
+        bindings: crate::volume::TokenBindings,
     },
     /// List HTTP tokens.
     TokenList,
@@ -373,11 +373,11 @@ fn answer(
             Response::Fingerprint { blake2b: crate::ids::hex(&vol.fingerprint(vol.resolve(&path)?)?) }
         }
         Request::PathStats { path } => Response::PathStats(vol.path_stats(vol.resolve(&path)?)?),
-        Request::TokenCreate { name, prefix, allow, ttl_secs, user, networks } => {
+        Request::TokenCreate { name, prefix, allow, ttl_secs, user, bindings } => {
             if let Some(u) = &user {
                 galleries.require_user(u)?;
             }
-            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref(), &networks)?;
+            let (info, token) = vol.token_create(&name, &prefix, &allow, ttl_secs, user.as_deref(), &bindings)?;
             Response::Token { info, token }
         }
         Request::Admin(op) => Response::Json { value: galleries.admin(&op)? },

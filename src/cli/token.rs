@@ -37,6 +37,14 @@ enum Action {
         /// address); repeat for more.
         #[arg(long = "cidr", value_name = "NETWORK")]
         networks: Vec<String>,
+        /// Accept the token only from this country (ISO code such as DE), by the
+        /// `[access] geoip_db` database; repeat for more.
+        #[arg(long = "country", value_name = "CODE")]
+        countries: Vec<String>,
+        /// Bind the token to the first device that uses it: every request must then be
+        /// signed with that device's key (`nanofs push/pull --device-key FILE`).
+        #[arg(long)]
+        device: bool,
         #[command(flatten)]
         unlock: UnlockArgs,
     },
@@ -63,7 +71,7 @@ enum Action {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
-        Action::Create { volume, path, allow, expires, name, user, networks, unlock } => {
+        Action::Create { volume, path, allow, expires, name, user, networks, countries, device, unlock } => {
             let networks = networks
                 .iter()
                 .map(|n| {
@@ -72,6 +80,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         .map_err(|_| anyhow::anyhow!("--cidr {n:?}: not a network (10.0.0.0/8) or an address"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let countries = countries
+                .iter()
+                .map(|c| {
+                    crate::volume::country_code(c).ok_or_else(|| {
+                        anyhow::anyhow!("--country {c:?}: an ISO 3166-1 code of two letters, such as DE")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let bindings = crate::volume::TokenBindings { networks, countries, device };
             let allow: Vec<Permission> = allow
                 .split(',')
                 .map(|p| p.trim().parse())
@@ -84,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 allow: allow.clone(),
                 ttl_secs: ttl,
                 user: user.clone(),
-                networks: networks.clone(),
+                bindings: bindings.clone(),
             };
             let (info, token) = super::via_daemon_or_open(
                 &volume,
@@ -98,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     if let Some(u) = &user {
                         galleries.require_user(u)?;
                     }
-                    Ok(vol.token_create(&name, &path, &allow, ttl, user.as_deref(), &networks)?)
+                    Ok(vol.token_create(&name, &path, &allow, ttl, user.as_deref(), &bindings)?)
                 },
             )?;
             eprintln!(
@@ -127,7 +144,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 for t in list {
                     let allow: Vec<String> = t.allow.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
                     let nets: Vec<String> = t.networks.iter().map(ToString::to_string).collect();
-                    let from = if nets.is_empty() { "any".to_string() } else { nets.join(",") };
+                    let mut from = if nets.is_empty() { "any".to_string() } else { nets.join(",") };
+                    if !t.countries.is_empty() {
+                        from = format!("{from} in {}", t.countries.join(","));
+                    }
+                    if t.device {
+                        from.push_str(if t.device_key.is_some() { " on its device" } else { " on one device" });
+                    }
                     println!(
                         "{}\t{}\t{}\t{}\tfrom {from}\t{}",
                         t.id,

@@ -28,6 +28,10 @@ pub struct TransferArgs {
     /// Trust this CA certificate (PEM) for HTTPS, e.g. a sidecar's VOLUME/tls/cert.pem.
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Sign every request with this device key (made if missing), for tokens bound to a
+    /// device (`nanofs token create --device`).
+    #[arg(long, value_name = "FILE", env = "NANOFS_DEVICE_KEY")]
+    device_key: Option<PathBuf>,
 }
 
 /// Options of push only.
@@ -128,14 +132,14 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
     if path == "/" && !args.local.is_dir() {
         bail!("give the target path: {base}/files/NAME");
     }
-    let ca = args.opts.ca_cert.as_deref();
-    let probe = Remote::new(&base, &args.opts.token, 0, ca)?;
+    let (ca, device) = (args.opts.ca_cert.as_deref(), args.opts.device_key.as_deref());
+    let probe = Remote::new(&base, &args.opts.token, 0, ca, device)?;
     let mut s = settings(&probe, &args.opts);
     s.delta &= !args.delta.no_delta;
     if let Some(b) = &args.delta.base {
         s.base = Some(if b.starts_with('/') { b.clone() } else { format!("/{b}") });
     }
-    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca)?;
+    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca, device)?;
     let summary = client::push::push(&args.local, &path, &remote, &s)?;
     if !args.opts.quiet {
         eprintln!("pushed {summary}");
@@ -146,10 +150,10 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
 pub fn pull(args: PullArgs) -> anyhow::Result<()> {
     super::init_logging();
     let (base, path) = split_url(&args.url)?;
-    let ca = args.opts.ca_cert.as_deref();
-    let probe = Remote::new(&base, &args.opts.token, 0, ca)?;
+    let (ca, device) = (args.opts.ca_cert.as_deref(), args.opts.device_key.as_deref());
+    let probe = Remote::new(&base, &args.opts.token, 0, ca, device)?;
     let s = settings(&probe, &args.opts);
-    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca)?;
+    let remote = Remote::new(&base, &args.opts.token, args.opts.retries.unwrap_or(s.max_retries), ca, device)?;
     let summary = client::pull::pull(&path, &args.local, &remote, &s)?;
     if !args.opts.quiet {
         eprintln!("pulled {summary}");

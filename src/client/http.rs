@@ -41,8 +41,16 @@ pub type Response = ureq::http::Response<ureq::Body>;
 
 impl Remote {
     /// A client of the sidecar at `base` with bearer `token`; `ca_cert` (PEM) replaces the
-    /// Mozilla roots for HTTPS, e.g. to trust a self-signed sidecar.
-    pub fn new(base: &str, token: &str, max_retries: u32, ca_cert: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    /// Mozilla roots for HTTPS, e.g. to trust a self-signed sidecar; with `device_key`
+    /// (made if missing) every request carries a proof of this device, for tokens bound
+    /// to one (`crypto::device`).
+    pub fn new(
+        base: &str,
+        token: &str,
+        max_retries: u32,
+        ca_cert: Option<&std::path::Path>,
+        device_key: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let roots = match ca_cert {
             Some(p) => {
                 let pem = std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
@@ -57,7 +65,13 @@ impl Remote {
             .unversioned_rustls_crypto_provider(crate::http::tls::provider())
             .root_certs(roots)
             .build();
-        let config = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder();
+        if let Some(path) = device_key {
+            let key = crate::crypto::device::DeviceKey::load_or_create(path)
+                .map_err(|e| anyhow::anyhow!("device key {}: {e}", path.display()))?;
+            config = config.middleware(DeviceSigner(key));
+        }
+        let config = config
             .tls_config(tls)
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -102,6 +116,23 @@ impl Remote {
                 }
             }
         }
+    }
+}
+
+/// Adds this device's proof to every request.
+struct DeviceSigner(crate::crypto::device::DeviceKey);
+
+impl ureq::middleware::Middleware for DeviceSigner {
+    fn handle(
+        &self,
+        mut request: ureq::http::Request<ureq::SendBody>,
+        next: ureq::middleware::MiddlewareNext,
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let proof = self.0.proof(request.method().as_str(), &target);
+        let value = ureq::http::HeaderValue::from_str(&proof).expect("base64url and digits");
+        request.headers_mut().insert(crate::crypto::device::HEADER, value);
+        next.handle(request)
     }
 }
 

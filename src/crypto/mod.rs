@@ -6,6 +6,7 @@
 //! docs/crypto.md describes the hierarchy and the threat model.
 
 pub mod aead;
+pub mod device;
 pub mod hybrid;
 pub mod kdf;
 pub mod keys;

@@ -1,6 +1,7 @@
 //! Bearer tokens: who may do what where.
 
 use super::error::ApiError;
+use super::geo::Whereabouts;
 use super::Sidecar;
 use crate::gallery::users::{Principal, SessionRefusal};
 use crate::gallery::{Actor, Gallery, Role};
@@ -37,7 +38,7 @@ pub async fn authenticate(state: &Sidecar, headers: &HeaderMap) -> Result<TokenI
         .trim()
         .to_string();
     match state.blocking(move |vol| vol.token_verify(&token)).await? {
-        Ok(info) => bound_to_client(info),
+        Ok(info) => check_bindings(state, info).await,
         Err(TokenRefusal::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token")),
         Err(TokenRefusal::Expired(at)) => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, format!("token expired at {}", crate::utc::rfc3339(at))))
@@ -45,19 +46,58 @@ pub async fn authenticate(state: &Sidecar, headers: &HeaderMap) -> Result<TokenI
     }
 }
 
-/// The token, if the client's address is in one of its networks; else 403 saying which
-/// rule refused.
-fn bound_to_client(info: TokenInfo) -> Result<TokenInfo, ApiError> {
-    let client = super::observe::current_client();
-    if info.allows_client(client) {
-        return Ok(info);
-    }
-    let nets: Vec<String> = info.networks.iter().map(ToString::to_string).collect();
+/// The token, if the request meets its bindings: the client's address in one of its
+/// networks and countries, and signed by its device; else 403 saying which rule refused.
+async fn check_bindings(state: &Sidecar, info: TokenInfo) -> Result<TokenInfo, ApiError> {
+    let request = super::observe::current_request();
+    let client = request.client.0;
     let from = client.map_or_else(|| "an unknown address".to_string(), |c| c.to_string());
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        format!("the token is bound to the networks {}; this request comes from {from}", nets.join(", ")),
-    ))
+    let refuse = |why: String| Err(ApiError::new(StatusCode::FORBIDDEN, why));
+    if !info.allows_client(client) {
+        let nets: Vec<String> = info.networks.iter().map(ToString::to_string).collect();
+        return refuse(format!(
+            "the token is bound to the networks {}; this request comes from {from}",
+            nets.join(", ")
+        ));
+    }
+    if !info.countries.is_empty() {
+        let codes = info.countries.join(", ");
+        match state.country_of(client) {
+            Whereabouts::Country(c) if info.countries.contains(&c) => {}
+            Whereabouts::Country(c) => {
+                return refuse(format!("the token is bound to the countries {codes}; this request comes from {from}, in {c}"))
+            }
+            Whereabouts::Unknown => {
+                return refuse(format!(
+                    "the token is bound to the countries {codes}; this request comes from {from}, in no country the database knows"
+                ))
+            }
+            Whereabouts::NoDatabase(why) => return refuse(format!("the token is bound to the countries {codes}, but {why}")),
+        }
+    }
+    if info.device {
+        let Some(proof) = request.device_proof else {
+            return refuse(format!(
+                "the token is bound to a device: sign each request with its key ({} header; nanofs push/pull --device-key)",
+                crate::crypto::device::HEADER
+            ));
+        };
+        let key = match crate::crypto::device::verify(&proof, &request.method, &request.target) {
+            Ok(k) => k,
+            Err(why) => return refuse(format!("the token is bound to a device: {why}")),
+        };
+        let bound = match &info.device_key {
+            Some(k) => k.clone(),
+            None => {
+                let (id, k) = (info.id.clone(), key.clone());
+                state.blocking(move |vol| vol.token_bind_device(&id, &k)).await?
+            }
+        };
+        if bound != key {
+            return refuse("the token is bound to another device".into());
+        }
+    }
+    Ok(info)
 }
 
 /// Name of the session cookie the web UI uses.
@@ -141,7 +181,7 @@ pub async fn caller(state: &Sidecar, headers: &HeaderMap) -> Result<Caller, ApiE
 pub async fn caller_of_token(state: &Sidecar, token: String) -> Result<Caller, ApiError> {
     if token.starts_with(crate::volume::TOKEN_PREFIX) {
         let info = match state.blocking(move |vol| vol.token_verify(&token)).await? {
-            Ok(info) => bound_to_client(info)?,
+            Ok(info) => check_bindings(state, info).await?,
             Err(TokenRefusal::Invalid) => {
                 return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token"))
             }

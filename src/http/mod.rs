@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod files;
 mod gallery;
+mod geo;
 mod live;
 mod media;
 mod observe;
@@ -92,6 +93,8 @@ pub struct Sidecar {
     password_work: tokio::sync::Semaphore,
     /// When an HTTP viewer of a live stream (stream, credential tag) was last checked.
     live_checked: std::sync::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+    /// The country database (`[access] geoip_db`).
+    geo: geo::Geo,
 }
 
 /// A cached `crate::stream::fmp4` layout and the (ctime, size) of the file it describes.
@@ -131,6 +134,7 @@ impl Sidecar {
             logins: throttle::LoginThrottle::default(),
             password_work: tokio::sync::Semaphore::new(throttle::PASSWORD_WORKERS),
             live_checked: std::sync::Mutex::default(),
+            geo: geo::Geo::default(),
         })
     }
 
@@ -237,6 +241,14 @@ impl Sidecar {
                 Ok(())
             })
             .await;
+    }
+
+    /// Where `client` is, by the `[access] geoip_db` database.
+    fn country_of(&self, client: Option<std::net::IpAddr>) -> geo::Whereabouts {
+        match client {
+            Some(ip) => self.geo.locate(&self.vol.config().access.geoip_db, ip),
+            None => geo::Whereabouts::Unknown,
+        }
     }
 
     /// Runs `check`, a call that verifies the password tried for `name` from `client`:

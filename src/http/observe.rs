@@ -47,15 +47,28 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Client {
     }
 }
 
-tokio::task_local! {
-    /// The client's address while a request is served (`observe` sets it).
-    static CLIENT: Client;
+/// What the checks of a token's bindings need to know of the request being served.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    /// The client's address.
+    pub client: Client,
+    /// The method.
+    pub method: String,
+    /// The path and query, as sent.
+    pub target: String,
+    /// The device proof header (`crypto::device`), if sent.
+    pub device_proof: Option<String>,
 }
 
-/// The address of the client whose request the current task serves.
+tokio::task_local! {
+    /// The request the current task serves (`observe` sets it).
+    static REQUEST: RequestFacts;
+}
+
+/// The request the current task serves (empty outside one).
 #[must_use]
-pub fn current_client() -> Option<std::net::IpAddr> {
-    CLIENT.try_with(|c| c.0).ok().flatten()
+pub fn current_request() -> RequestFacts {
+    REQUEST.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// The header that carries a request's id.
@@ -89,7 +102,17 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id, %method, %route, client = client.0.map(tracing::field::display));
     let started = Instant::now();
-    let mut response = CLIENT.scope(client, next.run(req).instrument(span.clone())).await;
+    let facts = RequestFacts {
+        client,
+        method: method.to_string(),
+        target: req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string()),
+        device_proof: req
+            .headers()
+            .get(crate::crypto::device::HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
+    let mut response = REQUEST.scope(facts, next.run(req).instrument(span.clone())).await;
     let elapsed = started.elapsed();
     let status = response.status();
     let m = crate::metrics::get();

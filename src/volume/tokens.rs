@@ -61,6 +61,37 @@ pub struct TokenInfo {
     /// The networks its requests must come from (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<ipnet::IpNet>,
+    /// The countries (ISO 3166-1 alpha-2, upper case) its requests must come from, by the
+    /// `[access] geoip_db` database (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// Bound to the device that first uses it: every request must be signed with that
+    /// device's key (`crypto::device`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub device: bool,
+    /// The device's public key (hex), registered at first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_key: Option<String>,
+}
+
+/// Where a new token may be used from (`nanofs token create --cidr/--country/--device`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBindings {
+    /// Networks.
+    #[serde(default)]
+    pub networks: Vec<ipnet::IpNet>,
+    /// ISO country codes.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// Bound at first use to one device.
+    #[serde(default)]
+    pub device: bool,
+}
+
+/// `code` as an ISO 3166-1 alpha-2 country code (upper case), if it is two letters.
+#[must_use]
+pub fn country_code(code: &str) -> Option<String> {
+    (code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic())).then(|| code.to_ascii_uppercase())
 }
 
 impl TokenInfo {
@@ -116,7 +147,7 @@ impl Volume {
         allow: &[Permission],
         ttl_secs: i64,
         user: Option<&str>,
-        networks: &[ipnet::IpNet],
+        bindings: &TokenBindings,
     ) -> Result<(TokenInfo, String)> {
         if self.read_only {
             return Err(Error::ReadOnly);
@@ -137,7 +168,14 @@ impl Volume {
             created,
             expires: created.saturating_add(ttl_secs),
             user: user.map(str::to_string),
-            networks: networks.iter().map(ipnet::IpNet::trunc).collect(),
+            networks: bindings.networks.iter().map(ipnet::IpNet::trunc).collect(),
+            countries: bindings
+                .countries
+                .iter()
+                .map(|c| country_code(c).ok_or(Error::Invalid))
+                .collect::<Result<_>>()?,
+            device: bindings.device,
+            device_key: None,
         };
         let stored = Stored { info: info.clone(), hash: hex(&self.secret_hash(&secret)) };
         let key = Self::token_key(&info.id);
@@ -156,6 +194,8 @@ impl Volume {
             let nets: Vec<String> = info.networks.iter().map(ToString::to_string).collect();
             format!("{scope}, from {}", nets.join(" "))
         };
+        let scope = if info.countries.is_empty() { scope } else { format!("{scope}, in {}", info.countries.join(" ")) };
+        let scope = if info.device { format!("{scope}, one device") } else { scope };
         self.audit_or_log(super::AuditEvent::new("token.create", "admin", &info.id).detail(scope.to_lowercase()));
         Ok((info.clone(), format!("{TOKEN_PREFIX}{}_{}", info.id, hex(&secret))))
     }
@@ -185,6 +225,28 @@ impl Volume {
         self.store.commit(batch, Durability::Synced)?;
         self.audit_or_log(super::AuditEvent::new("token.revoke", "admin", id));
         Ok(())
+    }
+
+    /// Binds the device-bound token `id` to the device with public key `key` (hex) if no
+    /// device holds it yet; returns the key it is bound to (the first device's).
+    pub fn token_bind_device(&self, id: &str, key: &str) -> Result<String> {
+        let k = Self::token_key(id);
+        let txn = self.txn()?;
+        let Some(sealed) = self.store.get(Cf::Meta, &k)? else { return Err(Error::NotFound) };
+        let mut stored: Stored = serde_json::from_slice(&self.meta.open(Cf::Meta.name(), &k, &sealed)?)
+            .map_err(|e| Error::CorruptMeta(format!("token record: {e}")))?;
+        if let Some(bound) = &stored.info.device_key {
+            return Ok(bound.clone());
+        }
+        stored.info.device_key = Some(key.to_string());
+        let json = serde_json::to_vec(&stored).expect("token serialises");
+        let mut batch = self.store.batch();
+        batch.put(Cf::Meta, &k, &self.meta.seal(Cf::Meta.name(), &k, &json));
+        self.store.commit(batch, Durability::Synced)?;
+        // Held until the record is written: two first uses at once bind one device.
+        drop(txn);
+        self.audit_or_log(super::AuditEvent::new("token.bind_device", "admin", id).detail(format!("device {key}")));
+        Ok(key.to_string())
     }
 
     /// Whether the token with public id `id` exists (is not revoked).

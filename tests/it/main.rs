@@ -3,6 +3,7 @@
 
 mod common;
 
+mod bindings;
 mod browser;
 mod cli;
 mod corrupt;

@@ -34,12 +34,13 @@ fn requests_without_a_valid_token_are_401_with_the_reason() {
     assert_eq!(s.get(url, Some(&good), &[]).status, 200);
 
     // Expired: refused, and told why.
-    let (_, expired) = s.vol.token_create("short", "/", &[Permission::Read], 0, None, &[]).unwrap();
+    let (_, expired) = s.vol.token_create("short", "/", &[Permission::Read], 0, None, &Default::default()).unwrap();
     let r = s.get(url, Some(&expired), &[]);
     assert_eq!(r.status, 401);
     assert!(r.error().contains("expired"), "{}", r.error());
     // Revoked: refused from the next request on.
-    let (info, revoked) = s.vol.token_create("gone", "/", &[Permission::Read], 3600, None, &[]).unwrap();
+    let (info, revoked) =
+        s.vol.token_create("gone", "/", &[Permission::Read], 3600, None, &Default::default()).unwrap();
     assert_eq!(s.get(url, Some(&revoked), &[]).status, 200);
     s.vol.token_revoke(&info.id).unwrap();
     assert_eq!(s.get(url, Some(&revoked), &[]).status, 401);

@@ -96,7 +96,7 @@ impl Served {
 
     /// A token string for `prefix` allowing `allow`, valid for an hour.
     pub fn token(&self, prefix: &str, allow: &[Permission]) -> String {
-        self.vol.token_create("test", prefix, allow, 3600, None, &[]).unwrap().1
+        self.vol.token_create("test", prefix, allow, 3600, None, &Default::default()).unwrap().1
     }
 
     /// A token that may do everything everywhere.
