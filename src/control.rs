@@ -109,7 +109,7 @@ pub enum Request {
         user: Option<String>,
         /// Where it may be used from.
         #[serde(default)]
-        bindings: crate::volume::TokenBindings,
+        bindings: crate::volume::Bindings,
     },
     /// List HTTP tokens.
     TokenList,

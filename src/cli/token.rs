@@ -75,9 +75,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let networks = networks
                 .iter()
                 .map(|n| {
-                    n.parse::<ipnet::IpNet>()
-                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| anyhow::anyhow!("--cidr {n:?}: not a network (10.0.0.0/8) or an address"))
+                    crate::volume::parse_network(n)
+                        .ok_or_else(|| anyhow::anyhow!("--cidr {n:?}: not a network (10.0.0.0/8) or an address"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let countries = countries
@@ -88,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let bindings = crate::volume::TokenBindings { networks, countries, device };
+            let bindings = crate::volume::Bindings { networks, countries, device };
             let allow: Vec<Permission> = allow
                 .split(',')
                 .map(|p| p.trim().parse())

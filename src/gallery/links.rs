@@ -38,6 +38,12 @@ pub struct LinkRecord {
     pub password: Option<String>,
     /// Keyed hash of the secret, hex.
     hash: String,
+    /// The networks it works from (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<ipnet::IpNet>,
+    /// The countries it works from (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
 }
 
 /// A link as shown to moderators (no secret, no hash).
@@ -55,6 +61,12 @@ pub struct LinkInfo {
     pub created_by: Option<String>,
     /// Whether opening it needs a password.
     pub password: bool,
+    /// The networks it works from (empty: any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<ipnet::IpNet>,
+    /// The countries it works from (empty: any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
 }
 
 impl From<&LinkRecord> for LinkInfo {
@@ -66,6 +78,8 @@ impl From<&LinkRecord> for LinkInfo {
             expires: l.expires,
             created_by: l.created_by.clone(),
             password: l.password.is_some(),
+            networks: l.networks.clone(),
+            countries: l.countries.clone(),
         }
     }
 }
@@ -79,8 +93,20 @@ impl Galleries {
         role: Role,
         ttl_secs: i64,
         password: Option<&str>,
+        bindings: &crate::volume::Bindings,
     ) -> Result<(LinkInfo, String)> {
         actor.require(Action::ManageLinks)?;
+        if bindings.device {
+            return Err(Error::Rejected("a share link cannot be bound to a device; an API token can".into()));
+        }
+        let countries = bindings
+            .countries
+            .iter()
+            .map(|c| {
+                crate::volume::country_code(c)
+                    .ok_or_else(|| Error::Rejected(format!("country {c:?}: an ISO 3166-1 code of two letters")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         if role > Role::Contributor {
             return Err(Error::Rejected("a share link grants viewer or contributor, nothing more".into()));
         }
@@ -107,6 +133,8 @@ impl Galleries {
             created_by: actor.name.clone(),
             password,
             hash: hex(&self.vol.keyed_secret_hash(b"link", &secret)),
+            networks: bindings.networks.iter().map(ipnet::IpNet::trunc).collect(),
+            countries,
         };
         let info = LinkInfo::from(&rec);
         self.update(|b| {
@@ -121,6 +149,15 @@ impl Galleries {
             )
         })?;
         Ok((info, format!("{LINK_TOKEN_PREFIX}{id}_{}", hex(&secret))))
+    }
+
+    /// Where link `id` may be used from (`None`: no such link).
+    pub fn link_bindings(&self, id: &str) -> Result<Option<crate::volume::Bindings>> {
+        Ok(self.vol.record::<LinkRecord>(&link_key(id))?.map(|l| crate::volume::Bindings {
+            networks: l.networks,
+            countries: l.countries,
+            device: false,
+        }))
     }
 
     /// The links of a gallery (expired ones included until revoked), oldest first.

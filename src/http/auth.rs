@@ -5,7 +5,7 @@ use super::geo::Whereabouts;
 use super::Sidecar;
 use crate::gallery::users::{Principal, SessionRefusal};
 use crate::gallery::{Actor, Gallery, Role};
-use crate::volume::{Permission, TokenInfo, TokenRefusal};
+use crate::volume::{Bindings, Permission, TokenInfo, TokenRefusal};
 use axum::http::{HeaderMap, StatusCode};
 
 /// The token of a request, checked against `path` and `need`.
@@ -46,35 +46,42 @@ pub async fn authenticate(state: &Sidecar, headers: &HeaderMap) -> Result<TokenI
     }
 }
 
-/// The token, if the request meets its bindings: the client's address in one of its
-/// networks and countries, and signed by its device; else 403 saying which rule refused.
-async fn check_bindings(state: &Sidecar, info: TokenInfo) -> Result<TokenInfo, ApiError> {
-    let request = super::observe::current_request();
-    let client = request.client.0;
+/// Whether the request comes from the networks and countries of `b` (those of a `what`);
+/// else 403 saying which rule refused.
+pub async fn check_place(state: &Sidecar, b: &Bindings, what: &str) -> Result<(), ApiError> {
+    let client = super::observe::current_request().client.0;
     let from = client.map_or_else(|| "an unknown address".to_string(), |c| c.to_string());
     let refuse = |why: String| Err(ApiError::new(StatusCode::FORBIDDEN, why));
-    if !info.allows_client(client) {
-        let nets: Vec<String> = info.networks.iter().map(ToString::to_string).collect();
+    if !b.networks.is_empty() && !client.is_some_and(|ip| b.networks.iter().any(|n| n.contains(&ip))) {
+        let nets: Vec<String> = b.networks.iter().map(ToString::to_string).collect();
         return refuse(format!(
-            "the token is bound to the networks {}; this request comes from {from}",
+            "the {what} is bound to the networks {}; this request comes from {from}",
             nets.join(", ")
         ));
     }
-    if !info.countries.is_empty() {
-        let codes = info.countries.join(", ");
-        match state.country_of(client) {
-            Whereabouts::Country(c) if info.countries.contains(&c) => {}
-            Whereabouts::Country(c) => {
-                return refuse(format!("the token is bound to the countries {codes}; this request comes from {from}, in {c}"))
-            }
-            Whereabouts::Unknown => {
-                return refuse(format!(
-                    "the token is bound to the countries {codes}; this request comes from {from}, in no country the database knows"
-                ))
-            }
-            Whereabouts::NoDatabase(why) => return refuse(format!("the token is bound to the countries {codes}, but {why}")),
-        }
+    if b.countries.is_empty() {
+        return Ok(());
     }
+    let codes = b.countries.join(", ");
+    match state.country_of(client) {
+        Whereabouts::Country(c) if b.countries.contains(&c) => Ok(()),
+        Whereabouts::Country(c) => {
+            refuse(format!("the {what} is bound to the countries {codes}; this request comes from {from}, in {c}"))
+        }
+        Whereabouts::Unknown => refuse(format!(
+            "the {what} is bound to the countries {codes}; this request comes from {from}, in no country the database knows"
+        )),
+        Whereabouts::NoDatabase(why) => refuse(format!("the {what} is bound to the countries {codes}, but {why}")),
+    }
+}
+
+/// The token, if the request meets its bindings: the client's address in one of its
+/// networks and countries, and signed by its device; else 403 saying which rule refused.
+async fn check_bindings(state: &Sidecar, info: TokenInfo) -> Result<TokenInfo, ApiError> {
+    let place = Bindings { networks: info.networks.clone(), countries: info.countries.clone(), device: false };
+    check_place(state, &place, "token").await?;
+    let request = super::observe::current_request();
+    let refuse = |why: String| Err(ApiError::new(StatusCode::FORBIDDEN, why));
     if info.device {
         let Some(proof) = request.device_proof else {
             return refuse(format!(
@@ -198,6 +205,14 @@ pub async fn caller_of_token(state: &Sidecar, token: String) -> Result<Caller, A
         });
     }
     match state.gallery(move |gs| gs.session_verify(&token)).await? {
+        Ok(Principal::Link { id, gallery, role, expires }) => {
+            // A session of a link bound to networks or countries works only from there.
+            let link = id.clone();
+            if let Some(b) = state.gallery(move |gs| gs.link_bindings(&link)).await? {
+                check_place(state, &b, "share link").await?;
+            }
+            Ok(Caller::Principal(Principal::Link { id, gallery, role, expires }))
+        }
         Ok(p) => Ok(Caller::Principal(p)),
         Err(SessionRefusal::Invalid) => {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "not logged in: the session is unknown or has ended"))

@@ -114,7 +114,12 @@ pub struct OpenLink {
 /// `POST /api/share/open`: a session bound to a share link.
 pub async fn open_link(State(state): S, client: Client, Json(body): Json<OpenLink>) -> ApiResult<Response> {
     // Tries of a link's password are throttled by the link (its id, never its secret).
-    let link = format!("link:{}", body.token.split('_').nth(1).unwrap_or_default());
+    let link_id = body.token.split('_').nth(1).unwrap_or_default().to_string();
+    let link = format!("link:{link_id}");
+    // A link bound to networks or countries does not open elsewhere.
+    if let Some(b) = state.gallery(move |gs| gs.link_bindings(&link_id)).await? {
+        super::auth::check_place(&state, &b, "share link").await?;
+    }
     let open = state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref()));
     let result = state.password_try(&link, client, open).await;
     let gallery_of = |r: &ApiResult<(String, i64, Principal)>| match r {
@@ -593,6 +598,12 @@ pub struct NewLink {
     role: Option<Role>,
     expires_in_secs: Option<i64>,
     password: Option<String>,
+    /// Networks (or addresses) it works from.
+    #[serde(default)]
+    networks: Vec<String>,
+    /// ISO country codes it works from.
+    #[serde(default)]
+    countries: Vec<String>,
 }
 
 /// `POST /api/galleries/{id}/links`.
@@ -607,9 +618,19 @@ pub async fn link_create(
     let role = b.role.unwrap_or(Role::Viewer);
     let ttl = b.expires_in_secs.unwrap_or(7 * 86_400);
     let password = b.password.filter(|p| !p.is_empty());
+    let networks = b
+        .networks
+        .iter()
+        .map(|n| {
+            crate::volume::parse_network(n)
+                .ok_or_else(|| ApiError::bad_request(format!("{n:?} is not a network (10.0.0.0/8) or an address")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let bindings = crate::volume::Bindings { networks, countries: b.countries, device: false };
     let (who, gallery) = (c.who.clone(), c.gallery.id.clone());
-    let (info, token) =
-        state.gallery(move |gs| gs.link_create(&c.gallery, &c.actor, role, ttl, password.as_deref())).await?;
+    let (info, token) = state
+        .gallery(move |gs| gs.link_create(&c.gallery, &c.actor, role, ttl, password.as_deref(), &bindings))
+        .await?;
     let detail = format!("link {}: {}, {ttl} s", info.id, role.as_str());
     state.audit(client, AuditEvent::new("share.create", who, gallery).detail(detail)).await;
     let url = format!("/s/{token}");

@@ -56,7 +56,9 @@ pub use reclaim::{ReclaimReason, RECLAIM_SLACK};
 pub use records::{Kind, Timestamp};
 pub use schedule::ScheduleReport;
 pub use snapshot::SnapshotInfo;
-pub use tokens::{country_code, normalise_prefix, Permission, TokenBindings, TokenInfo, TokenRefusal, TOKEN_PREFIX};
+pub use tokens::{
+    country_code, normalise_prefix, parse_network, Bindings, Permission, TokenInfo, TokenRefusal, TOKEN_PREFIX,
+};
 pub use trash::{TrashEmptied, TrashItem, TRASH_NAME};
 pub use tree::{Attr, DirEntry, RenameMode, SetAttr, SetTime, StatFs, NAME_MAX};
 pub use uploads::{plain_hash, Piece, UploadState};

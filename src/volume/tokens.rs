@@ -74,9 +74,10 @@ pub struct TokenInfo {
     pub device_key: Option<String>,
 }
 
-/// Where a new token may be used from (`nanofs token create --cidr/--country/--device`).
+/// Where a token (`nanofs token create --cidr/--country/--device`) or a share link
+/// (networks and countries) may be used from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenBindings {
+pub struct Bindings {
     /// Networks.
     #[serde(default)]
     pub networks: Vec<ipnet::IpNet>,
@@ -88,6 +89,12 @@ pub struct TokenBindings {
     pub device: bool,
 }
 
+/// A network (`10.0.0.0/8`) or one address (a /32 or /128).
+#[must_use]
+pub fn parse_network(s: &str) -> Option<ipnet::IpNet> {
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
 /// `code` as an ISO 3166-1 alpha-2 country code (upper case), if it is two letters.
 #[must_use]
 pub fn country_code(code: &str) -> Option<String> {
@@ -95,13 +102,6 @@ pub fn country_code(code: &str) -> Option<String> {
 }
 
 impl TokenInfo {
-    /// Whether a request from `client` may use the token (`None`: an address not known,
-    /// which only a token bound to no network allows).
-    #[must_use]
-    pub fn allows_client(&self, client: Option<std::net::IpAddr>) -> bool {
-        self.networks.is_empty() || client.is_some_and(|ip| self.networks.iter().any(|n| n.contains(&ip)))
-    }
-
     /// Whether `path` (normalised, starting with `/`) lies inside the token's prefix.
     #[must_use]
     pub fn covers(&self, path: &str) -> bool {
@@ -147,7 +147,7 @@ impl Volume {
         allow: &[Permission],
         ttl_secs: i64,
         user: Option<&str>,
-        bindings: &TokenBindings,
+        bindings: &Bindings,
     ) -> Result<(TokenInfo, String)> {
         if self.read_only {
             return Err(Error::ReadOnly);

@@ -94,3 +94,53 @@ fn a_token_bound_to_a_device_is_refused_on_another() {
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     m.unmount();
 }
+
+#[test]
+fn a_share_link_bound_to_a_network_opens_and_works_only_from_it() {
+    use crate::galleries::World;
+    let w = World::new();
+    let alice = w.login("alice");
+    let body = serde_json::json!({"role": "viewer", "networks": ["127.0.0.0/24"]}).to_string();
+    let made = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &bearer(&alice),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &body,
+        &format!("{}{}", w.base, w.g("/links")),
+    ]);
+    assert_eq!(made.0, 201, "{}", String::from_utf8_lossy(&made.2));
+    let made: serde_json::Value = serde_json::from_slice(&made.2).unwrap();
+    assert_eq!(made["link"]["networks"][0], "127.0.0.0/24");
+    let open = |from: &str| {
+        let body = serde_json::json!({"token": made["token"]}).to_string();
+        let url = format!("{}/api/share/open", w.base);
+        curl(&["--interface", from, "-X", "POST", "-H", "Content-Type: application/json", "-d", &body, &url])
+    };
+    let (status, _, why) = open("127.0.1.5");
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&why).contains("share link is bound to the networks 127.0.0.0/24"));
+    let (status, _, session) = open("127.0.0.1");
+    assert_eq!(status, 200);
+    let session: serde_json::Value = serde_json::from_slice(&session).unwrap();
+    let token = session["token"].as_str().unwrap();
+    let items = format!("{}{}", w.base, w.g("/items"));
+    assert_eq!(curl(&["--interface", "127.0.0.9", "-H", &bearer(token), &items]).0, 200);
+    assert_eq!(curl(&["--interface", "127.0.1.9", "-H", &bearer(token), &items]).0, 403, "its session moves with it");
+    let bad = serde_json::json!({"role": "viewer", "networks": ["not-a-net"]}).to_string();
+    let refused = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &bearer(&alice),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        &bad,
+        &format!("{}{}", w.base, w.g("/links")),
+    ]);
+    assert_eq!(refused.0, 400);
+}
