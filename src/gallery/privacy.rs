@@ -109,6 +109,11 @@ fn collab_kind(key: &[u8], kind: &[u8]) -> bool {
     key.len() > 14 && &key[12..14] == kind
 }
 
+/// The item a `gx/` key belongs to.
+fn collab_item(key: &[u8]) -> Option<Ino> {
+    key.get(COLLAB_PREFIX.len()..COLLAB_PREFIX.len() + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).map(Ino)
+}
+
 /// Replaces every string equal to `name` in `v` with null; returns whether any was.
 fn scrub(v: &mut Value, name: &str) -> bool {
     match v {
@@ -247,7 +252,7 @@ impl Galleries {
             .into_iter()
             .filter(|(_, r)| r.user == name)
             .map(|(k, r)| {
-                let item = super::hook::item_ino(&k[..11]).map(|i| i.0.to_string());
+                let item = collab_item(&k).map(|i| i.0.to_string());
                 json!({ "item": item, "emoji": r.emoji, "created": r.created })
             })
             .collect();
@@ -325,7 +330,12 @@ impl Galleries {
     /// Erases user `name` (see the module docs); `owned` says what happens to what they
     /// own, and is required when they own anything.
     pub fn user_erase(&self, name: &str, owned: Option<&Owned>) -> Result<ErasureReceipt> {
-        self.require_user(name)?;
+        // An erasure cut short after the account went is finished by running it again:
+        // the person key is still there then.
+        let account = self.user(name)?.is_some();
+        if !account && !self.vol.person_key_exists(name)? {
+            return Err(Error::Rejected(format!("no user {name:?}")));
+        }
         let galleries: Vec<Gallery> = self.gallery_list()?.into_iter().filter(|g| g.owner() == Some(name)).collect();
         let uploads = self.uploads_of(name)?;
         let owned = match owned {
@@ -356,8 +366,12 @@ impl Galleries {
                 for u in &uploads {
                     erased_chunks.extend(self.vol.file_chunks(u.ino)?);
                     // For good: an erasure does not leave the files in the trash.
-                    self.vol.unlink_by(u.folder, u.name.as_bytes(), None)?;
-                    r.files_deleted += 1;
+                    match self.vol.unlink_by(u.folder, u.name.as_bytes(), None) {
+                        Ok(()) => r.files_deleted += 1,
+                        // Deleted meanwhile.
+                        Err(crate::volume::Error::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 self.remove_thumbnails(&uploads.iter().map(|u| u.ino).collect::<Vec<_>>());
                 for g in &galleries {
@@ -387,7 +401,9 @@ impl Galleries {
         r.snapshot_copies_deleted = self.vol.erase_snapshot_copies(&erased_chunks)?;
 
         // Memberships, sessions and the account (their removal is an event, anonymized below).
-        self.user_remove(name)?;
+        if account {
+            self.user_remove(name)?;
+        }
         // Their discussion: tombstones where others replied, gone elsewhere.
         let (comments, annotations, reactions) = self.discussion_records()?;
         let replied: HashSet<String> = comments.iter().filter_map(|(_, c)| c.parent.clone()).collect();

@@ -82,6 +82,11 @@ impl Volume {
         Ok(opened.map_or_else(|| ERASED.into(), |p| String::from_utf8_lossy(&p).into_owned()))
     }
 
+    /// Whether person `name` has a key (something about them was sealed and not shredded).
+    pub(crate) fn person_key_exists(&self, name: &str) -> Result<bool> {
+        self.record_exists(&key(&self.person_tag(name)))
+    }
+
     /// Destroys the key of person `name`: every field sealed under it is unreadable from
     /// now on. Returns whether there was one.
     pub(crate) fn shred_person_key(&self, name: &str) -> Result<bool> {

@@ -48,6 +48,7 @@ fn a_user_is_exported_then_erased_leaving_threads_and_a_receipt_but_nothing_of_t
     assert_eq!(read("memberships.json")[0]["role"], "contributor");
     assert_eq!(read("annotations.json")[0]["text"], "carol's note");
     assert_eq!(read("reactions.json")[0]["emoji"], "🔥");
+    assert_eq!(read("reactions.json")[0]["item"], d1.as_str());
     let audit = read("audit.json");
     let logins = audit.as_array().unwrap().iter().filter(|r| r["action"] == "login" && r["actor"] == "carol").count();
     assert_eq!(logins, 1, "{audit}");
