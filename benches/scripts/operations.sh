@@ -4,7 +4,9 @@
 #     connection, and the daemon's CPU time per scrape (from /proc);
 #  2. the audit trail on a small-file workload: N files written through the mount, then
 #     deleted over HTTP (each delete an audited act, fsync'd), with [audit] enabled = true
-#     and = false on two fresh volumes, alternated over ROUNDS rounds.
+#     and = false on two fresh volumes, alternated over ROUNDS rounds;
+#  3. the trash on the same small-file workload deleted through the mount (`rm -r` of a
+#     directory of N files), with [retention] trash_days = 7 and = 0, alternated likewise.
 # Usage: benches/scripts/operations.sh [FILES] [ROUNDS] [SCRAPES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -109,5 +111,36 @@ for line in open(sys.argv[1]):
     rate = float(line.split()[1])
     (on if line.startswith("audit=true") else off).append(rate)
 print(f"median deletes/s with the audit trail {statistics.median(on):.1f}, without {statistics.median(off):.1f}: "
+      f"{statistics.median(on) / statistics.median(off):.2f}x")
+PY
+
+echo "== trash on $FILES small-file deletes through the mount (rm -r, $ROUNDS rounds, alternating)"
+for r in $(seq "$ROUNDS"); do
+  for days in 7 0; do
+    start "trash-$days-$r" "[retention]
+trash_days = $days
+[media.streaming]
+webrtc_port = 0"
+    mkdir -p "$MNT/album/2024"
+    for i in $(seq "$FILES"); do head -c 4096 /dev/urandom > "$MNT/album/2024/f$i"; done
+    sync
+    t0=$(date +%s.%N)
+    rm -r "$MNT/album"
+    t1=$(date +%s.%N)
+    python3 -c "import sys; n, dt = int(sys.argv[1]), float(sys.argv[3]) - float(sys.argv[2]); print(f'trash_days={sys.argv[4]} {n / dt:8.1f} deletes/s ({dt / n * 1e3:.3f} ms each)')" "$FILES" "$t0" "$t1" "$days"
+    if [ "$days" = 7 ]; then
+      kept=$("$NANOFS" trash list "$W/trash-$days-$r" | wc -l)
+      [ "$kept" = "$FILES" ] || { echo "expected $FILES files in the trash, found $kept" >&2; exit 1; }
+    fi
+    stop
+  done
+done | tee "$W/trash.txt"
+python3 - "$W/trash.txt" <<'PY'
+import sys, statistics
+on, off = [], []
+for line in open(sys.argv[1]):
+    rate = float(line.split()[1])
+    (on if line.startswith("trash_days=7") else off).append(rate)
+print(f"median deletes/s into the trash {statistics.median(on):.1f}, for good {statistics.median(off):.1f}: "
       f"{statistics.median(on) / statistics.median(off):.2f}x")
 PY
