@@ -44,6 +44,23 @@ pub struct LinkRecord {
     /// The countries it works from (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
+    /// Bound to the first browser that opens it (`link_bind_device`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub device: bool,
+    /// Keyed hash of that browser's device secret, hex, once opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_hash: Option<String>,
+}
+
+/// Whether a request comes from the device a link is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceCheck {
+    /// The link is bound to no device, or to this one.
+    Allowed,
+    /// The link is bound to a device and no browser opened it yet.
+    Unbound,
+    /// It is bound to another device (or the request shows none).
+    Refused,
 }
 
 /// A link as shown to moderators (no secret, no hash).
@@ -67,6 +84,9 @@ pub struct LinkInfo {
     /// The countries it works from (empty: any).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub countries: Vec<String>,
+    /// Bound to the first browser that opens it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub device: bool,
 }
 
 impl From<&LinkRecord> for LinkInfo {
@@ -80,6 +100,7 @@ impl From<&LinkRecord> for LinkInfo {
             password: l.password.is_some(),
             networks: l.networks.clone(),
             countries: l.countries.clone(),
+            device: l.device,
         }
     }
 }
@@ -96,9 +117,6 @@ impl Galleries {
         bindings: &crate::volume::Bindings,
     ) -> Result<(LinkInfo, String)> {
         actor.require(Action::ManageLinks)?;
-        if bindings.device {
-            return Err(Error::Rejected("a share link cannot be bound to a device; an API token can".into()));
-        }
         let countries = bindings
             .countries
             .iter()
@@ -135,6 +153,8 @@ impl Galleries {
             hash: hex(&self.vol.keyed_secret_hash(b"link", &secret)),
             networks: bindings.networks.iter().map(ipnet::IpNet::trunc).collect(),
             countries,
+            device: bindings.device,
+            device_hash: None,
         };
         let info = LinkInfo::from(&rec);
         self.update(|b| {
@@ -156,8 +176,41 @@ impl Galleries {
         Ok(self.vol.record::<LinkRecord>(&link_key(id))?.map(|l| crate::volume::Bindings {
             networks: l.networks,
             countries: l.countries,
-            device: false,
+            device: l.device,
         }))
+    }
+
+    /// Whether a request showing the device secret `secret` (the browser's device cookie)
+    /// may use link `id`.
+    pub fn link_device_check(&self, id: &str, secret: Option<&str>) -> Result<DeviceCheck> {
+        let Some(l) = self.vol.record::<LinkRecord>(&link_key(id))? else { return Ok(DeviceCheck::Allowed) };
+        Ok(match (l.device, &l.device_hash, secret) {
+            (false, _, _) => DeviceCheck::Allowed,
+            (true, None, _) => DeviceCheck::Unbound,
+            (true, Some(h), Some(s)) if *h == self.device_hash(s) => DeviceCheck::Allowed,
+            (true, Some(_), _) => DeviceCheck::Refused,
+        })
+    }
+
+    /// Binds link `id` to the device with secret `secret` unless a device holds it
+    /// already; returns whether it is bound to this one.
+    pub fn link_bind_device(&self, id: &str, secret: &str) -> Result<bool> {
+        let hash = self.device_hash(secret);
+        self.update(|b| {
+            let mut l = self.vol.record::<LinkRecord>(&link_key(id))?.ok_or(Error::NotFound)?;
+            match &l.device_hash {
+                Some(h) => Ok(*h == hash),
+                None => {
+                    l.device_hash = Some(hash.clone());
+                    b.put(&link_key(id), &l);
+                    Ok(true)
+                }
+            }
+        })
+    }
+
+    fn device_hash(&self, secret: &str) -> String {
+        hex(&self.vol.keyed_secret_hash(b"link device", secret.as_bytes()))
     }
 
     /// The links of a gallery (expired ones included until revoked), oldest first.

@@ -111,7 +111,10 @@ fn collab_kind(key: &[u8], kind: &[u8]) -> bool {
 
 /// The item a `gx/` key belongs to.
 fn collab_item(key: &[u8]) -> Option<Ino> {
-    key.get(COLLAB_PREFIX.len()..COLLAB_PREFIX.len() + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).map(Ino)
+    key.get(COLLAB_PREFIX.len()..COLLAB_PREFIX.len() + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .map(Ino)
 }
 
 /// Replaces every string equal to `name` in `v` with null; returns whether any was.

@@ -3,6 +3,7 @@
 use super::error::ApiError;
 use super::geo::Whereabouts;
 use super::Sidecar;
+use crate::gallery::links::DeviceCheck;
 use crate::gallery::users::{Principal, SessionRefusal};
 use crate::gallery::{Actor, Gallery, Role};
 use crate::volume::{Bindings, Permission, TokenInfo, TokenRefusal};
@@ -75,6 +76,20 @@ pub async fn check_place(state: &Sidecar, b: &Bindings, what: &str) -> Result<()
     }
 }
 
+/// Whether the request comes from the browser that link `id` is bound to (its device
+/// cookie); else 403. A link nobody opened yet is bound at its opening (`open_link`).
+pub async fn check_link_device(state: &Sidecar, id: &str) -> Result<(), ApiError> {
+    let secret = super::observe::current_request().device_cookie;
+    let link = id.to_string();
+    match state.gallery(move |gs| gs.link_device_check(&link, secret.as_deref())).await? {
+        DeviceCheck::Allowed | DeviceCheck::Unbound => Ok(()),
+        DeviceCheck::Refused => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the share link is bound to another device (the browser that first opened it)",
+        )),
+    }
+}
+
 /// The token, if the request meets its bindings: the client's address in one of its
 /// networks and countries, and signed by its device; else 403 saying which rule refused.
 async fn check_bindings(state: &Sidecar, info: TokenInfo) -> Result<TokenInfo, ApiError> {
@@ -109,6 +124,20 @@ async fn check_bindings(state: &Sidecar, info: TokenInfo) -> Result<TokenInfo, A
 
 /// Name of the session cookie the web UI uses.
 pub const SESSION_COOKIE: &str = "nanofs_session";
+/// Name of the cookie that identifies a browser to share links bound to a device.
+pub const DEVICE_COOKIE: &str = "nanofs_device";
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
 
 /// Who calls the gallery API: a user or share link (session), a user-bound API token, or
 /// an API token whose scope decides (`Scoped`).
@@ -167,14 +196,7 @@ pub fn credential_of(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
     }
-    headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_string())
+    cookie(headers, SESSION_COOKIE)
 }
 
 /// The caller of a gallery request.
@@ -210,6 +232,9 @@ pub async fn caller_of_token(state: &Sidecar, token: String) -> Result<Caller, A
             let link = id.clone();
             if let Some(b) = state.gallery(move |gs| gs.link_bindings(&link)).await? {
                 check_place(state, &b, "share link").await?;
+                if b.device {
+                    check_link_device(state, &id).await?;
+                }
             }
             Ok(Caller::Principal(Principal::Link { id, gallery, role, expires }))
         }

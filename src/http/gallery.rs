@@ -2,7 +2,7 @@
 //! reactions, members and share links. Every handler resolves the caller's role in the
 //! gallery and leaves the permission decision to the engine, which enforces the table.
 
-use super::auth::{caller, credential_of, Caller, SESSION_COOKIE};
+use super::auth::{caller, credential_of, Caller, DEVICE_COOKIE, SESSION_COOKIE};
 use super::error::{ApiError, ApiResult};
 use super::observe::Client;
 use super::Sidecar;
@@ -116,9 +116,15 @@ pub async fn open_link(State(state): S, client: Client, Json(body): Json<OpenLin
     // Tries of a link's password are throttled by the link (its id, never its secret).
     let link_id = body.token.split('_').nth(1).unwrap_or_default().to_string();
     let link = format!("link:{link_id}");
-    // A link bound to networks or countries does not open elsewhere.
-    if let Some(b) = state.gallery(move |gs| gs.link_bindings(&link_id)).await? {
-        super::auth::check_place(&state, &b, "share link").await?;
+    // A link bound to networks or countries does not open elsewhere, nor one bound to a
+    // device in another browser.
+    let lookup = link_id.clone();
+    let bindings = state.gallery(move |gs| gs.link_bindings(&lookup)).await?;
+    if let Some(b) = &bindings {
+        super::auth::check_place(&state, b, "share link").await?;
+        if b.device {
+            super::auth::check_link_device(&state, &link_id).await?;
+        }
     }
     let open = state.gallery(move |gs| gs.link_open(&body.token, body.password.as_deref()));
     let result = state.password_try(&link, client, open).await;
@@ -129,11 +135,34 @@ pub async fn open_link(State(state): S, client: Client, Json(body): Json<OpenLin
     state.audit_password_try(client, &result, || AuditEvent::new("share.open", &link, gallery_of(&result))).await;
     let (token, expires, principal) = result?;
     let Principal::Link { id, gallery, role, .. } = principal else { unreachable!("a link opens a link session") };
+    // The first browser to open a link bound to a device becomes that device: it keeps a
+    // random secret in a cookie of its own, which every later request of the link shows.
+    let mut device_cookie = None;
+    if bindings.is_some_and(|b| b.device) {
+        let secret = super::observe::current_request().device_cookie.unwrap_or_else(|| {
+            let mut s = [0u8; 32];
+            crate::crypto::keys::random_bytes(&mut s);
+            crate::ids::hex(&s)
+        });
+        let (link, mine) = (id.clone(), secret.clone());
+        if !state.gallery(move |gs| gs.link_bind_device(&link, &mine)).await? {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "the share link is bound to another device (the browser that first opened it)",
+            ));
+        }
+        device_cookie = Some(secret);
+    }
     let mut r = Json(json!({
         "token": token, "gallery": gallery, "role": role, "link": id, "expires": crate::utc::rfc3339(expires),
     }))
     .into_response();
-    r.headers_mut().insert(header::SET_COOKIE, session_cookie(&token, expires, state.config.tls));
+    r.headers_mut().append(header::SET_COOKIE, session_cookie(&token, expires, state.config.tls));
+    if let Some(secret) = device_cookie {
+        let secure = if state.config.tls { "; Secure" } else { "" };
+        let value = format!("{DEVICE_COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age=31622400{secure}");
+        r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&value).expect("hex is ASCII"));
+    }
     Ok(r)
 }
 
@@ -604,6 +633,9 @@ pub struct NewLink {
     /// ISO country codes it works from.
     #[serde(default)]
     countries: Vec<String>,
+    /// Bound to the first browser that opens it.
+    #[serde(default)]
+    device: bool,
 }
 
 /// `POST /api/galleries/{id}/links`.
@@ -626,7 +658,7 @@ pub async fn link_create(
                 .ok_or_else(|| ApiError::bad_request(format!("{n:?} is not a network (10.0.0.0/8) or an address")))
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let bindings = crate::volume::Bindings { networks, countries: b.countries, device: false };
+    let bindings = crate::volume::Bindings { networks, countries: b.countries, device: b.device };
     let (who, gallery) = (c.who.clone(), c.gallery.id.clone());
     let (info, token) = state
         .gallery(move |gs| gs.link_create(&c.gallery, &c.actor, role, ttl, password.as_deref(), &bindings))

@@ -58,6 +58,8 @@ pub struct RequestFacts {
     pub target: String,
     /// The device proof header (`crypto::device`), if sent.
     pub device_proof: Option<String>,
+    /// The browser's device cookie (share links bound to a device), if sent.
+    pub device_cookie: Option<String>,
 }
 
 tokio::task_local! {
@@ -111,6 +113,7 @@ pub async fn observe(mut req: Request, next: Next) -> Response {
             .get(crate::crypto::device::HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        device_cookie: super::auth::cookie(req.headers(), super::auth::DEVICE_COOKIE),
     };
     let mut response = REQUEST.scope(facts, next.run(req).instrument(span.clone())).await;
     let elapsed = started.elapsed();

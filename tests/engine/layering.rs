@@ -40,7 +40,7 @@ const RULES: &[Rule] = &[
             // sidecar does; to move to a shared leaf.
             ("delta.rs", "chunk"),
             ("delta.rs", "volume"),
-            // Shares the sidecar's TLS provider and the random source.
+            // Shares the sidecar's TLS provider, the random source and the device keys.
             ("http.rs", "http"),
             ("http.rs", "crypto"),
         ],

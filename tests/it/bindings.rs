@@ -144,3 +144,39 @@ fn a_share_link_bound_to_a_network_opens_and_works_only_from_it() {
     ]);
     assert_eq!(refused.0, 400);
 }
+
+#[test]
+fn a_share_link_bound_to_a_device_works_only_in_the_browser_that_opened_it_first() {
+    use crate::galleries::World;
+    let w = World::new();
+    let alice = w.login("alice");
+    let made =
+        w.call("POST", &w.g("/links"), Some(&alice), Some(serde_json::json!({"role": "viewer", "device": true})));
+    assert_eq!(made.status, 201);
+    let made = made.json();
+    assert_eq!(made["link"]["device"], true);
+    let (home, elsewhere) = (w.v.tmp.path().join("home.jar"), w.v.tmp.path().join("elsewhere.jar"));
+    let open = |jar: &std::path::Path| {
+        let body = serde_json::json!({"token": made["token"]}).to_string();
+        let jar = jar.to_str().unwrap();
+        let url = format!("{}/api/share/open", w.base);
+        curl(&["-b", jar, "-c", jar, "-X", "POST", "-H", "Content-Type: application/json", "-d", &body, &url])
+    };
+    let (status, headers, body) = open(&home);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(headers.contains("set-cookie: nanofs_device=") && headers.contains("httponly"), "{headers}");
+    assert_eq!(open(&home).0, 200, "the same browser opens it again");
+    let (status, _, body) = open(&elsewhere);
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("bound to another device"));
+
+    // Its session, copied elsewhere without the device cookie, is refused too.
+    let items = format!("{}{}", w.base, w.g("/items"));
+    let jar = home.to_str().unwrap();
+    assert_eq!(curl(&["-b", jar, &items]).0, 200);
+    let session = std::fs::read_to_string(&home).unwrap();
+    let token =
+        session.lines().find(|l| l.contains("nanofs_session")).unwrap().split('\t').next_back().unwrap().to_string();
+    let (status, _, body) = curl(&["-H", &bearer(&token), &items]);
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+}
