@@ -43,19 +43,13 @@ enum Action {
     },
 }
 
-fn json<T: serde::de::DeserializeOwned>(reply: Response) -> Option<T> {
-    match reply {
-        Response::Json { value } => serde_json::from_value(value).ok(),
-        _ => None,
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::Set { volume, path, reason, unlock } => {
             let req = Request::HoldSet { path: path.clone(), reason: reason.clone() };
-            let hold: Hold =
-                super::via_daemon_or_open(&volume, &unlock, &req, json, |vol, _| Ok(vol.hold_set(&path, &reason)?))?;
+            let hold: Hold = super::via_daemon_or_open(&volume, &unlock, &req, super::json_answer, |vol, _| {
+                Ok(vol.hold_set(&path, &reason)?)
+            })?;
             println!("{} is under hold", hold.path);
         }
         Action::Release { volume, path, unlock } => {
@@ -66,7 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Action::List { volume, unlock } => {
             let holds: Vec<Hold> =
-                super::via_daemon_or_open(&volume, &unlock, &Request::HoldList, json, |vol, _| Ok(vol.hold_list()?))?;
+                super::via_daemon_or_open(&volume, &unlock, &Request::HoldList, super::json_answer, |vol, _| {
+                    Ok(vol.hold_list()?)
+                })?;
             for h in holds {
                 println!("{}\tsince {}\t{}", h.path, crate::utc::rfc3339(h.since), h.reason);
             }

@@ -183,6 +183,14 @@ fn via_daemon_or_open<T>(
     }
 }
 
+/// A daemon's `Json` answer as `T` (for `via_daemon_or_open`).
+fn json_answer<T: serde::de::DeserializeOwned>(reply: crate::control::Response) -> Option<T> {
+    match reply {
+        crate::control::Response::Json { value } => serde_json::from_value(value).ok(),
+        _ => None,
+    }
+}
+
 /// Seconds of `90s`, `30m`, `24h`, `7d` or a plain number of seconds.
 pub(crate) fn parse_duration(s: &str) -> anyhow::Result<i64> {
     let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));

@@ -100,10 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 &volume,
                 &passphrase,
                 &Request::SnapshotForget { dry_run },
-                |reply| match reply {
-                    Response::Json { value } => serde_json::from_value(value).ok(),
-                    _ => None,
-                },
+                super::json_answer,
                 |vol, _| Ok(vol.snapshot_schedules(false, dry_run)?),
             )?;
             for name in &report.kept {

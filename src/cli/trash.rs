@@ -2,7 +2,7 @@
 //! (docs/operations.md).
 
 use super::UnlockArgs;
-use crate::control::{Request, Response};
+use crate::control::Request;
 use crate::volume::{TrashEmptied, TrashItem};
 use std::path::PathBuf;
 
@@ -52,18 +52,13 @@ enum Action {
     },
 }
 
-fn json<T: serde::de::DeserializeOwned>(reply: Response) -> Option<T> {
-    match reply {
-        Response::Json { value } => serde_json::from_value(value).ok(),
-        _ => None,
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.action {
         Action::List { volume, json: as_json, unlock } => {
             let items: Vec<TrashItem> =
-                super::via_daemon_or_open(&volume, &unlock, &Request::TrashList, json, |vol, _| Ok(vol.trash_list()?))?;
+                super::via_daemon_or_open(&volume, &unlock, &Request::TrashList, super::json_answer, |vol, _| {
+                    Ok(vol.trash_list()?)
+                })?;
             for t in items {
                 if as_json {
                     println!("{}", serde_json::to_string(&t)?);
@@ -74,23 +69,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Action::Restore { volume, path, id, to, unlock } => {
             let req = Request::TrashRestore { path: path.clone(), id, to: to.clone() };
-            let restored: Vec<TrashItem> = super::via_daemon_or_open(&volume, &unlock, &req, json, |vol, _| {
-                Ok(vol.trash_restore(&path, id, to.as_deref())?)
-            })
-            .map_err(|e| {
-                // The daemon answers with the error's text.
-                let is = |v: crate::volume::Error| e.to_string() == v.to_string();
-                if is(crate::volume::Error::Exists) {
-                    anyhow::anyhow!(
-                        "{} exists again; restore it elsewhere with --to PATH",
-                        to.as_deref().unwrap_or(&path)
-                    )
-                } else if is(crate::volume::Error::NotFound) {
-                    anyhow::anyhow!("nothing deleted from {path} is in the trash")
-                } else {
-                    e
-                }
-            })?;
+            let restored: Vec<TrashItem> =
+                super::via_daemon_or_open(&volume, &unlock, &req, super::json_answer, |vol, _| {
+                    Ok(vol.trash_restore(&path, id, to.as_deref())?)
+                })
+                .map_err(|e| {
+                    // The daemon answers with the error's text.
+                    let is = |v: crate::volume::Error| e.to_string() == v.to_string();
+                    if is(crate::volume::Error::Exists) {
+                        anyhow::anyhow!(
+                            "{} exists again; restore it elsewhere with --to PATH",
+                            to.as_deref().unwrap_or(&path)
+                        )
+                    } else if is(crate::volume::Error::NotFound) {
+                        anyhow::anyhow!("nothing deleted from {path} is in the trash")
+                    } else {
+                        e
+                    }
+                })?;
             for t in restored {
                 println!("restored {}", to.as_deref().unwrap_or(&t.path));
             }
@@ -101,8 +97,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 None => None,
             };
             let req = Request::TrashEmpty { before };
-            let out: TrashEmptied =
-                super::via_daemon_or_open(&volume, &unlock, &req, json, |vol, _| Ok(vol.trash_empty(before)?))?;
+            let out: TrashEmptied = super::via_daemon_or_open(&volume, &unlock, &req, super::json_answer, |vol, _| {
+                Ok(vol.trash_empty(before)?)
+            })?;
             println!("deleted {} files ({} bytes) for good", out.items, out.bytes);
         }
     }
