@@ -498,6 +498,9 @@ async fn receive(
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let mut at = offset;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PIECE);
+    // One piece is written by the engine while the next arrives: the network and the
+    // engine overlap, and pieces still land in order (docs/benchmarks.md, "profile").
+    let mut writing: Option<tokio::task::JoinHandle<ApiResult<()>>> = None;
     let mut stream = body.into_data_stream();
     let mut broken = None;
     loop {
@@ -530,12 +533,20 @@ async fn receive(
             let data = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_PIECE));
             let len = data.len() as u64;
             let from = at;
-            state.blocking(move |vol| vol.upload_append(ino, from, &data)).await?;
+            if let Some(previous) = writing.take() {
+                joined(previous.await)?;
+            }
+            let s = state.clone();
+            let write = async move { s.blocking(move |vol| vol.upload_append(ino, from, &data)).await };
+            writing = Some(tokio::spawn(tracing::Instrument::instrument(write, tracing::Span::current())));
             at += len;
         }
         if done {
             break;
         }
+    }
+    if let Some(last) = writing.take() {
+        joined(last.await)?;
     }
     let mismatch = match checksum {
         Some(Checksum::Sha1(h, want)) => h.finalize().as_slice() != want.as_slice(),
@@ -565,6 +576,11 @@ async fn receive(
         Some(e) => Err(e),
         None => Ok(at),
     }
+}
+
+/// The outcome of a spawned engine write.
+fn joined(r: Result<ApiResult<()>, tokio::task::JoinError>) -> ApiResult<()> {
+    r.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 /// Moves a complete upload to its target; one into a gallery through the galleries, which
