@@ -5,12 +5,17 @@
 //! A segment starts on a video keyframe once the one before has lasted `segment_target`;
 //! within a segment a part is cut every `part_target` (never longer), so a player can
 //! start a segment's first part as soon as it exists. Times come from the frames' decode
-//! times, on the first keyframe's origin; audio before it is dropped.
+//! times, on the first keyframe's origin; audio before it is dropped. A publisher's first
+//! audio packet often comes a moment after its first keyframe, so the start waits up to
+//! `AUDIO_WAIT_US` of video for it: the track list of the init segment is fixed once made.
 
 use super::cmaf::{self, Run, Sample, Track, TrackKind};
 use super::media::{annex_b_units, h264_type, Codec, MediaFrame};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How much video (by its decode times) the start holds back while no audio has shown.
+const AUDIO_WAIT_US: i64 = 1_000_000;
 
 /// What the packager makes.
 #[derive(Debug)]
@@ -97,6 +102,8 @@ pub struct Packager {
     next_starts_segment: bool,
     next_independent: bool,
     parameter_sets: (Option<Vec<u8>>, Option<Vec<u8>>),
+    /// Video from the first keyframe on, held while the start waits for audio.
+    held: Vec<MediaFrame>,
 }
 
 impl Packager {
@@ -116,11 +123,38 @@ impl Packager {
             next_starts_segment: true,
             next_independent: true,
             parameter_sets: (None, None),
+            held: Vec::new(),
         }
     }
 
     /// Takes a frame; returns what it completes.
     pub fn push(&mut self, f: &MediaFrame) -> Vec<Emit> {
+        if self.origin.is_some() || self.audio_kind.is_some() {
+            return self.push_now(f);
+        }
+        if f.codec.is_video() {
+            if f.keyframe || !self.held.is_empty() {
+                self.held.push(f.clone());
+            }
+            let waited = self.held.last().map_or(0, |l| l.dts_us) - self.held.first().map_or(0, |h| h.dts_us);
+            if waited < AUDIO_WAIT_US {
+                return Vec::new();
+            }
+            return self.release_held();
+        }
+        // The first audio: the start can go ahead with both tracks.
+        self.push_audio(f);
+        let mut out = self.release_held();
+        out.extend(self.push_now(f));
+        out
+    }
+
+    /// Starts with the video held back so far.
+    fn release_held(&mut self) -> Vec<Emit> {
+        std::mem::take(&mut self.held).iter().flat_map(|h| self.push_now(h)).collect()
+    }
+
+    fn push_now(&mut self, f: &MediaFrame) -> Vec<Emit> {
         let mut out = Vec::new();
         if !f.codec.is_video() {
             self.push_audio(f);
@@ -264,7 +298,9 @@ impl Packager {
 
     /// Everything still waiting, as a last part (the stream ended).
     pub fn finish(&mut self) -> Vec<Emit> {
-        self.cut(None).into_iter().collect()
+        let mut out = self.release_held();
+        out.extend(self.cut(None));
+        out
     }
 }
 
@@ -467,7 +503,39 @@ mod tests {
             assert!(p.push(&video(ms, false)).is_empty());
         }
         assert!(p.finish().is_empty());
-        assert!(matches!(p.push(&video(2000, true)).as_slice(), [Emit::Init { .. }]));
+        // A keyframe starts the stream once a second of video has shown there is no audio.
+        let mut emitted = Vec::new();
+        for ms in (2000..3040).step_by(40) {
+            emitted.extend(p.push(&video(ms, ms == 2000)));
+        }
+        let Some(Emit::Init { tracks, .. }) = emitted.first() else { panic!("no init: {emitted:?}") };
+        assert_eq!(tracks.len(), 1, "video only");
+        assert!(emitted.len() > 1, "and its first parts");
+    }
+
+    #[test]
+    fn audio_that_starts_just_after_the_first_keyframe_is_in_the_stream() {
+        let mut p = Packager::new(Duration::from_millis(500), Duration::from_secs(2));
+        let mut emitted = Vec::new();
+        for ms in (0..3000).step_by(20) {
+            if ms % 40 == 0 {
+                emitted.extend(p.push(&video(ms, ms % 1600 == 0)));
+            }
+            if ms >= 300 {
+                emitted.extend(p.push(&opus(ms)));
+            }
+        }
+        emitted.extend(p.finish());
+        let Emit::Init { tracks, .. } = &emitted[0] else { panic!("init first") };
+        assert_eq!(tracks.len(), 2, "the audio that came 300 ms after the keyframe has its track");
+        let video_s: f64 = emitted[1..]
+            .iter()
+            .map(|e| match e {
+                Emit::Part { duration, .. } => *duration,
+                Emit::Init { .. } => panic!("one init"),
+            })
+            .sum();
+        assert!((video_s - 3.0).abs() < 0.05, "no video lost while waiting: {video_s} s");
     }
 
     #[test]
