@@ -32,6 +32,10 @@ pub struct TransferArgs {
     /// device (`nanofs token create --device`).
     #[arg(long, value_name = "FILE", env = "NANOFS_DEVICE_KEY")]
     device_key: Option<PathBuf>,
+    /// Compare each whole file with the server's fingerprint (BLAKE2b-256) at the end,
+    /// even when the server must read the file for it.
+    #[arg(long)]
+    verify: bool,
 }
 
 /// Options of push only.
@@ -119,6 +123,7 @@ fn settings(remote: &Remote, o: &TransferArgs) -> Settings {
     if let Some(p) = o.part_size_mb {
         s.part_size = u64::from(p.max(1)) << 20;
     }
+    s.verify = o.verify;
     if o.no_resume {
         s.resume = false;
     }

@@ -1,6 +1,6 @@
 //! The transfer client behind `nanofs push` and `nanofs pull`: parallel, resumable,
-//! retrying transfers against the HTTP sidecar, with a progress bar and verification
-//! against the server's fingerprint (the ETag). It speaks only HTTP: tus uploads (parts
+//! retrying transfers against the HTTP sidecar, with a progress bar, a checksum on every
+//! uploaded piece and verification against the server's fingerprint (`Repr-Digest`). It speaks only HTTP: tus uploads (parts
 //! in parallel, joined by concatenation) and ranged downloads.
 
 mod delta;
@@ -34,6 +34,10 @@ pub struct Settings {
     pub cdc_kib: [u32; 3],
     /// The volume's chunker key (hex), for delta manifests of a volume with keyed boundaries.
     pub chunker_key: Option<String>,
+    /// Compare each whole file with the server's fingerprint at the end, even when the
+    /// server must read the file for it. Without it a push relies on the checksum of every
+    /// PATCH, and a pull checks the fingerprint when the server already has it.
+    pub verify: bool,
 }
 
 impl Settings {
@@ -50,6 +54,7 @@ impl Settings {
             base: None,
             cdc_kib,
             chunker_key: None,
+            verify: false,
         }
     }
 }
@@ -99,7 +104,20 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Unkeyed BLAKE2b-256 of a local file, hex: what the sidecar's ETag holds.
+/// The fingerprint (hex) in an answer's `Repr-Digest`, if it has one.
+fn repr_fingerprint(r: &http::Response) -> Option<String> {
+    let value = http::header(r, crate::http::REPR_DIGEST)?;
+    value.split(',').find_map(|item| {
+        let (key, b64) = item.trim().split_once('=')?;
+        let b64 = b64.strip_prefix(':')?.strip_suffix(':')?;
+        (key == crate::http::FINGERPRINT_ALGORITHM)
+            .then(|| <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64).ok())
+            .flatten()
+            .map(|bytes| crate::ids::hex(&bytes))
+    })
+}
+
+/// Unkeyed BLAKE2b-256 of a local file, hex: the sidecar's fingerprint (`Repr-Digest`).
 pub fn file_fingerprint(path: &std::path::Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;

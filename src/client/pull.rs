@@ -78,7 +78,7 @@ fn collect(remote: &Remote, source: &str, local: &Path, out: &mut Vec<(String, P
             serde_json::from_str::<serde_json::Value>(&text).map(Some).map_err(|e| Retry::Fatal(e.to_string()))
         })?;
         let Some(listing) = listing else {
-            let size = head(remote, source)?.1;
+            let size = head(remote, source, false)?.size;
             out.push((source.to_string(), local.to_path_buf(), size));
             return Ok(());
         };
@@ -102,13 +102,28 @@ fn collect(remote: &Remote, source: &str, local: &Path, out: &mut Vec<(String, P
     }
 }
 
-/// ETag and size of a file.
-fn head(remote: &Remote, source: &str) -> anyhow::Result<(String, u64)> {
+/// What a `HEAD` says of a file.
+struct Head {
+    etag: String,
+    size: u64,
+    /// Its fingerprint, when the server knows it or was asked for it.
+    fingerprint: Option<String>,
+}
+
+/// A `HEAD` of a file, asking for its fingerprint when `want_fingerprint`.
+fn head(remote: &Remote, source: &str, want_fingerprint: bool) -> anyhow::Result<Head> {
     let url = format!("{}/files{}", remote.base, encode_path(source));
     remote.retrying("HEAD", || {
-        let r = check(remote.agent().head(&url).header("Authorization", remote.auth()).call()?, "HEAD")?;
-        let size = header(&r, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((header(&r, "etag").unwrap_or_default(), size))
+        let mut req = remote.agent().head(&url).header("Authorization", remote.auth());
+        if want_fingerprint {
+            req = req.header(crate::http::WANT_REPR_DIGEST, format!("{}=1", crate::http::FINGERPRINT_ALGORITHM));
+        }
+        let r = check(req.call()?, "HEAD")?;
+        Ok(Head {
+            etag: header(&r, "etag").unwrap_or_default(),
+            size: header(&r, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0),
+            fingerprint: super::repr_fingerprint(&r),
+        })
     })
 }
 
@@ -120,7 +135,7 @@ fn pull_file(
     bar: &indicatif::ProgressBar,
     sent: &AtomicU64,
 ) -> anyhow::Result<()> {
-    let (etag, size) = head(remote, source)?;
+    let Head { etag, size, fingerprint } = head(remote, source, s.verify)?;
     let part_path = PathBuf::from(format!("{}.nanofs-part", local.display()));
     let jpath = PathBuf::from(format!("{}.nanofs-pull", local.display()));
     if let Some(dir) = local.parent() {
@@ -163,10 +178,12 @@ fn pull_file(
         r?;
     }
     file.sync_all()?;
-    let fp = super::file_fingerprint(&part_path)?;
-    if fp != etag.trim_matches('"') {
-        journal::remove(&jpath);
-        bail!("{source}: the downloaded bytes do not match the server's fingerprint; run again");
+    // Checked when the server knew the fingerprint already, or `--verify` asked for it.
+    if let Some(theirs) = fingerprint {
+        if super::file_fingerprint(&part_path)? != theirs {
+            journal::remove(&jpath);
+            bail!("{source}: the downloaded bytes do not match the server's fingerprint; run again");
+        }
     }
     std::fs::rename(&part_path, local)?;
     journal::remove(&jpath);

@@ -2,13 +2,16 @@
 //! parts as there are connections, each a partial upload sent in PATCHes of the part size,
 //! then joined by a final concatenation (the sidecar joins extents, no bytes are copied).
 //! The upload URLs are kept in a journal, so running the same command again resumes each
-//! part from the offset the server reports.
+//! part from the offset the server reports. Every PATCH carries its SHA-256
+//! (`Upload-Checksum`), which the server checks before it keeps the piece; `--verify` also
+//! compares the whole file with the server's fingerprint at the end.
 
 use super::http::{check, header, Remote, Retry};
 use super::{journal, progress, Settings, Summary};
 use anyhow::{bail, Context};
 use base64ct::{Base64, Encoding};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,10 +103,11 @@ impl Job<'_> {
         // already under way is finished as it began.
         if self.s.delta && self.size >= 1 << 20 && !(self.s.resume && jpath.exists()) {
             let (s, base) = (self.s, self.s.base.as_deref());
+            // Each chunk of a delta is checked against its hash as it arrives.
             if super::delta::push(self.remote, self.local, self.target, base, s.cdc_kib, s, self.bar, self.sent)?
                 .is_some()
             {
-                return verify(self.remote, self.local, self.target);
+                return self.verify();
             }
         }
         let resumed = match self.s.resume.then(|| journal::load::<Plan>(&jpath)).flatten() {
@@ -163,7 +167,31 @@ impl Job<'_> {
             })?;
         }
         journal::remove(jpath);
-        verify(remote, self.local, target)
+        self.verify()
+    }
+
+    /// With `--verify`, compares the server's fingerprint of the file with the local one's.
+    fn verify(&self) -> anyhow::Result<()> {
+        if !self.s.verify {
+            return Ok(());
+        }
+        let url = format!("{}/files{}", self.remote.base, super::pull::encode_path(self.target));
+        let theirs = self.remote.retrying("verifying", || {
+            let r = self
+                .remote
+                .agent()
+                .head(&url)
+                .header("Authorization", self.remote.auth())
+                .header(crate::http::WANT_REPR_DIGEST, format!("{}=1", crate::http::FINGERPRINT_ALGORITHM))
+                .call()?;
+            let r = check(r, "HEAD of the pushed file")?;
+            super::repr_fingerprint(&r).ok_or_else(|| Retry::Fatal("the server sent no fingerprint".into()))
+        })?;
+        let ours = super::file_fingerprint(self.local)?;
+        if theirs != ours {
+            bail!("{}: the server's fingerprint {theirs} differs from the local file's {ours}", self.target);
+        }
+        Ok(())
     }
 }
 
@@ -233,6 +261,8 @@ fn send_part(
         let n = piece.min(part.len - offset);
         buf.resize(n as usize, 0);
         file.read_exact_at(&mut buf, part.start + offset)?;
+        // The server checks it before it keeps the piece (tus checksum extension).
+        let checksum = format!("sha256 {}", Base64::encode_string(&sha2::Sha256::digest(&buf)));
         let result = (|| -> Result<u64, Retry> {
             let r = remote
                 .agent()
@@ -241,6 +271,7 @@ fn send_part(
                 .header("Authorization", remote.auth())
                 .header("Content-Type", "application/offset+octet-stream")
                 .header("Upload-Offset", offset.to_string())
+                .header("Upload-Checksum", &checksum)
                 .send(&buf[..])?;
             let r = check(r, "sending a part")?;
             header(&r, "upload-offset")
@@ -253,7 +284,8 @@ fn send_part(
                 sent.fetch_add(new - offset, Ordering::Relaxed);
                 offset = new;
             }
-            Err(Retry::Fatal(m)) if !m.contains("HTTP 409") => bail!("{m}"),
+            // 409: another offset than ours; 460: the piece arrived damaged and was dropped.
+            Err(Retry::Fatal(m)) if !m.contains("HTTP 409") && !m.contains("HTTP 460") => bail!("{m}"),
             Err(e) => {
                 // Transient, or an offset conflict: ask the server where it stands (with
                 // retries and backoff), then go on from there.
@@ -280,19 +312,4 @@ fn server_offset(remote: &Remote, url: &str) -> anyhow::Result<u64> {
         let r = check(r, "HEAD of the upload")?;
         header(&r, "upload-offset").and_then(|v| v.parse().ok()).ok_or_else(|| Retry::Fatal("no Upload-Offset".into()))
     })
-}
-
-/// Compares the server's fingerprint of `target` with the local file's.
-fn verify(remote: &Remote, local: &Path, target: &str) -> anyhow::Result<()> {
-    let url = format!("{}/files{}", remote.base, super::pull::encode_path(target));
-    let etag = remote.retrying("verifying", || {
-        let r = remote.agent().head(&url).header("Authorization", remote.auth()).call()?;
-        let r = check(r, "HEAD of the pushed file")?;
-        Ok(header(&r, "etag").unwrap_or_default())
-    })?;
-    let local_fp = super::file_fingerprint(local)?;
-    if etag.trim_matches('"') != local_fp {
-        bail!("{target}: the server's fingerprint {etag} differs from the local file's {local_fp}");
-    }
-    Ok(())
 }

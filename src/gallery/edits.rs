@@ -36,7 +36,15 @@ impl Galleries {
 
     /// Moves the complete upload `id` (file `ino`) to `target` in `g` with `actor` as its
     /// author, if they may still upload there and its folder is still in `g`.
-    pub fn finish_upload(&self, g: &Gallery, actor: &Actor, id: &str, ino: Ino, target: &str) -> Result<()> {
+    pub fn finish_upload(
+        &self,
+        g: &Gallery,
+        actor: &Actor,
+        id: &str,
+        ino: Ino,
+        target: &str,
+        fingerprint: Option<(u64, [u8; 32])>,
+    ) -> Result<()> {
         let _edit = self.edits.lock().expect("gallery edits");
         actor.require(Action::Upload)?;
         let folder = match target.rsplit_once('/') {
@@ -46,7 +54,7 @@ impl Galleries {
         if self.gallery_of(folder)?.as_deref() != Some(g.id.as_str()) {
             return Err(Error::Rejected("the upload's folder is no longer in the gallery".into()));
         }
-        self.vol.upload_finish(id, ino, target, actor.name.as_deref())?;
+        self.vol.upload_finish(id, ino, target, actor.name.as_deref(), fingerprint)?;
         Ok(())
     }
 

@@ -201,7 +201,7 @@ pub async fn commit(
     let size = state
         .blocking(move |vol| {
             let ino = vol.assemble_upload(&st, &pieces)?;
-            let attr = vol.upload_finish(&i, ino, &t, None)?;
+            let attr = vol.upload_finish(&i, ino, &t, None, None)?;
             Ok(attr.inode.size)
         })
         .await

@@ -3,12 +3,13 @@
 use super::auth::authorize;
 use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
-use super::Sidecar;
+use super::{Sidecar, FINGERPRINT_ALGORITHM, REPR_DIGEST, WANT_REPR_DIGEST};
 use crate::volume::{Kind, Permission};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64ct::Encoding;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -16,6 +17,14 @@ use std::time::SystemTime;
 const PIECE: u64 = 1 << 20;
 /// Most ranges served as the parts of one answer.
 const MAX_RANGES: usize = 200;
+
+/// Whether `Want-Repr-Digest` asks for the fingerprint (a preference above 0).
+fn wants_fingerprint(headers: &HeaderMap) -> bool {
+    headers.get_all(WANT_REPR_DIGEST).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let (key, pref) = item.split_once('=').unwrap_or((item, "1"));
+        key.trim().eq_ignore_ascii_case(FINGERPRINT_ALGORITHM) && pref.trim().parse::<u8>().is_ok_and(|p| p > 0)
+    })
+}
 
 fn raw_path(req: &Request) -> &str {
     req.uri().path().strip_prefix("/files").unwrap_or("")
@@ -55,8 +64,18 @@ pub(super) async fn serve_file(
     let state = state.clone();
     let ino = attr.ino;
     let size = attr.inode.size;
-    let fingerprint = state.blocking(move |vol| vol.fingerprint(ino)).await?;
-    let etag = format!("\"{}\"", crate::ids::hex(&fingerprint));
+    // The ETag comes from the metadata, so answering never waits for a read of the whole
+    // file; its content fingerprint goes along when known, or when the client asks for it
+    // (RFC 9530), which may read the file once.
+    let (inode, wanted) = (attr.inode.clone(), wants_fingerprint(headers));
+    let (tag, fingerprint) = state
+        .blocking(move |vol| {
+            let tag = vol.version_tag(ino, &inode);
+            let fp = if wanted { Some(vol.fingerprint(ino)?) } else { vol.cached_fingerprint(ino)? };
+            Ok((tag, fp))
+        })
+        .await?;
+    let etag = format!("\"{}\"", crate::ids::hex(&tag));
     let mtime = SystemTime::from(attr.inode.mtime);
     let last_modified = httpdate::fmt_http_date(mtime);
 
@@ -64,6 +83,10 @@ pub(super) async fn serve_file(
     common.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex is a valid header"));
     common.insert(header::LAST_MODIFIED, HeaderValue::from_str(&last_modified).expect("date is a valid header"));
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(fp) = fingerprint {
+        let digest = format!("{FINGERPRINT_ALGORITHM}=:{}:", base64ct::Base64::encode_string(&fp));
+        common.insert(REPR_DIGEST, HeaderValue::from_str(&digest).expect("base64 is a valid header"));
+    }
 
     if not_modified(headers, &etag, mtime) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
@@ -75,7 +98,7 @@ pub(super) async fn serve_file(
     };
     match ranges {
         Ranges::Whole => {
-            let mut r = stream(&state, ino, vec![(0, size)], None, head);
+            let mut r = stream(&state, ino, vec![(0, size)], None, head).await?;
             r.headers_mut().extend(common);
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).expect("mime"));
             r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
@@ -89,7 +112,7 @@ pub(super) async fn serve_file(
         }
         Ranges::Some(list) if list.len() == 1 => {
             let (start, end) = list[0];
-            let mut r = stream(&state, ino, vec![(start, end)], None, head);
+            let mut r = stream(&state, ino, vec![(start, end)], None, head).await?;
             *r.status_mut() = StatusCode::PARTIAL_CONTENT;
             r.headers_mut().extend(common);
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).expect("mime"));
@@ -102,7 +125,7 @@ pub(super) async fn serve_file(
         }
         Ranges::Some(list) => {
             // multipart/byteranges: a part header before each range, a closing delimiter.
-            let boundary = format!("nanofs-{}", &crate::ids::hex(&fingerprint)[..16]);
+            let boundary = format!("nanofs-{}", crate::ids::hex(&tag));
             let parts: Vec<(u64, u64, Vec<u8>)> = list
                 .iter()
                 .map(|&(s, e)| {
@@ -115,7 +138,7 @@ pub(super) async fn serve_file(
                 .collect();
             let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
             let length: u64 = parts.iter().map(|(s, e, h)| e - s + h.len() as u64).sum::<u64>() + tail.len() as u64;
-            let mut r = stream(&state, ino, Vec::new(), Some((parts, tail)), head);
+            let mut r = stream(&state, ino, Vec::new(), Some((parts, tail)), head).await?;
             *r.status_mut() = StatusCode::PARTIAL_CONTENT;
             r.headers_mut().extend(common);
             r.headers_mut().insert(
@@ -134,15 +157,15 @@ type Multipart = (Vec<(u64, u64, Vec<u8>)>, Vec<u8>);
 
 /// A response whose body streams `ranges` of `ino` (or multipart parts) from the engine,
 /// one piece at a time, read on the blocking pool.
-fn stream(
+async fn stream(
     state: &Arc<Sidecar>,
     ino: crate::Ino,
     ranges: Vec<(u64, u64)>,
     multipart: Option<Multipart>,
     head: bool,
-) -> Response {
+) -> ApiResult<Response> {
     if head {
-        return Response::new(Body::empty());
+        return Ok(Response::new(Body::empty()));
     }
     // Each item: bytes to send as they are, or a range to read.
     enum Item {
@@ -158,8 +181,12 @@ fn stream(
         items.push(Item::Bytes(tail));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(2);
+    // The first read decides the status: a file whose first piece cannot be read is an
+    // error answer; a failure further on can only cut the body short (never wrong bytes).
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel::<Result<(), crate::volume::Error>>();
     let vol = state.vol.clone();
     tokio::task::spawn_blocking(move || {
+        let mut first = Some(first_tx);
         for item in items {
             match item {
                 Item::Bytes(b) => {
@@ -171,10 +198,21 @@ fn stream(
                     while at < end {
                         let n = (end - at).min(PIECE) as u32;
                         // The piece shares the engine's cached plaintext: no copy on the way out.
-                        let piece = vol
-                            .read(ino, at, n)
-                            .map(axum::body::Bytes::from_owner)
-                            .map_err(|e| std::io::Error::other(e.to_string()));
+                        let piece = match (vol.read(ino, at, n), first.take()) {
+                            (Err(e), Some(first)) => {
+                                let _ = first.send(Err(e));
+                                return;
+                            }
+                            (piece, first) => {
+                                if let Some(f) = first {
+                                    let _ = f.send(Ok(()));
+                                }
+                                piece.map(axum::body::Bytes::from_owner).map_err(|e| {
+                                    tracing::error!(ino = ino.0, offset = at, error = %e, "download cut short");
+                                    std::io::Error::other(e.to_string())
+                                })
+                            }
+                        };
                         let len = piece.as_ref().map_or(0, |p| p.len() as u64);
                         let failed = piece.is_err() || len == 0;
                         if tx.blocking_send(piece).is_err() || failed {
@@ -186,8 +224,12 @@ fn stream(
             }
         }
     });
+    // No range to read (an empty file): the sender is dropped unsent.
+    if let Ok(Err(e)) = first_rx.await {
+        return Err(e.into());
+    }
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    Response::new(Body::from_stream(body))
+    Ok(Response::new(Body::from_stream(body)))
 }
 
 /// The ranges a `Range` header asks for, clipped to the file.

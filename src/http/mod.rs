@@ -70,6 +70,8 @@ pub struct Sidecar {
     /// Uploads a PATCH is writing to: a second PATCH of the same upload meanwhile is
     /// refused (423), so two clients can never interleave bytes at one offset.
     busy_uploads: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Each whole upload's bytes hashed as they arrived.
+    upload_hashes: tus::RunningHashes,
     /// Gallery items waiting for media facts and thumbnails.
     index_queue: media::IndexQueue,
     /// One item is indexed at a time: decoding is CPU-heavy and must not starve requests.
@@ -123,6 +125,7 @@ impl Sidecar {
             upload_writers: tokio::sync::Semaphore::new(CONCURRENT_UPLOAD_WRITES),
             deltas: delta::Sessions::default(),
             busy_uploads: std::sync::Mutex::default(),
+            upload_hashes: tus::RunningHashes::default(),
             index_queue: media::IndexQueue::default(),
             indexing: tokio::sync::Mutex::new(()),
             internal_key: crate::gallery::random_id(32),
@@ -445,6 +448,14 @@ async fn readyz(axum::extract::State(state): axum::extract::State<Arc<Sidecar>>)
 async fn openapi() -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], include_str!("../../docs/openapi.json"))
 }
+
+/// RFC 9530's digest of a file's whole content (the representation of a `GET` without
+/// ranges), and the request header that asks for it.
+pub const REPR_DIGEST: &str = "repr-digest";
+/// See [`REPR_DIGEST`].
+pub const WANT_REPR_DIGEST: &str = "want-repr-digest";
+/// The algorithm key of the fingerprint in those headers: BLAKE2b-256 as `b2sum -l 256`.
+pub const FINGERPRINT_ALGORITHM: &str = "blake2b-256";
 
 /// What `GET /api/transfer` tells the transfer client.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

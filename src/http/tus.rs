@@ -229,7 +229,7 @@ async fn create_inner(state: &Arc<Sidecar>, headers: &HeaderMap, body: Body) -> 
                 };
                 let ino = vol.upload_create(&st)?;
                 let size = vol.concat_files(ino, &inos)?;
-                vol.upload_finish(&i, ino, &t, None)?;
+                vol.upload_finish(&i, ino, &t, None, None)?;
                 for p in &parts {
                     vol.upload_delete(p)?;
                 }
@@ -456,6 +456,38 @@ async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: 
     ))
 }
 
+/// The BLAKE2b of each whole (not partial) upload's bytes so far, hashed in order as they
+/// arrive: a complete upload's fingerprint (its `Repr-Digest`, the `user.nanofs.blake2b` of
+/// the file) is then known without reading the file back. Kept in memory only: after a
+/// restart of the sidecar, the engine computes it on first request, as for any file.
+#[derive(Default)]
+pub struct RunningHashes(std::sync::Mutex<std::collections::HashMap<String, (u64, blake2b_simd::State)>>);
+
+impl RunningHashes {
+    /// The hash of an upload's first `offset` bytes, taken out while a PATCH adds to it.
+    fn take(&self, id: &str, offset: u64) -> Option<blake2b_simd::State> {
+        match self.0.lock().expect("upload hashes").remove(id) {
+            Some((at, h)) if at == offset => Some(h),
+            Some(_) => None,
+            None => (offset == 0).then(|| blake2b_simd::Params::new().hash_length(32).to_state()),
+        }
+    }
+
+    fn put(&self, id: &str, offset: u64, h: blake2b_simd::State) {
+        self.0.lock().expect("upload hashes").insert(id.to_string(), (offset, h));
+    }
+
+    /// The fingerprint of a complete upload of `len` bytes, if all of them were hashed.
+    fn finish(&self, id: &str, len: u64) -> Option<(u64, [u8; 32])> {
+        let (at, h) = self.0.lock().expect("upload hashes").remove(id)?;
+        (at == len).then(|| (len, h.finalize().as_bytes().try_into().expect("32 bytes")))
+    }
+
+    fn forget(&self, id: &str) {
+        self.0.lock().expect("upload hashes").remove(id);
+    }
+}
+
 enum Checksum {
     Sha1(sha1::Sha1, Vec<u8>),
     Sha256(sha2::Sha256, Vec<u8>),
@@ -496,6 +528,8 @@ async fn receive(
         .acquire()
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    let mut hash = if st.partial { None } else { state.upload_hashes.take(&st.id, offset) };
+    let hash_before = hash.clone();
     let mut at = offset;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PIECE);
     // One piece is written by the engine while the next arrives: the network and the
@@ -531,6 +565,9 @@ async fn receive(
         };
         if buf.len() >= WRITE_PIECE || (done && !buf.is_empty()) {
             let data = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_PIECE));
+            if let Some(h) = &mut hash {
+                h.update(&data);
+            }
             let len = data.len() as u64;
             let from = at;
             if let Some(previous) = writing.take() {
@@ -556,6 +593,12 @@ async fn receive(
     let undo = mismatch
         || (broken.is_some() && header(headers, "upload-checksum").is_some())
         || broken.as_ref().is_some_and(|e| e.status == StatusCode::PAYLOAD_TOO_LARGE);
+    // A failed engine write returned above and forgot the hash: the file is hashed on
+    // first request instead.
+    match if undo { hash_before.map(|h| (offset, h)) } else { hash.map(|h| (at, h)) } {
+        Some((bytes, h)) => state.upload_hashes.put(&st.id, bytes, h),
+        None => state.upload_hashes.forget(&st.id),
+    }
     if undo {
         state
             .blocking(move |vol| {
@@ -591,12 +634,13 @@ async fn complete(state: &Arc<Sidecar>, headers: &HeaderMap, st: &UploadState, i
     }
     let target = st.target.clone().ok_or_else(|| ApiError::bad_request("the upload has no target"))?;
     let (id, t) = (st.id.clone(), target.clone());
+    let fingerprint = st.length.and_then(|len| state.upload_hashes.finish(&st.id, len));
     match st.owner.strip_prefix("gallery:") {
         Some(rest) => {
             let c = super::gallery::ctx(state, headers, rest.split_once(':').map_or(rest, |(g, _)| g)).await?;
-            state.gallery(move |gs| gs.finish_upload(&c.gallery, &c.actor, &id, ino, &t)).await?;
+            state.gallery(move |gs| gs.finish_upload(&c.gallery, &c.actor, &id, ino, &t, fingerprint)).await?;
         }
-        None => state.blocking(move |vol| vol.upload_finish(&id, ino, &t, None).map(drop)).await?,
+        None => state.blocking(move |vol| vol.upload_finish(&id, ino, &t, None, fingerprint).map(drop)).await?,
     }
     tracing::info!(upload = %st.id, target, "upload complete");
     Ok(())
@@ -611,7 +655,9 @@ pub async fn terminate(State(state): State<Arc<Sidecar>>, Path(id): Path<String>
         upload_for(&state, &headers, &id).await?;
         let _busy = Busy::take(&state, &id)?;
         let i = id.clone();
-        state.blocking(move |vol| vol.upload_delete(&i)).await
+        state.blocking(move |vol| vol.upload_delete(&i)).await?;
+        state.upload_hashes.forget(&id);
+        Ok(())
     }
     .await;
     match result {
@@ -630,21 +676,26 @@ pub async fn expire_loop(state: Arc<Sidecar>) {
         tick.tick().await;
         let swept = state
             .blocking(|vol| {
-                let mut n = 0;
+                let mut expired = Vec::new();
                 for id in vol.upload_ids()? {
                     if let Ok((st, _, _)) = vol.upload_get(&id) {
                         if st.expires <= now() {
                             vol.upload_delete(&id)?;
-                            n += 1;
+                            expired.push(id);
                         }
                     }
                 }
-                Ok(n)
+                Ok(expired)
             })
             .await;
         match swept {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(uploads = n, "expired uploads deleted"),
+            Ok(expired) if expired.is_empty() => {}
+            Ok(expired) => {
+                for id in &expired {
+                    state.upload_hashes.forget(id);
+                }
+                tracing::info!(uploads = expired.len(), "expired uploads deleted");
+            }
             Err(e) => tracing::warn!(error = %e.message, "expiring uploads failed"),
         }
     }

@@ -10,7 +10,7 @@
 //! one hex string that proves a whole snapshot unchanged.
 
 use super::error::{Error, Result};
-use super::records::{decode_xattr, encode_xattr, Kind};
+use super::records::{decode_xattr, encode_xattr, Inode, Kind};
 use super::Volume;
 use crate::ids::{hex, ChunkId, Ino};
 use crate::store::keys::{self, RefRecord};
@@ -53,6 +53,11 @@ pub struct PathStats {
     pub exclusive_bytes: u64,
 }
 
+/// What a cached fingerprint is valid for: any change of the content moves the ctime.
+fn stamp(inode: &Inode) -> Vec<u8> {
+    [&inode.ctime.secs.to_be_bytes()[..], &inode.ctime.nanos.to_be_bytes(), &inode.size.to_be_bytes()].concat()
+}
+
 impl Volume {
     /// The fingerprint of a file, directory tree, symlink or special file.
     pub fn fingerprint(&self, ino: Ino) -> Result<[u8; 32]> {
@@ -87,23 +92,13 @@ impl Volume {
         if !self.read_only {
             self.commit_file(ino, Durability::Buffered)?;
         }
-        let key = keys::named_key(ino, &self.keys.name_hash(CACHE_XATTR));
-        let stamp = |v: &Volume| -> Result<Vec<u8>> {
-            let i = v.load_inode(ino)?;
-            Ok([&i.ctime.secs.to_be_bytes()[..], &i.ctime.nanos.to_be_bytes(), &i.size.to_be_bytes()].concat())
-        };
-        let before = stamp(self)?;
-        if let Some(sealed) = self.store.get(Cf::Xattrs, &key)? {
-            let plain = self.meta.open(Cf::Xattrs.name(), &key, &sealed)?;
-            let (_, cached) = decode_xattr(&plain)?;
-            if cached.len() == before.len() + 32 && cached[..before.len()] == before[..] {
-                return Ok(cached[before.len()..].try_into().expect("32 bytes"));
-            }
+        let before = self.load_inode(ino)?;
+        if let Some(hash) = self.cached_fingerprint_of(ino, &before)? {
+            return Ok(hash);
         }
-        let size = self.load_inode(ino)?.size;
         let mut state = blake2b_simd::Params::new().hash_length(32).to_state();
         let mut offset = 0;
-        while offset < size {
+        while offset < before.size {
             let piece = self.read(ino, offset, 1 << 20)?;
             if piece.is_empty() {
                 break;
@@ -114,13 +109,51 @@ impl Volume {
         let hash: [u8; 32] = state.finalize().as_bytes().try_into().expect("32 bytes");
         // Cached only if the file did not change while it was read; the cache is a
         // private record, not a change of the file, so it leaves ctime alone.
-        if !self.read_only && stamp(self)? == before {
-            let value = [before, hash.to_vec()].concat();
+        if !self.read_only && stamp(&self.load_inode(ino)?) == stamp(&before) {
+            let (key, value) = self.fingerprint_record(ino, &before, &hash);
             let mut batch = self.store.batch();
-            batch.put(Cf::Xattrs, &key, &self.meta.seal(Cf::Xattrs.name(), &key, &encode_xattr(CACHE_XATTR, &value)));
+            batch.put(Cf::Xattrs, &key, &value);
             self.store.commit(batch, Durability::Buffered)?;
         }
         Ok(hash)
+    }
+
+    /// A tag of the file's current version, from its metadata alone (an HTTP `ETag`): it
+    /// changes with every change of the content (which moves the ctime), costs no read,
+    /// and, keyed, tells nothing of the inode number or times.
+    #[must_use]
+    pub fn version_tag(&self, ino: Ino, inode: &Inode) -> [u8; 16] {
+        self.keys.name_hash(&[&b"nanofs-version-v1"[..], &ino.0.to_be_bytes(), &stamp(inode)].concat())
+    }
+
+    /// The fingerprint of a file if it is known without reading the file (cached, and the
+    /// file unchanged since).
+    pub fn cached_fingerprint(&self, ino: Ino) -> Result<Option<[u8; 32]>> {
+        let inode = self.load_inode(ino)?;
+        if inode.kind != Kind::File {
+            return Ok(None);
+        }
+        self.cached_fingerprint_of(ino, &inode)
+    }
+
+    fn cached_fingerprint_of(&self, ino: Ino, inode: &Inode) -> Result<Option<[u8; 32]>> {
+        let key = keys::named_key(ino, &self.keys.name_hash(CACHE_XATTR));
+        let Some(sealed) = self.store.get(Cf::Xattrs, &key)? else { return Ok(None) };
+        let plain = self.meta.open(Cf::Xattrs.name(), &key, &sealed)?;
+        let (_, cached) = decode_xattr(&plain)?;
+        let stamp = stamp(inode);
+        Ok((cached.len() == stamp.len() + 32 && cached[..stamp.len()] == stamp[..])
+            .then(|| cached[stamp.len()..].try_into().expect("32 bytes")))
+    }
+
+    /// The sealed record (key, value) caching `hash` as the fingerprint of file `ino` in
+    /// the state `inode`: for a writer that hashed the bytes as it wrote them, to put in
+    /// the batch that commits that state.
+    pub(crate) fn fingerprint_record(&self, ino: Ino, inode: &Inode, hash: &[u8; 32]) -> (Vec<u8>, Vec<u8>) {
+        let key = keys::named_key(ino, &self.keys.name_hash(CACHE_XATTR));
+        let value = [stamp(inode), hash.to_vec()].concat();
+        let sealed = self.meta.seal(Cf::Xattrs.name(), &key, &encode_xattr(CACHE_XATTR, &value));
+        (key.to_vec(), sealed)
     }
 
     fn tree_fingerprint(&self, dir: Ino) -> Result<[u8; 32]> {

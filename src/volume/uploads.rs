@@ -103,8 +103,17 @@ impl Volume {
     }
 
     /// Moves a complete upload to `target` (creating missing directories), atomically.
-    /// `by`: the user hooks record as having made the change.
-    pub fn upload_finish(&self, id: &str, ino: Ino, target: &str, by: Option<&str>) -> Result<Attr> {
+    /// `by`: the user hooks record as having made the change; `fingerprint`: the BLAKE2b-256
+    /// of its bytes when the receiver hashed them as they arrived, cached with the move so
+    /// the file is never read back for it (with the count of bytes it covers, checked).
+    pub fn upload_finish(
+        &self,
+        id: &str,
+        ino: Ino,
+        target: &str,
+        by: Option<&str>,
+        fingerprint: Option<(u64, [u8; 32])>,
+    ) -> Result<Attr> {
         self.fsync(ino, None)?;
         // Every byte is durable; the upload is still where a client resumes it.
         super::faults::crash_point("upload-data-synced");
@@ -117,6 +126,14 @@ impl Volume {
         let to = (parent, name.as_bytes());
         self.rename_with(dir, id.as_bytes(), to, RenameMode::Replace, by, Durability::Synced, |txn, _| {
             txn.batch.delete(Cf::Xattrs, &state);
+            if let Some((hashed, hash)) = fingerprint {
+                // The inode as the move commits it: the stamp the cache is valid for.
+                let inode = txn.inode(ino)?.clone();
+                if inode.size == hashed {
+                    let (key, value) = self.fingerprint_record(ino, &inode, &hash);
+                    txn.batch.put(Cf::Xattrs, &key, &value);
+                }
+            }
             Ok::<_, Error>(())
         })?;
         super::faults::crash_point("upload-moved");

@@ -149,7 +149,8 @@ fn a_second_version_sends_only_the_changed_chunks() {
             f.write_all_at(&random_bytes(at, 400_000), at).unwrap();
         }
     }
-    let sent = push(&[&url]);
+    // --verify: the assembled file is compared with the local one as a whole at the end.
+    let sent = push(&[&url, "--verify"]);
     assert!(sent < size as u64 / 20, "the second version sent {sent} bytes of {size}");
     // The same edit under a new name, with the old file as base.
     let copy = format!("{}/files/edit/copy.mov", server.base);
@@ -158,7 +159,7 @@ fn a_second_version_sends_only_the_changed_chunks() {
     // And --no-delta sends it whole; every version reads back right.
     assert_eq!(push(&[&copy, "--no-delta"]), size as u64);
     let back = v.tmp.path().join("back.mov");
-    let out = client(&["pull", &url, back.to_str().unwrap()], &token, &state).output().unwrap();
+    let out = client(&["pull", &url, back.to_str().unwrap(), "--verify"], &token, &state).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(sha256(&back), sha256(&src));
     server.stop();

@@ -2,6 +2,7 @@
 //! validators and conditional requests, directory listings with paging, deletes.
 
 use super::Served;
+use base64ct::Encoding;
 use nanofs::Ino;
 
 const FILM: &str = "/files/pub/sub/film.mp4";
@@ -17,26 +18,47 @@ fn film() -> (Served, String, Vec<u8>, Ino) {
 }
 
 #[test]
-fn whole_files_and_head_carry_the_fingerprint_as_etag() {
+fn whole_files_and_head_carry_a_version_tag_and_the_fingerprint_when_known_or_asked() {
     let (s, t, data, ino) = film();
     let r = s.get(FILM, Some(&t), &[]);
     assert_eq!(r.status, 200);
     assert!(r.body == data);
-    let fingerprint = blake2b_simd::Params::new().hash_length(32).hash(&data).to_hex().to_string();
-    assert_eq!(r.header("etag"), Some(format!("\"{fingerprint}\"").as_str()), "BLAKE2b-256 of the content");
+    // The ETag comes from the metadata: no read of the file before the first byte.
+    let etag = r.header("etag").unwrap().to_string();
+    assert!(etag.len() == 34 && etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+    let fingerprint = blake2b_simd::Params::new().hash_length(32).hash(&data);
+    assert_ne!(etag.trim_matches('"'), &fingerprint.to_hex()[..32], "not the content hash");
+    assert_eq!(r.header("repr-digest"), None, "the fingerprint is not known yet, and not asked for");
+    // RFC 9530: asked for, the fingerprint comes (and is kept); unknown algorithms are ignored.
+    let digest = format!("blake2b-256=:{}:", base64ct::Base64::encode_string(fingerprint.as_bytes()));
+    let asked = s.get(FILM, Some(&t), &[("want-repr-digest", "sha-512=3, blake2b-256=5")]);
+    assert_eq!(asked.header("repr-digest"), Some(digest.as_str()));
+    assert_eq!(asked.header("etag"), Some(etag.as_str()), "the same version");
     assert_eq!(
-        s.vol.fingerprint(ino).unwrap().to_vec(),
-        blake2b_simd::Params::new().hash_length(32).hash(&data).as_bytes()
+        s.get(FILM, Some(&t), &[("want-repr-digest", "sha-512=3")]).header("repr-digest"),
+        Some(digest.as_str()),
+        "known now"
     );
+    assert_eq!(
+        s.get(FILM, Some(&t), &[("want-repr-digest", "blake2b-256=0")]).header("repr-digest"),
+        Some(digest.as_str())
+    );
+    assert_eq!(s.vol.fingerprint(ino).unwrap().to_vec(), fingerprint.as_bytes());
     assert_eq!(r.header("content-type"), Some("video/mp4"));
     assert_eq!(r.header("content-length"), Some("100000"));
     assert_eq!(r.header("accept-ranges"), Some("bytes"));
     let head = s.send("HEAD", FILM, Some(&t), &[], Vec::new());
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "HEAD sends no body");
-    for h in ["etag", "last-modified", "content-length", "content-type"] {
-        assert_eq!(head.header(h), r.header(h), "{h}");
+    for h in ["etag", "last-modified", "content-length", "content-type", "repr-digest"] {
+        assert_eq!(head.header(h), asked.header(h), "{h}");
     }
+    // A change of the content: a new tag, and the old fingerprint is never served again.
+    s.vol.write(ino, 10, b"changed", false, false).unwrap();
+    s.vol.fsync(ino, None).unwrap();
+    let after = s.get(FILM, Some(&t), &[]);
+    assert_ne!(after.header("etag"), Some(etag.as_str()));
+    assert_eq!(after.header("repr-digest"), None);
 }
 
 #[test]
