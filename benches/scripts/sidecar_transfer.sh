@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # HTTP sidecar against nginx, over loopback, on the same data in one run:
-#  - upload and download MB/s of one file with `nanofs push`/`pull` (1, 4, 8 connections)
-#    against nginx receiving it (WebDAV PUT) and serving it from a plain directory (curl);
+#  - upload and download MB/s of one file with `nanofs push`/`pull` (1 and 4 connections),
+#    tuspy (one connection) and curl (1 and 4 connections, ranges), against nginx receiving
+#    it (WebDAV PUT, then `sync`) and serving it from a plain directory (curl); the same
+#    over TLS 1.3 (the sidecar's rustls, X25519MLKEM768 first; nginx with its defaults);
 #  - bytes sent again when an upload is interrupted at about half and resumed;
 #  - bytes sent when a second version with 1 % changed is pushed over the first;
 #  - peak RSS of the sidecar with 100 concurrent tus uploads.
@@ -31,10 +33,10 @@ echo "data: $SIZE_MIB MiB of random bytes" >&2
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
 BYTES=$((SIZE_MIB << 20))
 
-start_sidecar() {
+start_sidecar() { # extra serve args (TLS) after
   "$NANOFS" init "$W/vol" >/dev/null
   local port; port=$(free_port)
-  "$NANOFS" serve "$W/vol" --listen "127.0.0.1:$port" > "$W/serve.out" 2>"$W/serve.log" &
+  "$NANOFS" serve "$W/vol" --listen "127.0.0.1:$port" "$@" > "$W/serve.out" 2>"$W/serve.log" &
   SERVE_PID=$!
   for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
   BASE=$(sed -n 's/listening on //p' "$W/serve.out")
@@ -43,20 +45,78 @@ start_sidecar() {
 stop_sidecar() { kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""; rm -rf "$W/vol"; }
 
 rows=()
-for conns in 1 4 8; do
-  start_sidecar
-  sync; echo 3 > /proc/sys/vm/drop_caches
-  t0=$(now); "$NANOFS" push "$W/src.bin" "$BASE/files/f$conns.bin" --connections "$conns" -q; t1=$(now)
-  rm -f "$W/back.bin"; sync; echo 3 > /proc/sys/vm/drop_caches
-  t2=$(now); "$NANOFS" pull "$BASE/files/f$conns.bin" "$W/back.bin" --connections "$conns" -q; t3=$(now)
+row() { rows+=("| $1 | $2 | $3 |"); }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# curl GET of $1 into back.bin over $2 connections (ranges into part files, then joined
+# outside the timing), extra curl args after; prints MB/s.
+curl_get() {
+  local url=$1 conns=$2; shift 2
+  rm -f "$W"/back.bin "$W"/part.*; drop
+  local t0 t1; t0=$(now)
+  if [ "$conns" = 1 ]; then
+    curl -sS --fail "$@" "$url" -o "$W/back.bin"
+  else
+    local per=$(( (BYTES + conns - 1) / conns )) pids=()
+    for i in $(seq 0 $((conns - 1))); do
+      local a=$((i * per)) b=$(( (i + 1) * per - 1 )); [ $b -ge $BYTES ] && b=$((BYTES - 1))
+      curl -sS --fail "$@" -r "$a-$b" "$url" -o "$W/part.$i" & pids+=($!)
+    done
+    wait "${pids[@]}"
+  fi
+  t1=$(now)
+  [ "$conns" = 1 ] || cat $(for i in $(seq 0 $((conns - 1))); do echo "$W/part.$i"; done) > "$W/back.bin"
+  cmp -s "$W/src.bin" "$W/back.bin" || { echo "download differs: $url" >&2; exit 1; }
+  mbps $BYTES "$t0" "$t1"
+}
+# nanofs push and pull over $1 connections to $BASE, extra client args after.
+nanofs_pair() {
+  local conns=$1 label=$2; shift 2
+  drop
+  local t0 t1 t2 t3; t0=$(now); "$NANOFS" push "$W/src.bin" "$BASE/files/f$conns.bin" --connections "$conns" -q "$@"; t1=$(now)
+  rm -f "$W/back.bin"; drop
+  t2=$(now); "$NANOFS" pull "$BASE/files/f$conns.bin" "$W/back.bin" --connections "$conns" -q "$@"; t3=$(now)
   cmp -s "$W/src.bin" "$W/back.bin" || { echo "pull differs" >&2; exit 1; }
-  rows+=("| nanofs push/pull, $conns connection(s) | $(mbps $BYTES "$t0" "$t1") | $(mbps $BYTES "$t2" "$t3") |")
-  stop_sidecar
-done
+  row "$label, nanofs push / pull, $conns connection(s)" "$(mbps $BYTES "$t0" "$t1")" "$(mbps $BYTES "$t2" "$t3")"
+  row "$label, curl GET from nanofs, $conns connection(s)" "" "$(curl_get "$BASE/files/f$conns.bin" "$conns" -H "Authorization: Bearer $NANOFS_TOKEN" "${CURL_TLS[@]}")"
+}
+tuspy_push() { # tuspy, one connection, PATCHes of 8 MiB
+  local py="$HOME/.cache/nanofs-venv/bin/python"
+  [ -x "$py" ] || { echo "(no tuspy: run scripts/setup.sh)" >&2; return; }
+  drop
+  local t0 t1; t0=$(now)
+  "$py" - "$BASE" "$NANOFS_TOKEN" "$W/src.bin" "$@" <<'PY'
+import sys
+from tusclient import client
+base, token, src = sys.argv[1:4]
+c = client.TusClient(base + "/uploads", headers={"Authorization": "Bearer " + token})
+if len(sys.argv) > 4:
+    c.verify_tls_cert = False  # the benchmark's own self-signed certificate
+u = c.uploader(src, chunk_size=8 << 20, metadata={"path": "/tus.bin"})
+u.upload()
+PY
+  t1=$(now)
+  row "$1, tuspy upload, 1 connection" "$(mbps $BYTES "$t0" "$t1")" ""
+}
 
-# nginx: WebDAV PUT in, static GET out, one connection (curl).
+# A self-signed certificate for both servers' TLS runs.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+
+CURL_TLS=()
+start_sidecar
+for conns in 1 4; do nanofs_pair "$conns" plain; done
+tuspy_push plain
+stop_sidecar
+CURL_TLS=(--cacert "$W/cert.pem")
+start_sidecar --tls-cert "$W/cert.pem" --tls-key "$W/key.pem"
+for conns in 1 4; do nanofs_pair "$conns" TLS --ca-cert "$W/cert.pem"; done
+tuspy_push TLS insecure
+stop_sidecar
+
+# nginx: WebDAV PUT in (then sync, as a tus PATCH is durable before its answer), static
+# GET out; plain and TLS 1.3 with its default groups.
 mkdir -p "$W/nginx/root" "$W/nginx/tmp"
-NPORT=$(free_port)
+NPORT=$(free_port); SPORT=$(free_port)
 NGINX_CONF="$W/nginx/nginx.conf"
 cat > "$NGINX_CONF" <<CONF
 user root;
@@ -70,6 +130,10 @@ http {
   sendfile on;
   server {
     listen 127.0.0.1:$NPORT;
+    listen 127.0.0.1:$SPORT ssl;
+    ssl_certificate $W/cert.pem;
+    ssl_certificate_key $W/key.pem;
+    ssl_protocols TLSv1.3;
     root $W/nginx/root;
     client_max_body_size 0;
     dav_methods PUT DELETE;
@@ -78,12 +142,13 @@ http {
 }
 CONF
 nginx -c "$NGINX_CONF" -p "$W/nginx"
-sync; echo 3 > /proc/sys/vm/drop_caches
-t0=$(now); curl -sS -T "$W/src.bin" "http://127.0.0.1:$NPORT/f.bin" -o /dev/null; sync; t1=$(now)
-sync; echo 3 > /proc/sys/vm/drop_caches
-t2=$(now); curl -sS "http://127.0.0.1:$NPORT/f.bin" -o "$W/back.bin"; t3=$(now)
-cmp -s "$W/src.bin" "$W/back.bin" || { echo "nginx copy differs" >&2; exit 1; }
-rows+=("| nginx (WebDAV PUT / GET, curl), 1 connection | $(mbps $BYTES "$t0" "$t1") | $(mbps $BYTES "$t2" "$t3") |")
+for mode in plain TLS; do
+  if [ $mode = plain ]; then U="http://127.0.0.1:$NPORT"; T=(); else U="https://127.0.0.1:$SPORT"; T=(--cacert "$W/cert.pem"); fi
+  drop
+  t0=$(now); curl -sS --fail "${T[@]}" -T "$W/src.bin" "$U/f.bin" -o /dev/null; sync; t1=$(now)
+  row "$mode, nginx WebDAV PUT (curl), 1 connection" "$(mbps $BYTES "$t0" "$t1")" ""
+  for conns in 1 4; do row "$mode, curl GET from nginx, $conns connection(s)" "" "$(curl_get "$U/f.bin" "$conns" "${T[@]}")"; done
+done
 nginx -c "$NGINX_CONF" -p "$W/nginx" -s stop; NGINX_CONF=""
 
 # Interrupted at about half, then resumed. Bytes on the wire are the loopback interface's

@@ -104,13 +104,24 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// RFC 9530's headers, and the sidecar's key for its fingerprint in them (the wire's
+/// names: this client speaks only HTTP).
+const REPR_DIGEST: &str = "repr-digest";
+const WANT_REPR_DIGEST: &str = "want-repr-digest";
+const FINGERPRINT_ALGORITHM: &str = "blake2b-256";
+
+/// `Want-Repr-Digest` asking for the fingerprint.
+fn want_fingerprint() -> (&'static str, String) {
+    (WANT_REPR_DIGEST, format!("{FINGERPRINT_ALGORITHM}=1"))
+}
+
 /// The fingerprint (hex) in an answer's `Repr-Digest`, if it has one.
 fn repr_fingerprint(r: &http::Response) -> Option<String> {
-    let value = http::header(r, crate::http::REPR_DIGEST)?;
+    let value = http::header(r, REPR_DIGEST)?;
     value.split(',').find_map(|item| {
         let (key, b64) = item.trim().split_once('=')?;
         let b64 = b64.strip_prefix(':')?.strip_suffix(':')?;
-        (key == crate::http::FINGERPRINT_ALGORITHM)
+        (key == FINGERPRINT_ALGORITHM)
             .then(|| <base64ct::Base64 as base64ct::Encoding>::decode_vec(b64).ok())
             .flatten()
             .map(|bytes| crate::ids::hex(&bytes))

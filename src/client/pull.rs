@@ -116,7 +116,8 @@ fn head(remote: &Remote, source: &str, want_fingerprint: bool) -> anyhow::Result
     remote.retrying("HEAD", || {
         let mut req = remote.agent().head(&url).header("Authorization", remote.auth());
         if want_fingerprint {
-            req = req.header(crate::http::WANT_REPR_DIGEST, format!("{}=1", crate::http::FINGERPRINT_ALGORITHM));
+            let (name, value) = super::want_fingerprint();
+            req = req.header(name, value);
         }
         let r = check(req.call()?, "HEAD")?;
         Ok(Head {

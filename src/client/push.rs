@@ -176,13 +176,14 @@ impl Job<'_> {
             return Ok(());
         }
         let url = format!("{}/files{}", self.remote.base, super::pull::encode_path(self.target));
+        let want = super::want_fingerprint();
         let theirs = self.remote.retrying("verifying", || {
             let r = self
                 .remote
                 .agent()
                 .head(&url)
                 .header("Authorization", self.remote.auth())
-                .header(crate::http::WANT_REPR_DIGEST, format!("{}=1", crate::http::FINGERPRINT_ALGORITHM))
+                .header(want.0, &want.1)
                 .call()?;
             let r = check(r, "HEAD of the pushed file")?;
             super::repr_fingerprint(&r).ok_or_else(|| Retry::Fatal("the server sent no fingerprint".into()))
@@ -241,6 +242,24 @@ fn create(remote: &Remote, target: &str, len: u64, partial: bool) -> anyhow::Res
     })
 }
 
+/// A piece of a part, read and hashed, ready to send.
+struct Piece {
+    /// Its offset in the part.
+    at: u64,
+    data: Vec<u8>,
+    /// Its `Upload-Checksum`: the server checks it before it keeps the piece.
+    checksum: String,
+}
+
+impl Piece {
+    fn read(file: &std::fs::File, part_start: u64, at: u64, len: u64) -> std::io::Result<Self> {
+        let mut data = vec![0; len as usize];
+        file.read_exact_at(&mut data, part_start + at)?;
+        let checksum = format!("sha256 {}", Base64::encode_string(&sha2::Sha256::digest(&data)));
+        Ok(Self { at, data, checksum })
+    }
+}
+
 /// Sends one part from the offset the server has, in PATCHes of `piece` bytes.
 fn send_part(
     remote: &Remote,
@@ -256,13 +275,20 @@ fn send_part(
     }
     let mut offset = server_offset(remote, &url)?;
     bar.inc(offset);
-    let mut buf = Vec::new();
+    let mut ahead: Option<std::thread::JoinHandle<std::io::Result<Piece>>> = None;
     while offset < part.len {
         let n = piece.min(part.len - offset);
-        buf.resize(n as usize, 0);
-        file.read_exact_at(&mut buf, part.start + offset)?;
-        // The server checks it before it keeps the piece (tus checksum extension).
-        let checksum = format!("sha256 {}", Base64::encode_string(&sha2::Sha256::digest(&buf)));
+        let read = match ahead.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Ok(p))) if p.at == offset && p.data.len() as u64 == n => p,
+            _ => Piece::read(file, part.start, offset, n)?,
+        };
+        // The next piece is read and hashed while this one travels.
+        if offset + n < part.len {
+            let (f, start, next) = (file.try_clone()?, part.start, offset + n);
+            let m = piece.min(part.len - next);
+            ahead = Some(std::thread::spawn(move || Piece::read(&f, start, next, m)));
+        }
+        let (buf, checksum) = (&read.data, &read.checksum);
         let result = (|| -> Result<u64, Retry> {
             let r = remote
                 .agent()
@@ -271,7 +297,7 @@ fn send_part(
                 .header("Authorization", remote.auth())
                 .header("Content-Type", "application/offset+octet-stream")
                 .header("Upload-Offset", offset.to_string())
-                .header("Upload-Checksum", &checksum)
+                .header("Upload-Checksum", checksum)
                 .send(&buf[..])?;
             let r = check(r, "sending a part")?;
             header(&r, "upload-offset")

@@ -451,11 +451,11 @@ async fn openapi() -> impl axum::response::IntoResponse {
 
 /// RFC 9530's digest of a file's whole content (the representation of a `GET` without
 /// ranges), and the request header that asks for it.
-pub const REPR_DIGEST: &str = "repr-digest";
+const REPR_DIGEST: &str = "repr-digest";
 /// See [`REPR_DIGEST`].
-pub const WANT_REPR_DIGEST: &str = "want-repr-digest";
+const WANT_REPR_DIGEST: &str = "want-repr-digest";
 /// The algorithm key of the fingerprint in those headers: BLAKE2b-256 as `b2sum -l 256`.
-pub const FINGERPRINT_ALGORITHM: &str = "blake2b-256";
+const FINGERPRINT_ALGORITHM: &str = "blake2b-256";
 
 /// What `GET /api/transfer` tells the transfer client.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

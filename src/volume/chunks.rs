@@ -131,20 +131,44 @@ impl ChunkCodec {
     /// Opens an envelope stored under `id`. The ciphertext is read where it lies and
     /// decrypted straight into the plaintext's buffer: a read costs no copy of its own.
     pub fn open(&self, id: &ChunkId, envelope: &[u8]) -> std::result::Result<Plain, OpenError> {
-        if envelope.len() < 5 + OVERHEAD + 1 || envelope[0] != ENVELOPE_VERSION {
-            return Err(OpenError::Malformed);
-        }
-        let epoch = u32::from_be_bytes(envelope[1..5].try_into().expect("4 bytes"));
-        let aad = aad(envelope[0], epoch, id);
+        let (epoch, aad) = Self::header(id, envelope)?;
         let payload = {
             let keys = self.keys.read().expect("codec keys");
             let key = keys.seal.get(&epoch).ok_or(OpenError::Malformed)?;
             key.open(&aad, &envelope[5..]).map_err(|_| OpenError::Auth)?
         };
-        match payload.first() {
-            Some(&CODEC_RAW) => Ok(Plain { start: 1, end: payload.len(), buf: Arc::new(payload) }),
-            Some(&CODEC_ZSTD) => {
-                zstd::stream::decode_all(&payload[1..]).map(Plain::from).map_err(|_| OpenError::Malformed)
+        let end = payload.len();
+        Self::decode(payload, 0, end)
+    }
+
+    /// `open` of an envelope the caller owns (read from a pack): decrypted where it lies,
+    /// so a read allocates and fills one buffer, not two.
+    pub fn open_owned(&self, id: &ChunkId, mut envelope: Vec<u8>) -> std::result::Result<Plain, OpenError> {
+        let (epoch, aad) = Self::header(id, &envelope)?;
+        let len = {
+            let keys = self.keys.read().expect("codec keys");
+            let key = keys.seal.get(&epoch).ok_or(OpenError::Malformed)?;
+            key.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?.len()
+        };
+        let start = 5 + crate::crypto::aead::NONCE_LEN;
+        Self::decode(envelope, start, start + len)
+    }
+
+    /// The epoch and associated data of an envelope, after a check of its form.
+    fn header(id: &ChunkId, envelope: &[u8]) -> std::result::Result<(u32, [u8; 37]), OpenError> {
+        if envelope.len() < 5 + OVERHEAD + 1 || envelope[0] != ENVELOPE_VERSION {
+            return Err(OpenError::Malformed);
+        }
+        let epoch = u32::from_be_bytes(envelope[1..5].try_into().expect("4 bytes"));
+        Ok((epoch, aad(envelope[0], epoch, id)))
+    }
+
+    /// The plaintext of the payload at `buf[start..end]` (codec byte, then the body).
+    fn decode(buf: Vec<u8>, start: usize, end: usize) -> std::result::Result<Plain, OpenError> {
+        match buf.get(start) {
+            Some(&CODEC_RAW) if start < end => Ok(Plain { start: start + 1, end, buf: Arc::new(buf) }),
+            Some(&CODEC_ZSTD) if start < end => {
+                zstd::stream::decode_all(&buf[start + 1..end]).map(Plain::from).map_err(|_| OpenError::Malformed)
             }
             _ => Err(OpenError::Malformed),
         }
@@ -368,7 +392,7 @@ impl Chunks {
         crate::metrics::get().chunk_cache_misses.inc();
         let plain = match packed {
             Some(loc) => {
-                let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open(id, &envelope));
+                let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open_owned(id, envelope));
                 self.verified(ino, id, opened)?
             }
             None => self.load(ino, id)?,

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Two builds of nanofs, A and B, pushing and pulling the same file through their sidecars
+# over loopback, alternated round by round so both see the same machine (noisy here).
+# Each round and build: a fresh volume, `nanofs push` then `nanofs pull` with 1 and with 4
+# connections, page cache dropped before each transfer. Prints MB/s per run and the
+# medians with B/A.
+# Env: A, B (binaries), SIZE_MIB (1024), ROUNDS (3), WORK (/var/tmp).
+set -euo pipefail
+A=${A:?path of build A}; B=${B:?path of build B}
+SIZE_MIB=${SIZE_MIB:-1024}; ROUNDS=${ROUNDS:-3}
+W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-transfer-ab.XXXXXX")
+SERVE_PID=""
+cleanup() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
+trap cleanup EXIT
+export NANOFS_PASSPHRASE=bench XDG_STATE_HOME="$W/state"
+now() { date +%s.%N; }
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
+BYTES=$((SIZE_MIB << 20))
+declare -A runs
+one() { # build label
+  local bin=$1 label=$2 port
+  rm -rf "$W/vol"; "$bin" init "$W/vol" >/dev/null
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$bin" serve "$W/vol" --listen "127.0.0.1:$port" > "$W/serve.out" 2>"$W/serve.log" &
+  SERVE_PID=$!
+  for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
+  export NANOFS_TOKEN; NANOFS_TOKEN=$("$bin" token create "$W/vol" --allow read,write,delete 2>/dev/null)
+  for conns in 1 4; do
+    sync; echo 3 > /proc/sys/vm/drop_caches
+    local t0 t1 t2 t3
+    t0=$(now); "$bin" push "$W/src.bin" "http://127.0.0.1:$port/files/f$conns.bin" --connections $conns -q; t1=$(now)
+    rm -f "$W/back.bin"; sync; echo 3 > /proc/sys/vm/drop_caches
+    t2=$(now); "$bin" pull "http://127.0.0.1:$port/files/f$conns.bin" "$W/back.bin" --connections $conns -q; t3=$(now)
+    cmp -s "$W/src.bin" "$W/back.bin" || { echo "$label: pull differs" >&2; exit 1; }
+    local up down
+    up=$(python3 -c "print(f'{$BYTES/1e6/($t1-$t0):.1f}')"); down=$(python3 -c "print(f'{$BYTES/1e6/($t3-$t2):.1f}')")
+    runs["$label push $conns"]+="$up "; runs["$label pull $conns"]+="$down "
+    echo "$label conns=$conns push $up MB/s pull $down MB/s" >&2
+  done
+  kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
+}
+for r in $(seq "$ROUNDS"); do
+  if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
+done
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.1f}')" $1; }
+echo "| transfer | A MB/s (runs) | B MB/s (runs) | B/A |"
+echo "|---|---|---|---:|"
+for what in "push 1" "pull 1" "push 4" "pull 4"; do
+  a=$(median "${runs[A $what]}"); b=$(median "${runs[B $what]}")
+  echo "| $what connection(s) | $a (${runs[A $what]% }) | $b (${runs[B $what]% }) | $(python3 -c "print(f'{$b/$a:.2f}')") |"
+done
