@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Throughput benchmark: nanofs vs gocryptfs on the same data, in one run; prints Markdown.
+# The media set is also ingested by `borg create` and `restic backup` (encrypted repos, their
+# default compression), the backup tools a user compares for a media library.
 #
 #   sudo benches/scripts/fs_throughput.sh                 # full: 4 GiB media, 5 GiB file, /usr/share
 #   MEDIA_GIB=1 BIG_GIB=1 SMALL_TREE=/usr/share/doc benches/scripts/fs_throughput.sh   # smoke
 #
 # Env: MEDIA_GIB (4), BIG_GIB (5) (fractions allowed), SMALL_TREE (/usr/share),
-#      WORKLOADS ("media big small"), BENCH_DIR (/var/tmp; scratch dir is created inside),
+#      WORKLOADS ("media big small"), BACKUPS ("borg restic"; "" to skip), BENCH_DIR (/var/tmp; scratch dir is created inside),
 #      NANOFS_BIN (~/.cache/nanofs-target/release/nanofs), OUT (also write the report there),
 #      KEEP=1 (keep the scratch dir for inspection), FLOOR_BIN (the FUSE floor for the
 #      small-file tree: ~/.cache/nanofs-target/release/examples/fuse_floor; built if missing).
 set -Eeuo pipefail
 
 cmdline=""
-for v in MEDIA_GIB BIG_GIB SMALL_TREE WORKLOADS BENCH_DIR NANOFS_BIN OUT KEEP FLOOR_BIN; do
+for v in MEDIA_GIB BIG_GIB SMALL_TREE WORKLOADS BACKUPS BENCH_DIR NANOFS_BIN OUT KEEP FLOOR_BIN; do
   if [[ -n ${!v+x} ]]; then cmdline+="$v=${!v@Q} "; fi
 done
 cmdline+="$0${*:+ $*}"
@@ -21,6 +23,7 @@ started=$(date --rfc-3339=seconds) LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MEDIA_GIB=${MEDIA_GIB:-4} BIG_GIB=${BIG_GIB:-5} SMALL_TREE=${SMALL_TREE:-/usr/share}
 WORKLOADS=${WORKLOADS:-media big small}
+BACKUPS=${BACKUPS-borg restic}
 TARGET=$HOME/.cache/nanofs-target
 NANOFS_BIN=${NANOFS_BIN:-$TARGET/release/nanofs}
 FLOOR_BIN=${FLOOR_BIN:-$TARGET/release/examples/fuse_floor}
@@ -39,6 +42,7 @@ need() {  # $1 command, $2 Debian package
   command -v "$1" >/dev/null || { apt-get install -y "$2" || { apt-get update && apt-get install -y "$2"; }; } >&2
 }
 need gocryptfs gocryptfs; need fusermount3 fuse3; need rsync rsync; need /usr/bin/time time
+for b in $BACKUPS; do case $b in borg) need borg borgbackup ;; restic) need restic restic ;; esac; done
 
 # The tree may be mid-edit or the cargo lock held by someone else: retry for up to 40 min.
 deadline=$((SECONDS + 2400))
@@ -215,6 +219,29 @@ run_floor() {
   echo "fsecs=$(calc "$t1 - $t0" 3)" > "$W/res/small.floor"
 }
 
+# A backup tool ingesting the media set into a new encrypted repository (borg: repokey-blake2,
+# lz4; restic: AES-256 + Poly1305, compression auto), from the same cache state as the
+# file systems. Sets bsecs and bcpu (user + sys) in $W/res/media.<tool>.
+run_backup() {
+  set -e
+  local tool=$1 src=$W/src/media repo=$W/vol/$1 t0 t1 cu cs; local -a cmd
+  rm -rf "$repo"
+  export BORG_PASSPHRASE=$(cat "$PASS") RESTIC_PASSWORD=$(cat "$PASS") BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+  case $tool in
+    borg) borg init -q --encryption repokey-blake2 "$repo"; cmd=(borg create -q "$repo::media" "$src") ;;
+    restic) restic init -q --repo "$repo"; cmd=(restic backup -q --repo "$repo" "$src") ;;
+  esac
+  drop_caches; cat_all "$src"
+  log "media/$tool: ingest"
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f '%U %S' -o "$W/time" "${cmd[@]}"
+  sync
+  t1=$EPOCHREALTIME
+  read -r cu cs < "$W/time"
+  echo "bsecs=$(calc "$t1 - $t0" 3) bcpu=$(calc "$cu + $cs" 2) bdu=$(du -sb "$repo" | cut -f1)" > "$W/res/media.$tool"
+  rm -rf "$repo"
+}
+
 failed=0
 for wl in $WORKLOADS; do
   log "$wl: generating source data"
@@ -228,6 +255,12 @@ for wl in $WORKLOADS; do
       cleanup_mounts
     fi
   done
+  if [[ $wl == media ]]; then
+    for b in $BACKUPS; do
+      set +e; run_bg run_backup "$b"; rc=$?; set -e
+      if (( rc )); then log "media/$b FAILED (exit $rc)"; failed=1; fi
+    done
+  fi
   if [[ $wl == small && -x $FLOOR_BIN ]]; then
     set +e; run_bg run_floor; rc=$?; set -e
     if (( rc )); then log "small/floor FAILED (exit $rc)"; cleanup_mounts; fi
@@ -283,6 +316,27 @@ Peak RSS = daemon VmHWM (max of write and read mounts). Write ampl. = daemon wri
 (/proc/PID/io, mount to exit, incl. background flushes) / data bytes. Stored: nanofs
 `stats --json` stored_bytes and `du -sb` of the volume; gocryptfs `du -sb` of the cipher dir.
 EOF2
+  if [[ -n ${R[media.nanofs.w]:-} ]]; then
+    local mbytes bsecs bcpu bdu tool
+    mbytes=$(sed -n 's/^bytes=//p' "$W/res/media.nanofs")
+    echo
+    echo "The media set written into nanofs (copy + sync) against the backup tools ingesting it:"
+    echo
+    echo "| media ingest | MB/s | CPU s | stored MiB | nanofs rate / theirs | nanofs CPU / theirs |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| nanofs | ${R[media.nanofs.w]} | ${R[media.nanofs.cw]} | | | |"
+    for tool in gocryptfs $BACKUPS; do
+      if [[ $tool == gocryptfs ]]; then
+        [[ -n ${R[media.gocryptfs.w]:-} ]] || continue
+        bsecs=$(calc "$mbytes / ${R[media.gocryptfs.w]} / 1e6" 3) bcpu=${R[media.gocryptfs.cw]} bdu=""
+      else
+        [[ -f $W/res/media.$tool ]] || { echo "| $tool | FAILED | | | | |"; continue; }
+        for k in $(cat "$W/res/media.$tool"); do declare "${k%%=*}=${k#*=}"; done
+      fi
+      echo "| $tool | $(calc "$mbytes / $bsecs / 1e6") | $bcpu | ${bdu:+$(calc "$bdu / 1048576")}" \
+        "| $(ratio "${R[media.nanofs.w]}" "$(calc "$mbytes / $bsecs / 1e6")") | $(ratio "${R[media.nanofs.cw]}" "$bcpu") |"
+    done
+  fi
   if [[ -f $W/res/small.floor && -n ${R[small.gocryptfs.w]:-} && -n ${R[small.nanofs.w]:-} ]]; then
     local fsecs floor
     fsecs=$(sed -n 's/^fsecs=//p' "$W/res/small.floor")

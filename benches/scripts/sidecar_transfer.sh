@@ -84,13 +84,11 @@ tuspy_push() { # tuspy, one connection, PATCHes of 8 MiB
   [ -x "$py" ] || { echo "(no tuspy: run scripts/setup.sh)" >&2; return; }
   drop
   local t0 t1; t0=$(now)
-  "$py" - "$BASE" "$NANOFS_TOKEN" "$W/src.bin" "$@" <<'PY'
+  REQUESTS_CA_BUNDLE="$W/cert.pem" "$py" - "$BASE" "$NANOFS_TOKEN" "$W/src.bin" <<'PY'
 import sys
 from tusclient import client
 base, token, src = sys.argv[1:4]
 c = client.TusClient(base + "/uploads", headers={"Authorization": "Bearer " + token})
-if len(sys.argv) > 4:
-    c.verify_tls_cert = False  # the benchmark's own self-signed certificate
 u = c.uploader(src, chunk_size=8 << 20, metadata={"path": "/tus.bin"})
 u.upload()
 PY
@@ -99,8 +97,11 @@ PY
 }
 
 # A self-signed certificate for both servers' TLS runs.
+# (An end-entity certificate: rustls refuses a CA certificate as a server's.)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
-  -addext subjectAltName=IP:127.0.0.1 -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
+  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+  -addext keyUsage=digitalSignature -addext extendedKeyUsage=serverAuth \
+  -keyout "$W/key.pem" -out "$W/cert.pem" 2>/dev/null
 
 CURL_TLS=()
 start_sidecar
@@ -110,7 +111,7 @@ stop_sidecar
 CURL_TLS=(--cacert "$W/cert.pem")
 start_sidecar --tls-cert "$W/cert.pem" --tls-key "$W/key.pem"
 for conns in 1 4; do nanofs_pair "$conns" TLS --ca-cert "$W/cert.pem"; done
-tuspy_push TLS insecure
+tuspy_push TLS
 stop_sidecar
 
 # nginx: WebDAV PUT in (then sync, as a tus PATCH is durable before its answer), static

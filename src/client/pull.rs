@@ -156,6 +156,7 @@ fn pull_file(
     let journal_state = Mutex::new(j);
     let file = std::fs::OpenOptions::new().write(true).open(&part_path)?;
     let url = format!("{}/files{}", remote.base, encode_path(source));
+    let in_order = fingerprint.is_some().then(|| Mutex::new(InOrderHash::new()));
     let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..s.connections.max(1))
             .map(|_| {
@@ -165,7 +166,7 @@ fn pull_file(
                         let part_size = journal_state.lock().expect("journal").part_size;
                         let start = i * part_size;
                         let end = (start + part_size).min(size);
-                        fetch_range(remote, &url, &etag, &file, start, end, bar, sent)?;
+                        fetch_range(remote, &url, &etag, &file, (start, end), in_order.as_ref(), bar, sent)?;
                         let mut j = journal_state.lock().expect("journal");
                         j.done.insert(i);
                         journal::save(&jpath, &*j)?;
@@ -181,7 +182,11 @@ fn pull_file(
     file.sync_all()?;
     // Checked when the server knew the fingerprint already, or `--verify` asked for it.
     if let Some(theirs) = fingerprint {
-        if super::file_fingerprint(&part_path)? != theirs {
+        let ours = match in_order.map(|h| h.into_inner().expect("hash")) {
+            Some(h) if h.next == size => crate::ids::hex(h.state.finalize().as_bytes()),
+            _ => super::file_fingerprint(&part_path)?,
+        };
+        if ours != theirs {
             journal::remove(&jpath);
             bail!("{source}: the downloaded bytes do not match the server's fingerprint; run again");
         }
@@ -191,6 +196,27 @@ fn pull_file(
     Ok(())
 }
 
+/// The fingerprint of a download hashed as its bytes arrive, as long as they arrive in
+/// order (one connection, from the start); else the file is hashed once complete.
+struct InOrderHash {
+    /// The offset up to which the bytes are hashed.
+    next: u64,
+    state: blake2b_simd::State,
+}
+
+impl InOrderHash {
+    fn new() -> Self {
+        Self { next: 0, state: blake2b_simd::Params::new().hash_length(32).to_state() }
+    }
+
+    fn add(&mut self, at: u64, bytes: &[u8]) {
+        if at == self.next {
+            self.state.update(bytes);
+            self.next += bytes.len() as u64;
+        }
+    }
+}
+
 /// Fetches `[start, end)` into `file`, resuming within the range after a broken connection.
 #[allow(clippy::too_many_arguments)]
 fn fetch_range(
@@ -198,8 +224,8 @@ fn fetch_range(
     url: &str,
     etag: &str,
     file: &std::fs::File,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
+    in_order: Option<&Mutex<InOrderHash>>,
     bar: &indicatif::ProgressBar,
     sent: &AtomicU64,
 ) -> anyhow::Result<()> {
@@ -228,6 +254,9 @@ fn fetch_range(
             }
             let n = n.min((end - at) as usize);
             file.write_all_at(&buf[..n], at)?;
+            if let Some(h) = in_order {
+                h.lock().expect("hash").add(at, &buf[..n]);
+            }
             at += n as u64;
             bar.inc(n as u64);
             sent.fetch_add(n as u64, Ordering::Relaxed);
