@@ -41,6 +41,9 @@ fn primitives(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(chunk.len() as u64));
     let hasher = ChunkHasher::new([7; 32]);
     g.bench_function("keyed_blake2b_256", |b| b.iter(|| black_box(hasher.id(&chunk))));
+    let mut bp = blake2b_simd::blake2bp::Params::new();
+    bp.hash_length(32).key(&[7; 32]);
+    g.bench_function("keyed_blake2bp_256", |b| b.iter(|| black_box(bp.hash(&chunk))));
     let key = SealKey::new(&[9; 32]);
     g.bench_function("xchacha20poly1305_seal", |b| b.iter(|| black_box(key.seal(b"aad", &chunk))));
     let sealed = key.seal(b"aad", &chunk);

@@ -69,8 +69,8 @@ use crate::crypto::kdf::Argon2Params;
 use crate::crypto::keys::{Keyring, Subkeys};
 use crate::ids::Ino;
 use crate::store::format::{
-    CHUNKER_KEYED, FORMAT_OLDEST, FORMAT_VERSION, META_CHUNKER, META_CLEAN, META_FORMAT, META_NEXT_INO,
-    META_SNAPSHOTS_DIR, META_SPACE, META_UPLOADS_DIR,
+    CHUNKER_KEYED, CHUNK_ID_BLAKE2BP, FORMAT_OLDEST, FORMAT_VERSION, META_CHUNKER, META_CHUNK_ID, META_CLEAN,
+    META_FORMAT, META_NEXT_INO, META_SNAPSHOTS_DIR, META_SPACE, META_UPLOADS_DIR,
 };
 use crate::store::keys::{self, SpaceCounters};
 use crate::store::{Cf, OpenMode, Store};
@@ -225,6 +225,7 @@ impl Volume {
         batch.put(Cf::Inodes, &root_key, &meta.seal(Cf::Inodes.name(), &root_key, &root.encode()));
         batch.put(Cf::Meta, META_FORMAT, &FORMAT_VERSION.to_be_bytes());
         batch.put(Cf::Meta, META_CHUNKER, &CHUNKER_KEYED.to_be_bytes());
+        batch.put(Cf::Meta, META_CHUNK_ID, &CHUNK_ID_BLAKE2BP.to_be_bytes());
         batch.put(Cf::Meta, META_NEXT_INO, &2u64.to_be_bytes());
         batch.put(Cf::Meta, META_SPACE, &SpaceCounters::default().encode());
         batch.put(Cf::Meta, META_CLEAN, &[]);
@@ -271,13 +272,13 @@ impl Volume {
             Some(v) if v == CHUNKER_KEYED.to_be_bytes() => Gear::keyed(&keys.chunker),
             Some(v) => return Err(Error::NotAVolume(format!("unknown chunker {}", crate::ids::hex(v)))),
         };
+        let hasher = match store.get(Cf::Meta, META_CHUNK_ID)?.as_deref() {
+            None => ChunkHasher::new(keys.chunk_id),
+            Some(v) if v == CHUNK_ID_BLAKE2BP.to_be_bytes() => ChunkHasher::parallel(keys.chunk_id),
+            Some(v) => return Err(Error::NotAVolume(format!("unknown chunk id hash {}", crate::ids::hex(v)))),
+        };
         let d = &config.media.deduplication;
-        let codec = ChunkCodec::new(
-            ChunkHasher::new(keys.chunk_id),
-            &keyring,
-            config.storage.compression,
-            config.storage.compression_level,
-        );
+        let codec = ChunkCodec::new(hasher, &keyring, config.storage.compression, config.storage.compression_level);
         let cache_mb = opts.cache_mb.unwrap_or(config.storage.cache_mb);
         let vol = Self {
             dir: dir.to_path_buf(),

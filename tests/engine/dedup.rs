@@ -143,3 +143,46 @@ fn keyed_volumes_cut_the_same_data_differently_and_still_dedup() {
         assert!(shared * 10 < x.len(), "{what} share {shared} of {} chunks", x.len());
     }
 }
+
+#[test]
+fn chunk_ids_follow_the_volume_s_hash_and_an_unknown_one_is_refused() {
+    use nanofs::store::format::META_CHUNK_ID;
+    use nanofs::store::{Cf, Durability, OpenMode, Store};
+    let set_chunk_id = |dir: &std::path::Path, value: Option<&[u8]>| {
+        let store = Store::open(dir, OpenMode::ReadWrite).unwrap();
+        let mut batch = store.batch();
+        match value {
+            Some(v) => batch.put(Cf::Meta, META_CHUNK_ID, v),
+            None => batch.delete(Cf::Meta, META_CHUNK_ID),
+        }
+        store.commit(batch, Durability::Synced).unwrap();
+        store.flush_all().unwrap();
+    };
+    // A new volume (BLAKE2bp) and one as made before `meta/chunk_id` existed (BLAKE2b): in
+    // each, data written in one session checks clean in the next, where `check` recomputes
+    // every chunk id from its plaintext with the hash the volume names.
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, made_before) in [("new", false), ("old", true)] {
+        let dir = tmp.path().join(name);
+        let vol = engine_volume(&dir, "");
+        vol.close().unwrap();
+        drop(vol);
+        if made_before {
+            set_chunk_id(&dir, None);
+        }
+        let vol = open_engine_volume(&dir);
+        let ino = write_random(&vol, Ino::ROOT, "film.bin", 5, 3 << 20);
+        let vol = reopen(vol, &dir);
+        assert!(holds_random(&vol, ino, 5, 3 << 20));
+        assert_clean(&vol, true);
+        vol.close().unwrap();
+        drop(vol);
+        // A hash this nanofs does not know is refused, not guessed.
+        set_chunk_id(&dir, Some(&7u32.to_be_bytes()));
+        let keys =
+            nanofs::Volume::unlock(&dir, &nanofs::volume::Credential::Passphrase(ENGINE_PASSPHRASE.to_vec().into()))
+                .unwrap();
+        let err = nanofs::Volume::open(&dir, keys, &Default::default()).err().expect("refused");
+        assert!(err.to_string().contains("unknown chunk id hash"), "{err}");
+    }
+}
