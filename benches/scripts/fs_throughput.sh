@@ -7,7 +7,7 @@
 #   MEDIA_GIB=1 BIG_GIB=1 SMALL_TREE=/usr/share/doc benches/scripts/fs_throughput.sh   # smoke
 #
 # Env: MEDIA_GIB (4), BIG_GIB (5) (fractions allowed), SMALL_TREE (/usr/share),
-#      WORKLOADS ("media big small"), BACKUPS ("borg restic"; "" to skip), BENCH_DIR (/var/tmp; scratch dir is created inside),
+#      WORKLOADS ("media big small"), BACKUPS ("borg borg-unencrypted restic"; "" to skip), BENCH_DIR (/var/tmp; scratch dir is created inside),
 #      NANOFS_BIN (~/.cache/nanofs-target/release/nanofs), OUT (also write the report there),
 #      KEEP=1 (keep the scratch dir for inspection), FLOOR_BIN (the FUSE floor for the
 #      small-file tree: ~/.cache/nanofs-target/release/examples/fuse_floor; built if missing).
@@ -23,7 +23,7 @@ started=$(date --rfc-3339=seconds) LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 MEDIA_GIB=${MEDIA_GIB:-4} BIG_GIB=${BIG_GIB:-5} SMALL_TREE=${SMALL_TREE:-/usr/share}
 WORKLOADS=${WORKLOADS:-media big small}
-BACKUPS=${BACKUPS-borg restic}
+BACKUPS=${BACKUPS-borg borg-unencrypted restic}
 TARGET=$HOME/.cache/nanofs-target
 NANOFS_BIN=${NANOFS_BIN:-$TARGET/release/nanofs}
 FLOOR_BIN=${FLOOR_BIN:-$TARGET/release/examples/fuse_floor}
@@ -42,7 +42,7 @@ need() {  # $1 command, $2 Debian package
   command -v "$1" >/dev/null || { apt-get install -y "$2" || { apt-get update && apt-get install -y "$2"; }; } >&2
 }
 need gocryptfs gocryptfs; need fusermount3 fuse3; need rsync rsync; need /usr/bin/time time
-for b in $BACKUPS; do case $b in borg) need borg borgbackup ;; restic) need restic restic ;; esac; done
+for b in $BACKUPS; do case $b in borg*) need borg borgbackup ;; restic) need restic restic ;; esac; done
 
 # The tree may be mid-edit or the cargo lock held by someone else: retry for up to 40 min.
 deadline=$((SECONDS + 2400))
@@ -220,15 +220,16 @@ run_floor() {
 }
 
 # A backup tool ingesting the media set into a new encrypted repository (borg: repokey-blake2,
-# lz4; restic: AES-256 + Poly1305, compression auto), from the same cache state as the
-# file systems. Sets bsecs and bcpu (user + sys) in $W/res/media.<tool>.
+# lz4; restic: AES-256 + Poly1305, compression auto; and borg without encryption, as some
+# keep a media library), from the same cache state as the file systems. Sets bsecs and bcpu (user + sys) in $W/res/media.<tool>.
 run_backup() {
   set -e
   local tool=$1 src=$W/src/media repo=$W/vol/$1 t0 t1 cu cs; local -a cmd
   rm -rf "$repo"
   export BORG_PASSPHRASE=$(cat "$PASS") RESTIC_PASSWORD=$(cat "$PASS") BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
   case $tool in
-    borg) borg init -q --encryption repokey-blake2 "$repo"; cmd=(borg create -q "$repo::media" "$src") ;;
+    borg) borg init --encryption repokey-blake2 "$repo"; cmd=(borg create "$repo::media" "$src") ;;
+    borg-unencrypted) borg init --encryption none "$repo"; cmd=(borg create "$repo::media" "$src") ;;
     restic) restic init -q --repo "$repo"; cmd=(restic backup -q --repo "$repo" "$src") ;;
   esac
   drop_caches; cat_all "$src"
