@@ -336,6 +336,9 @@ mod tests {
         assert_eq!((a.pack, a.offset, b.offset), (1, 0, 10));
         packs.sync().unwrap();
         assert_eq!(packs.read(b).unwrap().unwrap(), b"second");
+        assert_eq!(packs.read(a).unwrap().unwrap(), b"first body");
+        // A location past the pack's end (a pack cut short) reads as an empty body.
+        assert_eq!(packs.read(Location { offset: 12, len: 10, ..b }).unwrap().unwrap(), b"");
         // Reopened, appends continue the last pack.
         drop(packs);
         let packs = Packs::open(dir.path(), true).unwrap();
