@@ -1,7 +1,8 @@
 //! The transfer client behind `nanofs push` and `nanofs pull`: parallel, resumable,
 //! retrying transfers against the HTTP sidecar, with a progress bar, a checksum on every
-//! uploaded piece and verification against the server's fingerprint (`Repr-Digest`). It speaks only HTTP: tus uploads (parts
-//! in parallel, joined by concatenation) and ranged downloads.
+//! uploaded piece and verification against the server's fingerprint (`Repr-Digest`). It
+//! speaks only HTTP: tus uploads (parts in parallel, joined by concatenation) and ranged
+//! downloads.
 
 mod delta;
 mod http;
