@@ -182,9 +182,9 @@ fn pull_file(
     file.sync_all()?;
     // Checked when the server knew the fingerprint already, or `--verify` asked for it.
     if let Some(theirs) = fingerprint {
-        let ours = match in_order.map(|h| h.into_inner().expect("hash")) {
-            Some(h) if h.next == size => crate::ids::hex(h.state.finalize().as_bytes()),
-            _ => super::file_fingerprint(&part_path)?,
+        let ours = match in_order.and_then(|h| h.into_inner().expect("hash").finish(size)) {
+            Some(hex) => hex,
+            None => super::file_fingerprint(&part_path)?,
         };
         if ours != theirs {
             journal::remove(&jpath);
@@ -197,23 +197,39 @@ fn pull_file(
 }
 
 /// The fingerprint of a download hashed as its bytes arrive, as long as they arrive in
-/// order (one connection, from the start); else the file is hashed once complete.
+/// order (one connection, from the start); else the file is hashed once complete. The
+/// hashing runs on a thread of its own, beside the one receiving.
 struct InOrderHash {
-    /// The offset up to which the bytes are hashed.
+    /// The offset up to which the bytes are handed to the hasher.
     next: u64,
-    state: blake2b_simd::State,
+    pieces: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    hasher: std::thread::JoinHandle<blake2b_simd::Hash>,
 }
 
 impl InOrderHash {
     fn new() -> Self {
-        Self { next: 0, state: blake2b_simd::Params::new().hash_length(32).to_state() }
+        let (pieces, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = std::thread::spawn(move || {
+            let mut state = blake2b_simd::Params::new().hash_length(32).to_state();
+            for piece in rx {
+                state.update(&piece);
+            }
+            state.finalize()
+        });
+        Self { next: 0, pieces: Some(pieces), hasher }
     }
 
     fn add(&mut self, at: u64, bytes: &[u8]) {
-        if at == self.next {
-            self.state.update(bytes);
+        if at == self.next && self.pieces.as_ref().is_some_and(|p| p.send(bytes.to_vec()).is_ok()) {
             self.next += bytes.len() as u64;
         }
+    }
+
+    /// The hex fingerprint of the first `size` bytes, if all of them were hashed.
+    fn finish(mut self, size: u64) -> Option<String> {
+        drop(self.pieces.take());
+        let hash = self.hasher.join().ok()?;
+        (self.next == size).then(|| crate::ids::hex(hash.as_bytes()))
     }
 }
 
