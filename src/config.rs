@@ -26,6 +26,62 @@ pub struct Config {
     pub retention: Retention,
     /// Where requests come from: the country database.
     pub access: Access,
+    /// Where chunk bodies are kept.
+    pub store: StoreSection,
+}
+
+/// `[store]`: the backend that keeps chunk bodies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `local` or `s3`.
+    pub backend: StoreBackend,
+    /// `http(s)://host:port` of the S3 API.
+    pub s3_endpoint: String,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    /// Object names start with this.
+    pub s3_prefix: String,
+    /// A file holding the access key (AWS credentials-file lines); empty: the environment.
+    pub credentials_file: String,
+    /// Local copies of recently read packs, GiB.
+    pub cache_gib: u32,
+    /// Pack size, MiB.
+    pub pack_mib: u32,
+    /// Uploads at once.
+    pub uploads: u32,
+    /// Seconds a request is retried before it fails.
+    pub timeout_secs: u32,
+    /// Hours between automatic metadata backups while mounted (0: never).
+    pub meta_backup_hours: u32,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Local,
+            s3_endpoint: String::new(),
+            s3_bucket: String::new(),
+            s3_region: "us-east-1".into(),
+            s3_prefix: String::new(),
+            credentials_file: String::new(),
+            cache_gib: 10,
+            pack_mib: 32,
+            uploads: 4,
+            timeout_secs: 60,
+            meta_backup_hours: 24,
+        }
+    }
+}
+
+/// `store.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Pack files beside the database.
+    Local,
+    /// An S3-compatible object store.
+    S3,
 }
 
 /// `[access]`.
@@ -450,6 +506,24 @@ impl Config {
 
     /// Checks the values that types alone cannot.
     pub fn validate(&self) -> Result<(), String> {
+        let o = &self.store;
+        if o.backend == StoreBackend::S3 {
+            if !(o.s3_endpoint.starts_with("http://") || o.s3_endpoint.starts_with("https://")) {
+                return Err(format!("store.s3_endpoint = {:?}: an http:// or https:// URL", o.s3_endpoint));
+            }
+            if o.s3_bucket.is_empty() {
+                return Err("store.s3_bucket: a bucket name is needed with backend = \"s3\"".into());
+            }
+        }
+        if !(1..=1024).contains(&o.pack_mib) {
+            return Err(format!("store.pack_mib = {}: must be 1 to 1024", o.pack_mib));
+        }
+        if !(1..=64).contains(&o.uploads) {
+            return Err(format!("store.uploads = {}: must be 1 to 64", o.uploads));
+        }
+        if o.timeout_secs == 0 {
+            return Err("store.timeout_secs = 0: must be at least 1".into());
+        }
         let m = &self.sidecar.metrics_listen;
         if !m.is_empty() && m.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("sidecar.metrics_listen = {m:?}: an address and port, such as 127.0.0.1:9464"));

@@ -32,6 +32,8 @@ pub enum Request {
     Stats,
     /// Collect garbage now.
     Gc,
+    /// Store a metadata backup in the object store.
+    MetaBackup,
     /// Check the volume.
     Check {
         /// Also read and verify every chunk.
@@ -353,6 +355,7 @@ fn answer(
             Response::Stats(stats)
         }
         Request::Gc => Response::Gc(vol.gc()?),
+        Request::MetaBackup => Response::Json { value: serde_json::to_value(vol.meta_backup()?)? },
         Request::Check { read_data, repair } => {
             let mut report = vol.check(read_data, repair, &|_, _| {})?;
             galleries.check(repair, &mut report)?;

@@ -13,6 +13,7 @@ mod hold;
 mod init;
 mod key;
 mod media;
+mod meta;
 mod mount;
 mod mounts;
 mod serve;
@@ -61,6 +62,8 @@ enum Command {
     Check(check::Args),
     /// Create, list and delete read-only snapshots of the whole tree.
     Snapshot(snapshot::Args),
+    /// Metadata backups in the object store, and restoring a volume from them.
+    Meta(meta::Args),
     /// Copy a file or tree instantly; the copy shares every chunk.
     Clone(clone::Args),
     /// Print the BLAKE2b-256 fingerprint of a file or a whole tree.
@@ -117,6 +120,7 @@ pub fn main() -> i32 {
         Command::Trash(a) => trash::run(a),
         Command::Snapshot(a) => snapshot::run(a),
         Command::Clone(a) => clone::run(a),
+        Command::Meta(a) => meta::run(a),
         Command::Fingerprint(a) => fingerprint::run(a),
         Command::Keygen(a) => key::keygen(a),
         Command::Key(a) => key::run(a),

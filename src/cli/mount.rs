@@ -253,11 +253,13 @@ const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6
 /// Starts the daemon's maintenance thread. It commits idle writes every few seconds, so a
 /// crash loses at most that much unsynced data. It collects garbage when garbage makes the
 /// volume outgrow its disk budget or the disk runs low (`Volume::reclaim_if_due`), and in
-/// any case every `gc_interval_hours`, and applies `[retention]` every minute. Used by
-/// `mount` and by `serve`.
+/// any case every `gc_interval_hours`, applies `[retention]` every minute, and on an
+/// object store backs the metadata up every `[store] meta_backup_hours`. Used by `mount`
+/// and by `serve`.
 pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
     std::thread::Builder::new().name("maintenance".into()).spawn(move || {
         let mut last_gc = std::time::Instant::now();
+        let mut last_backup = std::time::Instant::now();
         let mut last_retention: Option<std::time::Instant> = None;
         let mut last_schedule_error = String::new();
         loop {
@@ -275,6 +277,18 @@ pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
                 }
             } else if let Err(e) = worker.reclaim_if_due() {
                 tracing::error!(error = %e, "garbage collection for space failed");
+            }
+            let store = &worker.config().store;
+            let backup_every = std::time::Duration::from_secs(u64::from(store.meta_backup_hours) * 3600);
+            if store.backend == crate::config::StoreBackend::S3
+                && !backup_every.is_zero()
+                && last_backup.elapsed() >= backup_every
+                && !worker.is_read_only()
+            {
+                last_backup = std::time::Instant::now();
+                if let Err(e) = worker.meta_backup() {
+                    tracing::error!(error = %e, "scheduled metadata backup failed");
+                }
             }
             if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_INTERVAL) && !worker.is_read_only() {
                 last_retention = Some(std::time::Instant::now());

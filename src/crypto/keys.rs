@@ -69,6 +69,8 @@ pub enum Purpose {
     Keyring,
     /// Draws the gear table that places chunk boundaries (`chunk::Gear::keyed`).
     ChunkerGear,
+    /// Seals metadata backups in an object store (`volume::meta_backup`).
+    MetaBackup,
 }
 
 impl Purpose {
@@ -81,6 +83,7 @@ impl Purpose {
             Purpose::HeaderMac => "nanofs/v1/header-mac",
             Purpose::Keyring => "nanofs/v1/keyring",
             Purpose::ChunkerGear => "nanofs/v1/chunker-gear",
+            Purpose::MetaBackup => "nanofs/v1/meta-backup",
         }
     }
 }

@@ -53,3 +53,12 @@ pub const META_ANOMALY_SPACE: &[u8] = b"anomaly/space";
 /// `meta` key prefix: `"anomaly/refs/" + chunk id [32]`, a reference count that a change
 /// would have taken below zero (value: that count, i64 BE); it was kept at zero.
 pub const META_ANOMALY_REFS: &[u8] = b"anomaly/refs/";
+
+/// `meta` key: the object name of the newest metadata backup in the object store (UTF-8);
+/// absent until the first. While present, packs that garbage collection empties are kept
+/// until the next backup (see `META_DOOMED_PACK`).
+pub const META_BACKUP_NEWEST: &[u8] = b"meta_backup";
+/// `meta` key prefix: `"doomed_pack/" + pack u32 BE`, a pack in the object store that no
+/// record points into any more but that the newest metadata backup may: deleted by the
+/// next backup.
+pub const META_DOOMED_PACK: &[u8] = b"doomed_pack/";

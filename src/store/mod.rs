@@ -5,9 +5,11 @@
 //! (docs/format.md lists every key and value). Durability is the caller's choice per
 //! batch: `Durability::Synced` syncs the write-ahead log before returning.
 
+pub mod bucket;
 mod faults;
 pub mod format;
 pub mod keys;
+pub mod object;
 pub mod packs;
 
 use keys::RefRecord;
@@ -36,6 +38,56 @@ pub enum Error {
     /// Reading or writing a pack file failed.
     #[error("pack file: {0}")]
     Io(std::io::Error),
+    /// The object store failed or could not be reached in the configured time.
+    #[error("object store: {0}")]
+    Remote(String),
+    /// The object store has no such object.
+    #[error("object store: no such object")]
+    RemoteMissing,
+}
+
+/// Where chunk bodies are kept: the one interface of the two backends, local pack files
+/// (`packs`, the default) and packs in an S3-compatible object store (`object`). Both hold
+/// only sealed bytes and give the same guarantees: a body is durable once `sync` returns
+/// after its `append`, and is read back by its `Location`.
+pub trait PackStore: Send + Sync {
+    /// Appends a sealed body; it is durable once `sync` returns.
+    fn append(&self, body: &[u8]) -> Result<Location>;
+    /// Makes every body appended before this call durable.
+    fn sync(&self) -> Result<()>;
+    /// The body at `loc`; `None` if its pack is gone (moved by garbage collection after
+    /// the caller looked the location up: look it up again).
+    fn read(&self, loc: Location) -> Result<Option<Vec<u8>>>;
+    /// Closes the pack being filled and returns the pack that new bodies go to from now
+    /// on: every pack below it is closed.
+    fn rotate(&self) -> Result<u32>;
+    /// Every pack and its size, in pack order.
+    fn list(&self) -> Result<Vec<(u32, u64)>>;
+    /// Deletes a pack that no location points into any more.
+    fn delete(&self, pack: u32) -> Result<()>;
+    /// Bytes of all packs where they are kept.
+    fn stored_bytes(&self) -> Result<u64>;
+    /// Drops a local copy of `pack` that failed to open, so the next read fetches it
+    /// again; false when there is no other copy to read.
+    fn drop_cached(&self, _pack: u32) -> bool {
+        false
+    }
+    /// The local file of a pack (for tools and tests that inspect bodies where they lie).
+    fn pack_path(&self, pack: u32) -> PathBuf;
+    /// The object store's bucket, for a backend that has one.
+    fn bucket(&self) -> Option<&bucket::Bucket> {
+        None
+    }
+}
+
+/// Which backend keeps the chunk bodies of a volume.
+#[derive(Debug, Clone, Default)]
+pub enum Backend {
+    /// Pack files beside the database.
+    #[default]
+    Local,
+    /// An S3-compatible object store.
+    Object(object::ObjectSettings),
 }
 
 impl From<rocksdb::Error> for Error {
@@ -125,7 +177,7 @@ pub type Pair = (Box<[u8]>, Box<[u8]>);
 /// The RocksDB database of one volume.
 pub struct Store {
     db: DB,
-    packs: Packs,
+    packs: Box<dyn PackStore>,
     read_only: bool,
 }
 
@@ -207,20 +259,25 @@ impl Iterator for PrefixScan<'_> {
 }
 
 impl Store {
-    /// Creates a new, empty database in `dir/db`.
-    pub fn create(dir: &Path) -> Result<Self> {
-        Self::open_at(dir, OpenMode::ReadWrite, true)
+    /// Creates a new, empty database in `dir/db`, with its bodies kept by `backend`.
+    pub fn create(dir: &Path, backend: &Backend) -> Result<Self> {
+        Self::open_at(dir, OpenMode::ReadWrite, true, backend)
     }
 
-    /// Opens the database in `dir/db`.
+    /// Opens the database in `dir/db`, with local packs.
     pub fn open(dir: &Path, mode: OpenMode) -> Result<Self> {
+        Self::open_with(dir, mode, &Backend::Local)
+    }
+
+    /// Opens the database in `dir/db`, with its bodies kept by `backend`.
+    pub fn open_with(dir: &Path, mode: OpenMode, backend: &Backend) -> Result<Self> {
         if !dir.join("db").join("CURRENT").exists() {
             return Err(Error::Missing(dir.to_path_buf()));
         }
-        Self::open_at(dir, mode, false)
+        Self::open_at(dir, mode, false, backend)
     }
 
-    fn open_at(dir: &Path, mode: OpenMode, create: bool) -> Result<Self> {
+    fn open_at(dir: &Path, mode: OpenMode, create: bool, backend: &Backend) -> Result<Self> {
         let path = dir.join("db");
         let cache = Cache::new_lru_cache(16 << 20);
         let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(*cf, &cache)));
@@ -229,7 +286,11 @@ impl Store {
             OpenMode::ReadWrite => DB::open_cf_descriptors(&opts, &path, cfs)?,
             OpenMode::ReadOnly => DB::open_cf_descriptors_read_only(&opts, &path, cfs, false)?,
         };
-        let packs = Packs::open(&dir.join("packs"), mode == OpenMode::ReadWrite)?;
+        let writable = mode == OpenMode::ReadWrite;
+        let packs: Box<dyn PackStore> = match backend {
+            Backend::Local => Box::new(Packs::open(&dir.join("packs"), writable)?),
+            Backend::Object(settings) => Box::new(object::ObjectPacks::open(&dir.join("packs"), writable, settings)?),
+        };
         Ok(Self { db, packs, read_only: mode == OpenMode::ReadOnly })
     }
 
@@ -271,10 +332,10 @@ impl Store {
         Ok(self.db.get_pinned_cf(self.cf(Cf::Refs), id)?.and_then(|v| RefRecord::decode(&v)).and_then(|r| r.location))
     }
 
-    /// The pack files.
+    /// Where the chunk bodies are kept.
     #[must_use]
-    pub fn packs(&self) -> &Packs {
-        &self.packs
+    pub fn packs(&self) -> &dyn PackStore {
+        self.packs.as_ref()
     }
 
     /// A sealed chunk body.
@@ -386,6 +447,53 @@ impl Store {
         Ok(true)
     }
 
+    /// Deletes a pack that no location points into any more, unless the newest metadata
+    /// backup in the object store may still point into it: such a pack is recorded as
+    /// doomed and deleted by the next backup (`take_doomed_packs`), so that a volume
+    /// restored from the newest backup never misses a pack.
+    pub fn delete_pack(&self, pack: u32) -> Result<()> {
+        if self.packs.bucket().is_some() && self.get(Cf::Meta, format::META_BACKUP_NEWEST)?.is_some() {
+            let mut batch = self.batch();
+            batch.put(Cf::Meta, &doomed_key(pack), &[]);
+            return self.commit(batch, Durability::Synced);
+        }
+        self.packs.delete(pack)
+    }
+
+    /// The packs waiting for the next metadata backup to be deleted.
+    pub fn doomed_packs(&self) -> Result<std::collections::BTreeSet<u32>> {
+        let mut doomed = std::collections::BTreeSet::new();
+        for kv in self.scan(Cf::Meta, format::META_DOOMED_PACK, format::META_DOOMED_PACK) {
+            let (k, _) = kv?;
+            if let Some(n) = k.get(format::META_DOOMED_PACK.len()..).and_then(|b| b.try_into().ok()) {
+                doomed.insert(u32::from_be_bytes(n));
+            }
+        }
+        Ok(doomed)
+    }
+
+    /// After a metadata backup that points into none of `doomed` was stored: deletes them
+    /// and records `newest` as the backup to keep packs for.
+    pub fn backed_up(&self, newest: &str, doomed: &std::collections::BTreeSet<u32>) -> Result<()> {
+        let mut batch = self.batch();
+        batch.put(Cf::Meta, format::META_BACKUP_NEWEST, newest.as_bytes());
+        self.commit(batch, Durability::Synced)?;
+        for pack in doomed {
+            self.packs.delete(*pack)?;
+            let mut batch = self.batch();
+            batch.delete(Cf::Meta, &doomed_key(*pack));
+            self.commit(batch, Durability::Synced)?;
+        }
+        Ok(())
+    }
+
+    /// A consistent copy of the database in `dir` (which must not exist): hard links to
+    /// its immutable files where the file system allows, after a flush.
+    pub fn checkpoint(&self, dir: &Path) -> Result<()> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
     /// Syncs the write-ahead log: every batch committed so far becomes durable.
     pub fn sync_wal(&self) -> Result<()> {
         faults::fail(faults::Op::WalSync)?;
@@ -445,7 +553,7 @@ impl Store {
 
     /// Bytes of pack files, live blob files and SST files of all column families.
     pub fn disk_bytes(&self) -> Result<u64> {
-        let mut total = self.packs.disk_bytes()?;
+        let mut total = self.packs.stored_bytes()?;
         for cf in Cf::ALL {
             for prop in ["rocksdb.total-sst-files-size", "rocksdb.total-blob-file-size"] {
                 total += self.db.property_int_value_cf(self.cf(cf), prop)?.unwrap_or(0);
@@ -453,6 +561,10 @@ impl Store {
         }
         Ok(total)
     }
+}
+
+fn doomed_key(pack: u32) -> Vec<u8> {
+    [format::META_DOOMED_PACK, &pack.to_be_bytes()].concat()
 }
 
 /// An atomic group of writes, applied by `Store::commit`.
@@ -490,7 +602,7 @@ mod tests {
     #[test]
     fn scan_from_floor_starts_at_the_last_key_at_or_below_and_stays_in_its_prefix() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::create(dir.path()).expect("create");
+        let store = Store::create(dir.path(), &Backend::Local).expect("create");
         let mut batch = store.batch();
         for k in [&b"a5"[..], b"b1", b"b4", b"b7", b"c2"] {
             batch.put(Cf::Extents, k, b"v");

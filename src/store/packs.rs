@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// A pack is closed for appends at this size.
-const PACK_SIZE: u64 = 256 << 20;
+/// A local pack is closed for appends at this size.
+pub const PACK_SIZE: u64 = 256 << 20;
 
 /// Where a sealed body lies: pack number, byte offset and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,14 @@ impl Location {
 pub struct Packs {
     dir: PathBuf,
     writable: bool,
+    /// A pack is closed for appends at this size.
+    pack_size: u64,
+    /// Whether appends after an open continue the last pack. Packs that leave for an
+    /// object store are immutable once uploaded, so there every open starts a new one
+    /// (above `first_new`).
+    continue_last: bool,
+    /// The lowest number a newly started pack may take.
+    first_new: std::sync::atomic::AtomicU32,
     /// The pack being appended to.
     tail: Mutex<Option<Tail>>,
     /// Read handles, opened on first use.
@@ -77,6 +85,10 @@ pub struct Packs {
     syncing: Mutex<()>,
     /// The error of a failed pack sync (see `sync`).
     sync_failed: Mutex<Option<i32>>,
+    /// Appends that have reserved their place in a pack and not finished writing.
+    writing: Mutex<HashMap<u32, usize>>,
+    /// Signalled when an append finishes writing.
+    written: std::sync::Condvar,
 }
 
 struct Tail {
@@ -94,13 +106,27 @@ impl Packs {
         Ok(Self {
             dir: dir.to_path_buf(),
             writable,
+            pack_size: PACK_SIZE,
+            continue_last: true,
+            first_new: std::sync::atomic::AtomicU32::new(1),
             tail: Mutex::new(None),
             readers: RwLock::new(HashMap::new()),
             unsynced: Mutex::new(BTreeSet::new()),
             dir_unsynced: AtomicBool::new(false),
             syncing: Mutex::new(()),
             sync_failed: Mutex::new(None),
+            writing: Mutex::new(HashMap::new()),
+            written: std::sync::Condvar::new(),
         })
+    }
+
+    /// Packs closed at `pack_size`, and new packs only: none numbered below `first_new`,
+    /// and none continued after an open (see `continue_last`).
+    pub fn staging(mut self, pack_size: u64, first_new: u32) -> Self {
+        self.pack_size = pack_size;
+        self.continue_last = false;
+        self.first_new = std::sync::atomic::AtomicU32::new(first_new);
+        self
     }
 
     fn path(&self, pack: u32) -> PathBuf {
@@ -138,22 +164,23 @@ impl Packs {
         let mut tail = self.tail.lock().expect("pack tail lock");
         // A body too large for any pack makes `tail_for` start the next one, unless the
         // tail is empty.
-        Ok(self.tail_for(&mut tail, PACK_SIZE + 1)?.pack)
+        Ok(self.tail_for(&mut tail, self.pack_size + 1)?.pack)
     }
 
     /// The tail pack, opened (continuing the last pack, or starting one) or rotated so
     /// that `incoming` more bytes fit.
     fn tail_for<'a>(&self, tail: &'a mut Option<Tail>, incoming: u64) -> Result<&'a mut Tail> {
-        let full = tail.as_ref().is_some_and(|t| t.len > 0 && t.len + incoming > PACK_SIZE);
+        let full = tail.as_ref().is_some_and(|t| t.len > 0 && t.len + incoming > self.pack_size);
         if tail.is_none() || full {
             let next = match tail.as_ref() {
                 Some(t) => t.pack + 1,
                 None => match self.list()?.last() {
-                    Some(&(pack, len)) if len == 0 || len + incoming <= PACK_SIZE => pack,
+                    Some(&(pack, len)) if self.continue_last && (len == 0 || len + incoming <= self.pack_size) => pack,
                     Some(&(pack, _)) => pack + 1,
                     None => 1,
                 },
             };
+            let next = next.max(self.first_new.load(Ordering::SeqCst));
             // An existing last pack is continued after its end, never truncated.
             let file = OpenOptions::new()
                 .read(true)
@@ -172,6 +199,42 @@ impl Packs {
         Ok(tail.as_mut().expect("tail is open"))
     }
 
+    /// Closes the tail pack for appends if it holds anything, returning it; the next
+    /// append starts a new pack.
+    pub fn close_tail(&self) -> Option<u32> {
+        let mut tail = self.tail.lock().expect("pack tail lock");
+        match tail.as_ref() {
+            Some(t) if t.len > 0 => {
+                let pack = t.pack;
+                self.first_new.fetch_max(pack + 1, Ordering::SeqCst);
+                *tail = None;
+                Some(pack)
+            }
+            _ => None,
+        }
+    }
+
+    /// Every pack below this one is closed for appends.
+    pub fn closed_below(&self) -> u32 {
+        match self.tail.lock().expect("pack tail lock").as_ref() {
+            Some(t) => t.pack,
+            None => self.first_new.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Waits until every append that reserved a place in `pack` has written its bytes.
+    pub fn wait_for_writes(&self, pack: u32) {
+        let mut writing = self.writing.lock().expect("pack writes lock");
+        while writing.contains_key(&pack) {
+            writing = self.written.wait(writing).expect("pack writes lock");
+        }
+    }
+
+    /// Closes the read handle of `pack` (whose file is about to go), if one is open.
+    pub fn forget(&self, pack: u32) {
+        self.readers.write().expect("pack readers lock").remove(&pack);
+    }
+
     /// Appends a sealed body; it is durable once `sync` returns.
     pub fn append(&self, body: &[u8]) -> Result<Location> {
         if !self.writable {
@@ -185,11 +248,24 @@ impl Packs {
             let t = self.tail_for(&mut tail, body.len() as u64)?;
             let offset = t.len;
             t.len += body.len() as u64;
+            // Counted under the tail lock, so that whoever closes the pack sees it.
+            *self.writing.lock().expect("pack writes lock").entry(t.pack).or_default() += 1;
             (t.pack, t.file.clone(), offset)
         };
         // A failed write leaves dead bytes in the range reserved for it, which no location
         // points at and later appends go past; garbage collection reclaims them.
-        write_body(&file, body, offset)?;
+        let written = write_body(&file, body, offset);
+        {
+            let mut writing = self.writing.lock().expect("pack writes lock");
+            if let Some(n) = writing.get_mut(&pack) {
+                *n -= 1;
+                if *n == 0 {
+                    writing.remove(&pack);
+                }
+            }
+        }
+        self.written.notify_all();
+        written?;
         start_writeback(&file, offset, body.len() as u64);
         self.unsynced.lock().expect("unsynced lock").insert(pack);
         Ok(Location { pack, offset, len })
@@ -280,6 +356,33 @@ impl Packs {
     #[must_use]
     pub fn pack_path(&self, pack: u32) -> PathBuf {
         self.path(pack)
+    }
+}
+
+impl super::PackStore for Packs {
+    fn append(&self, body: &[u8]) -> Result<Location> {
+        Packs::append(self, body)
+    }
+    fn sync(&self) -> Result<()> {
+        Packs::sync(self)
+    }
+    fn read(&self, loc: Location) -> Result<Option<Vec<u8>>> {
+        Packs::read(self, loc)
+    }
+    fn rotate(&self) -> Result<u32> {
+        Packs::rotate(self)
+    }
+    fn list(&self) -> Result<Vec<(u32, u64)>> {
+        Packs::list(self)
+    }
+    fn delete(&self, pack: u32) -> Result<()> {
+        Packs::delete(self, pack)
+    }
+    fn stored_bytes(&self) -> Result<u64> {
+        self.disk_bytes()
+    }
+    fn pack_path(&self, pack: u32) -> PathBuf {
+        Packs::pack_path(self, pack)
     }
 }
 

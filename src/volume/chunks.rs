@@ -392,7 +392,13 @@ impl Chunks {
         crate::metrics::get().chunk_cache_misses.inc();
         let plain = match packed {
             Some(loc) => {
-                let opened = self.store.packs().read(loc)?.map(|envelope| self.codec.open_owned(id, envelope));
+                let open = || -> Result<_> {
+                    Ok(self.store.packs().read(loc)?.map(|envelope| self.codec.open_owned(id, envelope)))
+                };
+                let mut opened = open()?;
+                if matches!(opened, Some(Err(_))) && self.store.packs().drop_cached(loc.pack) {
+                    opened = open()?;
+                }
                 self.verified(ino, id, opened)?
             }
             None => self.load(ino, id)?,
@@ -402,7 +408,16 @@ impl Chunks {
     }
 
     pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
-        let opened = self.store.with_chunk(&id.0, |envelope| self.codec.open(id, envelope))?;
+        let open = || self.store.with_chunk(&id.0, |envelope| self.codec.open(id, envelope));
+        let mut opened = open()?;
+        // A damaged local copy of a pack kept in an object store is fetched again.
+        if matches!(opened, Some(Err(_))) {
+            if let Some(loc) = self.store.chunk_location(&id.0)? {
+                if self.store.packs().drop_cached(loc.pack) {
+                    opened = open()?;
+                }
+            }
+        }
         self.verified(ino, id, opened)
     }
 

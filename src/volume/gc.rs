@@ -136,8 +136,9 @@ impl Volume {
         // Mostly dead packs are rewritten; then, while the volume is over its disk budget,
         // the packs with the most dead bytes, so that garbage never keeps it over budget.
         let mut packs: Vec<(u32, u64, u64)> = Vec::new();
+        let doomed = self.store.doomed_packs()?;
         for (pack, size) in self.store.packs().list()? {
-            if pack < current {
+            if pack < current && !doomed.contains(&pack) {
                 let live_bytes = live.get(&pack).map_or(0, |b| b.iter().map(|(_, _, loc)| u64::from(loc.len)).sum());
                 packs.push((pack, size, live_bytes));
             }
@@ -172,7 +173,7 @@ impl Volume {
         super::faults::crash_point("gc-packs-copied");
         txn.commit(Durability::Synced)?;
         for pack in &emptied {
-            self.store.packs().delete(*pack)?;
+            self.store.delete_pack(*pack)?;
         }
         Ok((emptied.len() as u64, moved))
     }

@@ -7,6 +7,7 @@
 
 mod acl;
 mod audit;
+pub mod backend;
 mod check;
 pub mod chunks;
 mod closing;
@@ -23,6 +24,7 @@ mod hold;
 mod hook;
 mod inode_cache;
 mod keyslots;
+pub mod meta_backup;
 mod observer;
 mod personal;
 pub(crate) mod reclaim;
@@ -208,14 +210,31 @@ pub struct Volume {
 impl Volume {
     /// Creates a volume in `dir` (which must not exist or be empty) protected by `passphrase`.
     pub fn init(dir: &Path, passphrase: &[u8], kdf: Argon2Params) -> Result<()> {
+        Self::init_on(dir, passphrase, kdf, &crate::config::StoreSection::default())
+    }
+
+    /// `init`, with chunk bodies kept where `store` says (an object store's bucket must
+    /// hold nothing under the volume's prefix yet).
+    pub fn init_on(dir: &Path, passphrase: &[u8], kdf: Argon2Params, store: &crate::config::StoreSection) -> Result<()> {
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(Error::NotAVolume(format!("{} exists and is not empty", dir.display())));
         }
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        std::fs::write(dir.join(CONFIG_FILE), Config::default_file_text())?;
+        std::fs::write(dir.join(CONFIG_FILE), backend::with_store_section(&Config::default_file_text(), store))?;
+        let backend = backend::backend(store, dir)?;
+        if let crate::store::Backend::Object(settings) = &backend {
+            let bucket = crate::store::bucket::Bucket::connect(settings.bucket.clone())?;
+            if let Some((name, _)) = bucket.list("")?.first() {
+                return Err(Error::NotAVolume(format!(
+                    "bucket {} already holds {name:?} under the prefix {:?}: give this volume a prefix of its own \
+                     (--s3-prefix), or restore the volume there with nanofs meta restore",
+                    settings.bucket.bucket, settings.bucket.prefix
+                )));
+            }
+        }
         let (header, keyring) = Header::create(passphrase, kdf)?;
-        let store = Store::create(dir)?;
+        let store = Store::create(dir, &backend)?;
         let subkeys = keyring.root().subkeys();
         let meta = MetaSealer::new(subkeys.meta_seal.clone());
         let mut root = Inode::new(Kind::Dir, 0o755, nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
@@ -246,7 +265,7 @@ impl Volume {
         Header::load(dir)?;
         let config = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| Error::NotAVolume(e.to_string()))?;
         let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::ReadWrite };
-        let store = Arc::new(Store::open(dir, mode)?);
+        let store = Arc::new(Store::open_with(dir, mode, &backend::backend(&config.store, dir)?)?);
         let format = store.get(Cf::Meta, META_FORMAT)?.and_then(|v| v.try_into().ok()).map(u32::from_be_bytes);
         match format {
             Some(v) if (FORMAT_OLDEST..=FORMAT_VERSION).contains(&v) => {}
@@ -329,7 +348,8 @@ impl Volume {
     /// not mounted; `OpenMode::ReadOnly` takes no lock).
     pub fn offline_stats(dir: &Path) -> Result<Stats> {
         Header::load(dir)?;
-        let store = Store::open(dir, OpenMode::ReadOnly)?;
+        let config = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| Error::NotAVolume(e.to_string()))?;
+        let store = Store::open_with(dir, OpenMode::ReadOnly, &backend::backend(&config.store, dir)?)?;
         let space = store
             .get(Cf::Meta, META_SPACE)?
             .and_then(|v| SpaceCounters::decode(&v))
