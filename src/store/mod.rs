@@ -472,12 +472,16 @@ impl Store {
         Ok(doomed)
     }
 
-    /// After a metadata backup that points into none of `doomed` was stored: deletes them
-    /// and records `newest` as the backup to keep packs for.
-    pub fn backed_up(&self, newest: &str, doomed: &std::collections::BTreeSet<u32>) -> Result<()> {
+    /// Records that a metadata backup named `name` is being taken: from now on emptied
+    /// packs are kept until the next one.
+    pub fn backup_started(&self, name: &str) -> Result<()> {
         let mut batch = self.batch();
-        batch.put(Cf::Meta, format::META_BACKUP_NEWEST, newest.as_bytes());
-        self.commit(batch, Durability::Synced)?;
+        batch.put(Cf::Meta, format::META_BACKUP_NEWEST, name.as_bytes());
+        self.commit(batch, Durability::Synced)
+    }
+
+    /// After a metadata backup that points into none of `doomed` was stored: deletes them.
+    pub fn backed_up(&self, doomed: &std::collections::BTreeSet<u32>) -> Result<()> {
         for pack in doomed {
             self.packs.delete(*pack)?;
             let mut batch = self.batch();

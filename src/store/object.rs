@@ -119,7 +119,8 @@ impl ObjectPacks {
             local,
             state: Mutex::new(state),
             changed: Condvar::new(),
-            cache_bytes: settings.cache_bytes,
+            // A few packs at least: a sequential reader must not lose the pack it is in.
+            cache_bytes: settings.cache_bytes.max(4 * settings.pack_bytes),
         });
         shared.evict();
         let mut uploaders = Vec::new();

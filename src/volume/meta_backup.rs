@@ -173,15 +173,22 @@ impl Volume {
     /// kept alive, and all but the newest `KEEP` backups.
     pub fn meta_backup(&self) -> Result<BackupReport> {
         let bucket = self.bucket()?;
+        // Names sort by time: "2026-12-06T10:31:23Z" without its colons.
+        let mut suffix = [0u8; 4];
+        crate::crypto::keys::random_bytes(&mut suffix);
+        let name = format!("{BACKUP_DIR}{}-{}", crate::utc::now_rfc3339().replace(':', ""), crate::ids::hex(&suffix));
+        // Recorded before the copy is taken, so that a volume restored from it keeps the
+        // packs it empties for its own next backup too.
+        self.store.backup_started(&name)?;
         // Packs doomed before the copy is taken are in no record of it.
         let doomed = self.store.doomed_packs()?;
         let work = self.dir.join("meta-backup.tmp");
         let _ = std::fs::remove_dir_all(&work);
         std::fs::create_dir_all(&work)?;
-        let result = self.write_backup(&work, bucket);
+        let result = self.write_backup(&work, bucket, &name);
         let _ = std::fs::remove_dir_all(&work);
-        let (name, files, bytes) = result?;
-        self.store.backed_up(&name, &doomed)?;
+        let (files, bytes) = result?;
+        self.store.backed_up(&doomed)?;
         let backups: Vec<String> = bucket.list(BACKUP_DIR)?.into_iter().map(|(n, _)| n).collect();
         for old in backups.iter().rev().skip(KEEP) {
             bucket.delete(old)?;
@@ -200,7 +207,7 @@ impl Volume {
         })
     }
 
-    fn write_backup(&self, work: &Path, bucket: &Bucket) -> Result<(String, u64, u64)> {
+    fn write_backup(&self, work: &Path, bucket: &Bucket, name: &str) -> Result<(u64, u64)> {
         let db = work.join("db");
         self.store.checkpoint(&db)?;
         let header = std::fs::read(self.dir.join(super::header::HEADER_FILE))?;
@@ -227,13 +234,8 @@ impl Volume {
         let out = w.finish()?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         let bytes = std::fs::metadata(&sealed_path)?.len();
-        let mut suffix = [0u8; 4];
-        crate::crypto::keys::random_bytes(&mut suffix);
-        // Names sort by time: "2026-12-06T10:31:23Z" without its colons.
-        let stamp = crate::utc::now_rfc3339().replace(':', "");
-        let name = format!("{BACKUP_DIR}{stamp}-{}", crate::ids::hex(&suffix));
-        bucket.put_file(&name, &sealed_path)?;
-        Ok((name, files, bytes))
+        bucket.put_file(name, &sealed_path)?;
+        Ok((files, bytes))
     }
 
     /// Rebuilds a volume in `dir` (which must not exist, or be empty) from the newest

@@ -18,6 +18,7 @@ pub mod http;
 mod keys;
 mod live;
 mod live_rtmp;
+mod object_store;
 mod operations;
 mod posix;
 mod powercut;

@@ -4,7 +4,7 @@ use crate::common::*;
 
 /// A real tree with the awkward parts added: hard links, symlinks, xattrs, odd modes,
 /// a sparse file, an empty directory, names with spaces and UTF-8.
-fn build_tree(root: &std::path::Path) {
+pub(crate) fn build_tree(root: &std::path::Path) {
     sh(&format!(
         "set -e; mkdir -p '{r}'; cp -a /usr/share/perl5 '{r}/perl5' 2>/dev/null || cp -a /usr/share/doc '{r}/perl5'; \
          cp -a /usr/include/linux '{r}/linux-headers'; \
@@ -20,7 +20,7 @@ fn build_tree(root: &std::path::Path) {
 
 /// Type, mode, owner, links, size (not of directories: that is file-system specific),
 /// mtime with nanoseconds and link target of every entry.
-fn tree_meta(dir: &std::path::Path) -> String {
+pub(crate) fn tree_meta(dir: &std::path::Path) -> String {
     sh(&format!(
         "cd '{}' && {{ find . ! -type d -printf '%p %y %m %U %G %n %s %T@ %l\\n'; find . -type d -printf '%p %y %m %U %G %n %T@\\n'; }} | sort",
         dir.display()
@@ -28,7 +28,7 @@ fn tree_meta(dir: &std::path::Path) -> String {
 }
 
 /// Asserts equal listings, printing only the lines that differ.
-fn assert_same_listing(want: &str, got: &str) {
+pub(crate) fn assert_same_listing(want: &str, got: &str) {
     let w: std::collections::BTreeSet<&str> = want.lines().collect();
     let g: std::collections::BTreeSet<&str> = got.lines().collect();
     let missing: Vec<_> = w.difference(&g).take(10).collect();
