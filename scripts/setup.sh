@@ -7,6 +7,7 @@ packages=(
   fuse3                           # /dev/fuse user space: fusermount3
   rsync attr acl sqlite3 git python3 coreutils util-linux mount tar diffutils findutils  # tools the tests drive
   curl python3-venv               # HTTP tests: curl, and a venv for the tus client (tuspy)
+  openssl                         # test certificates and the Garage cluster's secret
   ffmpeg                          # video facts and posters in galleries
   chromium                        # browser tests of the web UI (driven by playwright-core)
 )
@@ -51,3 +52,6 @@ if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
   echo "setup: installing the browser test dependencies (npm ci)"
   npm ci --prefix "$browser_tests" --no-audit --no-fund --loglevel=error
 fi
+# Garage, the S3-compatible object store of tests/it/object_store.rs, built from crates.io
+# once into ~/.cache (scripts/garage.sh; about 8 minutes on 2 cores the first time).
+bash "$(dirname "$0")/garage.sh" path >/dev/null

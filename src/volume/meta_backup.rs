@@ -264,8 +264,7 @@ impl Volume {
                 ))
             })?,
         };
-        let object =
-            bucket.get(&name)?.ok_or_else(|| Error::NotAVolume(format!("no backup {name} in the bucket")))?;
+        let object = bucket.get(&name)?.ok_or_else(|| Error::NotAVolume(format!("no backup {name} in the bucket")))?;
         let bytes = object.len() as u64;
         let mut input = &object[..];
         let malformed = || Error::NotAVolume(format!("{name} is not a nanofs metadata backup"));

@@ -215,7 +215,12 @@ impl Volume {
 
     /// `init`, with chunk bodies kept where `store` says (an object store's bucket must
     /// hold nothing under the volume's prefix yet).
-    pub fn init_on(dir: &Path, passphrase: &[u8], kdf: Argon2Params, store: &crate::config::StoreSection) -> Result<()> {
+    pub fn init_on(
+        dir: &Path,
+        passphrase: &[u8],
+        kdf: Argon2Params,
+        store: &crate::config::StoreSection,
+    ) -> Result<()> {
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(Error::NotAVolume(format!("{} exists and is not empty", dir.display())));
         }

@@ -148,7 +148,8 @@ fn a_volume_on_a_garage_cluster_holds_a_tree_a_large_file_dedup_snapshots_and_gc
     let src = v.tmp.path().join("tree");
     build_tree(&src);
     sh(&format!("rsync -aHAX '{}/' '{}/'", src.display(), m.p("tree").display()));
-    let changes = sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), m.p("tree").display()));
+    let changes =
+        sh(&format!("rsync -aHAXc --itemize-changes --dry-run '{}/' '{}/'", src.display(), m.p("tree").display()));
     assert_eq!(changes.trim(), "", "rsync still sees differences:\n{changes}");
     assert_same_listing(&tree_meta(&src), &tree_meta(&m.p("tree")));
 
@@ -164,7 +165,8 @@ fn a_volume_on_a_garage_cluster_holds_a_tree_a_large_file_dedup_snapshots_and_gc
         let hex = key.strip_prefix("packs/").unwrap_or_else(|| panic!("unexpected object {key}"));
         assert!(hex.len() == 8 && hex.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
     }
-    let local: u64 = std::fs::read_dir(v.dir.join("packs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let local: u64 =
+        std::fs::read_dir(v.dir.join("packs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert!(local <= 4 * (32 << 20) + (64 << 20), "the local cache stays bounded: {local} bytes");
     assert_eq!(sha256(&m.p("big.bin")), sum, "read back through a cache smaller than the file");
 
