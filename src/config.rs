@@ -52,8 +52,8 @@ pub struct StoreSection {
     pub uploads: u32,
     /// Seconds a request is retried before it fails.
     pub timeout_secs: u32,
-    /// Hours between automatic metadata backups while mounted (0: never).
-    pub meta_backup_hours: u32,
+    /// Time between automatic metadata backups while mounted (`24h`, `30m`; `0`: never).
+    pub meta_backup_every: String,
 }
 
 impl Default for StoreSection {
@@ -69,9 +69,32 @@ impl Default for StoreSection {
             pack_mib: 32,
             uploads: 4,
             timeout_secs: 60,
-            meta_backup_hours: 24,
+            meta_backup_every: "24h".into(),
         }
     }
+}
+
+impl StoreSection {
+    /// Time between automatic metadata backups; zero: none.
+    #[must_use]
+    pub fn meta_backup_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(parse_duration(&self.meta_backup_every).map_or(0, |s| s.max(0) as u64))
+    }
+}
+
+/// Seconds of `90s`, `30m`, `24h`, `7d` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = n.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("bad duration {s:?} (e.g. 90s, 30m, 24h, 7d)")),
+    };
+    Ok(n.saturating_mul(mult))
 }
 
 /// `store.backend`.
@@ -380,6 +403,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "access.geoip_db",
     "audit.enabled",
     "retention.",
+    "store.meta_backup_every",
     "sidecar.upload_expiry_secs",
     "sidecar.max_upload_gib",
     "sidecar.cors_origins",
@@ -524,6 +548,8 @@ impl Config {
         if o.timeout_secs == 0 {
             return Err("store.timeout_secs = 0: must be at least 1".into());
         }
+        parse_duration(&o.meta_backup_every)
+            .map_err(|e| format!("store.meta_backup_every = {:?}: {e}", o.meta_backup_every))?;
         let m = &self.sidecar.metrics_listen;
         if !m.is_empty() && m.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("sidecar.metrics_listen = {m:?}: an address and port, such as 127.0.0.1:9464"));

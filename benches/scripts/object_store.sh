@@ -35,11 +35,17 @@ mkdir -p "$work/media"
 n=$(calc "$MEDIA_GIB * 1024 / 100" 0)
 for i in $(seq -w 1 "$n"); do head -c 100M /dev/urandom > "$work/media/clip$i.mp4"; done
 bytes=$(du -sb "$work/media" | cut -f1)
-"$REPO/scripts/garage-cluster.sh" start "$work/garage" 3 >&2
-endpoint=$(cat "$work/garage/endpoint")
-key_id=$(awk -F' = ' '/aws_access_key_id/ {print $2}' "$work/garage/credentials")
-secret=$(awk -F' = ' '/aws_secret_access_key/ {print $2}' "$work/garage/credentials")
-s3=(--s3-endpoint "$endpoint" --s3-bucket nanofs --s3-region garage --s3-credentials "$work/garage/credentials")
+# A fresh cluster for each client, so that each starts on empty disks (and the disk holds
+# one set of replicas at a time).
+fresh_cluster() {
+  "$REPO/scripts/garage-cluster.sh" stop "$work/garage" >&2 || true
+  rm -rf "$work/garage"
+  "$REPO/scripts/garage-cluster.sh" start "$work/garage" 3 >&2
+  endpoint=$(cat "$work/garage/endpoint")
+  key_id=$(awk -F' = ' '/aws_access_key_id/ {print $2}' "$work/garage/credentials")
+  secret=$(awk -F' = ' '/aws_secret_access_key/ {print $2}' "$work/garage/credentials")
+  s3=(--s3-endpoint "$endpoint" --s3-bucket nanofs --s3-region garage --s3-credentials "$work/garage/credentials")
+}
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # Seconds of wall time of a command.
@@ -50,7 +56,10 @@ for backend in s3 local; do
   vol=$work/vol-$backend mnt=$work/mnt-$backend
   mkdir -p "$mnt"
   if [[ $backend == s3 ]]; then
+    fresh_cluster
     "$NANOFS_BIN" init "$vol" "${s3[@]}" --s3-prefix "bench/" >&2
+    # Room on this disk for the media, three replicas and a 1 GiB cache.
+    sed -i 's/^cache_gib = .*/cache_gib = 1/' "$vol/nanofs.toml"
   else
     "$NANOFS_BIN" init "$vol" >&2
   fi
@@ -66,8 +75,13 @@ for backend in s3 local; do
   log "nanofs ($backend): read"
   read[$backend]=$(timed bash -c "cat '$mnt'/media/* > /dev/null")
   "$NANOFS_BIN" umount "$mnt"
+  rm -rf "$vol"
+  [[ $backend == s3 ]] && { "$REPO/scripts/garage-cluster.sh" stop "$work/garage" >&2; rm -rf "$work/garage"; }
 done
 
+fresh_cluster
+# rclone 1.60 refuses a CA bundle from the environment on a plain-HTTP endpoint.
+unset AWS_CA_BUNDLE
 export RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=$endpoint \
   RCLONE_CONFIG_G_REGION=garage RCLONE_CONFIG_G_ACCESS_KEY_ID=$key_id RCLONE_CONFIG_G_SECRET_ACCESS_KEY=$secret
 drop
@@ -91,6 +105,7 @@ for w in s3 rclone local; do
   echo "| $name | $(rate "${write[$w]}") | $(rate "${read[$w]}") | $(calc "${write[rclone]} / ${write[$w]}" 2) | $(calc "${read[rclone]} / ${read[$w]}" 2) |"
 done
 
+fresh_cluster
 log "restore: a volume of $FILES small files"
 vol=$work/vol-files mnt=$work/mnt-files
 "$NANOFS_BIN" init "$vol" "${s3[@]}" --s3-prefix "files/" >&2

@@ -197,16 +197,7 @@ fn json_answer<T: serde::de::DeserializeOwned>(reply: crate::control::Response) 
 
 /// Seconds of `90s`, `30m`, `24h`, `7d` or a plain number of seconds.
 pub(crate) fn parse_duration(s: &str) -> anyhow::Result<i64> {
-    let (n, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
-    let n: i64 = n.parse().map_err(|_| anyhow::anyhow!("bad duration {s:?}"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => anyhow::bail!("bad duration {s:?} (e.g. 90s, 30m, 24h, 7d)"),
-    };
-    Ok(n.saturating_mul(mult))
+    crate::config::parse_duration(s).map_err(anyhow::Error::msg)
 }
 
 /// A progress bar on a terminal; hidden otherwise (plain output stays clean).

@@ -254,7 +254,7 @@ const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6
 /// crash loses at most that much unsynced data. It collects garbage when garbage makes the
 /// volume outgrow its disk budget or the disk runs low (`Volume::reclaim_if_due`), and in
 /// any case every `gc_interval_hours`, applies `[retention]` every minute, and on an
-/// object store backs the metadata up every `[store] meta_backup_hours`. Used by `mount`
+/// object store backs the metadata up every `[store] meta_backup_every`. Used by `mount`
 /// and by `serve`.
 pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
     std::thread::Builder::new().name("maintenance".into()).spawn(move || {
@@ -279,7 +279,7 @@ pub(super) fn spawn_maintenance(worker: Arc<Volume>) -> std::io::Result<()> {
                 tracing::error!(error = %e, "garbage collection for space failed");
             }
             let store = &worker.config().store;
-            let backup_every = std::time::Duration::from_secs(u64::from(store.meta_backup_hours) * 3600);
+            let backup_every = store.meta_backup_interval();
             if store.backend == crate::config::StoreBackend::S3
                 && !backup_every.is_zero()
                 && last_backup.elapsed() >= backup_every

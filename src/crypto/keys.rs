@@ -270,6 +270,7 @@ mod tests {
             Purpose::HeaderMac,
             Purpose::Keyring,
             Purpose::ChunkerGear,
+            Purpose::MetaBackup,
         ];
         let derived: std::collections::HashSet<[u8; 32]> = labels.iter().map(|p| *k.derive(*p)).collect();
         assert_eq!(derived.len(), labels.len());
@@ -290,6 +291,7 @@ mod tests {
             (Purpose::HeaderMac, "a4ad464ac2e965dca20eb1ed37d23f29bb792807f8a504619fe86ef627401bf8"),
             (Purpose::Keyring, "fa3e2a6c33bf227b3ee4d873aea2c692f615baa2ccfdf5f6035cf078470eb05f"),
             (Purpose::ChunkerGear, "9e120696aa70fb660f441f52ed3427b11b7ef14942847da45543ec88bd75b04b"),
+            (Purpose::MetaBackup, "326a0665896b6daf01a2e6a3b81b892203caaac7f6bb74e2a033358d094d47e0"),
         ];
         for (purpose, hex) in pinned {
             assert_eq!(crate::ids::hex(k.derive(purpose).as_ref()), hex, "{purpose:?}");

@@ -73,6 +73,8 @@ struct Shared {
     /// Signalled when a pack is queued, uploaded or failed, and on stop.
     changed: Condvar,
     cache_bytes: u64,
+    /// One fetch of a pack at a time.
+    fetching: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
 }
 
 /// Packs in an object store, with a local cache.
@@ -80,8 +82,6 @@ pub struct ObjectPacks {
     shared: Arc<Shared>,
     writable: bool,
     uploaders: Vec<std::thread::JoinHandle<()>>,
-    /// One fetch of a pack at a time.
-    fetching: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
     /// Held by `sync` for its whole run.
     syncing: Mutex<()>,
 }
@@ -98,6 +98,15 @@ impl ObjectPacks {
             }
         }
         let local = Packs::open(dir, writable)?;
+        if writable {
+            // Fetches a crash cut off.
+            for entry in std::fs::read_dir(dir).map_err(Error::Io)? {
+                let path = entry.map_err(Error::Io)?.path();
+                if path.extension().is_some_and(|e| e == "part") {
+                    std::fs::remove_file(&path).map_err(Error::Io)?;
+                }
+            }
+        }
         let mut state = State::default();
         let mut highest = remote.keys().next_back().copied().unwrap_or(0);
         for (pack, size) in local.list()? {
@@ -121,6 +130,7 @@ impl ObjectPacks {
             changed: Condvar::new(),
             // A few packs at least: a sequential reader must not lose the pack it is in.
             cache_bytes: settings.cache_bytes.max(4 * settings.pack_bytes),
+            fetching: Mutex::default(),
         });
         shared.evict();
         let mut uploaders = Vec::new();
@@ -135,7 +145,7 @@ impl ObjectPacks {
                 );
             }
         }
-        Ok(Self { shared, writable, uploaders, fetching: Mutex::default(), syncing: Mutex::default() })
+        Ok(Self { shared, writable, uploaders, syncing: Mutex::default() })
     }
 
     /// The bucket (for metadata backups).
@@ -157,19 +167,30 @@ impl ObjectPacks {
         }
     }
 
+}
+
+impl Shared {
     /// Fetches pack `pack` into the cache unless it is there; false if the store has no
     /// such pack.
     fn fetch(&self, pack: u32) -> Result<bool> {
         let one = self.fetching.lock().expect("fetching lock").entry(pack).or_default().clone();
-        let _one_fetch = one.lock().expect("pack fetch lock");
-        let path = self.shared.local.pack_path(pack);
+        let fetched = {
+            let _one_fetch = one.lock().expect("pack fetch lock");
+            self.fetch_alone(pack)
+        };
+        self.fetching.lock().expect("fetching lock").remove(&pack);
+        fetched
+    }
+
+    fn fetch_alone(&self, pack: u32) -> Result<bool> {
+        let path = self.local.pack_path(pack);
         if path.exists() {
             return Ok(true);
         }
-        let Some(expected) = self.shared.state.lock().expect("object state").remote.get(&pack).copied() else {
+        let Some(expected) = self.state.lock().expect("object state").remote.get(&pack).copied() else {
             return Ok(false);
         };
-        let Some(bytes) = self.shared.bucket.get(&pack_object(pack))? else {
+        let Some(bytes) = self.bucket.get(&pack_object(pack))? else {
             return Ok(false);
         };
         if bytes.len() as u64 != expected {
@@ -182,20 +203,38 @@ impl ObjectPacks {
         std::fs::write(&part, &bytes).map_err(io_error)?;
         std::fs::rename(&part, &path).map_err(io_error)?;
         {
-            let mut state = self.shared.state.lock().expect("object state");
+            let mut state = self.state.lock().expect("object state");
             state.tick += 1;
             let tick = state.tick;
             if state.cached.insert(pack, (expected, tick)).is_none() {
                 state.cached_bytes += expected;
             }
         }
-        self.shared.evict();
-        self.fetching.lock().expect("fetching lock").remove(&pack);
+        self.evict();
         Ok(true)
     }
-}
 
-impl Shared {
+    /// Fetches `pack` in the background if the store has it and the cache does not:
+    /// the next pack of a sequential reader arrives while it reads this one.
+    fn prefetch(self: &Arc<Self>, pack: u32) {
+        let wanted = {
+            let state = self.state.lock().expect("object state");
+            state.remote.contains_key(&pack) && !state.cached.contains_key(&pack)
+        };
+        if !wanted || self.fetching.lock().expect("fetching lock").contains_key(&pack) {
+            return;
+        }
+        let shared = self.clone();
+        let spawned = std::thread::Builder::new().name("pack-prefetch".into()).spawn(move || {
+            if let Err(e) = shared.fetch(pack) {
+                tracing::debug!(pack, error = %e, "prefetch failed; the read fetches it");
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot start a prefetch");
+        }
+    }
+
     fn upload_loop(&self) {
         loop {
             let pack = {
@@ -313,9 +352,10 @@ impl PackStore for ObjectPacks {
                 }
                 return Ok(Some(body));
             }
-            if !self.fetch(loc.pack)? {
+            if !self.shared.fetch(loc.pack)? {
                 return Ok(None);
             }
+            self.shared.prefetch(loc.pack + 1);
         }
         Ok(None)
     }

@@ -18,8 +18,8 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// A local pack is closed for appends at this size.
 pub const PACK_SIZE: u64 = 256 << 20;
@@ -71,7 +71,7 @@ pub struct Packs {
     /// (above `first_new`).
     continue_last: bool,
     /// The lowest number a newly started pack may take.
-    first_new: std::sync::atomic::AtomicU32,
+    first_new: AtomicU32,
     /// The pack being appended to.
     tail: Mutex<Option<Tail>>,
     /// Read handles, opened on first use.
@@ -88,7 +88,7 @@ pub struct Packs {
     /// Appends that have reserved their place in a pack and not finished writing.
     writing: Mutex<HashMap<u32, usize>>,
     /// Signalled when an append finishes writing.
-    written: std::sync::Condvar,
+    written: Condvar,
 }
 
 struct Tail {
@@ -108,7 +108,7 @@ impl Packs {
             writable,
             pack_size: PACK_SIZE,
             continue_last: true,
-            first_new: std::sync::atomic::AtomicU32::new(1),
+            first_new: AtomicU32::new(1),
             tail: Mutex::new(None),
             readers: RwLock::new(HashMap::new()),
             unsynced: Mutex::new(BTreeSet::new()),
@@ -116,7 +116,7 @@ impl Packs {
             syncing: Mutex::new(()),
             sync_failed: Mutex::new(None),
             writing: Mutex::new(HashMap::new()),
-            written: std::sync::Condvar::new(),
+            written: Condvar::new(),
         })
     }
 
@@ -125,7 +125,7 @@ impl Packs {
     pub fn staging(mut self, pack_size: u64, first_new: u32) -> Self {
         self.pack_size = pack_size;
         self.continue_last = false;
-        self.first_new = std::sync::atomic::AtomicU32::new(first_new);
+        self.first_new = AtomicU32::new(first_new);
         self
     }
 
@@ -457,5 +457,27 @@ mod tests {
         packs.delete(1).unwrap();
         assert_eq!(packs.read(a).unwrap(), None);
         assert_eq!(packs.list().unwrap(), vec![(2, PACK_SIZE - 10), (3, 0)]);
+    }
+
+    #[test]
+    fn staging_packs_start_above_a_floor_close_on_demand_and_are_never_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path(), true).unwrap().staging(64, 5);
+        assert_eq!(packs.closed_below(), 5);
+        let a = packs.append(&[1; 40]).unwrap();
+        assert_eq!((a.pack, a.offset), (5, 0));
+        assert_eq!(packs.closed_below(), 5, "pack 5 is open");
+        // Full at 64 bytes: the next body starts pack 6.
+        let b = packs.append(&[2; 40]).unwrap();
+        assert_eq!((b.pack, packs.closed_below()), (6, 6));
+        packs.wait_for_writes(5);
+        assert_eq!(packs.close_tail(), Some(6));
+        assert_eq!((packs.close_tail(), packs.closed_below()), (None, 7));
+        assert_eq!(packs.append(&[3; 8]).unwrap().pack, 7);
+        // Reopened, a new pack is started rather than the last one continued.
+        drop(packs);
+        let packs = Packs::open(dir.path(), true).unwrap().staging(64, 1);
+        assert_eq!(packs.append(&[4; 8]).unwrap().pack, 8);
+        assert_eq!(packs.read(b).unwrap().unwrap(), [2; 40]);
     }
 }

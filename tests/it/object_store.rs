@@ -142,7 +142,7 @@ fn write_and_sync(path: &Path, seed: u64, len: usize) -> std::io::Result<()> {
 fn a_volume_on_a_garage_cluster_holds_a_tree_a_large_file_dedup_snapshots_and_gc() {
     let garage = Garage::start();
     // The smallest local cache (four packs), so that reading back fetches from the cluster.
-    let v = garage.volume(&[("cache_gib", "0"), ("meta_backup_hours", "0")]);
+    let v = garage.volume(&[("cache_gib", "0"), ("meta_backup_every", "\"0\"")]);
     let m = v.mount();
 
     let src = v.tmp.path().join("tree");
@@ -194,7 +194,7 @@ fn a_volume_on_a_garage_cluster_holds_a_tree_a_large_file_dedup_snapshots_and_gc
 #[test]
 fn a_node_stopped_in_the_middle_of_a_large_write_loses_nothing() {
     let garage = Garage::start();
-    let v = garage.volume(&[("cache_gib", "0"), ("meta_backup_hours", "0")]);
+    let v = garage.volume(&[("cache_gib", "0"), ("meta_backup_every", "\"0\"")]);
     let m = v.mount();
     let path = m.p("during-failure.bin");
     let writer = {
@@ -219,7 +219,7 @@ fn a_node_stopped_in_the_middle_of_a_large_write_loses_nothing() {
 #[test]
 fn with_two_nodes_down_writes_wait_then_fail_with_eio_reads_of_cached_data_go_on_and_all_recovers() {
     let garage = Garage::start();
-    let v = garage.volume(&[("timeout_secs", "4"), ("meta_backup_hours", "0")]);
+    let v = garage.volume(&[("timeout_secs", "4"), ("meta_backup_every", "\"0\"")]);
     let m = v.mount();
     write_and_sync(&m.p("before.bin"), 1, 64 << 20).unwrap();
     let before = sha256(&m.p("before.bin"));
@@ -257,7 +257,7 @@ fn with_two_nodes_down_writes_wait_then_fail_with_eio_reads_of_cached_data_go_on
 #[test]
 fn a_volume_is_rebuilt_on_another_host_from_the_bucket_and_a_key_slot() {
     let garage = Garage::start();
-    let v = garage.volume(&[("meta_backup_hours", "0")]);
+    let v = garage.volume(&[("meta_backup_every", "\"0\"")]);
     let id_file = v.tmp.path().join("identity");
     let out = nanofs(&["keygen", id_file.to_str().unwrap()]);
     let recipient = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
@@ -292,7 +292,19 @@ fn a_volume_is_rebuilt_on_another_host_from_the_bucket_and_a_key_slot() {
     let r = v.moved_to(&restored);
     assert!(!restored.join("packs").exists() || std::fs::read_dir(restored.join("packs")).unwrap().next().is_none());
     r.assert_clean(&["--read-data"]);
+    // Damaged local copies of packs (check fetched them all) are dropped and fetched again.
+    for entry in std::fs::read_dir(restored.join("packs")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[100] ^= 0x55;
+        bytes[middle] ^= 0x55;
+        std::fs::write(&path, bytes).unwrap();
+    }
     let rm = r.mount();
+    sh(&format!("find '{}' -type f -exec cat {{}} + > /dev/null", rm.p("tree").display()));
+    assert_eq!(sha256(&rm.p("gone-later.bin")), gone_sum, "the packs the backup names were kept");
+    assert!(rm.log_text().contains("dropping a damaged local copy"), "{}", rm.log_text());
     assert_same_listing(&tree_meta(&src), &tree_meta(&rm.p("tree")));
     assert_eq!(sha256(&rm.p("gone-later.bin")), gone_sum, "the packs the backup names were kept");
     assert!(!rm.p("after-backup.bin").exists(), "written after the backup");
@@ -316,4 +328,21 @@ fn a_volume_is_rebuilt_on_another_host_from_the_bucket_and_a_key_slot() {
     let out = nanofs(&args);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("passphrase"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn metadata_is_backed_up_on_schedule_and_the_newest_two_are_kept() {
+    let garage = Garage::start();
+    let v = garage.volume(&[("meta_backup_every", "\"1s\"")]);
+    let m = v.mount();
+    std::fs::write(m.p("note.txt"), b"kept in the database").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while m.log_text().matches("metadata backed up").count() < 3 {
+        assert!(Instant::now() < deadline, "no scheduled backups:\n{}", m.log_text());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let backups: Vec<String> =
+        garage.objects().into_iter().map(|(k, _)| k).filter(|k| k.starts_with("meta/")).collect();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    m.unmount();
 }
