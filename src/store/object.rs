@@ -166,7 +166,6 @@ impl ObjectPacks {
             self.shared.changed.notify_all();
         }
     }
-
 }
 
 impl Shared {
