@@ -50,8 +50,19 @@ impl std::fmt::Debug for BucketConfig {
 /// A bucket, with the runtime its client runs on.
 pub struct Bucket {
     client: std::sync::Arc<AmazonS3>,
-    runtime: tokio::runtime::Runtime,
+    /// Taken by `drop`.
+    runtime: Option<tokio::runtime::Runtime>,
     config: BucketConfig,
+}
+
+impl Drop for Bucket {
+    fn drop(&mut self) {
+        // Without waiting: the last handle may go on a thread of another runtime, where a
+        // blocking shutdown would panic. Every call has returned by now.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// An object's name (below the prefix) and size.
@@ -84,7 +95,7 @@ impl Bucket {
             .enable_all()
             .build()
             .map_err(Error::Io)?;
-        Ok(Self { client: std::sync::Arc::new(client), runtime, config })
+        Ok(Self { client: std::sync::Arc::new(client), runtime: Some(runtime), config })
     }
 
     /// Its settings.
@@ -109,7 +120,7 @@ impl Bucket {
         let timeout = self.config.timeout;
         let what = what.to_string();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
+        self.runtime.as_ref().expect("the runtime lives until drop").spawn(async move {
             let start = Instant::now();
             let mut wait = Duration::from_millis(100);
             let result = loop {

@@ -104,6 +104,15 @@ impl From<rocksdb::Error> for Error {
     }
 }
 
+/// A file-system error of pack files, a full disk told apart.
+fn io_error(e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        Error::NoSpace
+    } else {
+        Error::Io(e)
+    }
+}
+
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -20,7 +20,7 @@
 
 use super::bucket::{Bucket, BucketConfig};
 use super::packs::{Location, Packs};
-use super::{Error, PackStore, Result};
+use super::{io_error, Error, PackStore, Result};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -73,6 +73,8 @@ struct Shared {
     /// Signalled when a pack is queued, uploaded or failed, and on stop.
     changed: Condvar,
     cache_bytes: u64,
+    /// Read-only opens (beside a daemon that has the volume open) delete no local copy.
+    writable: bool,
     /// One fetch of a pack at a time.
     fetching: Mutex<HashMap<u32, Arc<Mutex<()>>>>,
 }
@@ -130,6 +132,7 @@ impl ObjectPacks {
             changed: Condvar::new(),
             // A few packs at least: a sequential reader must not lose the pack it is in.
             cache_bytes: settings.cache_bytes.max(4 * settings.pack_bytes),
+            writable,
             fetching: Mutex::default(),
         });
         shared.evict();
@@ -146,12 +149,6 @@ impl ObjectPacks {
             }
         }
         Ok(Self { shared, writable, uploaders, syncing: Mutex::default() })
-    }
-
-    /// The bucket (for metadata backups).
-    #[must_use]
-    pub fn bucket(&self) -> &Bucket {
-        &self.shared.bucket
     }
 
     /// Queues the open packs below the one being filled: they are closed.
@@ -198,7 +195,8 @@ impl Shared {
                 bytes.len()
             )));
         }
-        let part = path.with_extension("part");
+        // Another process (a read-only open beside the daemon) may fetch it too.
+        let part = path.with_extension(format!("{}.part", std::process::id()));
         std::fs::write(&part, &bytes).map_err(io_error)?;
         std::fs::rename(&part, &path).map_err(io_error)?;
         {
@@ -283,6 +281,9 @@ impl Shared {
 
     /// Drops the least recently read local copies while the cache is over its budget.
     fn evict(&self) {
+        if !self.writable {
+            return;
+        }
         let mut state = self.state.lock().expect("object state");
         while state.cached_bytes > self.cache_bytes {
             let Some((&pack, &(size, _))) = state.cached.iter().min_by_key(|(_, (_, tick))| *tick) else { break };
@@ -407,14 +408,6 @@ impl PackStore for ObjectPacks {
 
     fn bucket(&self) -> Option<&Bucket> {
         Some(&self.shared.bucket)
-    }
-}
-
-fn io_error(e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(libc::ENOSPC) {
-        Error::NoSpace
-    } else {
-        Error::Io(e)
     }
 }
 

@@ -12,7 +12,7 @@
 //! data binds a body to its chunk id, so a body read from a wrong place fails to open).
 
 use super::faults::{Fault, Op};
-use super::{Error, Result};
+use super::{io_error, Error, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -408,14 +408,6 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
     // and writes no memory of ours. Failure only loses the early start of writeback.
     unsafe {
         libc::sync_file_range(file.as_raw_fd(), offset as i64, len as i64, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-fn io_error(e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(libc::ENOSPC) {
-        Error::NoSpace
-    } else {
-        Error::Io(e)
     }
 }
 

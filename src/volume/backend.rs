@@ -20,7 +20,12 @@ pub(crate) fn backend(store: &StoreSection, dir: &Path) -> Result<Backend> {
             endpoint: store.s3_endpoint.clone(),
             bucket: store.s3_bucket.clone(),
             region: store.s3_region.clone(),
-            prefix: store.s3_prefix.clone(),
+            // A prefix names a folder of the bucket.
+            prefix: match store.s3_prefix.as_str() {
+                "" => String::new(),
+                p if p.ends_with('/') => p.to_string(),
+                p => format!("{p}/"),
+            },
             access_key_id,
             secret_access_key,
             timeout: Duration::from_secs(u64::from(store.timeout_secs)),

@@ -138,6 +138,14 @@ fn write_and_sync(path: &Path, seed: u64, len: usize) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Asserts that `path` holds what `write_and_sync(_, seed, len)` writes.
+fn assert_holds(v: &TestVolume, path: &Path, seed: u64, len: usize, what: &str) {
+    let want = v.tmp.path().join("want.bin");
+    write_and_sync(&want, seed, len).unwrap();
+    assert_eq!(sha256(path), sha256(&want), "{what}");
+    std::fs::remove_file(want).unwrap();
+}
+
 #[test]
 fn a_volume_on_a_garage_cluster_holds_a_tree_a_large_file_dedup_snapshots_and_gc() {
     let garage = Garage::start();
@@ -208,9 +216,7 @@ fn a_node_stopped_in_the_middle_of_a_large_write_loses_nothing() {
     }
     garage.stop_node(3);
     writer.join().unwrap().expect("a write with two of three nodes up succeeds");
-    let want = v.tmp.path().join("want.bin");
-    write_and_sync(&want, 11, 768 << 20).unwrap();
-    assert_eq!(sha256(&path), sha256(&want), "read back with a node down");
+    assert_holds(&v, &path, 11, 768 << 20, "read back with a node down");
     garage.start_node(3);
     m.unmount();
     v.assert_clean(&["--read-data"]);
@@ -247,9 +253,7 @@ fn with_two_nodes_down_writes_wait_then_fail_with_eio_reads_of_cached_data_go_on
             Err(e) => panic!("writes did not recover: {e}"),
         }
     }
-    let want = v.tmp.path().join("want.bin");
-    write_and_sync(&want, 3, 32 << 20).unwrap();
-    assert_eq!(sha256(&m.p("after.bin")), sha256(&want));
+    assert_holds(&v, &m.p("after.bin"), 3, 32 << 20, "written after the outage");
     m.unmount();
     v.assert_clean(&["--read-data"]);
 }
