@@ -71,7 +71,7 @@ pub(super) async fn serve_file(
     let (tag, fingerprint) = state
         .blocking(move |vol| {
             let tag = vol.version_tag(ino, &inode);
-            let fp = if wanted { Some(vol.fingerprint(ino)?) } else { vol.cached_fingerprint(ino)? };
+            let fp = if wanted { Some(vol.fingerprint(ino)?) } else { vol.cached_fingerprint(ino, &inode)? };
             Ok((tag, fp))
         })
         .await?;

@@ -128,12 +128,11 @@ impl Volume {
 
     /// The fingerprint of a file if it is known without reading the file (cached, and the
     /// file unchanged since).
-    pub fn cached_fingerprint(&self, ino: Ino) -> Result<Option<[u8; 32]>> {
-        let inode = self.load_inode(ino)?;
+    pub fn cached_fingerprint(&self, ino: Ino, inode: &Inode) -> Result<Option<[u8; 32]>> {
         if inode.kind != Kind::File {
             return Ok(None);
         }
-        self.cached_fingerprint_of(ino, &inode)
+        self.cached_fingerprint_of(ino, inode)
     }
 
     fn cached_fingerprint_of(&self, ino: Ino, inode: &Inode) -> Result<Option<[u8; 32]>> {
