@@ -243,14 +243,28 @@ impl Bucket {
 
 /// Whether no retry can change the answer.
 fn permanent(e: &object_store::Error) -> bool {
-    matches!(
+    if matches!(
         e,
         object_store::Error::NotFound { .. }
             | object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. }
             | object_store::Error::NotSupported { .. }
             | object_store::Error::InvalidPath { .. }
-    )
+    ) {
+        return true;
+    }
+    // Other requests (a listing) fail as `Generic`, with the HTTP status only in the text
+    // of the error they wrap: a 4xx but a timeout (408) or a slow-down (429) is the
+    // store's last word (a wrong key, no such bucket).
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text.split("status code: ")
+        .skip(1)
+        .any(|rest| rest.starts_with('4') && !rest.starts_with("408") && !rest.starts_with("429"))
 }
 
 fn remote_error(e: object_store::Error) -> Error {

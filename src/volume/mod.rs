@@ -224,9 +224,8 @@ impl Volume {
         if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
             return Err(Error::NotAVolume(format!("{} exists and is not empty", dir.display())));
         }
-        std::fs::create_dir_all(dir)?;
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        std::fs::write(dir.join(CONFIG_FILE), backend::with_store_section(&Config::default_file_text(), store))?;
+        // The object store is checked first: a wrong key, an unreachable store or a prefix
+        // in use leaves nothing behind.
         let backend = backend::backend(store, dir)?;
         if let crate::store::Backend::Object(settings) = &backend {
             let bucket = crate::store::bucket::Bucket::connect(settings.bucket.clone())?;
@@ -238,6 +237,9 @@ impl Volume {
                 )));
             }
         }
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        std::fs::write(dir.join(CONFIG_FILE), backend::with_store_section(&Config::default_file_text(), store))?;
         let (header, keyring) = Header::create(passphrase, kdf)?;
         let store = Store::create(dir, &backend)?;
         let subkeys = keyring.root().subkeys();

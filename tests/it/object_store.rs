@@ -350,3 +350,43 @@ fn metadata_is_backed_up_on_schedule_and_the_newest_two_are_kept() {
     assert_eq!(backups.len(), 2, "{backups:?}");
     m.unmount();
 }
+
+#[test]
+fn init_refuses_a_prefix_in_use_or_a_wrong_key_and_leaves_nothing_behind() {
+    let garage = Garage::start();
+    let first = garage.volume(&[]);
+    let m = first.mount();
+    write_and_sync(&m.p("movie.bin"), 9, 40 << 20).unwrap();
+    m.unmount();
+    let init = |dir: &Path, extra: &[&str]| {
+        let flags = garage.flags();
+        let mut args = vec!["init", dir.to_str().unwrap(), "--passphrase-file", first.pass_file.to_str().unwrap()];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(extra);
+        nanofs(&args)
+    };
+    let second = first.tmp.path().join("second");
+    let out = init(&second, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--s3-prefix"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!second.exists(), "nothing is left behind");
+    // A wrong key is refused at once, not after the retry timeout.
+    let bad_key = first.tmp.path().join("bad-key");
+    std::fs::write(&bad_key, "aws_access_key_id = GK0000\naws_secret_access_key = nope\n").unwrap();
+    let started = Instant::now();
+    let mut args = vec!["init", second.to_str().unwrap(), "--passphrase-file", first.pass_file.to_str().unwrap()];
+    args.extend(["--s3-endpoint", &garage.endpoint, "--s3-bucket", "nanofs", "--s3-region", "garage"]);
+    args.extend(["--s3-credentials", bad_key.to_str().unwrap(), "--s3-prefix", "second"]);
+    let out = nanofs(&args);
+    assert!(!out.status.success() && !second.exists());
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    // Under a prefix of its own it is made, and both volumes keep their own objects.
+    assert!(init(&second, &["--s3-prefix", "second"]).status.success());
+    let second = first.moved_to(&second);
+    let m = second.mount();
+    write_and_sync(&m.p("other.bin"), 10, 40 << 20).unwrap();
+    m.unmount();
+    assert!(garage.objects().iter().any(|(k, _)| k.starts_with("second/packs/")), "{:?}", garage.objects());
+    first.assert_clean(&["--read-data"]);
+    second.assert_clean(&["--read-data"]);
+}
