@@ -34,6 +34,8 @@ const MAGIC: &[u8] = b"nanofs-meta-backup/v1\n";
 const SEGMENT: usize = 4 << 20;
 /// Backups kept: the newest, which restores completely, and the one before it.
 const KEEP: usize = 2;
+/// The largest volume header a backup may hold.
+const MAX_HEADER: usize = 4 << 20;
 /// Object name prefix of backups.
 pub const BACKUP_DIR: &str = "meta/";
 
@@ -275,7 +277,12 @@ impl Volume {
         }
         let mut len = [0u8; 4];
         input.read_exact(&mut len).map_err(|_| malformed())?;
-        let mut header = vec![0u8; u32::from_be_bytes(len) as usize];
+        let len = u32::from_be_bytes(len) as usize;
+        // A header with a thousand key slots is under 2 MiB.
+        if len > input.len().min(MAX_HEADER) {
+            return Err(malformed());
+        }
+        let mut header = vec![0u8; len];
         input.read_exact(&mut header).map_err(|_| malformed())?;
         let mut id = [0u8; 16];
         input.read_exact(&mut id).map_err(|_| malformed())?;
