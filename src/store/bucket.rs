@@ -98,12 +98,6 @@ impl Bucket {
         Ok(Self { client: std::sync::Arc::new(client), runtime: Some(runtime), config })
     }
 
-    /// Its settings.
-    #[must_use]
-    pub fn config(&self) -> &BucketConfig {
-        &self.config
-    }
-
     fn path(&self, name: &str) -> ObjectPath {
         ObjectPath::from(format!("{}{name}", self.config.prefix))
     }

@@ -81,10 +81,9 @@ pub trait PackStore: Send + Sync {
 }
 
 /// Which backend keeps the chunk bodies of a volume.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub enum Backend {
     /// Pack files beside the database.
-    #[default]
     Local,
     /// An S3-compatible object store.
     Object(object::ObjectSettings),

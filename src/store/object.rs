@@ -102,10 +102,10 @@ impl ObjectPacks {
         let local = Packs::open(dir, writable)?;
         if writable {
             // Fetches a crash cut off.
-            for entry in std::fs::read_dir(dir).map_err(Error::Io)? {
-                let path = entry.map_err(Error::Io)?.path();
+            for entry in std::fs::read_dir(dir).map_err(io_error)? {
+                let path = entry.map_err(io_error)?.path();
                 if path.extension().is_some_and(|e| e == "part") {
-                    std::fs::remove_file(&path).map_err(Error::Io)?;
+                    std::fs::remove_file(&path).map_err(io_error)?;
                 }
             }
         }
@@ -120,7 +120,7 @@ impl ObjectPacks {
                 // Never acknowledged, so nothing committed points into it (bodies are
                 // referenced only after `sync`): what a crash left mid-upload.
                 tracing::info!(pack, "deleting a local pack the object store never acknowledged");
-                std::fs::remove_file(local.pack_path(pack)).map_err(Error::Io)?;
+                std::fs::remove_file(local.pack_path(pack)).map_err(io_error)?;
             }
         }
         state.remote = remote;

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// A local pack is closed for appends at this size.
-pub const PACK_SIZE: u64 = 256 << 20;
+const PACK_SIZE: u64 = 256 << 20;
 
 /// Where a sealed body lies: pack number, byte offset and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
