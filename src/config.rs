@@ -378,11 +378,44 @@ pub struct Storage {
     /// Most of one file's writes held uncommitted, MiB: a longer write is committed in
     /// parts of this size, each once its packs are synced in the background.
     pub write_window_mb: u32,
+    /// How FUSE requests reach the daemon (overridden by `-o uring` or `-o transport=`).
+    pub fuse_transport: FuseTransport,
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { compression: Compression::Auto, compression_level: 3, cache_mb: 32, write_window_mb: 512 }
+        Self {
+            compression: Compression::Auto,
+            compression_level: 3,
+            cache_mb: 32,
+            write_window_mb: 512,
+            fuse_transport: FuseTransport::Auto,
+        }
+    }
+}
+
+/// Which channel carries FUSE requests between the kernel and the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FuseTransport {
+    /// io_uring when the kernel offers it, else `/dev/fuse`; the log says which runs.
+    #[default]
+    Auto,
+    /// io_uring; mounting fails when the kernel does not offer it.
+    Uring,
+    /// `read` and `write` on `/dev/fuse`.
+    Dev,
+}
+
+impl std::str::FromStr for FuseTransport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "uring" => Ok(Self::Uring),
+            "dev" => Ok(Self::Dev),
+            _ => Err(format!("unknown FUSE transport {s:?} (auto, uring or dev)")),
+        }
     }
 }
 

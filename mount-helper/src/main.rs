@@ -3,7 +3,7 @@
 //! mount(8) calls `mount.nanofs VOLUME MOUNTPOINT [-sfnv] [-o OPTIONS]`. This turns the
 //! options into a `nanofs mount` command line and runs it: `passphrase_file=F` becomes
 //! `--passphrase-file F` and `identity=F` becomes `--identity F`, mount(8)'s own options (defaults, auto, noauto, user, nofail,
-//! _netdev, x-*) are dropped, the rest (ro, allow_other, cache_mb=N) pass through.
+//! _netdev, x-*) are dropped, the rest (ro, allow_other, cache_mb=N, uring, transport=…) pass through.
 //! It shares no code with nanofs, so it stays a few lines that are easy to audit.
 
 use std::os::unix::process::CommandExt;

@@ -143,11 +143,9 @@ pub fn main() -> i32 {
     }
 }
 
-/// Log filter: `RUST_LOG`, else `info`. fuser's own unmount attempt after an external
-/// unmount fails harmlessly with a warning; only its errors are shown.
+/// Log filter: `RUST_LOG`, else `info`.
 fn log_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser::mnt=error"))
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 /// Opens the volume in `dir` with its galleries attached (their hook and hidden

@@ -6,8 +6,9 @@
 //! pipe; `mount` returns once the mount is ready.
 
 use super::{credential, UnlockArgs};
+use crate::config::FuseTransport;
 use crate::control;
-use crate::fs::mount::MountConfig;
+use crate::fs::MountConfig;
 use crate::volume::{Error as VolumeError, OpenOptions, Volume};
 use anyhow::{anyhow, bail, Context};
 use nix::sys::signal::{SigSet, Signal};
@@ -33,7 +34,8 @@ pub struct Args {
     /// How log lines are written (to VOLUME/nanofs.log, or stderr in the foreground).
     #[arg(long, value_enum, default_value_t)]
     log_format: super::LogFormat,
-    /// Mount options: allow_other, ro, cache_mb=N (comma-separated, repeatable).
+    /// Mount options: allow_other, ro, cache_mb=N, uring, transport=auto|uring|dev
+    /// (comma-separated, repeatable).
     #[arg(short = 'o', value_name = "OPT,...")]
     options: Vec<String>,
     #[command(flatten)]
@@ -46,6 +48,7 @@ struct Options {
     allow_other: bool,
     read_only: bool,
     cache_mb: Option<u32>,
+    transport: Option<FuseTransport>,
 }
 
 fn parse_options(list: &[String]) -> anyhow::Result<Options> {
@@ -55,6 +58,8 @@ fn parse_options(list: &[String]) -> anyhow::Result<Options> {
             None if opt == "allow_other" => o.allow_other = true,
             None if opt == "ro" => o.read_only = true,
             None if opt == "rw" => o.read_only = false,
+            None if opt == "uring" => o.transport = Some(FuseTransport::Uring),
+            Some(("transport", v)) => o.transport = Some(v.parse().map_err(|e| anyhow!("-o transport={v}: {e}"))?),
             Some(("cache_mb", v)) => {
                 let n: u32 = v.parse().map_err(|_| anyhow!("-o cache_mb={v}: not a number"))?;
                 if !(8..=65536).contains(&n) {
@@ -62,7 +67,7 @@ fn parse_options(list: &[String]) -> anyhow::Result<Options> {
                 }
                 o.cache_mb = Some(n);
             }
-            _ => bail!("unknown mount option {opt:?} (known: allow_other, ro, rw, cache_mb=N)"),
+            _ => bail!("unknown mount option {opt:?} (known: allow_other, ro, rw, cache_mb=N, uring, transport=auto|uring|dev)"),
         }
     }
     Ok(o)
@@ -96,8 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     drop(cred);
     let open = OpenOptions { read_only: opts.read_only, cache_mb: opts.cache_mb };
-    let cfg =
-        MountConfig { allow_other: opts.allow_other, read_only: opts.read_only, fsname: dir.display().to_string() };
+    let cfg = MountConfig {
+        allow_other: opts.allow_other,
+        read_only: opts.read_only,
+        fsname: dir.display().to_string(),
+        transport: opts.transport,
+    };
     if args.foreground {
         super::install_logging(args.log_format, std::io::stderr, true);
         return serve(&dir, &mountpoint, key, &open, &cfg, &args.http, None);
@@ -182,9 +191,9 @@ fn serve(
         })?);
         // Before the mount serves anything: galleries hide their thumbnails directory.
         let galleries = crate::gallery::Galleries::open(vol.clone())?;
-        let session = crate::fs::mount::mount(vol.clone(), mountpoint, cfg)
+        let session = crate::fs::mount(vol.clone(), mountpoint, cfg)
             .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
-        vol.set_entry_observer(crate::fs::mount::entry_invalidator(&session));
+        vol.set_entry_observer(session.entry_invalidator());
         let jobs = crate::stream::jobs::Jobs::start(vol.clone())?;
         control::serve(galleries.clone(), jobs.clone(), mountpoint.to_path_buf())
             .context("cannot open the control socket")?;
@@ -326,7 +335,10 @@ mod tests {
     #[test]
     fn mount_options_parse() {
         let o = parse_options(&["allow_other,cache_mb=128".into(), "ro".into()]).unwrap();
-        assert_eq!(o, Options { allow_other: true, read_only: true, cache_mb: Some(128) });
+        assert_eq!(o, Options { allow_other: true, read_only: true, cache_mb: Some(128), transport: None });
+        assert_eq!(parse_options(&["uring".into()]).unwrap().transport, Some(FuseTransport::Uring));
+        assert_eq!(parse_options(&["transport=dev".into()]).unwrap().transport, Some(FuseTransport::Dev));
+        assert!(parse_options(&["transport=pigeon".into()]).unwrap_err().to_string().contains("pigeon"));
         assert!(parse_options(&["cache_mb=1".into()]).is_err());
         assert!(parse_options(&["bogus".into()]).unwrap_err().to_string().contains("bogus"));
     }

@@ -1,15 +1,16 @@
-//! Mount options and the FUSE session.
+//! Mounting: `mount(2)` on an open `/dev/fuse` when we may (root), else `fusermount3`,
+//! which mounts for an ordinary user and hands the device back over a socket.
 
-use super::NanoFs;
-use crate::volume::Volume;
-use fuser::{Config, MountOption, Session, SessionACL};
-use std::os::unix::ffi::OsStrExt;
+use crate::config::FuseTransport;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use std::fs::File;
+use std::io::{Error, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::sync::Arc;
-
-/// Request threads. Each blocks in the engine while it hashes, seals or reads, so more
-/// threads than cores keep both cores busy and let reads overtake a committing writer.
-const FUSE_THREADS: usize = 6;
+use std::process::{Command, Stdio};
 
 /// How to mount.
 #[derive(Debug, Clone, Default)]
@@ -20,38 +21,106 @@ pub struct MountConfig {
     pub read_only: bool,
     /// Source shown in /proc/mounts (the volume path).
     pub fsname: String,
+    /// The request channel, when the mount command chose it (else `[storage]
+    /// fuse_transport` of the volume's configuration).
+    pub transport: Option<FuseTransport>,
 }
 
-/// Mounts `vol` at `mountpoint`; the mount exists when this returns.
-pub fn mount(vol: Arc<Volume>, mountpoint: &Path, cfg: &MountConfig) -> std::io::Result<Session<NanoFs>> {
-    let mut options = vec![
-        MountOption::FSName(cfg.fsname.clone()),
-        // Passed to the kernel directly: a root mount by mount(2) ignores `Subtype`, and the
-        // type must read `fuse.nanofs` in /proc/mounts for `nanofs umount` and `df -t`.
-        MountOption::CUSTOM("subtype=nanofs".into()),
-        MountOption::DefaultPermissions,
-        MountOption::CUSTOM("max_read=1048576".into()),
+/// The FUSE options shared by `mount(2)` and `fusermount3`.
+fn options(cfg: &MountConfig) -> Vec<String> {
+    let mut o = vec![
+        // The type must read `fuse.nanofs` in /proc/mounts for `nanofs umount` and `df -t`.
+        "subtype=nanofs".to_string(),
+        "default_permissions".to_string(),
+        format!("max_read={}", super::filesystem::MAX_WRITE),
     ];
-    options.push(if cfg.read_only { MountOption::RO } else { MountOption::RW });
-    let mut config = Config::default();
-    config.mount_options = options;
-    config.acl = if cfg.allow_other { SessionACL::All } else { SessionACL::Owner };
-    config.n_threads = Some(FUSE_THREADS);
-    config.clone_fd = true;
-    Session::new(NanoFs::new(vol), mountpoint, &config)
+    if cfg.allow_other {
+        o.push("allow_other".into());
+    }
+    o
 }
 
-/// The observer of entries changed outside the mount (`Volume::foreign`): it tells the
-/// kernel to drop its cached lookup of each, misses included.
-pub fn entry_invalidator(session: &Session<NanoFs>) -> crate::volume::EntryObserver {
-    let notifier = session.notifier();
-    std::sync::Arc::new(move |parent: crate::Ino, name: &[u8]| {
-        let name = std::ffi::OsStr::from_bytes(name);
-        if let Err(e) = notifier.inval_entry(fuser::INodeNo(parent.0), name) {
-            // ENOENT: the kernel had nothing cached, which is fine.
-            if e.raw_os_error() != Some(libc::ENOENT) {
-                tracing::debug!(error = %e, "entry invalidation failed");
+/// Mounts a FUSE file system at `mountpoint` and returns its `/dev/fuse` channel.
+pub fn mount(mountpoint: &Path, cfg: &MountConfig) -> std::io::Result<File> {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .map_err(|e| Error::new(e.kind(), format!("cannot open /dev/fuse ({e}); is the fuse module loaded?")))?;
+    let root_mode = std::fs::metadata(mountpoint)?.permissions().mode() & libc::S_IFMT;
+    let mut data = format!(
+        "fd={},rootmode={:o},user_id={},group_id={}",
+        dev.as_raw_fd(),
+        root_mode,
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
+    for o in options(cfg) {
+        data.push(',');
+        data.push_str(&o);
+    }
+    let mut flags = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV;
+    if cfg.read_only {
+        flags |= nix::mount::MsFlags::MS_RDONLY;
+    }
+    match nix::mount::mount(Some(cfg.fsname.as_str()), mountpoint, Some("fuse"), flags, Some(data.as_str())) {
+        Ok(()) => Ok(dev),
+        Err(nix::errno::Errno::EPERM) => fusermount(mountpoint, cfg),
+        Err(e) => Err(Error::other(format!("mount(2) failed: {e}"))),
+    }
+}
+
+/// Mounts through the setuid `fusermount3`, which sends the device back over a socket
+/// (the `_FUSE_COMMFD` protocol).
+fn fusermount(mountpoint: &Path, cfg: &MountConfig) -> std::io::Result<File> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let theirs_fd = theirs.as_raw_fd();
+    let mut opts = options(cfg);
+    opts.push(format!("fsname={}", cfg.fsname));
+    opts.push(if cfg.read_only { "ro" } else { "rw" }.into());
+    let mut cmd = Command::new("fusermount3");
+    cmd.arg("-o").arg(opts.join(",")).arg("--").arg(mountpoint).env("_FUSE_COMMFD", theirs_fd.to_string());
+    #[allow(unsafe_code)]
+    // SAFETY: between fork and exec only async-signal-safe fcntl is called, on an fd we own.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The socket must survive exec in the child.
+            if libc::fcntl(theirs_fd, libc::F_SETFD, 0) == -1 {
+                return Err(Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    drop(theirs);
+    let received = receive_fd(&ours);
+    let output = child.wait_with_output()?;
+    match received {
+        Some(fd) => Ok(File::from(fd)),
+        None => Err(Error::other(format!("fusermount3 failed: {}", String::from_utf8_lossy(&output.stderr).trim()))),
+    }
+}
+
+fn receive_fd(sock: &UnixStream) -> Option<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                #[allow(unsafe_code)]
+                // SAFETY: SCM_RIGHTS just installed this descriptor in our table; nothing else owns it.
+                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
-    })
+    }
+    None
+}
+
+/// Detaches the mount at `mountpoint` (used when the daemon fails after mounting).
+pub fn detach(mountpoint: &Path) {
+    if nix::mount::umount2(mountpoint, nix::mount::MntFlags::MNT_DETACH).is_err() {
+        let _ = Command::new("fusermount3").arg("-u").arg("-z").arg(mountpoint).output();
+    }
 }

@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
-#[test]
+on_both_transports!(hard_links_symlinks_and_xattrs);
 fn hard_links_symlinks_and_xattrs() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -47,7 +47,7 @@ fn hard_links_symlinks_and_xattrs() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(rename_variants);
 fn rename_variants() {
     use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
     let v = TestVolume::new();
@@ -91,10 +91,10 @@ fn rename_variants() {
     m.unmount();
 }
 
+on_both_transports!(a_large_file_reads_back_while_still_being_written);
 /// A large file read back while its writer still holds it open: the streamed part lies in
 /// pack files that no committed record points at yet (past the two blocks still being
 /// chunked, whose bytes are kept in memory).
-#[test]
 fn a_large_file_reads_back_while_still_being_written() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -114,10 +114,10 @@ fn a_large_file_reads_back_while_still_being_written() {
     m.unmount();
 }
 
+on_both_transports!(a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split);
 /// A write window that reaches 512 MiB is split: its first part is synced and committed in
 /// the background while the writer goes on. Reads across the split see every byte while
 /// that runs, and after a remount.
-#[test]
 fn a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split() {
     const MIB: u64 = 1 << 20;
     let block = |i: u64| random_bytes(1 << 32 | i, MIB as usize);
@@ -152,10 +152,10 @@ fn a_file_larger_than_a_write_window_reads_back_while_and_after_it_is_split() {
     v.assert_clean(&[]);
 }
 
+on_both_transports!(small_write_windows_split_often_and_overwrites_keep_what_follows);
 /// The same with a 16 MiB window and small chunks: a write that splits many times, read
 /// back as it goes; and overwrites whose split point falls inside a committed chunk of the
 /// file, which end just after the split and keep the far part of that chunk.
-#[test]
 fn small_write_windows_split_often_and_overwrites_keep_what_follows() {
     let v = TestVolume::new();
     fs::write(v.dir.join("nanofs.toml"), format!("{SMALL_CHUNKS_TOML}\n[storage]\nwrite_window_mb = 16\n")).unwrap();
@@ -199,9 +199,9 @@ fn small_write_windows_split_often_and_overwrites_keep_what_follows() {
     v.assert_clean(&[]);
 }
 
+on_both_transports!(closed_large_files_are_whole_at_once_for_readers_stats_and_snapshots);
 /// Large files are committed in the background after `close`: straight after it, their
 /// size, contents, space counters and snapshots already include everything written.
-#[test]
 fn closed_large_files_are_whole_at_once_for_readers_stats_and_snapshots() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -227,7 +227,7 @@ fn closed_large_files_are_whole_at_once_for_readers_stats_and_snapshots() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(unlinked_open_file_stays_readable_until_closed);
 fn unlinked_open_file_stays_readable_until_closed() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -253,7 +253,7 @@ fn unlinked_open_file_stays_readable_until_closed() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(truncate_down_and_up_reads_zeros);
 fn truncate_down_and_up_reads_zeros() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -275,7 +275,7 @@ fn truncate_down_and_up_reads_zeros() {
     assert_eq!(v.stat_u64("logical_bytes"), 0);
 }
 
-#[test]
+on_both_transports!(sparse_files_and_large_offsets);
 fn sparse_files_and_large_offsets() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -306,7 +306,7 @@ fn sparse_files_and_large_offsets() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(append_exclusive_create_and_overwrite_in_the_middle);
 fn append_exclusive_create_and_overwrite_in_the_middle() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -330,7 +330,7 @@ fn append_exclusive_create_and_overwrite_in_the_middle() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(times_with_nanoseconds_utime_now_and_omit);
 fn times_with_nanoseconds_utime_now_and_omit() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -362,7 +362,7 @@ fn times_with_nanoseconds_utime_now_and_omit() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(name_limits);
 fn name_limits() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -375,7 +375,7 @@ fn name_limits() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(permissions_for_other_users_and_setuid_clearing);
 fn permissions_for_other_users_and_setuid_clearing() {
     let v = TestVolume::new();
     let m = v.mount_with(&["-o", "allow_other"]);
@@ -416,7 +416,7 @@ fn permissions_for_other_users_and_setuid_clearing() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(statfs_reports_the_real_disk);
 fn statfs_reports_the_real_disk() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -429,7 +429,7 @@ fn statfs_reports_the_real_disk() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(readdir_lists_everything_once_across_pages);
 fn readdir_lists_everything_once_across_pages() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -456,7 +456,7 @@ fn readdir_lists_everything_once_across_pages() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(mmap_writes_reach_the_file);
 fn mmap_writes_reach_the_file() {
     let v = TestVolume::new();
     let m = v.mount();
@@ -478,4 +478,57 @@ fn mmap_writes_reach_the_file() {
     assert_eq!(&back[4096..4101], b"mmap!");
     assert_eq!(back.len(), 1 << 20);
     m.unmount();
+}
+
+/// Voluntary context switches of the daemon's FUSE threads: (io_uring queue threads,
+/// `/dev/fuse` threads). A thread switches once per request it waits for.
+fn fuse_thread_switches(pid: u32) -> (u64, u64) {
+    let (mut ring, mut dev) = (0, 0);
+    for task in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let status = fs::read_to_string(task.join("status")).unwrap_or_default();
+        let switches: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        match comm.trim() {
+            c if c.starts_with("fuse-q") => ring += switches,
+            "fuse" => dev += switches,
+            _ => {}
+        }
+    }
+    (ring, dev)
+}
+
+/// The log says which transport runs; over io_uring the ring's threads answer the requests,
+/// not the `/dev/fuse` thread kept for interrupts and forgets; `auto` takes io_uring when
+/// the kernel offers it.
+#[test]
+fn requests_travel_over_the_chosen_transport() {
+    let v = TestVolume::new();
+    on_transport("uring", || {
+        let m = v.mount();
+        for i in 0..300 {
+            fs::write(m.p(&format!("f{i}")), b"x").unwrap();
+        }
+        let (ring, dev) = fuse_thread_switches(m.pid());
+        assert!(ring >= 600, "ring threads waited for {ring} requests");
+        assert!(dev < ring / 10, "the /dev/fuse thread answered {dev} times (ring {ring})");
+        assert!(m.log_text().contains("FUSE requests over io_uring"), "{}", m.log_text());
+        m.unmount();
+        let m = v.mount_with(&["-o", "transport=auto"]);
+        assert_eq!(fs::read_dir(m.path.as_path()).unwrap().count(), 300);
+        assert!(m.log_text().contains("FUSE requests over io_uring"), "auto with the kernel's switch on");
+        m.unmount();
+    });
+    on_transport("dev", || {
+        let m = v.mount();
+        assert_eq!(fs::read(m.p("f7")).unwrap(), b"x");
+        let (ring, dev) = fuse_thread_switches(m.pid());
+        assert_eq!(ring, 0, "no ring threads on /dev/fuse");
+        assert!(dev > 0);
+        assert!(m.log_text().contains("FUSE requests over /dev/fuse"), "{}", m.log_text());
+        m.unmount();
+    });
 }

@@ -39,7 +39,7 @@ pub(crate) fn assert_same_listing(want: &str, got: &str) {
     );
 }
 
-#[test]
+on_both_transports!(rsync_a_h_a_x_round_trips_a_real_tree);
 fn rsync_a_h_a_x_round_trips_a_real_tree() {
     let v = TestVolume::new();
     let src = v.tmp.path().join("src");
@@ -65,7 +65,7 @@ fn rsync_a_h_a_x_round_trips_a_real_tree() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(cp_a_and_tar_round_trip);
 fn cp_a_and_tar_round_trip() {
     let v = TestVolume::new();
     let src = v.tmp.path().join("src");
@@ -89,7 +89,7 @@ fn cp_a_and_tar_round_trip() {
     m.unmount();
 }
 
-#[test]
+on_both_transports!(git_and_sqlite_work_on_the_mount);
 fn git_and_sqlite_work_on_the_mount() {
     let v = TestVolume::new();
     let m = v.mount();

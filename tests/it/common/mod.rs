@@ -15,6 +15,45 @@ pub use support::*;
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+thread_local! {
+    /// The FUSE transport of this thread's mounts (each test runs on its own thread).
+    static TRANSPORT: std::cell::Cell<&'static str> = const { std::cell::Cell::new("dev") };
+}
+
+/// Runs `test` with every mount it makes on `transport` (`dev` or `uring`). Mounts are on
+/// `dev` otherwise, whatever the kernel offers, so a test knows which one it exercises.
+pub fn on_transport(transport: &'static str, test: impl FnOnce()) {
+    if transport == "uring" {
+        enable_fuse_uring();
+    }
+    TRANSPORT.set(transport);
+    test();
+}
+
+/// Turns on the kernel's FUSE over io_uring (a module parameter; needs root).
+pub fn enable_fuse_uring() {
+    std::fs::write("/sys/module/fuse/parameters/enable_uring", "Y")
+        .expect("enabling FUSE over io_uring needs root and a kernel built with CONFIG_FUSE_IO_URING");
+}
+
+/// `on_both_transports!(name)` beside `fn name()` makes two tests of it, `name::dev` and
+/// `name::uring`.
+macro_rules! on_both_transports {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn dev() {
+                crate::common::on_transport("dev", super::$name)
+            }
+            #[test]
+            fn uring() {
+                crate::common::on_transport("uring", super::$name)
+            }
+        }
+    };
+}
+pub(crate) use on_both_transports;
+
 /// Path of the `nanofs` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_nanofs")
@@ -81,6 +120,7 @@ impl TestVolume {
         let child = Command::new(bin())
             .args(["mount", self.path(), mnt.path().to_str().unwrap(), "--foreground"])
             .args(["--passphrase-file", self.pass_file.to_str().unwrap()])
+            .args(["-o", &format!("transport={}", TRANSPORT.get())])
             .args(extra)
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
