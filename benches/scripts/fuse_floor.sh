@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The FUSE floor for small files: `rsync -a` of a tree into an in-memory FUSE file system
-# that does no work (examples/fuse_floor.rs, mounted with nanofs's options), into
-# gocryptfs and into nanofs, in alternating rounds, each into a fresh mount with the
-# source in the page cache. Prints per round the wall time of each, then the means and
-# ratios. Prints Markdown.
+# that does no work (examples/fuse_floor.rs, served by nanofs's transports with nanofs's
+# options), into nanofs, each on both transports (/dev/fuse and io_uring), and into
+# gocryptfs, in alternating rounds, each into a fresh mount with the source in the page
+# cache. Prints per round the wall time of each, then the means and ratios. Prints Markdown.
+# Turns the kernel's FUSE over io_uring on (the fuse module's enable_uring).
 #
 #   sudo benches/scripts/fuse_floor.sh                       # /usr/share/doc, 3 rounds
 #   RUNS=2 TREE=/usr/share benches/scripts/fuse_floor.sh
@@ -20,6 +21,7 @@ for b in "$NANOFS_BIN" "$FLOOR_BIN"; do
   [[ -x $b ]] || { echo "$b missing: cargo build --release --bin nanofs --example fuse_floor" >&2; exit 1; }
 done
 command -v gocryptfs >/dev/null || { echo "needs gocryptfs" >&2; exit 1; }
+echo Y > /sys/module/fuse/parameters/enable_uring
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nanofs-floor.XXXXXX")
 cleanup() {
@@ -31,16 +33,17 @@ cp -a "$TREE" "$W/src"
 echo "bench-$RANDOM" > "$W/pass"
 files=$(find "$W/src" -type f | wc -l)
 
-# One run of file system $1: prints the rsync wall time in seconds.
+# One run of file system $1 (floor-dev, floor-uring, nanofs-dev, nanofs-uring, gocryptfs):
+# prints the rsync wall time in seconds.
 run() {
-  local fs=$1 t0 t1
+  local fs=${1%-*} transport=${1#*-} t0 t1
   rm -rf "$W/vol" "$W/mnt"; mkdir -p "$W/mnt"
   case $fs in
-    floor) "$FLOOR_BIN" "$W/mnt" & ;;
+    floor) "$FLOOR_BIN" "$W/mnt" "$transport" & ;;
     gocryptfs) mkdir "$W/vol"; gocryptfs -q -init -passfile "$W/pass" "$W/vol" >/dev/null 2>&1
                gocryptfs -q -nosyslog -passfile "$W/pass" "$W/vol" "$W/mnt" ;;
     nanofs) "$NANOFS_BIN" init "$W/vol" --passphrase-file "$W/pass" >/dev/null
-            "$NANOFS_BIN" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass" ;;
+            "$NANOFS_BIN" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass" -o "transport=$transport" ;;
   esac
   until mountpoint -q "$W/mnt"; do sleep 0.05; done
   sync; echo 3 > /proc/sys/vm/drop_caches; find "$W/src" -type f -exec cat {} + > /dev/null
@@ -51,7 +54,7 @@ run() {
   wait
   # ext4 without a journal scans inodes deleted in the last 30 s when it allocates new
   # ones: gocryptfs's cipher files are deleted and the next round waits that out.
-  rm -rf "$W/vol"; sleep 31
+  rm -rf "$W/vol"; [[ $fs == floor ]] || sleep 31
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
@@ -59,12 +62,14 @@ echo "# FUSE floor: rsync -a of $TREE ($files files)"
 echo
 echo "- $(uname -r), $(nproc) CPUs; $(date --rfc-3339=seconds)"
 echo
-echo "| round | floor s | nanofs s | gocryptfs s |"
-echo "|---|---:|---:|---:|"
-declare -A sum=([floor]=0 [nanofs]=0 [gocryptfs]=0)
+FSES=(floor-dev floor-uring nanofs-dev nanofs-uring gocryptfs)
+echo "| round | ${FSES[*]/%/ s |} "
+echo "|---|$(printf -- '---:|%.0s' "${FSES[@]}")"
+declare -A sum
+for fs in "${FSES[@]}"; do sum[$fs]=0; done
 for ((r = 1; r <= RUNS; r++)); do
   row="| $r"
-  for fs in floor nanofs gocryptfs; do
+  for fs in "${FSES[@]}"; do
     s=$(run "$fs")
     sum[$fs]=$(awk -v a="${sum[$fs]}" -v b="$s" 'BEGIN { print a + b }')
     row+=" | $s"
@@ -72,8 +77,10 @@ for ((r = 1; r <= RUNS; r++)); do
   echo "$row |"
 done
 m() { awk -v s="${sum[$1]}" -v n="$RUNS" 'BEGIN { printf "%.2f", s / n }'; }
+ratio() { awk -v a="$(m "$1")" -v b="$(m "$2")" 'BEGIN { printf "%.2f", a / b }'; }
 echo
-echo "- means: floor $(m floor) s, nanofs $(m nanofs) s, gocryptfs $(m gocryptfs) s"
-echo "- gocryptfs / floor: $(awk -v a="$(m gocryptfs)" -v b="$(m floor)" 'BEGIN { printf "%.2f", a / b }')x (the most any FUSE file system can be faster than gocryptfs here)"
-echo "- gocryptfs / nanofs: $(awk -v a="$(m gocryptfs)" -v b="$(m nanofs)" 'BEGIN { printf "%.2f", a / b }')x"
-echo "- nanofs / floor: $(awk -v a="$(m nanofs)" -v b="$(m floor)" 'BEGIN { printf "%.2f", a / b }')x (nanofs's own work on top of the round trips)"
+echo -n "- means:"; for fs in "${FSES[@]}"; do echo -n " $fs $(m "$fs") s,"; done; echo
+for t in dev uring; do
+  echo "- on $t: gocryptfs / floor $(ratio gocryptfs floor-$t)x (the most any FUSE file system can be faster than gocryptfs here), gocryptfs / nanofs $(ratio gocryptfs nanofs-$t)x, nanofs / floor $(ratio nanofs-$t floor-$t)x (nanofs's own work on top of the round trips)"
+done
+echo "- io_uring against /dev/fuse: floor $(ratio floor-dev floor-uring)x, nanofs $(ratio nanofs-dev nanofs-uring)x faster"

@@ -5,7 +5,7 @@
 //! round trip is one `io_uring_enter` instead of a `write` and a `read`.
 //!
 //! The kernel keeps one queue per possible CPU and hands a request to a free entry of the
-//! queue of the CPU it was made on, so every queue gets its own threads.
+//! queue of the CPU it was made on, so every queue gets its own threads, pinned to it.
 
 use super::abi::{Args, InHeader, IN_HEADER_LEN};
 use super::handler::Handler;
@@ -124,6 +124,13 @@ fn with_iovec_count(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
 
 /// Serves requests of queue `qid` until the file system is unmounted.
 fn serve_queue(fs: &impl Handler, dev: &File, qid: u16) -> std::io::Result<()> {
+    // The kernel queues a request on the CPU it was made on. A thread of that queue that
+    // stays on that CPU is woken there, without an inter-processor wake-up: on this
+    // machine's two vCPUs that makes small-file copies 1.3x and large writes 1.2x faster
+    // (docs/benchmarks.md).
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(usize::from(qid)).map_err(Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus).map_err(Error::from)?;
     let mut ring: IoUring<squeue::Entry128, cqueue::Entry> = IoUring::builder().setup_single_issuer().build(2)?;
     let mut entry = Entry::new();
     let mut next = entry.command(dev, CMD_REGISTER, qid, 0);
