@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
-# Where a copy of small files spends its time, request by request: runs `rsync -a` of a
-# tree into a fresh nanofs mount (or gocryptfs, for the peer's figures) and prints, per
+# Where a copy of small files spends its time, request by request: runs `rsync -a` (or
+# `cp -a`) of a tree into a fresh nanofs mount (or gocryptfs, for the peer's figures) and
+# prints, per
 # FUSE opcode, how many requests the kernel sent and how long each took from send to
 # reply (the kernel tracepoints fuse:fuse_request_send and fuse:fuse_request_end),
-# then the rsync wall time. Prints Markdown.
+# then the copy's wall time. Prints Markdown.
 #
 #   sudo benches/scripts/fuse_requests.sh                        # nanofs, /usr/share/doc
 #   FS=gocryptfs benches/scripts/fuse_requests.sh                # the peer
 #   NANOFS_BIN=/tmp/nanofs-old TREE=/usr/share benches/scripts/fuse_requests.sh
+#   TOOL=cp TRANSPORT=uring benches/scripts/fuse_requests.sh     # cp -a, over io_uring
 #
-# Env: FS (nanofs | gocryptfs), TREE (/usr/share/doc), NANOFS_BIN
+# Env: FS (nanofs | gocryptfs), TOOL (rsync | cp), TRANSPORT (nanofs's: auto | uring |
+#      dev, default dev), TREE (/usr/share/doc), NANOFS_BIN
 #      (~/.cache/nanofs-target/release/nanofs), BENCH_DIR (/var/tmp).
 set -Eeuo pipefail
 
-FS=${FS:-nanofs} TREE=${TREE:-/usr/share/doc}
+FS=${FS:-nanofs} TREE=${TREE:-/usr/share/doc} TOOL=${TOOL:-rsync} TRANSPORT=${TRANSPORT:-dev}
+[[ $TRANSPORT == dev ]] || echo Y > /sys/module/fuse/parameters/enable_uring
 NANOFS_BIN=${NANOFS_BIN:-$HOME/.cache/nanofs-target/release/nanofs}
 [[ $EUID -eq 0 ]] || { echo "run as root (FUSE mounts, tracepoints)" >&2; exit 1; }
 command -v perf >/dev/null || { echo "needs perf (Debian: linux-perf)" >&2; exit 1; }
@@ -33,7 +37,7 @@ cp -a "$TREE" "$W/src"   # the source in the page cache, on the same disk for bo
 case $FS in
   nanofs)
     "$NANOFS_BIN" init "$W/vol" --passphrase-file "$W/pass" >/dev/null
-    "$NANOFS_BIN" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass" ;;
+    "$NANOFS_BIN" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass" -o "transport=$TRANSPORT" ;;
   gocryptfs)
     gocryptfs -init -q -passfile "$W/pass" "$W/cipher" >/dev/null
     gocryptfs -q -passfile "$W/pass" "$W/cipher" "$W/mnt" ;;
@@ -41,15 +45,21 @@ case $FS in
 esac
 
 start=$(date +%s.%N)
+case $TOOL in
+  rsync) copy=(rsync -a "$W/src/" "$W/mnt/") ;;
+  cp) copy=(cp -a "$W/src/." "$W/mnt/") ;;
+  *) echo "TOOL is rsync or cp" >&2; exit 1 ;;
+esac
 perf record -q -e fuse:fuse_request_send -e fuse:fuse_request_end -a -o "$W/perf.data" -- \
-  rsync -a "$W/src/" "$W/mnt/" 2>/dev/null
+  "${copy[@]}" 2>/dev/null
 wall=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
 files=$(find "$W/src" -type f | wc -l)
 
-echo "# FUSE requests of \`rsync -a\` into $FS"
+over=""; [[ $FS == nanofs ]] && over=" over $TRANSPORT"
+echo "# FUSE requests of \`$TOOL -a\` into $FS$over"
 echo
 echo "- tree: $TREE ($files files); $(uname -r); $(date --rfc-3339=seconds)"
-echo "- rsync wall time (with tracing): $wall s"
+echo "- $TOOL wall time (with tracing): $wall s"
 echo
 perf script -i "$W/perf.data" 2>/dev/null | python3 -c '
 import collections, re, sys

@@ -76,15 +76,22 @@ impl<H: Handler> Session<H> {
         }
         let fs = Arc::new(fs);
         let mut threads = Vec::new();
+        let mut on_ring = false;
         if uring {
-            threads.extend(super::uring::start(&fs, &self.dev)?);
+            match super::uring::start(&fs, &self.dev, &mut threads) {
+                Ok(()) => on_ring = true,
+                Err(e) if self.transport == Transport::Uring => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "FUSE over io_uring failed; serving over /dev/fuse"),
+            }
+        }
+        if on_ring {
             tracing::info!(queues = super::uring::queue_count()?, "FUSE requests over io_uring");
         } else {
             tracing::info!("FUSE requests over /dev/fuse");
         }
         // Over io_uring, /dev/fuse still carries what the ring does not (interrupts,
         // forgets) and whatever comes before every queue is registered.
-        let dev_threads = if uring { 1 } else { DEV_THREADS };
+        let dev_threads = if on_ring { 1 } else { DEV_THREADS };
         for n in 0..dev_threads {
             let dev = if n == 0 { self.dev.clone() } else { Arc::new(clone_channel(&self.dev)?) };
             let fs = fs.clone();
