@@ -3,8 +3,11 @@
 # files of random bytes are written once (with B), then each round mounts the volume with
 # A and with B (order alternating), drops the page cache and `cat`s every file. Prints MB/s
 # per run with the daemon's CPU seconds, the medians and B/A.
-# Env: A, B (binaries), MIB (2048, in files of 128 MiB), ROUNDS (3), WORK (/var/tmp).
+# Env: A, B (binaries, may be the same one), A_OPTS, B_OPTS (mount options of each, e.g.
+#      A_OPTS=transport=dev B_OPTS=transport=uring), MIB (2048, in files of 128 MiB),
+#      ROUNDS (3), WORK (/var/tmp).
 set -euo pipefail
+A_OPTS=${A_OPTS:-} B_OPTS=${B_OPTS:-}
 A=${A:?path of build A}; B=${B:?path of build B}
 MIB=${MIB:-2048}; ROUNDS=${ROUNDS:-3}
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-read-ab.XXXXXX")
@@ -20,7 +23,8 @@ rm -rf "$W/src"
 declare -A runs cpus
 one() {
   local bin=$1 label=$2 t0 t1
-  "$bin" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass"
+  local opts=${label}_OPTS
+  "$bin" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass" ${!opts:+-o "${!opts}"}
   local pid c0 c1; pid=$(pgrep -n -f -- " $W/vol $W/mnt")
   sync; echo 3 > /proc/sys/vm/drop_caches
   c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
