@@ -42,11 +42,12 @@ fn options(cfg: &MountConfig) -> Vec<String> {
 
 /// Mounts a FUSE file system at `mountpoint` and returns its `/dev/fuse` channel.
 pub fn mount(mountpoint: &Path, cfg: &MountConfig) -> std::io::Result<File> {
-    let dev = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .map_err(|e| Error::new(e.kind(), format!("cannot open /dev/fuse ({e}); is the fuse module loaded?")))?;
+    let dev = match std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+        Ok(dev) => dev,
+        // An ordinary user may not open the device; fusermount3 may.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return fusermount(mountpoint, cfg),
+        Err(e) => return Err(Error::new(e.kind(), format!("cannot open /dev/fuse ({e}); is the fuse module loaded?"))),
+    };
     let root_mode = std::fs::metadata(mountpoint)?.permissions().mode() & libc::S_IFMT;
     let mut data = format!(
         "fd={},rootmode={:o},user_id={},group_id={}",
