@@ -9,7 +9,7 @@
 //!   fuse_floor MOUNTPOINT [auto|uring|dev]   (serves until unmounted: `fusermount3 -u MOUNTPOINT`)
 
 use nanofs::config::FuseTransport;
-use nanofs::fs::abi::{op, Args, InHeader, Out};
+use nanofs::fs::abi::{op, Args, CreateIn, InHeader, Out, ReadIn, WriteIn};
 use nanofs::fs::attr::{put_attr_out, put_dirent, put_entry};
 use nanofs::fs::{wanted_flags, Handler, MountConfig, Negotiated, Reply, MAX_WRITE};
 use nanofs::volume::records::{Inode, Timestamp};
@@ -143,37 +143,35 @@ impl Floor {
                 Ok(opened(if write { 0 } else { nanofs::fs::abi::FOPEN_NOFLUSH }))
             }
             op::READ => {
-                let (_fh, offset, size) = (a.u64().ok_or(bad)?, a.u64().ok_or(bad)?, a.u32().ok_or(bad)?);
+                let r = ReadIn::parse(&mut a).ok_or(bad)?;
                 let n = t.nodes.get(&node).ok_or(libc::ENOENT)?;
-                let start = (offset as usize).min(n.data.len());
-                let end = (start + size as usize).min(n.data.len());
+                let start = (r.offset as usize).min(n.data.len());
+                let end = (start + r.size as usize).min(n.data.len());
                 Ok(Out(n.data[start..end].to_vec()))
             }
             op::WRITE => {
-                let (_fh, offset, size) = (a.u64().ok_or(bad)?, a.u64().ok_or(bad)?, a.u32().ok_or(bad)?);
-                a.skip(20).ok_or(bad)?;
-                let data = a.bytes(size as usize).ok_or(bad)?;
+                let w = WriteIn::parse(&mut a).ok_or(bad)?;
                 let n = t.nodes.get_mut(&node).ok_or(libc::ENOENT)?;
-                let end = offset as usize + data.len();
+                let end = w.offset as usize + w.data.len();
                 if n.data.len() < end {
                     n.data.resize(end, 0);
                 }
-                n.data[offset as usize..end].copy_from_slice(data);
+                n.data[w.offset as usize..end].copy_from_slice(w.data);
                 n.attr.inode.size = n.data.len() as u64;
                 n.attr.inode.allocated = n.attr.inode.size;
                 n.attr.inode.mtime = Timestamp::now();
                 let mut out = Out::default();
-                out.u32(size).u32(0);
+                out.u32(w.data.len() as u32).u32(0);
                 Ok(out)
             }
             op::FLUSH | op::RELEASE | op::RELEASEDIR | op::ACCESS => Ok(Out::default()),
             op::OPENDIR => Err(libc::ENOSYS),
             op::READDIR => {
-                let (_fh, offset, size) = (a.u64().ok_or(bad)?, a.u64().ok_or(bad)?, a.u32().ok_or(bad)?);
+                let r = ReadIn::parse(&mut a).ok_or(bad)?;
                 let d = t.nodes.get(&node).ok_or(libc::ENOENT)?;
                 let mut out = Out::default();
-                for (k, (name, ino)) in d.entries.iter().enumerate().skip(offset as usize) {
-                    if !put_dirent(&mut out, size as usize, *ino, (k + 1) as u64, t.nodes[ino].attr.inode.kind, name) {
+                for (k, (name, ino)) in d.entries.iter().enumerate().skip(r.offset as usize) {
+                    if !put_dirent(&mut out, r.size as usize, *ino, (k + 1) as u64, t.nodes[ino].attr.inode.kind, name) {
                         break;
                     }
                 }
@@ -181,9 +179,8 @@ impl Floor {
             }
             op::GETXATTR => Err(libc::ENODATA),
             op::CREATE => {
-                let (_flags, mode) = (a.u32().ok_or(bad)?, a.u32().ok_or(bad)?);
-                a.skip(8).ok_or(bad)?;
-                let added = t.add(node, a.name().ok_or(bad)?, Kind::File, mode, h)?;
+                let c = CreateIn::parse(&mut a).ok_or(bad)?;
+                let added = t.add(node, c.name, Kind::File, c.mode, h)?;
                 let mut out = entry(Some(&added))?;
                 out.bytes(&opened(0).0);
                 Ok(out)

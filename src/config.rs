@@ -409,13 +409,10 @@ pub enum FuseTransport {
 
 impl std::str::FromStr for FuseTransport {
     type Err = String;
+    /// The names `nanofs.toml` takes (serde's), for `-o transport=`.
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "uring" => Ok(Self::Uring),
-            "dev" => Ok(Self::Dev),
-            _ => Err(format!("unknown FUSE transport {s:?} (auto, uring or dev)")),
-        }
+        use serde::de::IntoDeserializer;
+        Self::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
     }
 }
 

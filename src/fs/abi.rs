@@ -156,6 +156,55 @@ impl<'a> Args<'a> {
     }
 }
 
+/// `fuse_read_in` and `fuse_readdir_in` (the same layout), the fields we use.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadIn {
+    pub offset: u64,
+    pub size: u32,
+}
+
+impl ReadIn {
+    pub fn parse(a: &mut Args<'_>) -> Option<Self> {
+        let (_fh, offset, size) = (a.u64()?, a.u64()?, a.u32()?);
+        Some(Self { offset, size })
+    }
+}
+
+/// `fuse_write_in` and the data that follows it.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteIn<'a> {
+    pub offset: u64,
+    /// `FUSE_WRITE_*` bits.
+    pub write_flags: u32,
+    /// The open file's flags (`O_APPEND`, ...).
+    pub open_flags: u32,
+    pub data: &'a [u8],
+}
+
+impl<'a> WriteIn<'a> {
+    pub fn parse(a: &mut Args<'a>) -> Option<Self> {
+        let (_fh, offset, size, write_flags) = (a.u64()?, a.u64()?, a.u32()?, a.u32()?);
+        let (_lock_owner, open_flags) = (a.u64()?, a.u32()?);
+        a.skip(4)?;
+        Some(Self { offset, write_flags, open_flags, data: a.bytes(size as usize)? })
+    }
+}
+
+/// `fuse_create_in` and the new file's name.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateIn<'a> {
+    pub mode: u32,
+    pub name: &'a [u8],
+}
+
+impl<'a> CreateIn<'a> {
+    pub fn parse(a: &mut Args<'a>) -> Option<Self> {
+        let (_flags, mode) = (a.u32()?, a.u32()?);
+        a.skip(8)?;
+        Some(Self { mode, name: a.name()? })
+    }
+}
+
 /// A reply's arguments, appended field by field.
 #[derive(Default)]
 pub struct Out(pub Vec<u8>);

@@ -1,7 +1,7 @@
 //! The file system of one volume: each kernel request becomes one engine call, whichever
 //! transport carried it.
 
-use super::abi::{self, init, op, Args, InHeader, Out};
+use super::abi::{self, init, op, Args, CreateIn, InHeader, Out, ReadIn, WriteIn};
 use super::attr::{put_attr_out, put_dirent, put_entry};
 use super::errno::to_errno;
 use super::handler::{Handler, Negotiated, Reply};
@@ -89,14 +89,15 @@ impl Handler for NanoFs {
         Negotiated { flags, max_readahead: max_readahead.min(MAX_WRITE) }
     }
 
-    fn handle(&self, h: &InHeader, a: Args<'_>) -> Reply {
+    fn handle(&self, h: &InHeader, mut a: Args<'_>) -> Reply {
         if matches!(h.opcode, op::FORGET | op::BATCH_FORGET | op::INTERRUPT) {
             // Inodes are not reference-counted by lookups, and requests are not cancelled.
             return Reply::None;
         }
         let _timer = op_name(h.opcode).map(FuseTimer::start);
         if h.opcode == op::READ {
-            return match read_args(a).and_then(|(offset, size)| engine(self.vol.read(Ino(h.nodeid), offset, size))) {
+            let read = arg(ReadIn::parse(&mut a)).and_then(|r| engine(self.vol.read(Ino(h.nodeid), r.offset, r.size)));
+            return match read {
                 Ok(data) => Reply::Data(data),
                 Err(errno) => Reply::Err(errno),
             };
@@ -185,15 +186,12 @@ impl NanoFs {
                 Ok(opened(h.0, if write { 0 } else { abi::FOPEN_NOFLUSH }))
             }
             op::WRITE => {
-                let (_fh, offset, size, write_flags) = (arg(a.u64())?, arg(a.u64())?, arg(a.u32())?, arg(a.u32())?);
-                let (_lock_owner, flags) = (arg(a.u64())?, arg(a.u32())?);
-                arg(a.skip(4))?;
-                let data = arg(a.bytes(size as usize))?;
-                let append = flags & libc::O_APPEND as u32 != 0;
-                let kill = write_flags & abi::WRITE_KILL_SUIDGID != 0;
-                engine(vol.write(i, offset, data, append, kill))?;
+                let w = arg(WriteIn::parse(&mut a))?;
+                let append = w.open_flags & libc::O_APPEND as u32 != 0;
+                let kill = w.write_flags & abi::WRITE_KILL_SUIDGID != 0;
+                engine(vol.write(i, w.offset, w.data, append, kill))?;
                 let mut out = Out::with_capacity(8);
-                out.u32(size).u32(0);
+                out.u32(w.data.len() as u32).u32(0);
                 Ok(out)
             }
             op::STATFS => {
@@ -249,11 +247,11 @@ impl NanoFs {
             op::OPENDIR if self.no_opendir => Err(libc::ENOSYS),
             op::OPENDIR => Ok(opened(0, 0)),
             op::READDIR | op::READDIRPLUS => {
-                let (_fh, offset, size) = (arg(a.u64())?, arg(a.u64())?, arg(a.u32())?);
+                let r = arg(ReadIn::parse(&mut a))?;
                 if h.opcode == op::READDIR {
-                    self.readdir(i, offset, size as usize)
+                    self.readdir(i, r.offset, r.size as usize)
                 } else {
-                    self.readdirplus(i, offset, size as usize)
+                    self.readdirplus(i, r.offset, r.size as usize)
                 }
             }
             op::RELEASEDIR => empty(),
@@ -270,10 +268,8 @@ impl NanoFs {
                 empty()
             }
             op::CREATE => {
-                let (_flags, mode) = (arg(a.u32())?, arg(a.u32())?);
-                arg(a.skip(8))?;
-                let name = arg(a.name())?;
-                let created = engine(vol.create(i, name, Kind::File, mode, h.uid, h.gid, 0))?;
+                let c = arg(CreateIn::parse(&mut a))?;
+                let created = engine(vol.create(i, c.name, Kind::File, c.mode, h.uid, h.gid, 0))?;
                 let handle = engine(vol.open_file(created.ino, true))?;
                 let mut out = entry(Some(&created))?;
                 out.bytes(&opened(handle.0, 0).0);
@@ -430,11 +426,6 @@ pub fn setattr_args(mut a: Args<'_>) -> Result<SetAttr, i32> {
 }
 
 /// `fuse_read_in`: offset and size.
-fn read_args(mut a: Args<'_>) -> Result<(u64, u32), i32> {
-    let (_fh, offset, size) = (arg(a.u64())?, arg(a.u64())?, arg(a.u32())?);
-    Ok((offset, size))
-}
-
 fn entry(a: Option<&Attr>) -> Handled {
     let mut out = Out::with_capacity(128 + 16);
     put_entry(&mut out, a, ENTRY_TTL, TTL);
