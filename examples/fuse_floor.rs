@@ -171,7 +171,8 @@ impl Floor {
                 let d = t.nodes.get(&node).ok_or(libc::ENOENT)?;
                 let mut out = Out::default();
                 for (k, (name, ino)) in d.entries.iter().enumerate().skip(r.offset as usize) {
-                    if !put_dirent(&mut out, r.size as usize, *ino, (k + 1) as u64, t.nodes[ino].attr.inode.kind, name) {
+                    if !put_dirent(&mut out, r.size as usize, *ino, (k + 1) as u64, t.nodes[ino].attr.inode.kind, name)
+                    {
                         break;
                     }
                 }

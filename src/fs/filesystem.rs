@@ -261,10 +261,15 @@ impl NanoFs {
                 engine(vol.getattr(i))?;
                 empty()
             }
-            op::FSYNCDIR | op::SYNCFS => {
+            op::FSYNCDIR => {
+                // A directory's entries are in the database's log: syncing it is enough.
                 if !vol.is_read_only() {
                     engine(vol.sync())?;
                 }
+                empty()
+            }
+            op::SYNCFS => {
+                engine(vol.sync_all())?;
                 empty()
             }
             op::CREATE => {

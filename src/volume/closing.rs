@@ -9,8 +9,13 @@
 //! `stats`, garbage collection and unmount commit or wait for it first. A commit that
 //! fails is logged and reported as a writeback error (`file::errors`).
 //!
-//! Only files with bodies in packs are deferred: a small file's commit is one logged
-//! batch, cheaper than the hand-over.
+//! A small file's close hands its commit over too: hashing, compressing and sealing it
+//! are most of what a copy of small files waits for in the daemon, and the committer
+//! does them on another CPU while the copy goes on. It prepares the chunks from a copy of
+//! the file's bytes without holding the file's lock, so the `chmod` and `utimens` that
+//! `rsync` and `tar` send right after the close do not wait for it; those fold into the
+//! handed-over commit instead of forcing it (`Volume::setattr`). A closed file's commit
+//! failing is reported like any writeback error: at the next `fsync` or close.
 
 use super::error::Error;
 use super::Volume;
@@ -19,9 +24,10 @@ use crate::store::Durability;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
-/// Closed files waiting for their commit; a close past this waits for room, which bounds
-/// the memory that uncommitted windows hold.
-const MAX_QUEUED: usize = 1;
+/// Bytes that closed files waiting for their commit may hold in memory; a close past this
+/// waits for room. A large file counts as all of it (its blocks in flight are many times
+/// its tail), so at most one waits at a time.
+const MAX_HELD: usize = 64 << 20;
 
 #[derive(Default)]
 pub(crate) struct Closing {
@@ -35,7 +41,9 @@ struct Queue {
     running: bool,
     /// The volume is closing: no committer starts any more.
     stopped: bool,
-    files: VecDeque<Ino>,
+    files: VecDeque<(Ino, usize)>,
+    /// Bytes the files in `files` hold (`MAX_HELD`).
+    held: usize,
     /// Files with queued random writes (`file::queued`), each once.
     writes: VecDeque<Ino>,
     /// The committer is committing a file it took off the queue.
@@ -55,7 +63,10 @@ impl Volume {
         loop {
             // Closed files first: a close may be waiting for room in their queue.
             let (ino, closed) = match (q.files.pop_front(), q.writes.pop_front()) {
-                (Some(ino), _) => (ino, true),
+                (Some((ino, held)), _) => {
+                    q.held -= held;
+                    (ino, true)
+                }
                 (None, Some(ino)) => (ino, false),
                 (None, None) if !q.running => break,
                 (None, None) => {
@@ -79,9 +90,17 @@ impl Volume {
 
     fn commit_closed(&self, ino: Ino) {
         let Some(state) = self.open_file_state(ino) else { return };
+        // A small file is chunked and sealed before its lock is taken (see the module docs).
+        let prepared = self.prepare_small_window(&state);
+        super::faults::crash_point("closed-file-commit");
         let mut st = state.lock().expect("file lock");
         st.queued = false;
-        match self.commit_window(ino, &mut st, Durability::Buffered) {
+        let committed = match prepared {
+            Ok(Some(p)) => self.commit_prepared_window(ino, &mut st, p),
+            // Not small, or failed without the lock: committing under it records a failure.
+            Ok(None) | Err(_) => self.commit_window(ino, &mut st, Durability::Buffered),
+        };
+        match committed {
             Ok(()) => {}
             // Unlinked and released meanwhile: its data went with it.
             Err(Error::NotFound) => {}
@@ -96,16 +115,19 @@ impl Volume {
     }
 
     /// Hands the commit of closed file `ino` to the committer; false if there is none
-    /// (the caller commits).
-    pub(crate) fn defer_commit(&self, ino: Ino) -> bool {
+    /// (the caller commits). `held`: the bytes its window holds in memory, `None` for a
+    /// large file.
+    pub(crate) fn defer_commit(&self, ino: Ino, held: Option<usize>) -> bool {
+        let held = held.map_or(MAX_HELD, |n| n.min(MAX_HELD));
         let mut q = self.closing.state.lock().expect("closing lock");
         if !q.running {
             return false;
         }
-        while q.files.len() >= MAX_QUEUED {
+        while !q.files.is_empty() && q.held + held > MAX_HELD {
             q = self.closing.changed.wait(q).expect("closing lock");
         }
-        q.files.push_back(ino);
+        q.held += held;
+        q.files.push_back((ino, held));
         self.closing.changed.notify_all();
         true
     }

@@ -409,6 +409,17 @@ impl Volume {
         Ok(Stats::from_counters(space, self.store.disk_bytes()?))
     }
 
+    /// Makes everything written so far durable (`syncfs`, `sync`): closed files handed to
+    /// the committer and the windows of open files are committed first.
+    pub fn sync_all(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.wait_for_closed_commits();
+        self.commit_all_windows()?;
+        self.sync()
+    }
+
     /// Commits every open write window and flushes the database: a clean shutdown.
     pub fn close(&self) -> Result<()> {
         if self.read_only {

@@ -141,6 +141,15 @@ const INODE_RECORD_VERSION: u8 = 1;
 const INODE_RECORD_LEN: usize = 2 + 5 * 4 + 3 * 8 + 4 * 12;
 
 impl Inode {
+    /// Clears setuid, and setgid where the group may execute (where it is not a
+    /// mandatory-locking mark): what a write by another user and a change of owner do.
+    pub fn drop_setid(&mut self) {
+        self.perm &= !libc::S_ISUID;
+        if self.perm & libc::S_IXGRP != 0 {
+            self.perm &= !libc::S_ISGID;
+        }
+    }
+
     /// A new inode of `kind` created now.
     #[must_use]
     pub fn new(kind: Kind, perm: u32, uid: u32, gid: u32) -> Self {

@@ -390,6 +390,14 @@ impl Volume {
         durability: Durability,
         also: impl FnOnce(&mut Txn<'_>, Ino) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
+        // Replacing a file with one whose writes are not committed yet (its close handed
+        // them to the committer) commits them first, as ext4's `auto_da_alloc` does: after
+        // a crash the name holds the old file or the new one, never an empty one.
+        if mode == RenameMode::Replace && self.dirent(newparent, newname)?.is_some() {
+            if let Some(src) = self.dirent(parent, name)?.filter(|d| d.kind == Kind::File) {
+                self.commit_file(src.ino, Durability::Buffered)?;
+            }
+        }
         let mut txn = self.txn()?;
         let (moved, orphan) = self.stage_rename(&mut txn, parent, name, newparent, newname, mode, by)?;
         let out = also(&mut txn, moved)?;
@@ -561,7 +569,12 @@ impl Volume {
         // files without writes in flight (most of what rsync and tar do) skip it.
         let mut state = if set.size.is_some() { Some(self.file_state(ino)) } else { self.open_file_state(ino) };
         let mut guard = state.as_ref().map(|s| s.lock().expect("file lock"));
-        if let Some(st) = guard.as_mut() {
+        // A closed file whose commit was handed over (`closing`) keeps its writes there, so
+        // `rsync`'s chmod and utimens right after a close need not wait for it: this change
+        // records what the writes change besides the bytes (mtime, setuid cleared) before
+        // applying its own, and their commit then leaves those alone.
+        let folded = guard.as_ref().is_some_and(|st| st.queued && set.size.is_none());
+        if let Some(st) = guard.as_mut().filter(|_| !folded) {
             self.commit_window(ino, st, Durability::Buffered)?;
         }
         let now = Timestamp::now();
@@ -577,6 +590,9 @@ impl Volume {
             i.ctime = now;
         }
         let i = txn.inode_mut(ino)?;
+        if folded {
+            guard.as_mut().expect("folded under the file's lock").record_written(i);
+        }
         if let Some(perm) = set.perm {
             i.perm = perm & 0o7777;
             i.ctime = now;
@@ -584,10 +600,7 @@ impl Volume {
         if set.uid.is_some() || set.gid.is_some() {
             let changes = set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
             if changes && set.perm.is_none() && i.kind != Kind::Dir {
-                i.perm &= !libc::S_ISUID;
-                if i.perm & libc::S_IXGRP != 0 {
-                    i.perm &= !libc::S_ISGID;
-                }
+                i.drop_setid();
             }
             if let Some(u) = set.uid {
                 i.uid = u;
@@ -609,8 +622,11 @@ impl Volume {
             i.mtime = resolve(t);
             i.ctime = now;
         }
-        let inode = i.clone();
+        let mut inode = i.clone();
         txn.commit(Durability::Buffered)?;
+        if let Some(st) = guard.as_ref().filter(|_| folded) {
+            st.overlay_uncommitted(&mut inode);
+        }
         drop(guard);
         if state.take().is_some() {
             self.forget_idle_state(ino);

@@ -5,10 +5,11 @@
 //! again after the volume is closed and reopened (cold caches, committed state only). The
 //! model also knows which bytes are holes: `SEEK_DATA`/`SEEK_HOLE` must find exactly those.
 //! A committer thread runs, as in a mount: a write elsewhere in an open file queues the
-//! window before it, and reads, copies, truncates and closes meet those queued writes.
+//! window before it, a close hands a small file's commit over, and reads, copies,
+//! truncates and closes meet those queued writes and commits.
 
-use crate::common::{open_engine_volume, repeating_blocks, small_chunk_engine_volume};
-use nanofs::volume::{Error, Kind, Seek, SetAttr, Volume};
+use crate::common::{engine_volume, open_engine_volume, repeating_blocks, small_chunk_engine_volume};
+use nanofs::volume::{Error, Kind, Seek, SetAttr, SetTime, Timestamp, Volume};
 use nanofs::Ino;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -135,6 +136,8 @@ proptest! {
                         m.bytes[range.clone()].copy_from_slice(&bytes);
                         m.data[range].fill(true);
                     }
+                    // A close: a small window's commit goes to the committer.
+                    vol.flush(ino, h).unwrap();
                     vol.release(ino, h).unwrap();
                 }
                 Op::Truncate { file, size } => {
@@ -244,4 +247,50 @@ fn an_append_keeps_a_queued_write_into_the_last_chunk() {
         assert!(read_all(&vol, ino) == model, "round {round}: wrong bytes once committed");
     }
     close(vol, committer);
+}
+
+/// A close hands a small file's commit to the committer. A chmod and utimens that come
+/// before that commit (as `rsync` sends them right after the close) keep what they set,
+/// and the file has the writes' size and bytes, before and after the commit and after
+/// reopening; a setuid bit that the write stripped stays stripped unless a chmod sets it.
+#[test]
+fn attributes_set_after_a_close_outlast_the_handed_over_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vol");
+    let (vol, committer) = with_committer(engine_volume(&dir, ""));
+    let at = |i: u32| Timestamp { secs: 1_000_000 + i64::from(i), nanos: i };
+    let mut files = Vec::new();
+    for i in 0..60u32 {
+        let ino = vol.create(Ino::ROOT, format!("f{i}").as_bytes(), Kind::File, 0o4755, 0, 0, 0).unwrap().ino;
+        let bytes = repeating_blocks(1_000 + i * 97, i as u8);
+        let h = vol.open_file(ino, true).unwrap();
+        // Odd files are written by someone other than the owner: setuid goes.
+        vol.write(ino, 0, &bytes, false, i % 2 == 1).unwrap();
+        vol.flush(ino, h).unwrap();
+        vol.release(ino, h).unwrap();
+        // Every third file gets its mode set again; all get their times set.
+        let perm = (i % 3 == 0).then_some(0o4700);
+        let set = SetAttr { perm, mtime: Some(SetTime::At(at(i))), ..Default::default() };
+        let attr = vol.setattr(ino, &set).unwrap();
+        assert_eq!(attr.inode.size, bytes.len() as u64, "file {i}: the size in the reply");
+        assert_eq!(attr.inode.mtime, at(i), "file {i}: the mtime in the reply");
+        let want_perm = perm.unwrap_or(if i % 2 == 1 { 0o755 } else { 0o4755 });
+        files.push((ino, bytes, want_perm));
+    }
+    let check = |vol: &Volume, when: &str| {
+        for (i, (ino, bytes, perm)) in files.iter().enumerate() {
+            let inode = vol.getattr(*ino).unwrap().inode;
+            assert_eq!(inode.mtime, at(i as u32), "file {i} {when}: mtime");
+            assert_eq!(inode.perm, *perm, "file {i} {when}: mode {:o}", inode.perm);
+            assert!(read_all(vol, *ino) == *bytes, "file {i} {when}: bytes");
+        }
+    };
+    check(&vol, "while committing");
+    vol.sync_all().unwrap();
+    check(&vol, "once committed");
+    close(vol, committer);
+    let vol = open_engine_volume(&dir);
+    check(&vol, "after reopening");
+    assert!(vol.check(true, false, &|_, _| {}).unwrap().is_clean());
+    vol.close().unwrap();
 }

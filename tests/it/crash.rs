@@ -38,6 +38,39 @@ fn kill_9_after_fsync_loses_nothing() {
     v.assert_clean(&["--read-data"]);
 }
 
+/// Replacing a file by renaming a just-closed one over it (how editors, `rsync` and
+/// package managers update files) commits the new file first, although its close handed
+/// the commit to the committer: a crash right after, in the committer, leaves the name with
+/// the old bytes or the new ones, never an empty file.
+#[test]
+fn a_crash_after_a_replacing_rename_leaves_the_old_or_the_new_file() {
+    let v = TestVolume::new();
+    let m = v.mount();
+    let old = |i: usize| format!("old contents {i}\n");
+    // 4 MiB of text: a small file (no streaming) that takes the committer milliseconds to
+    // compress, so the rename, microseconds after the close, comes first.
+    let new = |i: usize| format!("new contents {i}\n").repeat(4 << 20 >> 4);
+    for i in 0..3 {
+        std::fs::write(m.p(&format!("f{i}.txt")), old(i)).unwrap();
+    }
+    m.unmount();
+    let m = v.mount_with_env(&[], &[("NANOFS_CRASH_AT", "closed-file-commit")]);
+    let script = format!(
+        "import os\nfor i in range(3):\n    t = '{d}/.f%d.tmp' % i\n    open(t, 'w').write(('new contents %d\\n' % i) * ({n}))\n    os.rename(t, '{d}/f%d.txt' % i)\n",
+        d = m.p("").display(),
+        n = 4 << 20 >> 4
+    );
+    let _ = std::process::Command::new("python3").args(["-c", &script]).status().unwrap();
+    m.expect_crash("a closed file's commit");
+    let m = v.mount();
+    for i in 0..3 {
+        let got = std::fs::read_to_string(m.p(&format!("f{i}.txt"))).unwrap();
+        assert!(got == old(i) || got == new(i), "f{i}.txt holds {} bytes, neither the old file nor the new", got.len());
+    }
+    m.unmount();
+    v.assert_clean(&["--read-data"]);
+}
+
 #[test]
 fn kill_9_during_a_large_write_keeps_the_volume_consistent() {
     let v = TestVolume::new();

@@ -25,12 +25,12 @@
 //! sealing or batch.
 
 use super::error::{Error, Result};
-use super::records::Timestamp;
+use super::records::{Inode, Timestamp};
 use super::Volume;
 use crate::ids::Ino;
 use crate::store::keys;
 use crate::store::{Cf, Durability};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use window::{QueuedWrites, Segment, Window};
 
@@ -62,6 +62,9 @@ pub(crate) struct FileState {
     changed: bool,
     /// Handed to the committer by a close (`closing`), not committed yet.
     pub(crate) queued: bool,
+    /// Writes so far: a commit prepared from a copy of the window checks that none came
+    /// since (`closing`).
+    writes: u64,
     /// Acknowledged writes lost to a failed store or commit, and the handles to tell.
     pub(crate) errors: errors::WriteErrors,
 }
@@ -70,6 +73,37 @@ impl FileState {
     /// The writes not committed yet, oldest first: the segment, then the window.
     fn uncommitted(&self) -> impl Iterator<Item = &Window> {
         self.segment.iter().map(|s| &s.window).chain(self.window.iter())
+    }
+
+    /// Shows on `inode` what the uncommitted writes change besides the bytes: the mtime,
+    /// and setuid cleared by a write from another user.
+    fn overlay_written(&self, inode: &mut Inode) {
+        if let Some(t) = self.mtime {
+            inode.mtime = t;
+            inode.ctime = t;
+        }
+        if self.kill_suid {
+            inode.drop_setid();
+        }
+    }
+
+    /// Records those changes in `inode`, which a change is about to write; the writes'
+    /// commit does not apply them again.
+    pub(crate) fn record_written(&mut self, inode: &mut Inode) {
+        self.overlay_written(inode);
+        self.mtime = None;
+        self.kill_suid = false;
+    }
+
+    /// Shows the uncommitted writes' size on `inode`, and their bytes as allocated (as
+    /// ext4 counts delayed allocations: an overwrite counts twice until its commit, up to
+    /// the size).
+    pub(crate) fn overlay_uncommitted(&self, inode: &mut Inode) {
+        let queued = (!self.queued_writes.is_empty()).then(|| self.queued_writes.end());
+        let Some(end) = self.uncommitted().map(Window::end).chain(queued).max() else { return };
+        inode.size = inode.size.max(end);
+        let bytes: u64 = self.uncommitted().map(|w| w.end() - w.start).sum::<u64>() + self.queued_writes.bytes() as u64;
+        inode.allocated = (inode.allocated + bytes).min(inode.size.next_multiple_of(4096)).max(inode.allocated);
     }
 }
 
@@ -114,14 +148,8 @@ impl Volume {
         let st = state.as_ref().map(|s| s.lock().expect("file lock"));
         let mut inode = self.load_inode(ino)?;
         if let Some(st) = st {
-            for w in st.uncommitted() {
-                inode.size = inode.size.max(w.end());
-            }
-            inode.size = inode.size.max(st.queued_writes.end());
-            if let Some(t) = st.mtime {
-                inode.mtime = t;
-                inode.ctime = t;
-            }
+            st.overlay_uncommitted(&mut inode);
+            st.overlay_written(&mut inode);
         }
         Ok(inode)
     }
@@ -217,17 +245,26 @@ impl Volume {
     }
 
     /// A close of a descriptor of handle `h` (FUSE `flush`; a handle shared by forked
-    /// processes sees one per process): commits a small file's writes, one logged batch, so
-    /// the close reports its failure, and reports writes lost since `h` last `fsync`ed.
-    /// Writes that need the packs synced are left to the handle's release: a child closing
-    /// its copy must not break up the parent's large write.
+    /// processes sees one per process): hands a small file's writes to the committer (or,
+    /// without one, commits them, one logged batch, so the close reports its failure), and
+    /// reports writes lost since `h` last `fsync`ed. Writes that need the packs synced are
+    /// left to the handle's release: a child closing its copy must not break up the
+    /// parent's large write.
     pub fn flush(&self, ino: Ino, h: Handle) -> Result<()> {
         let Some(state) = self.open_file_state(ino) else { return Ok(()) };
         let mut st = state.lock().expect("file lock");
         let committed = if st.queued || needs_packs_synced(&st) {
             Ok(())
+        } else if let Some(held) = st.window.as_ref().map(|w| w.tail.len()) {
+            let taken;
+            (st, taken) = self.hand_over(ino, &state, st, Some(held));
+            if taken {
+                Ok(())
+            } else {
+                self.commit_window(ino, &mut st, Durability::Buffered)
+            }
         } else {
-            self.commit_window(ino, &mut st, Durability::Buffered)
+            Ok(())
         };
         let lost = st.errors.peek_for(h);
         committed?;
@@ -242,15 +279,33 @@ impl Volume {
             return Ok(());
         }
         if needs_packs_synced(&st) {
-            st.queued = true;
-            drop(st);
-            if self.defer_commit(ino) {
+            let taken;
+            (st, taken) = self.hand_over(ino, state, st, None);
+            if taken {
                 return Ok(());
             }
-            st = state.lock().expect("file lock");
-            st.queued = false;
         }
         self.commit_window(ino, &mut st, Durability::Buffered)
+    }
+
+    /// Hands the commit of closed file `ino` to the committer (`closing`), with the file's
+    /// lock released while it waits for room; false if there is no committer (the caller
+    /// commits). `held`: bytes the window holds, `None` for a large file.
+    fn hand_over<'a>(
+        &self,
+        ino: Ino,
+        state: &'a Mutex<FileState>,
+        mut st: MutexGuard<'a, FileState>,
+        held: Option<usize>,
+    ) -> (MutexGuard<'a, FileState>, bool) {
+        st.queued = true;
+        drop(st);
+        let taken = self.defer_commit(ino, held);
+        let mut st = state.lock().expect("file lock");
+        if !taken {
+            st.queued = false;
+        }
+        (st, taken)
     }
 
     /// Commits the writes of `ino` and makes them durable; reports writes lost since

@@ -11,8 +11,29 @@ use crate::volume::error::{Error, Result};
 use crate::volume::records::Timestamp;
 use crate::volume::txn::Txn;
 use crate::volume::Volume;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// A small window's chunks, prepared from a copy of it (`Volume::prepare_small_window`).
+pub(crate) struct PreparedWindow {
+    /// `FileState::writes` when it was copied.
+    writes: u64,
+    prepared: Vec<Prepared>,
+    /// Chunks found stored already, pinned until the commit.
+    pinned: Vec<ChunkId>,
+}
+
+/// Whether the window is all the file has uncommitted: no segment, no queued writes.
+fn small_window_only(st: &FileState) -> bool {
+    st.segment.is_none() && st.queued_writes.is_empty() && st.window.as_ref().is_none_or(|w| !w.streamed())
+}
+
+/// Records a failed commit's lost writes for the file's handles.
+fn record_loss(st: &mut FileState, result: &Result<()>) {
+    if let Some(lost) = result.as_ref().err().and_then(LostWrites::of) {
+        st.errors.record(lost);
+    }
+}
 
 /// Unchunked bytes a window collects before its final cut points are taken.
 const STREAM_THRESHOLD: usize = 8 << 20;
@@ -86,6 +107,7 @@ impl Volume {
             self.stream(w)?;
         }
         let full = w.pending_len >= self.window_limit;
+        st.writes += 1;
         st.mtime = Some(Timestamp::now());
         st.kill_suid |= kill_suid;
         st.last_write = Some(Instant::now());
@@ -188,11 +210,7 @@ impl Volume {
     /// its writes succeeded.
     pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
         let result = self.commit_uncommitted(ino, st, durability);
-        if let Err(e) = &result {
-            if let Some(lost) = LostWrites::of(e) {
-                st.errors.record(lost);
-            }
-        }
+        record_loss(st, &result);
         result
     }
 
@@ -218,6 +236,39 @@ impl Volume {
         let pinned: Vec<ChunkId> =
             w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();
         let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
+        self.chunks.unpin(pinned.iter());
+        result
+    }
+
+    /// Chunks, hashes, compresses and seals a copy of the window of a small closed file
+    /// without holding its lock (`closing`); `None` when the file has more than one small
+    /// window to commit. The chunks are pinned until `commit_prepared_window`.
+    pub(crate) fn prepare_small_window(&self, state: &Mutex<FileState>) -> Result<Option<PreparedWindow>> {
+        let (writes, tail) = {
+            let st = state.lock().expect("file lock");
+            match &st.window {
+                Some(w) if small_window_only(&st) && w.unchunked() => (st.writes, w.tail.clone()),
+                _ => return Ok(None),
+            }
+        };
+        let lens = cut_points(&tail, &self.params, true);
+        let prepared = self.chunks.prepare(&tail, &lens)?;
+        let pinned = prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id).collect();
+        Ok(Some(PreparedWindow { writes, prepared, pinned }))
+    }
+
+    /// Commits the window from `prepared` if no write came since it was copied; else
+    /// commits it the usual way.
+    pub(crate) fn commit_prepared_window(&self, ino: Ino, st: &mut FileState, prepared: PreparedWindow) -> Result<()> {
+        let PreparedWindow { writes, prepared, pinned } = prepared;
+        let result = if st.writes == writes && small_window_only(st) && st.window.is_some() {
+            let w = st.window.take().expect("window checked");
+            let result = self.commit_extents(ino, st, &w, w.end(), prepared, Durability::Buffered);
+            record_loss(st, &result);
+            result
+        } else {
+            self.commit_window(ino, st, Durability::Buffered)
+        };
         self.chunks.unpin(pinned.iter());
         result
     }
@@ -264,16 +315,7 @@ impl Volume {
         let inode = txn.inode_mut(ino)?;
         inode.size = inode.size.max(written_end);
         inode.allocated = (inode.allocated as i64 + allocated).max(0) as u64;
-        if let Some(t) = st.mtime.take() {
-            inode.mtime = t;
-            inode.ctime = t;
-        }
-        if std::mem::take(&mut st.kill_suid) {
-            inode.perm &= !libc::S_ISUID;
-            if inode.perm & libc::S_IXGRP != 0 {
-                inode.perm &= !libc::S_ISGID;
-            }
-        }
+        st.record_written(inode);
         txn.commit(durability)
     }
 
