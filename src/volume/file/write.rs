@@ -241,8 +241,9 @@ impl Volume {
     }
 
     /// Chunks, hashes, compresses and seals a copy of the window of a small closed file
-    /// without holding its lock (`closing`); `None` when the file has more than one small
-    /// window to commit. The chunks are pinned until `commit_prepared_window`.
+    /// without holding its lock (`closing`); `None` unless all the file has uncommitted is
+    /// one window with nothing chunked yet. The chunks are pinned until
+    /// `commit_prepared_window`.
     pub(crate) fn prepare_small_window(&self, state: &Mutex<FileState>) -> Result<Option<PreparedWindow>> {
         let (writes, tail) = {
             let st = state.lock().expect("file lock");
