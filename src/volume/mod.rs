@@ -409,8 +409,9 @@ impl Volume {
         Ok(Stats::from_counters(space, self.store.disk_bytes()?))
     }
 
-    /// Makes everything written so far durable (`syncfs`, `sync`): closed files handed to
-    /// the committer and the windows of open files are committed first.
+    /// Makes everything written so far durable (FUSE `syncfs`; Linux sends it to virtiofs
+    /// only, so `sync` on a mount does not reach here): closed files handed to the
+    /// committer and the windows of open files are committed first.
     pub fn sync_all(&self) -> Result<()> {
         if self.read_only {
             return Ok(());
