@@ -1,5 +1,5 @@
 //! `/uploads`: tus 1.0.0 (<https://tus.io/protocols/resumable-upload>) with the creation,
-//! creation-with-upload, creation-defer-length, expiration, checksum (sha1, sha256),
+//! creation-with-upload, creation-defer-length, expiration, checksum (crc32c, sha1, sha256),
 //! termination and concatenation extensions.
 //!
 //! Each PATCH is written through the engine as it arrives and made durable before the
@@ -29,6 +29,8 @@ const EXTENSIONS: &str =
     "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
 /// Bytes gathered from the request body before each engine write.
 const WRITE_PIECE: usize = 1 << 20;
+/// `Upload-Checksum` algorithms accepted (`Tus-Checksum-Algorithm`).
+const CHECKSUM_ALGORITHMS: &str = "crc32c,sha1,sha256";
 /// tus's status for a checksum mismatch.
 const CHECKSUM_MISMATCH: u16 = 460;
 /// A client that sends nothing for this long loses its upload slot (what arrived is kept).
@@ -86,7 +88,7 @@ pub async fn options(State(state): State<Arc<Sidecar>>) -> Response {
             ("tus-version", VERSION.into()),
             ("tus-extension", EXTENSIONS.into()),
             ("tus-max-size", state.max_upload().to_string()),
-            ("tus-checksum-algorithm", "sha1,sha256".into()),
+            ("tus-checksum-algorithm", CHECKSUM_ALGORITHMS.into()),
         ],
     );
     r.headers_mut().remove("cache-control");
@@ -488,9 +490,84 @@ impl RunningHashes {
     }
 }
 
+/// The integrity check a client asked for on one PATCH (`Upload-Checksum`).
 enum Checksum {
-    Sha1(sha1::Sha1, Vec<u8>),
-    Sha256(sha2::Sha256, Vec<u8>),
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+    /// CRC-32C (Castagnoli), big-endian as S3 and GCS send it: a check against damage in
+    /// transit at memory speed, where TLS already guards against tampering.
+    Crc32c(crc_fast::Digest),
+}
+
+impl Checksum {
+    /// Parses `ALGORITHM BASE64`; returns the running check and the value it must reach.
+    fn parse(v: &str) -> ApiResult<(Self, Vec<u8>)> {
+        let (algo, b64) = v.split_once(' ').ok_or_else(|| ApiError::bad_request("Upload-Checksum: ALGORITHM BASE64"))?;
+        let want = Base64::decode_vec(b64.trim()).map_err(|_| ApiError::bad_request("Upload-Checksum: bad base64"))?;
+        let check = match algo {
+            "sha1" => Self::Sha1(sha1::Sha1::new()),
+            "sha256" => Self::Sha256(sha2::Sha256::new()),
+            "crc32c" => Self::Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported checksum algorithm {algo:?} ({CHECKSUM_ALGORITHMS})"
+                )))
+            }
+        };
+        Ok((check, want))
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Sha1(h) => h.update(data),
+            Self::Sha256(h) => h.update(data),
+            Self::Crc32c(h) => h.update(data),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Self::Sha1(h) => h.finalize().to_vec(),
+            Self::Sha256(h) => h.finalize().to_vec(),
+            Self::Crc32c(h) => (h.finalize() as u32).to_be_bytes().to_vec(),
+        }
+    }
+}
+
+/// What a PATCH computes over its bytes besides storing them: the client's checksum and the
+/// upload's running fingerprint. A piece is hashed on the blocking pool beside the engine's
+/// write of it, while the next piece arrives: the receiving task only gathers bytes
+/// (docs/benchmarks.md, "hashes beside the write").
+struct PieceHashes {
+    checksum: Option<Checksum>,
+    fingerprint: Option<blake2b_simd::State>,
+}
+
+impl PieceHashes {
+    fn update(mut self, data: &[u8]) -> Self {
+        if let Some(c) = &mut self.checksum {
+            c.update(data);
+        }
+        if let Some(h) = &mut self.fingerprint {
+            h.update(data);
+        }
+        self
+    }
+}
+
+/// A piece handed on: its engine write and its hashing, running side by side.
+struct InFlight {
+    write: tokio::task::JoinHandle<ApiResult<()>>,
+    hashing: tokio::task::JoinHandle<PieceHashes>,
+}
+
+impl InFlight {
+    /// Waits for both; gives the hashes back to go on with the next piece.
+    async fn finish(self) -> ApiResult<PieceHashes> {
+        let hashed = self.hashing.await;
+        joined(self.write.await)?;
+        hashed.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
 }
 
 /// Writes the body at `offset`; returns the new offset. Bytes that arrived before a broken
@@ -504,23 +581,9 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<u64> {
-    let mut checksum = match header(headers, "upload-checksum") {
-        None => None,
-        Some(v) => {
-            let (algo, b64) =
-                v.split_once(' ').ok_or_else(|| ApiError::bad_request("Upload-Checksum: ALGORITHM BASE64"))?;
-            let want =
-                Base64::decode_vec(b64.trim()).map_err(|_| ApiError::bad_request("Upload-Checksum: bad base64"))?;
-            Some(match algo {
-                "sha1" => Checksum::Sha1(sha1::Sha1::new(), want),
-                "sha256" => Checksum::Sha256(sha2::Sha256::new(), want),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "unsupported checksum algorithm {algo:?} (sha1, sha256)"
-                    )))
-                }
-            })
-        }
+    let (checksum, want) = match header(headers, "upload-checksum") {
+        None => (None, None),
+        Some(v) => Checksum::parse(v).map(|(c, want)| (Some(c), Some(want)))?,
     };
     let limit = st.length.unwrap_or(state.max_upload());
     let _slot = state
@@ -528,13 +591,15 @@ async fn receive(
         .acquire()
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    let mut hash = if st.partial { None } else { state.upload_hashes.take(&st.id, offset) };
-    let hash_before = hash.clone();
+    let fingerprint = if st.partial { None } else { state.upload_hashes.take(&st.id, offset) };
+    let fingerprint_before = fingerprint.clone();
+    // The hashes travel with the pieces: `None` while a piece's hashing has them.
+    let mut hashes = Some(PieceHashes { checksum, fingerprint });
     let mut at = offset;
     let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PIECE);
-    // One piece is written by the engine while the next arrives: the network and the
-    // engine overlap, and pieces still land in order (docs/benchmarks.md, "profile").
-    let mut writing: Option<tokio::task::JoinHandle<ApiResult<()>>> = None;
+    // One piece is written and hashed while the next arrives: the network, the engine and
+    // the hashes overlap, and pieces still land in order (docs/benchmarks.md, "profile").
+    let mut in_flight: Option<InFlight> = None;
     let mut stream = body.into_data_stream();
     let mut broken = None;
     loop {
@@ -544,11 +609,6 @@ async fn receive(
         };
         let done = match next {
             Some(Ok(bytes)) => {
-                match &mut checksum {
-                    Some(Checksum::Sha1(h, _)) => h.update(&bytes),
-                    Some(Checksum::Sha256(h, _)) => h.update(&bytes),
-                    None => {}
-                }
                 if at + (buf.len() + bytes.len()) as u64 > limit {
                     broken = Some(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "more bytes than Upload-Length"));
                     true
@@ -564,38 +624,35 @@ async fn receive(
             None => true,
         };
         if buf.len() >= WRITE_PIECE || (done && !buf.is_empty()) {
-            let data = std::mem::replace(&mut buf, Vec::with_capacity(WRITE_PIECE));
-            if let Some(h) = &mut hash {
-                h.update(&data);
-            }
-            let len = data.len() as u64;
+            let data = Arc::new(std::mem::replace(&mut buf, Vec::with_capacity(WRITE_PIECE)));
             let from = at;
-            if let Some(previous) = writing.take() {
-                joined(previous.await)?;
+            at += data.len() as u64;
+            if let Some(previous) = in_flight.take() {
+                hashes = Some(previous.finish().await?);
             }
-            let s = state.clone();
-            let write = async move { s.blocking(move |vol| vol.upload_append(ino, from, &data)).await };
-            writing = Some(tokio::spawn(tracing::Instrument::instrument(write, tracing::Span::current())));
-            at += len;
+            let (s, piece) = (state.clone(), data.clone());
+            let write = async move { s.blocking(move |vol| vol.upload_append(ino, from, &piece)).await };
+            let h = hashes.take().expect("the previous piece gave the hashes back");
+            in_flight = Some(InFlight {
+                write: tokio::spawn(tracing::Instrument::instrument(write, tracing::Span::current())),
+                hashing: tokio::task::spawn_blocking(move || h.update(&data)),
+            });
         }
         if done {
             break;
         }
     }
-    if let Some(last) = writing.take() {
-        joined(last.await)?;
+    if let Some(last) = in_flight.take() {
+        hashes = Some(last.finish().await?);
     }
-    let mismatch = match checksum {
-        Some(Checksum::Sha1(h, want)) => h.finalize().as_slice() != want.as_slice(),
-        Some(Checksum::Sha256(h, want)) => h.finalize().as_slice() != want.as_slice(),
-        None => false,
-    };
+    let PieceHashes { checksum, fingerprint } = hashes.expect("every piece gave the hashes back");
+    let mismatch = checksum.zip(want).is_some_and(|(c, want)| c.finish() != want);
     let undo = mismatch
         || (broken.is_some() && header(headers, "upload-checksum").is_some())
         || broken.as_ref().is_some_and(|e| e.status == StatusCode::PAYLOAD_TOO_LARGE);
     // A failed engine write returned above and forgot the hash: the file is hashed on
     // first request instead.
-    match if undo { hash_before.map(|h| (offset, h)) } else { hash.map(|h| (at, h)) } {
+    match if undo { fingerprint_before.map(|h| (offset, h)) } else { fingerprint.map(|h| (at, h)) } {
         Some((bytes, h)) => state.upload_hashes.put(&st.id, bytes, h),
         None => state.upload_hashes.forget(&st.id),
     }

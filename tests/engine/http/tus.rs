@@ -97,8 +97,17 @@ fn patches_at_the_wrong_offset_or_with_a_wrong_checksum_keep_nothing() {
     assert_eq!((r.status, r.header("upload-offset")), (204, Some("5")));
     assert_eq!(patch(&s, &t, &url, 5, b" world, and more", &[]).status, 413, "more than Upload-Length");
     assert_eq!(offset_of(&s, &t, &url), Some(5));
-    let sum = format!("sha256 {}", Base64::encode_string(&<sha2::Sha256 as sha2::Digest>::digest(b" world")));
-    assert_eq!(patch(&s, &t, &url, 5, b" world", &[("upload-checksum", &sum)]).status, 204);
+    // CRC-32C, sent big-endian as S3 does: the standard check value pins the algorithm.
+    let crc = |b: &[u8]| {
+        let sum = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, b) as u32;
+        format!("crc32c {}", Base64::encode_string(&sum.to_be_bytes()))
+    };
+    assert_eq!(crc(b"123456789"), format!("crc32c {}", Base64::encode_string(&0xE306_9283u32.to_be_bytes())));
+    assert_eq!(patch(&s, &t, &url, 5, b" wor", &[("upload-checksum", &crc(b" wox"))]).status, 460);
+    assert_eq!(offset_of(&s, &t, &url), Some(5));
+    assert_eq!(patch(&s, &t, &url, 5, b" wor", &[("upload-checksum", &crc(b" wor"))]).status, 204);
+    let sum = format!("sha256 {}", Base64::encode_string(&<sha2::Sha256 as sha2::Digest>::digest(b"ld")));
+    assert_eq!(patch(&s, &t, &url, 9, b"ld", &[("upload-checksum", &sum)]).status, 204);
     // The last byte finishes the upload: the file is in place, the upload is gone.
     let ino = s.vol.resolve("/docs/hello.txt").unwrap();
     assert_eq!(crate::common::read_all(&s.vol, ino), b"hello world");
