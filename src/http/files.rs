@@ -197,8 +197,9 @@ async fn stream(
                 Item::Range(mut at, end) => {
                     while at < end {
                         let n = (end - at).min(PIECE) as u32;
-                        // The piece shares the engine's cached plaintext: no copy on the way out.
-                        let piece = match (vol.read(ino, at, n), first.take()) {
+                        // The piece shares the engine's cached plaintext (it ends where its
+                        // chunk does): no copy on the way out.
+                        let piece = match (vol.read_shared(ino, at, n), first.take()) {
                             (Err(e), Some(first)) => {
                                 let _ = first.send(Err(e));
                                 return;

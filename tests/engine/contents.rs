@@ -98,10 +98,17 @@ fn close(vol: Arc<Volume>, committer: JoinHandle<()>) {
 }
 
 fn read_all(vol: &Volume, ino: Ino) -> Vec<u8> {
+    read_all_by(vol, ino, false)
+}
+
+/// The whole file in reads of 1 MiB, through `read` or `read_shared` (which may stop at a
+/// chunk's end).
+fn read_all_by(vol: &Volume, ino: Ino, shared: bool) -> Vec<u8> {
     let size = vol.getattr(ino).unwrap().inode.size;
     let mut out = Vec::new();
     while (out.len() as u64) < size {
-        let part = vol.read(ino, out.len() as u64, 1 << 20).unwrap();
+        let at = out.len() as u64;
+        let part = if shared { vol.read_shared(ino, at, 1 << 20) } else { vol.read(ino, at, 1 << 20) }.unwrap();
         assert!(!part.is_empty(), "short read at {} of {size}", out.len());
         out.extend_from_slice(&part);
     }
@@ -185,6 +192,7 @@ proptest! {
             }
             for (i, ino) in inos.iter().enumerate() {
                 prop_assert!(read_all(&vol, *ino) == model[i].bytes, "file {i} differs after {op:?} in {ops:?}");
+                prop_assert!(read_all_by(&vol, *ino, true) == model[i].bytes, "file {i} differs read shared, after {op:?} in {ops:?}");
                 for at in [0, model[i].bytes.len() / 3, model[i].bytes.len().saturating_sub(1)] {
                     for (what, want_data) in [(Seek::Data, true), (Seek::Hole, false)] {
                         let got = match vol.seek(*ino, at as u64, what) {
@@ -218,6 +226,30 @@ fn ranges_of_directories_are_refused() {
     assert!(matches!(vol.punch_hole(Ino::ROOT, 0, 10), Err(Error::IsDir)));
     assert_eq!(vol.getattr(Ino::ROOT).unwrap().inode.kind, Kind::Dir);
     vol.close().unwrap();
+}
+
+/// A shared read (a download's) of a committed file stops at the end of the chunk that
+/// holds its offset, and its pieces still make up the file; while the file has writes in
+/// flight it reads as much as asked.
+#[test]
+fn a_shared_read_stops_at_its_chunk_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vol, committer) = with_committer(small_chunk_engine_volume(&tmp.path().join("vol")));
+    let ino = vol.create(Ino::ROOT, b"f", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let h = vol.open_file(ino, true).unwrap();
+    vol.write(ino, 0, &data, false, false).unwrap();
+    vol.release(ino, h).unwrap();
+    vol.fsync(ino, None).unwrap();
+    let first = vol.read_shared(ino, 0, 1 << 20).unwrap();
+    assert!(!first.is_empty() && first.len() < 1 << 20, "{} bytes: not cut at a chunk's end", first.len());
+    assert!(read_all_by(&vol, ino, true) == data);
+    let h = vol.open_file(ino, true).unwrap();
+    vol.write(ino, 10, b"in flight", false, false).unwrap();
+    assert_eq!(vol.read_shared(ino, 0, 1 << 20).unwrap().len(), 1 << 20, "a window is read whole");
+    assert_eq!(&vol.read_shared(ino, 10, 9).unwrap()[..], b"in flight");
+    vol.release(ino, h).unwrap();
+    close(vol, committer);
 }
 
 /// An append takes the file's last chunk back into its window (so a file written in pieces

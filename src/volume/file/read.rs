@@ -17,6 +17,18 @@ impl Volume {
     /// one committed chunk (most reads of a large file) shares the cached plaintext
     /// instead of copying it.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
+        self.read_inner(ino, offset, size, false)
+    }
+
+    /// `read` that may return fewer bytes (but at least one, before the end of the file):
+    /// it stops at the end of the committed chunk that holds `offset`, so that its bytes
+    /// are shared with the chunk cache rather than copied into a new buffer. For readers
+    /// that take any length, such as a download's body.
+    pub fn read_shared(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
+        self.read_inner(ino, offset, size, true)
+    }
+
+    fn read_inner(&self, ino: Ino, offset: u64, size: u32, stop_at_chunk: bool) -> Result<Plain> {
         let state = self.open_file_state(ino);
         let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
         let windows: Vec<&Window> = guard.as_ref().map(|g| g.uncommitted().collect()).unwrap_or_default();
@@ -32,7 +44,7 @@ impl Volume {
         if offset >= file_size {
             return Ok(Plain::from(Vec::new()));
         }
-        let end = file_size.min(offset + u64::from(size));
+        let mut end = file_size.min(offset + u64::from(size));
         // Near the previous read's end counts as sequential: the kernel issues read-ahead
         // requests in parallel, so they arrive slightly out of order.
         let sequential = {
@@ -41,9 +53,15 @@ impl Volume {
             offset == 0 || prev.is_some_and(|p| p.abs_diff(offset) <= 4 << 20)
         };
         let look_to = if sequential { end + READAHEAD } else { end };
-        let (now, ahead): (Vec<_>, Vec<_>) =
+        let (mut now, ahead): (Vec<_>, Vec<_>) =
             self.extents_below(ino, inode.size, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
-        let ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
+        let mut ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
+        if stop_at_chunk && windows.is_empty() && queued.is_none() {
+            if let Some(&(off, e)) = now.first().filter(|(off, _)| *off <= offset) {
+                end = end.min(off + u64::from(e.len));
+                ahead.splice(0..0, now.drain(1..).map(|(_, e)| e.chunk));
+            }
+        }
         let mut shared = None;
         if let ([(off, e)], [], None) = (&now[..], &windows[..], queued) {
             if *off <= offset && off + u64::from(e.len) >= end {
