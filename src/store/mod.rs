@@ -18,6 +18,7 @@ use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
     Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Why a store operation failed.
@@ -311,24 +312,24 @@ impl Store {
         Ok(self.db.get_cf(self.cf(cf), key)?)
     }
 
-    /// Runs `f` on a sealed chunk body: a packed one as read from its pack, an inline one
-    /// where RocksDB holds it, without copying it out. RocksDB's own block checksum is
-    /// skipped: the envelope's AEAD tag authenticates every byte anyway, and the CRC cost
-    /// 4 % of a read's CPU.
-    pub fn with_chunk<R>(&self, id: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+    /// Runs `f` on a sealed chunk body: a packed one owned as read from its pack (to be
+    /// decrypted where it lies), an inline one borrowed where RocksDB holds it, neither
+    /// copied. RocksDB's own block checksum is skipped: the envelope's AEAD tag
+    /// authenticates every byte anyway, and the CRC cost 4 % of a read's CPU.
+    pub fn with_chunk<R>(&self, id: &[u8], f: impl FnOnce(Cow<'_, [u8]>) -> R) -> Result<Option<R>> {
         // Looked up again only if garbage collection moved the body to another pack
         // between the lookup and the read.
         for _ in 0..2 {
             match self.chunk_location(id)? {
                 Some(loc) => {
                     if let Some(body) = self.packs.read(loc)? {
-                        return Ok(Some(f(&body)));
+                        return Ok(Some(f(Cow::Owned(body))));
                     }
                 }
                 None => {
                     let mut ro = ReadOptions::default();
                     ro.set_verify_checksums(false);
-                    return Ok(self.db.get_pinned_cf_opt(self.cf(Cf::Chunks), id, &ro)?.map(|v| f(&v)));
+                    return Ok(self.db.get_pinned_cf_opt(self.cf(Cf::Chunks), id, &ro)?.map(|v| f(Cow::Borrowed(&v))));
                 }
             }
         }
@@ -348,7 +349,7 @@ impl Store {
 
     /// A sealed chunk body.
     pub fn get_chunk(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_chunk(id, <[u8]>::to_vec)
+        self.with_chunk(id, |body| body.into_owned())
     }
 
     /// Whether `key` exists (reads the value; chunk bodies should use `refs`).

@@ -19,6 +19,7 @@ use crate::store::packs::Location;
 use crate::store::{Cf, Store};
 use lru::LruCache;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -408,7 +409,12 @@ impl Chunks {
     }
 
     pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
-        let open = || self.store.with_chunk(&id.0, |envelope| self.codec.open(id, envelope));
+        let open = || {
+            self.store.with_chunk(&id.0, |envelope| match envelope {
+                Cow::Owned(envelope) => self.codec.open_owned(id, envelope),
+                Cow::Borrowed(envelope) => self.codec.open(id, envelope),
+            })
+        };
         let mut opened = open()?;
         // A damaged local copy of a pack kept in an object store is fetched again.
         if matches!(opened, Some(Err(_))) {
