@@ -133,7 +133,7 @@ impl Job<'_> {
         // Create the uploads that do not exist yet; remember each at once.
         for i in 0..plan.parts.len() {
             if plan.parts[i].url.is_none() {
-                plan.parts[i].url = Some(create(remote, target, plan.parts[i].len, concat)?);
+                plan.parts[i].url = Some(create(remote, target, plan.parts[i].len, concat, self.s.verify)?);
                 journal::save(jpath, &plan)?;
             }
         }
@@ -223,7 +223,9 @@ fn path_of(url: &str) -> String {
     url.find("/uploads/").map_or_else(|| url.to_string(), |i| url[i..].to_string())
 }
 
-fn create(remote: &Remote, target: &str, len: u64, partial: bool) -> anyhow::Result<String> {
+/// Creates an upload; `fingerprint`: asks the server to hash it as it arrives (for
+/// `--verify`), so that comparing fingerprints at the end reads nothing back.
+fn create(remote: &Remote, target: &str, len: u64, partial: bool, fingerprint: bool) -> anyhow::Result<String> {
     remote.retrying("creating the upload", || {
         let mut req = remote
             .agent()
@@ -236,6 +238,10 @@ fn create(remote: &Remote, target: &str, len: u64, partial: bool) -> anyhow::Res
         } else {
             req.header("Upload-Metadata", metadata(target))
         };
+        if fingerprint {
+            let (name, value) = super::want_fingerprint();
+            req = req.header(name, value);
+        }
         let r = check(req.send_empty()?, "creating the upload")?;
         let loc = header(&r, "location").ok_or_else(|| Retry::Fatal("no Location in the answer".into()))?;
         Ok(format!("{}{}", remote.base, path_of(&loc)))

@@ -3,7 +3,7 @@
 use super::auth::authorize;
 use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
-use super::{Sidecar, FINGERPRINT_ALGORITHM, REPR_DIGEST, WANT_REPR_DIGEST};
+use super::{wants_fingerprint, Sidecar, FINGERPRINT_ALGORITHM, REPR_DIGEST};
 use crate::volume::{Kind, Permission};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -17,14 +17,6 @@ use std::time::SystemTime;
 const PIECE: u64 = 1 << 20;
 /// Most ranges served as the parts of one answer.
 const MAX_RANGES: usize = 200;
-
-/// Whether `Want-Repr-Digest` asks for the fingerprint (a preference above 0).
-fn wants_fingerprint(headers: &HeaderMap) -> bool {
-    headers.get_all(WANT_REPR_DIGEST).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
-        let (key, pref) = item.split_once('=').unwrap_or((item, "1"));
-        key.trim().eq_ignore_ascii_case(FINGERPRINT_ALGORITHM) && pref.trim().parse::<u8>().is_ok_and(|p| p > 0)
-    })
-}
 
 fn raw_path(req: &Request) -> &str {
     req.uri().path().strip_prefix("/files").unwrap_or("")

@@ -457,6 +457,14 @@ const WANT_REPR_DIGEST: &str = "want-repr-digest";
 /// The algorithm key of the fingerprint in those headers: BLAKE2b-256 as `b2sum -l 256`.
 const FINGERPRINT_ALGORITHM: &str = "blake2b-256";
 
+/// Whether `Want-Repr-Digest` asks for the fingerprint (a preference above 0).
+pub(crate) fn wants_fingerprint(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all(WANT_REPR_DIGEST).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|item| {
+        let (key, pref) = item.split_once('=').unwrap_or((item, "1"));
+        key.trim().eq_ignore_ascii_case(FINGERPRINT_ALGORITHM) && pref.trim().parse::<u8>().is_ok_and(|p| p > 0)
+    })
+}
+
 /// What `GET /api/transfer` tells the transfer client.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TransferInfo {

@@ -308,6 +308,9 @@ async fn begin(
     let ino = state.blocking(move |vol| vol.upload_create(&st2)).await?;
     let mut extra = vec![("location", format!("/uploads/{id}")), ("upload-expires", expires_header(expires))];
     let with_body = header(headers, "content-type") == Some("application/offset+octet-stream");
+    if !partial && (st.owner.starts_with("gallery:") || super::wants_fingerprint(headers)) {
+        state.upload_hashes.start(&id);
+    }
     let mut offset = 0;
     if with_body {
         offset = receive(state, &st, ino, 0, headers, body).await?;
@@ -458,20 +461,29 @@ async fn patch_inner(state: &Arc<Sidecar>, id: &str, headers: &HeaderMap, body: 
     ))
 }
 
-/// The BLAKE2b of each whole (not partial) upload's bytes so far, hashed in order as they
-/// arrive: a complete upload's fingerprint (its `Repr-Digest`, the `user.nanofs.blake2b` of
-/// the file) is then known without reading the file back. Kept in memory only: after a
+/// The BLAKE2b of a whole (not partial) upload's bytes so far, hashed in order as they
+/// arrive, for uploads whose fingerprint (`Repr-Digest`, the `user.nanofs.blake2b` of the
+/// file) will be wanted: those into a gallery, which fingerprints every item, and those
+/// whose creation asked for it with `Want-Repr-Digest`. It is then known without reading
+/// the file back. Others are not hashed: that hash is a serial BLAKE2b of every byte, the
+/// largest single cost of an upload (docs/benchmarks.md, "fingerprints when asked"), and
+/// each piece is already checked by its `Upload-Checksum`. Kept in memory only: after a
 /// restart of the sidecar, the engine computes it on first request, as for any file.
 #[derive(Default)]
 pub struct RunningHashes(std::sync::Mutex<std::collections::HashMap<String, (u64, blake2b_simd::State)>>);
 
 impl RunningHashes {
+    /// Hashes upload `id` from its first byte on.
+    fn start(&self, id: &str) {
+        let h = blake2b_simd::Params::new().hash_length(32).to_state();
+        self.0.lock().expect("upload hashes").insert(id.to_string(), (0, h));
+    }
+
     /// The hash of an upload's first `offset` bytes, taken out while a PATCH adds to it.
     fn take(&self, id: &str, offset: u64) -> Option<blake2b_simd::State> {
         match self.0.lock().expect("upload hashes").remove(id) {
             Some((at, h)) if at == offset => Some(h),
-            Some(_) => None,
-            None => (offset == 0).then(|| blake2b_simd::Params::new().hash_length(32).to_state()),
+            _ => None,
         }
     }
 

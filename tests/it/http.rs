@@ -67,7 +67,8 @@ fn a_tus_client_uploads_resumes_and_the_file_appears_in_the_mount() {
         r#"
 import sys
 from tusclient import client
-c = client.TusClient("{base}/uploads", headers={{"Authorization": "Bearer {token}"}})
+# Asking for the fingerprint: the sidecar hashes the upload as it arrives.
+c = client.TusClient("{base}/uploads", headers={{"Authorization": "Bearer {token}", "Want-Repr-Digest": "blake2b-256=1"}})
 u = c.uploader("{src}", chunk_size=1 << 20, metadata={{"path": "videos/clip.bin"}}, upload_checksum=True)
 u.upload(stop_at=5 << 20)
 print(u.url, u.offset)
@@ -329,7 +330,8 @@ fn an_upload_resumes_after_the_sidecar_is_killed_and_expired_uploads_are_deleted
         format!(
             r#"
 from tusclient import client
-c = client.TusClient("{base}/uploads", headers={{"Authorization": "Bearer {token}"}})
+# Asking for the fingerprint: the sidecar hashes the upload as it arrives.
+c = client.TusClient("{base}/uploads", headers={{"Authorization": "Bearer {token}", "Want-Repr-Digest": "blake2b-256=1"}})
 u = c.uploader("{src}", chunk_size=1 << 20, metadata={{"filename": "big.bin"}}{url})
 u.upload({stop})
 print(u.url.rsplit("/", 1)[1], u.offset)

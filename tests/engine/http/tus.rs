@@ -17,9 +17,15 @@ fn meta_path(path: &str) -> String {
 /// `POST /uploads` for `len` bytes at `path` (or a partial upload); returns the upload's
 /// URL.
 fn create(s: &Served, token: &str, len: usize, path: Option<&str>) -> String {
+    create_with(s, token, len, path, &[])
+}
+
+/// `create` with `extra` request headers.
+fn create_with(s: &Served, token: &str, len: usize, path: Option<&str>, extra: &[(&str, &str)]) -> String {
     let len = len.to_string();
     let meta = path.map(meta_path);
     let mut headers = vec![TUS, ("upload-length", len.as_str())];
+    headers.extend_from_slice(extra);
     match &meta {
         Some(m) => headers.push(("upload-metadata", m.as_str())),
         None => headers.push(("upload-concat", "partial")),
@@ -79,7 +85,8 @@ fn discovery_and_requests_tus_refuses() {
 fn patches_at_the_wrong_offset_or_with_a_wrong_checksum_keep_nothing() {
     let s = Served::new("");
     let t = s.admin_token();
-    let url = create(&s, &t, 11, Some("/docs/hello.txt"));
+    // Asked for at creation: the upload is hashed as it arrives.
+    let url = create_with(&s, &t, 11, Some("/docs/hello.txt"), &[("want-repr-digest", "blake2b-256=1")]);
     let head = s.send("HEAD", &url, Some(&t), &[TUS], Vec::new());
     assert_eq!((head.status, head.header("upload-length"), head.header("upload-offset")), (200, Some("11"), Some("0")));
     assert_eq!(head.header("cache-control"), Some("no-store"));
@@ -118,6 +125,13 @@ fn patches_at_the_wrong_offset_or_with_a_wrong_checksum_keep_nothing() {
     assert_eq!(s.vol.cached_fingerprint(ino, &inode).unwrap().as_ref().map(|h| &h[..]), Some(expected.as_bytes()));
     assert_eq!(offset_of(&s, &t, &url), None);
     assert_eq!(patch(&s, &t, &url, 11, b"!", &[]).status, 404);
+
+    // Not asked for: not hashed, so not known until a request wants it.
+    let url = create(&s, &t, 5, Some("/docs/plain.txt"));
+    assert_eq!(patch(&s, &t, &url, 0, b"plain", &[]).status, 204);
+    let ino = s.vol.resolve("/docs/plain.txt").unwrap();
+    let inode = s.vol.getattr(ino).unwrap().inode;
+    assert_eq!(s.vol.cached_fingerprint(ino, &inode).unwrap(), None);
 }
 
 #[test]
