@@ -30,7 +30,8 @@ now() { date +%s.%N; }
 mbps() { python3 -c "print(f'{$1/1e6/($3-$2):.1f}')"; }
 
 echo "data: $SIZE_MIB MiB of random bytes" >&2
-head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
+# One file per upload into a volume: the same bytes twice would only be deduplicated.
+for f in src src4 srctus; do head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/$f.bin"; done
 BYTES=$((SIZE_MIB << 20))
 
 start_sidecar() { # extra serve args (TLS) after
@@ -48,7 +49,8 @@ rows=()
 row() { rows+=("| $1 | $2 | $3 |"); }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # curl GET of $1 into back.bin over $2 connections (ranges into part files, then joined
-# outside the timing), extra curl args after; prints MB/s.
+# outside the timing), extra curl args after; prints MB/s. Compares with $SRC.
+SRC="$W/src.bin"
 curl_get() {
   local url=$1 conns=$2; shift 2
   rm -f "$W"/back.bin "$W"/part.*; drop
@@ -65,17 +67,18 @@ curl_get() {
   fi
   t1=$(now)
   [ "$conns" = 1 ] || cat $(for i in $(seq 0 $((conns - 1))); do echo "$W/part.$i"; done) > "$W/back.bin"
-  cmp -s "$W/src.bin" "$W/back.bin" || { echo "download differs: $url" >&2; exit 1; }
+  cmp -s "$SRC" "$W/back.bin" || { echo "download differs: $url" >&2; exit 1; }
   mbps $BYTES "$t0" "$t1"
 }
 # nanofs push and pull over $1 connections to $BASE, extra client args after.
 nanofs_pair() {
   local conns=$1 label=$2; shift 2
+  SRC="$W/src.bin"; [ "$conns" = 1 ] || SRC="$W/src$conns.bin"
   drop
-  local t0 t1 t2 t3; t0=$(now); "$NANOFS" push "$W/src.bin" "$BASE/files/f$conns.bin" --connections "$conns" -q "$@"; t1=$(now)
+  local t0 t1 t2 t3; t0=$(now); "$NANOFS" push "$SRC" "$BASE/files/f$conns.bin" --connections "$conns" -q "$@"; t1=$(now)
   rm -f "$W/back.bin"; drop
   t2=$(now); "$NANOFS" pull "$BASE/files/f$conns.bin" "$W/back.bin" --connections "$conns" -q "$@"; t3=$(now)
-  cmp -s "$W/src.bin" "$W/back.bin" || { echo "pull differs" >&2; exit 1; }
+  cmp -s "$SRC" "$W/back.bin" || { echo "pull differs" >&2; exit 1; }
   row "$label, nanofs push / pull, $conns connection(s)" "$(mbps $BYTES "$t0" "$t1")" "$(mbps $BYTES "$t2" "$t3")"
   row "$label, curl GET from nanofs, $conns connection(s)" "" "$(curl_get "$BASE/files/f$conns.bin" "$conns" -H "Authorization: Bearer $NANOFS_TOKEN" "${CURL_TLS[@]}")"
 }
@@ -84,7 +87,7 @@ tuspy_push() { # tuspy, one connection, PATCHes of 8 MiB
   [ -x "$py" ] || { echo "(no tuspy: run scripts/setup.sh)" >&2; return; }
   drop
   local t0 t1; t0=$(now)
-  REQUESTS_CA_BUNDLE="$W/cert.pem" "$py" - "$BASE" "$NANOFS_TOKEN" "$W/src.bin" <<'PY'
+  REQUESTS_CA_BUNDLE="$W/cert.pem" "$py" - "$BASE" "$NANOFS_TOKEN" "$W/srctus.bin" <<'PY'
 import sys
 from tusclient import client
 base, token, src = sys.argv[1:4]
@@ -143,6 +146,7 @@ http {
 }
 CONF
 nginx -c "$NGINX_CONF" -p "$W/nginx"
+SRC="$W/src.bin"
 for mode in plain TLS; do
   if [ $mode = plain ]; then U="http://127.0.0.1:$NPORT"; T=(); else U="https://127.0.0.1:$SPORT"; T=(--cacert "$W/cert.pem"); fi
   drop

@@ -14,7 +14,8 @@ cleanup() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; wait 2>/dev/nu
 trap cleanup EXIT
 export NANOFS_PASSPHRASE=bench XDG_STATE_HOME="$W/state"
 now() { date +%s.%N; }
-head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
+# One file per push into a volume: the same bytes twice would only be deduplicated.
+for conns in 1 4; do head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src$conns.bin"; done
 BYTES=$((SIZE_MIB << 20))
 declare -A runs
 one() { # build label
@@ -28,10 +29,10 @@ one() { # build label
   for conns in 1 4; do
     sync; echo 3 > /proc/sys/vm/drop_caches
     local t0 t1 t2 t3
-    t0=$(now); "$bin" push "$W/src.bin" "http://127.0.0.1:$port/files/f$conns.bin" --connections $conns -q; t1=$(now)
+    t0=$(now); "$bin" push "$W/src$conns.bin" "http://127.0.0.1:$port/files/f$conns.bin" --connections $conns -q; t1=$(now)
     rm -f "$W/back.bin"; sync; echo 3 > /proc/sys/vm/drop_caches
     t2=$(now); "$bin" pull "http://127.0.0.1:$port/files/f$conns.bin" "$W/back.bin" --connections $conns -q; t3=$(now)
-    cmp -s "$W/src.bin" "$W/back.bin" || { echo "$label: pull differs" >&2; exit 1; }
+    cmp -s "$W/src$conns.bin" "$W/back.bin" || { echo "$label: pull differs" >&2; exit 1; }
     local up down
     up=$(python3 -c "print(f'{$BYTES/1e6/($t1-$t0):.1f}')"); down=$(python3 -c "print(f'{$BYTES/1e6/($t3-$t2):.1f}')")
     runs["$label push $conns"]+="$up "; runs["$label pull $conns"]+="$down "
