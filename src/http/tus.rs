@@ -514,7 +514,8 @@ enum Checksum {
 impl Checksum {
     /// Parses `ALGORITHM BASE64`; returns the running check and the value it must reach.
     fn parse(v: &str) -> ApiResult<(Self, Vec<u8>)> {
-        let (algo, b64) = v.split_once(' ').ok_or_else(|| ApiError::bad_request("Upload-Checksum: ALGORITHM BASE64"))?;
+        let (algo, b64) =
+            v.split_once(' ').ok_or_else(|| ApiError::bad_request("Upload-Checksum: ALGORITHM BASE64"))?;
         let want = Base64::decode_vec(b64.trim()).map_err(|_| ApiError::bad_request("Upload-Checksum: bad base64"))?;
         let check = match algo {
             "sha1" => Self::Sha1(sha1::Sha1::new()),
