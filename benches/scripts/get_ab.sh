@@ -8,9 +8,8 @@ set -euo pipefail
 A=${A:?path of build A}; B=${B:?path of build B}
 SIZE_MIB=${SIZE_MIB:-1024}; ROUNDS=${ROUNDS:-4}
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-get-ab.XXXXXX")
-SERVE_PID=""
-cleanup() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
+source "$(dirname "$0")/sidecar_common.sh"
+trap 'serve_stop; rm -rf "$W"' EXIT
 export NANOFS_PASSPHRASE=bench XDG_STATE_HOME="$W/state"
 now() { date +%s.%N; }
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
@@ -28,19 +27,14 @@ get() { # url conns: prints MB/s
 }
 declare -A runs
 one() { # build label
-  local bin=$1 label=$2 port
-  rm -rf "$W/vol"; "$bin" init "$W/vol" >/dev/null
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$bin" serve "$W/vol" --listen "127.0.0.1:$port" > "$W/serve.out" 2>"$W/serve.log" &
-  SERVE_PID=$!
-  for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
-  export NANOFS_TOKEN; NANOFS_TOKEN=$("$bin" token create "$W/vol" --allow read,write,delete 2>/dev/null)
-  "$bin" push "$W/src.bin" "http://127.0.0.1:$port/files/f.bin" -q
+  local bin=$1 label=$2
+  serve_fresh "$bin"
+  "$bin" push "$W/src.bin" "$BASE/files/f.bin" -q
   for conns in 1 4; do
-    local r; r=$(get "http://127.0.0.1:$port/files/f.bin" "$conns")
+    local r; r=$(get "$BASE/files/f.bin" "$conns")
     runs["$label $conns"]+="$r "; echo "$label conns=$conns GET $r MB/s" >&2
   done
-  kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
+  serve_stop
 }
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi

@@ -9,9 +9,8 @@ set -euo pipefail
 A=${A:?path of build A}; B=${B:?path of build B}
 SIZE_MIB=${SIZE_MIB:-1024}; ROUNDS=${ROUNDS:-3}
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-transfer-ab.XXXXXX")
-SERVE_PID=""
-cleanup() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
-trap cleanup EXIT
+source "$(dirname "$0")/sidecar_common.sh"
+trap 'serve_stop; rm -rf "$W"' EXIT
 export NANOFS_PASSPHRASE=bench XDG_STATE_HOME="$W/state"
 now() { date +%s.%N; }
 # One file per push into a volume: the same bytes twice would only be deduplicated.
@@ -19,26 +18,21 @@ for conns in 1 4; do head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src$conns.bi
 BYTES=$((SIZE_MIB << 20))
 declare -A runs
 one() { # build label
-  local bin=$1 label=$2 port
-  rm -rf "$W/vol"; "$bin" init "$W/vol" >/dev/null
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$bin" serve "$W/vol" --listen "127.0.0.1:$port" > "$W/serve.out" 2>"$W/serve.log" &
-  SERVE_PID=$!
-  for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
-  export NANOFS_TOKEN; NANOFS_TOKEN=$("$bin" token create "$W/vol" --allow read,write,delete 2>/dev/null)
+  local bin=$1 label=$2
+  serve_fresh "$bin"
   for conns in 1 4; do
     sync; echo 3 > /proc/sys/vm/drop_caches
     local t0 t1 t2 t3
-    t0=$(now); "$bin" push "$W/src$conns.bin" "http://127.0.0.1:$port/files/f$conns.bin" --connections $conns -q; t1=$(now)
+    t0=$(now); "$bin" push "$W/src$conns.bin" "$BASE/files/f$conns.bin" --connections $conns -q; t1=$(now)
     rm -f "$W/back.bin"; sync; echo 3 > /proc/sys/vm/drop_caches
-    t2=$(now); "$bin" pull "http://127.0.0.1:$port/files/f$conns.bin" "$W/back.bin" --connections $conns -q; t3=$(now)
+    t2=$(now); "$bin" pull "$BASE/files/f$conns.bin" "$W/back.bin" --connections $conns -q; t3=$(now)
     cmp -s "$W/src$conns.bin" "$W/back.bin" || { echo "$label: pull differs" >&2; exit 1; }
     local up down
     up=$(python3 -c "print(f'{$BYTES/1e6/($t1-$t0):.1f}')"); down=$(python3 -c "print(f'{$BYTES/1e6/($t3-$t2):.1f}')")
     runs["$label push $conns"]+="$up "; runs["$label pull $conns"]+="$down "
     echo "$label conns=$conns push $up MB/s pull $down MB/s" >&2
   done
-  kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
+  serve_stop
 }
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
