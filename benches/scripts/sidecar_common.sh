@@ -1,5 +1,6 @@
 # Sourced by the sidecar benchmarks that compare builds or measure one (transfer_ab.sh,
-# get_ab.sh, download_cpu.sh): `nanofs serve` on a fresh volume over loopback.
+# get_ab.sh, download_cpu.sh, sidecar_profile.sh): `nanofs serve` on a fresh volume over
+# loopback.
 #   serve_fresh BIN: a new volume at $W/vol served by BIN; sets BASE (its URL), SERVE_PID
 #   and NANOFS_TOKEN (read, write, delete). Needs W and NANOFS_PASSPHRASE.
 #   serve_stop: stops it. The caller's EXIT trap should call serve_stop too.

@@ -12,18 +12,12 @@ CONNS=${CONNS:-1}
 NANOFS=${NANOFS_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}/release/nanofs}
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-profile.XXXXXX")
-SERVE_PID=""
-trap '[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+source benches/scripts/sidecar_common.sh
+trap 'serve_stop; rm -rf "$W"' EXIT
 export NANOFS_PASSPHRASE=bench XDG_STATE_HOME="$W/state"
 now() { date +%s.%N; }
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src.bin"
-"$NANOFS" init "$W/vol" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$NANOFS" serve "$W/vol" --listen "127.0.0.1:$port" > "$W/serve.out" 2>"$W/serve.log" &
-SERVE_PID=$!
-for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.1; done
-BASE="http://127.0.0.1:$port"
-export NANOFS_TOKEN; NANOFS_TOKEN=$("$NANOFS" token create "$W/vol" --allow read,write,delete 2>/dev/null)
+serve_fresh "$NANOFS"
 
 # profile NAME COMMAND...: runs COMMAND with perf recording the sidecar meanwhile.
 profile() {
