@@ -25,7 +25,6 @@ get() { # url conns: prints MB/s
   wait "${pids[@]}"; t1=$(now)
   python3 -c "print(f'{$BYTES/1e6/($t1-$t0):.1f}')"
 }
-declare -A runs
 one() { # build label
   local bin=$1 label=$2
   serve_fresh "$bin"
@@ -36,13 +35,5 @@ one() { # build label
   done
   serve_stop
 }
-for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
-done
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.1f}')" $1; }
-echo "| curl GET | A MB/s (runs) | B MB/s (runs) | B/A |"
-echo "|---|---|---|---:|"
-for conns in 1 4; do
-  a=$(median "${runs[A $conns]}"); b=$(median "${runs[B $conns]}")
-  echo "| $conns connection(s) | $a (${runs[A $conns]% }) | $b (${runs[B $conns]% }) | $(python3 -c "print(f'{$b/$a:.2f}')") |"
-done
+ab_rounds
+ab_table "curl GET" 1 4

@@ -19,3 +19,23 @@ serve_stop() {
   [ -z "$SERVE_PID" ] && return 0
   kill "$SERVE_PID" 2>/dev/null; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
 }
+
+# A/B of two builds: `ab_rounds` runs the caller's `one BIN LABEL` for builds A and B,
+# ROUNDS times, the order alternating (this machine is noisy); `one` appends each MB/s
+# figure to runs["LABEL KEY"]. `ab_table TITLE KEY...` prints the medians with B/A.
+declare -A runs
+ab_rounds() {
+  for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
+  done
+}
+ab_table() {
+  local title=$1 key a b; shift
+  median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.1f}')" $1; }
+  echo "| $title | A MB/s (runs) | B MB/s (runs) | B/A |"
+  echo "|---|---|---|---:|"
+  for key in "$@"; do
+    a=$(median "${runs[A $key]}"); b=$(median "${runs[B $key]}")
+    echo "| $key connection(s) | $a (${runs[A $key]% }) | $b (${runs[B $key]% }) | $(python3 -c "print(f'{$b/$a:.2f}')") |"
+  done
+}

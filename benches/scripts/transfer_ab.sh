@@ -16,7 +16,6 @@ now() { date +%s.%N; }
 # One file per push into a volume: the same bytes twice would only be deduplicated.
 for conns in 1 4; do head -c $((SIZE_MIB << 20)) /dev/urandom > "$W/src$conns.bin"; done
 BYTES=$((SIZE_MIB << 20))
-declare -A runs
 one() { # build label
   local bin=$1 label=$2
   serve_fresh "$bin"
@@ -34,13 +33,5 @@ one() { # build label
   done
   serve_stop
 }
-for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
-done
-median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.1f}')" $1; }
-echo "| transfer | A MB/s (runs) | B MB/s (runs) | B/A |"
-echo "|---|---|---|---:|"
-for what in "push 1" "pull 1" "push 4" "pull 4"; do
-  a=$(median "${runs[A $what]}"); b=$(median "${runs[B $what]}")
-  echo "| $what connection(s) | $a (${runs[A $what]% }) | $b (${runs[B $what]% }) | $(python3 -c "print(f'{$b/$a:.2f}')") |"
-done
+ab_rounds
+ab_table "transfer" "push 1" "pull 1" "push 4" "pull 4"
