@@ -107,6 +107,39 @@ pub(super) fn check_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Makes the changes of `set` other than the size on `i`, at time `now`.
+fn change_attrs(i: &mut Inode, set: &SetAttr, now: Timestamp) {
+    if let Some(perm) = set.perm {
+        i.perm = perm & 0o7777;
+        i.ctime = now;
+    }
+    if set.uid.is_some() || set.gid.is_some() {
+        let changes = set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
+        if changes && set.perm.is_none() && i.kind != Kind::Dir {
+            i.drop_setid();
+        }
+        if let Some(u) = set.uid {
+            i.uid = u;
+        }
+        if let Some(g) = set.gid {
+            i.gid = g;
+        }
+        i.ctime = now;
+    }
+    let resolve = |t: SetTime| match t {
+        SetTime::Now => now,
+        SetTime::At(t) => t,
+    };
+    if let Some(t) = set.atime {
+        i.atime = resolve(t);
+        i.ctime = now;
+    }
+    if let Some(t) = set.mtime {
+        i.mtime = resolve(t);
+        i.ctime = now;
+    }
+}
+
 /// Readdir cookie of a name hash: monotonic in the hash, above the 1 and 2 of `.` and `..`.
 fn cookie_of(hash: &[u8]) -> u64 {
     (u64::from_be_bytes(hash[..8].try_into().expect("8 bytes")) >> 1) + 3
@@ -570,14 +603,16 @@ impl Volume {
         let mut state = if set.size.is_some() { Some(self.file_state(ino)) } else { self.open_file_state(ino) };
         let mut guard = state.as_ref().map(|s| s.lock().expect("file lock"));
         // A closed file whose commit was handed over (`closing`) keeps its writes there, so
-        // `rsync`'s chmod and utimens right after a close need not wait for it: this change
-        // records what the writes change besides the bytes (mtime, setuid cleared) before
-        // applying its own, and their commit then leaves those alone.
-        let folded = guard.as_ref().is_some_and(|st| st.queued && set.size.is_none());
-        if let Some(st) = guard.as_mut().filter(|_| !folded) {
+        // `rsync`'s chmod and utimens right after a close need not wait for it: they fold
+        // into that commit, which writes them with the bytes, and cost no batch of their own.
+        let now = Timestamp::now();
+        if let Some(st) = guard.as_mut().filter(|st| st.folds_attr_changes() && set.size.is_none()) {
+            let inode = st.fold_attr_changes(self.load_inode(ino)?, |i| change_attrs(i, set, now));
+            return Ok(Attr { ino, inode });
+        }
+        if let Some(st) = guard.as_mut() {
             self.commit_window(ino, st, Durability::Buffered)?;
         }
-        let now = Timestamp::now();
         let mut txn = self.txn()?;
         if let Some(size) = set.size {
             match txn.inode(ino)?.kind {
@@ -590,43 +625,9 @@ impl Volume {
             i.ctime = now;
         }
         let i = txn.inode_mut(ino)?;
-        if folded {
-            guard.as_mut().expect("folded under the file's lock").record_written(i);
-        }
-        if let Some(perm) = set.perm {
-            i.perm = perm & 0o7777;
-            i.ctime = now;
-        }
-        if set.uid.is_some() || set.gid.is_some() {
-            let changes = set.uid.is_some_and(|u| u != i.uid) || set.gid.is_some_and(|g| g != i.gid);
-            if changes && set.perm.is_none() && i.kind != Kind::Dir {
-                i.drop_setid();
-            }
-            if let Some(u) = set.uid {
-                i.uid = u;
-            }
-            if let Some(g) = set.gid {
-                i.gid = g;
-            }
-            i.ctime = now;
-        }
-        let resolve = |t: SetTime| match t {
-            SetTime::Now => now,
-            SetTime::At(t) => t,
-        };
-        if let Some(t) = set.atime {
-            i.atime = resolve(t);
-            i.ctime = now;
-        }
-        if let Some(t) = set.mtime {
-            i.mtime = resolve(t);
-            i.ctime = now;
-        }
-        let mut inode = i.clone();
+        change_attrs(i, set, now);
+        let inode = i.clone();
         txn.commit(Durability::Buffered)?;
-        if let Some(st) = guard.as_ref().filter(|_| folded) {
-            st.overlay_uncommitted(&mut inode);
-        }
         drop(guard);
         if state.take().is_some() {
             self.forget_idle_state(ino);
@@ -651,6 +652,13 @@ impl Volume {
         if name == acl::ACCESS {
             return match acl::parse_access(value) {
                 acl::AccessAcl::Mode(bits) => {
+                    // A chmod folded into the file's pending commit is written first, so
+                    // that commit cannot undo this one (`FileState::pending_attrs`).
+                    let state = self.open_file_state(ino);
+                    let mut guard = state.as_ref().map(|s| s.lock().expect("file lock"));
+                    if let Some(st) = guard.as_mut().filter(|st| st.has_pending_attrs()) {
+                        self.commit_window(ino, st, Durability::Buffered)?;
+                    }
                     let mut txn = self.txn()?;
                     let i = txn.inode_mut(ino)?;
                     i.perm = (i.perm & !0o777) | bits;

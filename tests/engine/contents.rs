@@ -252,6 +252,18 @@ fn a_shared_read_stops_at_its_chunk_end() {
     close(vol, committer);
 }
 
+/// The kernel's xattr form of an access ACL with only the owner, group and other
+/// entries: the same as mode bits `mode`.
+fn acl_of_mode(mode: u32) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm) in [(0x01u16, mode >> 6), (0x04, mode >> 3), (0x20, mode)] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&((perm & 0o7) as u16).to_le_bytes());
+        v.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    v
+}
+
 /// An append takes the file's last chunk back into its window (so a file written in pieces
 /// cuts like one written at once); a queued write into that chunk must not be undone by it.
 #[test]
@@ -285,6 +297,8 @@ fn an_append_keeps_a_queued_write_into_the_last_chunk() {
 /// before that commit (as `rsync` sends them right after the close) keep what they set,
 /// and the file has the writes' size and bytes, before and after the commit and after
 /// reopening; a setuid bit that the write stripped stays stripped unless a chmod sets it.
+/// Most of those changes fold into the pending commit (`FileState::pending_attrs`); an
+/// access ACL set after them, and a write after them, keep their own effects.
 #[test]
 fn attributes_set_after_a_close_outlast_the_handed_over_commit() {
     let tmp = tempfile::tempdir().unwrap();
@@ -306,13 +320,35 @@ fn attributes_set_after_a_close_outlast_the_handed_over_commit() {
         let attr = vol.setattr(ino, &set).unwrap();
         assert_eq!(attr.inode.size, bytes.len() as u64, "file {i}: the size in the reply");
         assert_eq!(attr.inode.mtime, at(i), "file {i}: the mtime in the reply");
-        let want_perm = perm.unwrap_or(if i % 2 == 1 { 0o755 } else { 0o4755 });
+        let mut want_perm = perm.unwrap_or(if i % 2 == 1 { 0o755 } else { 0o4755 });
+        let mut bytes = bytes;
+        // Every seventh file then gets an access ACL (a mode change of its own): it must
+        // not be undone by a chmod folded into the commit before it.
+        if i % 7 == 0 {
+            vol.setxattr(ino, b"system.posix_acl_access", &acl_of_mode(0o750), false, false).unwrap();
+            want_perm = (want_perm & !0o777) | 0o750;
+        }
+        // Every fifth file is written again, by someone else, before its commit: that
+        // write's mtime and its stripping of setuid win over the earlier utimens and chmod.
+        if i % 5 == 0 {
+            let h = vol.open_file(ino, true).unwrap();
+            let more = repeating_blocks(500, 7);
+            vol.write(ino, bytes.len() as u64, &more, false, true).unwrap();
+            bytes.extend_from_slice(&more);
+            vol.flush(ino, h).unwrap();
+            vol.release(ino, h).unwrap();
+            want_perm &= !0o4000;
+        }
         files.push((ino, bytes, want_perm));
     }
     let check = |vol: &Volume, when: &str| {
         for (i, (ino, bytes, perm)) in files.iter().enumerate() {
             let inode = vol.getattr(*ino).unwrap().inode;
-            assert_eq!(inode.mtime, at(i as u32), "file {i} {when}: mtime");
+            if i % 5 == 0 {
+                assert!(inode.mtime > at(1_000), "file {i} {when}: the later write's mtime, not {:?}", inode.mtime);
+            } else {
+                assert_eq!(inode.mtime, at(i as u32), "file {i} {when}: mtime");
+            }
             assert_eq!(inode.perm, *perm, "file {i} {when}: mode {:o}", inode.perm);
             assert!(read_all(vol, *ino) == *bytes, "file {i} {when}: bytes");
         }

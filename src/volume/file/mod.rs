@@ -57,6 +57,11 @@ pub(crate) struct FileState {
     segment: Option<Segment>,
     mtime: Option<Timestamp>,
     kill_suid: bool,
+    /// `chmod`, `chown` and `utimens` of a closed file whose commit was handed over
+    /// (`closing`), folded into that commit rather than a batch of their own (`Volume::setattr`).
+    /// Written by the commit before the writes' own mtime and setuid changes, which may be
+    /// newer.
+    pending_attrs: Option<PendingAttrs>,
     last_write: Option<Instant>,
     /// Written since it was opened: the last close tells the hooks.
     changed: bool,
@@ -75,9 +80,13 @@ impl FileState {
         self.segment.iter().map(|s| &s.window).chain(self.window.iter())
     }
 
-    /// Shows on `inode` what the uncommitted writes change besides the bytes: the mtime,
-    /// and setuid cleared by a write from another user.
+    /// Shows on `inode` what the uncommitted writes change besides the bytes: the
+    /// attribute changes folded into their commit, the mtime, and setuid cleared by a write
+    /// from another user.
     fn overlay_written(&self, inode: &mut Inode) {
+        if let Some(p) = &self.pending_attrs {
+            p.apply(inode);
+        }
         if let Some(t) = self.mtime {
             inode.mtime = t;
             inode.ctime = t;
@@ -91,8 +100,37 @@ impl FileState {
     /// commit does not apply them again.
     pub(crate) fn record_written(&mut self, inode: &mut Inode) {
         self.overlay_written(inode);
+        self.pending_attrs = None;
         self.mtime = None;
         self.kill_suid = false;
+    }
+
+    /// Whether a `chmod`, `chown` or `utimens` (no size change) can fold into the file's
+    /// handed-over commit instead of a batch of its own: its window is still waiting for
+    /// the committer, whose commit will write the attributes with the bytes.
+    pub(crate) fn folds_attr_changes(&self) -> bool {
+        self.queued && self.window.is_some()
+    }
+
+    /// Whether attribute changes wait in the file's commit (`fold_attr_changes`).
+    pub(crate) fn has_pending_attrs(&self) -> bool {
+        self.pending_attrs.is_some()
+    }
+
+    /// Folds attribute changes into the pending commit: makes `change` on the file's
+    /// current inode (`committed` as stored, with what the uncommitted writes change shown
+    /// on it), keeps the permissions, owner and times that result for the commit to
+    /// write, and returns that inode.
+    pub(crate) fn fold_attr_changes(&mut self, mut committed: Inode, change: impl FnOnce(&mut Inode)) -> Inode {
+        debug_assert!(self.folds_attr_changes());
+        self.overlay_written(&mut committed);
+        change(&mut committed);
+        self.pending_attrs = Some(PendingAttrs::of(&committed));
+        // Shown on the inode already, so part of the pending attributes.
+        self.mtime = None;
+        self.kill_suid = false;
+        self.overlay_uncommitted(&mut committed);
+        committed
     }
 
     /// Shows the uncommitted writes' size on `inode`, and their bytes as allocated (as
@@ -104,6 +142,35 @@ impl FileState {
         inode.size = inode.size.max(end);
         let bytes: u64 = self.uncommitted().map(|w| w.end() - w.start).sum::<u64>() + self.queued_writes.bytes() as u64;
         inode.allocated = (inode.allocated + bytes).min(inode.size.next_multiple_of(4096)).max(inode.allocated);
+    }
+}
+
+/// The attributes a folded `chmod`, `chown` or `utimens` left (`FileState::pending_attrs`).
+#[derive(Clone, Copy)]
+struct PendingAttrs {
+    perm: u32,
+    uid: u32,
+    gid: u32,
+    atime: Timestamp,
+    mtime: Timestamp,
+    ctime: Timestamp,
+}
+
+impl PendingAttrs {
+    fn of(inode: &Inode) -> Self {
+        let Inode { perm, uid, gid, atime, mtime, ctime, .. } = *inode;
+        Self { perm, uid, gid, atime, mtime, ctime }
+    }
+
+    /// Writes them on `inode`; a ctime set since by another change (a rename, a link)
+    /// stays if it is newer.
+    fn apply(&self, inode: &mut Inode) {
+        inode.perm = self.perm;
+        inode.uid = self.uid;
+        inode.gid = self.gid;
+        inode.atime = self.atime;
+        inode.mtime = self.mtime;
+        inode.ctime = inode.ctime.max(self.ctime);
     }
 }
 
@@ -127,6 +194,7 @@ impl Volume {
                         && st.segment.is_none()
                         && st.queued_writes.is_empty()
                         && !st.queued
+                        && !st.has_pending_attrs()
                         && st.errors.idle()
                 };
                 if Arc::strong_count(s) == 1 && idle(&s.lock().expect("file lock")) {

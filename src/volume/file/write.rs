@@ -218,6 +218,12 @@ impl Volume {
         self.commit_queued_writes(ino, st)?;
         self.finish_segment(ino, st)?;
         let Some(mut w) = st.window.take() else {
+            if st.has_pending_attrs() {
+                // Folded into writes that were lost (`discard_window`): written on their own.
+                let mut txn = self.txn()?;
+                st.record_written(txn.inode_mut(ino)?);
+                txn.commit(durability)?;
+            }
             return if durability == Durability::Synced { self.sync() } else { Ok(()) };
         };
         w.finish_jobs()?;
