@@ -102,8 +102,8 @@ impl Volume {
         };
         match committed {
             Ok(()) => {}
-            // Unlinked and released meanwhile: its data went with it.
-            Err(Error::NotFound) => {}
+            // Unlinked and released meanwhile: its data and attributes went with it.
+            Err(Error::NotFound) => st.forget_pending_attrs(),
             Err(e) => {
                 // `commit_window` recorded the loss for the file's handles.
                 tracing::error!(inode = %ino, error = %e, "committing a closed file failed");

@@ -117,6 +117,11 @@ impl FileState {
         self.pending_attrs.is_some()
     }
 
+    /// Drops the attribute changes waiting for a commit of a file that is gone.
+    pub(crate) fn forget_pending_attrs(&mut self) {
+        self.pending_attrs = None;
+    }
+
     /// Folds attribute changes into the pending commit: makes `change` on the file's
     /// current inode (`committed` as stored, with what the uncommitted writes change shown
     /// on it), keeps the permissions, owner and times that result for the commit to
