@@ -68,6 +68,9 @@ pub trait PackStore: Send + Sync {
     fn delete(&self, pack: u32) -> Result<()>;
     /// Bytes of all packs where they are kept.
     fn stored_bytes(&self) -> Result<u64>;
+    /// A hint that the body at `loc` will be read soon: a store on a local disk starts
+    /// reading it, so that several bodies are in flight at once.
+    fn will_read(&self, _loc: Location) {}
     /// Drops a local copy of `pack` that failed to open, so the next read fetches it
     /// again; false when there is no other copy to read.
     fn drop_cached(&self, _pack: u32) -> bool {
@@ -334,6 +337,14 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// A hint that the chunk `id` will be read soon (see `PackStore::will_read`).
+    pub fn will_read_chunk(&self, id: &[u8]) -> Result<()> {
+        if let Some(loc) = self.chunk_location(id)? {
+            self.packs.will_read(loc);
+        }
+        Ok(())
     }
 
     /// Where a packed chunk body lies (`None`: not stored, or stored inline).

@@ -388,6 +388,11 @@ impl PackStore for ObjectPacks {
         self.shared.local.delete(pack)
     }
 
+    fn will_read(&self, loc: Location) {
+        // Only a local copy can be read ahead; a fetch is started by the read itself.
+        self.shared.local.will_read(loc);
+    }
+
     fn stored_bytes(&self) -> Result<u64> {
         Ok(self.list()?.iter().map(|(_, size)| size).sum())
     }

@@ -337,6 +337,17 @@ impl Packs {
         }
     }
 
+    /// Starts reading the body at `loc` into the page cache, without waiting for it: a
+    /// reader's `pread`s go one body at a time, and the kernel's own read-ahead follows
+    /// only one sequential stream per pack, where a download of several ranges or the
+    /// read-ahead of a file reads several.
+    pub fn will_read(&self, loc: Location) {
+        if let Ok(file) = self.reader(loc.pack) {
+            let (offset, len) = (loc.offset as libc::off_t, libc::off_t::from(loc.len));
+            let _ = nix::fcntl::posix_fadvise(&*file, offset, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_WILLNEED);
+        }
+    }
+
     /// Deletes a pack that no location points into any more.
     pub fn delete(&self, pack: u32) -> Result<()> {
         self.readers.write().expect("pack readers lock").remove(&pack);
@@ -377,6 +388,9 @@ impl super::PackStore for Packs {
     }
     fn delete(&self, pack: u32) -> Result<()> {
         Packs::delete(self, pack)
+    }
+    fn will_read(&self, loc: Location) {
+        Packs::will_read(self, loc);
     }
     fn stored_bytes(&self) -> Result<u64> {
         self.disk_bytes()
@@ -449,6 +463,39 @@ mod tests {
         packs.delete(1).unwrap();
         assert_eq!(packs.read(a).unwrap(), None);
         assert_eq!(packs.list().unwrap(), vec![(2, PACK_SIZE - 10), (3, 0)]);
+    }
+
+    /// Bytes of `path` in the page cache, as `fincore` (util-linux) counts them.
+    fn resident_bytes(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore runs");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("fincore prints a byte count")
+    }
+
+    #[test]
+    fn a_body_about_to_be_read_is_brought_into_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path(), true).unwrap();
+        let body = vec![7u8; 4 << 20];
+        let loc = packs.append(&body).unwrap();
+        packs.sync().unwrap();
+        let path = packs.path(loc.pack);
+        let file = File::open(&path).unwrap();
+        nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        if resident_bytes(&path) == u64::from(loc.len) {
+            eprintln!("the page cache of {} cannot be dropped here (tmpfs?); nothing to test", path.display());
+            return;
+        }
+        packs.will_read(loc);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while resident_bytes(&path) < u64::from(loc.len) {
+            assert!(std::time::Instant::now() < deadline, "the body was not read ahead");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(packs.read(loc).unwrap().unwrap(), body);
     }
 
     #[test]

@@ -533,6 +533,8 @@ impl Chunks {
             if self.cache.contains(&id) || !self.inflight.lock().expect("inflight").insert(id) {
                 continue;
             }
+            // The workers read one body each at a time; the disk gets all of them at once.
+            let _ = self.store.will_read_chunk(&id.0);
             let me = self.clone();
             rayon::spawn(move || {
                 if let Ok(p) = me.load(ino, &id) {
