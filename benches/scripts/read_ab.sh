@@ -4,18 +4,19 @@
 # A and with B (order alternating), drops the page cache and `cat`s every file. Prints MB/s
 # per run with the daemon's CPU seconds, the medians and B/A.
 # Env: A, B (binaries, may be the same one), A_OPTS, B_OPTS (mount options of each, e.g.
-#      A_OPTS=transport=dev B_OPTS=transport=uring), MIB (2048, in files of 128 MiB),
+#      A_OPTS=transport=dev B_OPTS=transport=uring), MIB (2048), FILE_MIB (128: MIB is
+#      split in files of this size; MIB for one file),
 #      ROUNDS (3), WORK (/var/tmp).
 set -euo pipefail
 A_OPTS=${A_OPTS:-} B_OPTS=${B_OPTS:-}
 A=${A:?path of build A}; B=${B:?path of build B}
-MIB=${MIB:-2048}; ROUNDS=${ROUNDS:-3}
+MIB=${MIB:-2048}; FILE_MIB=${FILE_MIB:-128}; ROUNDS=${ROUNDS:-3}
 W=$(mktemp -d "${WORK:-/var/tmp}/nanofs-read-ab.XXXXXX")
 cleanup() { mountpoint -q "$W/mnt" && fusermount3 -uz "$W/mnt"; rm -rf "$W"; }
 trap cleanup EXIT
 mkdir -p "$W/mnt" "$W/src"
 echo bench > "$W/pass"
-for i in $(seq 0 $((MIB / 128 - 1))); do head -c 128M /dev/urandom > "$W/src/f$i.bin"; done
+for i in $(seq 0 $((MIB / FILE_MIB - 1))); do head -c "${FILE_MIB}M" /dev/urandom > "$W/src/f$i.bin"; done
 "$B" init "$W/vol" --passphrase-file "$W/pass" >/dev/null
 "$B" mount "$W/vol" "$W/mnt" --passphrase-file "$W/pass"
 cp -r "$W/src" "$W/mnt/"; sync; "$B" stats "$W/vol" >/dev/null; "$B" umount "$W/mnt"

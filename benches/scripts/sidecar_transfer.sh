@@ -49,7 +49,8 @@ rows=()
 row() { rows+=("| $1 | $2 | $3 |"); }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # curl GET of $1 into back.bin over $2 connections (ranges into part files, then joined
-# outside the timing), extra curl args after; prints MB/s. Compares with $SRC.
+# outside the timing), extra curl args after; prints MB/s. Compares with $SRC. With
+# SYNC=1, the timing ends after a `sync`, as `nanofs pull` ends with an `fsync`.
 SRC="$W/src.bin"
 curl_get() {
   local url=$1 conns=$2; shift 2
@@ -65,6 +66,7 @@ curl_get() {
     done
     wait "${pids[@]}"
   fi
+  [ "${SYNC:-0}" = 1 ] && sync
   t1=$(now)
   [ "$conns" = 1 ] || cat $(for i in $(seq 0 $((conns - 1))); do echo "$W/part.$i"; done) > "$W/back.bin"
   cmp -s "$SRC" "$W/back.bin" || { echo "download differs: $url" >&2; exit 1; }
@@ -152,7 +154,11 @@ for mode in plain TLS; do
   drop
   t0=$(now); curl -sS --fail "${T[@]}" -T "$W/src.bin" "$U/f.bin" -o /dev/null; sync; t1=$(now)
   row "$mode, nginx WebDAV PUT (curl), 1 connection" "$(mbps $BYTES "$t0" "$t1")" ""
-  for conns in 1 4; do row "$mode, curl GET from nginx, $conns connection(s)" "" "$(curl_get "$U/f.bin" "$conns" "${T[@]}")"; done
+  for conns in 1 4; do
+    row "$mode, curl GET from nginx, $conns connection(s)" "" "$(curl_get "$U/f.bin" "$conns" "${T[@]}")"
+    # The peer of `nanofs pull`, which makes what it wrote durable before it returns.
+    row "$mode, curl GET from nginx, then sync, $conns connection(s)" "" "$(SYNC=1 curl_get "$U/f.bin" "$conns" "${T[@]}")"
+  done
 done
 nginx -c "$NGINX_CONF" -p "$W/nginx" -s stop; NGINX_CONF=""
 

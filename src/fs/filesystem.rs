@@ -96,7 +96,8 @@ impl Handler for NanoFs {
         }
         let _timer = op_name(h.opcode).map(FuseTimer::start);
         if h.opcode == op::READ {
-            let read = arg(ReadIn::parse(&mut a)).and_then(|r| engine(self.vol.read(Ino(h.nodeid), r.offset, r.size)));
+            let read =
+                arg(ReadIn::parse(&mut a)).and_then(|r| engine(self.vol.read_pieces(Ino(h.nodeid), r.offset, r.size)));
             return match read {
                 Ok(data) => Reply::Data(data),
                 Err(errno) => Reply::Err(errno),

@@ -26,22 +26,53 @@ pub struct Negotiated {
 pub enum Reply {
     /// The reply's arguments (possibly none).
     Ok(Out),
-    /// File data, as the engine holds it (no copy before the transport's own).
-    Data(Plain),
+    /// File data, in consecutive pieces as the engine holds them (no copy before the
+    /// transport's own).
+    Data(Vec<Plain>),
     /// An errno.
     Err(i32),
     /// No reply at all (forget).
     None,
 }
 
-impl Reply {
-    /// The errno and the reply's arguments; `None` for no reply.
+/// A reply's bytes after its header.
+pub enum Body<'a> {
+    Bytes(&'a [u8]),
+    Pieces(&'a [Plain]),
+}
+
+impl Body<'_> {
     #[must_use]
-    pub fn parts(&self) -> Option<(i32, &[u8])> {
+    pub fn len(&self) -> usize {
         match self {
-            Self::Ok(out) => Some((0, &out.0)),
-            Self::Data(plain) => Some((0, plain)),
-            Self::Err(errno) => Some((*errno, &[])),
+            Self::Bytes(b) => b.len(),
+            Self::Pieces(p) => p.iter().map(|p| p.len()).sum(),
+        }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, piece by piece.
+    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
+        let (bytes, pieces) = match self {
+            Self::Bytes(b) => (Some(*b), &[][..]),
+            Self::Pieces(p) => (None, *p),
+        };
+        bytes.into_iter().chain(pieces.iter().map(|p| &p[..]))
+    }
+}
+
+impl Reply {
+    /// The errno and the reply's bytes; `None` for no reply.
+    #[must_use]
+    pub fn parts(&self) -> Option<(i32, Body<'_>)> {
+        match self {
+            Self::Ok(out) => Some((0, Body::Bytes(&out.0))),
+            Self::Data(pieces) => Some((0, Body::Pieces(pieces))),
+            Self::Err(errno) => Some((*errno, Body::Bytes(&[]))),
             Self::None => None,
         }
     }

@@ -181,7 +181,9 @@ fn read_request(mut dev: &File, buf: &mut [u8]) -> std::io::Result<Option<usize>
 fn send(mut dev: &File, unique: u64, reply: &Reply) -> std::io::Result<()> {
     let Some((errno, body)) = reply.parts() else { return Ok(()) };
     let header = abi::out_header(unique, errno, body.len());
-    match dev.write_vectored(&[IoSlice::new(&header), IoSlice::new(body)]) {
+    let slices: Vec<IoSlice<'_>> = std::iter::once(&header[..]).chain(body.slices()).map(IoSlice::new).collect();
+    // `/dev/fuse` takes a reply in one write, so it is never cut short.
+    match dev.write_vectored(&slices) {
         Ok(_) => Ok(()),
         // The request was interrupted meanwhile, or the mount is gone.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),

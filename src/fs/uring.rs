@@ -211,8 +211,12 @@ fn answer(fs: &impl Handler, entry: &mut Entry) -> u64 {
             let reply = fs.handle(&h, Args::new(head, &entry.payload[..payload_len]));
             match reply.parts() {
                 Some((0, body)) if body.len() <= entry.payload.len() => {
-                    entry.payload[..body.len()].copy_from_slice(body);
-                    (0, body.len())
+                    let mut at = 0;
+                    for slice in body.slices() {
+                        entry.payload[at..at + slice.len()].copy_from_slice(slice);
+                        at += slice.len();
+                    }
+                    (0, at)
                 }
                 Some((0, body)) => {
                     tracing::error!(len = body.len(), "FUSE reply larger than the ring buffer");

@@ -98,19 +98,38 @@ fn close(vol: Arc<Volume>, committer: JoinHandle<()>) {
 }
 
 fn read_all(vol: &Volume, ino: Ino) -> Vec<u8> {
-    read_all_by(vol, ino, false)
+    read_all_by(vol, ino, ReadBy::Whole)
 }
 
-/// The whole file in reads of 1 MiB, through `read` or `read_shared` (which may stop at a
-/// chunk's end).
-fn read_all_by(vol: &Volume, ino: Ino, shared: bool) -> Vec<u8> {
+/// How `read_all_by` reads.
+#[derive(Clone, Copy, Debug)]
+enum ReadBy {
+    /// `read`, 1 MiB at a time.
+    Whole,
+    /// `read_shared` (which may stop at a chunk's end), 1 MiB at a time.
+    Shared,
+    /// `read_pieces`, in reads of an odd size that start and end inside chunks.
+    Pieces,
+}
+
+/// The whole file, read as `by` says.
+fn read_all_by(vol: &Volume, ino: Ino, by: ReadBy) -> Vec<u8> {
     let size = vol.getattr(ino).unwrap().inode.size;
     let mut out = Vec::new();
     while (out.len() as u64) < size {
         let at = out.len() as u64;
-        let part = if shared { vol.read_shared(ino, at, 1 << 20) } else { vol.read(ino, at, 1 << 20) }.unwrap();
-        assert!(!part.is_empty(), "short read at {} of {size}", out.len());
-        out.extend_from_slice(&part);
+        let before = out.len();
+        match by {
+            ReadBy::Whole => out.extend_from_slice(&vol.read(ino, at, 1 << 20).unwrap()),
+            ReadBy::Shared => out.extend_from_slice(&vol.read_shared(ino, at, 1 << 20).unwrap()),
+            ReadBy::Pieces => {
+                let pieces = vol.read_pieces(ino, at, 777_777).unwrap();
+                let len: usize = pieces.iter().map(|p| p.len()).sum();
+                assert_eq!(len as u64, (size - at).min(777_777), "pieces cover the whole read at {at}");
+                pieces.iter().for_each(|p| out.extend_from_slice(p));
+            }
+        }
+        assert!(out.len() > before, "short read at {before} of {size} by {by:?}");
     }
     out
 }
@@ -192,7 +211,8 @@ proptest! {
             }
             for (i, ino) in inos.iter().enumerate() {
                 prop_assert!(read_all(&vol, *ino) == model[i].bytes, "file {i} differs after {op:?} in {ops:?}");
-                prop_assert!(read_all_by(&vol, *ino, true) == model[i].bytes, "file {i} differs read shared, after {op:?} in {ops:?}");
+                prop_assert!(read_all_by(&vol, *ino, ReadBy::Shared) == model[i].bytes, "file {i} differs read shared, after {op:?} in {ops:?}");
+                prop_assert!(read_all_by(&vol, *ino, ReadBy::Pieces) == model[i].bytes, "file {i} differs read in pieces, after {op:?} in {ops:?}");
                 for at in [0, model[i].bytes.len() / 3, model[i].bytes.len().saturating_sub(1)] {
                     for (what, want_data) in [(Seek::Data, true), (Seek::Hole, false)] {
                         let got = match vol.seek(*ino, at as u64, what) {
@@ -243,10 +263,13 @@ fn a_shared_read_stops_at_its_chunk_end() {
     vol.fsync(ino, None).unwrap();
     let first = vol.read_shared(ino, 0, 1 << 20).unwrap();
     assert!(!first.is_empty() && first.len() < 1 << 20, "{} bytes: not cut at a chunk's end", first.len());
-    assert!(read_all_by(&vol, ino, true) == data);
+    assert!(read_all_by(&vol, ino, ReadBy::Shared) == data);
+    let pieces = vol.read_pieces(ino, 0, 1 << 20).unwrap();
+    assert!(pieces.len() > 1, "a read across chunks comes as the chunks' own bytes, one piece each");
     let h = vol.open_file(ino, true).unwrap();
     vol.write(ino, 10, b"in flight", false, false).unwrap();
     assert_eq!(vol.read_shared(ino, 0, 1 << 20).unwrap().len(), 1 << 20, "a window is read whole");
+    assert_eq!(vol.read_pieces(ino, 0, 1 << 20).unwrap().len(), 1, "a window is assembled into one piece");
     assert_eq!(&vol.read_shared(ino, 10, 9).unwrap()[..], b"in flight");
     vol.release(ino, h).unwrap();
     close(vol, committer);

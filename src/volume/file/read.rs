@@ -17,7 +17,7 @@ impl Volume {
     /// one committed chunk (most reads of a large file) shares the cached plaintext
     /// instead of copying it.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
-        self.read_inner(ino, offset, size, false)
+        self.read_inner(ino, offset, size, Shape::Whole).map(one_piece)
     }
 
     /// `read` that may return fewer bytes (but at least one, before the end of the file):
@@ -25,10 +25,17 @@ impl Volume {
     /// are shared with the chunk cache rather than copied into a new buffer. For readers
     /// that take any length, such as a download's body.
     pub fn read_shared(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
-        self.read_inner(ino, offset, size, true)
+        self.read_inner(ino, offset, size, Shape::StopAtChunk).map(one_piece)
     }
 
-    fn read_inner(&self, ino: Ino, offset: u64, size: u32, stop_at_chunk: bool) -> Result<Plain> {
+    /// `read` as consecutive pieces: a read across committed chunks shares each chunk's
+    /// cached plaintext instead of copying it into one buffer. For a reader that sends
+    /// the bytes on with a gather write, as the FUSE transports do.
+    pub fn read_pieces(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<Plain>> {
+        self.read_inner(ino, offset, size, Shape::Pieces)
+    }
+
+    fn read_inner(&self, ino: Ino, offset: u64, size: u32, shape: Shape) -> Result<Vec<Plain>> {
         let state = self.open_file_state(ino);
         let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
         let windows: Vec<&Window> = guard.as_ref().map(|g| g.uncommitted().collect()).unwrap_or_default();
@@ -42,7 +49,7 @@ impl Volume {
         let file_size =
             windows.iter().fold(inode.size, |size, w| size.max(w.end())).max(queued.map_or(0, QueuedWrites::end));
         if offset >= file_size {
-            return Ok(Plain::from(Vec::new()));
+            return Ok(vec![Plain::from(Vec::new())]);
         }
         let mut end = file_size.min(offset + u64::from(size));
         // Near the previous read's end counts as sequential: the kernel issues read-ahead
@@ -56,23 +63,25 @@ impl Volume {
         let (mut now, ahead): (Vec<_>, Vec<_>) =
             self.extents_below(ino, inode.size, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
         let mut ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
-        if stop_at_chunk && windows.is_empty() && queued.is_none() {
+        if shape == Shape::StopAtChunk && windows.is_empty() && queued.is_none() {
             if let Some(&(off, e)) = now.first().filter(|(off, _)| *off <= offset) {
                 end = end.min(off + u64::from(e.len));
                 ahead.splice(0..0, now.drain(1..).map(|(_, e)| e.chunk));
             }
         }
+        // Committed extents alone, end to end over the whole range, are shared as they are
+        // cached: as one piece, or as several where the caller takes pieces.
         let mut shared = None;
-        if let ([(off, e)], [], None) = (&now[..], &windows[..], queued) {
-            if *off <= offset && off + u64::from(e.len) >= end {
-                let plain = self.chunks.extent(ino, e)?;
-                let range = (offset - off) as usize..(end - off) as usize;
-                shared = (range.end <= plain.len()).then(|| plain.slice(range));
-            }
+        if windows.is_empty()
+            && queued.is_none()
+            && (now.len() == 1 || shape == Shape::Pieces)
+            && covers(&now, offset, end)
+        {
+            shared = self.shared_pieces(ino, offset, end, &now)?;
         }
         let data = match shared {
-            Some(data) => data,
-            None => Plain::from(self.assemble(ino, offset, end, &now, queued, &windows)?),
+            Some(pieces) => pieces,
+            None => vec![Plain::from(self.assemble(ino, offset, end, &now, queued, &windows)?)],
         };
         drop(guard);
         if !ahead.is_empty() {
@@ -81,8 +90,24 @@ impl Volume {
         if offset == 0 && !self.read_only && needs_atime_update(&inode) {
             self.touch_atime(ino)?;
         }
-        crate::metrics::get().read_bytes.inc_by(data.len() as u64);
+        crate::metrics::get().read_bytes.inc_by(data.iter().map(|p| p.len() as u64).sum());
         Ok(data)
+    }
+
+    /// The cached plaintext of extents `now` (which cover `[offset, end)` end to end),
+    /// cut to that range; `None` if a chunk is shorter than its extent says (the caller
+    /// assembles the range, which reads the rest as zeros).
+    fn shared_pieces(&self, ino: Ino, offset: u64, end: u64, now: &[(u64, ExtentValue)]) -> Result<Option<Vec<Plain>>> {
+        let mut pieces = Vec::with_capacity(now.len());
+        for (off, e) in now {
+            let plain = self.chunks.extent(ino, e)?;
+            let range = (offset.max(*off) - off) as usize..(end.min(off + u64::from(e.len)) - off) as usize;
+            if range.end > plain.len() {
+                return Ok(None);
+            }
+            pieces.push(plain.slice(range));
+        }
+        Ok(Some(pieces))
     }
 
     /// The bytes of `[offset, end)` from committed extents `now`, then the queued writes
@@ -109,6 +134,35 @@ impl Volume {
         }
         Ok(out)
     }
+}
+
+/// How a read hands back its bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// One piece, all of the range.
+    Whole,
+    /// One piece, up to the end of the chunk where the range starts.
+    StopAtChunk,
+    /// Consecutive pieces, all of the range.
+    Pieces,
+}
+
+fn one_piece(mut pieces: Vec<Plain>) -> Plain {
+    debug_assert_eq!(pieces.len(), 1, "one piece unless pieces were asked for");
+    pieces.pop().unwrap_or_else(|| Plain::from(Vec::new()))
+}
+
+/// Whether extents `now` (in file order) lie end to end over `[offset, end)`.
+fn covers(now: &[(u64, ExtentValue)], offset: u64, end: u64) -> bool {
+    let Some(&(first, _)) = now.first() else { return false };
+    let mut at = first;
+    for (off, e) in now {
+        if *off != at {
+            return false;
+        }
+        at = off + u64::from(e.len);
+    }
+    first <= offset && at >= end
 }
 
 /// Linux's default `relatime`: update atime on read when it is not newer than the last
