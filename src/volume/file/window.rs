@@ -39,10 +39,15 @@ impl Window {
     pub(super) fn put(&mut self, offset: u64, data: &[u8]) {
         debug_assert!(self.takes(offset));
         let rel = (offset - self.tail_start()) as usize;
-        if rel + data.len() > self.tail.len() {
-            self.tail.resize(rel + data.len(), 0);
+        if rel > self.tail.len() {
+            // A gap reads as zeros.
+            self.tail.resize(rel, 0);
         }
-        self.tail[rel..rel + data.len()].copy_from_slice(data);
+        // Over bytes the tail holds, then appended: not zero-filled first, as most writes
+        // (a copy, an upload) only append.
+        let over = (self.tail.len() - rel).min(data.len());
+        self.tail[rel..rel + over].copy_from_slice(&data[..over]);
+        self.tail.extend_from_slice(&data[over..]);
     }
     /// Lays this window over `out`, the file's bytes from `out_at`: it replaces all of
     /// `[start, end)`. `pending` reads a stored chunk's plaintext.
