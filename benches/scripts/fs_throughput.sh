@@ -262,6 +262,13 @@ for wl in $WORKLOADS; do
       if (( rc )); then log "media/$b FAILED (exit $rc)"; failed=1; fi
     done
   fi
+  if [[ $wl != small ]]; then
+    # The disk's own rate for the same bytes: read straight from ext4, cold, with the
+    # kernel's read-ahead and no FUSE or decryption, right after the file systems' reads.
+    drop_caches
+    t0=$EPOCHREALTIME; cat_all "$W/src/$wl"; t1=$EPOCHREALTIME
+    echo "psecs=$(calc "$t1 - $t0" 3)" > "$W/res/$wl.plain"
+  fi
   if [[ $wl == small && -x $FLOOR_BIN ]]; then
     set +e; run_bg run_floor; rc=$?; set -e
     if (( rc )); then log "small/floor FAILED (exit $rc)"; cleanup_mounts; fi
@@ -338,6 +345,14 @@ EOF2
         "| $(ratio "${R[media.nanofs.w]}" "$(calc "$mbytes / $bsecs / 1e6")") | $(ratio "${R[media.nanofs.cw]}" "$bcpu") |"
     done
   fi
+  for wl in $WORKLOADS; do
+    [[ -f $W/res/$wl.plain && -n ${R[$wl.nanofs.r]:-} && -n ${R[$wl.gocryptfs.r]:-} ]] || continue
+    local plain
+    plain=$(calc "$(sed -n 's/^bytes=//p' "$W/res/$wl.nanofs") / $(sed -n 's/^psecs=//p' "$W/res/$wl.plain") / 1e6")
+    echo "$wl, the same bytes read straight from ext4 (\`cat\` after drop_caches, no FUSE): $plain MB/s;" \
+      "nanofs reads at $(ratio "${R[$wl.nanofs.r]}" "$plain") of that, gocryptfs at $(ratio "${R[$wl.gocryptfs.r]}" "$plain")."
+    echo
+  done
   if [[ -f $W/res/small.floor && -n ${R[small.gocryptfs.w]:-} && -n ${R[small.nanofs.w]:-} ]]; then
     local fsecs floor
     fsecs=$(sed -n 's/^fsecs=//p' "$W/res/small.floor")
