@@ -275,6 +275,30 @@ fn a_shared_read_stops_at_its_chunk_end() {
     close(vol, committer);
 }
 
+#[test]
+fn a_read_over_many_small_extents_comes_in_one_piece() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vol, committer) = with_committer(small_chunk_engine_volume(&tmp.path().join("vol")));
+    let ino = vol.create(Ino::ROOT, b"f", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let mut model: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    let h = vol.open_file(ino, true).unwrap();
+    vol.write(ino, 0, &model, false, false).unwrap();
+    vol.fsync(ino, None).unwrap();
+    // Small overwrites, each committed on its own, leave 200 extents end to end.
+    for i in 0..100u64 {
+        let at = i * 40;
+        vol.write(ino, at, &[0xee; 10], false, false).unwrap();
+        vol.fsync(ino, None).unwrap();
+        model[at as usize..at as usize + 10].fill(0xee);
+    }
+    vol.release(ino, h).unwrap();
+    let pieces = vol.read_pieces(ino, 0, 4000).unwrap();
+    assert_eq!(pieces.len(), 1, "many small pieces are assembled (a gather write takes at most 1024)");
+    assert!(pieces[0][..] == model[..]);
+    assert!(read_all_by(&vol, ino, ReadBy::Pieces) == model);
+    close(vol, committer);
+}
+
 /// The kernel's xattr form of an access ACL with only the owner, group and other
 /// entries: the same as mode bits `mode`.
 fn acl_of_mode(mode: u32) -> Vec<u8> {

@@ -12,6 +12,11 @@ use crate::volume::Volume;
 /// Bytes read ahead of a sequential reader.
 const READAHEAD: u64 = 8 << 20;
 
+/// Pieces a read hands back at most: more (a range of many small extents, left by small
+/// random writes) are assembled into one buffer, as a gather write takes at most
+/// `IOV_MAX` (1024) pieces and a copy of small pieces is cheap.
+const MAX_PIECES: usize = 64;
+
 impl Volume {
     /// Reads up to `size` bytes at `offset`; fewer at the end of the file. A read inside
     /// one committed chunk (most reads of a large file) shares the cached plaintext
@@ -74,7 +79,7 @@ impl Volume {
         let mut shared = None;
         if windows.is_empty()
             && queued.is_none()
-            && (now.len() == 1 || shape == Shape::Pieces)
+            && (now.len() == 1 || (shape == Shape::Pieces && now.len() <= MAX_PIECES))
             && covers(&now, offset, end)
         {
             shared = self.shared_pieces(ino, offset, end, &now)?;
