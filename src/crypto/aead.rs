@@ -53,13 +53,18 @@ impl SealKey {
 
     /// Appends `nonce | ciphertext | tag` of `plaintext` to `out`.
     pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
+        self.seal_parts_into(aad, &[plaintext], out);
+    }
+
+    /// `seal_into` of the concatenation of `parts`, each copied once, straight into `out`.
+    pub fn seal_parts_into(&self, aad: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) {
         let mut nonce = [0u8; NONCE_LEN];
         OsRng.fill_bytes(&mut nonce);
         let (key, n) = self.message_key(&nonce);
-        out.reserve(OVERHEAD + plaintext.len());
+        out.reserve(OVERHEAD + parts.iter().map(|p| p.len()).sum::<usize>());
         out.extend_from_slice(&nonce);
         let start = out.len();
-        out.extend_from_slice(plaintext);
+        parts.iter().for_each(|p| out.extend_from_slice(p));
         let tag = key
             .seal_in_place_separate_tag(n, Aad::from(aad), &mut out[start..])
             .expect("ChaCha20-Poly1305 accepts any message length we produce");
@@ -113,6 +118,15 @@ mod tests {
             let sealed = k.seal(&aad, &plain);
             prop_assert_eq!(sealed.len(), plain.len() + OVERHEAD);
             prop_assert_eq!(k.open(&aad, &sealed).unwrap(), plain);
+        }
+
+        #[test]
+        fn sealed_parts_open_as_their_concatenation(key: [u8; 32], head: Vec<u8>, body: Vec<u8>) {
+            let k = SealKey::new(&key);
+            let mut sealed = b"prefix".to_vec();
+            k.seal_parts_into(b"ctx", &[&head, &body], &mut sealed);
+            prop_assert_eq!(&sealed[..6], b"prefix");
+            prop_assert_eq!(k.open(b"ctx", &sealed[6..]).unwrap(), [head, body].concat());
         }
 
         #[test]

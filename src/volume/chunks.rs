@@ -100,24 +100,19 @@ impl ChunkCodec {
     /// Compresses (when it pays) and seals `plain` whose id is `id`.
     #[must_use]
     pub fn seal(&self, id: ChunkId, plain: &[u8]) -> SealedChunk {
-        let mut payload = Vec::with_capacity(plain.len() + 1);
-        match self.compress(plain) {
-            Some(z) => {
-                payload.push(CODEC_ZSTD);
-                payload.extend_from_slice(&z);
-            }
-            None => {
-                payload.push(CODEC_RAW);
-                payload.extend_from_slice(plain);
-            }
-        }
+        let compressed = self.compress(plain);
+        // The payload is the codec byte, then the body; both go straight into the envelope.
+        let (codec, body) = match &compressed {
+            Some(z) => (CODEC_ZSTD, &z[..]),
+            None => (CODEC_RAW, plain),
+        };
         let keys = self.keys.read().expect("codec keys");
         let epoch = keys.current;
-        let mut envelope = Vec::with_capacity(5 + OVERHEAD + payload.len());
+        let mut envelope = Vec::with_capacity(5 + OVERHEAD + 1 + body.len());
         envelope.push(ENVELOPE_VERSION);
         envelope.extend_from_slice(&epoch.to_be_bytes());
         let aad = aad(ENVELOPE_VERSION, epoch, &id);
-        keys.seal[&epoch].seal_into(&aad, &payload, &mut envelope);
+        keys.seal[&epoch].seal_parts_into(&aad, &[&[codec], body], &mut envelope);
         SealedChunk { id, plain_len: plain.len() as u32, envelope }
     }
 
