@@ -4,7 +4,7 @@
 
 use super::abi::{self, init, op, Args, InHeader, Out, IN_HEADER_LEN};
 use super::filesystem::{NanoFs, MAX_WRITE};
-use super::handler::{Handler, Negotiated, Reply};
+use super::handler::{Body, Handler, Negotiated, Reply};
 use super::mount::MountConfig;
 use crate::config::FuseTransport as Transport;
 use crate::volume::Volume;
@@ -181,9 +181,17 @@ fn read_request(mut dev: &File, buf: &mut [u8]) -> std::io::Result<Option<usize>
 fn send(mut dev: &File, unique: u64, reply: &Reply) -> std::io::Result<()> {
     let Some((errno, body)) = reply.parts() else { return Ok(()) };
     let header = abi::out_header(unique, errno, body.len());
-    let slices: Vec<IoSlice<'_>> = std::iter::once(&header[..]).chain(body.slices()).map(IoSlice::new).collect();
-    // `/dev/fuse` takes a reply in one write, so it is never cut short.
-    match dev.write_vectored(&slices) {
+    // `/dev/fuse` takes a reply in one write, so it is never cut short. Most replies are
+    // one slice after the header and need no list on the heap.
+    let written = match body {
+        Body::Bytes(bytes) => dev.write_vectored(&[IoSlice::new(&header), IoSlice::new(bytes)]),
+        Body::Pieces(_) => {
+            let slices: Vec<IoSlice<'_>> =
+                std::iter::once(&header[..]).chain(body.slices()).map(IoSlice::new).collect();
+            dev.write_vectored(&slices)
+        }
+    };
+    match written {
         Ok(_) => Ok(()),
         // The request was interrupted meanwhile, or the mount is gone.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV)) => Ok(()),
