@@ -11,7 +11,7 @@
 pub mod compress;
 
 use crate::ids::ChunkId;
-use fastcdc::v2020::{cut_gear, get_gear_with_seed, select_masks, Normalization};
+use fastcdc::v2020::{get_gear_with_seed, select_masks, Normalization};
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
@@ -110,26 +110,90 @@ impl std::fmt::Debug for Gear {
 
 /// Lengths of the chunks that `data` splits into.
 ///
-/// With `at_end == false` the data is a prefix of a longer stream: the last piece is not
-/// returned, because more data could move its cut point. Every returned length is final.
+/// With `at_end == false` the data is a prefix of a longer stream: the last piece, whose
+/// cut point more data could still move, is not returned. Every returned length is final.
 #[must_use]
 pub fn cut_points(data: &[u8], params: &ChunkParams, at_end: bool) -> Vec<usize> {
-    // The scan of `fastcdc::v2020::FastCDC`, which cannot take a table of its own.
+    cut_points_from(data, params, at_end, &mut Scan::default())
+}
+
+/// Where the search for the end of a chunk stopped when the bytes ran out: the rolling
+/// hash and the next pair of bytes to test. A stream cut in steps goes on from there
+/// instead of scanning the uncut piece again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scan(Option<(u64, usize)>);
+
+/// `cut_points` of `data`, whose first piece was scanned up to where `scan` says by an
+/// earlier call on a shorter prefix of the same bytes (`Scan::default()`: not at all).
+/// Leaves in `scan` where the search stopped in the piece after the returned ones.
+#[must_use]
+pub fn cut_points_from(data: &[u8], params: &ChunkParams, at_end: bool, scan: &mut Scan) -> Vec<usize> {
     let (gear, gear_ls) = params.gear.tables();
-    let (mask_s, mask_l) = select_masks(params.avg, Normalization::Level1);
+    let tables: (&[u64; 256], &[u64; 256]) =
+        (gear.try_into().expect("256 gear entries"), gear_ls.try_into().expect("256 gear entries"));
+    let masks = select_masks(params.avg, Normalization::Level1);
     let mut lengths = Vec::with_capacity(data.len() / params.avg + 1);
     let mut start = 0;
-    while start < data.len() {
-        let rest = &data[start..];
-        let (_, len) =
-            cut_gear(rest, params.min, params.avg, params.max, mask_s, mask_l, mask_s << 1, mask_l << 1, gear, gear_ls);
+    while let Some(len) = find_cut(&data[start..], params, masks, tables, scan) {
         lengths.push(len);
         start += len;
+        *scan = Scan::default();
     }
-    if !at_end {
-        lengths.pop();
+    if at_end && start < data.len() {
+        lengths.push(data.len() - start);
+        *scan = Scan::default();
     }
     lengths
+}
+
+/// The length of the chunk that starts `data`, if its end lies in `data`: where FastCDC
+/// 2020 cuts (`fastcdc::v2020::cut_gear`, the same tests in the same order, so the same
+/// boundaries), or at `max`. `None` when the bytes run out first; `scan` then says where
+/// to go on from.
+fn find_cut(
+    data: &[u8],
+    params: &ChunkParams,
+    (mask_s, mask_l): (u64, u64),
+    (gear, gear_ls): (&[u64; 256], &[u64; 256]),
+    scan: &mut Scan,
+) -> Option<usize> {
+    if data.len() <= params.min {
+        return None;
+    }
+    let (mask_s_ls, mask_l_ls) = (mask_s << 1, mask_l << 1);
+    let remaining = data.len().min(params.max);
+    // Bytes are tested in pairs: the strict mask up to the normal size, the loose one after.
+    let (limit1, limit2) = (params.avg.min(remaining) / 2, remaining / 2);
+    let (mut hash, mut index) = scan.0.unwrap_or((0, params.min / 2));
+    while index < limit1 {
+        let a = index * 2;
+        hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
+        if hash & mask_s_ls == 0 {
+            return Some(a);
+        }
+        hash = hash.wrapping_add(gear[data[a + 1] as usize]);
+        if hash & mask_s == 0 {
+            return Some(a + 1);
+        }
+        index += 1;
+    }
+    while index < limit2 {
+        let a = index * 2;
+        hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
+        if hash & mask_l_ls == 0 {
+            return Some(a);
+        }
+        hash = hash.wrapping_add(gear[data[a + 1] as usize]);
+        if hash & mask_l == 0 {
+            return Some(a + 1);
+        }
+        index += 1;
+    }
+    if remaining == params.max {
+        return Some(remaining);
+    }
+    *scan = Scan(Some((hash, index)));
+    None
 }
 
 /// Computes chunk ids under the volume's id key: keyed BLAKE2bp-256 in new volumes, keyed
@@ -227,6 +291,70 @@ mod tests {
     const GOLDEN_COUNT: usize = 27;
     const GOLDEN_FIRST_LENS: [usize; 4] = [1_368_193, 1_560_625, 1_106_833, 881_364];
     const GOLDEN_FIRST_ID: &str = "eea8e734ecd88cedb4b1167800031d5b14a64b66664378b2f6d3a3e213f5156b";
+
+    /// The cut points of the `fastcdc` crate's own scan, which `find_cut` follows.
+    fn crate_cut_points(data: &[u8], params: &ChunkParams) -> Vec<usize> {
+        let (gear, gear_ls) = params.gear.tables();
+        let (mask_s, mask_l) = select_masks(params.avg, Normalization::Level1);
+        let mut lengths = vec![];
+        let mut start = 0;
+        while start < data.len() {
+            let (_, len) = fastcdc::v2020::cut_gear(
+                &data[start..],
+                params.min,
+                params.avg,
+                params.max,
+                mask_s,
+                mask_l,
+                mask_s << 1,
+                mask_l << 1,
+                gear,
+                gear_ls,
+            );
+            lengths.push(len);
+            start += len;
+        }
+        lengths
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Cutting a stream in steps, each going on from the last one's `Scan`, gives the
+        /// boundaries of cutting it whole, which are those of the `fastcdc` crate.
+        #[test]
+        fn a_stream_cut_in_steps_cuts_as_the_crate_cuts_it_whole(
+            seed in any::<u64>(),
+            len in 0usize..600_000,
+            steps in proptest::collection::vec(1usize..90_000, 1..12),
+            keyed in any::<bool>(),
+            low_entropy in any::<bool>(),
+        ) {
+            let mut data = stream(seed, len);
+            if low_entropy {
+                // Runs of equal bytes: chunks forced at the maximum size.
+                data.iter_mut().enumerate().for_each(|(i, b)| *b = if (i / 70_000) % 2 == 0 { 0 } else { *b });
+            }
+            let mut p = ChunkParams::from_kib(8, 32, 64);
+            if keyed {
+                p = p.with_gear(Gear::keyed(&[3; 32]));
+            }
+            let whole = cut_points(&data, &p, true);
+            prop_assert_eq!(&whole, &crate_cut_points(&data, &p));
+            let (mut lens, mut start, mut end, mut scan) = (vec![], 0, 0, Scan::default());
+            for step in steps.iter().cycle() {
+                end = (end + step).min(data.len());
+                let at_end = end == data.len();
+                let cut = cut_points_from(&data[start..end], &p, at_end, &mut scan);
+                start += cut.iter().sum::<usize>();
+                lens.extend(cut);
+                if at_end {
+                    break;
+                }
+            }
+            prop_assert_eq!(lens, whole);
+        }
+    }
 
     #[test]
     fn prefix_cuts_are_final() {

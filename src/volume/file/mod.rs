@@ -1,10 +1,11 @@
 //! The data path: write windows, content-defined chunking, commit, reads with read-ahead.
 //!
 //! Writes to a file collect in a *window*: a contiguous range of new bytes over the
-//! committed file. Once its unchunked tail reaches `STREAM_THRESHOLD`,
-//! the final cut points are taken and the block is handed to the worker pool, which
-//! hashes, deduplicates, compresses and seals its chunks while the writer fills the next
-//! block (at most `MAX_JOBS` blocks in flight per file, so memory stays bounded). New
+//! committed file. Once its unchunked tail reaches a block (8 MiB for a window's first,
+//! 2 MiB after), the final cut points are taken (the scan resumes where the last one
+//! stopped) and the block is handed to the worker pool, which hashes, deduplicates,
+//! compresses and seals its chunks while the writer fills the next block (at most
+//! `MAX_JOBS` blocks in flight per file, so memory stays bounded). New
 //! bodies are appended to a pack file (`store::packs`), so a large file is written to disk
 //! once and waits in no memtable. The window is committed (on close, fsync or a
 //! non-contiguous write) by chunking its tail, syncing the packs, and replacing the covered

@@ -1,6 +1,7 @@
 //! A file's uncommitted writes: windows of new bytes, the blocks being chunked in the
 //! background, and segments being synced.
 
+use crate::chunk::Scan;
 use crate::ids::ChunkId;
 use crate::volume::chunks::{Pending, Plain, WindowBodies};
 use crate::volume::error::{Error, Result};
@@ -16,13 +17,24 @@ pub(super) struct Window {
     /// Bytes covered by `pending` and `jobs`.
     pub(super) pending_len: u64,
     pub(super) tail: Vec<u8>,
+    /// How far the search for the first cut point in `tail` got (`Scan::default()` after
+    /// any change to the tail but an append).
+    pub(super) scan: Scan,
     /// The bodies this window appended to packs, shared with its jobs.
     pub(super) bodies: Arc<WindowBodies>,
 }
 
 impl Window {
     pub(super) fn new(start: u64) -> Self {
-        Self { start, pending: vec![], jobs: VecDeque::new(), pending_len: 0, tail: vec![], bodies: Arc::default() }
+        Self {
+            start,
+            pending: vec![],
+            jobs: VecDeque::new(),
+            pending_len: 0,
+            tail: vec![],
+            scan: Scan::default(),
+            bodies: Arc::default(),
+        }
     }
     pub(super) fn tail_start(&self) -> u64 {
         self.start + self.pending_len
@@ -46,6 +58,9 @@ impl Window {
         // Over bytes the tail holds, then appended: not zero-filled first, as most writes
         // (a copy, an upload) only append.
         let over = (self.tail.len() - rel).min(data.len());
+        if over > 0 {
+            self.scan = Scan::default();
+        }
         self.tail[rel..rel + over].copy_from_slice(&data[..over]);
         self.tail.extend_from_slice(&data[over..]);
     }
@@ -81,6 +96,7 @@ impl Window {
         debug_assert_eq!(pending.iter().map(|p| u64::from(p.len)).sum::<u64>(), self.tail.len() as u64);
         self.pending_len += self.tail.len() as u64;
         self.tail = vec![];
+        self.scan = Scan::default();
         self.pending.append(&mut pending);
     }
     /// Nothing chunked yet: all of it is in the tail.
@@ -139,6 +155,7 @@ impl Segment {
             .map_err(Error::Io)?;
         let mut rest = Window::new(w.tail_start());
         rest.tail = std::mem::take(&mut w.tail);
+        rest.scan = std::mem::take(&mut w.scan);
         // The rest dedups against the bodies the segment appended, uncommitted as they are.
         rest.bodies = w.bodies.clone();
         let window = std::mem::replace(w, rest);

@@ -2,7 +2,7 @@
 
 use super::window::{Handoff, Job, Segment, Window, MAX_JOBS};
 use super::{FileState, LostWrites};
-use crate::chunk::cut_points;
+use crate::chunk::{cut_points, cut_points_from};
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
 use crate::store::Durability;
@@ -35,8 +35,23 @@ fn record_loss(st: &mut FileState, result: &Result<()>) {
     }
 }
 
-/// Unchunked bytes a window collects before its final cut points are taken.
-const STREAM_THRESHOLD: usize = 8 << 20;
+/// Unchunked bytes a window collects before its first cut points are taken: a file that
+/// ends before keeps its bodies inline, committed with no pack sync (`FIRST_BLOCK`).
+const FIRST_BLOCK: usize = 8 << 20;
+/// Unchunked bytes after which a window that streams already, or that starts past
+/// `FIRST_BLOCK` in a large file, hands its next block to the workers: small blocks keep
+/// hashing and sealing close behind the writes, so a commit (every PATCH of an upload
+/// ends with one) waits for little (docs/benchmarks.md, "2026-12-07 (later)").
+const NEXT_BLOCK: usize = 2 << 20;
+
+/// The tail length at which `w` streams a block.
+fn block_size(w: &Window) -> usize {
+    if w.streamed() || w.start >= FIRST_BLOCK as u64 {
+        NEXT_BLOCK
+    } else {
+        FIRST_BLOCK
+    }
+}
 
 impl Volume {
     /// Writes `data` at `offset` (or at the end of the file with `append`); returns the
@@ -103,7 +118,7 @@ impl Volume {
         }
         let w = st.window.as_mut().expect("window is open");
         w.put(offset, data);
-        if w.tail.len() >= STREAM_THRESHOLD {
+        if w.tail.len() >= block_size(w) {
             self.stream(w)?;
         }
         let full = w.pending_len >= self.window_limit;
@@ -142,7 +157,7 @@ impl Volume {
 
     /// Hands the final chunks of the window's tail to the worker pool.
     fn stream(&self, w: &mut Window) -> Result<()> {
-        let lens = cut_points(&w.tail, &self.params, false);
+        let lens = cut_points_from(&w.tail, &self.params, false, &mut w.scan);
         let consumed: usize = lens.iter().sum();
         if consumed == 0 {
             return Ok(());
@@ -151,7 +166,7 @@ impl Volume {
             w.finish_oldest_job()?;
         }
         // The next block grows in a buffer sized for it, so appends never reallocate.
-        let mut rest = Vec::with_capacity(STREAM_THRESHOLD + self.params.max);
+        let mut rest = Vec::with_capacity(NEXT_BLOCK + self.params.max);
         rest.extend_from_slice(&w.tail[consumed..]);
         let mut block = std::mem::replace(&mut w.tail, rest);
         block.truncate(consumed);
@@ -237,7 +252,7 @@ impl Volume {
                 w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
             }
         }
-        let lens = cut_points(&w.tail, &self.params, true);
+        let lens = cut_points_from(&w.tail, &self.params, true, &mut w.scan);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
         let pinned: Vec<ChunkId> =
             w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();
