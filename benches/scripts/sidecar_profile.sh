@@ -37,7 +37,7 @@ profile() {
   if [ -n "${CALLERS_OF:-}" ]; then
     echo "-- who calls $CALLERS_OF"
     perf report -q -i "$W/$name.data" --no-children -S "$CALLERS_OF" -G --stdio 2>/dev/null \
-      | grep -v "^$" | head -60 | cut -c1-140
+      | grep -v "^$" | head -${CALLERS_LINES:-60} | cut -c1-140
   fi
 }
 profile upload "$NANOFS" push "$W/src.bin" "$BASE/files/f.bin" --connections "$CONNS" -q

@@ -248,31 +248,66 @@ fn create(remote: &Remote, target: &str, len: u64, partial: bool, fingerprint: b
     })
 }
 
-/// A piece of a part, read and hashed, ready to send.
+/// Bytes a piece is read in, for its checksum and as it is sent: a push holds no piece in
+/// memory, whatever the part size.
+const READ_BUF: usize = 1 << 20;
+
+/// A piece of a part, checksummed, ready to send.
 struct Piece {
     /// Its offset in the part.
     at: u64,
-    data: Vec<u8>,
+    len: u64,
     /// Its `Upload-Checksum`: the server checks it before it keeps the piece.
     checksum: String,
 }
 
 impl Piece {
-    fn read(file: &std::fs::File, part_start: u64, at: u64, len: u64) -> std::io::Result<Self> {
-        let mut data = vec![0; len as usize];
-        file.read_exact_at(&mut data, part_start + at)?;
-        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &data) as u32;
-        let checksum = format!("crc32c {}", Base64::encode_string(&crc.to_be_bytes()));
-        Ok(Self { at, data, checksum })
+    /// Reads the piece once for its CRC-32C, which also brings it into the page cache for
+    /// the send. A file changed between the two reads fails the server's check (460), and
+    /// the piece is read again.
+    fn checksummed(file: &std::fs::File, part_start: u64, at: u64, len: u64) -> std::io::Result<Self> {
+        let mut buf = vec![0; READ_BUF.min(len as usize)];
+        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], part_start + at + done)?;
+            crc.update(&buf[..n]);
+            done += n as u64;
+        }
+        let checksum = format!("crc32c {}", Base64::encode_string(&(crc.finalize() as u32).to_be_bytes()));
+        Ok(Self { at, len, checksum })
     }
 }
 
-/// Sends one part from the offset the server has, in PATCHes of `piece` bytes.
+/// A range of a file as a reader, for a request body.
+struct FileRange<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+}
+
+impl std::io::Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = (self.end - self.at).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the file became shorter"));
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Sends one part from the offset the server has, in PATCHes of `piece_size` bytes.
 fn send_part(
     remote: &Remote,
     file: &std::fs::File,
     part: &Part,
-    piece: u64,
+    piece_size: u64,
     bar: &indicatif::ProgressBar,
     sent: &AtomicU64,
 ) -> anyhow::Result<()> {
@@ -284,28 +319,30 @@ fn send_part(
     bar.inc(offset);
     let mut ahead: Option<std::thread::JoinHandle<std::io::Result<Piece>>> = None;
     while offset < part.len {
-        let n = piece.min(part.len - offset);
-        let read = match ahead.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(Ok(p))) if p.at == offset && p.data.len() as u64 == n => p,
-            _ => Piece::read(file, part.start, offset, n)?,
+        let n = piece_size.min(part.len - offset);
+        let piece = match ahead.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Ok(p))) if p.at == offset && p.len == n => p,
+            _ => Piece::checksummed(file, part.start, offset, n)?,
         };
-        // The next piece is read and hashed while this one travels.
+        // The next piece is read and checksummed while this one travels.
         if offset + n < part.len {
             let (f, start, next) = (file.try_clone()?, part.start, offset + n);
-            let m = piece.min(part.len - next);
-            ahead = Some(std::thread::spawn(move || Piece::read(&f, start, next, m)));
+            let m = piece_size.min(part.len - next);
+            ahead = Some(std::thread::spawn(move || Piece::checksummed(&f, start, next, m)));
         }
-        let (buf, checksum) = (&read.data, &read.checksum);
         let result = (|| -> Result<u64, Retry> {
+            let from = part.start + offset;
+            let mut body = FileRange { file, at: from, end: from + n };
             let r = remote
                 .agent()
                 .patch(&url)
                 .header("Tus-Resumable", "1.0.0")
                 .header("Authorization", remote.auth())
                 .header("Content-Type", "application/offset+octet-stream")
+                .header("Content-Length", n.to_string())
                 .header("Upload-Offset", offset.to_string())
-                .header("Upload-Checksum", checksum)
-                .send(&buf[..])?;
+                .header("Upload-Checksum", &piece.checksum)
+                .send(ureq::SendBody::from_reader(&mut body))?;
             let r = check(r, "sending a part")?;
             header(&r, "upload-offset")
                 .and_then(|v| v.parse().ok())
