@@ -347,7 +347,9 @@ impl Default for Deduplication {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Chunking {
-    /// Size of one upload/download part, MiB.
+    /// Size of one upload/download part, MiB. An upload's PATCH ends with a durable
+    /// commit, so larger parts upload faster (docs/benchmarks.md, "2026-12-07 (later)"); a
+    /// PATCH cut off by a broken connection is sent again whole.
     pub chunk_size_mb: u32,
     /// Parts in flight at once.
     pub parallel_chunks: u32,
@@ -359,7 +361,7 @@ pub struct Chunking {
 
 impl Default for Chunking {
     fn default() -> Self {
-        Self { chunk_size_mb: 8, parallel_chunks: 4, max_retries: 5, enable_resume: true }
+        Self { chunk_size_mb: 32, parallel_chunks: 4, max_retries: 5, enable_resume: true }
     }
 }
 

@@ -196,11 +196,16 @@ impl Job<'_> {
     }
 }
 
+/// The smallest range of a file that gets a connection of its own.
+const MIN_RANGE: u64 = 8 << 20;
+
+/// Splits a file into contiguous ranges of whole MiB (the last takes the rest), one per
+/// connection, but none under `MIN_RANGE` (or the part size, if smaller): each is a
+/// partial upload, sent in PATCHes of the part size.
 fn new_plan(target: &str, size: u64, s: &Settings) -> Plan {
-    let pieces = size.div_ceil(s.part_size.max(1)).max(1);
-    let n = if size < 2 * s.part_size { 1 } else { (s.connections as u64).min(pieces).max(1) };
-    // Contiguous ranges, each a whole number of parts (the last takes the rest).
-    let per = pieces.div_ceil(n) * s.part_size;
+    let min_range = MIN_RANGE.min(s.part_size).max(1);
+    let n = (size / min_range).clamp(1, s.connections.max(1) as u64);
+    let per = size.div_ceil(n).next_multiple_of(1 << 20);
     let mut parts = Vec::new();
     let mut start = 0;
     while start < size || parts.is_empty() {
