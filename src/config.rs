@@ -361,7 +361,7 @@ pub struct Chunking {
 
 impl Default for Chunking {
     fn default() -> Self {
-        Self { chunk_size_mb: 32, parallel_chunks: 4, max_retries: 5, enable_resume: true }
+        Self { chunk_size_mb: 16, parallel_chunks: 4, max_retries: 5, enable_resume: true }
     }
 }
 

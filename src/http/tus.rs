@@ -15,7 +15,7 @@ use super::Sidecar;
 use crate::gallery::Action;
 use crate::metrics::GaugeGuard;
 use crate::volume::{Permission, SetAttr, TokenInfo, UploadState};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ use std::sync::Arc;
 const VERSION: &str = "1.0.0";
 const EXTENSIONS: &str =
     "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
-/// Bytes gathered from the request body before each engine write.
+/// Bytes of the request body (its frames as they arrived) in each engine write.
 const WRITE_PIECE: usize = 1 << 20;
 /// `Upload-Checksum` algorithms accepted (`Tus-Checksum-Algorithm`).
 const CHECKSUM_ALGORITHMS: &str = "crc32c,sha1,sha256";
@@ -557,12 +557,14 @@ struct PieceHashes {
 }
 
 impl PieceHashes {
-    fn update(mut self, data: &[u8]) -> Self {
-        if let Some(c) = &mut self.checksum {
-            c.update(data);
-        }
-        if let Some(h) = &mut self.fingerprint {
-            h.update(data);
+    fn update(mut self, parts: &[Bytes]) -> Self {
+        for data in parts {
+            if let Some(c) = &mut self.checksum {
+                c.update(data);
+            }
+            if let Some(h) = &mut self.fingerprint {
+                h.update(data);
+            }
         }
         self
     }
@@ -609,7 +611,9 @@ async fn receive(
     // The hashes travel with the pieces: `None` while a piece's hashing has them.
     let mut hashes = Some(PieceHashes { checksum, fingerprint });
     let mut at = offset;
-    let mut buf: Vec<u8> = Vec::with_capacity(WRITE_PIECE);
+    // The body's frames as they arrived, written and hashed in place: not gathered.
+    let mut piece: Vec<Bytes> = Vec::new();
+    let mut piece_len = 0usize;
     // One piece is written and hashed while the next arrives: the network, the engine and
     // the hashes overlap, and pieces still land in order (docs/benchmarks.md, "profile").
     let mut in_flight: Option<InFlight> = None;
@@ -622,11 +626,12 @@ async fn receive(
         };
         let done = match next {
             Some(Ok(bytes)) => {
-                if at + (buf.len() + bytes.len()) as u64 > limit {
+                if at + (piece_len + bytes.len()) as u64 > limit {
                     broken = Some(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "more bytes than Upload-Length"));
                     true
                 } else {
-                    buf.extend_from_slice(&bytes);
+                    piece_len += bytes.len();
+                    piece.push(bytes);
                     false
                 }
             }
@@ -636,10 +641,10 @@ async fn receive(
             }
             None => true,
         };
-        if buf.len() >= WRITE_PIECE || (done && !buf.is_empty()) {
-            let data = Arc::new(std::mem::replace(&mut buf, Vec::with_capacity(WRITE_PIECE)));
+        if piece_len >= WRITE_PIECE || (done && piece_len > 0) {
+            let data = Arc::new(std::mem::take(&mut piece));
             let from = at;
-            at += data.len() as u64;
+            at += std::mem::take(&mut piece_len) as u64;
             if let Some(previous) = in_flight.take() {
                 hashes = Some(previous.finish().await?);
             }

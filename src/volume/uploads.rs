@@ -95,10 +95,11 @@ impl Volume {
             .collect())
     }
 
-    /// Appends `data` at `offset` (which must be the bytes received so far) and makes it
-    /// durable before returning: what a client was told it sent survives a crash.
-    pub fn upload_append(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
-        self.write(ino, offset, data, false, false)?;
+    /// Appends the concatenation of `parts` (a body as it arrived) at `offset`, the bytes
+    /// received so far. Not durable yet: the request's `fsync` makes it so before the
+    /// client is told.
+    pub fn upload_append(&self, ino: Ino, offset: u64, parts: &[impl AsRef<[u8]>]) -> Result<()> {
+        self.write_parts(ino, offset, parts, false, false)?;
         Ok(())
     }
 

@@ -57,17 +57,31 @@ impl Volume {
     /// Writes `data` at `offset` (or at the end of the file with `append`); returns the
     /// offset written at. `kill_suid` clears setuid/setgid (a write by a non-owner).
     pub fn write(&self, ino: Ino, offset: u64, data: &[u8], append: bool, kill_suid: bool) -> Result<u64> {
+        self.write_parts(ino, offset, &[data], append, kill_suid)
+    }
+
+    /// `write` of the concatenation of `parts`, each copied once, straight into the
+    /// window: a body that arrived in pieces (an upload's) is not gathered first.
+    pub fn write_parts(
+        &self,
+        ino: Ino,
+        offset: u64,
+        parts: &[impl AsRef<[u8]>],
+        append: bool,
+        kill_suid: bool,
+    ) -> Result<u64> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.make_room(data.len() as u64, crate::volume::reclaim::SPACE_RESERVE)?;
+        let len: u64 = parts.iter().map(|p| p.as_ref().len() as u64).sum();
+        self.make_room(len, crate::volume::reclaim::SPACE_RESERVE)?;
         let state = self.file_state(ino);
         let mut st = self.wait_for_queue_room(state.lock().expect("file lock"));
         st.changed = true;
-        let result = self.write_locked(ino, &mut st, offset, data, append, kill_suid);
+        let result = self.write_locked(ino, &mut st, offset, parts, len, append, kill_suid);
         match &result {
             Ok(_) => {
-                crate::metrics::get().written_bytes.inc_by(data.len() as u64);
+                crate::metrics::get().written_bytes.inc_by(len);
             }
             Err(e) => self.discard_window(ino, &mut st, e),
         }
@@ -89,12 +103,14 @@ impl Volume {
         st.errors.record(lost);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_locked(
         &self,
         ino: Ino,
         st: &mut FileState,
         offset: u64,
-        data: &[u8],
+        parts: &[impl AsRef<[u8]>],
+        len: u64,
         append: bool,
         kill_suid: bool,
     ) -> Result<u64> {
@@ -110,16 +126,21 @@ impl Volume {
         } else {
             offset
         };
-        offset.checked_add(data.len() as u64).filter(|end| *end <= i64::MAX as u64).ok_or(Error::Invalid)?;
+        offset.checked_add(len).filter(|end| *end <= i64::MAX as u64).ok_or(Error::Invalid)?;
         if !st.window.as_ref().is_some_and(|w| w.takes(offset)) {
             self.set_window_aside(ino, st)?;
             let takes_back = st.queued_writes.is_empty();
             st.window = Some(self.open_window(ino, offset, takes_back)?);
         }
         let w = st.window.as_mut().expect("window is open");
-        w.put(offset, data);
-        if w.tail.len() >= block_size(w) {
-            self.stream(w)?;
+        let mut at = offset;
+        for part in parts {
+            let part = part.as_ref();
+            w.put(at, part);
+            at += part.len() as u64;
+            if w.tail.len() >= block_size(w) {
+                self.stream(w)?;
+            }
         }
         let full = w.pending_len >= self.window_limit;
         st.writes += 1;
