@@ -262,7 +262,6 @@ impl Volume {
             }
             return if durability == Durability::Synced { self.sync() } else { Ok(()) };
         };
-        w.finish_jobs()?;
         let written_end = w.end();
         // After a long write, the committed extent across the window's end is re-chunked
         // with it: one more chunk read is noise there, and the cut points stay those of the
@@ -273,10 +272,16 @@ impl Volume {
                 w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
             }
         }
+        // The tail is cut, hashed and sealed while the workers finish the last blocks: an
+        // upload's every PATCH ends here (docs/benchmarks.md, "2026-12-07 (later)").
         let lens = cut_points_from(&w.tail, &self.params, true, &mut w.scan);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
-        let pinned: Vec<ChunkId> =
-            w.dedup_hits().chain(prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id)).collect();
+        let found: Vec<ChunkId> = prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id).collect();
+        if let Err(e) = w.finish_jobs() {
+            self.chunks.unpin(found.iter());
+            return Err(e);
+        }
+        let pinned: Vec<ChunkId> = w.dedup_hits().chain(found).collect();
         let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
         self.chunks.unpin(pinned.iter());
         result
