@@ -13,8 +13,8 @@ pub struct TransferArgs {
     /// Parallel connections, 1 to 16 (default: the volume's parallel_chunks).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
     connections: Option<u16>,
-    /// Bytes per request in MiB (default: the volume's chunk_size_mb).
-    #[arg(long)]
+    /// Bytes per request in MiB, 1 to 4096 (default: the volume's chunk_size_mb).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     part_size_mb: Option<u32>,
     /// Retries of one request (default: the volume's max_retries).
     #[arg(long)]

@@ -112,6 +112,17 @@ fn trees_push_and_pull_and_a_wrong_scope_is_a_clear_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A part of no bytes would never finish: refused before anything is sent.
+    let top = tree.join("top.txt");
+    let out = client(
+        &["push", top.to_str().unwrap(), &format!("{}/files/shared/x", server.base), "--part-size-mb", "0"],
+        &token,
+        &state,
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--part-size-mb") && stderr.contains("1..=4096"), "{stderr}");
     server.stop();
 }
 
