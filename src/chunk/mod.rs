@@ -165,6 +165,10 @@ fn find_cut(
     // Bytes are tested in pairs: the strict mask up to the normal size, the loose one after.
     let (limit1, limit2) = (params.avg.min(remaining) / 2, remaining / 2);
     let (mut hash, mut index) = scan.0.unwrap_or((0, params.min / 2));
+    (hash, index) = match scan_quads(data, hash, index, limit1, mask_s, (gear, gear_ls)) {
+        Ok(at) => at,
+        Err(cut) => return Some(cut),
+    };
     while index < limit1 {
         let a = index * 2;
         hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
@@ -177,6 +181,10 @@ fn find_cut(
         }
         index += 1;
     }
+    (hash, index) = match scan_quads(data, hash, index, limit2, mask_l, (gear, gear_ls)) {
+        Ok(at) => at,
+        Err(cut) => return Some(cut),
+    };
     while index < limit2 {
         let a = index * 2;
         hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
@@ -194,6 +202,48 @@ fn find_cut(
     }
     *scan = Scan(Some((hash, index)));
     None
+}
+
+/// `find_cut`'s pair loop, two pairs at a time while both lie below `limit` (in pairs), one
+/// `mask`: the same hashes and tests in the same order. Only `hash << 4` plus the sum of
+/// the four gear terms waits for the previous hash; the rest is computed beside it, so the
+/// scan is not held to one dependent shift and add per byte. `Ok` with where it stopped,
+/// or `Err` with the cut.
+#[inline(always)]
+fn scan_quads(
+    data: &[u8],
+    mut hash: u64,
+    index: usize,
+    limit: usize,
+    mask: u64,
+    (gear, gear_ls): (&[u64; 256], &[u64; 256]),
+) -> Result<(u64, usize), usize> {
+    let mask_ls = mask << 1;
+    let quads = limit.saturating_sub(index) / 2;
+    let start = index * 2;
+    for (k, q) in data[start..start + quads * 4].chunks_exact(4).enumerate() {
+        // Pair loop: e = (h << 2) + gear_ls[q0], tested shifted; o = e + gear[q1]; again.
+        let s0 = gear_ls[q[0] as usize];
+        let s1 = s0.wrapping_add(gear[q[1] as usize]);
+        let s2 = (s1 << 2).wrapping_add(gear_ls[q[2] as usize]);
+        let s3 = s2.wrapping_add(gear[q[3] as usize]);
+        let (h2, h4) = (hash << 2, hash << 4);
+        let a = start + 4 * k;
+        if h2.wrapping_add(s0) & mask_ls == 0 {
+            return Err(a);
+        }
+        if h2.wrapping_add(s1) & mask == 0 {
+            return Err(a + 1);
+        }
+        if h4.wrapping_add(s2) & mask_ls == 0 {
+            return Err(a + 2);
+        }
+        hash = h4.wrapping_add(s3);
+        if hash & mask == 0 {
+            return Err(a + 3);
+        }
+    }
+    Ok((hash, index + quads * 2))
 }
 
 /// Computes chunk ids under the volume's id key: keyed BLAKE2bp-256 in new volumes, keyed
