@@ -237,6 +237,12 @@ fn aad(version: u8, epoch: u32, id: &ChunkId) -> [u8; 37] {
 }
 
 /// Decrypted chunks, least recently used evicted first, bounded in bytes.
+///
+/// Chunks read ahead and not yet asked for get a second chance at eviction, and read-ahead
+/// may hold at most half the budget (`reserve_ahead`). Several readers reading ahead at
+/// once (the ranges of one download) otherwise evicted each other's chunks before they were
+/// read, and each chunk was decrypted two or three times (docs/benchmarks.md,
+/// "2026-12-07 (evening)").
 pub struct ChunkCache {
     inner: Mutex<CacheInner>,
     budget: usize,
@@ -245,18 +251,57 @@ pub struct ChunkCache {
 struct CacheInner {
     lru: LruCache<ChunkId, Plain>,
     bytes: usize,
+    /// Read-ahead chunks not yet asked for, with their lengths.
+    unread: HashMap<ChunkId, usize>,
+    /// Bytes of `unread`, and those reserved for read-ahead in flight.
+    ahead_bytes: usize,
+}
+
+impl CacheInner {
+    fn forget_unread(&mut self, id: &ChunkId) {
+        if let Some(len) = self.unread.remove(id) {
+            self.ahead_bytes -= len;
+        }
+    }
+
+    fn put(&mut self, id: ChunkId, plain: Plain, budget: usize) {
+        self.bytes += plain.len();
+        if let Some(old) = self.lru.put(id, plain) {
+            self.bytes -= old.len();
+        }
+        // At most one second chance per entry, so the loop ends.
+        let mut chances = self.lru.len();
+        while self.bytes > budget {
+            let Some((id, v)) = self.lru.pop_lru() else { break };
+            if chances > 0 && self.unread.contains_key(&id) {
+                // Read ahead, not read yet: back to the front once, as a chunk like any other.
+                chances -= 1;
+                self.forget_unread(&id);
+                self.lru.put(id, v);
+                continue;
+            }
+            self.bytes -= v.len();
+            self.forget_unread(&id);
+        }
+    }
 }
 
 impl ChunkCache {
     /// A cache holding at most `budget` bytes of plaintext.
     #[must_use]
     pub fn new(budget: usize) -> Self {
-        Self { inner: Mutex::new(CacheInner { lru: LruCache::unbounded(), bytes: 0 }), budget }
+        let inner = CacheInner { lru: LruCache::unbounded(), bytes: 0, unread: HashMap::new(), ahead_bytes: 0 };
+        Self { inner: Mutex::new(inner), budget }
     }
 
     /// The cached plaintext of `id`.
     pub fn get(&self, id: &ChunkId) -> Option<Plain> {
-        self.inner.lock().expect("cache lock").lru.get(id).cloned()
+        let mut c = self.inner.lock().expect("cache lock");
+        let plain = c.lru.get(id).cloned();
+        if plain.is_some() {
+            c.forget_unread(id);
+        }
+        plain
     }
 
     /// Whether `id` is cached (without touching its recency).
@@ -267,16 +312,31 @@ impl ChunkCache {
     /// Adds a chunk, evicting old ones beyond the budget.
     pub fn insert(&self, id: ChunkId, plain: Plain) {
         let mut c = self.inner.lock().expect("cache lock");
-        c.bytes += plain.len();
-        if let Some(old) = c.lru.put(id, plain) {
-            c.bytes -= old.len();
+        c.forget_unread(&id);
+        c.put(id, plain, self.budget);
+    }
+
+    /// Reserves room for a chunk of about `len` bytes to be read ahead; `false` when
+    /// read-ahead holds its half of the budget (one chunk is always allowed).
+    pub fn reserve_ahead(&self, len: usize) -> bool {
+        let mut c = self.inner.lock().expect("cache lock");
+        if c.ahead_bytes > 0 && c.ahead_bytes + len > self.budget / 2 {
+            return false;
         }
-        while c.bytes > self.budget {
-            match c.lru.pop_lru() {
-                Some((_, v)) => c.bytes -= v.len(),
-                None => break,
-            }
-        }
+        c.ahead_bytes += len;
+        true
+    }
+
+    /// Adds a chunk read ahead for which `reserved` bytes were reserved (`None`: it could
+    /// not be read; the reader will meet the error itself).
+    pub fn insert_ahead(&self, id: ChunkId, reserved: usize, plain: Option<Plain>) {
+        let mut c = self.inner.lock().expect("cache lock");
+        c.ahead_bytes -= reserved;
+        let Some(plain) = plain else { return };
+        c.forget_unread(&id);
+        c.unread.insert(id, plain.len());
+        c.ahead_bytes += plain.len();
+        c.put(id, plain, self.budget);
     }
 }
 
@@ -522,19 +582,26 @@ impl Chunks {
         Ok(plain.len() as u64)
     }
 
-    /// Decrypts `ids` into the cache in the background.
-    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ids: Vec<ChunkId>) {
-        for id in ids {
-            if self.cache.contains(&id) || !self.inflight.lock().expect("inflight").insert(id) {
+    /// Decrypts the chunks `ahead` (ids, lengths), in file order, into the cache in the
+    /// background, as far as read-ahead's share of the cache allows.
+    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ahead: Vec<(ChunkId, u32)>) {
+        for (id, len) in ahead {
+            if self.cache.contains(&id) || self.inflight.lock().expect("inflight").contains(&id) {
+                continue;
+            }
+            // The rest is read ahead by a later read, once the reader has caught up.
+            if !self.cache.reserve_ahead(len as usize) {
+                break;
+            }
+            if !self.inflight.lock().expect("inflight").insert(id) {
+                self.cache.insert_ahead(id, len as usize, None);
                 continue;
             }
             // The workers read one body each at a time; the disk gets all of them at once.
             let _ = self.store.will_read_chunk(&id.0);
             let me = self.clone();
             rayon::spawn(move || {
-                if let Ok(p) = me.load(ino, &id) {
-                    me.cache.insert(id, p);
-                }
+                me.cache.insert_ahead(id, len as usize, me.load(ino, &id).ok());
                 me.inflight.lock().expect("inflight").remove(&id);
                 me.loaded.notify_all();
             });
@@ -654,5 +721,47 @@ mod tests {
         }
         assert!(cache.get(&ChunkId([4; 32])).is_some());
         assert!(cache.get(&ChunkId([0; 32])).is_none());
+    }
+
+    fn chunk(n: u8, len: usize) -> (ChunkId, Plain) {
+        (ChunkId([n; 32]), Plain::from(vec![n; len]))
+    }
+
+    /// Read-ahead chunks not yet read outlive chunks read since, but only once.
+    #[test]
+    fn chunks_read_ahead_are_evicted_after_those_already_read() {
+        let cache = ChunkCache::new(10);
+        let (a, pa) = chunk(1, 4);
+        assert!(cache.reserve_ahead(4));
+        cache.insert_ahead(a, 4, Some(pa));
+        for n in 2..4 {
+            let (id, p) = chunk(n, 4);
+            cache.insert(id, p);
+        }
+        // Over budget: `a` is the oldest but unread, so the chunk read after it went.
+        assert!(cache.contains(&a));
+        assert!(!cache.contains(&ChunkId([2; 32])));
+        // Its second chance used, a chunk nobody reads is evicted like any other.
+        for n in 4..7 {
+            let (id, p) = chunk(n, 4);
+            cache.insert(id, p);
+        }
+        assert!(!cache.contains(&a));
+        assert!(cache.reserve_ahead(5), "an evicted chunk gives its read-ahead share back");
+    }
+
+    #[test]
+    fn read_ahead_holds_at_most_half_the_budget() {
+        let cache = ChunkCache::new(16);
+        assert!(cache.reserve_ahead(4) && cache.reserve_ahead(4));
+        assert!(!cache.reserve_ahead(4), "8 of 16 bytes are reserved already");
+        let (a, pa) = chunk(1, 4);
+        cache.insert_ahead(a, 4, Some(pa));
+        cache.insert_ahead(ChunkId([2; 32]), 4, None);
+        assert!(!cache.reserve_ahead(5));
+        assert!(cache.get(&a).is_some());
+        assert!(cache.reserve_ahead(5) && cache.reserve_ahead(3), "a chunk read is no longer read-ahead");
+        // One chunk is always allowed, however large.
+        assert!(ChunkCache::new(16).reserve_ahead(40));
     }
 }

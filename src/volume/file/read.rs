@@ -67,11 +67,11 @@ impl Volume {
         let look_to = if sequential { end + READAHEAD } else { end };
         let (mut now, ahead): (Vec<_>, Vec<_>) =
             self.extents_below(ino, inode.size, offset, look_to)?.into_iter().partition(|(off, _)| *off < end);
-        let mut ahead: Vec<ChunkId> = ahead.into_iter().map(|(_, e)| e.chunk).collect();
+        let mut ahead: Vec<(ChunkId, u32)> = ahead.into_iter().map(|(_, e)| (e.chunk, e.len)).collect();
         if shape == Shape::StopAtChunk && windows.is_empty() && queued.is_none() {
             if let Some(&(off, e)) = now.first().filter(|(off, _)| *off <= offset) {
                 end = end.min(off + u64::from(e.len));
-                ahead.splice(0..0, now.drain(1..).map(|(_, e)| e.chunk));
+                ahead.splice(0..0, now.drain(1..).map(|(_, e)| (e.chunk, e.len)));
             }
         }
         // Committed extents alone, end to end over the whole range, are shared as they are
