@@ -22,7 +22,8 @@ serve_stop() {
 
 # A/B of two builds: `ab_rounds` runs the caller's `one BIN LABEL` for builds A and B,
 # ROUNDS times, the order alternating (this machine is noisy); `one` appends each MB/s
-# figure to runs["LABEL KEY"]. `ab_table TITLE KEY...` prints the medians with B/A.
+# figure to runs["LABEL KEY"]. `ab_table TITLE KEY...` prints the medians with B/A, in
+# UNIT (MB/s unless set).
 declare -A runs
 ab_rounds() {
   for r in $(seq "$ROUNDS"); do
@@ -32,7 +33,7 @@ ab_rounds() {
 ab_table() {
   local title=$1 key a b; shift
   median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.1f}')" $1; }
-  echo "| $title | A MB/s (runs) | B MB/s (runs) | B/A |"
+  echo "| $title | A ${UNIT:-MB/s} (runs) | B ${UNIT:-MB/s} (runs) | B/A |"
   echo "|---|---|---|---:|"
   for key in "$@"; do
     a=$(median "${runs[A $key]}"); b=$(median "${runs[B $key]}")
