@@ -160,60 +160,35 @@ fn find_cut(
     if data.len() <= params.min {
         return None;
     }
-    let (mask_s_ls, mask_l_ls) = (mask_s << 1, mask_l << 1);
     let remaining = data.len().min(params.max);
     // Bytes are tested in pairs: the strict mask up to the normal size, the loose one after.
     let (limit1, limit2) = (params.avg.min(remaining) / 2, remaining / 2);
-    let (mut hash, mut index) = scan.0.unwrap_or((0, params.min / 2));
-    (hash, index) = match scan_quads(data, hash, index, limit1, mask_s, (gear, gear_ls)) {
-        Ok(at) => at,
-        Err(cut) => return Some(cut),
-    };
-    while index < limit1 {
-        let a = index * 2;
-        hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
-        if hash & mask_s_ls == 0 {
-            return Some(a);
-        }
-        hash = hash.wrapping_add(gear[data[a + 1] as usize]);
-        if hash & mask_s == 0 {
-            return Some(a + 1);
-        }
-        index += 1;
-    }
-    (hash, index) = match scan_quads(data, hash, index, limit2, mask_l, (gear, gear_ls)) {
-        Ok(at) => at,
-        Err(cut) => return Some(cut),
-    };
-    while index < limit2 {
-        let a = index * 2;
-        hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
-        if hash & mask_l_ls == 0 {
-            return Some(a);
-        }
-        hash = hash.wrapping_add(gear[data[a + 1] as usize]);
-        if hash & mask_l == 0 {
-            return Some(a + 1);
-        }
-        index += 1;
+    let mut at = scan.0.unwrap_or((0, params.min / 2));
+    for (limit, mask) in [(limit1, mask_s), (limit2, mask_l)] {
+        at = match scan_to(data, at, limit, mask, (gear, gear_ls)) {
+            Ok(at) => at,
+            Err(cut) => return Some(cut),
+        };
     }
     if remaining == params.max {
         return Some(remaining);
     }
-    *scan = Scan(Some((hash, index)));
+    *scan = Scan(Some(at));
     None
 }
 
-/// `find_cut`'s pair loop, two pairs at a time while both lie below `limit` (in pairs), one
-/// `mask`: the same hashes and tests in the same order. Only `hash << 4` plus the sum of
-/// the four gear terms waits for the previous hash; the rest is computed beside it, so the
-/// scan is not held to one dependent shift and add per byte. `Ok` with where it stopped,
-/// or `Err` with the cut.
+/// FastCDC 2020's pair loop from pair `index` (with the rolling `hash` of the bytes before)
+/// up to pair `limit`, under one `mask`: `Ok` with the hash and pair where it stopped, or
+/// `Err` with the cut.
+///
+/// Two pairs a step, with the same hashes and tests in the same order: only `hash << 4`
+/// plus the sum of the four gear terms waits for the previous hash, the rest is computed
+/// beside it, so the scan is not held to one dependent shift and add per byte. A last
+/// single pair goes the plain way.
 #[inline(always)]
-fn scan_quads(
+fn scan_to(
     data: &[u8],
-    mut hash: u64,
-    index: usize,
+    (mut hash, index): (u64, usize),
     limit: usize,
     mask: u64,
     (gear, gear_ls): (&[u64; 256], &[u64; 256]),
@@ -222,7 +197,8 @@ fn scan_quads(
     let quads = limit.saturating_sub(index) / 2;
     let start = index * 2;
     for (k, q) in data[start..start + quads * 4].chunks_exact(4).enumerate() {
-        // Pair loop: e = (h << 2) + gear_ls[q0], tested shifted; o = e + gear[q1]; again.
+        // The pair loop: e = (h << 2) + gear_ls[q0], tested against the shifted mask;
+        // o = e + gear[q1]; twice.
         let s0 = gear_ls[q[0] as usize];
         let s1 = s0.wrapping_add(gear[q[1] as usize]);
         let s2 = (s1 << 2).wrapping_add(gear_ls[q[2] as usize]);
@@ -243,7 +219,20 @@ fn scan_quads(
             return Err(a + 3);
         }
     }
-    Ok((hash, index + quads * 2))
+    let mut index = index + quads * 2;
+    if index < limit {
+        let a = index * 2;
+        hash = (hash << 2).wrapping_add(gear_ls[data[a] as usize]);
+        if hash & mask_ls == 0 {
+            return Err(a);
+        }
+        hash = hash.wrapping_add(gear[data[a + 1] as usize]);
+        if hash & mask == 0 {
+            return Err(a + 1);
+        }
+        index += 1;
+    }
+    Ok((hash, index))
 }
 
 /// Computes chunk ids under the volume's id key: keyed BLAKE2bp-256 in new volumes, keyed
