@@ -4,6 +4,7 @@
 set -euo pipefail
 packages=(
   clang libclang-dev pkg-config   # RocksDB's C++ build and bindgen
+  libssl-dev                      # libcrypto, which seals chunks (src/crypto/aead.rs)
   fuse3                           # /dev/fuse user space: fusermount3
   rsync attr acl sqlite3 git python3 coreutils util-linux mount tar diffutils findutils  # tools the tests drive
   curl python3-venv               # HTTP tests: curl, and a venv for the tus client (tuspy)
