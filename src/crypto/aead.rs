@@ -9,7 +9,7 @@
 //! subkey comes from the `chacha20` crate; the bulk runs in the system's libcrypto
 //! (OpenSSL 3), whose ChaCha20 and Poly1305 use AVX-512 where the CPU has it: on this
 //! project's machines it seals and opens large chunks about 1.4 times as fast as aws-lc's
-//! AVX2 code, and about three times as fast as the portable Rust implementation
+//! AVX2 code, and about 2.6 times as fast as the portable Rust implementation
 //! (`cargo bench --bench primitives -- aead`), for the same bytes: a test checks both
 //! directions against `chacha20poly1305::XChaCha20Poly1305`.
 
