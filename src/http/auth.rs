@@ -28,17 +28,28 @@ pub async fn authorize(
 
 /// The valid token of a request, whatever it allows.
 pub async fn authenticate(state: &Sidecar, headers: &HeaderMap) -> Result<TokenInfo, ApiError> {
+    let token = bearer(headers)?;
+    accept(state, state.blocking(move |vol| vol.token_verify(&token)).await?).await
+}
+
+/// The bearer token a request carries.
+pub fn bearer(headers: &HeaderMap) -> Result<String, ApiError> {
     let value = headers
         .get("authorization")
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token"))?
         .to_str()
         .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "malformed authorization header"))?;
-    let token = value
+    Ok(value
         .strip_prefix("Bearer ")
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "expected `Authorization: Bearer TOKEN`"))?
         .trim()
-        .to_string();
-    match state.blocking(move |vol| vol.token_verify(&token)).await? {
+        .to_string())
+}
+
+/// `authenticate` after the engine's `token_verify`: the token, if valid and its bindings
+/// (networks, countries, device) allow this request.
+pub async fn accept(state: &Sidecar, verified: Result<TokenInfo, TokenRefusal>) -> Result<TokenInfo, ApiError> {
+    match verified {
         Ok(info) => check_bindings(state, info).await,
         Err(TokenRefusal::Invalid) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid or revoked token")),
         Err(TokenRefusal::Expired(at)) => {

@@ -8,7 +8,7 @@
 //! to its target path in one atomic rename; a final concatenation is built from its parts'
 //! extents without copying their bytes.
 
-use super::auth::authenticate;
+use super::auth::{self, authenticate};
 use super::error::{ApiError, ApiResult};
 use super::path::volume_path;
 use super::Sidecar;
@@ -326,7 +326,21 @@ async fn begin(
 /// its target; for a gallery upload, the same person, still allowed to upload there.
 async fn upload_for(state: &Arc<Sidecar>, headers: &HeaderMap, id: &str) -> ApiResult<(UploadState, crate::Ino, u64)> {
     let id = id.to_string();
-    let (st, ino, offset) = state.blocking(move |vol| vol.upload_get(&id)).await?;
+    // The bearer token is checked beside the lookup, not after it: each engine call waits
+    // for a thread of the blocking pool to wake, and every PATCH starts here
+    // (docs/benchmarks.md, "2026-12-07 (day)"). An upload into a gallery ignores it.
+    let token = auth::bearer(headers);
+    let verify = async {
+        match &token {
+            Ok(t) => {
+                let t = t.clone();
+                Some(state.blocking(move |vol| vol.token_verify(&t)).await)
+            }
+            Err(_) => None,
+        }
+    };
+    let (found, verified) = tokio::join!(state.blocking(move |vol| vol.upload_get(&id)), verify);
+    let (st, ino, offset) = found?;
     if let Some(rest) = st.owner.strip_prefix("gallery:") {
         let (gallery, who) = rest.split_once(':').unwrap_or((rest, ""));
         let c = super::gallery::ctx(state, headers, gallery).await?;
@@ -336,7 +350,10 @@ async fn upload_for(state: &Arc<Sidecar>, headers: &HeaderMap, id: &str) -> ApiR
         }
         return Ok((st, ino, offset));
     }
-    let token = authenticate(state, headers).await?;
+    let token = match verified {
+        Some(verified) => auth::accept(state, verified?).await?,
+        None => return Err(token.expect_err("verified unless the header is bad")),
+    };
     let allowed = token.id == st.owner
         || (token.allow.contains(&Permission::Write) && st.target.as_deref().is_some_and(|t| token.covers(t)));
     if !allowed {
@@ -570,16 +587,36 @@ impl PieceHashes {
     }
 }
 
+impl PieceHashes {
+    /// Hashes `data` on the blocking pool, unless there is nothing to hash: a thread woken
+    /// for nothing costs the upload a little with every piece.
+    fn start(self, data: Arc<Vec<Bytes>>) -> Hashing {
+        if self.checksum.is_none() && self.fingerprint.is_none() {
+            return Hashing::Nothing(self);
+        }
+        Hashing::Running(tokio::task::spawn_blocking(move || self.update(&data)))
+    }
+}
+
+/// A piece's hashing: running, or nothing to do.
+enum Hashing {
+    Running(tokio::task::JoinHandle<PieceHashes>),
+    Nothing(PieceHashes),
+}
+
 /// A piece handed on: its engine write and its hashing, running side by side.
 struct InFlight {
     write: tokio::task::JoinHandle<ApiResult<()>>,
-    hashing: tokio::task::JoinHandle<PieceHashes>,
+    hashing: Hashing,
 }
 
 impl InFlight {
     /// Waits for both; gives the hashes back to go on with the next piece.
     async fn finish(self) -> ApiResult<PieceHashes> {
-        let hashed = self.hashing.await;
+        let hashed = match self.hashing {
+            Hashing::Running(hashing) => hashing.await,
+            Hashing::Nothing(hashes) => Ok(hashes),
+        };
         joined(self.write.await)?;
         hashed.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
@@ -653,7 +690,7 @@ async fn receive(
             let h = hashes.take().expect("the previous piece gave the hashes back");
             in_flight = Some(InFlight {
                 write: tokio::spawn(tracing::Instrument::instrument(write, tracing::Span::current())),
-                hashing: tokio::task::spawn_blocking(move || h.update(&data)),
+                hashing: h.start(data),
             });
         }
         if done {
