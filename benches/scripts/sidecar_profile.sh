@@ -32,7 +32,7 @@ profile() {
   echo "-- CPU samples by thread"
   perf report -q -i "$W/$name.data" --no-children --sort pid --stdio -g none 2>/dev/null | grep -v "^$" | head -12
   echo "-- hottest symbols (self)"
-  perf report -q -i "$W/$name.data" --no-children --sort dso,symbol --percent-limit 1.5 --stdio -g none 2>/dev/null \
+  perf report -q -i "$W/$name.data" --no-children --sort dso,symbol --percent-limit ${PERCENT_LIMIT:-1.5} --stdio -g none 2>/dev/null \
     | grep -v '^$' | head -25 | cut -c1-110
   if [ -n "${CALLERS_OF:-}" ]; then
     echo "-- who calls $CALLERS_OF"
