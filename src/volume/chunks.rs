@@ -423,6 +423,11 @@ impl Chunks {
         Ok(plain.slice(range))
     }
 
+    /// Caches the plaintext of a chunk just written, which is about to be read again.
+    pub(crate) fn remember(&self, id: ChunkId, plain: Plain) {
+        self.cache.insert(id, plain);
+    }
+
     /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack
     /// that no committed record points at yet.
     pub(crate) fn pending_chunk(&self, ino: Ino, p: &Pending) -> Result<Plain> {

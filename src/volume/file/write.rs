@@ -6,7 +6,7 @@ use crate::chunk::{cut_points, cut_points_from};
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
 use crate::store::Durability;
-use crate::volume::chunks::Prepared;
+use crate::volume::chunks::{Plain, Prepared};
 use crate::volume::error::{Error, Result};
 use crate::volume::records::Timestamp;
 use crate::volume::txn::Txn;
@@ -276,6 +276,13 @@ impl Volume {
         // upload's every PATCH ends here (docs/benchmarks.md, "2026-12-07 (later)").
         let lens = cut_points_from(&w.tail, &self.params, true, &mut w.scan);
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
+        // The last chunk of a long write is most often an append's, which the next append
+        // (an upload's next PATCH) takes back (`open_window`): cached, it is neither read
+        // nor opened again (docs/benchmarks.md, "2026-12-07 (day)").
+        let last = prepared.last().filter(|_| w.streamed()).map(|p| {
+            let plain = w.tail[w.tail.len() - p.len as usize..].to_vec();
+            (p.id, Plain::from(plain))
+        });
         let found: Vec<ChunkId> = prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id).collect();
         if let Err(e) = w.finish_jobs() {
             self.chunks.unpin(found.iter());
@@ -284,6 +291,9 @@ impl Volume {
         let pinned: Vec<ChunkId> = w.dedup_hits().chain(found).collect();
         let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
         self.chunks.unpin(pinned.iter());
+        if let (Ok(()), Some((id, plain))) = (&result, last) {
+            self.chunks.remember(id, plain);
+        }
         result
     }
 
