@@ -520,6 +520,7 @@ impl RunningHashes {
 }
 
 /// The integrity check a client asked for on one PATCH (`Upload-Checksum`).
+#[derive(Clone)]
 enum Checksum {
     Sha1(sha1::Sha1),
     Sha256(sha2::Sha256),
@@ -585,44 +586,38 @@ impl PieceHashes {
         }
         self
     }
-}
 
-impl PieceHashes {
     fn nothing_to_hash(&self) -> bool {
         self.checksum.is_none() && self.fingerprint.is_none()
     }
 
-    /// Hashes `data` on the blocking pool, unless there is nothing to hash: a thread woken
-    /// for nothing costs the upload a little with every piece.
-    fn start(self, data: Arc<Vec<Bytes>>) -> Hashing {
-        if self.nothing_to_hash() {
-            return Hashing::Nothing(self);
+    /// Whether the checksum, if any, is `want`.
+    fn intact(&self, want: Option<&[u8]>) -> bool {
+        match (&self.checksum, want) {
+            (Some(c), Some(want)) => c.clone().finish() == want,
+            _ => true,
         }
-        Hashing::Running(tokio::task::spawn_blocking(move || self.update(&data)))
     }
-}
-
-/// A piece's hashing: running, or nothing to do.
-enum Hashing {
-    Running(tokio::task::JoinHandle<PieceHashes>),
-    Nothing(PieceHashes),
 }
 
 /// A piece handed on: its engine write and its hashing, running side by side.
 struct InFlight {
     write: tokio::task::JoinHandle<ApiResult<()>>,
-    hashing: Hashing,
+    /// `None` with nothing to hash: a thread woken for nothing costs the upload a little
+    /// with every piece.
+    hashing: Option<tokio::task::JoinHandle<PieceHashes>>,
 }
 
 impl InFlight {
-    /// Waits for both; gives the hashes back to go on with the next piece.
-    async fn finish(self) -> ApiResult<PieceHashes> {
+    /// Waits for both; gives the hashes back, if its hashing had them, to go on with the
+    /// next piece.
+    async fn finish(self) -> ApiResult<Option<PieceHashes>> {
         let hashed = match self.hashing {
-            Hashing::Running(hashing) => hashing.await,
-            Hashing::Nothing(hashes) => Ok(hashes),
+            Some(hashing) => Some(hashing.await),
+            None => None,
         };
         joined(self.write.await)?;
-        hashed.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        hashed.transpose().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
     }
 }
 
@@ -689,28 +684,42 @@ async fn receive(
             let from = at;
             at += std::mem::take(&mut piece_len) as u64;
             if let Some(previous) = in_flight.take() {
-                hashes = Some(previous.finish().await?);
+                if let Some(h) = previous.finish().await? {
+                    hashes = Some(h);
+                }
             }
             let h = hashes.take().expect("the previous piece gave the hashes back");
-            // The last piece of a PATCH that nothing can undo (no checksum to compare, the
-            // body whole) is written and committed in one engine call: one hand-off to the
-            // blocking pool fewer before the answer.
-            let commit = done && broken.is_none() && h.nothing_to_hash();
-            synced = commit;
+            if done && broken.is_none() {
+                // The last piece of a whole body is written, hashed and, if its checksum
+                // holds, committed in one engine call: the answer waits for one hand-off to
+                // the blocking pool instead of two (docs/benchmarks.md, "2026-12-07 (day)").
+                let want = want.clone();
+                let (h, committed) = state
+                    .blocking(move |vol| {
+                        vol.upload_append(ino, from, &data)?;
+                        let h = h.update(&data);
+                        let intact = h.intact(want.as_deref());
+                        if intact {
+                            vol.fsync(ino, None)?;
+                        }
+                        Ok((h, intact))
+                    })
+                    .await?;
+                hashes = Some(h);
+                synced = committed;
+                break;
+            }
             let (s, piece) = (state.clone(), data.clone());
-            let write = async move {
-                s.blocking(move |vol| {
-                    vol.upload_append(ino, from, &piece)?;
-                    if commit {
-                        vol.fsync(ino, None)?;
-                    }
-                    Ok(())
-                })
-                .await
+            let write = async move { s.blocking(move |vol| vol.upload_append(ino, from, &piece)).await };
+            let hashing = if h.nothing_to_hash() {
+                hashes = Some(h);
+                None
+            } else {
+                Some(tokio::task::spawn_blocking(move || h.update(&data)))
             };
             in_flight = Some(InFlight {
                 write: tokio::spawn(tracing::Instrument::instrument(write, tracing::Span::current())),
-                hashing: h.start(data),
+                hashing,
             });
         }
         if done {
@@ -718,7 +727,9 @@ async fn receive(
         }
     }
     if let Some(last) = in_flight.take() {
-        hashes = Some(last.finish().await?);
+        if let Some(h) = last.finish().await? {
+            hashes = Some(h);
+        }
     }
     let PieceHashes { checksum, fingerprint } = hashes.expect("every piece gave the hashes back");
     let mismatch = checksum.zip(want).is_some_and(|(c, want)| c.finish() != want);
