@@ -4,7 +4,8 @@
 # `nanofs pull` move SIZE_MIB of random bytes over loopback with CONNS connections; prints
 # the rate, the CPU time by thread (comm) and the hottest symbols of each direction.
 # Env: SIZE_MIB (1024), CONNS (1), WORK (/var/tmp), NANOFS_BIN (release build),
-#      CALLERS_OF (a symbol whose callers to print too, e.g. chacha20_poly1305_open_avx2).
+#      CALLERS_OF (a symbol whose callers to print too, e.g. chacha20_poly1305_open_avx2),
+#      PERCENT_LIMIT (1.5: the smallest share of a symbol listed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIZE_MIB=${SIZE_MIB:-1024}
