@@ -89,6 +89,9 @@ pub struct Packs {
     writing: Mutex<HashMap<u32, usize>>,
     /// Signalled when an append finishes writing.
     written: Condvar,
+    /// Whether appends are written uncached (`write_uncached`); cleared when the file
+    /// system refuses.
+    uncached: AtomicBool,
 }
 
 struct Tail {
@@ -117,6 +120,7 @@ impl Packs {
             sync_failed: Mutex::new(None),
             writing: Mutex::new(HashMap::new()),
             written: Condvar::new(),
+            uncached: AtomicBool::new(true),
         })
     }
 
@@ -254,7 +258,7 @@ impl Packs {
         };
         // A failed write leaves dead bytes in the range reserved for it, which no location
         // points at and later appends go past; garbage collection reclaims them.
-        let written = write_body(&file, body, offset);
+        let written = write_body(&file, body, offset, &self.uncached);
         {
             let mut writing = self.writing.lock().expect("pack writes lock");
             if let Some(n) = writing.get_mut(&pack) {
@@ -400,15 +404,50 @@ impl super::PackStore for Packs {
 }
 
 /// Writes `body` at `offset`, or an injected failure (a short write: part of it).
-fn write_body(file: &File, body: &[u8], offset: u64) -> Result<()> {
+fn write_body(file: &File, body: &[u8], offset: u64, uncached: &AtomicBool) -> Result<()> {
     match super::faults::check(Op::PackWrite) {
-        None => file.write_all_at(body, offset).map_err(io_error),
+        None => write_uncached(file, body, offset, uncached).map_err(io_error),
         Some(Fault::Short) => {
             file.write_all_at(&body[..body.len() / 2], offset).map_err(io_error)?;
             Err(Fault::Short.error())
         }
         Some(fault) => Err(fault.error()),
     }
+}
+
+/// `RWF_DONTCACHE` (Linux 6.14; not in the `libc` crate yet).
+const RWF_DONTCACHE: libc::c_int = 0x80;
+
+/// `write_all_at`, as uncached buffered I/O while `uncached` is set, which is cleared when
+/// the kernel or the file system refuses it (before Linux 6.14, tmpfs). The pages go to disk
+/// as usual (`sync` still makes them durable), then leave the page cache instead of
+/// crowding it out. New page-cache pages were the dearest part of writing a body: on a VM
+/// whose free memory goes back to the host, each one is faulted in from the host again,
+/// and the copy into them took half of the daemon's time in a `cp` into the mount
+/// (docs/benchmarks.md, "2026-12-07 (day)"). Bodies read soon after their write (an
+/// upload's last chunk, taken back by its next PATCH) are in the chunk cache.
+#[allow(unsafe_code)]
+fn write_uncached(file: &File, mut buf: &[u8], mut offset: u64, uncached: &AtomicBool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() && uncached.load(Ordering::Relaxed) {
+        let iov = libc::iovec { iov_base: buf.as_ptr() as *mut libc::c_void, iov_len: buf.len() };
+        // SAFETY: `pwritev2` reads `iov_len` bytes from `iov_base`, which `buf` borrows for
+        // the call, from a file descriptor that `file` keeps open.
+        let n = unsafe { libc::pwritev2(file.as_raw_fd(), &iov, 1, offset as libc::off_t, RWF_DONTCACHE) };
+        if n > 0 {
+            buf = &buf[n as usize..];
+            offset += n as u64;
+            continue;
+        }
+        let e = if n == 0 { std::io::Error::from(ErrorKind::WriteZero) } else { std::io::Error::last_os_error() };
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            // An older kernel, or a file system without uncached writes: plain writes from now on.
+            Some(libc::EOPNOTSUPP | libc::EINVAL) => uncached.store(false, Ordering::Relaxed),
+            _ => return Err(e),
+        }
+    }
+    file.write_all_at(buf, offset)
 }
 
 /// `len` bytes of `file` at `offset`, read into a new buffer that is not zero-filled
@@ -526,6 +565,36 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         assert_eq!(packs.read(loc).unwrap().unwrap(), body);
+    }
+
+    #[test]
+    fn synced_bodies_leave_the_page_cache_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path(), true).unwrap();
+        let body: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
+        let loc = packs.append(&body).unwrap();
+        packs.sync().unwrap();
+        let path = packs.path(loc.pack);
+        if packs.uncached.load(Ordering::Relaxed) {
+            // Written back by the sync, the pages are dropped: at most a page or two stays.
+            assert!(resident_bytes(&path) <= 8192, "{} bytes of the pack stayed cached", resident_bytes(&path));
+        } else {
+            eprintln!("{} refuses uncached writes: plain writes were used", path.display());
+        }
+        assert_eq!(packs.read(loc).unwrap().unwrap(), body);
+    }
+
+    #[test]
+    fn where_uncached_writes_are_refused_appends_fall_back_to_plain_writes() {
+        // tmpfs has no uncached writes.
+        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else { return };
+        let packs = Packs::open(dir.path(), true).unwrap();
+        let a = packs.append(b"first body").unwrap();
+        let b = packs.append(&[3u8; 100_000]).unwrap();
+        packs.sync().unwrap();
+        assert!(!packs.uncached.load(Ordering::Relaxed), "tmpfs took an uncached write");
+        assert_eq!(packs.read(a).unwrap().unwrap(), b"first body");
+        assert_eq!(packs.read(b).unwrap().unwrap(), vec![3u8; 100_000]);
     }
 
     #[test]
