@@ -56,9 +56,7 @@ PY
   figures["$2 rate"]+="$rate "; figures["$2 cpu"]+="$cpu "
   figures["$2 faults"]+="$faults "; figures["$2 switches"]+="$switches "
 }
-for r in $(seq "$ROUNDS"); do
-  if [ $((r % 2)) = 1 ]; then one "$A" A; one "$B" B; else one "$B" B; one "$A" A; fi
-done
+ab_rounds
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" $1; }
 echo "| $CLIENT ($CONNECTIONS connection(s) for push), $SIZE_MIB MiB, $ROUNDS rounds | A (median) | B (median) | B/A |"
 echo "|---|---:|---:|---:|"

@@ -731,8 +731,9 @@ async fn receive(
             hashes = Some(h);
         }
     }
-    let PieceHashes { checksum, fingerprint } = hashes.expect("every piece gave the hashes back");
-    let mismatch = checksum.zip(want).is_some_and(|(c, want)| c.finish() != want);
+    let hashes = hashes.expect("every piece gave the hashes back");
+    let mismatch = !hashes.intact(want.as_deref());
+    let fingerprint = hashes.fingerprint;
     let undo = mismatch
         || (broken.is_some() && header(headers, "upload-checksum").is_some())
         || broken.as_ref().is_some_and(|e| e.status == StatusCode::PAYLOAD_TOO_LARGE);
