@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Part {
@@ -307,6 +307,10 @@ impl std::io::Read for FileRange<'_> {
     }
 }
 
+/// 423 answers in a row a part waits out (1.6 s each after the first few): longer than the
+/// sidecar's 30 s wait for a stalled body.
+const MAX_LOCKED_WAITS: u32 = 30;
+
 /// Sends one part from the offset the server has, in PATCHes of `piece_size` bytes.
 fn send_part(
     remote: &Remote,
@@ -323,6 +327,8 @@ fn send_part(
     let mut offset = server_offset(remote, &url)?;
     bar.inc(offset);
     let mut ahead: Option<std::thread::JoinHandle<std::io::Result<Piece>>> = None;
+    // 423 answers in a row.
+    let mut locked = 0u32;
     while offset < part.len {
         let n = piece_size.min(part.len - offset);
         let piece = match ahead.take().map(std::thread::JoinHandle::join) {
@@ -355,18 +361,29 @@ fn send_part(
         })();
         match result {
             Ok(new) => {
+                locked = 0;
                 bar.inc(new - offset);
                 sent.fetch_add(new - offset, Ordering::Relaxed);
                 offset = new;
             }
-            // 409: another offset than ours; 460: the piece arrived damaged and was dropped.
-            Err(Retry::Fatal(m)) if !m.contains("HTTP 409") && !m.contains("HTTP 460") => bail!("{m}"),
+            // 409: another offset than ours; 460: the piece arrived damaged and was dropped;
+            // 423: an earlier PATCH of ours, cut off (a sidecar restarted, a connection
+            // broken), is still finishing on the server.
+            Err(Retry::Fatal(m)) if !["HTTP 409", "HTTP 423", "HTTP 460"].iter().any(|s| m.contains(s)) => bail!("{m}"),
             Err(e) => {
                 // Transient, or an offset conflict: ask the server where it stands (with
                 // retries and backoff), then go on from there.
                 let why = match e {
                     Retry::Again(m, _) | Retry::Fatal(m) => m,
                 };
+                if why.contains("HTTP 423") {
+                    // The earlier PATCH ends within the server's idle timeout: wait, more each time.
+                    locked += 1;
+                    anyhow::ensure!(locked <= MAX_LOCKED_WAITS, "{why}");
+                    std::thread::sleep(Duration::from_millis(100 << locked.min(4)));
+                } else {
+                    locked = 0;
+                }
                 tracing::warn!(error = %why, "part interrupted; resuming");
                 remote.retries.fetch_add(1, Ordering::Relaxed);
                 let before = offset;
