@@ -89,8 +89,8 @@ pub struct Packs {
     writing: Mutex<HashMap<u32, usize>>,
     /// Signalled when an append finishes writing.
     written: Condvar,
-    /// Whether appends are written uncached (`write_uncached`); cleared when the file
-    /// system refuses.
+    /// Whether bodies are written and read uncached (`write_uncached`, `read_exact_at`);
+    /// cleared when the file system refuses.
     uncached: AtomicBool,
 }
 
@@ -332,7 +332,7 @@ impl Packs {
             Err(Error::Io(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        match read_exact_at(&file, loc.len as usize, loc.offset) {
+        match read_exact_at(&file, loc.len as usize, loc.offset, &self.uncached) {
             Ok(body) => Ok(Some(body)),
             // A pack cut short: what is missing cannot open, and the caller reports it.
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(Some(Vec::new())),
@@ -343,7 +343,8 @@ impl Packs {
     /// Starts reading the body at `loc` into the page cache, without waiting for it: a
     /// reader's `pread`s go one body at a time, and the kernel's own read-ahead follows
     /// only one sequential stream per pack, where a download of several ranges or the
-    /// read-ahead of a file reads several.
+    /// read-ahead of a file reads several. Pages brought in this way stay cached after
+    /// `read` (see `read_exact_at`).
     pub fn will_read(&self, loc: Location) {
         if let Ok(file) = self.reader(loc.pack) {
             let (offset, len) = (loc.offset as libc::off_t, libc::off_t::from(loc.len));
@@ -453,17 +454,25 @@ fn write_uncached(file: &File, mut buf: &[u8], mut offset: u64, uncached: &Atomi
 /// `len` bytes of `file` at `offset`, read into a new buffer that is not zero-filled
 /// first: a chunk body is read whole, and filling it before the copy from the page cache
 /// cost a few percent of a read's CPU.
+///
+/// Read uncached while `uncached` is set (cleared where the file system refuses): pages
+/// the read itself brings in leave the page cache once copied, and pages cached before
+/// (by `will_read`, or by another reader) stay. Plaintext read through the mount is
+/// cached by the kernel already, so a cached copy of its sealed bodies would double the
+/// memory a read takes; the sidecar keeps its bodies cached by reading them ahead.
 #[allow(unsafe_code)]
-fn read_exact_at(file: &File, len: usize, offset: u64) -> std::io::Result<Vec<u8>> {
+fn read_exact_at(file: &File, len: usize, offset: u64, uncached: &AtomicBool) -> std::io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let mut body: Vec<u8> = Vec::with_capacity(len);
     while body.len() < len {
         let done = body.len();
         let at = offset + done as u64;
         let spare = &mut body.spare_capacity_mut()[..len - done];
-        // SAFETY: `pread` writes at most `spare.len()` bytes into `spare`, memory that
-        // `body` owns and nothing else refers to; `set_len` below covers only bytes it wrote.
-        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at as libc::off_t) };
+        let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() };
+        let flags = if uncached.load(Ordering::Relaxed) { RWF_DONTCACHE } else { 0 };
+        // SAFETY: `preadv2` writes at most `iov_len` bytes into `spare`, memory that `body`
+        // owns and nothing else refers to; `set_len` below covers only bytes it wrote.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, at as libc::off_t, flags) };
         match n {
             n if n > 0 => {
                 // SAFETY: the first `n` bytes of the spare capacity were just written.
@@ -472,8 +481,10 @@ fn read_exact_at(file: &File, len: usize, offset: u64) -> std::io::Result<Vec<u8
             0 => return Err(ErrorKind::UnexpectedEof.into()),
             _ => {
                 let e = std::io::Error::last_os_error();
-                if e.kind() != ErrorKind::Interrupted {
-                    return Err(e);
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EOPNOTSUPP | libc::EINVAL) if flags != 0 => uncached.store(false, Ordering::Relaxed),
+                    _ => return Err(e),
                 }
             }
         }
@@ -585,7 +596,35 @@ mod tests {
     }
 
     #[test]
-    fn where_uncached_writes_are_refused_appends_fall_back_to_plain_writes() {
+    fn bodies_are_read_uncached_unless_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Packs::open(dir.path(), true).unwrap();
+        let body: Vec<u8> = (0..4u32 << 20).map(|i| (i % 249) as u8).collect();
+        let loc = packs.append(&body).unwrap();
+        packs.sync().unwrap();
+        let path = packs.path(loc.pack);
+        let file = File::open(&path).unwrap();
+        nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+        if !packs.uncached.load(Ordering::Relaxed) || resident_bytes(&path) > 8192 {
+            eprintln!("{} has no uncached I/O or keeps its pages; nothing to test", path.display());
+            return;
+        }
+        assert_eq!(packs.read(loc).unwrap().unwrap(), body);
+        assert!(packs.uncached.load(Ordering::Relaxed), "the uncached read was refused");
+        assert!(resident_bytes(&path) <= 8192, "a read left {} bytes of the pack cached", resident_bytes(&path));
+        // Read ahead, the body is cached, and the read leaves it there.
+        packs.will_read(loc);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while resident_bytes(&path) < u64::from(loc.len) {
+            assert!(std::time::Instant::now() < deadline, "the body was not read ahead");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(packs.read(loc).unwrap().unwrap(), body);
+        assert_eq!(resident_bytes(&path), u64::from(loc.len), "a read dropped pages read ahead");
+    }
+
+    #[test]
+    fn where_uncached_io_is_refused_packs_fall_back_to_plain_reads_and_writes() {
         // tmpfs has no uncached writes.
         let Ok(dir) = tempfile::tempdir_in("/dev/shm") else { return };
         let packs = Packs::open(dir.path(), true).unwrap();
@@ -594,7 +633,11 @@ mod tests {
         packs.sync().unwrap();
         assert!(!packs.uncached.load(Ordering::Relaxed), "tmpfs took an uncached write");
         assert_eq!(packs.read(a).unwrap().unwrap(), b"first body");
+        // Reopened, the first uncached read is refused too, and falls back.
+        drop(packs);
+        let packs = Packs::open(dir.path(), false).unwrap();
         assert_eq!(packs.read(b).unwrap().unwrap(), vec![3u8; 100_000]);
+        assert!(!packs.uncached.load(Ordering::Relaxed), "tmpfs took an uncached read");
     }
 
     #[test]

@@ -588,8 +588,9 @@ impl Chunks {
     }
 
     /// Decrypts the chunks `ahead` (ids, lengths), in file order, into the cache in the
-    /// background, as far as read-ahead's share of the cache allows.
-    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ahead: Vec<(ChunkId, u32)>) {
+    /// background, as far as read-ahead's share of the cache allows. With `page_cache`,
+    /// their sealed bodies are read ahead into the page cache, where they stay.
+    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ahead: Vec<(ChunkId, u32)>, page_cache: bool) {
         for (id, len) in ahead {
             if self.cache.contains(&id) || self.inflight.lock().expect("inflight").contains(&id) {
                 continue;
@@ -603,7 +604,9 @@ impl Chunks {
                 continue;
             }
             // The workers read one body each at a time; the disk gets all of them at once.
-            let _ = self.store.will_read_chunk(&id.0);
+            if page_cache {
+                let _ = self.store.will_read_chunk(&id.0);
+            }
             let me = self.clone();
             rayon::spawn(move || {
                 me.cache.insert_ahead(id, len as usize, me.load(ino, &id).ok());

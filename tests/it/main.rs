@@ -5,6 +5,7 @@ mod common;
 
 mod bindings;
 mod browser;
+mod caching;
 mod cli;
 mod corrupt;
 mod crash;

@@ -22,7 +22,7 @@ impl Volume {
     /// one committed chunk (most reads of a large file) shares the cached plaintext
     /// instead of copying it.
     pub fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
-        self.read_inner(ino, offset, size, Shape::Whole).map(one_piece)
+        self.read_inner(ino, offset, size, Shape::Whole, Bodies::KeepCached).map(one_piece)
     }
 
     /// `read` that may return fewer bytes (but at least one, before the end of the file):
@@ -30,17 +30,19 @@ impl Volume {
     /// are shared with the chunk cache rather than copied into a new buffer. For readers
     /// that take any length, such as a download's body.
     pub fn read_shared(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
-        self.read_inner(ino, offset, size, Shape::StopAtChunk).map(one_piece)
+        self.read_inner(ino, offset, size, Shape::StopAtChunk, Bodies::KeepCached).map(one_piece)
     }
 
     /// `read` as consecutive pieces: a read across committed chunks shares each chunk's
     /// cached plaintext instead of copying it into one buffer. For a reader that sends
-    /// the bytes on with a gather write, as the FUSE transports do.
+    /// the bytes on with a gather write, as the FUSE transports do. The kernel keeps what
+    /// it reads through the mount in its page cache, so the sealed bodies read for it are
+    /// not kept there as well.
     pub fn read_pieces(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<Plain>> {
-        self.read_inner(ino, offset, size, Shape::Pieces)
+        self.read_inner(ino, offset, size, Shape::Pieces, Bodies::Uncached)
     }
 
-    fn read_inner(&self, ino: Ino, offset: u64, size: u32, shape: Shape) -> Result<Vec<Plain>> {
+    fn read_inner(&self, ino: Ino, offset: u64, size: u32, shape: Shape, bodies: Bodies) -> Result<Vec<Plain>> {
         let state = self.open_file_state(ino);
         let guard = state.as_ref().map(|s| s.lock().expect("file lock"));
         let windows: Vec<&Window> = guard.as_ref().map(|g| g.uncommitted().collect()).unwrap_or_default();
@@ -90,7 +92,7 @@ impl Volume {
         };
         drop(guard);
         if !ahead.is_empty() {
-            self.chunks.prefetch(ino, ahead);
+            self.chunks.prefetch(ino, ahead, bodies == Bodies::KeepCached);
         }
         if offset == 0 && !self.read_only && needs_atime_update(&inode) {
             self.touch_atime(ino)?;
@@ -150,6 +152,16 @@ enum Shape {
     StopAtChunk,
     /// Consecutive pieces, all of the range.
     Pieces,
+}
+
+/// Whether the sealed bodies a read brings in stay in the page cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bodies {
+    /// Read ahead into the page cache, where they stay: for readers whose plaintext
+    /// nothing else caches (downloads, media probes).
+    KeepCached,
+    /// Read uncached (`store::packs`): for the mount, whose plaintext the kernel caches.
+    Uncached,
 }
 
 fn one_piece(mut pieces: Vec<Plain>) -> Plain {
