@@ -51,9 +51,9 @@ impl std::fmt::Display for ChunkIdHex<'_> {
     }
 }
 
-/// A volume holding one 5 MiB file `a` (bytes from `seed`), unmounted, whose first chunk's
-/// reference record `damage` changed, directly in the store (with anything else it puts
-/// in the same batch); returns it with that chunk's id.
+/// A volume holding one 5 MiB file `a` (bytes from `seed`), unmounted, where `damage`
+/// changed the reference record of a chunk the file references once, directly in the
+/// store (with anything else it puts in the same batch).
 fn volume_with_a_damaged_count(
     seed: u64,
     damage: impl FnOnce(&mut nanofs::store::keys::RefRecord, &mut nanofs::store::Batch<'_>),
@@ -63,8 +63,14 @@ fn volume_with_a_damaged_count(
     write_random_file(&m.p("a"), seed, 5 << 20);
     m.unmount();
     let store = Store::open(&v.dir, OpenMode::ReadWrite).unwrap();
-    let (key, value) = store.scan(Cf::Refs, &[], &[]).map(|kv| kv.unwrap()).next().unwrap();
-    let mut rec = nanofs::store::keys::RefRecord::decode(&value).unwrap();
+    // A chunk the file references: the write may also have left one that a later commit
+    // of the same window replaced (count 0, until garbage collection).
+    let (key, mut rec) = store
+        .scan(Cf::Refs, &[], &[])
+        .map(|kv| kv.unwrap())
+        .map(|(key, value)| (key, nanofs::store::keys::RefRecord::decode(&value).unwrap()))
+        .find(|(_, rec)| rec.count == 1)
+        .expect("a chunk referenced once");
     let mut batch = store.batch();
     damage(&mut rec, &mut batch);
     batch.put(Cf::Refs, &key, &rec.encode());
