@@ -399,7 +399,11 @@ impl PackStore for ObjectPacks {
 
     fn drop_cached(&self, pack: u32) -> bool {
         let mut state = self.shared.state.lock().expect("object state");
-        let Some((size, _)) = state.cached.remove(&pack) else { return false };
+        let Some((size, _)) = state.cached.remove(&pack) else {
+            // Another reader of the same damaged copy dropped it first (and may have fetched
+            // it again since): read again too. A pack the bucket lacks has no other copy.
+            return state.remote.contains_key(&pack);
+        };
         state.cached_bytes -= size;
         drop(state);
         self.shared.local.forget(pack);
