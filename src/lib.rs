@@ -23,6 +23,7 @@ pub mod media;
 pub mod metrics;
 pub mod store;
 pub mod stream;
+pub mod threads;
 pub mod utc;
 pub mod volume;
 

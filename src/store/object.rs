@@ -141,9 +141,7 @@ impl ObjectPacks {
             for i in 0..settings.uploads.max(1) {
                 let shared = shared.clone();
                 uploaders.push(
-                    std::thread::Builder::new()
-                        .name(format!("pack-upload-{i}"))
-                        .spawn(move || shared.upload_loop())
+                    crate::threads::spawn(format!("pack-upload-{i}"), move || shared.upload_loop())
                         .map_err(Error::Io)?,
                 );
             }
@@ -222,7 +220,7 @@ impl Shared {
             return;
         }
         let shared = self.clone();
-        let spawned = std::thread::Builder::new().name("pack-prefetch".into()).spawn(move || {
+        let spawned = crate::threads::spawn("pack-prefetch", move || {
             if let Err(e) = shared.fetch(pack) {
                 tracing::debug!(pack, error = %e, "prefetch failed; the read fetches it");
             }

@@ -270,6 +270,7 @@ impl Volume {
     /// Opens the volume in `dir` with its keys.
     pub fn open(dir: &Path, keyring: Keyring, opts: &OpenOptions) -> Result<Self> {
         Header::load(dir)?;
+        crate::threads::start_pool();
         let config = Config::load(&dir.join(CONFIG_FILE)).map_err(|e| Error::NotAVolume(e.to_string()))?;
         let mode = if opts.read_only { OpenMode::ReadOnly } else { OpenMode::ReadWrite };
         let store = Arc::new(Store::open_with(dir, mode, &backend::backend(&config.store, dir)?)?);

@@ -539,3 +539,38 @@ fn requests_travel_over_the_chosen_transport() {
         m.unmount();
     });
 }
+
+/// The ring's threads are pinned to their CPUs; the engine's threads, which hash, seal and
+/// decrypt for them, are not, and there is one per CPU (a pool started by a pinned ring
+/// thread had one worker, on that thread's CPU).
+#[test]
+fn engine_threads_run_on_every_cpu_under_pinned_ring_threads() {
+    let v = TestVolume::new();
+    on_transport("uring", || {
+        let m = v.mount();
+        write_random_file(&m.p("f"), 7, 16 << 20);
+        assert_eq!(fs::read(m.p("f")).unwrap().len(), 16 << 20);
+        let cpus = |task: &str| {
+            let status = fs::read_to_string(format!("{task}/status")).unwrap();
+            status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string()
+        };
+        let all = cpus(&format!("/proc/{}", m.pid()));
+        let (mut engine, mut pinned_ring) = (0, 0);
+        for task in fs::read_dir(format!("/proc/{}/task", m.pid())).unwrap() {
+            let task = task.unwrap().path().display().to_string();
+            let comm = fs::read_to_string(format!("{task}/comm")).unwrap();
+            if comm.starts_with("engine-") {
+                assert_eq!(cpus(&task), all, "{} runs on fewer CPUs than the process", comm.trim());
+                engine += 1;
+            } else if comm.starts_with("fuse-q") && cpus(&task) != all {
+                pinned_ring += 1;
+            }
+        }
+        let online = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(engine, online, "one engine thread per CPU");
+        if online > 1 {
+            assert!(pinned_ring > 0, "the ring's threads are pinned (the case this test is about)");
+        }
+        m.unmount();
+    });
+}

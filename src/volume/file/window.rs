@@ -149,9 +149,7 @@ impl Segment {
         // cannot start leaves the window whole.
         let synced = Arc::new(Handoff::default());
         let done = Arc::clone(&synced);
-        std::thread::Builder::new()
-            .name("segment-sync".into())
-            .spawn(move || done.fill(store.sync_bodies().map_err(Error::from)))
+        crate::threads::spawn("segment-sync", move || done.fill(store.sync_bodies().map_err(Error::from)))
             .map_err(Error::Io)?;
         let mut rest = Window::new(w.tail_start());
         rest.tail = std::mem::take(&mut w.tail);
