@@ -18,7 +18,6 @@ use rocksdb::{
     BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamilyDescriptor, CompactOptions, DBCompressionType,
     Direction, FlushOptions, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// Why a store operation failed.
@@ -59,6 +58,12 @@ pub trait PackStore: Send + Sync {
     /// The body at `loc`; `None` if its pack is gone (moved by garbage collection after
     /// the caller looked the location up: look it up again).
     fn read(&self, loc: Location) -> Result<Option<Vec<u8>>>;
+    /// `read` around the page cache, as `(buf, start)` with the body at `buf[start..]`:
+    /// for a reader whose plaintext is cached elsewhere (`Bodies::Uncached`). A store on
+    /// a local disk reads it with `O_DIRECT` (`Packs::read_direct`).
+    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, usize)>> {
+        Ok(self.read(loc)?.map(|body| (body, 0)))
+    }
     /// Closes the pack being filled and returns the pack that new bodies go to from now
     /// on: every pack below it is closed.
     fn rotate(&self) -> Result<u32>;
@@ -81,6 +86,37 @@ pub trait PackStore: Send + Sync {
     /// The object store's bucket, for a backend that has one.
     fn bucket(&self) -> Option<&bucket::Bucket> {
         None
+    }
+}
+
+/// How a reader takes chunk bodies from the packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bodies {
+    /// Through the page cache, where the bodies read ahead (`will_read`) stay: for readers
+    /// whose plaintext nothing else caches (downloads, media probes, tools). A page that
+    /// the read itself brings in leaves the cache once copied (`Packs::read`).
+    KeepCached,
+    /// Around the page cache (`PackStore::read_direct`): for the mount, whose plaintext
+    /// the kernel caches.
+    Uncached,
+}
+
+/// A sealed chunk body as the store hands it to `with_chunk`'s caller.
+pub enum Sealed<'a> {
+    /// Stored inline: borrowed where the database holds it.
+    Inline(&'a [u8]),
+    /// Read from a pack into `buf`, where it starts at `start` and runs to the end.
+    Packed { buf: Vec<u8>, start: usize },
+}
+
+impl Sealed<'_> {
+    /// The body alone, as an owned buffer.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Sealed::Inline(body) => body.to_vec(),
+            Sealed::Packed { buf, start: 0 } => buf,
+            Sealed::Packed { buf, start } => buf[start..].to_vec(),
+        }
     }
 }
 
@@ -316,23 +352,28 @@ impl Store {
     }
 
     /// Runs `f` on a sealed chunk body: a packed one owned as read from its pack (to be
-    /// decrypted where it lies), an inline one borrowed where RocksDB holds it, neither
-    /// copied. RocksDB's own block checksum is skipped: the envelope's AEAD tag
-    /// authenticates every byte anyway, and the CRC cost 4 % of a read's CPU.
-    pub fn with_chunk<R>(&self, id: &[u8], f: impl FnOnce(Cow<'_, [u8]>) -> R) -> Result<Option<R>> {
+    /// decrypted where it lies), read as `bodies` says, an inline one borrowed where
+    /// RocksDB holds it, neither copied. RocksDB's own block checksum is skipped: the
+    /// envelope's AEAD tag authenticates every byte anyway, and the CRC cost 4 % of a
+    /// read's CPU.
+    pub fn with_chunk<R>(&self, id: &[u8], bodies: Bodies, f: impl FnOnce(Sealed<'_>) -> R) -> Result<Option<R>> {
         // Looked up again only if garbage collection moved the body to another pack
         // between the lookup and the read.
         for _ in 0..2 {
             match self.chunk_location(id)? {
                 Some(loc) => {
-                    if let Some(body) = self.packs.read(loc)? {
-                        return Ok(Some(f(Cow::Owned(body))));
+                    let read = match bodies {
+                        Bodies::KeepCached => self.packs.read(loc)?.map(|buf| (buf, 0)),
+                        Bodies::Uncached => self.packs.read_direct(loc)?,
+                    };
+                    if let Some((buf, start)) = read {
+                        return Ok(Some(f(Sealed::Packed { buf, start })));
                     }
                 }
                 None => {
                     let mut ro = ReadOptions::default();
                     ro.set_verify_checksums(false);
-                    return Ok(self.db.get_pinned_cf_opt(self.cf(Cf::Chunks), id, &ro)?.map(|v| f(Cow::Borrowed(&v))));
+                    return Ok(self.db.get_pinned_cf_opt(self.cf(Cf::Chunks), id, &ro)?.map(|v| f(Sealed::Inline(&v))));
                 }
             }
         }
@@ -360,7 +401,7 @@ impl Store {
 
     /// A sealed chunk body.
     pub fn get_chunk(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_chunk(id, |body| body.into_owned())
+        self.with_chunk(id, Bodies::KeepCached, |body| body.into_vec())
     }
 
     /// Whether `key` exists (reads the value; chunk bodies should use `refs`).

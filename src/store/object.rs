@@ -161,6 +161,30 @@ impl ObjectPacks {
             self.shared.changed.notify_all();
         }
     }
+
+    /// `read` of the local copy of `loc`'s pack, fetched first if it is not here.
+    fn read_local_copy<T>(
+        &self,
+        loc: Location,
+        read: impl Fn(&Packs, Location) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        for _ in 0..2 {
+            if let Some(body) = read(&self.shared.local, loc)? {
+                let mut state = self.shared.state.lock().expect("object state");
+                state.tick += 1;
+                let tick = state.tick;
+                if let Some(entry) = state.cached.get_mut(&loc.pack) {
+                    entry.1 = tick;
+                }
+                return Ok(Some(body));
+            }
+            if !self.shared.fetch(loc.pack)? {
+                return Ok(None);
+            }
+            self.shared.prefetch(loc.pack + 1);
+        }
+        Ok(None)
+    }
 }
 
 impl Shared {
@@ -340,22 +364,11 @@ impl PackStore for ObjectPacks {
     }
 
     fn read(&self, loc: Location) -> Result<Option<Vec<u8>>> {
-        for _ in 0..2 {
-            if let Some(body) = self.shared.local.read(loc)? {
-                let mut state = self.shared.state.lock().expect("object state");
-                state.tick += 1;
-                let tick = state.tick;
-                if let Some(entry) = state.cached.get_mut(&loc.pack) {
-                    entry.1 = tick;
-                }
-                return Ok(Some(body));
-            }
-            if !self.shared.fetch(loc.pack)? {
-                return Ok(None);
-            }
-            self.shared.prefetch(loc.pack + 1);
-        }
-        Ok(None)
+        self.read_local_copy(loc, Packs::read)
+    }
+
+    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, usize)>> {
+        self.read_local_copy(loc, Packs::read_direct)
     }
 
     fn rotate(&self) -> Result<u32> {

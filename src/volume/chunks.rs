@@ -16,10 +16,9 @@ use crate::crypto::keys::Keyring;
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
 use crate::store::packs::Location;
-use crate::store::{Cf, Store};
+use crate::store::{Bodies, Cf, Sealed, Store};
 use lru::LruCache;
 use rayon::prelude::*;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
@@ -137,17 +136,18 @@ impl ChunkCodec {
         Self::decode(payload, 0, end)
     }
 
-    /// `open` of an envelope the caller owns (read from a pack): decrypted where it lies,
-    /// so a read allocates and fills one buffer, not two.
-    pub fn open_owned(&self, id: &ChunkId, mut envelope: Vec<u8>) -> std::result::Result<Plain, OpenError> {
-        let (epoch, aad) = Self::header(id, &envelope)?;
+    /// `open` of an envelope the caller owns (read from a pack), at `buf[start..]`:
+    /// decrypted where it lies, so a read allocates and fills one buffer, not two.
+    pub fn open_owned(&self, id: &ChunkId, mut buf: Vec<u8>, start: usize) -> std::result::Result<Plain, OpenError> {
+        let envelope = buf.get_mut(start..).ok_or(OpenError::Malformed)?;
+        let (epoch, aad) = Self::header(id, envelope)?;
         let len = {
             let keys = self.keys.read().expect("codec keys");
             let key = keys.seal.get(&epoch).ok_or(OpenError::Malformed)?;
             key.open_in_place(&aad, &mut envelope[5..]).map_err(|_| OpenError::Auth)?.len()
         };
-        let start = 5 + crate::crypto::aead::NONCE_LEN;
-        Self::decode(envelope, start, start + len)
+        let payload = start + 5 + crate::crypto::aead::NONCE_LEN;
+        Self::decode(buf, payload, payload + len)
     }
 
     /// The epoch and associated data of an envelope, after a check of its form.
@@ -454,7 +454,7 @@ impl Chunks {
         let plain = match packed {
             Some(loc) => {
                 let open = || -> Result<_> {
-                    Ok(self.store.packs().read(loc)?.map(|envelope| self.codec.open_owned(id, envelope)))
+                    Ok(self.store.packs().read(loc)?.map(|envelope| self.codec.open_owned(id, envelope, 0)))
                 };
                 let mut opened = open()?;
                 if matches!(opened, Some(Err(_))) && self.store.packs().drop_cached(loc.pack) {
@@ -462,17 +462,17 @@ impl Chunks {
                 }
                 self.verified(ino, id, opened)?
             }
-            None => self.load(ino, id)?,
+            None => self.load(ino, id, Bodies::KeepCached)?,
         };
         self.cache.insert(*id, plain.clone());
         Ok(plain)
     }
 
-    pub(crate) fn load(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
+    pub(crate) fn load(&self, ino: Ino, id: &ChunkId, bodies: Bodies) -> Result<Plain> {
         let open = || {
-            self.store.with_chunk(&id.0, |envelope| match envelope {
-                Cow::Owned(envelope) => self.codec.open_owned(id, envelope),
-                Cow::Borrowed(envelope) => self.codec.open(id, envelope),
+            self.store.with_chunk(&id.0, bodies, |envelope| match envelope {
+                Sealed::Packed { buf, start } => self.codec.open_owned(id, buf, start),
+                Sealed::Inline(envelope) => self.codec.open(id, envelope),
             })
         };
         let mut opened = open()?;
@@ -577,9 +577,10 @@ impl Chunks {
         Ok(Some(body))
     }
 
-    /// Reads, decrypts and re-hashes chunk `id` (bypassing the cache); its plaintext length.
+    /// Reads, decrypts and re-hashes chunk `id` (bypassing the cache, and the page cache:
+    /// a scan of every chunk would push out everything else); its plaintext length.
     pub(crate) fn verify(&self, ino: Ino, id: &ChunkId) -> Result<u64> {
-        let plain = self.load(ino, id)?;
+        let plain = self.load(ino, id, Bodies::Uncached)?;
         if self.codec.id(&plain) != *id {
             tracing::error!(chunk = %id, inode = %ino, "chunk plaintext does not hash to its id");
             return Err(Error::Corrupt { chunk: *id, ino });
@@ -588,9 +589,10 @@ impl Chunks {
     }
 
     /// Decrypts the chunks `ahead` (ids, lengths), in file order, into the cache in the
-    /// background, as far as read-ahead's share of the cache allows. With `page_cache`,
-    /// their sealed bodies are read ahead into the page cache, where they stay.
-    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ahead: Vec<(ChunkId, u32)>, page_cache: bool) {
+    /// background, as far as read-ahead's share of the cache allows, reading their sealed
+    /// bodies as `bodies` says: those kept cached are read ahead into the page cache
+    /// first, all at once, where they stay.
+    pub(crate) fn prefetch(self: &Arc<Self>, ino: Ino, ahead: Vec<(ChunkId, u32)>, bodies: Bodies) {
         for (id, len) in ahead {
             if self.cache.contains(&id) || self.inflight.lock().expect("inflight").contains(&id) {
                 continue;
@@ -604,12 +606,12 @@ impl Chunks {
                 continue;
             }
             // The workers read one body each at a time; the disk gets all of them at once.
-            if page_cache {
+            if bodies == Bodies::KeepCached {
                 let _ = self.store.will_read_chunk(&id.0);
             }
             let me = self.clone();
             rayon::spawn(move || {
-                me.cache.insert_ahead(id, len as usize, me.load(ino, &id).ok());
+                me.cache.insert_ahead(id, len as usize, me.load(ino, &id, bodies).ok());
                 me.inflight.lock().expect("inflight").remove(&id);
                 me.loaded.notify_all();
             });

@@ -3,7 +3,7 @@
 use super::window::{copy_overlap, QueuedWrites, Window};
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
-use crate::store::Durability;
+use crate::store::{Bodies, Durability};
 use crate::volume::chunks::Plain;
 use crate::volume::error::{Error, Result};
 use crate::volume::records::{Kind, Timestamp};
@@ -92,7 +92,7 @@ impl Volume {
         };
         drop(guard);
         if !ahead.is_empty() {
-            self.chunks.prefetch(ino, ahead, bodies == Bodies::KeepCached);
+            self.chunks.prefetch(ino, ahead, bodies);
         }
         if offset == 0 && !self.read_only && needs_atime_update(&inode) {
             self.touch_atime(ino)?;
@@ -152,16 +152,6 @@ enum Shape {
     StopAtChunk,
     /// Consecutive pieces, all of the range.
     Pieces,
-}
-
-/// Whether the sealed bodies a read brings in stay in the page cache.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Bodies {
-    /// Read ahead into the page cache, where they stay: for readers whose plaintext
-    /// nothing else caches (downloads, media probes).
-    KeepCached,
-    /// Read uncached (`store::packs`): for the mount, whose plaintext the kernel caches.
-    Uncached,
 }
 
 fn one_piece(mut pieces: Vec<Plain>) -> Plain {
