@@ -92,12 +92,13 @@ pub trait PackStore: Send + Sync {
 /// How a reader takes chunk bodies from the packs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bodies {
-    /// Through the page cache, where the bodies read ahead (`will_read`) stay: for readers
-    /// whose plaintext nothing else caches (downloads, media probes, tools). A page that
-    /// the read itself brings in leaves the cache once copied (`Packs::read`).
+    /// Through the page cache, where the bodies read ahead (`will_read`) stay: for the
+    /// engine's other readers (media probes and packaging, renders, bundles, tools). A
+    /// page that the read itself brings in leaves the cache once copied (`Packs::read`).
     KeepCached,
     /// Around the page cache (`PackStore::read_direct`): for the mount, whose plaintext
-    /// the kernel caches.
+    /// the kernel caches, and for downloads, which stream each byte once. Hot plaintext
+    /// stays in the engine's chunk cache (`storage.cache_mb`).
     Uncached,
 }
 

@@ -28,9 +28,10 @@ impl Volume {
     /// `read` that may return fewer bytes (but at least one, before the end of the file):
     /// it stops at the end of the committed chunk that holds `offset`, so that its bytes
     /// are shared with the chunk cache rather than copied into a new buffer. For readers
-    /// that take any length, such as a download's body.
+    /// that take any length, such as a download's body. A download streams each byte
+    /// once, so its sealed bodies are read around the page cache, as the mount's are.
     pub fn read_shared(&self, ino: Ino, offset: u64, size: u32) -> Result<Plain> {
-        self.read_inner(ino, offset, size, Shape::StopAtChunk, Bodies::KeepCached).map(one_piece)
+        self.read_inner(ino, offset, size, Shape::StopAtChunk, Bodies::Uncached).map(one_piece)
     }
 
     /// `read` as consecutive pieces: a read across committed chunks shares each chunk's
