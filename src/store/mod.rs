@@ -97,8 +97,8 @@ pub enum Bodies {
     /// page that the read itself brings in leaves the cache once copied (`Packs::read`).
     KeepCached,
     /// Around the page cache (`PackStore::read_direct`): for the mount, whose plaintext
-    /// the kernel caches, and for downloads, which stream each byte once. Hot plaintext
-    /// stays in the engine's chunk cache (`storage.cache_mb`).
+    /// the kernel caches, and for downloads and the integrity check, which read each byte
+    /// once. Hot plaintext stays in the engine's chunk cache (`storage.cache_mb`).
     Uncached,
 }
 
