@@ -16,14 +16,7 @@
 set -Eeuo pipefail
 
 MIB=${MIB:-2048} RUNS=${RUNS:-3}
-T=${CARGO_TARGET_DIR:-$HOME/.cache/nanofs-target}/release
-NANOFS_BIN=${NANOFS_BIN:-$T/nanofs} FLOOR_BIN=${FLOOR_BIN:-$T/examples/fuse_floor}
-[[ $EUID -eq 0 ]] || { echo "run as root (FUSE mounts, drop_caches)" >&2; exit 1; }
-for b in "$NANOFS_BIN" "$FLOOR_BIN"; do
-  [[ -x $b ]] || { echo "$b missing: cargo build --release --bin nanofs --example fuse_floor" >&2; exit 1; }
-done
-command -v gocryptfs >/dev/null || { echo "needs gocryptfs" >&2; exit 1; }
-echo Y > /sys/module/fuse/parameters/enable_uring
+. "$(dirname "$0")/floor_common.sh"
 
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nanofs-read-floor.XXXXXX")
 cleanup() {
