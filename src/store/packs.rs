@@ -508,9 +508,9 @@ fn write_uncached(file: &File, mut buf: &[u8], mut offset: u64, uncached: &Atomi
 ///
 /// Read uncached while `uncached` is set (cleared where the file system refuses): pages
 /// the read itself brings in leave the page cache once copied, and pages cached before
-/// (by `will_read`, or by another reader) stay. The sidecar keeps the bodies of a
-/// download cached by reading them ahead; the mount reads around the page cache
-/// (`read_direct`), as the kernel caches its plaintext.
+/// (by `will_read`, or by another reader) stay. Readers that want bodies kept cached
+/// read them ahead with `will_read`; the mount and downloads read around the page cache
+/// (`read_direct`).
 #[allow(unsafe_code)]
 fn read_exact_at(file: &File, len: usize, offset: u64, uncached: &AtomicBool) -> std::io::Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
