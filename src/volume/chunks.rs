@@ -410,12 +410,13 @@ impl Chunks {
 
     /// The plaintext of `id`, verified. A damaged chunk is `Corrupt` and a log line.
     pub(crate) fn chunk(&self, ino: Ino, id: &ChunkId) -> Result<Plain> {
-        self.chunk_at(ino, id, None)
+        self.chunk_at(ino, id, None, Bodies::KeepCached)
     }
 
-    /// The plaintext an extent covers: all or part of its chunk, sharing the cached buffer.
-    pub(crate) fn extent(&self, ino: Ino, e: &ExtentValue) -> Result<Plain> {
-        let plain = self.chunk(ino, &e.chunk)?;
+    /// The plaintext an extent covers: all or part of its chunk, sharing the cached buffer;
+    /// a chunk not cached is read as `bodies` says.
+    pub(crate) fn extent(&self, ino: Ino, e: &ExtentValue, bodies: Bodies) -> Result<Plain> {
+        let plain = self.chunk_at(ino, &e.chunk, None, bodies)?;
         let range = e.plain_range();
         if range.end > plain.len() {
             return Err(Error::CorruptMeta(format!("an extent of inode {ino} runs past the end of chunk {}", e.chunk)));
@@ -431,11 +432,12 @@ impl Chunks {
     /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack
     /// that no committed record points at yet.
     pub(crate) fn pending_chunk(&self, ino: Ino, p: &Pending) -> Result<Plain> {
-        self.chunk_at(ino, &p.id, p.body.and_then(|b| b.location))
+        self.chunk_at(ino, &p.id, p.body.and_then(|b| b.location), Bodies::KeepCached)
     }
 
-    /// `chunk`, reading the body at `packed` if given instead of where `refs` says.
-    fn chunk_at(&self, ino: Ino, id: &ChunkId, packed: Option<Location>) -> Result<Plain> {
+    /// `chunk`, reading the body at `packed` if given instead of where `refs` says, and
+    /// from there as `bodies` says.
+    fn chunk_at(&self, ino: Ino, id: &ChunkId, packed: Option<Location>, bodies: Bodies) -> Result<Plain> {
         if let Some(p) = self.cache.get(id) {
             crate::metrics::get().chunk_cache_hits.inc();
             return Ok(p);
@@ -462,7 +464,7 @@ impl Chunks {
                 }
                 self.verified(ino, id, opened)?
             }
-            None => self.load(ino, id, Bodies::KeepCached)?,
+            None => self.load(ino, id, bodies)?,
         };
         self.cache.insert(*id, plain.clone());
         Ok(plain)

@@ -85,11 +85,17 @@ impl Volume {
             && (now.len() == 1 || (shape == Shape::Pieces && now.len() <= MAX_PIECES))
             && covers(&now, offset, end)
         {
-            shared = self.shared_pieces(ino, offset, end, &now)?;
+            shared = self.shared_pieces(ino, offset, end, &now, bodies)?;
         }
         let data = match shared {
             Some(pieces) => pieces,
-            None => vec![Plain::from(self.assemble(ino, offset, end, &now, queued, &windows)?)],
+            None => {
+                let committed: Vec<(u64, Plain)> = now
+                    .iter()
+                    .map(|(off, e)| Ok((*off, self.chunks.extent(ino, e, bodies)?)))
+                    .collect::<Result<_>>()?;
+                vec![Plain::from(self.assemble(ino, offset, end, &committed, queued, &windows)?)]
+            }
         };
         drop(guard);
         if !ahead.is_empty() {
@@ -105,10 +111,17 @@ impl Volume {
     /// The cached plaintext of extents `now` (which cover `[offset, end)` end to end),
     /// cut to that range; `None` if a chunk is shorter than its extent says (the caller
     /// assembles the range, which reads the rest as zeros).
-    fn shared_pieces(&self, ino: Ino, offset: u64, end: u64, now: &[(u64, ExtentValue)]) -> Result<Option<Vec<Plain>>> {
+    fn shared_pieces(
+        &self,
+        ino: Ino,
+        offset: u64,
+        end: u64,
+        now: &[(u64, ExtentValue)],
+        bodies: Bodies,
+    ) -> Result<Option<Vec<Plain>>> {
         let mut pieces = Vec::with_capacity(now.len());
         for (off, e) in now {
-            let plain = self.chunks.extent(ino, e)?;
+            let plain = self.chunks.extent(ino, e, bodies)?;
             let range = (offset.max(*off) - off) as usize..(end.min(off + u64::from(e.len)) - off) as usize;
             if range.end > plain.len() {
                 return Ok(None);
@@ -118,21 +131,20 @@ impl Volume {
         Ok(Some(pieces))
     }
 
-    /// The bytes of `[offset, end)` from committed extents `now`, then the queued writes
-    /// and the uncommitted `windows`, oldest first.
+    /// The bytes of `[offset, end)` from the plaintext of the `committed` extents (file
+    /// offset, bytes), then the queued writes and the uncommitted `windows`, oldest first.
     fn assemble(
         &self,
         ino: Ino,
         offset: u64,
         end: u64,
-        now: &[(u64, ExtentValue)],
+        committed: &[(u64, Plain)],
         queued: Option<&QueuedWrites>,
         windows: &[&Window],
     ) -> Result<Vec<u8>> {
         let mut out = vec![0u8; (end - offset) as usize];
-        for (off, e) in now {
-            let plain = self.chunks.extent(ino, e)?;
-            copy_overlap(&mut out, offset, *off, &plain);
+        for (off, plain) in committed {
+            copy_overlap(&mut out, offset, *off, plain);
         }
         if let Some(q) = queued {
             q.overlay(&mut out, offset);

@@ -5,7 +5,7 @@ use super::{FileState, LostWrites};
 use crate::chunk::{cut_points, cut_points_from};
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
-use crate::store::Durability;
+use crate::store::{Bodies, Durability};
 use crate::volume::chunks::{Plain, Prepared};
 use crate::volume::error::{Error, Result};
 use crate::volume::records::Timestamp;
@@ -167,7 +167,7 @@ impl Volume {
         if takes_back && offset > 0 && offset == self.load_inode(ino)?.size {
             if let Some((off, e)) = self.extents_between(ino, offset - 1, offset)?.into_iter().next() {
                 if off + u64::from(e.len) == offset {
-                    let plain = self.chunks.extent(ino, &e)?;
+                    let plain = self.chunks.extent(ino, &e, Bodies::Uncached)?;
                     w.start = off;
                     w.tail.extend_from_slice(&plain);
                 }
@@ -268,7 +268,7 @@ impl Volume {
         // content. After a short one (a random write), it keeps its far part as it is.
         if w.streamed() {
             if let Some((off, e)) = self.extent_across(ino, written_end)? {
-                let plain = self.chunks.extent(ino, &e)?;
+                let plain = self.chunks.extent(ino, &e, Bodies::Uncached)?;
                 w.tail.extend_from_slice(&plain[(written_end - off) as usize..]);
             }
         }
