@@ -311,11 +311,11 @@ impl Shared {
             let Some((&pack, &(size, _))) = state.cached.iter().min_by_key(|(_, (_, tick))| *tick) else { break };
             state.cached.remove(&pack);
             state.cached_bytes -= size;
-            self.local.forget(pack);
             // A reader holding the file open goes on reading it; a new one fetches it again.
             if let Err(e) = std::fs::remove_file(self.local.pack_path(pack)) {
                 tracing::warn!(pack, error = %e, "cannot delete a cached pack");
             }
+            self.local.forget(pack);
         }
     }
 }
@@ -417,9 +417,10 @@ impl PackStore for ObjectPacks {
         };
         state.cached_bytes -= size;
         drop(state);
-        self.shared.local.forget(pack);
         tracing::warn!(pack, "dropping a damaged local copy of a pack; it is fetched again");
-        std::fs::remove_file(self.shared.local.pack_path(pack)).is_ok()
+        let removed = std::fs::remove_file(self.shared.local.pack_path(pack)).is_ok();
+        self.shared.local.forget(pack);
+        removed
     }
 
     fn pack_path(&self, pack: u32) -> PathBuf {

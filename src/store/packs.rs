@@ -18,7 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 /// A local pack is closed for appends at this size.
@@ -78,6 +78,8 @@ pub struct Packs {
     readers: RwLock<HashMap<u32, Arc<File>>>,
     /// The same packs opened for direct reads (`read_direct`).
     direct_readers: RwLock<HashMap<u32, Arc<File>>>,
+    /// Calls of `forget` so far: a handle opened before one is not kept (`open_reader`).
+    forgotten: AtomicU64,
     /// Packs appended to since their last `fdatasync`.
     unsynced: Mutex<BTreeSet<u32>>,
     /// A pack file was created since the directory was last synced.
@@ -119,6 +121,7 @@ impl Packs {
             tail: Mutex::new(None),
             readers: RwLock::new(HashMap::new()),
             direct_readers: RwLock::new(HashMap::new()),
+            forgotten: AtomicU64::new(0),
             unsynced: Mutex::new(BTreeSet::new()),
             dir_unsynced: AtomicBool::new(false),
             syncing: Mutex::new(()),
@@ -240,10 +243,36 @@ impl Packs {
         }
     }
 
-    /// Closes the read handle of `pack` (whose file is about to go), if one is open.
+    /// Closes the read handles of `pack`, whose file was just removed or replaced. A
+    /// handle that a reader opened before this call, on the old file, is used for that
+    /// one read and not kept, so later reads open the file as it is now (a damaged local
+    /// copy of an object-store pack, dropped and fetched again, is never read again).
     pub fn forget(&self, pack: u32) {
-        self.readers.write().expect("pack readers lock").remove(&pack);
-        self.direct_readers.write().expect("pack readers lock").remove(&pack);
+        let mut readers = self.readers.write().expect("pack readers lock");
+        let mut direct = self.direct_readers.write().expect("pack readers lock");
+        readers.remove(&pack);
+        direct.remove(&pack);
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The handle of `pack` in `handles`, opened with `open` and kept there unless
+    /// `forget` was called meanwhile.
+    fn open_reader(
+        &self,
+        handles: &RwLock<HashMap<u32, Arc<File>>>,
+        pack: u32,
+        open: impl FnOnce(&Path) -> std::io::Result<File>,
+    ) -> Result<Arc<File>> {
+        if let Some(f) = handles.read().expect("pack readers lock").get(&pack) {
+            return Ok(f.clone());
+        }
+        let seen = self.forgotten.load(Ordering::SeqCst);
+        let file = Arc::new(open(&self.path(pack)).map_err(io_error)?);
+        let mut handles = handles.write().expect("pack readers lock");
+        if self.forgotten.load(Ordering::SeqCst) == seen {
+            handles.insert(pack, file.clone());
+        }
+        Ok(file)
     }
 
     /// Appends a sealed body; it is durable once `sync` returns.
@@ -323,12 +352,7 @@ impl Packs {
     }
 
     fn reader(&self, pack: u32) -> Result<Arc<File>> {
-        if let Some(f) = self.readers.read().expect("pack readers lock").get(&pack) {
-            return Ok(f.clone());
-        }
-        let file = Arc::new(File::open(self.path(pack)).map_err(io_error)?);
-        self.readers.write().expect("pack readers lock").insert(pack, file.clone());
-        Ok(file)
+        self.open_reader(&self.readers, pack, |path| File::open(path))
     }
 
     /// The body at `loc`. `None` if its pack is gone (moved by garbage collection after the
@@ -372,14 +396,9 @@ impl Packs {
 
     fn direct_reader(&self, pack: u32) -> Result<Arc<File>> {
         use std::os::unix::fs::OpenOptionsExt;
-        if let Some(f) = self.direct_readers.read().expect("pack readers lock").get(&pack) {
-            return Ok(f.clone());
-        }
-        let file =
-            OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(self.path(pack)).map_err(io_error)?;
-        let file = Arc::new(file);
-        self.direct_readers.write().expect("pack readers lock").insert(pack, file.clone());
-        Ok(file)
+        self.open_reader(&self.direct_readers, pack, |path| {
+            OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path)
+        })
     }
 
     fn refuse_direct(&self, e: &std::io::Error) {
@@ -402,8 +421,9 @@ impl Packs {
 
     /// Deletes a pack that no location points into any more.
     pub fn delete(&self, pack: u32) -> Result<()> {
+        let removed = std::fs::remove_file(self.path(pack));
         self.forget(pack);
-        match std::fs::remove_file(self.path(pack)) {
+        match removed {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(io_error(e)),
