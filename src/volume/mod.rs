@@ -446,12 +446,6 @@ impl Volume {
         for (ino, state) in files {
             let mut st = state.lock().expect("file lock");
             if let Err(e) = self.commit_window(ino, &mut st, Durability::Buffered) {
-                // A file deleted while its last writes waited for this commit: nothing can
-                // read them any more, and there is no inode to commit them to.
-                if matches!(e, Error::NotFound) && matches!(self.load_inode(ino), Err(Error::NotFound)) {
-                    tracing::debug!(inode = %ino, "the last writes of a deleted file were dropped");
-                    continue;
-                }
                 tracing::error!(inode = %ino, error = %e, "could not commit a file at close");
                 first_err.get_or_insert(e);
             }

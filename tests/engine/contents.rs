@@ -409,3 +409,37 @@ fn attributes_set_after_a_close_outlast_the_handed_over_commit() {
     assert!(vol.check(true, false, &|_, _| {}).unwrap().is_clean());
     vol.close().unwrap();
 }
+
+/// A file closed with a random write still queued, and deleted before the committer
+/// reaches it (as SQLite does with its rollback journal), leaves nothing behind: the
+/// committer drops its writes, the volume closes cleanly, and its space is free.
+#[test]
+fn a_file_deleted_before_its_handed_over_commit_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vol, committer) = with_committer(small_chunk_engine_volume(&tmp.path().join("vol")));
+    let kept = vol.create(Ino::ROOT, b"kept", Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let kept_bytes = repeating_blocks(50_000, 7);
+    let h = vol.open_file(kept, true).unwrap();
+    vol.write(kept, 0, &kept_bytes, false, false).unwrap();
+    vol.release(kept, h).unwrap();
+    vol.fsync(kept, None).unwrap();
+    let before = vol.stats().unwrap();
+    for i in 0..40u8 {
+        let name = format!("journal{i}");
+        let ino = vol.create(Ino::ROOT, name.as_bytes(), Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+        let h = vol.open_file(ino, true).unwrap();
+        vol.write(ino, 0, &repeating_blocks(20_000, i), false, false).unwrap();
+        // A write elsewhere sets the first one aside, into the committer's queue.
+        vol.write(ino, 1 << 20, &repeating_blocks(3_000, i.wrapping_add(100)), false, false).unwrap();
+        vol.write(ino, 0, b"header", false, false).unwrap();
+        vol.flush(ino, h).unwrap();
+        vol.release(ino, h).unwrap();
+        vol.unlink(Ino::ROOT, name.as_bytes()).unwrap();
+    }
+    vol.sync_all().unwrap();
+    let after = vol.stats().unwrap();
+    assert_eq!(after.logical_bytes, before.logical_bytes, "the deleted files' bytes still count");
+    assert_eq!(after.unique_bytes, before.unique_bytes, "the deleted files' chunks are still referenced");
+    assert!(read_all(&vol, kept) == kept_bytes);
+    close(vol, committer);
+}

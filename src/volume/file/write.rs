@@ -98,7 +98,7 @@ impl Volume {
         let Some(lost) = LostWrites::of(e) else { return };
         tracing::error!(inode = %ino, error = %e, "uncommitted writes to the file are lost");
         if let Some(w) = st.window.take() {
-            self.chunks.unpin(w.dedup_hits().collect::<Vec<_>>().iter());
+            self.drop_window(w);
         }
         st.errors.record(lost);
     }
@@ -244,10 +244,41 @@ impl Volume {
     /// file's handles (`errors`): the caller may be someone other than the writer (idle
     /// commits, snapshots, range operations, the volume's close), and the writer was told
     /// its writes succeeded.
+    /// A file deleted before its writes were committed (closed with a commit handed to
+    /// the committer, then unlinked) has nothing left to commit to: its writes are
+    /// dropped, and the commit succeeds.
     pub(crate) fn commit_window(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
         let result = self.commit_uncommitted(ino, st, durability);
+        if matches!(result, Err(Error::NotFound)) && matches!(self.load_inode(ino), Err(Error::NotFound)) {
+            self.drop_uncommitted(st);
+            tracing::debug!(inode = %ino, "the uncommitted writes of a deleted file were dropped");
+            return Ok(());
+        }
         record_loss(st, &result);
         result
+    }
+
+    /// Drops everything `st` has not committed: its queued writes, its segment, its
+    /// window and the attributes folded into them.
+    fn drop_uncommitted(&self, st: &mut FileState) {
+        st.queued_writes.clear();
+        if let Some(segment) = st.segment.take() {
+            self.drop_window(segment.window);
+        }
+        if let Some(w) = st.window.take() {
+            self.drop_window(w);
+        }
+        st.forget_pending_attrs();
+    }
+
+    /// Drops window `w` uncommitted: waits for its jobs, whose dedup hits pin chunks as
+    /// well, and unpins those.
+    fn drop_window(&self, mut w: Window) {
+        while !w.jobs.is_empty() {
+            // Only the hits of the jobs that succeed are known here.
+            let _ = w.finish_oldest_job();
+        }
+        self.chunks.unpin(w.dedup_hits().collect::<Vec<_>>().iter());
     }
 
     fn commit_uncommitted(&self, ino: Ino, st: &mut FileState, durability: Durability) -> Result<()> {
