@@ -8,6 +8,7 @@
 //! docs/design.md is the map.
 
 pub mod adapt;
+pub mod buffers;
 pub mod chunk;
 pub mod cli;
 pub mod client;

@@ -58,11 +58,14 @@ pub trait PackStore: Send + Sync {
     /// The body at `loc`; `None` if its pack is gone (moved by garbage collection after
     /// the caller looked the location up: look it up again).
     fn read(&self, loc: Location) -> Result<Option<Vec<u8>>>;
-    /// `read` around the page cache, as `(buf, start)` with the body at `buf[start..]`:
+    /// `read` around the page cache, as `(buf, range)` with the body at `buf[range]`:
     /// for a reader whose plaintext is cached elsewhere (`Bodies::Uncached`). A store on
     /// a local disk reads it with `O_DIRECT` (`Packs::read_direct`).
-    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, usize)>> {
-        Ok(self.read(loc)?.map(|body| (body, 0)))
+    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, std::ops::Range<usize>)>> {
+        Ok(self.read(loc)?.map(|body| {
+            let len = body.len();
+            (body, 0..len)
+        }))
     }
     /// Closes the pack being filled and returns the pack that new bodies go to from now
     /// on: every pack below it is closed.
@@ -106,8 +109,8 @@ pub enum Bodies {
 pub enum Sealed<'a> {
     /// Stored inline: borrowed where the database holds it.
     Inline(&'a [u8]),
-    /// Read from a pack into `buf`, where it starts at `start` and runs to the end.
-    Packed { buf: Vec<u8>, start: usize },
+    /// Read from a pack into `buf`, where it lies at `body`.
+    Packed { buf: Vec<u8>, body: std::ops::Range<usize> },
 }
 
 impl Sealed<'_> {
@@ -115,8 +118,8 @@ impl Sealed<'_> {
     pub fn into_vec(self) -> Vec<u8> {
         match self {
             Sealed::Inline(body) => body.to_vec(),
-            Sealed::Packed { buf, start: 0 } => buf,
-            Sealed::Packed { buf, start } => buf[start..].to_vec(),
+            Sealed::Packed { buf, body } if body.start == 0 && body.end == buf.len() => buf,
+            Sealed::Packed { buf, body } => buf[body].to_vec(),
         }
     }
 }
@@ -364,11 +367,14 @@ impl Store {
             match self.chunk_location(id)? {
                 Some(loc) => {
                     let read = match bodies {
-                        Bodies::KeepCached => self.packs.read(loc)?.map(|buf| (buf, 0)),
+                        Bodies::KeepCached => self.packs.read(loc)?.map(|buf| {
+                            let len = buf.len();
+                            (buf, 0..len)
+                        }),
                         Bodies::Uncached => self.packs.read_direct(loc)?,
                     };
-                    if let Some((buf, start)) = read {
-                        return Ok(Some(f(Sealed::Packed { buf, start })));
+                    if let Some((buf, body)) = read {
+                        return Ok(Some(f(Sealed::Packed { buf, body })));
                     }
                 }
                 None => {

@@ -367,7 +367,7 @@ impl PackStore for ObjectPacks {
         self.read_local_copy(loc, Packs::read)
     }
 
-    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, usize)>> {
+    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, std::ops::Range<usize>)>> {
         self.read_local_copy(loc, Packs::read_direct)
     }
 

@@ -16,6 +16,7 @@ use super::{io_error, Error, Result};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -377,12 +378,12 @@ impl Packs {
     /// page is allocated, filled, copied and freed for it, which is most of what an
     /// uncached buffered read costs. Bodies not yet written back are written back first
     /// by the kernel. Where the file system refuses direct I/O, this is `read`.
-    pub fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, usize)>> {
+    pub fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, Range<usize>)>> {
         if self.direct.load(Ordering::Relaxed) {
             match self.direct_reader(loc.pack) {
                 Ok(file) => match read_direct_at(&file, loc.len as usize, loc.offset) {
                     Ok(read) => return Ok(Some(read)),
-                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Some((Vec::new(), 0))),
+                    Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Some((Vec::new(), 0..0))),
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.refuse_direct(&e),
                     Err(e) => return Err(io_error(e)),
                 },
@@ -391,7 +392,10 @@ impl Packs {
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.read(loc)?.map(|body| (body, 0)))
+        Ok(self.read(loc)?.map(|body| {
+            let len = body.len();
+            (body, 0..len)
+        }))
     }
 
     fn direct_reader(&self, pack: u32) -> Result<Arc<File>> {
@@ -464,7 +468,7 @@ impl super::PackStore for Packs {
     fn will_read(&self, loc: Location) {
         Packs::will_read(self, loc);
     }
-    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, usize)>> {
+    fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, Range<usize>)>> {
         Packs::read_direct(self, loc)
     }
     fn stored_bytes(&self) -> Result<u64> {
@@ -567,14 +571,15 @@ fn read_exact_at(file: &File, len: usize, offset: u64, uncached: &AtomicBool) ->
 /// size of the disks this runs on (512 bytes or 4 KiB).
 const DIRECT_ALIGN: usize = 4096;
 
-/// `len` bytes at `offset` read with `O_DIRECT` into a new buffer, as `(buf, start)` with
-/// the bytes at `buf[start..]`. The read covers the aligned blocks around them, into an
-/// aligned place inside the buffer (a `Vec` cannot be allocated aligned and freed as one).
-fn read_direct_at(file: &File, len: usize, offset: u64) -> std::io::Result<(Vec<u8>, usize)> {
+/// `len` bytes at `offset` read with `O_DIRECT` into a kept buffer (`buffers::take`), as
+/// `(buf, range)` with the bytes at `buf[range]`. The read covers the aligned blocks around
+/// them, into an aligned place inside the buffer (a `Vec` cannot be allocated aligned and
+/// freed as one).
+fn read_direct_at(file: &File, len: usize, offset: u64) -> std::io::Result<(Vec<u8>, Range<usize>)> {
     let align = DIRECT_ALIGN as u64;
     let first = offset / align * align;
     let blocks = ((offset + len as u64).next_multiple_of(align) - first) as usize;
-    let mut buf = vec![0u8; blocks + DIRECT_ALIGN];
+    let mut buf = crate::buffers::take(blocks + DIRECT_ALIGN);
     let pad = buf.as_ptr().align_offset(DIRECT_ALIGN);
     let want = (offset - first) as usize + len;
     let mut done = 0;
@@ -587,8 +592,8 @@ fn read_direct_at(file: &File, len: usize, offset: u64) -> std::io::Result<(Vec<
             Err(e) => return Err(e),
         }
     }
-    buf.truncate(pad + want);
-    Ok((buf, pad + (offset - first) as usize))
+    let start = pad + (offset - first) as usize;
+    Ok((buf, start..start + len))
 }
 
 /// Starts writing `len` bytes at `offset` back to disk without waiting, as RocksDB's
@@ -717,19 +722,19 @@ mod tests {
         nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
         let cached_before = resident_bytes(&path);
         for (loc, body) in locs.iter().zip(&bodies) {
-            let (buf, start) = packs.read_direct(*loc).unwrap().unwrap();
-            assert_eq!(&buf[start..], &body[..]);
+            let (buf, range) = packs.read_direct(*loc).unwrap().unwrap();
+            assert_eq!(&buf[range], &body[..]);
         }
         if packs.direct.load(Ordering::Relaxed) {
             assert_eq!(resident_bytes(&path), cached_before, "a direct read left pages of the pack cached");
         }
         // A body appended and not synced yet is read back too (the kernel writes it first).
         let late = packs.append(b"not synced yet").unwrap();
-        let (buf, start) = packs.read_direct(late).unwrap().unwrap();
-        assert_eq!(&buf[start..], b"not synced yet");
+        let (buf, range) = packs.read_direct(late).unwrap().unwrap();
+        assert_eq!(&buf[range], b"not synced yet");
         // Cut short, as `read`: nothing to open. A pack that is gone: look it up again.
         let beyond = Location { offset: late.offset + 4096, ..late };
-        assert_eq!(packs.read_direct(beyond).unwrap().map(|(buf, start)| buf.len() - start), Some(0));
+        assert_eq!(packs.read_direct(beyond).unwrap().map(|(_, range)| range.len()), Some(0));
         assert_eq!(packs.read_direct(Location { pack: late.pack + 9, ..late }).unwrap(), None);
     }
 
@@ -749,8 +754,8 @@ mod tests {
         assert_eq!(packs.read(b).unwrap().unwrap(), vec![3u8; 100_000]);
         assert!(!packs.uncached.load(Ordering::Relaxed), "tmpfs took an uncached read");
         // Direct reads work there or fall back to plain ones: the same bytes either way.
-        let (buf, start) = packs.read_direct(a).unwrap().unwrap();
-        assert_eq!(&buf[start..], b"first body");
+        let (buf, range) = packs.read_direct(a).unwrap().unwrap();
+        assert_eq!(&buf[range], b"first body");
     }
 
     #[test]

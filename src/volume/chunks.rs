@@ -9,6 +9,7 @@
 
 use super::error::{Error, Result};
 use super::txn::NewBody;
+use crate::buffers::Recycled;
 use crate::chunk::ChunkHasher;
 use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
@@ -138,8 +139,14 @@ impl ChunkCodec {
 
     /// `open` of an envelope the caller owns (read from a pack), at `buf[start..]`:
     /// decrypted where it lies, so a read allocates and fills one buffer, not two.
-    pub fn open_owned(&self, id: &ChunkId, mut buf: Vec<u8>, start: usize) -> std::result::Result<Plain, OpenError> {
-        let envelope = buf.get_mut(start..).ok_or(OpenError::Malformed)?;
+    pub fn open_owned(
+        &self,
+        id: &ChunkId,
+        mut buf: Vec<u8>,
+        body: std::ops::Range<usize>,
+    ) -> std::result::Result<Plain, OpenError> {
+        let start = body.start;
+        let envelope = buf.get_mut(body).ok_or(OpenError::Malformed)?;
         let (epoch, aad) = Self::header(id, envelope)?;
         let len = {
             let keys = self.keys.read().expect("codec keys");
@@ -162,9 +169,11 @@ impl ChunkCodec {
     /// The plaintext of the payload at `buf[start..end]` (codec byte, then the body).
     fn decode(buf: Vec<u8>, start: usize, end: usize) -> std::result::Result<Plain, OpenError> {
         match buf.get(start) {
-            Some(&CODEC_RAW) if start < end => Ok(Plain { start: start + 1, end, buf: Arc::new(buf) }),
+            Some(&CODEC_RAW) if start < end => Ok(Plain { start: start + 1, end, buf: Arc::new(buf.into()) }),
             Some(&CODEC_ZSTD) if start < end => {
-                zstd::stream::decode_all(&buf[start + 1..end]).map(Plain::from).map_err(|_| OpenError::Malformed)
+                let plain = zstd::stream::decode_all(&buf[start + 1..end]);
+                crate::buffers::give_back(buf);
+                plain.map(Plain::from).map_err(|_| OpenError::Malformed)
             }
             _ => Err(OpenError::Malformed),
         }
@@ -194,7 +203,8 @@ impl ChunkCodec {
 /// Decrypted chunk bytes: a range of a shared buffer.
 #[derive(Clone)]
 pub struct Plain {
-    buf: Arc<Vec<u8>>,
+    /// Given back for reuse when the last piece goes (`buffers`).
+    buf: Arc<Recycled>,
     start: usize,
     end: usize,
 }
@@ -202,7 +212,7 @@ pub struct Plain {
 impl From<Vec<u8>> for Plain {
     fn from(v: Vec<u8>) -> Self {
         let end = v.len();
-        Self { buf: Arc::new(v), start: 0, end }
+        Self { buf: Arc::new(v.into()), start: 0, end }
     }
 }
 
@@ -456,7 +466,10 @@ impl Chunks {
         let plain = match packed {
             Some(loc) => {
                 let open = || -> Result<_> {
-                    Ok(self.store.packs().read(loc)?.map(|envelope| self.codec.open_owned(id, envelope, 0)))
+                    Ok(self.store.packs().read(loc)?.map(|envelope| {
+                        let len = envelope.len();
+                        self.codec.open_owned(id, envelope, 0..len)
+                    }))
                 };
                 let mut opened = open()?;
                 if matches!(opened, Some(Err(_))) && self.store.packs().drop_cached(loc.pack) {
@@ -473,7 +486,7 @@ impl Chunks {
     pub(crate) fn load(&self, ino: Ino, id: &ChunkId, bodies: Bodies) -> Result<Plain> {
         let open = || {
             self.store.with_chunk(&id.0, bodies, |envelope| match envelope {
-                Sealed::Packed { buf, start } => self.codec.open_owned(id, buf, start),
+                Sealed::Packed { buf, body } => self.codec.open_owned(id, buf, body),
                 Sealed::Inline(envelope) => self.codec.open(id, envelope),
             })
         };
