@@ -262,4 +262,4 @@ $(printf '%s\n' "${rows[@]}")
 MD
 )
 echo "$report"
-[ -n "${OUT:-}" ] && echo "$report" > "$OUT"
+if [ -n "${OUT:-}" ]; then echo "$report" > "$OUT"; fi

@@ -293,5 +293,5 @@ $report
 MD
 )
 echo "$report"
-[ -n "${OUT:-}" ] && echo "$report" > "$OUT"
+if [ -n "${OUT:-}" ]; then echo "$report" > "$OUT"; fi
 exit 0
