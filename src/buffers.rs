@@ -38,14 +38,17 @@ impl Pool {
     }
 
     /// A buffer of at least `len` bytes: a kept one (the shortest long enough, or else
-    /// the longest, lengthened with zeros), or a new zero-filled one. Its bytes are those
-    /// of an earlier use: the caller overwrites what it reads.
+    /// the longest shorter, lengthened with zeros), or a new zero-filled one. Its bytes
+    /// are those of an earlier use: the caller overwrites what it reads. A kept buffer
+    /// over twice `len` is left for a longer read: the plaintext in it may stay in the
+    /// chunk cache, which counts only the plaintext's bytes.
     fn take(&self, len: usize) -> Vec<u8> {
         let kept = {
             let mut kept = self.kept.lock().expect("kept buffers lock");
-            let fits = kept.iter().enumerate().filter(|(_, b)| b.len() >= len).min_by_key(|(_, b)| b.len());
-            let pick = fits.or_else(|| kept.iter().enumerate().max_by_key(|(_, b)| b.len())).map(|(i, _)| i);
-            pick.map(|i| kept.swap_remove(i))
+            let fits = kept.iter().enumerate().filter(|(_, b)| b.len() >= len && b.len() <= 2 * len);
+            let shorter = kept.iter().enumerate().filter(|(_, b)| b.len() < len);
+            let pick = fits.min_by_key(|(_, b)| b.len()).or_else(|| shorter.max_by_key(|(_, b)| b.len()));
+            pick.map(|(i, _)| i).map(|i| kept.swap_remove(i))
         };
         let mut buf = kept.unwrap_or_default();
         if buf.len() < len {
@@ -108,7 +111,11 @@ mod tests {
         // The shortest that is long enough: the first one, bytes and all.
         let again = pool.take(1000 << 10);
         assert_eq!((again.as_ptr(), &again[..4]), (at, &b"mark"[..]));
-        // None long enough: the longest, lengthened with zeros.
+        // Far too long for a short read: left for a longer one.
+        let short = pool.take(100 << 10);
+        assert_eq!(short.len(), 100 << 10);
+        assert_eq!(pool.kept_bytes(), 2 << 20);
+        // None long enough: the longest shorter, lengthened with zeros.
         let longer = pool.take(3 << 20);
         assert_eq!(longer.len(), 3 << 20);
         assert!(longer[..2 << 20].iter().all(|&b| b == 7) && longer[2 << 20..].iter().all(|&b| b == 0));
