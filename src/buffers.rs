@@ -4,7 +4,7 @@
 //! decrypted where it lies, so the buffer travels on as the plaintext (`Plain`: the chunk
 //! cache, FUSE replies, HTTP bodies). A new buffer each time costs a zero-fill and a page
 //! fault for every page, which took a tenth of the sidecar's CPU in a download
-//! (docs/benchmarks.md, "2026-12-07 (night)"). So the last user of a buffer gives it back
+//! (docs/benchmarks.md, "2026-12-07 (late night)"). So the last user of a buffer gives it back
 //! here, and the next read takes it, its old bytes overwritten by the read.
 
 use std::sync::Mutex;
@@ -126,7 +126,5 @@ mod tests {
         assert_eq!(pool.kept_bytes(), 2 << 20);
         pool.give_back(vec![0; 1 << 10]);
         assert_eq!(pool.kept_bytes(), 2 << 20);
-        // Dropped, a `Recycled` buffer is given back to the volume's pool.
-        drop(Recycled::from(vec![1; SMALLEST_KEPT]));
     }
 }

@@ -137,7 +137,7 @@ impl ChunkCodec {
         Self::decode(payload, 0, end)
     }
 
-    /// `open` of an envelope the caller owns (read from a pack), at `buf[start..]`:
+    /// `open` of an envelope the caller owns (read from a pack), at `buf[body]`:
     /// decrypted where it lies, so a read allocates and fills one buffer, not two.
     pub fn open_owned(
         &self,

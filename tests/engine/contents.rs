@@ -441,5 +441,6 @@ fn a_file_deleted_before_its_handed_over_commit_leaves_nothing_behind() {
     assert_eq!(after.logical_bytes, before.logical_bytes, "the deleted files' bytes still count");
     assert_eq!(after.unique_bytes, before.unique_bytes, "the deleted files' chunks are still referenced");
     assert!(read_all(&vol, kept) == kept_bytes);
+    assert!(vol.check(true, false, &|_, _| {}).unwrap().is_clean(), "reference counts or bodies out of step");
     close(vol, committer);
 }

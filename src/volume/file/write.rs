@@ -244,6 +244,7 @@ impl Volume {
     /// file's handles (`errors`): the caller may be someone other than the writer (idle
     /// commits, snapshots, range operations, the volume's close), and the writer was told
     /// its writes succeeded.
+    ///
     /// A file deleted before its writes were committed (closed with a commit handed to
     /// the committer, then unlinked) has nothing left to commit to: its writes are
     /// dropped, and the commit succeeds.
