@@ -62,10 +62,7 @@ pub trait PackStore: Send + Sync {
     /// for a reader whose plaintext is cached elsewhere (`Bodies::Uncached`). A store on
     /// a local disk reads it with `O_DIRECT` (`Packs::read_direct`).
     fn read_direct(&self, loc: Location) -> Result<Option<(Vec<u8>, std::ops::Range<usize>)>> {
-        Ok(self.read(loc)?.map(|body| {
-            let len = body.len();
-            (body, 0..len)
-        }))
+        Ok(self.read(loc)?.map(whole))
     }
     /// Closes the pack being filled and returns the pack that new bodies go to from now
     /// on: every pack below it is closed.
@@ -103,6 +100,12 @@ pub enum Bodies {
     /// the kernel caches, and for downloads and the integrity check, which read each byte
     /// once. Hot plaintext stays in the engine's chunk cache (`storage.cache_mb`).
     Uncached,
+}
+
+/// `buf` as a read result whose body is all of it: `(buf, 0..buf.len())`.
+pub fn whole(buf: Vec<u8>) -> (Vec<u8>, std::ops::Range<usize>) {
+    let len = buf.len();
+    (buf, 0..len)
 }
 
 /// A sealed chunk body as the store hands it to `with_chunk`'s caller.
@@ -367,10 +370,7 @@ impl Store {
             match self.chunk_location(id)? {
                 Some(loc) => {
                     let read = match bodies {
-                        Bodies::KeepCached => self.packs.read(loc)?.map(|buf| {
-                            let len = buf.len();
-                            (buf, 0..len)
-                        }),
+                        Bodies::KeepCached => self.packs.read(loc)?.map(whole),
                         Bodies::Uncached => self.packs.read_direct(loc)?,
                     };
                     if let Some((buf, body)) = read {

@@ -392,10 +392,7 @@ impl Packs {
                 Err(e) => return Err(e),
             }
         }
-        Ok(self.read(loc)?.map(|body| {
-            let len = body.len();
-            (body, 0..len)
-        }))
+        Ok(self.read(loc)?.map(super::whole))
     }
 
     fn direct_reader(&self, pack: u32) -> Result<Arc<File>> {

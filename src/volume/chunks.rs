@@ -466,10 +466,12 @@ impl Chunks {
         let plain = match packed {
             Some(loc) => {
                 let open = || -> Result<_> {
-                    Ok(self.store.packs().read(loc)?.map(|envelope| {
-                        let len = envelope.len();
-                        self.codec.open_owned(id, envelope, 0..len)
-                    }))
+                    Ok(self
+                        .store
+                        .packs()
+                        .read(loc)?
+                        .map(crate::store::whole)
+                        .map(|(buf, body)| self.codec.open_owned(id, buf, body)))
                 };
                 let mut opened = open()?;
                 if matches!(opened, Some(Err(_))) && self.store.packs().drop_cached(loc.pack) {
