@@ -81,27 +81,32 @@ impl SealKey {
 
     /// `seal_into` of the concatenation of `parts`, each copied once, straight into `out`.
     pub fn seal_parts_into(&self, aad: &[u8], parts: &[&[u8]], out: &mut Vec<u8>) {
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
-        let mut ctx = self.message(&nonce, aad, true);
-        out.reserve(OVERHEAD + parts.iter().map(|p| p.len()).sum::<usize>());
-        out.extend_from_slice(&nonce);
         let start = out.len();
         // Encrypted from the parts straight into `out`: zeroing it first costs less than
         // copying the parts in (a chunk is up to 4 MiB, and cold in cache by now).
-        out.resize(start + parts.iter().map(|p| p.len()).sum::<usize>(), 0);
-        let mut tag = [0u8; TAG_LEN];
+        out.resize(start + OVERHEAD + parts.iter().map(|p| p.len()).sum::<usize>(), 0);
+        self.seal_parts_over(aad, parts, &mut out[start..]);
+    }
+
+    /// Writes `nonce | ciphertext | tag` of the concatenation of `parts` over `out`, which
+    /// is exactly that long: a buffer kept from an earlier use is overwritten, never
+    /// zeroed first.
+    pub fn seal_parts_over(&self, aad: &[u8], parts: &[&[u8]], out: &mut [u8]) {
+        assert_eq!(out.len(), OVERHEAD + parts.iter().map(|p| p.len()).sum::<usize>(), "room for the envelope");
+        let (nonce, rest) = out.split_at_mut(NONCE_LEN);
+        OsRng.fill_bytes(nonce);
+        let mut ctx = self.message(nonce, aad, true);
+        let (ciphertext, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
         let sealed = (|| {
-            let mut at = start;
+            let mut at = 0;
             for part in parts {
-                ctx.cipher_update(part, Some(&mut out[at..at + part.len()]))?;
+                ctx.cipher_update(part, Some(&mut ciphertext[at..at + part.len()]))?;
                 at += part.len();
             }
             ctx.cipher_final(&mut [])?;
-            ctx.tag(&mut tag)
+            ctx.tag(tag)
         })();
         sealed.expect("ChaCha20-Poly1305 seals any message length we produce");
-        out.extend_from_slice(&tag);
     }
 
     /// `nonce | ciphertext | tag` of `plaintext`.
@@ -177,6 +182,14 @@ mod tests {
             k.seal_parts_into(b"ctx", &[&head, &body], &mut sealed);
             prop_assert_eq!(&sealed[..6], b"prefix");
             prop_assert_eq!(k.open(b"ctx", &sealed[6..]).unwrap(), [head, body].concat());
+        }
+
+        #[test]
+        fn sealing_over_old_bytes_opens_as_the_parts(key: [u8; 32], head: Vec<u8>, body: Vec<u8>, old: u8) {
+            let k = SealKey::new(&key);
+            let mut sealed = vec![old; OVERHEAD + head.len() + body.len()];
+            k.seal_parts_over(b"ctx", &[&head, &body], &mut sealed);
+            prop_assert_eq!(k.open(b"ctx", &sealed).unwrap(), [head, body].concat());
         }
 
         #[test]

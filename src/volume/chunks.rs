@@ -62,7 +62,7 @@ pub struct SealedChunk {
     /// Plaintext length.
     pub plain_len: u32,
     /// The envelope.
-    pub envelope: Vec<u8>,
+    pub envelope: Recycled,
 }
 
 impl ChunkCodec {
@@ -108,12 +108,15 @@ impl ChunkCodec {
         };
         let keys = self.keys.read().expect("codec keys");
         let epoch = keys.current;
-        let mut envelope = Vec::with_capacity(5 + OVERHEAD + 1 + body.len());
-        envelope.push(ENVELOPE_VERSION);
-        envelope.extend_from_slice(&epoch.to_be_bytes());
+        // In a kept buffer, given back once the body is in its pack: a new one costs a
+        // zero-fill and a fault for every page (docs/benchmarks.md, "2026-12-08").
+        let mut envelope = crate::buffers::take(5 + OVERHEAD + 1 + body.len());
+        envelope.truncate(5 + OVERHEAD + 1 + body.len());
+        envelope[0] = ENVELOPE_VERSION;
+        envelope[1..5].copy_from_slice(&epoch.to_be_bytes());
         let aad = aad(ENVELOPE_VERSION, epoch, &id);
-        keys.seal[&epoch].seal_parts_into(&aad, &[&[codec], body], &mut envelope);
-        SealedChunk { id, plain_len: plain.len() as u32, envelope }
+        keys.seal[&epoch].seal_parts_over(&aad, &[&[codec], body], &mut envelope[5..]);
+        SealedChunk { id, plain_len: plain.len() as u32, envelope: envelope.into() }
     }
 
     /// The chunk compressed, when the policy (`chunk::compress`) finds that it pays.
@@ -641,7 +644,7 @@ pub(crate) struct Prepared {
     pub id: ChunkId,
     pub len: u32,
     /// The envelope to store; `None` when the chunk is stored already (then it is pinned).
-    pub sealed: Option<Vec<u8>>,
+    pub sealed: Option<Recycled>,
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ impl<'a> Txn<'a> {
         let mut covered = 0;
         for p in prepared {
             let body = p.sealed.map(|env| {
-                self.batch.put(Cf::Chunks, &p.id.0, &env);
+                self.batch.put(Cf::Chunks, &p.id.0, &env[..]);
                 NewBody { stored: env.len() as u32, plain: p.len, location: None }
             });
             self.put_extent(ino, offset, ExtentValue::whole(p.id, p.len), body);

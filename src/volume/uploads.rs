@@ -249,7 +249,7 @@ impl Volume {
         }
         let sealed = self.chunks.codec.seal(id, plain);
         let mut txn = self.txn()?;
-        txn.batch.put(Cf::Chunks, &id.0, &sealed.envelope);
+        txn.batch.put(Cf::Chunks, &id.0, &sealed.envelope[..]);
         txn.register_body(id, sealed.envelope.len() as u32, len);
         txn.commit(Durability::Synced)?;
         Ok(Piece { chunk: id, len })

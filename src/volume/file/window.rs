@@ -1,6 +1,7 @@
 //! A file's uncommitted writes: windows of new bytes, the blocks being chunked in the
 //! background, and segments being synced.
 
+use crate::buffers::Recycled;
 use crate::chunk::Scan;
 use crate::ids::ChunkId;
 use crate::volume::chunks::{Pending, Plain, WindowBodies};
@@ -206,7 +207,7 @@ pub(super) const MAX_JOBS: usize = 2;
 pub(super) struct Job {
     pub(super) offset: u64,
     /// The block's bytes, kept for reads until the job is finished.
-    pub(super) data: Arc<Vec<u8>>,
+    pub(super) data: Arc<Recycled>,
     pub(super) done: Arc<Handoff<Result<Vec<Pending>>>>,
 }
 

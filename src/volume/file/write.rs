@@ -2,6 +2,7 @@
 
 use super::window::{Handoff, Job, Segment, Window, MAX_JOBS};
 use super::{FileState, LostWrites};
+use crate::buffers::Recycled;
 use crate::chunk::{cut_points, cut_points_from};
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
@@ -169,6 +170,8 @@ impl Volume {
                 if off + u64::from(e.len) == offset {
                     let plain = self.chunks.extent(ino, &e, Bodies::Uncached)?;
                     w.start = off;
+                    // A long write goes on: a block's room, kept, as `stream` takes.
+                    w.tail = crate::buffers::take_empty(NEXT_BLOCK + self.params.max);
                     w.tail.extend_from_slice(&plain);
                 }
             }
@@ -186,12 +189,14 @@ impl Volume {
         while w.jobs.len() >= MAX_JOBS {
             w.finish_oldest_job()?;
         }
-        // The next block grows in a buffer sized for it, so appends never reallocate.
-        let mut rest = Vec::with_capacity(NEXT_BLOCK + self.params.max);
+        // The next block grows in a buffer sized for it, so appends never reallocate; a
+        // kept one, so they never fault its pages in either (docs/benchmarks.md,
+        // "2026-12-08").
+        let mut rest = crate::buffers::take_empty(NEXT_BLOCK + self.params.max);
         rest.extend_from_slice(&w.tail[consumed..]);
         let mut block = std::mem::replace(&mut w.tail, rest);
         block.truncate(consumed);
-        let block = Arc::new(block);
+        let block = Arc::new(Recycled::from(block));
         let offset = w.tail_start();
         w.pending_len += consumed as u64;
         let done = Arc::new(Handoff::default());
@@ -378,7 +383,7 @@ impl Volume {
             let mut tail = self.chunks.pack(w.tail_start(), std::mem::take(&mut prepared), &w.bodies)?;
             w.pending.append(&mut tail);
             w.pending_len += w.tail.len() as u64;
-            w.tail.clear();
+            crate::buffers::give_back(std::mem::take(&mut w.tail));
             self.store.sync_bodies()?;
         }
         crate::volume::faults::crash_point("write-chunks-stored");
