@@ -1,5 +1,6 @@
 //! `nanofs push LOCAL URL`: tus uploads. A large file is split into as many contiguous
-//! parts as there are connections, each a partial upload sent in PATCHes of the part size,
+//! parts as there are connections, each a partial upload sent in PATCHes of the part size
+//! (longer over fewer than four connections: `patch_size`),
 //! then joined by a final concatenation (the sidecar joins extents, no bytes are copied).
 //! The upload URLs are kept in a journal, so running the same command again resumes each
 //! part from the offset the server reports. Every PATCH carries its CRC-32C
@@ -138,11 +139,12 @@ impl Job<'_> {
             }
         }
         let file = std::fs::File::open(self.local)?;
+        let patch = patch_size(self.s.part_size, plan.parts.len());
         let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
             let handles: Vec<_> = plan
                 .parts
                 .iter()
-                .map(|part| scope.spawn(|| send_part(remote, &file, part, self.s.part_size, self.bar, self.sent)))
+                .map(|part| scope.spawn(|| send_part(remote, &file, part, patch, self.bar, self.sent)))
                 .collect();
             handles
                 .into_iter()
@@ -199,9 +201,23 @@ impl Job<'_> {
 /// The smallest range of a file that gets a connection of its own.
 const MIN_RANGE: u64 = 8 << 20;
 
+/// Connections whose PATCHes of the part size have as many bytes in flight as a push
+/// ever has.
+const FULL_CONNECTIONS: u64 = 4;
+
+/// The PATCH size of a push over `parts` connections: the part size, times
+/// `FULL_CONNECTIONS / parts` with fewer. Each PATCH ends with a durable commit that the
+/// next one on its connection waits for, so over one connection 64 MiB PATCHes go about
+/// 1.2x faster than 16 MiB ones (docs/benchmarks.md, "2026-12-08"). A PATCH cut off is
+/// sent again whole (its checksum cannot be checked), and what an interrupted push sends
+/// again stays bounded by the bytes `FULL_CONNECTIONS` PATCHes of the part size carry.
+fn patch_size(part_size: u64, parts: usize) -> u64 {
+    part_size * (FULL_CONNECTIONS / (parts as u64).clamp(1, FULL_CONNECTIONS))
+}
+
 /// Splits a file into contiguous ranges of whole MiB (the last takes the rest), one per
 /// connection, but none under `MIN_RANGE` (or the part size, if smaller): each is a
-/// partial upload, sent in PATCHes of the part size.
+/// partial upload, sent in PATCHes of `patch_size`.
 fn new_plan(target: &str, size: u64, s: &Settings) -> Plan {
     let min_range = MIN_RANGE.min(s.part_size).max(1);
     let n = (size / min_range).clamp(1, s.connections.max(1) as u64);
@@ -404,4 +420,19 @@ fn server_offset(remote: &Remote, url: &str) -> anyhow::Result<u64> {
         let r = check(r, "HEAD of the upload")?;
         header(&r, "upload-offset").and_then(|v| v.parse().ok()).ok_or_else(|| Retry::Fatal("no Upload-Offset".into()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fewer_connections_send_longer_patches_with_no_more_bytes_in_flight() {
+        let mib = 1 << 20;
+        let sizes: Vec<u64> = (1..=6).map(|parts| patch_size(16 * mib, parts) / mib).collect();
+        assert_eq!(sizes, [64, 32, 16, 16, 16, 16]);
+        for parts in 1..=6 {
+            assert!(patch_size(16 * mib, parts) * (parts as u64).min(FULL_CONNECTIONS) <= 64 * mib);
+        }
+    }
 }
