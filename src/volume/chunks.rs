@@ -10,7 +10,7 @@
 use super::error::{Error, Result};
 use super::txn::NewBody;
 use crate::buffers::Recycled;
-use crate::chunk::ChunkHasher;
+use crate::chunk::{ChunkHasher, Scan};
 use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
 use crate::crypto::keys::Keyring;
@@ -20,7 +20,7 @@ use crate::store::packs::Location;
 use crate::store::{Bodies, Cf, Sealed, Store};
 use lru::LruCache;
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Duration;
 
@@ -394,7 +394,13 @@ pub(crate) struct Chunks {
     /// Chunks that a write in flight will reference without storing them (dedup hits):
     /// garbage collection must not delete them before that write commits.
     pub(crate) pins: Mutex<HashMap<ChunkId, u32>>,
+    /// The last chunks of long writes, with their lengths and how far the search for
+    /// their end got (`remember_end`), newest last.
+    ends: Mutex<VecDeque<(ChunkId, u32, Scan)>>,
 }
+
+/// Last chunks of long writes whose scans are kept: one per upload going on, and more.
+const KEPT_ENDS: usize = 256;
 
 impl Chunks {
     pub(crate) fn new(store: Arc<Store>, codec: ChunkCodec, cache: ChunkCache) -> Self {
@@ -405,6 +411,7 @@ impl Chunks {
             inflight: Mutex::new(HashSet::new()),
             loaded: Condvar::new(),
             pins: Mutex::new(HashMap::new()),
+            ends: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -437,9 +444,26 @@ impl Chunks {
         Ok(plain.slice(range))
     }
 
-    /// Caches the plaintext of a chunk just written, which is about to be read again.
-    pub(crate) fn remember(&self, id: ChunkId, plain: Plain) {
+    /// Caches the plaintext of the last chunk of a long write, which the next append
+    /// (an upload's next PATCH) takes back, with how far the search for its end got: that
+    /// append goes on from there (`end_scan`) instead of scanning the chunk again.
+    pub(crate) fn remember_end(&self, id: ChunkId, plain: Plain, scan: Scan) {
+        let len = plain.len() as u32;
         self.cache.insert(id, plain);
+        let mut ends = self.ends.lock().expect("ends lock");
+        ends.retain(|(kept, ..)| *kept != id);
+        if ends.len() == KEPT_ENDS {
+            ends.pop_front();
+        }
+        ends.push_back((id, len, scan));
+    }
+
+    /// How far the search for a cut got in the remembered last chunk that extent `e`
+    /// covers whole; the default (nothing scanned) for any other.
+    pub(crate) fn end_scan(&self, e: &ExtentValue) -> Scan {
+        let mut ends = self.ends.lock().expect("ends lock");
+        let at = ends.iter().position(|(id, len, _)| *id == e.chunk && e.skip == 0 && e.len == *len);
+        at.and_then(|i| ends.remove(i)).map(|(.., scan)| scan).unwrap_or_default()
     }
 
     /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack

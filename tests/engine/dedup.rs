@@ -186,3 +186,30 @@ fn chunk_ids_follow_the_volume_s_hash_and_an_unknown_one_is_refused() {
         assert!(err.to_string().contains("unknown chunk id hash"), "{err}");
     }
 }
+
+/// A file sent as an upload is (pieces appended and each made durable, as tus PATCHes
+/// are) cuts where the same bytes written at once do: each append takes the last chunk
+/// back and goes on with the search for its end where the commit left it.
+#[test]
+fn a_file_appended_in_synced_pieces_holds_the_chunks_of_one_written_at_once() {
+    let (_tmp, _dir, vol) = volume();
+    let data = random_bytes(53, 48 << 20);
+    let whole = write_file(&vol, Ino::ROOT, "whole.bin", &data);
+    let ino = vol.create(Ino::ROOT, b"pieces.bin", nanofs::volume::Kind::File, 0o644, 0, 0, 0).unwrap().ino;
+    let lens = [3 << 20, 8 << 20, (5 << 20) + 12_345, 1 << 20, 100_000, 9 << 20, 333];
+    let mut at = 0;
+    for len in lens.iter().copied().cycle() {
+        let end = (at + len).min(data.len());
+        for piece in data[at..end].chunks(1 << 20) {
+            vol.write(ino, at as u64, piece, false, false).unwrap();
+            at += piece.len();
+        }
+        vol.fsync(ino, None).unwrap();
+        if at == data.len() {
+            break;
+        }
+    }
+    assert_eq!(chunk_set(&vol, ino), chunk_set(&vol, whole));
+    assert!(read_all(&vol, ino) == data);
+    vol.close().unwrap();
+}

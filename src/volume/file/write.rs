@@ -3,7 +3,7 @@
 use super::window::{Handoff, Job, Segment, Window, MAX_JOBS};
 use super::{FileState, LostWrites};
 use crate::buffers::Recycled;
-use crate::chunk::{cut_points, cut_points_from};
+use crate::chunk::{cut_points, cut_points_from, Scan};
 use crate::ids::{ChunkId, Ino};
 use crate::store::keys::ExtentValue;
 use crate::store::{Bodies, Durability};
@@ -173,6 +173,7 @@ impl Volume {
                     // A long write goes on: a block's room, kept, as `stream` takes.
                     w.tail = crate::buffers::take_empty(NEXT_BLOCK + self.params.max);
                     w.tail.extend_from_slice(&plain);
+                    w.scan = self.chunks.end_scan(&e);
                 }
             }
         }
@@ -311,11 +312,19 @@ impl Volume {
         }
         // The tail is cut, hashed and sealed while the workers finish the last blocks: an
         // upload's every PATCH ends here (docs/benchmarks.md, "2026-12-07 (later)").
-        let lens = cut_points_from(&w.tail, &self.params, true, &mut w.scan);
+        let mut lens = cut_points_from(&w.tail, &self.params, false, &mut w.scan);
+        let cut: usize = lens.iter().sum();
+        // The rest, uncut so far, ends the write as its last chunk; the search for its
+        // end got as far as `w.scan` says.
+        let last_scan = if cut < w.tail.len() { w.scan } else { Scan::default() };
+        if cut < w.tail.len() {
+            lens.push(w.tail.len() - cut);
+        }
         let prepared = self.chunks.prepare(&w.tail, &lens)?;
         // The last chunk of a long write is most often an append's, which the next append
         // (an upload's next PATCH) takes back (`open_window`): cached, it is neither read
-        // nor opened again (docs/benchmarks.md, "2026-12-07 (day)").
+        // nor opened again (docs/benchmarks.md, "2026-12-07 (day)"), nor scanned again
+        // ("2026-12-08").
         let last = prepared.last().filter(|_| w.streamed()).map(|p| {
             let plain = w.tail[w.tail.len() - p.len as usize..].to_vec();
             (p.id, Plain::from(plain))
@@ -329,7 +338,7 @@ impl Volume {
         let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
         self.chunks.unpin(pinned.iter());
         if let (Ok(()), Some((id, plain))) = (&result, last) {
-            self.chunks.remember(id, plain);
+            self.chunks.remember_end(id, plain, last_scan);
         }
         result
     }
