@@ -273,12 +273,56 @@ impl ChunkHasher {
         Self { hash: ChunkHash::Blake2bp(params) }
     }
 
+    /// A running hash for a chunk whose plaintext comes in parts: its `id` is `id` of
+    /// their concatenation.
+    #[must_use]
+    pub fn state(&self) -> IdState {
+        match &self.hash {
+            ChunkHash::Blake2b(p) => IdState::Blake2b(Box::new(p.to_state())),
+            ChunkHash::Blake2bp(p) => IdState::Blake2bp(Box::new(p.to_state())),
+        }
+    }
+
     /// The id of a chunk with this plaintext.
     #[must_use]
     pub fn id(&self, plaintext: &[u8]) -> ChunkId {
         let hash = match &self.hash {
             ChunkHash::Blake2b(p) => p.hash(plaintext),
             ChunkHash::Blake2bp(p) => p.hash(plaintext),
+        };
+        ChunkId(hash.as_bytes().try_into().expect("32-byte hash"))
+    }
+}
+
+/// The hash of a chunk's first bytes (`ChunkHasher::state`), kept to go on with: an
+/// append that takes a long write's last chunk back does not hash it again.
+#[derive(Clone)]
+pub enum IdState {
+    /// BLAKE2b-256.
+    Blake2b(Box<blake2b_simd::State>),
+    /// BLAKE2bp-256.
+    Blake2bp(Box<blake2b_simd::blake2bp::State>),
+}
+
+impl IdState {
+    /// Hashes the next bytes of the chunk.
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            Self::Blake2b(s) => {
+                s.update(data);
+            }
+            Self::Blake2bp(s) => {
+                s.update(data);
+            }
+        }
+    }
+
+    /// The id of the chunk of the bytes hashed so far; more may follow.
+    #[must_use]
+    pub fn id(&self) -> ChunkId {
+        let hash = match self {
+            Self::Blake2b(s) => s.finalize(),
+            Self::Blake2bp(s) => s.finalize(),
         };
         ChunkId(hash.as_bytes().try_into().expect("32-byte hash"))
     }
@@ -464,6 +508,25 @@ mod tests {
             crate::ids::hex(&ChunkHasher::parallel([1; 32]).id(b"nanofs chunk").0),
             "338b6cd20772e6a1f38d48ac463098c1a940aaa0f974707db50a23ffbb0bb993"
         );
+    }
+
+    proptest! {
+        #[test]
+        fn an_id_hashed_in_parts_is_the_id_of_the_whole(data in proptest::collection::vec(any::<u8>(), 0..5000), cuts in proptest::collection::vec(0usize..5000, 0..4), parallel: bool) {
+            let h = if parallel { ChunkHasher::parallel([9; 32]) } else { ChunkHasher::new([9; 32]) };
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort_unstable();
+            let mut state = h.state();
+            let mut at = 0;
+            for c in cuts {
+                state.update(&data[at..c]);
+                at = c;
+                // Asked midway, and the hashing goes on.
+                prop_assert_eq!(state.id(), h.id(&data[..c]));
+            }
+            state.update(&data[at..]);
+            prop_assert_eq!(state.id(), h.id(&data));
+        }
     }
 
     #[test]

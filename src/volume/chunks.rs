@@ -10,7 +10,7 @@
 use super::error::{Error, Result};
 use super::txn::NewBody;
 use crate::buffers::Recycled;
-use crate::chunk::{ChunkHasher, Scan};
+use crate::chunk::{ChunkHasher, IdState, Scan};
 use crate::config::Compression;
 use crate::crypto::aead::{SealKey, OVERHEAD};
 use crate::crypto::keys::Keyring;
@@ -95,6 +95,24 @@ impl ChunkCodec {
     #[must_use]
     pub fn id(&self, plain: &[u8]) -> ChunkId {
         self.hasher.id(plain)
+    }
+
+    /// The id of `piece` and, if `keep`, its running hash; a `head` that `piece` starts
+    /// with is not hashed again.
+    fn hash(&self, piece: &[u8], head: Option<&Head>, keep: bool) -> (ChunkId, Option<IdState>) {
+        match head.filter(|h| h.len <= piece.len()) {
+            Some(h) => {
+                let mut state = h.state.clone();
+                state.update(&piece[h.len..]);
+                (state.id(), keep.then_some(state))
+            }
+            None if keep => {
+                let mut state = self.hasher.state();
+                state.update(piece);
+                (state.id(), Some(state))
+            }
+            None => (self.id(piece), None),
+        }
     }
 
     /// Compresses (when it pays) and seals `plain` whose id is `id`.
@@ -394,9 +412,16 @@ pub(crate) struct Chunks {
     /// Chunks that a write in flight will reference without storing them (dedup hits):
     /// garbage collection must not delete them before that write commits.
     pub(crate) pins: Mutex<HashMap<ChunkId, u32>>,
-    /// The last chunks of long writes, with their lengths and how far the search for
-    /// their end got (`remember_end`), newest last.
-    ends: Mutex<VecDeque<(ChunkId, u32, Scan)>>,
+    /// The last chunks of long writes, with their lengths, how far the search for their
+    /// end got and their running hashes (`remember_end`), newest last.
+    ends: Mutex<VecDeque<(ChunkId, u32, Scan, IdState)>>,
+}
+
+/// The first bytes of a window's tail, hashed already: a long write's last chunk, taken
+/// back by an append (`Chunks::end_of`).
+pub(crate) struct Head {
+    pub len: usize,
+    pub state: IdState,
 }
 
 /// Last chunks of long writes whose scans are kept: one per upload going on, and more.
@@ -445,9 +470,10 @@ impl Chunks {
     }
 
     /// Caches the plaintext of the last chunk of a long write, which the next append
-    /// (an upload's next PATCH) takes back, with how far the search for its end got: that
-    /// append goes on from there (`end_scan`) instead of scanning the chunk again.
-    pub(crate) fn remember_end(&self, id: ChunkId, plain: Plain, scan: Scan) {
+    /// (an upload's next PATCH) takes back, with how far the search for its end got and
+    /// its running hash: that append goes on from there (`end_of`) instead of scanning and
+    /// hashing the chunk again.
+    pub(crate) fn remember_end(&self, id: ChunkId, plain: Plain, scan: Scan, state: IdState) {
         let len = plain.len() as u32;
         self.cache.insert(id, plain);
         let mut ends = self.ends.lock().expect("ends lock");
@@ -455,15 +481,16 @@ impl Chunks {
         if ends.len() == KEPT_ENDS {
             ends.pop_front();
         }
-        ends.push_back((id, len, scan));
+        ends.push_back((id, len, scan, state));
     }
 
     /// How far the search for a cut got in the remembered last chunk that extent `e`
-    /// covers whole; the default (nothing scanned) for any other.
-    pub(crate) fn end_scan(&self, e: &ExtentValue) -> Scan {
+    /// covers whole, and its running hash; `None` for any other chunk.
+    pub(crate) fn end_of(&self, e: &ExtentValue) -> Option<(Scan, Head)> {
         let mut ends = self.ends.lock().expect("ends lock");
-        let at = ends.iter().position(|(id, len, _)| *id == e.chunk && e.skip == 0 && e.len == *len);
-        at.and_then(|i| ends.remove(i)).map(|(.., scan)| scan).unwrap_or_default()
+        let at = ends.iter().position(|(id, len, ..)| *id == e.chunk && e.skip == 0 && e.len == *len)?;
+        let (_, len, scan, state) = ends.remove(at)?;
+        Some((scan, Head { len: len as usize, state }))
     }
 
     /// The plaintext of a chunk that a write in flight stored: its body may lie in a pack
@@ -550,24 +577,40 @@ impl Chunks {
     /// Hashes the pieces of `data` (lengths `lens`) and seals those not stored yet, in
     /// parallel on the worker pool.
     pub(crate) fn prepare(&self, data: &[u8], lens: &[usize]) -> Result<Vec<Prepared>> {
-        self.prepare_then(data, lens, Ok)
+        Ok(self.prepare_then(data, lens, None, false, Ok)?.0)
     }
 
-    /// `prepare`, with `then` applied to each piece on the worker that prepared it.
+    /// `prepare` of the end of a long write, whose first piece may start with `head`;
+    /// also gives the running hash of its last piece, for `remember_end`.
+    pub(crate) fn prepare_end(
+        &self,
+        data: &[u8],
+        lens: &[usize],
+        head: Option<&Head>,
+    ) -> Result<(Vec<Prepared>, Option<IdState>)> {
+        self.prepare_then(data, lens, head, true, Ok)
+    }
+
+    /// `prepare`, with `then` applied to each piece on the worker that prepared it: the
+    /// first piece goes on from `head`, if given, and the last one's running hash is
+    /// given back too if `keep_last`.
     fn prepare_then<T: Send>(
         &self,
         data: &[u8],
         lens: &[usize],
+        head: Option<&Head>,
+        keep_last: bool,
         then: impl Fn(Prepared) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
+    ) -> Result<(Vec<T>, Option<IdState>)> {
         let mut pieces = Vec::with_capacity(lens.len());
         let mut at = 0;
         for l in lens {
             pieces.push(&data[at..at + l]);
             at += l;
         }
-        let prepare_one = |piece: &&[u8]| -> Result<T> {
-            let id = self.codec.id(piece);
+        let last = pieces.len().saturating_sub(1);
+        let prepare_one = |(i, piece): (usize, &&[u8])| -> Result<(T, Option<IdState>)> {
+            let (id, state) = self.codec.hash(piece, head.filter(|_| i == 0), keep_last && i == last);
             // Checked and pinned under one lock, which garbage collection holds while it
             // deletes: a chunk found here stays until this write commits.
             let known = {
@@ -579,25 +622,30 @@ impl Chunks {
                 known
             };
             let sealed = (!known).then(|| self.codec.seal(id, piece).envelope);
-            then(Prepared { id, len: piece.len() as u32, sealed })
+            Ok((then(Prepared { id, len: piece.len() as u32, sealed })?, state))
         };
         // A single small piece (most files) is cheaper here than a hop to the pool.
-        if pieces.len() <= 1 {
-            return pieces.iter().map(prepare_one).collect();
-        }
-        pieces.par_iter().map(prepare_one).collect()
+        let done: Vec<(T, Option<IdState>)> = if pieces.len() <= 1 {
+            pieces.iter().enumerate().map(prepare_one).collect::<Result<_>>()?
+        } else {
+            pieces.par_iter().enumerate().map(prepare_one).collect::<Result<_>>()?
+        };
+        let (done, mut states): (Vec<T>, Vec<Option<IdState>>) = done.into_iter().unzip();
+        Ok((done, states.pop().flatten()))
     }
 
     /// Chunks a block at `offset` into `lens`, appending new bodies to a pack as soon as
-    /// each is sealed (so a block's sealed copy never sits in memory whole).
+    /// each is sealed (so a block's sealed copy never sits in memory whole). Its first
+    /// piece goes on from `head`, if given.
     pub(crate) fn store_block(
         &self,
         offset: u64,
         data: &[u8],
         lens: &[usize],
+        head: Option<&Head>,
         window: &WindowBodies,
     ) -> Result<Vec<Pending>> {
-        let stored = self.prepare_then(data, lens, |p| Ok((p.id, p.len, self.pack_body(&p, window)?)))?;
+        let stored = self.prepare_then(data, lens, head, false, |p| Ok((p.id, p.len, self.pack_body(&p, window)?)))?.0;
         Ok(laid_end_to_end(offset, stored))
     }
 

@@ -189,7 +189,8 @@ fn chunk_ids_follow_the_volume_s_hash_and_an_unknown_one_is_refused() {
 
 /// A file sent as an upload is (pieces appended and each made durable, as tus PATCHes
 /// are) cuts where the same bytes written at once do: each append takes the last chunk
-/// back and goes on with the search for its end where the commit left it.
+/// back and goes on with the search for its end, and with its hash, where the commit left
+/// them.
 #[test]
 fn a_file_appended_in_synced_pieces_holds_the_chunks_of_one_written_at_once() {
     let (_tmp, _dir, vol) = volume();
@@ -211,5 +212,10 @@ fn a_file_appended_in_synced_pieces_holds_the_chunks_of_one_written_at_once() {
     }
     assert_eq!(chunk_set(&vol, ino), chunk_set(&vol, whole));
     assert!(read_all(&vol, ino) == data);
+    // The same ids too (the appends hash the chunks they take back no more): the second
+    // copy is stored once, and every chunk's plaintext hashes to its id.
+    let s = vol.stats().unwrap();
+    assert!(s.dedup_ratio > 1.99, "{s:?}");
+    assert_clean(&vol, true);
     vol.close().unwrap();
 }

@@ -4,7 +4,7 @@
 use crate::buffers::Recycled;
 use crate::chunk::Scan;
 use crate::ids::ChunkId;
-use crate::volume::chunks::{Pending, Plain, WindowBodies};
+use crate::volume::chunks::{Head, Pending, Plain, WindowBodies};
 use crate::volume::error::{Error, Result};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -21,6 +21,9 @@ pub(super) struct Window {
     /// How far the search for the first cut point in `tail` got (`Scan::default()` after
     /// any change to the tail but an append).
     pub(super) scan: Scan,
+    /// The first bytes of `tail`, hashed already: a chunk taken back (`None` after any
+    /// change to them).
+    pub(super) head: Option<Head>,
     /// The bodies this window appended to packs, shared with its jobs.
     pub(super) bodies: Arc<WindowBodies>,
 }
@@ -34,6 +37,7 @@ impl Window {
             pending_len: 0,
             tail: vec![],
             scan: Scan::default(),
+            head: None,
             bodies: Arc::default(),
         }
     }
@@ -61,6 +65,7 @@ impl Window {
         let over = (self.tail.len() - rel).min(data.len());
         if over > 0 {
             self.scan = Scan::default();
+            self.head = None;
         }
         self.tail[rel..rel + over].copy_from_slice(&data[..over]);
         self.tail.extend_from_slice(&data[over..]);
@@ -98,6 +103,7 @@ impl Window {
         self.pending_len += self.tail.len() as u64;
         self.tail = vec![];
         self.scan = Scan::default();
+        self.head = None;
         self.pending.append(&mut pending);
     }
     /// Nothing chunked yet: all of it is in the tail.
@@ -155,6 +161,7 @@ impl Segment {
         let mut rest = Window::new(w.tail_start());
         rest.tail = std::mem::take(&mut w.tail);
         rest.scan = std::mem::take(&mut w.scan);
+        rest.head = w.head.take();
         // The rest dedups against the bodies the segment appended, uncommitted as they are.
         rest.bodies = w.bodies.clone();
         let window = std::mem::replace(w, rest);

@@ -173,7 +173,9 @@ impl Volume {
                     // A long write goes on: a block's room, kept, as `stream` takes.
                     w.tail = crate::buffers::take_empty(NEXT_BLOCK + self.params.max);
                     w.tail.extend_from_slice(&plain);
-                    w.scan = self.chunks.end_scan(&e);
+                    if let Some((scan, head)) = self.chunks.end_of(&e) {
+                        (w.scan, w.head) = (scan, Some(head));
+                    }
                 }
             }
         }
@@ -202,7 +204,8 @@ impl Volume {
         w.pending_len += consumed as u64;
         let done = Arc::new(Handoff::default());
         let (reader, data, slot, bodies) = (self.chunks.clone(), block.clone(), done.clone(), w.bodies.clone());
-        rayon::spawn(move || slot.fill(reader.store_block(offset, &data, &lens, &bodies)));
+        let head = w.head.take();
+        rayon::spawn(move || slot.fill(reader.store_block(offset, &data, &lens, head.as_ref(), &bodies)));
         w.jobs.push_back(Job { offset, data: block, done });
         Ok(())
     }
@@ -320,14 +323,14 @@ impl Volume {
         if cut < w.tail.len() {
             lens.push(w.tail.len() - cut);
         }
-        let prepared = self.chunks.prepare(&w.tail, &lens)?;
+        let (prepared, last_state) = self.chunks.prepare_end(&w.tail, &lens, w.head.take().as_ref())?;
         // The last chunk of a long write is most often an append's, which the next append
         // (an upload's next PATCH) takes back (`open_window`): cached, it is neither read
-        // nor opened again (docs/benchmarks.md, "2026-12-07 (day)"), nor scanned again
-        // ("2026-12-08").
-        let last = prepared.last().filter(|_| w.streamed()).map(|p| {
+        // nor opened again (docs/benchmarks.md, "2026-12-07 (day)"), nor scanned and hashed
+        // again ("2026-12-08").
+        let last = prepared.last().zip(last_state).filter(|_| w.streamed()).map(|(p, state)| {
             let plain = w.tail[w.tail.len() - p.len as usize..].to_vec();
-            (p.id, Plain::from(plain))
+            (p.id, Plain::from(plain), state)
         });
         let found: Vec<ChunkId> = prepared.iter().filter(|p| p.sealed.is_none()).map(|p| p.id).collect();
         if let Err(e) = w.finish_jobs() {
@@ -337,8 +340,8 @@ impl Volume {
         let pinned: Vec<ChunkId> = w.dedup_hits().chain(found).collect();
         let result = self.store_tail_and_commit(ino, st, w, written_end, prepared, durability);
         self.chunks.unpin(pinned.iter());
-        if let (Ok(()), Some((id, plain))) = (&result, last) {
-            self.chunks.remember_end(id, plain, last_scan);
+        if let (Ok(()), Some((id, plain, state))) = (&result, last) {
+            self.chunks.remember_end(id, plain, last_scan, state);
         }
         result
     }
