@@ -424,7 +424,8 @@ pub(crate) struct Head {
     pub state: IdState,
 }
 
-/// Last chunks of long writes whose scans are kept: one per upload going on, and more.
+/// Last chunks of long writes whose scans and hashes are kept: one per upload going on,
+/// and more.
 const KEPT_ENDS: usize = 256;
 
 impl Chunks {
