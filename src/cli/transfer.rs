@@ -13,7 +13,9 @@ pub struct TransferArgs {
     /// Parallel connections, 1 to 16 (default: the volume's parallel_chunks).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=16))]
     connections: Option<u16>,
-    /// Bytes per request in MiB, 1 to 4096 (default: the volume's chunk_size_mb).
+    /// Part size in MiB, 1 to 4096 (default: the volume's chunk_size_mb): the bytes of a
+    /// pull's range requests and of a push's PATCHes, which are longer over fewer than
+    /// four connections (one connection: four parts each).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     part_size_mb: Option<u32>,
     /// Retries of one request (default: the volume's max_retries).
