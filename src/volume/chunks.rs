@@ -581,15 +581,17 @@ impl Chunks {
         Ok(self.prepare_then(data, lens, None, false, Ok)?.0)
     }
 
-    /// `prepare` of the end of a long write, whose first piece may start with `head`;
-    /// also gives the running hash of its last piece, for `remember_end`.
+    /// `prepare` of the end of a write, whose first piece may start with `head`; with
+    /// `keep_last` (a long write), also gives the running hash of its last piece, for
+    /// `remember_end`.
     pub(crate) fn prepare_end(
         &self,
         data: &[u8],
         lens: &[usize],
         head: Option<&Head>,
+        keep_last: bool,
     ) -> Result<(Vec<Prepared>, Option<IdState>)> {
-        self.prepare_then(data, lens, head, true, Ok)
+        self.prepare_then(data, lens, head, keep_last, Ok)
     }
 
     /// `prepare`, with `then` applied to each piece on the worker that prepared it: the

@@ -323,12 +323,14 @@ impl Volume {
         if cut < w.tail.len() {
             lens.push(w.tail.len() - cut);
         }
-        let (prepared, last_state) = self.chunks.prepare_end(&w.tail, &lens, w.head.take().as_ref())?;
+        // Only a long write's last chunk is remembered: a short one's running hash would
+        // go unused.
+        let (prepared, last_state) = self.chunks.prepare_end(&w.tail, &lens, w.head.take().as_ref(), w.streamed())?;
         // The last chunk of a long write is most often an append's, which the next append
         // (an upload's next PATCH) takes back (`open_window`): cached, it is neither read
         // nor opened again (docs/benchmarks.md, "2026-12-07 (day)"), nor scanned and hashed
         // again ("2026-12-08").
-        let last = prepared.last().zip(last_state).filter(|_| w.streamed()).map(|(p, state)| {
+        let last = prepared.last().zip(last_state).map(|(p, state)| {
             let plain = w.tail[w.tail.len() - p.len as usize..].to_vec();
             (p.id, Plain::from(plain), state)
         });
